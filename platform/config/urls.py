@@ -1,0 +1,31 @@
+"""URL wiring (layer 7): the admin, the REST API under /api/v1/, its schema and docs, the portal."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+api_v1 = [
+    path("", include("consumers.api_urls")),
+    path("", include("privacy.api_urls")),
+    path("", include("tags.api_urls")),
+    path("", include("recommend.api_urls")),
+    path("", include("segments.api_urls")),
+    path("", include("campaigns.api_urls")),
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
+    path(
+        "docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
+        name="api-docs",
+    ),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
+        name="api-redoc",
+    ),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("", include("portal.urls")),
+]

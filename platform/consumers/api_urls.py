@@ -1,0 +1,3 @@
+"""Operator ingestion endpoints; filled by the ingestion work."""
+
+urlpatterns: list = []

@@ -1,0 +1,64 @@
+"""Base classes every merchant-facing API view builds on.
+
+Scoping fails closed: a view that forgets to define its merchant scope raises
+instead of returning everything, and an object outside the caller's merchant
+is the same 404 as a missing one.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Model, QuerySet
+from django.http import Http404
+from rest_framework import viewsets
+from rest_framework.views import APIView
+
+from .auth import ApiPrincipal
+from .models import Merchant
+from .permissions import IsMerchantKey, IsOperatorKey
+
+
+class ScopeMissing(RuntimeError):
+    """A merchant-scoped view was used without a merchant in context (a programming error)."""
+
+
+def request_merchant(request) -> Merchant:
+    user = getattr(request, "user", None)
+    if not isinstance(user, ApiPrincipal) or user.merchant is None:
+        raise ScopeMissing("no merchant in the request context")
+    return user.merchant
+
+
+def get_scoped_or_404(queryset: QuerySet, **lookup) -> Model:
+    """Fetch one object from an already merchant-scoped queryset; missing and foreign are both 404."""
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError, TypeError):
+        raise Http404 from None
+
+
+class MerchantScopedMixin:
+    """Gives `self.merchant` and requires `scoped_queryset(merchant)`."""
+
+    permission_classes = [IsMerchantKey]
+
+    @property
+    def merchant(self) -> Merchant:
+        return request_merchant(self.request)
+
+    def scoped_queryset(self, merchant: Merchant) -> QuerySet:
+        raise ScopeMissing(f"{type(self).__name__} must define scoped_queryset(merchant)")
+
+    def get_queryset(self) -> QuerySet:
+        return self.scoped_queryset(self.merchant)
+
+
+class MerchantScopedViewSet(MerchantScopedMixin, viewsets.GenericViewSet):
+    pass
+
+
+class MerchantAPIView(MerchantScopedMixin, APIView):
+    pass
+
+
+class OperatorAPIView(APIView):
+    permission_classes = [IsOperatorKey]

@@ -1,0 +1,70 @@
+"""One error shape for the whole API, and no request ever answered with a 500 page.
+
+Errors are `{"error": {"code": ..., "message": ..., "details": ...}}`. DRF's
+own exceptions keep their status; anything unexpected is logged with its
+traceback (never with request data, which may carry identifiers) and answered
+with a generic 500 JSON body.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger("dmp.api")
+
+
+class ApiError(exceptions.APIException):
+    """A domain error with a status and machine-readable code. Raise from services through views."""
+
+    def __init__(self, message: str, *, code: str, status_code: int = 400, details=None):
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.details = details
+        self.error_code = code
+        self.message = message
+
+
+class Conflict(ApiError):
+    def __init__(self, message: str, *, code: str = "conflict", details=None):
+        super().__init__(message, code=code, status_code=status.HTTP_409_CONFLICT, details=details)
+
+
+class Unprocessable(ApiError):
+    def __init__(self, message: str, *, code: str = "unprocessable", details=None):
+        super().__init__(message, code=code, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY, details=details)
+
+
+def error_response(status_code: int, code: str, message: str, details=None, headers=None) -> Response:
+    body = {"error": {"code": code, "message": message}}
+    if details is not None:
+        body["error"]["details"] = details
+    return Response(body, status=status_code, headers=headers)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.error_code, exc.message, exc.details)
+    if isinstance(exc, Http404):
+        return error_response(404, "not_found", "Not found.")
+    if isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        code = getattr(exc, "default_code", "error")
+        if isinstance(exc, exceptions.ValidationError):
+            return error_response(response.status_code, "invalid", "The request is not valid.", response.data)
+        detail = response.data.get("detail", str(exc)) if isinstance(response.data, dict) else response.data
+        headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After")}
+        return error_response(response.status_code, code, str(detail), headers=headers)
+    view = context.get("view")
+    logger.exception(
+        "api.unhandled_error",
+        extra={"fields": {"view": type(view).__name__ if view else None, "error": type(exc).__name__}},
+    )
+    return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")

@@ -1,0 +1,209 @@
+"""The processing register, the consent ledger and the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class Purpose(models.TextChoices):
+    TAGGING = "tagging", "Tagging and audience insights"
+    RECOMMENDATION = "recommendation", "Product recommendations"
+    DIRECT_MARKETING = "direct_marketing", "Direct marketing (campaign sends, audience export)"
+    RISK_CONTROL = "risk_control", "Risk control (fraud and coupon-abuse flags)"
+
+
+class LegalBasis(models.TextChoices):
+    CONSENT = "consent", "Consent (express opt-in)"
+    DEEMED_CONSENT = "deemed_consent_notification", "Deemed consent by notification"
+    BUSINESS_IMPROVEMENT = "business_improvement", "Business Improvement Exception"
+    LEGITIMATE_INTERESTS = "legitimate_interests", "Legitimate Interests Exception"
+
+
+# Which bases may support which purpose (PDPA as amended 2020; GDPR equivalent in docs/privacy.md).
+ALLOWED_BASES: dict[str, frozenset[str]] = {
+    Purpose.TAGGING: frozenset({LegalBasis.BUSINESS_IMPROVEMENT, LegalBasis.CONSENT}),
+    Purpose.RECOMMENDATION: frozenset({LegalBasis.BUSINESS_IMPROVEMENT, LegalBasis.CONSENT}),
+    Purpose.DIRECT_MARKETING: frozenset({LegalBasis.CONSENT}),
+    Purpose.RISK_CONTROL: frozenset({LegalBasis.LEGITIMATE_INTERESTS}),
+}
+
+
+class ActivityStatus(models.TextChoices):
+    DRAFT = "draft", "Draft (awaiting approval)"
+    APPROVED = "approved", "Approved"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class ProcessingActivity(models.Model):
+    """One purpose, the legal basis it relies on, its written assessment, and who approved it."""
+
+    name = models.CharField(max_length=200)
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    legal_basis = models.CharField(max_length=40, choices=LegalBasis.choices)
+    description = models.TextField(help_text="What is processed and why, in plain language.")
+    assessment = models.TextField(
+        blank=True,
+        help_text="The written assessment. Business Improvement: why the purpose cannot reasonably be achieved "
+        "without identifiable data and why a reasonable person would consider it appropriate. Legitimate "
+        "Interests: the balancing test (benefit against adverse effect on consumers) and the mitigations.",
+    )
+    disclosure_url = models.URLField(
+        blank=True, help_text="Public notice of reliance on the Legitimate Interests Exception."
+    )
+    counter_statement_channel = models.CharField(
+        max_length=300, blank=True, help_text="How adversely affected consumers can file a counter statement."
+    )
+    data_categories = models.CharField(max_length=500, blank=True, help_text="Comma-separated data categories.")
+    recipients = models.CharField(max_length=500, blank=True, help_text="Who receives the output.")
+    retention = models.CharField(max_length=200, blank=True)
+    safeguards = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=ActivityStatus.choices, default=ActivityStatus.DRAFT)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["purpose", "name"]
+        verbose_name = "processing activity"
+        verbose_name_plural = "processing register"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_purpose_display()}, {self.get_legal_basis_display()})"
+
+    def clean(self) -> None:
+        errors = rule_violations(
+            purpose=self.purpose,
+            legal_basis=self.legal_basis,
+            assessment=self.assessment,
+            disclosure_url=self.disclosure_url,
+            counter_statement_channel=self.counter_statement_channel,
+        )
+        if errors:
+            raise ValidationError(errors)
+
+
+def rule_violations(
+    *, purpose: str, legal_basis: str, assessment: str, disclosure_url: str, counter_statement_channel: str
+) -> dict[str, list[str]]:
+    """The register's rules as field errors; empty when the activity is lawful as written."""
+    errors: dict[str, list[str]] = {}
+    allowed = ALLOWED_BASES.get(purpose)
+    if allowed is None:
+        return {"purpose": [f"Unknown purpose {purpose!r}."]}
+    if legal_basis not in allowed:
+        names = ", ".join(sorted(LegalBasis(b).label for b in allowed))
+        if purpose == Purpose.DIRECT_MARKETING:
+            reason = (
+                "Direct marketing needs each consumer's express opt-in consent; the Business Improvement "
+                "Exception, the Legitimate Interests Exception and deemed consent by notification never cover it."
+            )
+        else:
+            reason = f"{Purpose(purpose).label} may rely only on: {names}."
+        errors.setdefault("legal_basis", []).append(reason)
+    if legal_basis in (LegalBasis.BUSINESS_IMPROVEMENT, LegalBasis.LEGITIMATE_INTERESTS) and not assessment.strip():
+        errors.setdefault("assessment", []).append(
+            f"{LegalBasis(legal_basis).label} needs a written assessment before it can be relied on."
+        )
+    if legal_basis == LegalBasis.LEGITIMATE_INTERESTS:
+        if not disclosure_url.strip():
+            errors.setdefault("disclosure_url", []).append(
+                "The Legitimate Interests Exception needs a public disclosure of the reliance (a URL)."
+            )
+        if not counter_statement_channel.strip():
+            errors.setdefault("counter_statement_channel", []).append(
+                "Risk control under Legitimate Interests needs a counter-statement channel for affected consumers."
+            )
+    return errors
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", "Granted"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class ConsentKind(models.TextChoices):
+    EXPRESS = "express", "Express opt-in"
+    DEEMED = "deemed", "Deemed (by conduct or notification)"
+
+
+class ConsentRecord(models.Model):
+    """The consent ledger: one row per consent event, never changed (append-only)."""
+
+    consumer = models.ForeignKey("consumers.Consumer", on_delete=models.CASCADE, related_name="consent_records")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
+    kind = models.CharField(max_length=16, choices=ConsentKind.choices, default=ConsentKind.EXPRESS)
+    source = models.CharField(max_length=100, help_text="Where it was captured (app screen, form version).")
+    occurred_at = models.DateTimeField(help_text="When the consumer gave or withdrew it.")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["consumer", "purpose", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"consumer {self.consumer_id} {self.purpose} {self.status} ({self.kind})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValidationError("The consent ledger is append-only; record a new entry instead.")
+        super().save(*args, **kwargs)
+
+
+class ConsentState(models.Model):
+    """Current consent per consumer and purpose, derived from the ledger (latest event wins).
+
+    Kept in the same transaction as each ledger append so readers (bitmaps,
+    campaign sends) need not scan the history.
+    """
+
+    consumer = models.ForeignKey("consumers.Consumer", on_delete=models.CASCADE, related_name="consent_states")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
+    kind = models.CharField(max_length=16, choices=ConsentKind.choices)
+    occurred_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["consumer", "purpose"], name="consentstate_unique")]
+        indexes = [models.Index(fields=["purpose", "status", "kind"])]
+
+    def __str__(self) -> str:
+        return f"consumer {self.consumer_id} {self.purpose}: {self.status} ({self.kind})"
+
+    @property
+    def is_express_opt_in(self) -> bool:
+        return self.status == ConsentStatus.GRANTED and self.kind == ConsentKind.EXPRESS
+
+
+class AuditEntry(models.Model):
+    """The tamper-evident audit log. Append-only; each entry's hash chains to the previous one.
+
+    entry_hash = HMAC(AUDIT_KEY, prev_hash + canonical entry). On PostgreSQL a
+    trigger refuses UPDATE and DELETE. Entries never carry raw identifiers.
+    """
+
+    created_at = models.DateTimeField()
+    actor = models.CharField(max_length=100, help_text="user:<id>, apikey:<id>, task:<name> or command:<name>")
+    merchant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    purpose = models.CharField(max_length=32, blank=True)
+    legal_basis = models.CharField(max_length=40, blank=True)
+    activity_id = models.BigIntegerField(null=True, blank=True)
+    action = models.CharField(max_length=100, db_index=True)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=100, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "audit log"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} by {self.actor}"

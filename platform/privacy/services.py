@@ -1,0 +1,185 @@
+"""Write operations of the privacy core: the register, the processing guard, the consent ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .audit import audit_record
+from .models import (
+    ActivityStatus,
+    ConsentKind,
+    ConsentRecord,
+    ConsentState,
+    ConsentStatus,
+    ProcessingActivity,
+    Purpose,
+)
+
+
+class ProcessingNotPermitted(Exception):
+    """A job tried to process consumer data for a purpose with no approved legal basis."""
+
+    def __init__(self, purpose: str, reason: str):
+        self.purpose = purpose
+        self.reason = reason
+        super().__init__(f"Processing for {purpose!r} is not permitted: {reason}")
+
+
+@dataclass(frozen=True)
+class ProcessingBasis:
+    """What a job runs under; it goes into the job's audit entry."""
+
+    activity_id: int
+    purpose: str
+    legal_basis: str
+
+
+def processing_basis_require(*, purpose: str) -> ProcessingBasis:
+    """The one guard every job calls before it touches consumer data.
+
+    Returns the approved activity (the most recently approved, if several);
+    raises ProcessingNotPermitted when none is approved or the one found no
+    longer satisfies the register's rules.
+    """
+    if purpose not in Purpose.values:
+        raise ProcessingNotPermitted(purpose, "unknown purpose")
+    activity = (
+        ProcessingActivity.objects.filter(purpose=purpose, status=ActivityStatus.APPROVED)
+        .order_by("-approved_at", "-id")
+        .first()
+    )
+    if activity is None:
+        raise ProcessingNotPermitted(purpose, "no approved processing activity in the register")
+    try:
+        activity.clean()
+    except ValidationError as exc:
+        raise ProcessingNotPermitted(purpose, f"the approved activity breaks the register's rules: {exc}") from exc
+    return ProcessingBasis(activity_id=activity.pk, purpose=activity.purpose, legal_basis=activity.legal_basis)
+
+
+def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+    activity.full_clean()  # the register's rules; raises ValidationError naming the field
+    with transaction.atomic():
+        activity.status = ActivityStatus.APPROVED
+        activity.approved_by = officer
+        activity.approved_at = timezone.now()
+        activity.save()
+        audit_record(
+            actor=f"user:{officer.pk}",
+            action="processing_activity.approved",
+            purpose=activity.purpose,
+            legal_basis=activity.legal_basis,
+            activity_id=activity.pk,
+            object_type="ProcessingActivity",
+            object_id=activity.pk,
+        )
+    return activity
+
+
+def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+    with transaction.atomic():
+        activity.status = ActivityStatus.SUSPENDED
+        activity.save(update_fields=["status", "updated_at"])
+        audit_record(
+            actor=f"user:{officer.pk}",
+            action="processing_activity.suspended",
+            purpose=activity.purpose,
+            legal_basis=activity.legal_basis,
+            activity_id=activity.pk,
+            object_type="ProcessingActivity",
+            object_id=activity.pk,
+        )
+    return activity
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    consumer_id: int
+    purpose: str
+    status: str
+    kind: str
+    source: str
+    occurred_at: datetime
+
+
+def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, int]:
+    """Append consent events to the ledger and bring the derived current state up to date.
+
+    The latest event by occurred_at wins, so late-arriving older events are
+    kept in the ledger without overriding a newer decision.
+    """
+    if not changes:
+        return {"recorded": 0, "state_changed": 0}
+    with transaction.atomic():
+        ConsentRecord.objects.bulk_create(
+            [
+                ConsentRecord(
+                    consumer_id=c.consumer_id,
+                    purpose=c.purpose,
+                    status=c.status,
+                    kind=c.kind,
+                    source=c.source,
+                    occurred_at=c.occurred_at,
+                )
+                for c in changes
+            ]
+        )
+        latest: dict[tuple[int, str], ConsentChange] = {}
+        for c in changes:
+            key = (c.consumer_id, c.purpose)
+            if key not in latest or c.occurred_at >= latest[key].occurred_at:
+                latest[key] = c
+        existing = {
+            (s.consumer_id, s.purpose): s
+            for s in ConsentState.objects.select_for_update().filter(
+                consumer_id__in={k[0] for k in latest}, purpose__in={k[1] for k in latest}
+            )
+        }
+        to_create, to_update = [], []
+        for key, c in latest.items():
+            state = existing.get(key)
+            if state is None:
+                to_create.append(
+                    ConsentState(
+                        consumer_id=c.consumer_id,
+                        purpose=c.purpose,
+                        status=c.status,
+                        kind=c.kind,
+                        occurred_at=c.occurred_at,
+                    )
+                )
+            elif c.occurred_at >= state.occurred_at:
+                state.status, state.kind, state.occurred_at = c.status, c.kind, c.occurred_at
+                to_update.append(state)
+        ConsentState.objects.bulk_create(to_create)
+        ConsentState.objects.bulk_update(to_update, ["status", "kind", "occurred_at", "updated_at"])
+        withdrawn = sum(1 for c in latest.values() if c.status == ConsentStatus.WITHDRAWN)
+        audit_record(
+            actor=actor,
+            action="consent.recorded",
+            counts={
+                "records": len(changes),
+                "state_changed": len(to_create) + len(to_update),
+                "withdrawn": withdrawn,
+            },
+        )
+    return {"recorded": len(changes), "state_changed": len(to_create) + len(to_update)}
+
+
+__all__ = [
+    "ConsentChange",
+    "ConsentKind",
+    "ConsentStatus",
+    "ProcessingBasis",
+    "ProcessingNotPermitted",
+    "activity_approve",
+    "activity_suspend",
+    "consents_record",
+    "processing_basis_require",
+]

@@ -1,0 +1,63 @@
+"""Production refuses to start without its secrets, and its deploy checks are clean."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION_ENV = {
+    "DMP_ENV": "production",
+    "SECRET_KEY": "x" * 60 + "-production-secret-key-for-tests",
+    "PSEUDONYM_KEY": "p" * 40,
+    "AUDIT_KEY": "a" * 40,
+    "ALLOWED_HOSTS": "dmp.example.com",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/does_not_need_to_exist",
+}
+
+
+def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k != "CELERY_BROKER_URL"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True
+    )
+
+
+def test_production_check_deploy_is_clean():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_production_refuses_to_start_without_each_secret():
+    for missing in ("SECRET_KEY", "PSEUDONYM_KEY", "AUDIT_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
+        env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+        result = run_manage("check", env=env)
+        assert result.returncode != 0
+        assert missing in result.stderr
+
+
+def test_production_refuses_debug():
+    result = run_manage("check", env={**PRODUCTION_ENV, "DEBUG": "true"})
+    assert result.returncode != 0
+    assert "DEBUG" in result.stderr
+
+
+def test_embedded_defaults_need_no_environment(settings):
+    # The suite itself may run on PostgreSQL; the defaults are checked in a clean process.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path[:0]=['platform','.'];"
+            "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+            "from django.conf import settings as s;"
+            "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER)",
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]

@@ -1,0 +1,213 @@
+"""Fixtures shared by the whole suite.
+
+The same tests run on the embedded defaults (SQLite, eager Celery) and on
+PostgreSQL + Redis (DATABASE_URL, CELERY_BROKER_URL). `postgres` tests skip on
+SQLite; `worker` tests skip without a broker; `shared_data` tests skip without
+../shared/data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from merchants.models import ApiKeyKind, Merchant, Role
+from merchants.services import api_key_issue, membership_grant, merchant_create
+from privacy.models import LegalBasis, ProcessingActivity, Purpose
+from privacy.services import activity_approve
+
+
+def pytest_collection_modifyitems(config, items):
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    has_broker = bool(settings.CELERY_BROKER_URL)
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+    skip_worker = pytest.mark.skip(reason="needs a real Celery broker (set CELERY_BROKER_URL) and PostgreSQL")
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres:
+            item.add_marker(skip_pg)
+        if "worker" in item.keywords and not (has_broker and on_postgres):
+            item.add_marker(skip_worker)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the checkout, or a clean skip where it is absent."""
+    path = Path(settings.SHARED_DATA_DIR)
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not present ({path.name}/ beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def merchant(db) -> Merchant:
+    return merchant_create(slug="acme", name="Acme Outdoor")
+
+
+@pytest.fixture
+def other_merchant(db) -> Merchant:
+    return merchant_create(slug="globex", name="Globex Beauty")
+
+
+def _client_for(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def merchant_client(merchant) -> APIClient:
+    return _client_for(api_key_issue(kind=ApiKeyKind.MERCHANT, name="test", merchant=merchant).raw_key)
+
+
+@pytest.fixture
+def other_merchant_client(other_merchant) -> APIClient:
+    return _client_for(api_key_issue(kind=ApiKeyKind.MERCHANT, name="test", merchant=other_merchant).raw_key)
+
+
+@pytest.fixture
+def operator_client(db) -> APIClient:
+    return _client_for(api_key_issue(kind=ApiKeyKind.OPERATOR, name="operator").raw_key)
+
+
+@pytest.fixture
+def officer(django_user_model):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username="officer", password="officer-pass-123", is_staff=True)
+    user.groups.add(Group.objects.get(name="Privacy officers"))
+    return user
+
+
+@pytest.fixture
+def merchant_user(django_user_model, merchant):
+    user = django_user_model.objects.create_user(username="marketer", password="marketer-pass-123")
+    membership_grant(user=user, merchant=merchant, role=Role.MARKETER)
+    return user
+
+
+LAWFUL_ACTIVITIES = {
+    Purpose.TAGGING: dict(legal_basis=LegalBasis.BUSINESS_IMPROVEMENT, assessment="Cannot be done anonymously."),
+    Purpose.RECOMMENDATION: dict(legal_basis=LegalBasis.BUSINESS_IMPROVEMENT, assessment="Needs behaviour."),
+    Purpose.DIRECT_MARKETING: dict(legal_basis=LegalBasis.CONSENT),
+    Purpose.RISK_CONTROL: dict(
+        legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
+        assessment="Balancing test: fraud losses outweigh the limited adverse effect.",
+        disclosure_url="https://marketplace.example/privacy/legitimate-interests",
+        counter_statement_channel="In-app form under Privacy > Counter statement",
+    ),
+}
+
+
+@pytest.fixture
+def approve_activity(db, officer):
+    """approve_activity(purpose) -> an approved, lawful ProcessingActivity for that purpose."""
+
+    def approve(purpose: str, **overrides) -> ProcessingActivity:
+        fields = {**LAWFUL_ACTIVITIES[purpose], **overrides}
+        activity = ProcessingActivity.objects.create(
+            name=f"{purpose} activity", purpose=purpose, description=f"Processing for {purpose}.", **fields
+        )
+        return activity_approve(activity=activity, officer=officer)
+
+    return approve
+
+
+@pytest.fixture
+def all_purposes_approved(approve_activity) -> dict[str, ProcessingActivity]:
+    return {purpose: approve_activity(purpose) for purpose in LAWFUL_ACTIVITIES}
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager_unless_worker(request):
+    """Tasks run eagerly in-process, even in the PostgreSQL + Redis run, except in `worker` tests."""
+    from config.celery import app as celery_app
+
+    eager = "worker" not in request.keywords
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = eager
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real Celery worker process on the configured broker, reading the test database.
+
+    Yields a small handle with `.stop(kill=False)` and `.start()` so tests can
+    kill a worker mid-job and start a fresh one.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    from config.celery import app as celery_app
+
+    db = settings.DATABASES["default"]
+    user, host, port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    database_url = f"postgres://{user}@{host}:{port}/{connection.settings_dict['NAME']}"
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PYTHONPATH": f"{root / 'platform'}:{root}",
+        "DMP_VAR_DIR": str(tmp_path),
+    }
+    celery_app.control.purge()
+
+    class Worker:
+        proc: subprocess.Popen | None = None
+
+        def start(self) -> None:
+            log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--loglevel=INFO",
+                    "--concurrency=1",
+                    "--pool=prefork",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    f"test-{os.getpid()}@%h",
+                ],
+                cwd=root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if celery_app.control.ping(timeout=0.5):
+                    return
+                if self.proc.poll() is not None:
+                    raise RuntimeError("worker exited: " + (tmp_path / "worker.log").read_text()[-2000:])
+            raise RuntimeError("worker did not answer a ping within 60 s")
+
+        def stop(self, kill: bool = False) -> None:
+            if self.proc and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            self.proc = None
+
+        @property
+        def log(self) -> str:
+            return (tmp_path / "worker.log").read_text(errors="replace")
+
+    worker = Worker()
+    worker.start()
+    yield worker
+    worker.stop(kill=True)
+    celery_app.control.purge()

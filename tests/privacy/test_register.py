@@ -1,0 +1,94 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from privacy.models import AuditEntry, LegalBasis, ProcessingActivity, Purpose
+from privacy.services import (
+    ProcessingNotPermitted,
+    activity_approve,
+    activity_suspend,
+    processing_basis_require,
+)
+
+
+def make_activity(**fields) -> ProcessingActivity:
+    base = dict(name="x", description="why", purpose=Purpose.TAGGING, legal_basis=LegalBasis.BUSINESS_IMPROVEMENT)
+    return ProcessingActivity.objects.create(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    "basis", [LegalBasis.BUSINESS_IMPROVEMENT, LegalBasis.LEGITIMATE_INTERESTS, LegalBasis.DEEMED_CONSENT]
+)
+def test_direct_marketing_refuses_every_basis_but_consent(db, officer, basis):
+    activity = make_activity(
+        purpose=Purpose.DIRECT_MARKETING,
+        legal_basis=basis,
+        assessment="thorough",
+        disclosure_url="https://x.example/li",
+        counter_statement_channel="form",
+    )
+    with pytest.raises(ValidationError) as exc:
+        activity_approve(activity=activity, officer=officer)
+    assert "express opt-in consent" in str(exc.value.message_dict["legal_basis"])
+    activity.refresh_from_db()
+    assert activity.status == "draft"
+
+
+def test_legitimate_interests_needs_assessment_disclosure_and_channel(db, officer):
+    activity = make_activity(purpose=Purpose.RISK_CONTROL, legal_basis=LegalBasis.LEGITIMATE_INTERESTS)
+    with pytest.raises(ValidationError) as exc:
+        activity_approve(activity=activity, officer=officer)
+    assert set(exc.value.message_dict) == {"assessment", "disclosure_url", "counter_statement_channel"}
+
+
+def test_business_improvement_needs_a_written_assessment(db, officer):
+    with pytest.raises(ValidationError) as exc:
+        activity_approve(activity=make_activity(assessment=""), officer=officer)
+    assert "assessment" in exc.value.message_dict
+
+
+def test_tagging_cannot_rely_on_legitimate_interests(db, officer):
+    activity = make_activity(
+        legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
+        assessment="a",
+        disclosure_url="https://x.example",
+        counter_statement_channel="c",
+    )
+    with pytest.raises(ValidationError):
+        activity_approve(activity=activity, officer=officer)
+
+
+def test_guard_refuses_without_an_approved_activity_and_accepts_with_one(db, officer):
+    make_activity(assessment="written")  # draft, not approved
+    with pytest.raises(ProcessingNotPermitted, match="no approved processing activity"):
+        processing_basis_require(purpose=Purpose.TAGGING)
+    activity = activity_approve(activity=ProcessingActivity.objects.get(), officer=officer)
+    basis = processing_basis_require(purpose=Purpose.TAGGING)
+    assert basis.activity_id == activity.pk
+    assert basis.legal_basis == LegalBasis.BUSINESS_IMPROVEMENT
+
+
+def test_suspending_an_activity_makes_the_guard_refuse(db, officer, approve_activity):
+    activity = approve_activity(Purpose.RECOMMENDATION)
+    processing_basis_require(purpose=Purpose.RECOMMENDATION)
+    activity_suspend(activity=activity, officer=officer)
+    with pytest.raises(ProcessingNotPermitted):
+        processing_basis_require(purpose=Purpose.RECOMMENDATION)
+
+
+def test_approval_and_suspension_are_audited(db, officer, approve_activity):
+    activity = approve_activity(Purpose.DIRECT_MARKETING)
+    activity_suspend(activity=activity, officer=officer)
+    actions = list(AuditEntry.objects.values_list("action", "actor", "purpose"))
+    assert actions == [
+        ("processing_activity.approved", f"user:{officer.pk}", "direct_marketing"),
+        ("processing_activity.suspended", f"user:{officer.pk}", "direct_marketing"),
+    ]
+
+
+def test_officer_group_has_exactly_the_register_permissions(db, officer):
+    perms = {p.split(".")[1] for p in officer.get_all_permissions()}
+    assert "change_processingactivity" in perms
+    assert "view_auditentry" in perms
+    assert "change_auditentry" not in perms
+    assert "delete_auditentry" not in perms
+    assert "delete_processingactivity" not in perms
