@@ -207,3 +207,31 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor}"
+
+
+class SuppressionReason(models.TextChoices):
+    OBJECTION = "objection", "Objection to direct marketing"
+    RISK_FLAG = "risk_flag", "Risk flag (offers only)"
+    OPERATOR = "operator", "Operator blacklist"
+
+
+class SuppressionScope(models.TextChoices):
+    ALL = "all", "Every campaign"
+    OFFERS = "offers", "Campaigns that carry an offer"
+
+
+class Suppression(models.Model):
+    """A consumer kept out of campaign sends. Lifting sets lifted_at; the row stays as history."""
+
+    consumer = models.ForeignKey("consumers.Consumer", on_delete=models.CASCADE, related_name="suppressions")
+    reason = models.CharField(max_length=16, choices=SuppressionReason.choices)
+    scope = models.CharField(max_length=8, choices=SuppressionScope.choices, default=SuppressionScope.ALL)
+    reference = models.CharField(max_length=64, blank=True, help_text="e.g. risk flag or request id")
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["lifted_at", "scope"])]
+
+    def __str__(self) -> str:
+        return f"consumer {self.consumer_id} suppressed ({self.reason}, {self.scope})"

@@ -16,3 +16,11 @@ def direct_marketing_opt_in_consumer_ids() -> QuerySet:
     return ConsentState.objects.filter(
         purpose=Purpose.DIRECT_MARKETING, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS
     ).values_list("consumer_id", flat=True)
+
+
+def suppressed_consumer_ids(*, has_offer: bool) -> QuerySet:
+    """Consumers that a campaign must not reach: every active suppression, and offer-only ones for offers."""
+    from .models import Suppression, SuppressionScope
+
+    scopes = [SuppressionScope.ALL, SuppressionScope.OFFERS] if has_offer else [SuppressionScope.ALL]
+    return Suppression.objects.filter(lifted_at__isnull=True, scope__in=scopes).values_list("consumer_id", flat=True)
