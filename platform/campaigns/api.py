@@ -1,0 +1,499 @@
+"""Campaign endpoints (merchants) and the inbox and tracking endpoints (the operator). Thin: services do the work."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
+from merchants.api_errors import ApiError
+from privacy.pseudonyms import is_pseudonym
+
+from .models import (
+    MAX_CONTROL_SHARE,
+    MAX_PERSONALISED_PRODUCTS,
+    Campaign,
+    Channel,
+    ScheduleKind,
+    TrackingKind,
+)
+from .selectors import PublicCount, campaign_progress, campaign_report, campaigns_for_merchant, public_count
+from .services import (
+    EXPORT_MAX_PAGE,
+    InvalidCursor,
+    TrackingInput,
+    campaign_audience_export,
+    campaign_cancel,
+    campaign_create,
+    campaign_delete,
+    campaign_launch,
+    campaign_update,
+    inbox_messages_take,
+    tracking_events_record,
+)
+from .stats import Z_95
+
+# --- serializers -----------------------------------------------------------------------------------------
+
+
+class CampaignInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    include_segment_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=1, max_length=50, help_text="Your segments to reach."
+    )
+    exclude_segment_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), max_length=50, required=False, default=list
+    )
+    title_template = serializers.CharField(
+        max_length=200,
+        help_text="Placeholders: {store_name}, {offer}, {coupon_code}, {discount}, {products}, "
+        "{product_N_title}, {product_N_price}. Write {{ and }} for literal braces.",
+    )
+    body_template = serializers.CharField(max_length=2000)
+    coupon_code = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    discount_percent = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("100"),
+        required=False,
+        allow_null=True,
+        default=None,
+    )
+    channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.INBOX)
+    schedule_kind = serializers.ChoiceField(choices=ScheduleKind.choices, default=ScheduleKind.NOW)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    recurrence = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, default="", help_text="Crontab, e.g. '0 9 * * 1' (UTC)."
+    )
+    frequency_cap = serializers.IntegerField(
+        min_value=1,
+        max_value=1000,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="At most this many messages per consumer per window across your campaigns.",
+    )
+    frequency_window_days = serializers.IntegerField(min_value=1, max_value=365, default=7)
+    control_share = serializers.DecimalField(
+        max_digits=4, decimal_places=3, min_value=Decimal("0"), max_value=MAX_CONTROL_SHARE, default=Decimal("0.100")
+    )
+    personalised_products = serializers.IntegerField(min_value=0, max_value=MAX_PERSONALISED_PRODUCTS, default=3)
+    attribution_window_days = serializers.IntegerField(min_value=1, max_value=90, default=7)
+
+
+class PublicCountSerializer(serializers.Serializer):
+    value = serializers.IntegerField(allow_null=True, help_text="Rounded to 2 significant figures; null when hidden.")
+    display = serializers.CharField()
+
+
+def _count(n: PublicCount) -> dict:
+    return {"value": n.value, "display": n.display}
+
+
+class ProgressSerializer(serializers.Serializer):
+    phase = serializers.CharField()
+    percent_written = serializers.IntegerField()
+    percent_dispatched = serializers.IntegerField()
+    audience = PublicCountSerializer()
+    written = PublicCountSerializer()
+    dispatched = PublicCountSerializer()
+    withdrawn = PublicCountSerializer()
+    failed = PublicCountSerializer()
+
+
+class CampaignOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    failure_reason = serializers.CharField()
+    include_segment_ids = serializers.ListField(child=serializers.IntegerField())
+    exclude_segment_ids = serializers.ListField(child=serializers.IntegerField())
+    title_template = serializers.CharField()
+    body_template = serializers.CharField()
+    coupon_code = serializers.CharField()
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2, allow_null=True)
+    channel = serializers.CharField()
+    schedule_kind = serializers.CharField()
+    scheduled_at = serializers.DateTimeField(allow_null=True)
+    recurrence = serializers.CharField()
+    frequency_cap = serializers.IntegerField(allow_null=True)
+    frequency_window_days = serializers.IntegerField()
+    control_share = serializers.DecimalField(max_digits=4, decimal_places=3)
+    personalised_products = serializers.IntegerField()
+    attribution_window_days = serializers.IntegerField()
+    parent_id = serializers.IntegerField(allow_null=True, help_text="The recurring series this run belongs to.")
+    occurrence_at = serializers.DateTimeField(allow_null=True)
+    launched_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    progress = ProgressSerializer()
+
+
+def campaign_data(campaign: Campaign) -> dict:
+    progress = campaign_progress(campaign)
+    return {
+        **{name: getattr(campaign, name) for name in CampaignOutputSerializer().fields if hasattr(campaign, name)},
+        "include_segment_ids": sorted(s.pk for s in campaign.include_segments.all()),
+        "exclude_segment_ids": sorted(s.pk for s in campaign.exclude_segments.all()),
+        "progress": {
+            "phase": progress.phase,
+            "percent_written": progress.percent_written,
+            "percent_dispatched": progress.percent_dispatched,
+            "audience": _count(progress.audience),
+            "written": _count(progress.written),
+            "dispatched": _count(progress.dispatched),
+            "withdrawn": _count(progress.withdrawn),
+            "failed": _count(progress.failed),
+        },
+    }
+
+
+def _campaign_response(campaign: Campaign, status_code: int = status.HTTP_200_OK) -> Response:
+    return Response(CampaignOutputSerializer(campaign_data(campaign)).data, status=status_code)
+
+
+class CampaignListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = CampaignOutputSerializer(many=True)
+
+
+# --- merchant endpoints --------------------------------------------------------------------------------
+
+
+class _CampaignScoped(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return campaigns_for_merchant(merchant).prefetch_related("include_segments", "exclude_segments")
+
+    def campaign(self, pk: int) -> Campaign:
+        return get_scoped_or_404(self.get_queryset(), pk=pk)
+
+
+class CampaignListCreateApi(_CampaignScoped):
+    @extend_schema(
+        operation_id="campaigns_list",
+        summary="Your campaigns, newest first",
+        responses={200: CampaignListSerializer},
+        parameters=[
+            OpenApiParameter("limit", int, description="Page size (default 100)."),
+            OpenApiParameter("offset", int, description="Where the page starts."),
+        ],
+    )
+    def get(self, request):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
+        return paginator.get_paginated_response([CampaignOutputSerializer(campaign_data(c)).data for c in page])
+
+    @extend_schema(
+        operation_id="campaigns_create",
+        summary="Create a draft campaign",
+        request=CampaignInputSerializer,
+        responses={201: CampaignOutputSerializer},
+    )
+    def post(self, request):
+        data = CampaignInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = campaign_create(merchant=self.merchant, actor=request.user.actor, **data.validated_data)
+        return _campaign_response(self.campaign(campaign.pk), status.HTTP_201_CREATED)
+
+
+class CampaignDetailApi(_CampaignScoped):
+    @extend_schema(
+        operation_id="campaigns_retrieve", summary="One campaign, with its progress", responses=CampaignOutputSerializer
+    )
+    def get(self, request, pk: int):
+        return _campaign_response(self.campaign(pk))
+
+    @extend_schema(
+        operation_id="campaigns_partial_update",
+        summary="Change a draft campaign (409 once it is launched)",
+        request=CampaignInputSerializer(partial=True),
+        responses=CampaignOutputSerializer,
+    )
+    def patch(self, request, pk: int):
+        campaign = self.campaign(pk)
+        data = CampaignInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        campaign_update(campaign=campaign, actor=request.user.actor, **data.validated_data)
+        return _campaign_response(self.campaign(pk))
+
+    @extend_schema(
+        operation_id="campaigns_update",
+        summary="Replace a draft campaign's settings (409 once it is launched)",
+        request=CampaignInputSerializer,
+        responses=CampaignOutputSerializer,
+    )
+    def put(self, request, pk: int):
+        campaign = self.campaign(pk)
+        data = CampaignInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign_update(campaign=campaign, actor=request.user.actor, **data.validated_data)
+        return _campaign_response(self.campaign(pk))
+
+    @extend_schema(operation_id="campaigns_destroy", summary="Delete a draft campaign", responses={204: None})
+    def delete(self, request, pk: int):
+        campaign_delete(campaign=self.campaign(pk), actor=request.user.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CampaignLaunchApi(_CampaignScoped):
+    @extend_schema(
+        operation_id="campaigns_launch",
+        summary="Launch a draft campaign",
+        description="Starts it now, at its time, or on its recurrence. 409 when it is not a draft or no approved "
+        "direct-marketing activity based on consent exists; 422 when its audience is under the minimum.",
+        request=None,
+        responses={202: CampaignOutputSerializer},
+    )
+    def post(self, request, pk: int):
+        campaign_launch(campaign=self.campaign(pk), actor=request.user.actor)
+        return _campaign_response(self.campaign(pk), status.HTTP_202_ACCEPTED)
+
+
+class CampaignCancelApi(_CampaignScoped):
+    @extend_schema(
+        operation_id="campaigns_cancel",
+        summary="Cancel a campaign: nothing more is sent",
+        request=None,
+        responses=CampaignOutputSerializer,
+    )
+    def post(self, request, pk: int):
+        campaign_cancel(campaign=self.campaign(pk), actor=request.user.actor)
+        return _campaign_response(self.campaign(pk))
+
+
+class GroupReportSerializer(serializers.Serializer):
+    size = PublicCountSerializer()
+    sent = PublicCountSerializer()
+    withdrawn = PublicCountSerializer()
+    failed = PublicCountSerializer()
+    opened = PublicCountSerializer()
+    clicked = PublicCountSerializer()
+    converted = PublicCountSerializer()
+    conversion_rate = serializers.FloatField(allow_null=True)
+    attributed_revenue = serializers.DecimalField(max_digits=16, decimal_places=2)
+    revenue_per_consumer = serializers.DecimalField(max_digits=16, decimal_places=2, allow_null=True)
+
+
+class UpliftSerializer(serializers.Serializer):
+    absolute = serializers.FloatField(help_text="Treatment conversion rate minus control conversion rate.")
+    ci_low = serializers.FloatField()
+    ci_high = serializers.FloatField()
+    confidence = serializers.FloatField()
+    relative = serializers.FloatField(allow_null=True)
+    z = serializers.FloatField()
+    p_value = serializers.FloatField()
+    method = serializers.CharField()
+
+
+class ReportSerializer(serializers.Serializer):
+    campaign_id = serializers.IntegerField()
+    status = serializers.CharField()
+    attribution_window_days = serializers.IntegerField()
+    treatment = GroupReportSerializer()
+    control = GroupReportSerializer()
+    uplift = UpliftSerializer(allow_null=True)
+    incremental_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, allow_null=True)
+    note = serializers.CharField()
+
+
+def _group_data(funnel) -> dict:
+    from django.conf import settings
+
+    def shown(n: int) -> dict:
+        return _count(PublicCount(0, "0") if n == 0 else public_count(n))
+
+    large_enough = funnel.size >= settings.MIN_AUDIENCE
+    return {
+        "size": shown(funnel.size),
+        "sent": shown(funnel.sent),
+        "withdrawn": shown(funnel.withdrawn),
+        "failed": shown(funnel.failed),
+        "opened": shown(funnel.opened),
+        "clicked": shown(funnel.clicked),
+        "converted": shown(funnel.converted),
+        "conversion_rate": funnel.conversion_rate if large_enough else None,
+        "attributed_revenue": funnel.revenue,
+        "revenue_per_consumer": funnel.revenue_per_consumer if large_enough else None,
+    }
+
+
+class CampaignReportApi(_CampaignScoped):
+    @extend_schema(
+        operation_id="campaigns_report",
+        summary="Funnel per group, conversion rates, uplift with a 95% interval, attributed revenue",
+        responses=ReportSerializer,
+    )
+    def get(self, request, pk: int):
+        report = campaign_report(self.campaign(pk))
+        uplift = None
+        if report.uplift_reported and report.uplift.absolute is not None:
+            uplift = {
+                "absolute": report.uplift.absolute,
+                "ci_low": report.uplift.ci_low,
+                "ci_high": report.uplift.ci_high,
+                "confidence": 0.95,
+                "relative": report.uplift.relative,
+                "z": report.uplift.z,
+                "p_value": report.uplift.p_value,
+                "method": f"difference of two proportions; Wald interval ±{Z_95:.4f}·SE (unpooled); "
+                "pooled two-proportion z test",
+            }
+        data = {
+            "campaign_id": report.campaign_id,
+            "status": report.status,
+            "attribution_window_days": report.attribution_window_days,
+            "treatment": _group_data(report.treatment),
+            "control": _group_data(report.control),
+            "uplift": uplift,
+            "incremental_revenue": report.incremental_revenue,
+            "note": report.note,
+        }
+        return Response(ReportSerializer(data).data)
+
+
+class AudiencePageSerializer(serializers.Serializer):
+    results = serializers.ListField(child=serializers.CharField(), help_text="Merchant-scoped pseudonyms.")
+    next = serializers.CharField(allow_null=True)
+
+
+class CampaignAudienceApi(_CampaignScoped):
+    @extend_schema(
+        operation_id="campaigns_audience",
+        summary="Export the consented treatment audience as your own pseudonyms (cursor-paginated, audited)",
+        parameters=[
+            OpenApiParameter("cursor", str, description="From the previous page's 'next'."),
+            OpenApiParameter("limit", int, description=f"Page size, at most {EXPORT_MAX_PAGE} (default 1000)."),
+        ],
+        responses=AudiencePageSerializer,
+    )
+    def get(self, request, pk: int):
+        campaign = self.campaign(pk)
+        try:
+            limit = int(request.query_params.get("limit", 1000))
+        except ValueError:
+            raise ApiError(
+                "limit must be a whole number.", code="invalid", details={"limit": ["Not a number."]}
+            ) from None
+        if not 1 <= limit <= EXPORT_MAX_PAGE:
+            raise ApiError(
+                f"limit must be between 1 and {EXPORT_MAX_PAGE}.", code="invalid", details={"limit": ["Out of range."]}
+            )
+        try:
+            page = campaign_audience_export(
+                campaign=campaign, actor=request.user.actor, cursor=request.query_params.get("cursor"), limit=limit
+            )
+        except InvalidCursor as exc:
+            raise ApiError(str(exc), code="invalid", details={"cursor": [str(exc)]}) from None
+        next_url = None
+        if page.next_cursor:
+            query = request.query_params.copy()
+            query["cursor"] = page.next_cursor
+            query["limit"] = str(limit)
+            next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        return Response(AudiencePageSerializer({"results": page.pseudonyms, "next": next_url}).data)
+
+
+# --- operator endpoints ----------------------------------------------------------------------------------
+
+
+class InboxMessageSerializer(serializers.Serializer):
+    delivery_id = serializers.IntegerField(help_text="Send it back with tracking events.")
+    campaign_id = serializers.IntegerField()
+    store_name = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    coupon_code = serializers.CharField()
+    products = serializers.ListField(
+        child=inline_serializer(
+            "InboxProduct",
+            {
+                "id": serializers.IntegerField(),
+                "sku": serializers.CharField(),
+                "title": serializers.CharField(),
+                "price": serializers.CharField(allow_null=True),
+            },
+        )
+    )
+    sent_at = serializers.DateTimeField()
+
+
+class InboxSerializer(serializers.Serializer):
+    messages = InboxMessageSerializer(many=True)
+
+
+class InboxApi(OperatorAPIView):
+    @extend_schema(
+        operation_id="inbox_take",
+        summary="A consumer's unread in-app messages (each returned once, then marked delivered)",
+        responses=InboxSerializer,
+    )
+    def get(self, request, pseudonym: str):
+        if not is_pseudonym(pseudonym):
+            raise ApiError(
+                "The consumer is named by their pseudonym: 64 lower-case hexadecimal characters.",
+                code="invalid",
+                details={"pseudonym": ["Not a pseudonym."]},
+            )
+        messages = inbox_messages_take(pseudonym=pseudonym)
+        if messages is None:
+            raise ApiError("No consumer has this pseudonym.", code="not_found", status_code=404)
+        return Response(InboxSerializer({"messages": [m.__dict__ for m in messages]}).data)
+
+
+class TrackingEventSerializer(serializers.Serializer):
+    delivery_id = serializers.IntegerField(min_value=1)
+    kind = serializers.ChoiceField(choices=TrackingKind.choices)
+    occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
+    order_value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
+    idempotency_key = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text="Repeating a key for a delivery records nothing new. "
+        "Defaults to the kind (one of each per delivery).",
+    )
+
+
+class TrackingInputSerializer(serializers.Serializer):
+    events = TrackingEventSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class TrackingOutputSerializer(serializers.Serializer):
+    recorded = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+
+
+class TrackingApi(OperatorAPIView):
+    @extend_schema(
+        operation_id="tracking_record",
+        summary="Record opens, clicks and conversions of delivered messages (idempotent)",
+        request=TrackingInputSerializer,
+        responses=TrackingOutputSerializer,
+    )
+    def post(self, request):
+        from django.utils import timezone
+
+        data = TrackingInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        now = timezone.now()
+        result = tracking_events_record(
+            events=[
+                TrackingInput(
+                    delivery_id=e["delivery_id"],
+                    kind=e["kind"],
+                    occurred_at=e.get("occurred_at") or now,
+                    order_value=e.get("order_value"),
+                    idempotency_key=e.get("idempotency_key") or "",
+                )
+                for e in data.validated_data["events"]
+            ]
+        )
+        return Response(TrackingOutputSerializer(result.__dict__).data)

@@ -1,0 +1,726 @@
+"""Write operations on campaigns: create, edit, launch, cancel; recurring occurrences and resuming stalled runs;
+the operator's inbox and tracking; the merchant's audience export."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from pyroaring import BitMap
+
+from consumers.models import Consumer, Product
+from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.models import Merchant
+from privacy.audit import audit_record
+from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose, Suppression, SuppressionScope
+from privacy.pseudonyms import merchant_pseudonym
+from privacy.selectors import direct_marketing_opt_in_consumer_ids, suppressed_consumer_ids
+
+from .activation import (
+    ERROR_CANCELLED,
+    ERROR_CONSENT_WITHDRAWN,
+    ERROR_SUPPRESSED,
+    ActivationRefused,
+    audience_too_small_reason,
+    campaign_run_lock,
+    campaign_stop_pending,
+    consumers_reachable,
+    direct_marketing_basis,
+)
+from .messages import template_problems
+from .models import (
+    FINISHED_STATUSES,
+    Campaign,
+    CampaignStatus,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Group,
+    Phase,
+    ScheduleKind,
+    TrackingEvent,
+    TrackingKind,
+)
+
+logger = logging.getLogger("dmp.campaigns")
+
+EDITABLE_FIELDS = (
+    "name",
+    "title_template",
+    "body_template",
+    "coupon_code",
+    "discount_percent",
+    "channel",
+    "schedule_kind",
+    "scheduled_at",
+    "recurrence",
+    "frequency_cap",
+    "frequency_window_days",
+    "control_share",
+    "personalised_products",
+    "attribution_window_days",
+)
+SEGMENT_FIELDS = ("include_segment_ids", "exclude_segment_ids")
+COUPON_CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def _invalid(problems: dict[str, list[str]], message: str = "The campaign is not valid.") -> ApiError:
+    return ApiError(message, code="invalid", status_code=400, details=problems)
+
+
+def crontab_parse(expression: str) -> dict[str, str]:
+    """'m h dom mon dow' → django_celery_beat CrontabSchedule fields; ValueError naming the bad field."""
+    from celery.schedules import crontab
+
+    parts = expression.split()
+    if len(parts) != 5:
+        raise ValueError(
+            f"A recurrence is five crontab fields 'minute hour day-of-month month day-of-week' (UTC); "
+            f"got {len(parts)} field{'s' if len(parts) != 1 else ''}."
+        )
+    fields = dict(zip(CRONTAB_FIELDS, parts, strict=True))
+    for name, value in fields.items():
+        try:
+            crontab(**{name: value})
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"The crontab field {name.replace('_', '-')} {value!r} is not valid: {exc}") from exc
+    return fields
+
+
+def _segments_for(merchant: Merchant):
+    from segments.models import Segment
+
+    return Segment.objects.filter(merchant=merchant)
+
+
+def campaign_problems(*, merchant: Merchant, values: dict[str, Any], now: datetime | None = None) -> dict[str, list]:
+    """Every problem with a campaign's settings, per field; empty when it may be saved as is."""
+    now = now or timezone.now()
+    problems: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    include = list(dict.fromkeys(values.get("include_segment_ids") or []))
+    exclude = list(dict.fromkeys(values.get("exclude_segment_ids") or []))
+    if not include:
+        add("include_segment_ids", "Include at least one of your segments.")
+    known = set(_segments_for(merchant).filter(pk__in=include + exclude).values_list("pk", flat=True))
+    for field, ids in (("include_segment_ids", include), ("exclude_segment_ids", exclude)):
+        for segment_id in ids:
+            if segment_id not in known:  # another merchant's segment is "not found" too
+                add(field, f"Segment {segment_id} was not found.")
+    for segment_id in sorted(set(include) & set(exclude)):
+        add("exclude_segment_ids", f"Segment {segment_id} is both included and excluded.")
+
+    coupon = values.get("coupon_code") or ""
+    if coupon and not COUPON_CODE.match(coupon):
+        add("coupon_code", "A coupon code is 1 to 40 letters, digits, '-' or '_'.")
+    n_products = values.get("personalised_products", 3)
+    for field in ("title_template", "body_template"):
+        for problem in template_problems(
+            values.get(field) or "",
+            personalised_products=n_products,
+            coupon_code=coupon,
+            discount_percent=values.get("discount_percent"),
+        ):
+            add(field, problem)
+    if not (values.get("title_template") or "").strip():
+        add("title_template", "A message needs a title.")
+
+    if values.get("channel") == Channel.WEBHOOK and not settings.OPERATOR_WEBHOOK_URL:
+        add("channel", "The webhook channel is not configured on this platform (no OPERATOR_WEBHOOK_URL).")
+
+    kind = values.get("schedule_kind", ScheduleKind.NOW)
+    scheduled_at, recurrence = values.get("scheduled_at"), (values.get("recurrence") or "").strip()
+    if kind == ScheduleKind.AT:
+        if scheduled_at is None:
+            add("scheduled_at", "A campaign scheduled 'at' a time needs scheduled_at.")
+        elif scheduled_at <= now:
+            add("scheduled_at", "scheduled_at must be in the future.")
+    if kind == ScheduleKind.RECURRING:
+        if not recurrence:
+            add("recurrence", "A recurring campaign needs a crontab recurrence, e.g. '0 9 * * 1' (Mondays 09:00 UTC).")
+        else:
+            try:
+                crontab_parse(recurrence)
+            except ValueError as exc:
+                add("recurrence", str(exc))
+    if kind != ScheduleKind.AT and scheduled_at is not None:
+        add("scheduled_at", "scheduled_at applies only to schedule_kind 'at'.")
+    if kind != ScheduleKind.RECURRING and recurrence:
+        add("recurrence", "recurrence applies only to schedule_kind 'recurring'.")
+    return problems
+
+
+def _apply(campaign: Campaign, values: dict[str, Any]) -> None:
+    for name in EDITABLE_FIELDS:
+        if name in values:
+            setattr(campaign, name, values[name])
+    campaign.coupon_code = campaign.coupon_code or ""
+    campaign.recurrence = (campaign.recurrence or "").strip()
+
+
+def _full_clean(campaign: Campaign) -> None:
+    try:
+        campaign.full_clean(exclude=["merchant", "periodic_task", "parent"])
+    except ValidationError as exc:
+        raise _invalid(exc.message_dict) from exc
+
+
+def _values_of(campaign: Campaign) -> dict[str, Any]:
+    values = {name: getattr(campaign, name) for name in EDITABLE_FIELDS}
+    values["include_segment_ids"] = list(campaign.include_segments.values_list("pk", flat=True))
+    values["exclude_segment_ids"] = list(campaign.exclude_segments.values_list("pk", flat=True))
+    return values
+
+
+def campaign_create(*, merchant: Merchant, actor: str, **values) -> Campaign:
+    problems = campaign_problems(merchant=merchant, values=values)
+    if problems:
+        raise _invalid(problems)
+    campaign = Campaign(merchant=merchant)
+    _apply(campaign, values)
+    _full_clean(campaign)
+    with transaction.atomic():
+        campaign.save()
+        campaign.include_segments.set(values.get("include_segment_ids") or [])
+        campaign.exclude_segments.set(values.get("exclude_segment_ids") or [])
+    logger.info("campaign.created", extra={"fields": {"campaign_id": campaign.pk, "merchant_id": merchant.pk}})
+    return campaign
+
+
+def _edit_conflict(campaign: Campaign) -> Conflict:
+    return Conflict(
+        f"Only draft campaigns can be changed; this one is {campaign.status}. "
+        + (
+            "Cancel it and create a new one."
+            if campaign.status not in FINISHED_STATUSES
+            else "A finished campaign is kept as it was sent."
+        ),
+        code="invalid_transition",
+        details={"status": campaign.status},
+    )
+
+
+def campaign_update(*, campaign: Campaign, actor: str, **changes) -> Campaign:
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status != CampaignStatus.DRAFT:
+            raise _edit_conflict(campaign)
+        values = {**_values_of(campaign), **changes}
+        if values.get("schedule_kind") != ScheduleKind.AT and "scheduled_at" not in changes:
+            values["scheduled_at"] = None
+        if values.get("schedule_kind") != ScheduleKind.RECURRING and "recurrence" not in changes:
+            values["recurrence"] = ""
+        problems = campaign_problems(merchant=campaign.merchant, values=values)
+        if problems:
+            raise _invalid(problems)
+        _apply(campaign, values)
+        _full_clean(campaign)
+        campaign.save()
+        if "include_segment_ids" in changes:
+            campaign.include_segments.set(values["include_segment_ids"])
+        if "exclude_segment_ids" in changes:
+            campaign.exclude_segments.set(values["exclude_segment_ids"] or [])
+    return campaign
+
+
+def campaign_delete(*, campaign: Campaign, actor: str) -> None:
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status != CampaignStatus.DRAFT:
+            raise Conflict(
+                f"Only draft campaigns can be deleted; this one is {campaign.status} and is kept as a record"
+                + (" (cancel it instead)." if campaign.status not in FINISHED_STATUSES else "."),
+                code="invalid_transition",
+                details={"status": campaign.status},
+            )
+        campaign.delete()
+
+
+def _launch_conflict(campaign: Campaign) -> Conflict:
+    if campaign.status == CampaignStatus.SCHEDULED:
+        message = "The campaign has already been launched and is scheduled."
+    elif campaign.status == CampaignStatus.RUNNING:
+        message = "The campaign is already running."
+    else:
+        message = f"The campaign is {campaign.status} and cannot be launched again; create a new one."
+    return Conflict(message, code="invalid_transition", details={"status": campaign.status})
+
+
+def audience_precheck(campaign: Campaign) -> int | None:
+    """The audience from the segments' latest snapshots (without frequency caps), or None if one has none yet.
+
+    Lets a launch refuse an obviously too small audience at once; the activation re-checks on fresh snapshots.
+    """
+    from segments.selectors import segment_latest_snapshot, snapshot_members
+
+    def members(segments) -> list[BitMap] | None:
+        result = []
+        for segment_id in segments.values_list("pk", flat=True):
+            snapshot = segment_latest_snapshot(segment_id=segment_id)
+            if snapshot is None:
+                return None
+            result.append(BitMap(snapshot_members(snapshot)))
+        return result
+
+    include, exclude = members(campaign.include_segments), members(campaign.exclude_segments)
+    if include is None or exclude is None:
+        return None
+    audience = BitMap.union(*include) if include else BitMap()
+    if exclude:
+        audience -= BitMap.union(*exclude)
+    audience &= BitMap(direct_marketing_opt_in_consumer_ids().iterator(chunk_size=50_000))
+    audience -= BitMap(suppressed_consumer_ids(has_offer=campaign.has_offer).iterator(chunk_size=50_000))
+    return len(audience)
+
+
+def _enqueue_activation(campaign_id: int) -> None:
+    from .tasks import campaign_activate_task
+
+    transaction.on_commit(lambda: campaign_activate_task.delay(campaign_id))
+
+
+def _schedule_periodic(campaign: Campaign) -> None:
+    """'at' campaigns get a one-off clocked beat entry, recurring ones a crontab entry (UTC)."""
+    import json
+
+    from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
+
+    name = f"campaign:{campaign.pk}"
+    PeriodicTask.objects.filter(name=name).delete()
+    if campaign.schedule_kind == ScheduleKind.AT:
+        clocked = ClockedSchedule.objects.create(clocked_time=campaign.scheduled_at)
+        task = PeriodicTask.objects.create(
+            name=name,
+            task="campaigns.activate",
+            clocked=clocked,
+            one_off=True,
+            args=json.dumps([campaign.pk]),
+            description=f"Campaign {campaign.pk} at its scheduled time",
+        )
+    else:
+        crontab, _ = CrontabSchedule.objects.get_or_create(**crontab_parse(campaign.recurrence), timezone="UTC")
+        task = PeriodicTask.objects.create(
+            name=name,
+            task="campaigns.occurrence",
+            crontab=crontab,
+            args=json.dumps([campaign.pk]),
+            description=f"Recurring campaign {campaign.pk}",
+        )
+    campaign.periodic_task = task
+
+
+def campaign_launch(*, campaign: Campaign, actor: str) -> Campaign:
+    """draft → scheduled. 'now' campaigns start at once, 'at' ones at their time, recurring ones on each beat."""
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().select_related("merchant").get(pk=campaign.pk)
+        if campaign.status != CampaignStatus.DRAFT:
+            raise _launch_conflict(campaign)
+        problems = campaign_problems(merchant=campaign.merchant, values=_values_of(campaign))
+        if problems:
+            raise Unprocessable("The campaign cannot be launched as it is.", code="invalid_campaign", details=problems)
+        try:
+            direct_marketing_basis()
+        except ActivationRefused as exc:
+            raise Conflict(exc.reason, code=exc.code) from exc
+        if campaign.schedule_kind == ScheduleKind.NOW:
+            estimate = audience_precheck(campaign)
+            if estimate is not None and estimate < settings.MIN_AUDIENCE:
+                raise Unprocessable(audience_too_small_reason(), code="audience_too_small")
+        campaign.status = CampaignStatus.SCHEDULED
+        campaign.launched_at = timezone.now()
+        campaign.launched_by = actor
+        if campaign.schedule_kind == ScheduleKind.NOW:
+            _enqueue_activation(campaign.pk)
+        else:
+            _schedule_periodic(campaign)
+        campaign.save()
+    logger.info("campaign.launch_requested", extra={"fields": {"campaign_id": campaign.pk}})
+    return campaign
+
+
+def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
+    """Stop a campaign: nothing more is sent, unsent and unread messages are withdrawn."""
+    from django_celery_beat.models import PeriodicTask
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status in FINISHED_STATUSES:
+            raise Conflict(
+                f"The campaign is already {campaign.status} and cannot be cancelled.",
+                code="invalid_transition",
+                details={"status": campaign.status},
+            )
+        was = campaign.status
+        campaign.status = CampaignStatus.CANCELLED
+        campaign.cancelled_at = timezone.now()
+        if campaign.periodic_task_id:
+            PeriodicTask.objects.filter(pk=campaign.periodic_task_id).delete()
+            campaign.periodic_task = None
+        campaign.save()
+        withdrawn = campaign_stop_pending(
+            campaign_id=campaign.pk,
+            status=DeliveryStatus.WITHDRAWN,
+            reason=ERROR_CANCELLED,
+            include_unread_inbox=True,
+        )
+        if was == CampaignStatus.RUNNING:
+            audit_record(
+                actor=actor,
+                action="campaign.cancelled",
+                merchant_id=campaign.merchant_id,
+                purpose=Purpose.DIRECT_MARKETING,
+                object_type="Campaign",
+                object_id=campaign.pk,
+                counts={"withdrawn": withdrawn},
+            )
+    campaign.refresh_from_db()
+    return campaign
+
+
+def campaign_occurrence_create(*, series_id: int, at: datetime) -> Campaign | None:
+    """One run of a recurring series: a child campaign with its own audience and deliveries."""
+    series = Campaign.objects.filter(pk=series_id).select_related("merchant").first()
+    if series is None or series.status != CampaignStatus.SCHEDULED or not series.is_series:
+        return None
+    at = at.replace(second=0, microsecond=0)
+    try:
+        with transaction.atomic():
+            child = Campaign.objects.create(
+                merchant=series.merchant,
+                name=f"{series.name} · {at:%Y-%m-%d %H:%M}"[:200],
+                parent=series,
+                occurrence_at=at,
+                status=CampaignStatus.SCHEDULED,
+                launched_at=timezone.now(),
+                launched_by=series.launched_by,
+                **{
+                    name: getattr(series, name)
+                    for name in EDITABLE_FIELDS
+                    if name not in ("name", "scheduled_at", "recurrence")
+                },
+            )
+            child.include_segments.set(series.include_segments.all())
+            child.exclude_segments.set(series.exclude_segments.all())
+            _enqueue_activation(child.pk)
+    except IntegrityError:  # this minute's occurrence exists already (beat fired twice)
+        return None
+    return child
+
+
+def campaigns_resume_stalled(*, min_idle_s: float) -> int:
+    """Re-enqueue running campaigns that nobody is working on (a killed worker), and lost starts.
+
+    A campaign counts as abandoned when no worker holds its run lock and its heartbeat is older
+    than min_idle_s. Bumping the run token makes any older queued step skip itself.
+    """
+    from .tasks import campaign_activate_task
+
+    cutoff = timezone.now() - timedelta(seconds=min_idle_s)
+    to_step: list[tuple[int, int]] = []
+    running = Campaign.objects.filter(status=CampaignStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
+    for campaign_id in running.values_list("pk", flat=True):
+        with campaign_run_lock(campaign_id) as free:
+            if not free:
+                continue
+            with transaction.atomic():
+                if Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.RUNNING).update(
+                    run_token=F("run_token") + 1, heartbeat_at=timezone.now()
+                ):
+                    token = Campaign.objects.filter(pk=campaign_id).values_list("run_token", flat=True).get()
+                    to_step.append((campaign_id, token))
+    lost_starts = list(
+        Campaign.objects.filter(status=CampaignStatus.SCHEDULED, launched_at__lt=cutoff)
+        .filter(Q(schedule_kind=ScheduleKind.NOW) | Q(parent__isnull=False))
+        .values_list("pk", flat=True)
+    )
+    for campaign_id, token in to_step:
+        logger.info("campaign.resumed", extra={"fields": {"campaign_id": campaign_id, "run_token": token}})
+        campaign_activate_task.delay(campaign_id, token, 0)
+    for campaign_id in lost_starts:
+        campaign_activate_task.delay(campaign_id)
+    return len(to_step) + len(lost_starts)
+
+
+# --- the operator's inbox ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    delivery_id: int
+    campaign_id: int
+    store_name: str
+    title: str
+    body: str
+    coupon_code: str
+    products: list[dict]
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class _Reach:
+    consented: bool
+    suppressed_all: bool
+    suppressed_offers: bool
+
+    def allows(self, *, has_offer: bool) -> bool:
+        return self.consented and not self.suppressed_all and not (has_offer and self.suppressed_offers)
+
+    @property
+    def why_not(self) -> str:
+        reason = ERROR_CONSENT_WITHDRAWN if not self.consented else ERROR_SUPPRESSED
+        return reason.replace("before dispatch", "before the message was read")
+
+
+def _reach_now(consumer_id: int) -> _Reach:
+    """Whether one consumer may receive messages now, from current consent and suppressions."""
+    consented = ConsentState.objects.filter(
+        consumer_id=consumer_id,
+        purpose=Purpose.DIRECT_MARKETING,
+        status=ConsentStatus.GRANTED,
+        kind=ConsentKind.EXPRESS,
+    ).exists()
+    scopes = set(
+        Suppression.objects.filter(consumer_id=consumer_id, lifted_at__isnull=True).values_list("scope", flat=True)
+    )
+    return _Reach(consented, SuppressionScope.ALL in scopes, SuppressionScope.OFFERS in scopes)
+
+
+def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage] | None:
+    """The consumer's unread inbox messages, marked as delivered; None when the pseudonym is unknown.
+
+    Consent is checked again here: a message published before a withdrawal is withdrawn, not shown.
+    Concurrent reads never return the same message twice (rows are locked, locked ones skipped).
+    """
+    consumer_id = Consumer.objects.filter(pseudonym=pseudonym).values_list("pk", flat=True).first()
+    if consumer_id is None:
+        return None
+    now = timezone.now()
+    reach = _reach_now(consumer_id)
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                consumer_id=consumer_id,
+                status=DeliveryStatus.DISPATCHED,
+                delivered_at__isnull=True,
+                campaign__channel=Channel.INBOX,
+            )
+            .select_related("campaign", "campaign__merchant")
+            .order_by("dispatched_at", "pk")[:limit]
+        )
+        shown = [d for d in rows if reach.allows(has_offer=d.campaign.has_offer)]
+        withdrawn = [d for d in rows if not reach.allows(has_offer=d.campaign.has_offer)]
+        Delivery.objects.filter(pk__in=[d.pk for d in shown]).update(delivered_at=now)
+        if withdrawn:
+            Delivery.objects.filter(pk__in=[d.pk for d in withdrawn]).update(
+                status=DeliveryStatus.WITHDRAWN, last_error=reach.why_not
+            )
+            per_campaign: dict[int, int] = {}
+            for delivery in withdrawn:
+                per_campaign[delivery.campaign_id] = per_campaign.get(delivery.campaign_id, 0) + 1
+            for campaign_id, n in per_campaign.items():
+                Campaign.objects.filter(pk=campaign_id).update(
+                    withdrawn_count=F("withdrawn_count") + n, dispatched_count=F("dispatched_count") - n
+                )
+    titles = _product_details({pid for d in shown for pid in d.product_ids}, shown)
+    return [
+        InboxMessage(
+            delivery_id=d.pk,
+            campaign_id=d.campaign_id,
+            store_name=d.campaign.merchant.name,
+            title=d.title,
+            body=d.body,
+            coupon_code=d.campaign.coupon_code,
+            products=[titles[pid] for pid in d.product_ids if pid in titles],
+            sent_at=d.dispatched_at,
+        )
+        for d in shown
+    ]
+
+
+def _product_details(product_ids: set[int], deliveries: list[Delivery]) -> dict[int, dict]:
+    merchants = {d.campaign.merchant_id for d in deliveries}
+    rows = Product.objects.filter(pk__in=product_ids, merchant_id__in=merchants).values("pk", "sku", "title", "price")
+    return {
+        r["pk"]: {
+            "id": r["pk"],
+            "sku": r["sku"],
+            "title": r["title"],
+            "price": None if r["price"] is None else str(r["price"]),
+        }
+        for r in rows
+    }
+
+
+# --- tracking -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackingInput:
+    delivery_id: int
+    kind: str
+    occurred_at: datetime
+    order_value: Decimal | None = None
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingResult:
+    recorded: int
+    duplicates: int
+
+
+def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
+    """Record opened/clicked/converted events per delivery; re-posting an event changes nothing.
+
+    Without an idempotency key an event is keyed by its kind, so each delivery has at most one
+    open, one click and one conversion; send distinct keys (e.g. order ids) to record several.
+    All events are checked first; one bad event rejects the request and nothing is written.
+    """
+    now = timezone.now()
+    ids = {e.delivery_id for e in events}
+    deliveries = {
+        pk: (group, status)
+        for pk, group, status in Delivery.objects.filter(pk__in=ids).values_list("pk", "group", "status")
+    }
+    errors: dict[str, dict[str, list[str]]] = {}
+    for index, event in enumerate(events):
+        found = deliveries.get(event.delivery_id)
+        problems: dict[str, list[str]] = {}
+        if found is None:
+            problems["delivery_id"] = [f"Delivery {event.delivery_id} was not found."]
+        elif found != (Group.TREATMENT, DeliveryStatus.DISPATCHED):
+            problems["delivery_id"] = [
+                f"Delivery {event.delivery_id} was never sent (it is {found[1]}), so it cannot be {event.kind}."
+            ]
+        if event.kind != TrackingKind.CONVERTED and event.order_value is not None:
+            problems["order_value"] = ["Only a conversion carries an order value."]
+        if event.order_value is not None and event.order_value < 0:
+            problems["order_value"] = ["An order value cannot be negative."]
+        if event.occurred_at > now + timedelta(minutes=5):
+            problems["occurred_at"] = ["occurred_at is in the future."]
+        if problems:
+            errors[str(index)] = problems
+    if errors:
+        raise ApiError(
+            "Some tracking events are not valid; none were recorded.", code="invalid", details={"events": errors}
+        )
+
+    wanted: dict[tuple[int, str], TrackingInput] = {}
+    for event in events:
+        wanted.setdefault((event.delivery_id, event.idempotency_key or event.kind), event)
+    with transaction.atomic():
+        existing = set(
+            TrackingEvent.objects.filter(
+                delivery_id__in=ids, idempotency_key__in={key for _, key in wanted}
+            ).values_list("delivery_id", "idempotency_key")
+        )
+        new = [
+            TrackingEvent(
+                delivery_id=delivery_id,
+                kind=event.kind,
+                order_value=event.order_value,
+                occurred_at=event.occurred_at,
+                idempotency_key=key,
+            )
+            for (delivery_id, key), event in wanted.items()
+            if (delivery_id, key) not in existing
+        ]
+        TrackingEvent.objects.bulk_create(new, ignore_conflicts=True)
+    return TrackingResult(recorded=len(new), duplicates=len(events) - len(new))
+
+
+# --- the merchant's audience export --------------------------------------------------------------
+
+EXPORT_CURSOR_SALT = "campaigns.audience-export"
+EXPORT_MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class ExportPage:
+    pseudonyms: list[str]
+    next_cursor: str | None
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def export_cursor_read(*, campaign_id: int, cursor: str | None) -> int:
+    """The last delivery id a page ended at (0 for the first page); the cursor is signed and campaign-bound."""
+    if not cursor:
+        return 0
+    try:
+        value = signing.loads(cursor, salt=EXPORT_CURSOR_SALT)
+    except signing.BadSignature as exc:
+        raise InvalidCursor("The cursor is not valid; use the 'next' link of the previous page.") from exc
+    if not isinstance(value, dict) or value.get("c") != campaign_id or not isinstance(value.get("d"), int):
+        raise InvalidCursor("The cursor belongs to another export; use the 'next' link of the previous page.")
+    return value["d"]
+
+
+def campaign_audience_export(*, campaign: Campaign, actor: str, cursor: str | None, limit: int) -> ExportPage:
+    """One page of the consented treatment audience, as merchant-scoped pseudonyms. Audited per page.
+
+    Consent and suppressions are checked at export time, so a consumer who has withdrawn since the
+    send is not exported.
+    """
+    if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.COMPLETED) or (
+        campaign.status == CampaignStatus.RUNNING and campaign.phase not in (Phase.DISPATCHING, Phase.DONE)
+    ):
+        raise Conflict(
+            "The audience is resolved when the campaign runs; it can be exported once its deliveries are "
+            f"written (the campaign is {campaign.status}).",
+            code="audience_not_ready",
+            details={"status": campaign.status},
+        )
+    try:
+        basis = direct_marketing_basis()
+    except ActivationRefused as exc:
+        raise Conflict(exc.reason, code=exc.code) from exc
+    after = export_cursor_read(campaign_id=campaign.pk, cursor=cursor)
+    limit = max(1, min(limit, EXPORT_MAX_PAGE))
+    rows = list(
+        Delivery.objects.filter(campaign_id=campaign.pk, group=Group.TREATMENT, pk__gt=after)
+        .exclude(status=DeliveryStatus.WITHDRAWN)
+        .order_by("pk")
+        .values_list("pk", "consumer_id", "consumer__pseudonym")[:limit]
+    )
+    reachable = consumers_reachable([r[1] for r in rows], has_offer=campaign.has_offer)
+    pseudonyms = [
+        merchant_pseudonym(merchant_id=campaign.merchant_id, pseudonym=pseudonym)
+        for _pk, consumer_id, pseudonym in rows
+        if consumer_id in reachable
+    ]
+    next_cursor = (
+        signing.dumps({"c": campaign.pk, "d": rows[-1][0]}, salt=EXPORT_CURSOR_SALT) if len(rows) == limit else None
+    )
+    audit_record(
+        actor=actor,
+        action="campaign.audience_exported",
+        merchant_id=campaign.merchant_id,
+        purpose=basis.purpose,
+        legal_basis=basis.legal_basis,
+        activity_id=basis.activity_id,
+        object_type="Campaign",
+        object_id=campaign.pk,
+        counts={"exported": len(pseudonyms), "not_reachable_now": len(rows) - len(pseudonyms)},
+        details={"first_page": after == 0, "last_page": next_cursor is None},
+    )
+    return ExportPage(pseudonyms=pseudonyms, next_cursor=next_cursor)

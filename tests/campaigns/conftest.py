@@ -1,0 +1,137 @@
+"""Campaign test helpers: consumers with and without consent, campaigns in any state, a full activation run."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from pyroaring import BitMap
+
+from campaigns.activation import (
+    SegmentMembers,
+    StepOutcome,
+    audience_resolve,
+    campaign_activation_step,
+    campaign_audience_freeze,
+    campaign_run_begin,
+    direct_marketing_basis,
+)
+from campaigns.models import Campaign, CampaignStatus
+from consumers.models import Consumer, Product
+from privacy.models import ConsentKind, ConsentStatus, Purpose
+from privacy.services import ConsentChange, consents_record
+
+
+def make_consumers(n: int, *, start: int = 0) -> list[int]:
+    """n consumers with distinct pseudonyms; returns their ids in order."""
+    consumers = [
+        Consumer(pseudonym=hashlib.sha256(f"test-consumer-{start + i}".encode()).hexdigest()) for i in range(n)
+    ]
+    Consumer.objects.bulk_create(consumers, batch_size=5000)
+    pseudonyms = [c.pseudonym for c in consumers]
+    by_pseudonym = dict(Consumer.objects.filter(pseudonym__in=pseudonyms).values_list("pseudonym", "pk"))
+    return [by_pseudonym[p] for p in pseudonyms]
+
+
+def record_consent(consumer_ids, *, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS, when=None) -> None:
+    when = when or timezone.now()
+    consents_record(
+        changes=[
+            ConsentChange(
+                consumer_id=cid,
+                purpose=Purpose.DIRECT_MARKETING,
+                status=status,
+                kind=kind,
+                source="test",
+                occurred_at=when,
+            )
+            for cid in consumer_ids
+        ],
+        actor="test",
+    )
+
+
+def withdraw_consent(consumer_ids) -> None:
+    record_consent(consumer_ids, status=ConsentStatus.WITHDRAWN, when=timezone.now() + timedelta(seconds=1))
+
+
+def make_campaign(merchant, **fields) -> Campaign:
+    defaults = dict(
+        name="Spring sale",
+        title_template="Hello from {store_name}",
+        body_template="Something new for you.",
+        personalised_products=0,
+        control_share=Decimal("0.1"),
+        status=CampaignStatus.SCHEDULED,
+        launched_by="apikey:test",
+        launched_at=timezone.now(),
+    )
+    return Campaign.objects.create(merchant=merchant, **{**defaults, **fields})
+
+
+def members_given(members, exclude=None):
+    """A members source for campaign_activation_step: fixed bitmaps instead of refreshed segments."""
+
+    def source(*, campaign, actor):
+        include = [SegmentMembers(1, BitMap(members), "a" * 64)]
+        excluded = [SegmentMembers(2, BitMap(exclude), "b" * 64)] if exclude else []
+        return include, excluded
+
+    return source
+
+
+def run_activation(campaign: Campaign, members, *, exclude=None, budget_s: float = 60.0) -> Campaign:
+    """Activate a campaign to the end, on an audience given as member bitmaps (no segment refresh)."""
+    token = campaign_run_begin(campaign_id=campaign.pk)
+    assert token is not None
+    run_steps(campaign, token, budget_s=budget_s, source=members_given(members, exclude))
+    campaign.refresh_from_db()
+    return campaign
+
+
+def freeze_audience(campaign: Campaign, members, *, exclude=None) -> None:
+    """Resolve and freeze the audience only (the first part of the first step)."""
+    campaign.refresh_from_db()
+    include, excluded = members_given(members, exclude)(campaign=campaign, actor="test")
+    resolution = audience_resolve(campaign=campaign, include=include, exclude=excluded, now=timezone.now())
+    campaign_audience_freeze(
+        campaign_id=campaign.pk, resolution=resolution, basis=direct_marketing_basis(), actor="apikey:test"
+    )
+
+
+def run_steps(
+    campaign: Campaign, token: int, *, budget_s: float = 60.0, max_steps: int = 1000, source=None
+) -> StepOutcome:
+    extra = {"members_source": source} if source else {}
+    for _ in range(max_steps):
+        outcome = campaign_activation_step(campaign_id=campaign.pk, run_token=token, time_budget_s=budget_s, **extra)
+        if outcome != StepOutcome.MORE:
+            return outcome
+    raise AssertionError("activation did not finish")
+
+
+@pytest.fixture
+def dm_approved(approve_activity):
+    return approve_activity(Purpose.DIRECT_MARKETING)
+
+
+@pytest.fixture
+def consented_consumers(db):
+    """200 consumers with express opt-in consent (twice MIN_AUDIENCE)."""
+    ids = make_consumers(200)
+    record_consent(ids)
+    return ids
+
+
+@pytest.fixture
+def catalogue(merchant, other_merchant):
+    """Five products of the merchant and one of another merchant."""
+    own = [
+        Product.objects.create(merchant=merchant, sku=f"SKU-{i}", title=f"Tent {i}", price=Decimal(f"{10 + i}.50"))
+        for i in range(1, 6)
+    ]
+    foreign = Product.objects.create(merchant=other_merchant, sku="X-1", title="Lipstick", price=Decimal("9.99"))
+    return own, foreign
