@@ -1,0 +1,137 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import CampaignStatus, Delivery, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
+from campaigns.selectors import campaign_progress, campaign_report, public_count, round_2sf
+from campaigns.stats import Z_95
+from consumers.models import Event, EventType, Product
+
+from .conftest import make_campaign, make_consumers
+
+
+@pytest.mark.parametrize(("n", "rounded"), [(100, 100), (123, 120), (1_234, 1_200), (98_765, 99_000), (999, 1000)])
+def test_counts_are_rounded_to_two_significant_figures(n, rounded):
+    assert round_2sf(n) == rounded
+    assert public_count(n).value == rounded
+
+
+def test_small_counts_are_hidden():
+    count = public_count(99)
+    assert count.value is None and count.display == "fewer than 100"
+
+
+def _deliveries(campaign, consumer_ids, group, sent_at):
+    status = DeliveryStatus.DISPATCHED if group == Group.TREATMENT else DeliveryStatus.HELD_OUT
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                campaign=campaign,
+                consumer_id=cid,
+                group=group,
+                status=status,
+                created_at=sent_at,
+                dispatched_at=sent_at if group == Group.TREATMENT else None,
+            )
+            for cid in consumer_ids
+        ]
+    )
+    return list(Delivery.objects.filter(campaign=campaign, consumer_id__in=consumer_ids).order_by("consumer_id"))
+
+
+def _purchase(consumer_id, merchant, product, at, price="10.00", quantity=1, discount="0"):
+    Event.objects.create(
+        source_key=f"p-{consumer_id}-{at.timestamp()}-{merchant.pk}",
+        consumer_id=consumer_id,
+        merchant=merchant,
+        product=product,
+        event_type=EventType.PURCHASE,
+        occurred_at=at,
+        price=Decimal(price),
+        quantity=quantity,
+        discount=Decimal(discount),
+    )
+
+
+def test_report_reads_conversions_for_both_groups_and_matches_the_formula(merchant, other_merchant):
+    sent = timezone.now() - timedelta(days=10)
+    campaign = make_campaign(merchant, status=CampaignStatus.COMPLETED, phase=Phase.DONE, attribution_window_days=7)
+    product = Product.objects.create(merchant=merchant, sku="T1", title="Tent")
+    foreign = Product.objects.create(merchant=other_merchant, sku="L1", title="Lipstick")
+    ids = make_consumers(500)
+    treatment = _deliveries(campaign, ids[:300], Group.TREATMENT, sent)
+    control = _deliveries(campaign, ids[300:], Group.CONTROL, sent)
+
+    # treatment: 40 tracked conversions (order value 25), 20 ingested purchases (2 × 10 − 1 = 19)
+    for d in treatment[:40]:
+        TrackingEvent.objects.create(
+            delivery=d,
+            kind=TrackingKind.CONVERTED,
+            order_value=Decimal("25"),
+            occurred_at=sent + timedelta(days=1),
+            idempotency_key="converted",
+        )
+    for d in treatment[40:60]:
+        _purchase(d.consumer_id, merchant, product, sent + timedelta(days=2), quantity=2, discount="1")
+    # one order reported both ways is counted once, at the larger value
+    _purchase(treatment[0].consumer_id, merchant, product, sent + timedelta(days=1), price="30")
+    for d in treatment[:150]:
+        TrackingEvent.objects.create(delivery=d, kind=TrackingKind.OPENED, occurred_at=sent, idempotency_key="opened")
+    for d in treatment[:70]:
+        TrackingEvent.objects.create(delivery=d, kind=TrackingKind.CLICKED, occurred_at=sent, idempotency_key="c")
+    # control: 20 real purchases inside the window...
+    for d in control[:20]:
+        _purchase(d.consumer_id, merchant, product, sent + timedelta(days=3))
+    # ...and ones that must not count: after the window, before the send, another merchant's products
+    for d in control[20:30]:
+        _purchase(d.consumer_id, merchant, product, sent + timedelta(days=8))
+    for d in control[30:40]:
+        _purchase(d.consumer_id, merchant, product, sent - timedelta(hours=1))
+    for d in control[40:50]:
+        _purchase(d.consumer_id, other_merchant, foreign, sent + timedelta(days=1))
+
+    report = campaign_report(campaign)
+    t, c = report.treatment, report.control
+    assert (t.size, t.sent, t.opened, t.clicked, t.converted) == (300, 300, 150, 70, 60)
+    assert (c.size, c.converted) == (200, 20)
+    assert t.revenue == Decimal("30") + 39 * Decimal("25") + 20 * Decimal("19")
+    assert c.revenue == Decimal("200.00")
+    p_t, p_c = 60 / 300, 20 / 200
+    se = ((p_t * (1 - p_t) / 300) + (p_c * (1 - p_c) / 200)) ** 0.5
+    assert report.uplift.absolute == pytest.approx(0.1)
+    assert report.uplift.ci_low == pytest.approx(0.1 - Z_95 * se)
+    assert report.uplift.ci_high == pytest.approx(0.1 + Z_95 * se)
+    assert report.uplift_reported
+    expected_incremental = (t.revenue / 300 - c.revenue / 200) * 300
+    assert report.incremental_revenue == expected_incremental.quantize(Decimal("0.01"))
+
+
+def test_uplift_is_not_reported_for_a_control_group_under_the_minimum(merchant):
+    campaign = make_campaign(merchant, status=CampaignStatus.COMPLETED, phase=Phase.DONE)
+    ids = make_consumers(250)
+    now = timezone.now()
+    _deliveries(campaign, ids[:200], Group.TREATMENT, now)
+    _deliveries(campaign, ids[200:], Group.CONTROL, now)
+    report = campaign_report(campaign)
+    assert not report.uplift_reported and "at least 100" in report.note
+
+
+def test_progress_shows_rounded_counts_and_percentages(merchant):
+    campaign = make_campaign(
+        merchant,
+        status=CampaignStatus.RUNNING,
+        phase=Phase.DISPATCHING,
+        audience_count=12_345,
+        treatment_count=11_111,
+        control_count=1_234,
+        written_count=12_345,
+        dispatched_count=5_555,
+        withdrawn_count=12,
+    )
+    progress = campaign_progress(campaign)
+    assert progress.audience.value == 12_000 and progress.written.value == 12_000
+    assert progress.dispatched.value == 5_600
+    assert progress.withdrawn.value is None and progress.withdrawn.display == "fewer than 100"
+    assert progress.percent_written == 100 and progress.percent_dispatched == 50

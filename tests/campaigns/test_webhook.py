@@ -1,0 +1,164 @@
+"""The webhook channel against a real local HTTP server that verifies signatures as an operator would."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from campaigns.models import CampaignStatus, Channel, Delivery, DeliveryStatus, Group
+from campaigns.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    webhook_post,
+    webhook_signature,
+    webhook_signature_valid,
+)
+
+from .conftest import make_campaign, run_activation
+
+SECRET = "test-webhook-secret"
+
+
+class Receiver:
+    """What the operator's notification service does: verify, then accept (or fail on purpose)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.bad_signatures = 0
+        self.fail_next = 0  # answer this many requests with 503 first
+        self.always_status: int | None = None
+        self.lock = threading.Lock()
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> int:
+        body = handler.rfile.read(int(handler.headers["Content-Length"]))
+        valid = webhook_signature_valid(
+            secret=SECRET,
+            timestamp=handler.headers.get(TIMESTAMP_HEADER),
+            body=body,
+            signature=handler.headers.get(SIGNATURE_HEADER),
+        )
+        with self.lock:
+            if not valid:
+                self.bad_signatures += 1
+                return 401
+            if self.always_status:
+                return self.always_status
+            if self.fail_next:
+                self.fail_next -= 1
+                return 503
+            self.requests.append(json.loads(body))
+            return 204
+
+    @property
+    def delivery_ids(self) -> list[int]:
+        return [m["delivery_id"] for r in self.requests for m in r["messages"]]
+
+
+@pytest.fixture
+def receiver(settings):
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            status = state.handle(self)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.block_on_close = False
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.OPERATOR_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/notify"
+    settings.OPERATOR_WEBHOOK_SECRET = SECRET
+    settings.CAMPAIGN_WEBHOOK_BACKOFF_S = 0.01
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_signature_covers_timestamp_and_body():
+    body = b'{"a":1}'
+    signature = webhook_signature(secret=SECRET, timestamp="1700000000", body=body)
+    assert signature.startswith("sha256=")
+    assert webhook_signature_valid(
+        secret=SECRET, timestamp="1700000000", body=body, signature=signature, now=1700000010
+    )
+    assert not webhook_signature_valid(
+        secret=SECRET, timestamp="1700000000", body=b'{"a":2}', signature=signature, now=1700000010
+    )
+    assert not webhook_signature_valid(
+        secret=SECRET, timestamp="1700000001", body=body, signature=signature, now=1700000010
+    )
+    # a replay long after the fact is refused even with a correct signature
+    assert not webhook_signature_valid(
+        secret=SECRET, timestamp="1700000000", body=body, signature=signature, now=1700000000 + 3600
+    )
+
+
+def test_the_local_server_verifies_every_signed_post(receiver):
+    result = webhook_post({"hello": "world"})
+    assert result.ok and result.attempts == 1
+    assert receiver.bad_signatures == 0 and receiver.requests == [{"hello": "world"}]
+
+
+def test_a_wrongly_signed_request_is_rejected_by_the_receiver(receiver, settings):
+    settings.OPERATOR_WEBHOOK_SECRET = "not-the-operators-secret"
+    result = webhook_post({"x": 1})
+    assert not result.ok and "HTTP 401" in result.error
+    assert receiver.bad_signatures == 1 and result.attempts == 1  # a 401 is not retried
+
+
+def test_transient_failures_are_retried_with_backoff(receiver):
+    receiver.fail_next = 2
+    result = webhook_post({"x": 1})
+    assert result.ok and result.attempts == 3
+
+
+def test_webhook_campaign_sends_each_message_once_signed(
+    merchant, dm_approved, consented_consumers, receiver, settings
+):
+    settings.CAMPAIGN_WEBHOOK_BATCH_SIZE = 40
+    receiver.fail_next = 1  # the first request is retried once
+    campaign = run_activation(
+        make_campaign(merchant, channel=Channel.WEBHOOK, coupon_code="SPRING", body_template="{offer}"),
+        consented_consumers,
+    )
+    assert campaign.status == CampaignStatus.COMPLETED
+    treatment = Delivery.objects.filter(campaign=campaign, group=Group.TREATMENT)
+    assert sorted(receiver.delivery_ids) == sorted(treatment.values_list("pk", flat=True))
+    assert set(Counter(receiver.delivery_ids).values()) == {1}
+    assert receiver.bad_signatures == 0
+    message = receiver.requests[0]["messages"][0]
+    assert message["body"] == "code SPRING" and message["coupon_code"] == "SPRING"
+    assert len(message["consumer"]) == 64  # the consumer's pseudonym, never a raw identifier
+    assert set(treatment.values_list("status", flat=True)) == {DeliveryStatus.DISPATCHED}
+    assert treatment.filter(delivered_at__isnull=True).count() == 0
+    assert sorted(set(treatment.values_list("attempts", flat=True))) == [1, 2]
+
+
+def test_webhook_failures_are_recorded_on_deliveries_and_the_campaign(
+    merchant, dm_approved, consented_consumers, receiver, settings
+):
+    settings.CAMPAIGN_WEBHOOK_ATTEMPTS = 3
+    receiver.always_status = 500
+    campaign = run_activation(
+        make_campaign(merchant, channel=Channel.WEBHOOK, control_share=Decimal("0")), consented_consumers
+    )
+    assert campaign.status == CampaignStatus.FAILED
+    assert "did not accept the messages: HTTP 500" in campaign.failure_reason
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert set(deliveries.values_list("status", flat=True)) == {DeliveryStatus.FAILED}
+    first_batch = deliveries.filter(attempts=3)
+    assert first_batch.exists()
+    assert "HTTP 500" in first_batch.first().last_error and "gave up after 3 attempts" in first_batch.first().last_error
+    assert campaign.failed_count == 200 and campaign.dispatched_count == 0
