@@ -70,7 +70,7 @@ ERROR_CANCELLED = "not sent: the campaign was cancelled"
 
 
 def batch_size() -> int:
-    return max(1, int(getattr(settings, "CAMPAIGN_BATCH_SIZE", 10_000)))
+    return max(1, int(settings.CAMPAIGN_BATCH_SIZE))
 
 
 def webhook_batch_size() -> int:
