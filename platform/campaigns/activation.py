@@ -420,6 +420,13 @@ def _recommendations(campaign: Campaign, consumer_ids: list[int]) -> dict[int, l
         raise ActivationRefused(f"Personalisation failed: {str(exc)[:300]}", code="personalisation_failed") from exc
 
 
+TITLE_MAX = 400
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class _Row:
     consumer_id: int
@@ -557,7 +564,7 @@ def deliveries_write_batch(*, ctx: _RunContext, run_token: int) -> bool:
             consumer_id,
             Group.TREATMENT,
             product_ids,
-            renderer.title.render(infos),
+            _clip(renderer.title.render(infos), TITLE_MAX),
             renderer.body.render(infos),
             DeliveryStatus.PENDING,
         )
