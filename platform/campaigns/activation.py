@@ -167,6 +167,19 @@ class AudienceResolution:
     segments: dict[str, list[dict]] = field(default_factory=dict)
 
 
+def consumers_in(ids: Sequence[int], field: str = "consumer_id") -> Q:
+    """A filter that selects at least these consumers, cheaply.
+
+    Batches are contiguous slices of a sorted audience, so a range scan on an index beats an IN list
+    of ten thousand parameters by far; sparse lists still use IN. Callers intersect the result with
+    the ids they asked for.
+    """
+    lo, hi = min(ids), max(ids)
+    if hi - lo <= 4 * len(ids) + 1000:
+        return Q(**{f"{field}__gte": lo, f"{field}__lte": hi})
+    return Q(**{f"{field}__in": list(ids)})
+
+
 def frequency_capped_consumers(
     *,
     merchant_id: int,
@@ -192,7 +205,7 @@ def frequency_capped_consumers(
     if consumer_ids is not None:
         if not len(consumer_ids):
             return set()
-        messages = messages.filter(consumer_id__in=list(consumer_ids))
+        messages = messages.filter(consumers_in(consumer_ids))
     if exclude_campaign_id is not None:
         messages = messages.exclude(campaign_id=exclude_campaign_id)
     annotations, over = {}, Q(pk__in=[])
@@ -205,7 +218,7 @@ def frequency_capped_consumers(
         )
         over |= Q(merchant_n__gte=frequency_cap)
     rows = messages.values("consumer_id").annotate(**annotations).filter(over).values_list("consumer_id", flat=True)
-    return set(rows)
+    return set(rows) if consumer_ids is None else set(rows) & set(consumer_ids)
 
 
 def _bitmap_of(values) -> BitMap:
@@ -438,50 +451,45 @@ class _Row:
     last_error: str = ""
 
 
+_STAGE_TABLE = "campaigns_delivery_stage"
+_STAGE_COLUMNS = ("consumer", "group", "product_ids", "title", "body", "status", "last_error")
+
+
 def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> None:
-    """INSERT … ON CONFLICT DO NOTHING: one statement per batch on PostgreSQL, bulk_create elsewhere."""
+    """Write a batch of deliveries with ON CONFLICT (campaign, consumer) DO NOTHING.
+
+    On PostgreSQL the rows are COPYed into a temporary staging table (emptied at commit) and moved with
+    one INSERT … SELECT … ON CONFLICT DO NOTHING: about three times faster than binding arrays or
+    bulk_create (benchmarks/bench_campaigns.py compares them). Elsewhere, bulk_create(ignore_conflicts).
+    """
     if not rows:
         return
     if connection.vendor == "postgresql":
-        meta = Delivery._meta
-        columns = ", ".join(
-            connection.ops.quote_name(meta.get_field(name).column)
-            for name in (
-                "campaign",
-                "consumer",
-                "group",
-                "product_ids",
-                "title",
-                "body",
-                "status",
-                "created_at",
-                "attempts",
-                "last_error",
-            )
-        )
-        # Only model metadata (table and column names) is formatted in; every value is a parameter.
-        sql = (
-            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) "  # noqa: S608
-            "SELECT %s, u.c, u.g, u.p::jsonb, u.t, u.b, u.s, %s, 0, u.e "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-            "AS u(c, g, p, t, b, s, e) "
-            f"ON CONFLICT ({connection.ops.quote_name(meta.get_field('campaign').column)}, "
-            f"{connection.ops.quote_name(meta.get_field('consumer').column)}) DO NOTHING"
-        )
-        with connection.cursor() as cursor:
+        meta, quote = Delivery._meta, connection.ops.quote_name
+        columns = [quote(meta.get_field(name).column) for name in _STAGE_COLUMNS]
+        # COPY and INSERT share a transaction: the staging table empties at commit.
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                sql,
-                [
-                    campaign_id,
-                    created_at,
-                    [r.consumer_id for r in rows],
-                    [r.group for r in rows],
-                    [json.dumps(r.product_ids) for r in rows],
-                    [r.title for r in rows],
-                    [r.body for r in rows],
-                    [r.status for r in rows],
-                    [r.last_error for r in rows],
-                ],
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE_TABLE} ("
+                'consumer_id bigint, "group" text, product_ids jsonb, title text, body text, status text, '
+                "last_error text) ON COMMIT DELETE ROWS"
+            )
+            # Empty it anyway: inside an enclosing transaction no commit has emptied it since the last batch.
+            cursor.execute(f"DELETE FROM {_STAGE_TABLE}")  # noqa: S608 - a constant table name
+            with cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(
+                        (r.consumer_id, r.group, json.dumps(r.product_ids), r.title, r.body, r.status, r.last_error)
+                    )
+            target = ", ".join(
+                [*columns, quote(meta.get_field("campaign").column), quote("created_at"), quote("attempts")]
+            )
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({target}) "  # noqa: S608 - names from model metadata only
+                f"SELECT {', '.join(columns)}, %s, %s, 0 FROM {_STAGE_TABLE} "
+                f"ON CONFLICT ({quote(meta.get_field('campaign').column)}, {quote(meta.get_field('consumer').column)}) "
+                "DO NOTHING",
+                [campaign_id, created_at],
             )
         return
     Delivery.objects.bulk_create(
@@ -574,10 +582,13 @@ def deliveries_write_batch(*, ctx: _RunContext, run_token: int) -> bool:
     with transaction.atomic():
         _lock_campaign_for_batch(campaign.pk, run_token, write_cursor=campaign.write_cursor, phase=Phase.WRITING)
         _caps_lock()
-        existing = set(
-            Delivery.objects.filter(campaign_id=campaign.pk, consumer_id__in=list(rows_by_consumer)).values_list(
-                "consumer_id", flat=True
+        existing = (
+            set(
+                Delivery.objects.filter(consumers_in(list(rows_by_consumer)), campaign_id=campaign.pk).values_list(
+                    "consumer_id", flat=True
+                )
             )
+            & rows_by_consumer.keys()
         )
         capped = frequency_capped_consumers(
             merchant_id=campaign.merchant_id,
@@ -613,26 +624,28 @@ def deliveries_write_batch(*, ctx: _RunContext, run_token: int) -> bool:
 # --- dispatch -------------------------------------------------------------------------------------------
 
 
-def consumers_reachable(consumer_ids: Sequence[int], *, has_offer: bool) -> set[int]:
-    """Of these consumers, those who may receive a message right now: express opt-in consent, not suppressed."""
-    if not consumer_ids:
-        return set()
-    ids = list(consumer_ids)
-    consented = set(
+def _consented(ids: Sequence[int]) -> set[int]:
+    return set(
         ConsentState.objects.filter(
-            consumer_id__in=ids,
+            consumers_in(ids),
             purpose=Purpose.DIRECT_MARKETING,
             status=ConsentStatus.GRANTED,
             kind=ConsentKind.EXPRESS,
         ).values_list("consumer_id", flat=True)
-    )
+    ) & set(ids)
+
+
+def consumers_reachable(consumer_ids: Sequence[int], *, has_offer: bool) -> set[int]:
+    """Of these consumers, those who may receive a message right now: express opt-in consent, not suppressed."""
+    if not consumer_ids:
+        return set()
     scopes = [SuppressionScope.ALL, SuppressionScope.OFFERS] if has_offer else [SuppressionScope.ALL]
     suppressed = set(
-        Suppression.objects.filter(consumer_id__in=ids, lifted_at__isnull=True, scope__in=scopes).values_list(
+        Suppression.objects.filter(consumers_in(consumer_ids), lifted_at__isnull=True, scope__in=scopes).values_list(
             "consumer_id", flat=True
         )
     )
-    return consented - suppressed
+    return _consented(consumer_ids) - suppressed
 
 
 def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int]) -> dict[int, str]:
@@ -640,14 +653,7 @@ def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int]) -> dic
     unreachable = [cid for cid in consumer_ids if cid not in reachable]
     if not unreachable:
         return {}
-    consented = set(
-        ConsentState.objects.filter(
-            consumer_id__in=unreachable,
-            purpose=Purpose.DIRECT_MARKETING,
-            status=ConsentStatus.GRANTED,
-            kind=ConsentKind.EXPRESS,
-        ).values_list("consumer_id", flat=True)
-    )
+    consented = _consented(unreachable)
     return {cid: (ERROR_SUPPRESSED if cid in consented else ERROR_CONSENT_WITHDRAWN) for cid in unreachable}
 
 
@@ -668,9 +674,9 @@ def deliveries_dispatch_batch(*, ctx: _RunContext, run_token: int) -> bool:
     stops that consumer's message (status withdrawn).
     """
     campaign = ctx.campaign
-    fields = ["id", "consumer_id", "status", "title", "body", "product_ids"]
+    fields = ["id", "consumer_id", "status"]
     if campaign.channel == Channel.WEBHOOK:
-        fields.append("consumer__pseudonym")
+        fields += ["title", "body", "product_ids", "consumer__pseudonym"]
     rows = list(
         Delivery.objects.filter(campaign_id=campaign.pk, consumer_id__gt=campaign.dispatch_cursor)
         .order_by("consumer_id")
@@ -678,24 +684,26 @@ def deliveries_dispatch_batch(*, ctx: _RunContext, run_token: int) -> bool:
     )
     if not rows:
         return False
-    last_id = rows[-1]["consumer_id"]
+    first_id, last_id = campaign.dispatch_cursor, rows[-1]["consumer_id"]
     pending = [r for r in rows if r["status"] == DeliveryStatus.PENDING]
     reachable = consumers_reachable([r["consumer_id"] for r in pending], has_offer=campaign.has_offer)
     withdrawn_reason = _withdrawal_reasons([r["consumer_id"] for r in pending], reachable)
     to_send = [r for r in pending if r["consumer_id"] in reachable]
 
-    # (delivery ids, webhook result or None for the inbox) per request made
-    outcomes: list[tuple[list[int], WebhookResult | None]] = []
+    # Requests made: (first and last consumer id of the slice sent, webhook result; None for the inbox).
+    # The batch's rows are every delivery with first_id < consumer_id <= last_id, so once the
+    # unreachable ones are withdrawn, "pending in a consumer-id range" is exactly the slice sent.
+    outcomes: list[tuple[int, int, WebhookResult | None]] = []
     stop_reason = ""
     if campaign.channel == Channel.INBOX:
-        outcomes.append(([r["id"] for r in to_send], None))  # publishing to the inbox is the status change itself
+        outcomes.append((first_id + 1, last_id, None))  # publishing to the inbox is the status change itself
     else:
         _ensure_still_running(campaign.pk, run_token)
         chunk = webhook_batch_size()
         for start in range(0, len(to_send), chunk):
             part = to_send[start : start + chunk]
             result = webhook_post(_webhook_payload(campaign, part, ctx.renderer.catalogue))
-            outcomes.append(([r["id"] for r in part], result))
+            outcomes.append((part[0]["consumer_id"], part[-1]["consumer_id"], result))
             if not result.ok:
                 stop_reason = (
                     f"The operator's notification service did not accept the messages: {result.error}. "
@@ -710,28 +718,28 @@ def deliveries_dispatch_batch(*, ctx: _RunContext, run_token: int) -> bool:
         )
         pending_now = Delivery.objects.filter(campaign_id=campaign.pk, status=DeliveryStatus.PENDING)
         dispatched = failed = withdrawn = 0
-        for delivery_ids, result in outcomes:
-            batch = pending_now.filter(pk__in=delivery_ids)
+        for reason in set(withdrawn_reason.values()):
+            consumers = [cid for cid, why in withdrawn_reason.items() if why == reason]
+            withdrawn += pending_now.filter(consumer_id__in=consumers).update(
+                status=DeliveryStatus.WITHDRAWN, last_error=reason
+            )
+        for lo, hi, result in outcomes:
+            sent = pending_now.filter(consumer_id__gte=lo, consumer_id__lte=hi)
             if result is None:
-                dispatched += batch.update(status=DeliveryStatus.DISPATCHED, dispatched_at=now)
+                dispatched += sent.update(status=DeliveryStatus.DISPATCHED, dispatched_at=now)
             elif result.ok:
-                dispatched += batch.update(
+                dispatched += sent.update(
                     status=DeliveryStatus.DISPATCHED,
                     dispatched_at=now,
                     delivered_at=now,
                     attempts=F("attempts") + result.attempts,
                 )
             else:
-                failed += batch.update(
+                failed += sent.update(
                     status=DeliveryStatus.FAILED,
                     last_error=result.error[:500],
                     attempts=F("attempts") + result.attempts,
                 )
-        for reason in set(withdrawn_reason.values()):
-            consumers = [cid for cid, why in withdrawn_reason.items() if why == reason]
-            withdrawn += pending_now.filter(consumer_id__in=consumers).update(
-                status=DeliveryStatus.WITHDRAWN, last_error=reason
-            )
         Campaign.objects.filter(pk=campaign.pk).update(
             dispatched_count=F("dispatched_count") + dispatched,
             withdrawn_count=F("withdrawn_count") + withdrawn,

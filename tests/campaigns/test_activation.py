@@ -311,3 +311,23 @@ def test_the_run_lock_keeps_a_second_session_out(merchant, dm_approved, consente
         thread.start()
         thread.join()
     assert results == [False]
+
+
+def test_inserting_a_batch_twice_keeps_the_first_rows(merchant):
+    """The bulk writer (COPY + ON CONFLICT on PostgreSQL, bulk_create elsewhere) never doubles or overwrites."""
+    from django.db import transaction
+
+    from campaigns.activation import _insert_rows, _Row
+
+    ids = make_consumers(30)
+    campaign = make_campaign(merchant)
+    first = [_Row(cid, Group.TREATMENT, [1], "first", "b", DeliveryStatus.PENDING) for cid in ids[:20]]
+    second = [_Row(cid, Group.TREATMENT, [2], "second", "b", DeliveryStatus.PENDING) for cid in ids[10:]]
+    with transaction.atomic():
+        _insert_rows(campaign.pk, first, timezone.now())
+    with transaction.atomic():
+        _insert_rows(campaign.pk, second, timezone.now())
+    titles = dict(Delivery.objects.filter(campaign=campaign).values_list("consumer_id", "title"))
+    assert len(titles) == 30
+    assert {titles[c] for c in ids[:20]} == {"first"} and {titles[c] for c in ids[20:]} == {"second"}
+    assert Delivery.objects.get(campaign=campaign, consumer_id=ids[0]).product_ids == [1]

@@ -1,0 +1,299 @@
+"""Launching a campaign to a 1M-consumer audience: resolve, personalise (top-5), write every delivery, dispatch.
+
+Target (issue 5): the launch, personalisation and writing all deliveries ≤ 120 s on PostgreSQL on 2 cores.
+BENCH_SCALE shrinks the audience (0.05 → 50 000 consumers). Setting up the population (consumers, consent,
+products, the segment's tag) is not timed and is reused by later runs; each run deletes the previous run's
+deliveries first, so frequency caps do not shrink the audience from one run to the next.
+
+The phases are the same functions a Celery step calls (campaigns.activation), run in this process one after
+another, so each phase can be timed. A second figure compares the two ways of writing deliveries side by side:
+COPY into a staging table and one INSERT … SELECT … ON CONFLICT DO NOTHING per batch (what PostgreSQL uses)
+against Django's bulk_create(ignore_conflicts=True) (what SQLite uses).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from decimal import Decimal
+
+from benchmarks import BenchContext, Row
+
+N_FULL = 1_000_000
+PSEUDONYM_PREFIX = "bc"  # bench consumers' pseudonyms: "bc" + 62 hex digits of their index
+TARGET_S = 120.0
+N_PRODUCTS = 2_000
+TOP_K = 5
+
+
+def _pseudonym(i: int) -> str:
+    return f"{PSEUDONYM_PREFIX}{i:062x}"
+
+
+def _copy(table: str, columns: list[str], rows) -> None:
+    """COPY rows (tuples) into a table: the fast way to set up a million rows."""
+    from django.db import connection
+
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join("\\N" if v is None else str(v) for v in row))
+        buffer.write("\n")
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        copy.write(buffer.getvalue())
+
+
+def _population(n: int):
+    """n bench consumers with express direct-marketing consent, a merchant with a catalogue; returns ids."""
+    from django.db import transaction
+    from django.utils import timezone
+    from pyroaring import BitMap
+
+    from consumers.models import Consumer, Product
+    from merchants.models import Merchant
+    from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose
+
+    merchant, _ = Merchant.objects.get_or_create(slug="bench-campaigns", defaults={"name": "Bench Outdoor"})
+    lo, hi = _pseudonym(0), _pseudonym(n)
+    existing = set(
+        Consumer.objects.filter(pseudonym__gte=lo, pseudonym__lt=hi).values_list("pseudonym", flat=True).iterator()
+    )
+    now = timezone.now().isoformat()
+    missing = [_pseudonym(i) for i in range(n) if _pseudonym(i) not in existing]
+    with transaction.atomic():
+        if missing:
+            _copy(
+                Consumer._meta.db_table,
+                ["pseudonym", "age_range", "country", "gender", "created_at", "updated_at"],
+                ((p, "25-34", "SG", "", now, now) for p in missing),
+            )
+    ids = BitMap(
+        Consumer.objects.filter(pseudonym__gte=lo, pseudonym__lt=hi).values_list("pk", flat=True).iterator(50_000)
+    )
+    consented = BitMap(
+        ConsentState.objects.filter(
+            consumer_id__gte=ids.min(), consumer_id__lte=ids.max(), purpose=Purpose.DIRECT_MARKETING
+        )
+        .values_list("consumer_id", flat=True)
+        .iterator(50_000)
+    )
+    with transaction.atomic():
+        lacking = ids - consented
+        if lacking:
+            _copy(
+                ConsentState._meta.db_table,
+                ["consumer_id", "purpose", "status", "kind", "occurred_at", "updated_at"],
+                (
+                    (cid, Purpose.DIRECT_MARKETING, ConsentStatus.GRANTED, ConsentKind.EXPRESS, now, now)
+                    for cid in lacking
+                ),
+            )
+    have = Product.objects.filter(merchant=merchant).count()
+    if have < N_PRODUCTS:
+        Product.objects.bulk_create(
+            [
+                Product(
+                    merchant=merchant,
+                    sku=f"B-{i}",
+                    title=f"Trail product {i}",
+                    category="outdoor",
+                    price=Decimal("10") + i % 90,
+                )
+                for i in range(have, N_PRODUCTS)
+            ],
+            batch_size=5000,
+        )
+    return merchant, ids
+
+
+def _approve_activities() -> None:
+    from django.contrib.auth import get_user_model
+
+    from privacy.models import ActivityStatus, LegalBasis, ProcessingActivity, Purpose
+    from privacy.services import activity_approve
+
+    officer, _ = get_user_model().objects.get_or_create(username="bench-officer", defaults={"is_staff": True})
+    wanted = {
+        Purpose.DIRECT_MARKETING: dict(legal_basis=LegalBasis.CONSENT),
+        Purpose.RECOMMENDATION: dict(legal_basis=LegalBasis.BUSINESS_IMPROVEMENT, assessment="Benchmark."),
+        Purpose.TAGGING: dict(legal_basis=LegalBasis.BUSINESS_IMPROVEMENT, assessment="Benchmark."),
+    }
+    for purpose, fields in wanted.items():
+        if not ProcessingActivity.objects.filter(purpose=purpose, status=ActivityStatus.APPROVED).exists():
+            activity = ProcessingActivity.objects.create(
+                name=f"bench {purpose}", purpose=purpose, description="benchmark", **fields
+            )
+            activity_approve(activity=activity, officer=officer)
+
+
+def _clear_previous_runs(merchant) -> None:
+    from django.db import connection
+
+    from campaigns.models import Campaign, Delivery
+
+    ids = list(Campaign.objects.filter(merchant=merchant).values_list("pk", flat=True))
+    if ids:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {Delivery._meta.db_table} WHERE campaign_id = ANY(%s)", [ids])
+        Campaign.objects.filter(pk__in=ids).delete()
+
+
+def _personalisation_available() -> tuple[bool, str]:
+    try:
+        from recommend.services import recommend_for_consumers  # noqa: F401
+    except ImportError:
+        return False, "recommender not on main yet: no personalisation"
+    return True, ""
+
+
+def _launch(merchant, members, *, personalised: int) -> dict[str, float]:
+    """One launch, phase by phase, exactly as a step runs them; returns seconds per phase."""
+    from django.utils import timezone
+
+    from campaigns.activation import (
+        SegmentMembers,
+        _run_context,
+        audience_resolve,
+        campaign_audience_freeze,
+        campaign_complete,
+        campaign_run_begin,
+        deliveries_dispatch_batch,
+        deliveries_write_batch,
+        direct_marketing_basis,
+    )
+    from campaigns.models import Campaign, CampaignStatus, Phase
+
+    campaign = Campaign.objects.create(
+        merchant=merchant,
+        name=f"bench {timezone.now():%H:%M:%S}",
+        title_template="{store_name}: picked for you" + (" — {product_1_title}" if personalised else ""),
+        body_template="New this week" + (": {products}." if personalised else "."),
+        personalised_products=personalised,
+        control_share=Decimal("0.1"),
+        status=CampaignStatus.SCHEDULED,
+        launched_by="bench",
+        launched_at=timezone.now(),
+    )
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    token = campaign_run_begin(campaign_id=campaign.pk)
+    basis = direct_marketing_basis()
+    resolution = audience_resolve(
+        campaign=campaign,
+        include=[SegmentMembers(0, members, "0" * 64)],
+        exclude=[],
+        now=timezone.now(),
+    )
+    campaign = campaign_audience_freeze(campaign_id=campaign.pk, resolution=resolution, basis=basis, actor="bench")
+    timings["resolve"] = time.perf_counter() - start
+
+    mark = time.perf_counter()
+    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    while deliveries_write_batch(ctx=ctx, run_token=token):
+        pass
+    timings["write"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)
+    ctx.campaign.phase = Phase.DISPATCHING
+    while deliveries_dispatch_batch(ctx=ctx, run_token=token):
+        pass
+    campaign_complete(campaign_id=campaign.pk, run_token=token, basis=basis)
+    timings["dispatch"] = time.perf_counter() - mark
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.COMPLETED
+    assert campaign.written_count == len(members), (campaign.written_count, len(members))
+    timings["personalised"] = campaign.personalised_count
+    return timings
+
+
+def _write_comparison(merchant, members, n: int) -> tuple[float, float]:
+    """Seconds to write n deliveries: COPY + INSERT … ON CONFLICT per batch vs Django's bulk_create."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from campaigns import activation
+    from campaigns.models import Campaign, Delivery, DeliveryStatus, Group
+
+    ids = [int(i) for i in members[:n]]
+    rows = [
+        activation._Row(cid, Group.TREATMENT, [1, 2, 3, 4, 5], "Bench Outdoor: picked for you", "x" * 80, "pending")
+        for cid in ids
+    ]
+    results = []
+    for vendor in ("postgresql", "bulk_create"):
+        campaign = Campaign.objects.create(merchant=merchant, name=f"bench write {vendor}", title_template="t")
+        start = time.perf_counter()
+        for offset in range(0, len(rows), 10_000):
+            with transaction.atomic():
+                if vendor == "postgresql":
+                    activation._insert_rows(campaign.pk, rows[offset : offset + 10_000], timezone.now())
+                else:
+                    Delivery.objects.bulk_create(
+                        [
+                            Delivery(
+                                campaign_id=campaign.pk,
+                                consumer_id=r.consumer_id,
+                                group=r.group,
+                                product_ids=r.product_ids,
+                                title=r.title,
+                                body=r.body,
+                                status=DeliveryStatus.PENDING,
+                                created_at=timezone.now(),
+                            )
+                            for r in rows[offset : offset + 10_000]
+                        ],
+                        ignore_conflicts=True,
+                        batch_size=2000,
+                    )
+        results.append(time.perf_counter() - start)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {Delivery._meta.db_table} WHERE campaign_id = %s", [campaign.pk])
+        campaign.delete()
+    return results[0], results[1]
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    if not ctx.on_postgres:
+        return [Row("campaigns", "launch to 1M consumers", None, "s", skipped="needs PostgreSQL (DATABASE_URL)")]
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    n = max(2_000, int(N_FULL * ctx.scale))
+    setup_start = time.perf_counter()
+    _approve_activities()
+    merchant, members = _population(n)
+    _clear_previous_runs(merchant)
+    setup_s = time.perf_counter() - setup_start
+    can_personalise, why_not = _personalisation_available()
+    timings = _launch(merchant, members, personalised=TOP_K if can_personalise else 0)
+    total = timings["resolve"] + timings["write"] + timings["dispatch"]
+    launch_and_write = timings["resolve"] + timings["write"]
+    scale_note = f"{len(members):,} consumers" + ("" if n == N_FULL else f" (BENCH_SCALE={ctx.scale})")
+    rows = [
+        Row(
+            "campaigns",
+            f"launch: resolve + personalise top-{TOP_K} + write all deliveries",
+            launch_and_write,
+            "s",
+            target=f"≤ {TARGET_S:.0f} s at 1M",
+            note=f"{scale_note}; {why_not or 'personalised ' + str(timings['personalised'])}",
+        ),
+        Row("campaigns", "  resolve audience (caps, consent, suppressions)", timings["resolve"], "s", note=scale_note),
+        Row("campaigns", "  personalise, render, write deliveries", timings["write"], "s", note=scale_note),
+        Row("campaigns", "  dispatch to the inbox (consent re-checked)", timings["dispatch"], "s", note=scale_note),
+        Row("campaigns", "launch end to end, incl. dispatch", total, "s", note=f"setup (untimed) {setup_s:.0f} s"),
+    ]
+    compare_n = max(1_000, min(len(members), int(100_000 * max(ctx.scale, 0.1))))
+    copy_s, bulk_s = _write_comparison(merchant, members, compare_n)
+    rows.append(
+        Row(
+            "campaigns",
+            f"write {compare_n:,} deliveries: COPY + INSERT…ON CONFLICT vs bulk_create",
+            copy_s,
+            "s",
+            ratio=f"{bulk_s / copy_s:.1f}× faster" if copy_s else "",
+            note=f"bulk_create {bulk_s:.2f} s",
+        )
+    )
+    _clear_previous_runs(merchant)
+    return rows
