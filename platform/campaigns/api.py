@@ -7,6 +7,7 @@ from decimal import Decimal
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError
@@ -169,6 +170,8 @@ class CampaignListSerializer(serializers.Serializer):
 
 
 class _CampaignScoped(MerchantAPIView):
+    """A merchant's campaign endpoints: everything is reached through the merchant's own campaigns."""
+
     def scoped_queryset(self, merchant):
         return campaigns_for_merchant(merchant).prefetch_related("include_segments", "exclude_segments")
 
@@ -177,6 +180,8 @@ class _CampaignScoped(MerchantAPIView):
 
 
 class CampaignListCreateApi(_CampaignScoped):
+    """Your campaigns: list them, or create a draft."""
+
     @extend_schema(
         operation_id="campaigns_list",
         summary="Your campaigns, newest first",
@@ -187,7 +192,7 @@ class CampaignListCreateApi(_CampaignScoped):
         ],
     )
     def get(self, request):
-        paginator = self.pagination_class()
+        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
         page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
         return paginator.get_paginated_response([CampaignOutputSerializer(campaign_data(c)).data for c in page])
 
@@ -205,6 +210,8 @@ class CampaignListCreateApi(_CampaignScoped):
 
 
 class CampaignDetailApi(_CampaignScoped):
+    """One of your campaigns. Drafts can be changed and deleted; launched ones are kept as they were."""
+
     @extend_schema(
         operation_id="campaigns_retrieve", summary="One campaign, with its progress", responses=CampaignOutputSerializer
     )
@@ -244,6 +251,8 @@ class CampaignDetailApi(_CampaignScoped):
 
 
 class CampaignLaunchApi(_CampaignScoped):
+    """Launch a draft: now, at its time, or on its recurrence."""
+
     @extend_schema(
         operation_id="campaigns_launch",
         summary="Launch a draft campaign",
@@ -258,6 +267,8 @@ class CampaignLaunchApi(_CampaignScoped):
 
 
 class CampaignCancelApi(_CampaignScoped):
+    """Cancel a campaign that has not finished; unsent and unread messages are withdrawn."""
+
     @extend_schema(
         operation_id="campaigns_cancel",
         summary="Cancel a campaign: nothing more is sent",
@@ -326,6 +337,8 @@ def _group_data(funnel) -> dict:
 
 
 class CampaignReportApi(_CampaignScoped):
+    """Results: the funnel per group, conversion rates, uplift with a 95% interval, attributed revenue."""
+
     @extend_schema(
         operation_id="campaigns_report",
         summary="Funnel per group, conversion rates, uplift with a 95% interval, attributed revenue",
@@ -365,6 +378,8 @@ class AudiencePageSerializer(serializers.Serializer):
 
 
 class CampaignAudienceApi(_CampaignScoped):
+    """The consented treatment audience as your own pseudonyms, a page at a time."""
+
     @extend_schema(
         operation_id="campaigns_audience",
         summary="Export the consented treatment audience as your own pseudonyms (cursor-paginated, audited)",
@@ -430,6 +445,8 @@ class InboxSerializer(serializers.Serializer):
 
 
 class InboxApi(OperatorAPIView):
+    """The operator's app reads a consumer's in-app messages here."""
+
     @extend_schema(
         operation_id="inbox_take",
         summary="A consumer's unread in-app messages (each returned once, then marked delivered)",
@@ -472,6 +489,8 @@ class TrackingOutputSerializer(serializers.Serializer):
 
 
 class TrackingApi(OperatorAPIView):
+    """The operator reports opens, clicks and conversions of delivered messages here."""
+
     @extend_schema(
         operation_id="tracking_record",
         summary="Record opens, clicks and conversions of delivered messages (idempotent)",

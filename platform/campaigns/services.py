@@ -287,10 +287,20 @@ def audience_precheck(campaign: Campaign) -> int | None:
     return len(audience)
 
 
-def _enqueue_activation(campaign_id: int) -> None:
+def _start_activation(campaign_id: int) -> None:
     from .tasks import campaign_activate_task
 
-    transaction.on_commit(lambda: campaign_activate_task.delay(campaign_id))
+    try:
+        campaign_activate_task.delay(campaign_id)
+    except Exception:
+        # The launch itself is committed: a broker outage (or, in the embedded mode, an error in the
+        # eagerly run task, already recorded on the campaign) must not turn it into a failed request.
+        # campaigns.resume_stalled starts launched campaigns that never started.
+        logger.exception("campaign.enqueue_failed", extra={"fields": {"campaign_id": campaign_id}})
+
+
+def _enqueue_activation(campaign_id: int) -> None:
+    transaction.on_commit(lambda: _start_activation(campaign_id))
 
 
 def _schedule_periodic(campaign: Campaign) -> None:
