@@ -152,29 +152,32 @@ def _fresh_bitmap_caches():
 
 
 class SegmentWorld:
-    """300 consumers: 0-199 tagged country:SG, 200-299 country:MY; 0-249 with express opt-in consent.
+    """Consumers tagged country:SG (by default 200) and country:MY (100); the first `consented` of them have
+    express opt-in consent (by default 250: all of SG, half of MY).
 
     Tags are rows and bitmaps, as tagging leaves them; segments are made through segments.services.
     """
 
-    def __init__(self, merchant):
+    def __init__(self, merchant, *, sg: int = 200, my: int = 100, consented: int = 250):
         from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmap_store, tag_key
         from tags.models import ConsumerTag, Tag
 
         self.merchant = merchant
-        self.ids = make_consumers(300, start=50_000)
-        record_consent(self.ids[:250])
+        self.ids = make_consumers(sg + my, start=50_000)
+        record_consent(self.ids[:consented])
         now = timezone.now()
-        for value, members in (("SG", self.ids[:200]), ("MY", self.ids[200:])):
+        for value, members in (("SG", self.ids[:sg]), ("MY", self.ids[sg:])):
             tag, _ = Tag.objects.get_or_create(
                 family="country",
                 value=value,
                 defaults=dict(label=value, definition=f"Lives in {value}.", rule_version="t1"),
             )
-            ConsumerTag.objects.bulk_create([ConsumerTag(consumer_id=c, tag=tag, assigned_at=now) for c in members])
+            ConsumerTag.objects.bulk_create(
+                [ConsumerTag(consumer_id=c, tag=tag, assigned_at=now) for c in members], batch_size=5000
+            )
             bitmap_store(key=tag_key(tag.pk), bitmap=BitMap(members))
         bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(self.ids))
-        bitmap_store(key=DIRECT_MARKETING_CONSENT_KEY, bitmap=BitMap(self.ids[:250]))
+        bitmap_store(key=DIRECT_MARKETING_CONSENT_KEY, bitmap=BitMap(self.ids[:consented]))
 
     def segment(self, name: str, expression: str, *, merchant=None, refresh: bool = True):
         from segments.services import segment_create, segment_refresh

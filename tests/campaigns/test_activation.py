@@ -290,7 +290,8 @@ def test_a_step_skips_while_another_worker_holds_the_campaign(merchant, dm_appro
 
 
 @pytest.mark.postgres
-def test_the_run_lock_keeps_a_second_session_out(merchant, dm_approved, consented_consumers, transactional_db):
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_run_lock_keeps_a_second_session_out(merchant):
     import threading
 
     from django.db import connection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import timedelta
 
@@ -14,10 +15,11 @@ from consumers.models import Consumer
 from privacy.models import AuditEntry, Purpose
 
 URL = "/api/v1/campaigns/"
+_names = itertools.count()
 
 
 def body(world, **overrides):
-    segment = overrides.pop("segment", None) or world.segment(f"SG {Campaign.objects.count()}", "country:SG")
+    segment = overrides.pop("segment", None) or world.segment(f"SG {next(_names)}", "country:SG")
     data = {
         "name": "Spring sale",
         "include_segment_ids": [segment.pk],
