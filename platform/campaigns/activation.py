@@ -30,7 +30,7 @@ from enum import Enum
 
 import numpy as np
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 from pyroaring import BitMap
@@ -260,12 +260,14 @@ def audience_resolve(
     return AudienceResolution(members=after, counts=counts, segments=segments)
 
 
-def segment_definition_sha256(segment) -> str:
-    """SHA-256 of a segment's definition as stored (its expression, canonical JSON)."""
+def segment_definition_sha256(segment, snapshot=None) -> str:
+    """SHA-256 of what defined a segment's members: its kind, the expression the snapshot was computed from
+    (canonical text), and for lookalikes their seed and recipe."""
     definition = {
-        name: getattr(segment, name)
-        for name in ("expression", "definition", "definition_json")
-        if getattr(segment, name, None) not in (None, "")
+        "kind": getattr(segment, "kind", ""),
+        "definition": getattr(snapshot, "definition", "") or getattr(segment, "definition", ""),
+        "seed_id": getattr(segment, "seed_id", None),
+        "lookalike_spec": getattr(segment, "lookalike_spec", None),
     }
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -279,17 +281,32 @@ def campaign_segment_members(*, campaign: Campaign, actor: str) -> tuple[list[Se
     def fresh(segments) -> list[SegmentMembers]:
         result = []
         for segment in segments.filter(merchant_id=campaign.merchant_id).order_by("id"):
-            snapshot = segment_refresh(segment_id=segment.pk, actor=actor)
+            try:
+                snapshot = segment_refresh(segment_id=segment.pk, actor=actor)
+            except (OperationalError, InterfaceError):
+                raise  # the database is briefly away: the task retries
+            except Exception as exc:
+                segment.refresh_from_db(fields=["last_error"])
+                why = getattr(segment, "last_error", "") or f"{type(exc).__name__}"
+                raise ActivationRefused(
+                    f"Refreshing segment {segment.name!r} failed: {why}", code="segment_refresh_failed"
+                ) from exc
             result.append(
                 SegmentMembers(
                     segment_id=segment.pk,
                     members=BitMap(snapshot_members(snapshot)),
-                    definition_sha256=segment_definition_sha256(segment),
+                    definition_sha256=segment_definition_sha256(segment, snapshot),
                 )
             )
         return result
 
-    return fresh(campaign.include_segments), fresh(campaign.exclude_segments)
+    include = fresh(campaign.include_segments)
+    if not include:
+        raise ActivationRefused(
+            "The campaign's included segments no longer exist; create a new campaign with your current segments.",
+            code="no_segments",
+        )
+    return include, fresh(campaign.exclude_segments)
 
 
 def _members_array(members: BitMap) -> np.ndarray:

@@ -296,3 +296,34 @@ def test_openapi_schema_documents_the_campaign_endpoints(client):
         "/api/v1/tracking/",
     ):
         assert path in schema["paths"], path
+
+
+def test_a_segment_that_cannot_be_refreshed_fails_the_launch_readably(
+    merchant_client, world, officer, django_capture_on_commit_callbacks
+):
+    from privacy.models import ProcessingActivity
+    from privacy.services import activity_suspend
+
+    created = create(merchant_client, world)
+    activity_suspend(activity=ProcessingActivity.objects.get(purpose=Purpose.TAGGING), officer=officer)
+    assert launch(merchant_client, created["id"], django_capture_on_commit_callbacks).status_code == 202
+    campaign = Campaign.objects.get(pk=created["id"])
+    assert campaign.status == CampaignStatus.FAILED
+    assert campaign.failure_reason.startswith("Refreshing segment 'SG") and "tagging" in campaign.failure_reason
+    assert not Delivery.objects.filter(campaign=campaign).exists()
+    shown = merchant_client.get(f"{URL}{created['id']}").json()
+    assert shown["status"] == "failed" and shown["failure_reason"] == campaign.failure_reason
+
+
+def test_a_scheduled_campaign_whose_segments_are_gone_fails_readably(merchant_client, world):
+    from segments.services import segment_delete
+
+    later = (timezone.now() + timedelta(days=1)).isoformat()
+    created = create(merchant_client, world, schedule_kind="at", scheduled_at=later)
+    merchant_client.post(f"{URL}{created['id']}/launch")
+    from segments.models import Segment
+
+    segment_delete(segment=Segment.objects.get(pk=created["include_segment_ids"][0]), actor="test")
+    campaign_activate_task.delay(created["id"])
+    campaign = Campaign.objects.get(pk=created["id"])
+    assert campaign.status == CampaignStatus.FAILED and "no longer exist" in campaign.failure_reason
