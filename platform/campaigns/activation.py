@@ -201,7 +201,14 @@ def frequency_capped_consumers(
     platform_since = now - timedelta(days=settings.PLATFORM_FREQUENCY_WINDOW_DAYS)
     merchant_since = now - timedelta(days=frequency_window_days)
     since = min(platform_since if platform_cap else now, merchant_since if frequency_cap else now)
-    messages = Delivery.objects.filter(group=Group.TREATMENT, status__in=COUNTED_BY_CAPS, created_at__gte=since)
+    # Only campaigns that ran in the window can have written messages in it: the filter lets the database read
+    # those campaigns' deliveries through the (campaign, consumer) index instead of scanning all history.
+    recent_campaigns = Campaign.objects.filter(
+        Q(started_at__gte=since - timedelta(days=1)) | Q(status=CampaignStatus.RUNNING)
+    ).values("pk")
+    messages = Delivery.objects.filter(
+        campaign_id__in=recent_campaigns, group=Group.TREATMENT, status__in=COUNTED_BY_CAPS, created_at__gte=since
+    )
     if consumer_ids is not None:
         if not len(consumer_ids):
             return set()

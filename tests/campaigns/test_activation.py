@@ -1,4 +1,5 @@
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -317,3 +318,60 @@ def test_inserting_a_batch_twice_keeps_the_first_rows(merchant):
     assert len(titles) == 30
     assert {titles[c] for c in ids[:20]} == {"first"} and {titles[c] for c in ids[20:]} == {"second"}
     assert Delivery.objects.get(campaign=campaign, consumer_id=ids[0]).product_ids == [1]
+
+
+def test_treatment_is_personalised_from_the_merchants_own_catalogue(
+    merchant, other_merchant, all_purposes_approved, catalogue
+):
+    pytest.importorskip("recommend.services", reason="the recommender is not on this branch yet")
+    from consumers.models import Event, EventType
+
+    own, foreign = catalogue
+    ids = make_consumers(150)
+    record_consent(ids)
+    now = timezone.now()
+    # popular products: tents 1-3 at this merchant; the other merchant's lipstick is the most popular of all
+    events = [
+        Event(
+            source_key=f"v-{cid}-{product.pk}",
+            consumer_id=cid,
+            merchant_id=product.merchant_id,
+            product=product,
+            event_type=EventType.VIEW,
+            occurred_at=now - timedelta(days=1),
+        )
+        for cid in ids
+        for product in (own[0], own[1], own[2], foreign)
+    ]
+    Event.objects.bulk_create(events)
+    campaign = run_activation(
+        make_campaign(
+            merchant,
+            personalised_products=2,
+            title_template="{product_1_title} at {store_name}",
+            body_template="Picked for you: {products}. {product_2_title} from {product_2_price}",
+        ),
+        ids,
+    )
+    assert campaign.status == CampaignStatus.COMPLETED, campaign.failure_reason
+    treatment = list(Delivery.objects.filter(campaign=campaign, group=Group.TREATMENT))
+    own_ids = {p.pk for p in own}
+    titles = {p.pk: p.title for p in own}
+    for delivery in treatment:
+        assert len(delivery.product_ids) == 2 and set(delivery.product_ids) <= own_ids
+        assert delivery.title == f"{titles[delivery.product_ids[0]]} at Acme Outdoor"
+        assert "Lipstick" not in delivery.body
+    assert campaign.personalised_count == len(treatment)
+    control = Delivery.objects.filter(campaign=campaign, group=Group.CONTROL)
+    assert all(d.product_ids == [] and d.body == "" for d in control)
+
+
+def test_messages_older_than_the_window_do_not_count(merchant, dm_approved):
+    ids = make_consumers(150)
+    record_consent(ids)
+    first = run_activation(make_campaign(merchant, control_share=Decimal("0")), ids)
+    long_ago = timezone.now() - timedelta(days=8)
+    Delivery.objects.filter(campaign=first).update(created_at=long_ago)
+    Campaign.objects.filter(pk=first.pk).update(started_at=long_ago)
+    second = run_activation(make_campaign(merchant, frequency_cap=1, frequency_window_days=7), ids)
+    assert set(deliveries_per_consumer(second)) == set(ids)
