@@ -162,3 +162,26 @@ def test_webhook_failures_are_recorded_on_deliveries_and_the_campaign(
     assert first_batch.exists()
     assert "HTTP 500" in first_batch.first().last_error and "gave up after 3 attempts" in first_batch.first().last_error
     assert campaign.failed_count == 200 and campaign.dispatched_count == 0
+
+
+def test_a_withdrawal_before_dispatch_keeps_the_message_off_the_webhook(
+    merchant, dm_approved, consented_consumers, receiver
+):
+    from campaigns.activation import _run_context, campaign_run_begin, deliveries_write_batch
+    from campaigns.models import Campaign, Phase
+
+    from .conftest import freeze_audience, run_steps, withdraw_consent
+
+    campaign = make_campaign(merchant, channel=Channel.WEBHOOK, control_share=Decimal("0"))
+    token = campaign_run_begin(campaign_id=campaign.pk)
+    freeze_audience(campaign, consented_consumers)
+    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    while deliveries_write_batch(ctx=ctx, run_token=token):
+        pass
+    Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)
+    withdraw_consent(consented_consumers[:7])
+    run_steps(campaign, token)
+    withdrawn = Delivery.objects.filter(campaign=campaign, consumer_id__in=consented_consumers[:7])
+    assert set(withdrawn.values_list("status", flat=True)) == {DeliveryStatus.WITHDRAWN}
+    assert set(receiver.delivery_ids).isdisjoint(withdrawn.values_list("pk", flat=True))
+    assert len(receiver.delivery_ids) == len(consented_consumers) - 7
