@@ -344,6 +344,13 @@ def _launch(merchant, members, segment, *, personalised: int) -> dict[str, float
     assert campaign.status == CampaignStatus.COMPLETED
     assert campaign.written_count == len(members), (campaign.written_count, len(members))
     timings["personalised"] = campaign.personalised_count
+
+    from campaigns.selectors import campaign_report
+
+    mark = time.perf_counter()
+    report = campaign_report(campaign)
+    timings["report"] = time.perf_counter() - mark
+    assert report.treatment.size + report.control.size == len(members)
     return timings
 
 
@@ -440,6 +447,13 @@ def run(ctx: BenchContext) -> list[Row]:
         ),
         Row("campaigns", "  dispatch to the inbox (consent re-checked)", timings["dispatch"], "s", note=scale_note),
         Row("campaigns", "launch end to end, incl. dispatch", total, "s", note=f"setup (untimed) {setup_s:.0f} s"),
+        Row(
+            "campaigns",
+            "report: funnel, conversions from purchases for both groups, uplift",
+            timings["report"],
+            "s",
+            note=scale_note,
+        ),
     ]
     compare_n = max(1_000, min(len(members), int(100_000 * max(ctx.scale, 0.1))))
     copy_s, bulk_s = _write_comparison(merchant, members, compare_n)
