@@ -359,6 +359,13 @@ def _chunks(items: list, size: int = _SQL_CHUNK) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def _batch_size(requested: int | None) -> int:
+    size = settings.INGEST_BATCH_SIZE if requested is None else requested
+    if size < 1:
+        raise ValueError("batch_size must be at least 1")
+    return size
+
+
 def _on_postgres() -> bool:
     return connection.vendor == "postgresql"
 
@@ -936,9 +943,7 @@ def events_ingest(
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
     if method == "copy" and not _on_postgres():
         raise ValueError("the copy method needs PostgreSQL")
-    size = batch_size or settings.INGEST_BATCH_SIZE
-    if size < 1:
-        raise ValueError("batch_size must be at least 1")
+    size = _batch_size(batch_size)
     writer_count = writers if writers is not None else getattr(settings, "INGEST_WRITERS", DEFAULT_WRITERS)
     started = time.perf_counter()
     report = _EventIngest(actor=actor, method=method, atomic=atomic).run(rows, size, max(1, writer_count))
@@ -1100,7 +1105,7 @@ def profiles_ingest(
     report = IngestReport(atomic=atomic)
     pseudonymise = make_pseudonymiser()
     today = timezone.now().date()
-    size = batch_size or settings.INGEST_BATCH_SIZE
+    size = _batch_size(batch_size)
     next_row = 1
 
     def write(good: list[_ProfileRow]) -> None:
@@ -1212,7 +1217,7 @@ def consents_ingest(
     pseudonymise = make_pseudonymiser()
     latest = timezone.now() + FUTURE_TOLERANCE
     resolver = _Resolver()
-    size = batch_size or settings.INGEST_BATCH_SIZE
+    size = _batch_size(batch_size)
     next_row = 1
 
     def write(good: list[_ConsentRow]) -> None:
