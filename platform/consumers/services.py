@@ -41,7 +41,7 @@ from django.utils import timezone
 
 from merchants.models import Merchant
 from privacy.audit import audit_record
-from privacy.models import ConsentKind, ConsentStatus, Purpose
+from privacy.models import ConsentKind, ConsentRecord, ConsentStatus, Purpose
 from privacy.pseudonyms import make_pseudonymiser
 from privacy.services import ConsentChange, consents_record
 
@@ -1203,6 +1203,27 @@ def _consents_validate(
     return good
 
 
+_CONSENT_RECORD_CHUNK = 1000
+
+
+def _consents_not_yet_recorded(changes: list[ConsentChange]) -> list[ConsentChange]:
+    """Drop decisions the ledger already holds (same consumer, purpose, status, kind, source and time).
+
+    The ledger is append-only and has no natural key, so a re-sent batch is
+    recognised here: it records nothing twice.
+    """
+    if not changes:
+        return []
+    recorded: set[ConsentChange] = set()
+    consumer_ids = sorted({c.consumer_id for c in changes})
+    for chunk in _chunks(consumer_ids):
+        for values in ConsentRecord.objects.filter(consumer_id__in=chunk).values_list(
+            "consumer_id", "purpose", "status", "kind", "source", "occurred_at"
+        ):
+            recorded.add(ConsentChange(*values))
+    return [c for c in changes if c not in recorded]
+
+
 def consents_ingest(
     *, rows: Iterable[dict], actor: str, batch_size: int | None = None, atomic: bool = False
 ) -> IngestReport:
@@ -1226,8 +1247,8 @@ def consents_ingest(
         with transaction.atomic():
             created = resolver.consumers_ensure(c.pseudonym for c in good)
             ids = resolver.consumer_ids
-            consents_record(
-                changes=[
+            changes = list(
+                dict.fromkeys(
                     ConsentChange(
                         consumer_id=ids[c.pseudonym],
                         purpose=c.purpose,
@@ -1237,10 +1258,14 @@ def consents_ingest(
                         occurred_at=c.occurred_at,
                     )
                     for c in good
-                ],
-                actor=actor,
+                )
             )
-        report.accepted += len(good)
+            new = _consents_not_yet_recorded(changes)
+            # Sub-batches keep the ledger's state update (one UPDATE ... CASE per call) small.
+            for chunk in _chunks(new, _CONSENT_RECORD_CHUNK):
+                consents_record(changes=chunk, actor=actor)
+        report.accepted += len(new)
+        report.duplicates += len(good) - len(new)
         report.consumers_created += created
 
     try:
@@ -1255,7 +1280,7 @@ def consents_ingest(
                 raise _RollBack
     except _RollBack:
         report.rolled_back = True
-        report.accepted = report.consumers_created = 0
+        report.accepted = report.duplicates = report.consumers_created = 0
     report.received = next_row - 1
     _log("ingest.consents", report, started)
     return report

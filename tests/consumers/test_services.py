@@ -450,3 +450,24 @@ def test_bad_consents_are_reported_precisely_and_not_written(db):
         (5, "occurred_at"),
     ]
     assert ConsentRecord.objects.count() == 1
+
+
+def test_resending_consents_records_nothing_twice(db):
+    rows = [
+        {
+            "consumer_id": f"r{i}@example.com",
+            "purpose": "direct_marketing",
+            "status": "granted",
+            "source": "app",
+            "occurred_at": "2024-01-01T00:00:00+08:00",
+        }
+        for i in range(5)
+    ]
+    first = consents_ingest(rows=rows + [rows[0]], actor="test")
+    assert (first.accepted, first.duplicates) == (5, 1)
+    second = consents_ingest(rows=rows, actor="test", batch_size=2)
+    assert (second.accepted, second.duplicates) == (0, 5)
+    assert ConsentRecord.objects.count() == 5
+    # A different decision for the same consumer is new.
+    third = consents_ingest(rows=[{**rows[0], "status": "withdrawn", "occurred_at": "2024-02-01"}], actor="test")
+    assert third.accepted == 1 and ConsentRecord.objects.count() == 6
