@@ -244,6 +244,30 @@ def _pick(members: np.ndarray, cum: np.ndarray, u: np.ndarray) -> np.ndarray:
     return members[np.minimum(np.searchsorted(cum, u, side="right"), len(members) - 1)]
 
 
+class _Traits:
+    """One chunk's consumers: demographics, tastes, habits. Arrays indexed by position in the chunk."""
+
+    def __init__(self, rng: np.random.Generator, size: int, *, merchants: int, days: int, n_categories: int):
+        self.age = np.clip(rng.normal(34, 11, size), 16, 80).astype(int)
+        self.gender_code = rng.choice(3, size, p=[0.5, 0.46, 0.04])
+        self.gender = [("f", "m", "x")[g] for g in self.gender_code]
+        self.country = [COUNTRIES[c] for c in rng.choice(len(COUNTRIES), size, p=COUNTRY_WEIGHTS)]
+        self.sensitivity = rng.beta(2, 5, size)  # discount sensitivity
+        self.repeat_buyer = rng.random(size) < 0.35
+        churned = rng.random(size) < 0.25
+        self.active_until = np.where(churned, rng.uniform(60, 300, size), rng.uniform(0, 7, size))
+        self.active_span = rng.uniform(30, days, size)
+        self.abuser = rng.random(size) < 0.01  # coupon abusers: many cancellations, shared devices
+        self.household = np.arange(size)
+        shares = rng.random(size) < 0.04
+        self.household[1:][shares[1:]] = self.household[:-1][shares[1:]]  # the previous consumer's device
+        self.consent_u = rng.random(size)
+        self.withdraw_u = rng.random(size)
+        self.fav_merchant = rng.integers(0, merchants, size)
+        self.fav_brand_u = rng.random(size)
+        self.staple_u = rng.random((size, n_categories))
+
+
 def seed_marketplace(
     *,
     consumers: int,
@@ -275,48 +299,35 @@ def seed_marketplace(
         Product.objects.bulk_create(product_rows, ignore_conflicts=True, batch_size=2000)
     summary.merchants, summary.products = merchants, products
 
-    # Consumer traits, drawn for everyone up front (10M consumers take well under a gigabyte).
+    # Only the activity weights are drawn for everyone up front (they fix each consumer's event count);
+    # every other trait is drawn chunk by chunk, so memory stays flat from 1k to 10M consumers.
     n_cat = len(CATEGORIES)
     activity = rng.lognormal(0.0, 1.1, consumers)  # heavy-tailed: a few consumers do most
-    per_consumer = rng.multinomial(events, activity / activity.sum()) if events else np.zeros(consumers, int)
-    ages = np.clip(rng.normal(34, 11, consumers), 16, 80).astype(int)
-    gender = rng.choice(np.array(["f", "m", "x"]), consumers, p=[0.5, 0.46, 0.04])
-    country = rng.choice(np.array(COUNTRIES), consumers, p=COUNTRY_WEIGHTS)
-    sensitivity = rng.beta(2, 5, consumers)  # discount sensitivity
-    repeat_buyer = rng.random(consumers) < 0.35
-    churned = rng.random(consumers) < 0.25
-    active_until = np.where(churned, rng.uniform(60, 300, consumers), rng.uniform(0, 7, consumers))
-    active_span = rng.uniform(30, days, consumers)
-    abuser = rng.random(consumers) < 0.01  # coupon abusers: many cancellations, shared devices
-    household = np.arange(consumers)
-    shares = rng.random(consumers) < 0.04
-    household[1:][shares[1:]] = household[:-1][shares[1:]]  # shares a device with the previous consumer
-    consent_u = rng.random(consumers)
-    withdraw_u = rng.random(consumers)
-    fav_merchant = rng.integers(0, merchants, consumers)
-    fav_brand_u = rng.random(consumers)
-    staple_u = rng.random((consumers, n_cat))
+    per_consumer = rng.multinomial(events, activity / activity.sum()) if events else np.zeros(consumers, np.int64)
+    del activity
 
     event_number = 0
     for start in range(0, consumers, chunk_consumers):
         stop = min(consumers, start + chunk_consumers)
+        size = stop - start
         ids = np.arange(start, stop)
         raw_ids = [consumer_raw_id(int(i)) for i in ids]
+        t = _Traits(rng, size, merchants=merchants, days=days, n_categories=n_cat)
 
         profile_rows = [
-            {"consumer_id": raw_ids[k], "age": int(ages[i]), "country": str(country[i]), "gender": str(gender[i])}
-            for k, i in enumerate(ids)
+            {"consumer_id": raw_ids[k], "age": int(t.age[k]), "country": t.country[k], "gender": t.gender[k]}
+            for k in range(size)
         ]
         report = profiles_ingest(rows=profile_rows, actor=ACTOR)
         summary.profiles += report.accepted
         summary.rejected += report.rejected_rows
 
         consent_rows = []
-        for k, i in enumerate(ids):
-            u = consent_u[i]
+        for k in range(size):
+            u = t.consent_u[k]
             if u >= 0.85:
                 continue  # no decision recorded
-            given = end - timedelta(days=float(active_until[i] + active_span[i]))
+            given = end - timedelta(days=float(t.active_until[k] + t.active_span[k]))
             kind = "express" if u < 0.70 else "deemed"
             consent_rows.append(
                 {
@@ -328,7 +339,7 @@ def seed_marketplace(
                     "occurred_at": given.isoformat(),
                 }
             )
-            if kind == "express" and withdraw_u[i] < 0.12:
+            if kind == "express" and t.withdraw_u[k] < 0.12:
                 consent_rows.append(
                     {
                         "consumer_id": raw_ids[k],
@@ -350,12 +361,12 @@ def seed_marketplace(
         who = np.repeat(ids, counts)
         local = who - start
         # Latent preferences: sparse Dirichlet, nudged by gender and age, fixed per consumer.
-        prefs = rng.dirichlet(np.full(n_cat, 0.35), stop - start)
-        boost = np.ones((stop - start, n_cat))
-        boost[gender[ids] == "f", CATEGORIES.index("beauty")] *= 2.0
-        boost[gender[ids] == "m", CATEGORIES.index("electronics")] *= 1.6
-        boost[ages[ids] < 30, CATEGORIES.index("fashion")] *= 1.5
-        boost[ages[ids] >= 45, CATEGORIES.index("health")] *= 1.7
+        prefs = rng.dirichlet(np.full(n_cat, 0.35), size)
+        boost = np.ones((size, n_cat))
+        boost[t.gender_code == 0, CATEGORIES.index("beauty")] *= 2.0
+        boost[t.gender_code == 1, CATEGORIES.index("electronics")] *= 1.6
+        boost[t.age < 30, CATEGORIES.index("fashion")] *= 1.5
+        boost[t.age >= 45, CATEGORIES.index("health")] *= 1.7
         prefs = prefs * boost
         cum_prefs = np.cumsum(prefs / prefs.sum(axis=1, keepdims=True), axis=1)
         top_category = prefs.argmax(axis=1)
@@ -377,32 +388,32 @@ def seed_marketplace(
             loyal = in_c[(top_category[local[in_c]] == c) & (u[in_c, 2] < 0.33)]
             for b in range(len(brands)):
                 group = catalogue.by_category_brand.get((c, b))
-                chosen_b = loyal[(fav_brand_u[who[loyal]] * len(brands)).astype(int) == b]
+                chosen_b = loyal[(t.fav_brand_u[local[loyal]] * len(brands)).astype(int) == b]
                 if group is not None and len(chosen_b):
                     product[chosen_b] = _pick(group[0], group[1], u[chosen_b, 3])
             # Store loyalty: another third go to the favourite merchant when it sells the category.
             store = in_c[(u[in_c, 2] >= 0.33) & (u[in_c, 2] < 0.66)]
             for m in range(merchants):
                 group = catalogue.by_category_merchant.get((c, m))
-                chosen_m = store[fav_merchant[who[store]] == m]
+                chosen_m = store[t.fav_merchant[local[store]] == m]
                 if group is not None and len(chosen_m):
                     product[chosen_m] = _pick(group[0], group[1], u[chosen_m, 3])
             # Repeat buyers come back to their staple in consumable categories.
             if CATEGORIES[c] in CONSUMABLES:
-                again = in_c[repeat_buyer[who[in_c]] & (u[in_c, 4] < 0.3)]
+                again = in_c[t.repeat_buyer[local[in_c]] & (u[in_c, 4] < 0.3)]
                 if len(again):
-                    product[again] = _pick(members, cum, staple_u[who[again], c])
+                    product[again] = _pick(members, cum, t.staple_u[local[again], c])
 
         list_price = catalogue.price[product]
         discounted = rng.random(n) < 0.25
         discount_rate = rng.uniform(0.1, 0.4, n) * discounted
-        buy_p = 0.07 * (1 + 3.0 * sensitivity[who] * discounted)
+        buy_p = 0.07 * (1 + 3.0 * t.sensitivity[local] * discounted)
         purchase = u[:, 5] < buy_p
         browse = rng.choice(len(BROWSE_TYPES), n, p=BROWSE_WEIGHTS)
         quantity = 1 + (rng.random(n) < 0.15) * rng.integers(1, 3, n)
-        offset_days = active_until[who] + rng.random(n) ** 1.4 * active_span[who]
+        offset_days = t.active_until[local] + rng.random(n) ** 1.4 * t.active_span[local]
         seconds = np.floor(offset_days * 86400).astype(np.int64)
-        cancel = purchase & (rng.random(n) < np.where(abuser[who], 0.45, 0.03))
+        cancel = purchase & (rng.random(n) < np.where(t.abuser[local], 0.45, 0.03))
         device_pick = rng.integers(0, 5, n)
 
         rows = []
@@ -410,15 +421,15 @@ def seed_marketplace(
         slugs = catalogue.merchant_slugs
         merchant_of = catalogue.merchant_of
         for j in range(n):
-            i = int(who[j])
+            k = int(local[j])
             p = int(product[j])
             event_id = f"demo:{seed}:{event_number + j}"
             paid = list_price[j] * (1 - discount_rate[j])
             occurred = end - timedelta(seconds=int(seconds[j]))
-            device = f"demo-device-{household[i]}" if not abuser[i] else f"demo-shared-device-{device_pick[j]}"
+            device = f"demo-shared-device-{device_pick[j]}" if t.abuser[k] else f"demo-device-{start + t.household[k]}"
             row = {
                 "event_id": event_id,
-                "consumer_id": raw_ids[i - start],
+                "consumer_id": raw_ids[k],
                 "merchant": slugs[merchant_of[p]],
                 "sku": skus[p],
                 "event_type": "purchase" if purchase[j] else BROWSE_TYPES[browse[j]],
