@@ -103,7 +103,7 @@ def run(ctx: BenchContext) -> list[Row]:
     if not ctx.on_postgres:
         return [Row(NAME, "events/s (COPY vs bulk_create)", None, "events/s", skipped="needs PostgreSQL")]
 
-    from consumers.services import events_ingest
+    from consumers.services import _EventIngest, events_ingest
     from merchants.models import Merchant
 
     count = max(1000, int(FULL_EVENTS * ctx.scale))
@@ -113,6 +113,16 @@ def run(ctx: BenchContext) -> list[Row]:
         Merchant.objects.get_or_create(slug=slug, defaults={"name": slug})
     rows = make_rows(count)
     _cleanup(consumers)
+
+    # The client-side ceiling: validation and pseudonymisation alone, no database writes.
+    validate_rates = []
+    for attempt in range(repeat):
+        _label(rows, f"validate-{attempt}")
+        ingest = _EventIngest(actor="benchmark:ingest", method="copy", atomic=False)
+        started = time.perf_counter()
+        for start in range(0, count, 20_000):
+            ingest.validate(rows[start : start + 20_000], start + 1)
+        validate_rates.append(count / (time.perf_counter() - started))
 
     rates: dict[str, list[float]] = {"copy": [], "bulk_create": []}
     try:
@@ -140,6 +150,13 @@ def run(ctx: BenchContext) -> list[Row]:
     ratio = copy_rate / bulk_rate
     note = f"{count:,} events, {consumers:,} consumers, median of {repeat}"
     return [
+        Row(
+            NAME,
+            "validation + pseudonymisation only",
+            statistics.median(validate_rates),
+            "events/s",
+            note="no database: the client-side ceiling",
+        ),
         Row(NAME, "COPY path events/s", copy_rate, "events/s", target=">= 100,000", note=note),
         Row(NAME, "bulk_create path events/s", bulk_rate, "events/s", note=note),
         Row(NAME, "COPY / bulk_create", ratio, "x", target=">= 5", ratio=f"{ratio:.1f}x"),

@@ -27,7 +27,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -797,7 +797,12 @@ class _EventIngest:
             except _RollBack:
                 report.rolled_back = True
                 report.accepted = report.duplicates = report.consumers_created = report.products_created = 0
-        elif writers > 1 and _on_postgres() and not connection.in_atomic_block:
+        elif (
+            writers > 1
+            and _on_postgres()
+            and not connection.in_atomic_block
+            and not (isinstance(rows, Sized) and len(rows) <= batch_size)  # one batch: nothing to overlap
+        ):
             self._run_parallel(rows, batch_size, writers)
         else:
             state = _WriterState()
