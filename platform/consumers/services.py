@@ -36,7 +36,7 @@ from functools import lru_cache
 from itertools import islice
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from merchants.models import Merchant
@@ -404,11 +404,12 @@ class _Resolver:
         on the same new consumer both end with the same row.
         """
         cache = self.consumer_ids
-        missing = sorted({p for p in pseudonyms if p not in cache})
+        needed = set(pseudonyms)
+        if len(cache) + len(needed) > _MAX_CACHED_CONSUMERS:
+            cache.clear()  # bounded memory on huge imports; this batch's ids are fetched again below
+        missing = sorted(p for p in needed if p not in cache)
         if not missing:
             return 0
-        if len(cache) + len(missing) > _MAX_CACHED_CONSUMERS:
-            cache.clear()
         created = 0
         table = Consumer._meta.db_table
         if _on_postgres():
@@ -679,6 +680,15 @@ class _EventIngest:
             if event.source_key not in unique:
                 unique[event.source_key] = event
         events = list(unique.values())
+        try:
+            self._write_batch(good, events, state)
+        except IntegrityError:
+            # A consumer or product cached from an earlier batch was deleted meanwhile (an erasure):
+            # the foreign keys refused the batch. Forget the cached ids and try once more.
+            state.reset()
+            self._write_batch(good, events, state)
+
+    def _write_batch(self, good: list[_EventRow], events: list[_EventRow], state: _WriterState) -> None:
         with transaction.atomic():
             consumers_created = state.resolver.consumers_ensure(e.pseudonym for e in events)
             products_created = state.products_ensure(events)
@@ -862,6 +872,9 @@ class _WriterState:
     """What one writer (thread) knows: consumer and product ids it has itself seen committed or created."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.resolver = _Resolver()
         self.products: dict[tuple[int, str], int] = {}
         self.product_attrs: dict[tuple[int, str], tuple[str, str, str]] = {}

@@ -471,3 +471,21 @@ def test_resending_consents_records_nothing_twice(db):
     # A different decision for the same consumer is new.
     third = consents_ingest(rows=[{**rows[0], "status": "withdrawn", "occurred_at": "2024-02-01"}], actor="test")
     assert third.accepted == 1 and ConsentRecord.objects.count() == 6
+
+
+@pytest.mark.postgres
+def test_a_consumer_erased_between_batches_is_recreated_not_referenced(event_row):
+    """The writer's cached id is stale after an erasure: the foreign key refuses it and the batch is retried."""
+
+    def rows():
+        yield event_row(event_id="before", consumer_id="gone@example.com")
+        consumer = Consumer.objects.get(pseudonym=pseudonymise("gone@example.com"))
+        consumer.events.all().delete()
+        consumer.delete()
+        yield event_row(event_id="after", consumer_id="gone@example.com")
+
+    report = events_ingest(rows=rows(), actor="test", batch_size=1, method="copy")
+    assert report.accepted == 2
+    event = Event.objects.select_related("consumer").get()
+    assert event.source_key in digests("after")
+    assert event.consumer.pseudonym == pseudonymise("gone@example.com")
