@@ -14,21 +14,22 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
 import numpy as np
+import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils.text import slugify
 
 from consumers.models import Consumer, Event, EventType, Product
 
-from .pgcopy import Column, copy_out, copy_out_all
+from .pgcopy import Column, copy_out_all, packed_decode, packed_expression, page_range_condition, page_ranges
 
 SECONDS_PER_DAY = 86_400
-BLOCK_ROWS = 1_000_000
 
 
 class IdIndex:
@@ -169,51 +170,58 @@ class TaggingInput:
 
     @cached_property
     def events(self) -> EventArrays:
-        consumers, products = self.consumers, self.products.index  # loaded (and timed) first
-        return self._events_load(consumers, products)
-
-    @_timed("events")
-    def _events_load(self, consumers: IdIndex, products: IdIndex) -> EventArrays:
-        parts: dict[str, list[np.ndarray]] = {"consumer": [], "product": [], "event_type": [], "age_days": []}
-        for block in self._loader.events(self.since, self.as_of):
-            consumer = consumers.positions(block["consumer"])
-            keep = consumer >= 0  # consumers erased since the run began
-            parts["consumer"].append(consumer[keep])
-            parts["product"].append(products.positions(block["product"][keep]))
-            parts["event_type"].append(block["event_type"][keep].astype(np.int8))
-            parts["age_days"].append(self._age_days(block["ts"][keep]))
-        return EventArrays(
-            **{
-                name: _concat(arrays, dtype)
-                for (name, arrays), dtype in zip(parts.items(), (np.int32, np.int32, np.int8, np.float32), strict=True)
-            }
-        )
+        return self._activity[0]
 
     @cached_property
     def purchases(self) -> PurchaseArrays:
-        consumers, products = self.consumers, self.products.index
-        return self._purchases_load(consumers, products)
+        return self._activity[1]
 
-    @_timed("purchases")
-    def _purchases_load(self, consumers: IdIndex, products: IdIndex) -> PurchaseArrays:
-        names = ("consumer", "merchant", "product", "age_days", "amount", "discounted", "order")
-        dtypes = (np.int32, np.int64, np.int32, np.float32, np.float64, bool, np.int64)
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        for block in self._loader.purchases(self.since, self.as_of):
+    @cached_property
+    def _activity(self) -> tuple[EventArrays, PurchaseArrays]:
+        consumers, products = self.consumers, self.products.index  # loaded (and timed) first
+        return self._activity_load(consumers, products)
+
+    @_timed("events")
+    def _activity_load(self, consumers: IdIndex, products: IdIndex) -> tuple[EventArrays, PurchaseArrays]:
+        """One pass over the events in the window: every event, and the purchase details of purchases."""
+        event_parts: dict[str, list[np.ndarray]] = {"consumer": [], "product": [], "event_type": [], "age_days": []}
+        purchase_names = ("consumer", "merchant", "product", "age_days", "amount", "discounted", "order")
+        purchase_parts: dict[str, list[np.ndarray]] = {name: [] for name in purchase_names}
+        purchase_type = int(EventType.PURCHASE)
+        for block in self._loader.activity(self.since, self.as_of):
             consumer = consumers.positions(block["consumer"])
-            keep = consumer >= 0
-            ts = block["ts"][keep]
-            order_hash = block["order_hash"][keep].astype(np.int64)
+            keep = consumer >= 0  # consumers erased since the run began
+            if not keep.all():
+                block = {name: values[keep] for name, values in block.items()}
+                consumer = consumer[keep]
+            product = products.positions(block["product"])
+            event_type = block["event_type"].astype(np.int8)
+            age_days = self._age_days(block["ts"])
+            event_parts["consumer"].append(consumer)
+            event_parts["product"].append(product)
+            event_parts["event_type"].append(event_type)
+            event_parts["age_days"].append(age_days)
+
+            bought = event_type == purchase_type
+            ts = block["ts"][bought]
+            order_hash = block["order_hash"][bought].astype(np.int64)
             # Orders without a reference count once per consumer and calendar day (negative, so never a hash).
-            order = np.where(order_hash != 0, order_hash, -(ts // SECONDS_PER_DAY) - 1)
-            parts["consumer"].append(consumer[keep])
-            parts["merchant"].append(block["merchant"][keep])
-            parts["product"].append(products.positions(block["product"][keep]))
-            parts["age_days"].append(self._age_days(ts))
-            parts["amount"].append(block["amount"][keep])
-            parts["discounted"].append(block["discounted"][keep])
-            parts["order"].append(order)
-        return PurchaseArrays(**{name: _concat(parts[name], dtype) for name, dtype in zip(names, dtypes, strict=True)})
+            purchase_parts["order"].append(np.where(order_hash != 0, order_hash, -(ts // SECONDS_PER_DAY) - 1))
+            purchase_parts["consumer"].append(consumer[bought])
+            purchase_parts["merchant"].append(block["merchant"][bought])
+            purchase_parts["product"].append(product[bought])
+            purchase_parts["age_days"].append(age_days[bought])
+            purchase_parts["amount"].append(block["amount"][bought])
+            purchase_parts["discounted"].append(block["discounted"][bought])
+        event_types = (np.int32, np.int32, np.int8, np.float32)
+        events = EventArrays(
+            **{name: _concat(arrays, t) for (name, arrays), t in zip(event_parts.items(), event_types, strict=True)}
+        )
+        purchase_types = (np.int32, np.int64, np.int32, np.float32, np.float64, bool, np.int64)
+        purchases = PurchaseArrays(
+            **{name: _concat(purchase_parts[name], t) for name, t in zip(purchase_names, purchase_types, strict=True)}
+        )
+        return events, purchases
 
 
 def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
@@ -248,10 +256,9 @@ class _Loader:
     def encoded_column(self, model, field: str) -> Encoded:
         raise NotImplementedError
 
-    def events(self, since: datetime, until: datetime) -> Iterator[dict[str, np.ndarray]]:
-        raise NotImplementedError
-
-    def purchases(self, since: datetime, until: datetime) -> Iterator[dict[str, np.ndarray]]:
+    def activity(self, since: datetime, until: datetime) -> Iterator[dict[str, np.ndarray]]:
+        """Blocks of events in (since, until]: consumer, product (0: none), event_type, ts (Unix seconds),
+        merchant, amount (price x quantity), discounted, order_hash (0: no order reference)."""
         raise NotImplementedError
 
 
@@ -288,42 +295,75 @@ class _PostgresLoader(_Loader):
             arrays = copy_out_all(cursor.cursor, query, [vocabulary], [Column("id", "int8"), Column("code", "int4")])
         return Encoded(arrays["id"], arrays["code"], vocabulary)
 
-    def events(self, since, until):
-        table = Event._meta.db_table
-        query = (
-            f'SELECT consumer_id, COALESCE(product_id, 0), event_type::int2, occurred_at FROM "{table}" '  # noqa: S608
-            "WHERE occurred_at > %s AND occurred_at <= %s"
-        )
-        columns = [
-            Column("consumer", "int8"),
-            Column("product", "int8"),
-            Column("event_type", "int2"),
-            Column("ts", "timestamptz"),
-        ]
-        with connection.cursor() as cursor:
-            yield from copy_out(cursor.cursor, query, [since, until], columns, chunk_rows=BLOCK_ROWS)
-
-    def purchases(self, since, until):
-        table = Event._meta.db_table
-        query = (
-            "SELECT consumer_id, merchant_id, COALESCE(product_id, 0), occurred_at, "  # noqa: S608
-            "(COALESCE(price, 0) * quantity)::float8, discount > 0, "
-            "CASE WHEN order_ref = '' THEN 0 ELSE hashtext(order_ref) END "
-            f'FROM "{table}" WHERE event_type = %s AND occurred_at > %s AND occurred_at <= %s'
-        )
-        columns = [
-            Column("consumer", "int8"),
-            Column("merchant", "int8"),
-            Column("product", "int8"),
-            Column("ts", "timestamptz"),
+    # (expression, column) pairs packed per event; all NOT NULL. Purchase details only for purchases.
+    ACTIVITY = [
+        ("consumer_id", Column("consumer", "int8")),
+        ("COALESCE(product_id, 0)", Column("product", "int8")),
+        ("event_type::int2", Column("event_type", "int2")),
+        ("occurred_at", Column("ts", "timestamptz")),
+        ("merchant_id", Column("merchant", "int8")),
+        (
+            "CASE WHEN event_type = 5 THEN (COALESCE(price, 0) * quantity)::float8 ELSE 0 END",
             Column("amount", "float8"),
-            Column("discounted", "bool"),
+        ),
+        ("event_type = 5 AND discount > 0", Column("discounted", "bool")),
+        (
+            "CASE WHEN event_type = 5 AND order_ref <> '' THEN hashtext(order_ref) ELSE 0 END",
             Column("order_hash", "int4"),
-        ]
+        ),
+    ]
+    PAGES_PER_RANGE = 4096
+    READERS = 2  # connections reading page ranges at once (the server packs rows; this process only decodes)
+
+    def activity(self, since, until):
+        table = Event._meta.db_table
+        columns = [column for _, column in self.ACTIVITY]
+        statement = (
+            f'SELECT {packed_expression(self.ACTIVITY)} FROM "{table}" '  # noqa: S608
+            "WHERE occurred_at > %s AND occurred_at <= %s AND {pages}"
+        )
         with connection.cursor() as cursor:
-            yield from copy_out(
-                cursor.cursor, query, [int(EventType.PURCHASE), since, until], columns, chunk_rows=BLOCK_ROWS
-            )
+            ranges = page_ranges(cursor, table, self.PAGES_PER_RANGE)
+
+        def read(page_range) -> dict[str, np.ndarray]:
+            condition, params = page_range_condition(page_range)
+            connection.ensure_connection()
+            # A plain (server-binding) psycopg cursor: Django's client-binding cursors cannot ask for binary
+            # results, and bytea in text form would travel hex-encoded at twice the size.
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(statement.format(pages=condition), [since, until, *params], binary=True)
+                return packed_decode(cursor.fetchone()[0], columns)
+
+        yield from _read_ranges(read, ranges, self.READERS)
+
+
+def _read_ranges(read, ranges, readers: int) -> Iterator[dict[str, np.ndarray]]:
+    """read(range) for every range, in order; on several connections at once unless inside a transaction.
+
+    Inside a caller's transaction (tests) another connection could not see its
+    uncommitted rows, so ranges are read one by one on the caller's connection.
+    """
+    if connection.in_atomic_block or readers <= 1:
+        for page_range in ranges:
+            yield read(page_range)
+        return
+
+    def read_and_release(page_range):
+        try:
+            return read(page_range)
+        finally:
+            connections.close_all()  # this worker thread's own connection
+
+    with ThreadPoolExecutor(max_workers=readers, thread_name_prefix="tags-reader") as pool:
+        window = readers * 2  # bounded read-ahead: at most this many ranges in memory
+        pending = [pool.submit(read_and_release, r) for r in ranges[:window]]
+        next_index = len(pending)
+        while pending:
+            block = pending.pop(0).result()
+            if next_index < len(ranges):
+                pending.append(pool.submit(read_and_release, ranges[next_index]))
+                next_index += 1
+            yield block
 
 
 class _OrmLoader(_Loader):
@@ -354,46 +394,43 @@ class _OrmLoader(_Loader):
         if batch:
             yield convert(batch)
 
-    def events(self, since, until):
+    def activity(self, since, until):
         rows = (
             Event.objects.filter(occurred_at__gt=since, occurred_at__lte=until)
-            .values_list("consumer_id", "product_id", "event_type", "occurred_at")
+            .values_list(
+                "consumer_id",
+                "product_id",
+                "event_type",
+                "occurred_at",
+                "merchant_id",
+                "price",
+                "quantity",
+                "discount",
+                "order_ref",
+            )
             .iterator(chunk_size=10_000)
         )
+        purchase = int(EventType.PURCHASE)
+
+        def order_hash(ref: str) -> int:
+            return (zlib.crc32(ref.encode()) or 1) if ref else 0
 
         def convert(batch):
+            bought = [r[2] == purchase for r in batch]
             return {
                 "consumer": np.array([r[0] for r in batch], dtype=np.int64),
                 "product": np.array([r[1] or 0 for r in batch], dtype=np.int64),
                 "event_type": np.array([r[2] for r in batch], dtype=np.int16),
                 "ts": np.array([int(r[3].timestamp()) for r in batch], dtype=np.int64),
-            }
-
-        return self._blocks(rows, convert)
-
-    def purchases(self, since, until):
-        rows = (
-            Event.objects.filter(event_type=EventType.PURCHASE, occurred_at__gt=since, occurred_at__lte=until)
-            .values_list(
-                "consumer_id", "merchant_id", "product_id", "occurred_at", "price", "quantity", "discount", "order_ref"
-            )
-            .iterator(chunk_size=10_000)
-        )
-
-        def order_hash(ref: str) -> int:
-            if not ref:
-                return 0
-            return zlib.crc32(ref.encode()) or 1
-
-        def convert(batch):
-            return {
-                "consumer": np.array([r[0] for r in batch], dtype=np.int64),
-                "merchant": np.array([r[1] for r in batch], dtype=np.int64),
-                "product": np.array([r[2] or 0 for r in batch], dtype=np.int64),
-                "ts": np.array([int(r[3].timestamp()) for r in batch], dtype=np.int64),
-                "amount": np.array([float(r[4] or 0) * r[5] for r in batch], dtype=np.float64),
-                "discounted": np.array([(r[6] or 0) > 0 for r in batch], dtype=bool),
-                "order_hash": np.array([order_hash(r[7]) for r in batch], dtype=np.int64),
+                "merchant": np.array([r[4] for r in batch], dtype=np.int64),
+                "amount": np.array(
+                    [float(r[5] or 0) * r[6] if b else 0.0 for r, b in zip(batch, bought, strict=True)],
+                    dtype=np.float64,
+                ),
+                "discounted": np.array([b and (r[7] or 0) > 0 for r, b in zip(batch, bought, strict=True)]),
+                "order_hash": np.array(
+                    [order_hash(r[8]) if b else 0 for r, b in zip(batch, bought, strict=True)], dtype=np.int64
+                ),
             }
 
         return self._blocks(rows, convert)

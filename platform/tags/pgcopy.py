@@ -89,7 +89,10 @@ def copy_out(
         raise CopyFormatError("binary COPY stream did not end with its trailer")
     del buffer[-2:]
     if len(buffer) % row_size:
-        raise CopyFormatError(f"{len(buffer)} trailing bytes do not make whole rows of {row_size} bytes")
+        raise CopyFormatError(
+            f"{len(buffer)} bytes do not make whole rows of {row_size} bytes: some column is NULL or not of "
+            f"its declared type ({', '.join(f'{c.name} {c.kind}' for c in columns)})"
+        )
     if buffer:
         yield _decode(buffer, dtype, columns, len(buffer) // row_size)
 
@@ -189,3 +192,60 @@ def copy_in(
 def pg_timestamp(unix_seconds: float) -> int:
     """A Unix time as PostgreSQL's binary timestamp (microseconds since 2000-01-01 UTC)."""
     return round((unix_seconds - PG_EPOCH_UNIX_SECONDS) * 1_000_000)
+
+
+# Packed aggregation: for full-table reads, the server packs a range of the table's pages into one bytea of
+# fixed-width big-endian rows (string_agg over the types' binary send functions). The client receives one
+# value per range instead of one message per row, and ranges can be read on several connections at once.
+SEND_FUNCTIONS = {
+    "bool": "boolsend",
+    "int2": "int2send",
+    "int4": "int4send",
+    "int8": "int8send",
+    "float4": "float4send",
+    "float8": "float8send",
+    "timestamptz": "timestamptz_send",
+}
+
+
+def packed_expression(expressions: Sequence[tuple[str, Column]]) -> str:
+    """`string_agg(send(a) || send(b) ..., '')` for (SQL expression, column) pairs.
+
+    Every expression must be NOT NULL: string_agg skips a row whose packed
+    value is NULL, so COALESCE anything nullable.
+    """
+    packed = " || ".join(f"{SEND_FUNCTIONS[column.kind]}({expression})" for expression, column in expressions)
+    return f"string_agg({packed}, ''::bytea)"
+
+
+def packed_decode(data: bytes | memoryview | None, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    dtype = np.dtype([(c.name, KINDS[c.kind][0]) for c in columns])
+    raw = b"" if data is None else bytes(data)
+    if len(raw) % dtype.itemsize:
+        raise CopyFormatError(f"{len(raw)} bytes do not make whole rows of {dtype.itemsize} bytes")
+    block = np.frombuffer(raw, dtype=dtype)
+    out: dict[str, np.ndarray] = {}
+    for column in columns:
+        values = block[column.name].astype(np.dtype(KINDS[column.kind][0]).newbyteorder("="))
+        if column.kind == "timestamptz":
+            values = values // 1_000_000 + PG_EPOCH_UNIX_SECONDS
+        elif column.kind == "bool":
+            values = values.astype(bool)
+        out[column.name] = values
+    return out
+
+
+def page_ranges(cursor, table: str, pages_per_range: int) -> list[tuple[int, int | None]]:
+    """Ranges of the table's pages covering all of it; the last is open-ended for rows added meanwhile."""
+    cursor.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", [table])
+    pages = int(cursor.fetchone()[0])
+    starts = list(range(0, max(pages, 1), pages_per_range))
+    return [(start, starts[i + 1] if i + 1 < len(starts) else None) for i, start in enumerate(starts)]
+
+
+def page_range_condition(page_range: tuple[int, int | None]) -> tuple[str, list[str]]:
+    """A TID range condition (a TID range scan on PostgreSQL 14 and later) for one page range."""
+    start, end = page_range
+    if end is None:
+        return "ctid >= %s::tid", [f"({start},0)"]
+    return "ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({end},0)"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from pyroaring import BitMap
 
@@ -90,21 +92,24 @@ def tags_compute(
     )
     report = TaggingReport(run_id=run.pk, as_of=as_of)
     with tagging_run_lock():
+        writer = _FamilyWriter(background=_can_write_in_background(), progress=say)
         try:
             data = TaggingInput(as_of=as_of)
-            written: dict[int, BitMap] = {}
             for rule in rules:
                 say(f"{rule.family}: computing")
-                report.families.append(_family_run(rule, data, assigned_at, written))
-                say(_describe(report.families[-1]))
+                _family_run(rule, data, assigned_at, writer)
+            writer.drain()
+            report.families = writer.reports
             report.load_seconds = dict(data.timings)
             with transaction.atomic():
-                report.live_consumers = _live_consumers_rebuild(written)
+                report.live_consumers = _live_consumers_rebuild(writer.bitmaps)
                 report.consent_opt_ins = len(consent_bitmap_rebuild())
                 report.seconds = round(time.perf_counter() - started, 3)
                 _audit(actor, basis, report, failed=None)
                 _run_finish(run, RunStatus.SUCCEEDED, report)
         except Exception as exc:
+            writer.abandon()
+            report.families = writer.reports
             report.seconds = round(time.perf_counter() - started, 3)
             with transaction.atomic():
                 if report.families:  # what was replaced before the failure is audited too
@@ -140,24 +145,99 @@ def _describe(family: FamilyReport) -> str:
     )
 
 
-def _family_run(rule: TagRule, data: TaggingInput, assigned_at: datetime, written: dict[int, BitMap]) -> FamilyReport:
+def _can_write_in_background() -> bool:
+    """Write on a second connection only on PostgreSQL and outside a caller's transaction.
+
+    Inside a caller's transaction (tests, or a caller that wants the whole run
+    in one) a second connection could not see the caller's uncommitted rows,
+    so families are written inline on the caller's connection instead.
+    """
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+class _FamilyWriter:
+    """Writes computed families, in order, one transaction each.
+
+    In the background (a thread with its own database connection) PostgreSQL
+    writes one family while this process computes the next: on a machine with
+    two cores the database's COPY and index work and numpy's grouping run side
+    by side. At most one family waits to be written, so memory stays bounded.
+    """
+
+    def __init__(self, *, background: bool, progress: Progress):
+        self.background = background
+        self.progress = progress
+        self.reports: list[FamilyReport] = []
+        self.bitmaps: dict[int, BitMap] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tags-writer") if background else None
+        self._pending: Future | None = None
+
+    def submit(self, write: Callable[[], tuple[FamilyReport, dict[int, BitMap]]]) -> None:
+        if self._executor is None:
+            self._record(write())
+            return
+        self._wait()
+        self._pending = self._executor.submit(self._write_and_release, write)
+
+    def _write_and_release(self, write: Callable[[], tuple[FamilyReport, dict[int, BitMap]]]) -> None:
+        try:
+            self._record(write())
+        finally:
+            connections.close_all()  # the writer thread's own connection; a fresh one next time
+
+    def _record(self, result: tuple[FamilyReport, dict[int, BitMap]]) -> None:
+        report, bitmaps = result
+        self.reports.append(report)
+        self.bitmaps.update(bitmaps)
+        self.progress(_describe(report))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises a failed write here
+
+    def drain(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self._shutdown()
+
+    def abandon(self) -> None:
+        """After a failure: let a write in progress finish or fail on its own, then stop."""
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                self._pending.result()
+            self._pending = None
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+def _family_run(rule: TagRule, data: TaggingInput, assigned_at: datetime, writer: _FamilyWriter) -> None:
     loading_before = sum(data.timings.values())
     start = time.perf_counter()
     assignments = rule.compute(data)
+    consumer_ids = data.consumers.ids[assignments.consumers]
     # Loading shared inputs is reported separately from the rule that happened to need them first.
     compute_seconds = time.perf_counter() - start - (sum(data.timings.values()) - loading_before)
-    start = time.perf_counter()
-    consumer_ids = data.consumers.ids[assignments.consumers]
-    bitmaps = family_replace(rule=rule, assignments=assignments, consumer_ids=consumer_ids, assigned_at=assigned_at)
-    written.update(bitmaps)
-    return FamilyReport(
-        family=rule.family,
-        tags=len(assignments.values),
-        assigned=len(assignments),
-        consumers=int(np.unique(assignments.consumers).size),
-        compute_seconds=round(compute_seconds, 3),
-        write_seconds=round(time.perf_counter() - start, 3),
-    )
+
+    def write() -> tuple[FamilyReport, dict[int, BitMap]]:
+        start = time.perf_counter()
+        bitmaps = family_replace(rule=rule, assignments=assignments, consumer_ids=consumer_ids, assigned_at=assigned_at)
+        report = FamilyReport(
+            family=rule.family,
+            tags=len(assignments.values),
+            assigned=len(assignments),
+            consumers=int(np.unique(assignments.consumers).size),
+            compute_seconds=round(compute_seconds, 3),
+            write_seconds=round(time.perf_counter() - start, 3),
+        )
+        return report, bitmaps
+
+    writer.submit(write)
 
 
 def family_replace(

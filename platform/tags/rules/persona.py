@@ -163,7 +163,10 @@ class PersonaRule(TagRule):
 
     def compute(self, data: TaggingInput) -> Assignments:
         # One BLAS/OpenMP thread per process (BLAS_THREADS): clustering small matrices on a busy machine is
-        # many times slower when every call spreads over all cores.
+        # many times slower when every call spreads over all cores. scikit-learn is imported first because
+        # threadpool_limits only reaches the thread pools of libraries already loaded.
+        import sklearn.cluster  # noqa: F401
+
         with threadpool_limits(limits=settings.BLAS_THREADS):
             return self._compute(data)
 
