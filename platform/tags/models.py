@@ -35,23 +35,33 @@ class Tag(models.Model):
 class ConsumerTag(models.Model):
     """One tag held by one consumer.
 
-    Rows are derived data, rebuilt a whole family at a time with COPY. The two
-    foreign keys are enforced by the application rather than by per-row database
-    triggers (db_constraint=False): Django's delete collector still cascades
-    deletions of consumers and tags, the erasure handler deletes a consumer's
-    rows explicitly, and tagging drops rows whose consumer vanished during the
-    run. Per-row trigger checks made a million-consumer rebuild several times
-    slower (docs/tags.md, "Writing a family").
+    Rows are derived data, rebuilt a whole family at a time with COPY, so every
+    index and per-row check costs millions of operations a night:
+
+    - The foreign keys are enforced by the application rather than by per-row
+      database triggers (db_constraint=False): Django's delete collector still
+      cascades deletions of consumers and tags, the erasure handler deletes a
+      consumer's rows explicitly, and tagging drops rows whose consumer vanished
+      during the run.
+    - The only index besides the primary key is the unique (tag, consumer) one.
+      It serves "who has this tag" directly, and "which tags has this consumer"
+      as one probe per tag (`consumer_id = X AND tag_id IN (all tags)`, see
+      tags.selectors.consumer_tags), so no separate consumer index is kept.
+
+    docs/tags.md ("Writing a family") has the measurements behind both choices.
     """
 
-    consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="tags", db_constraint=False)
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="consumer_tags", db_constraint=False)
+    consumer = models.ForeignKey(
+        Consumer, on_delete=models.CASCADE, related_name="tags", db_constraint=False, db_index=False
+    )
+    tag = models.ForeignKey(
+        Tag, on_delete=models.CASCADE, related_name="consumer_tags", db_constraint=False, db_index=False
+    )
     score = models.FloatField(null=True, blank=True, help_text="Rule-specific strength, e.g. affinity.")
     assigned_at = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tag", "consumer"], name="consumertag_unique_tag_consumer")]
-        indexes = [models.Index(fields=["consumer"])]
 
     def __str__(self) -> str:
         return f"consumer {self.consumer_id} {self.tag_id}"

@@ -150,11 +150,15 @@ class HeldTag:
     assigned_at: datetime
 
 
+def consumer_tag_rows(consumer_id: int):
+    """The consumer's ConsumerTag rows, found with one probe per tag of the (tag, consumer) index."""
+    tag_ids = list(Tag.objects.values_list("id", flat=True))
+    return ConsumerTag.objects.filter(consumer_id=consumer_id, tag_id__in=tag_ids)
+
+
 def consumer_tags(consumer_id: int) -> list[HeldTag]:
     """The tags one consumer holds, with their definitions (for access requests and the admin)."""
-    rows = (
-        ConsumerTag.objects.filter(consumer_id=consumer_id).select_related("tag").order_by("tag__family", "tag__value")
-    )
+    rows = consumer_tag_rows(consumer_id).select_related("tag").order_by("tag__family", "tag__value")
     return [
         HeldTag(
             code=row.tag.code,

@@ -361,13 +361,15 @@ def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
         vanished = BitMap.union(*written.values()) - live
         if vanished:
             orphans = list(vanished)
+            tag_ids = list(written)
             for start in range(0, len(orphans), 1_000):
-                ConsumerTag.objects.filter(consumer_id__in=orphans[start : start + 1_000]).delete()
-            for tag_id, bitmap in bitmaps_load(tag_key(t) for t in written).items():
+                # tag_id first: the (tag, consumer) index answers it; there is no consumer index.
+                ConsumerTag.objects.filter(tag_id__in=tag_ids, consumer_id__in=orphans[start : start + 1_000]).delete()
+            for key, bitmap in bitmaps_load(tag_key(t) for t in tag_ids).items():
                 if not bitmap.isdisjoint(vanished):
                     cleaned = BitMap(bitmap) - vanished
-                    bitmap_store(key=tag_id, bitmap=cleaned)
-                    Tag.objects.filter(pk=int(tag_id.removeprefix("tag:"))).update(consumer_count=len(cleaned))
+                    bitmap_store(key=key, bitmap=cleaned)
+                    Tag.objects.filter(pk=int(key.removeprefix("tag:"))).update(consumer_count=len(cleaned))
     bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=live)
     return len(live)
 

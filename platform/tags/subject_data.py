@@ -9,8 +9,8 @@ from pyroaring import BitMap, FrozenBitMap
 from privacy.subject_data import SubjectDataHandler, register
 
 from .locks import tagging_transaction_lock
-from .models import ConsumerTag, StoredBitmap, Tag
-from .selectors import consumer_tags
+from .models import StoredBitmap, Tag
+from .selectors import consumer_tag_rows, consumer_tags
 
 
 def tags_access(consumer_id: int) -> list[dict]:
@@ -34,8 +34,9 @@ def tags_erase(consumer_id: int) -> dict[str, int]:
     other bitmap kept in StoredBitmap). Waits for a running tagging run, so it cannot write them back."""
     with transaction.atomic():
         tagging_transaction_lock()
-        held = list(ConsumerTag.objects.filter(consumer_id=consumer_id).values_list("tag_id", flat=True))
-        deleted, _ = ConsumerTag.objects.filter(consumer_id=consumer_id).delete()
+        rows = consumer_tag_rows(consumer_id)
+        held = list(rows.values_list("tag_id", flat=True))
+        deleted, _ = rows.delete()
         Tag.objects.filter(pk__in=held, consumer_count__gt=0).update(consumer_count=F("consumer_count") - 1)
         bitmaps = 0
         for pk, data in StoredBitmap.objects.values_list("pk", "data").iterator(chunk_size=100):

@@ -209,3 +209,40 @@ def test_the_catalogue_carries_definitions_rule_version_and_purpose(world, appro
     assert "Singapore (SG)" in tag.definition
     assert tag.rule_version == RULES["country"].rule_version
     assert tag.purpose == "tagging"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_outside_a_transaction_families_are_read_and_written_on_other_connections(world, approve_activity):
+    """The production path: page ranges read on two connections, families written by a background writer."""
+    populate(world, 50)
+    approve_activity("tagging")
+    report = tags_compute(actor="test", as_of=AS_OF)
+    assert [f.family for f in report.families] == list(RULES)
+    for tag in Tag.objects.all():
+        members = set(ConsumerTag.objects.filter(tag=tag).values_list("consumer_id", flat=True))
+        assert set(bitmap_load(tag_key(tag.pk))) == members, tag.code
+        assert tag.consumer_count == len(members)
+    assert TaggingRun.objects.get().status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_background_write_failure_fails_the_run_and_keeps_earlier_families(world, approve_activity, monkeypatch):
+    world.consumers(5, country="SG", age_range="25-34")
+    approve_activity("tagging")
+    original = services.family_replace
+
+    def failing(*, rule, **kwargs):
+        if rule.family == "country":
+            raise RuntimeError("connection lost")
+        return original(rule=rule, **kwargs)
+
+    monkeypatch.setattr(services, "family_replace", failing)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        tags_compute(families=["age_range", "country", "lifecycle"], actor="test", as_of=AS_OF)
+    assert len(family_rows("age_range")) == 5
+    assert not family_rows("country")
+    run = TaggingRun.objects.get()
+    assert run.status == RunStatus.FAILED and "connection lost" in run.error
+    assert list(run.counts) == ["age_range"]

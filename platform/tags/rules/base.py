@@ -67,25 +67,55 @@ class TagRule:
 # Helpers shared by the rules: grouping without Python loops over consumers.
 
 
+# Below this many (first, second) combinations pairs are found with a dense table (linear time, a few
+# hundred megabytes at most) instead of a sort.
+DENSE_PAIR_LIMIT = 1 << 25
+
+
 def group_pairs(first: np.ndarray, second: np.ndarray, second_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (first, second) pairs, sorted by first then second, and each input row's pair index.
 
-    Returns (pair_first, pair_second, inverse).
+    first and second are non-negative codes (second < second_size). Returns
+    (pair_first, pair_second, inverse).
     """
-    keys = first.astype(np.int64) * np.int64(max(second_size, 1)) + second.astype(np.int64)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    return (unique // max(second_size, 1)).astype(np.int32), (unique % max(second_size, 1)), inverse
+    width = np.int64(max(second_size, 1))
+    keys = first.astype(np.int64) * width + second.astype(np.int64)
+    if keys.size == 0:
+        return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.int64)
+    combinations = int(first.max()) * int(width) + int(width)
+    if combinations <= DENSE_PAIR_LIMIT:
+        present = np.zeros(combinations, dtype=bool)
+        present[keys] = True
+        unique = np.flatnonzero(present)
+        position = np.cumsum(present, dtype=np.int32) - 1
+        inverse = position[keys].astype(np.int64)
+    else:
+        unique, inverse = np.unique(keys, return_inverse=True)
+    return (unique // width).astype(np.int32), (unique % width), inverse
+
+
+def distinct_codes(group: np.ndarray, code: np.ndarray, codes: int, groups: int) -> np.ndarray:
+    """For each group, how many distinct codes (0..codes-1, e.g. categories) it has."""
+    if group.size == 0:
+        return np.zeros(groups, dtype=np.int64)
+    width = max(codes, 1)
+    if groups * width <= DENSE_PAIR_LIMIT:
+        present = np.zeros(groups * width, dtype=bool)
+        present[group.astype(np.int64) * width + code] = True
+        return present.reshape(groups, width).sum(axis=1)
+    return distinct_count(group, code, groups)
 
 
 def distinct_count(group: np.ndarray, item: np.ndarray, groups: int) -> np.ndarray:
-    """For each group 0..groups-1, how many distinct items it has."""
+    """For each group 0..groups-1, how many distinct items it has.
+
+    Items are compared on their low 32 bits (order hashes and day numbers fit;
+    a collision would merge two items of the same group, which is harmless here).
+    """
     if group.size == 0:
         return np.zeros(groups, dtype=np.int64)
-    order = np.lexsort((item, group))
-    g, i = group[order], item[order]
-    first = np.ones(g.size, dtype=bool)
-    first[1:] = (g[1:] != g[:-1]) | (i[1:] != i[:-1])
-    return np.bincount(g[first], minlength=groups)
+    keys = (group.astype(np.int64) << 32) | (item.astype(np.int64) & 0xFFFFFFFF)
+    return np.bincount(np.unique(keys) >> 32, minlength=groups)
 
 
 def rank_within(group: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from consumers.models import EventType
 
 from ..inputs import TaggingInput
-from .base import Assignments, TagRule, TagValue, distinct_count, group_pairs
+from .base import Assignments, TagRule, TagValue, distinct_codes, distinct_count, group_pairs
 
 FEATURES = [
     "activity",  # log(1 + events)
@@ -32,7 +32,7 @@ FEATURES = [
     "cart_rate",  # add-to-carts per view or click
     "conversion",  # orders per view or click
     "discount_share",  # discounted purchases / purchases
-    "brand_concentration",  # share of branded events on the top brand
+    "brand_concentration",  # share of branded purchases on the top brand
     "category_breadth",  # log(1 + distinct categories)
     "spend",  # log(1 + amount spent)
     "dormancy",  # days since the last event
@@ -117,12 +117,9 @@ class PersonaRule(TagRule):
         if qualified.size == 0:
             return qualified, np.empty((0, len(FEATURES)))
 
-        def per_type(*types: int) -> np.ndarray:
-            mask = np.isin(event_type, types)
-            return np.bincount(consumer[mask], minlength=consumers).astype(np.float64)
-
-        browse = per_type(EventType.VIEW, EventType.CLICK)
-        carts = per_type(EventType.CART)
+        browsing = (event_type == EventType.VIEW) | (event_type == EventType.CLICK)
+        browse = np.bincount(consumer[browsing], minlength=consumers).astype(np.float64)
+        carts = np.bincount(consumer[event_type == EventType.CART], minlength=consumers).astype(np.float64)
         recent_purchase = purchases.age_days <= self.window_days
         buyer = purchases.consumer[recent_purchase]
         bought = np.bincount(buyer, minlength=consumers).astype(np.float64)
@@ -132,15 +129,15 @@ class PersonaRule(TagRule):
 
         product = events.product[recent]
         known = product >= 0
-        brand = np.full(product.shape, -1, dtype=np.int64)
-        brand[known] = products.brand[product[known]]
         category = np.full(product.shape, -1, dtype=np.int64)
         category[known] = products.category[product[known]]
-        branded = brand >= 0
-        top_brand = _top_count(consumer[branded], brand[branded], consumers, len(products.brands))
-        branded_events = np.bincount(consumer[branded], minlength=consumers).astype(np.float64)
         has_category = category >= 0
-        breadth = _distinct(consumer[has_category], category[has_category], consumers)
+        breadth = distinct_codes(consumer[has_category], category[has_category], len(products.categories), consumers)
+        bought_product = purchases.product[recent_purchase]
+        brand = np.where(bought_product >= 0, products.brand[np.maximum(bought_product, 0)], -1)
+        branded = brand >= 0
+        top_brand = _top_count(buyer[branded], brand[branded], consumers, len(products.brands))
+        branded_purchases = np.bincount(buyer[branded], minlength=consumers).astype(np.float64)
         dormancy = np.full(consumers, float(self.window_days))
         np.minimum.at(dormancy, consumer, events.age_days[recent].astype(np.float64))
 
@@ -153,7 +150,7 @@ class PersonaRule(TagRule):
                     np.minimum(carts[q] / np.maximum(browse[q], 1.0), 1.0),
                     np.minimum(orders[q] / np.maximum(browse[q], 1.0), 1.0),
                     np.where(bought[q] > 0, discounted[q] / np.maximum(bought[q], 1.0), 0.0),
-                    np.where(branded_events[q] > 0, top_brand[q] / np.maximum(branded_events[q], 1.0), 0.0),
+                    np.where(branded_purchases[q] > 0, top_brand[q] / np.maximum(branded_purchases[q], 1.0), 0.0),
                     np.log1p(breadth[q]),
                     np.log1p(np.maximum(spent[q], 0.0)),
                     dormancy[q],
