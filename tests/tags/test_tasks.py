@@ -54,4 +54,4 @@ def test_nightly_tagging_is_scheduled_and_editable_in_the_admin(db):
     assert task.task == "tags.compute"
     assert task.enabled
     assert json.loads(task.kwargs) == {}
-    assert (task.crontab.minute, task.crontab.hour) == ("30", "2")
+    assert (task.crontab.minute, task.crontab.hour) == ("30", "1")

@@ -9,11 +9,11 @@ NIGHTLY_TAGGING = "Nightly tagging"
 
 
 def nightly_tagging_schedule(apps, schema_editor):
-    """Tag every night at 02:30 UTC. A PeriodicTask, so operators can change or pause it in the admin."""
+    """Tag every night at 01:30 UTC, ahead of the nightly jobs that read tags. Editable in the admin."""
     CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="30", hour="2", day_of_month="*", month_of_year="*", day_of_week="*", timezone="UTC"
+        minute="30", hour="1", day_of_month="*", month_of_year="*", day_of_week="*", timezone="UTC"
     )
     PeriodicTask.objects.get_or_create(
         name=NIGHTLY_TAGGING,
