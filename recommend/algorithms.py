@@ -450,19 +450,18 @@ class ItemKNN(Recommender):
     defaults = {"similarity": "bm25", "neighbours": 100, "bm25_k1": 1.2, "bm25_b": 0.75}
 
     def _fit(self, matrix):
-        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normalize
 
         kind = self.params["similarity"]
-        neighbours = int(self.params["neighbours"])
+        # The weighting implicit's CosineRecommender / BM25Recommender apply, handed over as CSR.
         if kind == "cosine":
-            model = CosineRecommender(K=neighbours, num_threads=self.threads)
+            weighted = normalize(matrix.T).T
         elif kind == "bm25":
-            model = BM25Recommender(
-                K=neighbours, K1=float(self.params["bm25_k1"]), B=float(self.params["bm25_b"]), num_threads=self.threads
-            )
+            weighted = bm25_weight(matrix.T, float(self.params["bm25_k1"]), float(self.params["bm25_b"])).T
         else:
             raise ValueError(f"similarity must be 'cosine' or 'bm25', got {kind!r}")
-        model.fit(matrix, show_progress=False)
+        model = ItemItemRecommender(K=int(self.params["neighbours"]), num_threads=self.threads)
+        model.fit(sp.csr_matrix(weighted, dtype=np.float64), show_progress=False)
         self.similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
 
     def _scores(self, history, user_rows, items):
