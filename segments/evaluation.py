@@ -109,7 +109,7 @@ def definition_resolve(
                 all_families = sorted(set(Tag.objects.values_list("family", flat=True)))
                 raise SegmentSyntaxError(
                     f"Unknown tag family '{t.family}'",
-                    position=t.pos,
+                    position=_at(t.pos, ".tag.family"),
                     found=t.family,
                     expected=all_families,
                     text=text,
@@ -117,7 +117,7 @@ def definition_resolve(
             values = sorted(value for _, family, value in rows if family == t.family)
             raise SegmentSyntaxError(
                 f"Unknown value '{t.value}' for the tag family {t.family}",
-                position=t.pos,
+                position=_at(t.pos, ".tag.value"),
                 found=t.value,
                 expected=values[:50],
                 text=text,
@@ -131,7 +131,7 @@ def definition_resolve(
             if t.segment_id not in own:
                 raise SegmentSyntaxError(
                     f"No segment {t.segment_id}",
-                    position=t.pos,
+                    position=_at(t.pos, ".segment"),
                     found=f"segment:{t.segment_id}",
                     expected=[],
                     text=text,
@@ -143,7 +143,7 @@ def definition_resolve(
                 chain = " → ".join(f"segment:{s}" for s in [segment_id, *path])
                 raise SegmentSyntaxError(
                     f"segment:{t.segment_id} leads back to this segment ({chain}); a segment cannot contain itself",
-                    position=t.pos,
+                    position=_at(t.pos, ".segment"),
                     found=f"segment:{t.segment_id}",
                     expected=["a segment that does not include this one"],
                     text=text,
@@ -177,6 +177,11 @@ def definition_resolve(
         tag_ids={(family, value): tag_id for family, value, tag_id in _flatten(canonical)},
         segment_ids=frozenset(referenced),
     )
+
+
+def _at(pos: int | str, json_suffix: str) -> int | str:
+    """A term's position; in the JSON form, the path of the offending field inside the term."""
+    return pos + json_suffix if isinstance(pos, str) else pos
 
 
 def _flatten(canonical: dict[tuple[str, str], tuple[str, int]]):

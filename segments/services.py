@@ -210,7 +210,7 @@ def segment_update(
     crontab: str | None = None,
 ) -> Segment:
     """Edit a segment. A changed definition is checked (cycles included) and triggers a refresh after commit."""
-    changed_definition = False
+    resolved = None
     if expression is not None or definition is not None:
         if segment.kind == SegmentKind.LOOKALIKE:
             raise Unprocessable(
@@ -221,9 +221,9 @@ def segment_update(
         )
         if segment.kind == SegmentKind.PERSONA:
             _check_persona(resolved)
-        changed_definition = resolved.text != segment.definition
     with transaction.atomic():
         segment = Segment.objects.select_for_update().select_related("merchant").get(pk=segment.pk)
+        changed_definition = resolved is not None and resolved.text != segment.definition
         if name is not _UNSET and name != segment.name:
             if Segment.objects.for_merchant(segment.merchant).filter(name=name).exclude(pk=segment.pk).exists():
                 raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
@@ -293,24 +293,26 @@ def segment_refresh_request(*, segment_id: int, actor: str) -> int:
 def _enqueue_refresh(segment_id: int, version: int) -> None:
     from .tasks import segment_refresh_task
 
-    eager = bool(segment_refresh_task.app.conf.task_always_eager)
+    if segment_refresh_task.app.conf.task_always_eager:
+        # Embedded mode (no broker): run it here, retries included, and keep its failure out of the caller's
+        # request (an edit, say); the task has recorded it on the segment where the merchant looks.
+        segment_refresh_task.apply(args=(segment_id, version), throw=False)
+        return
     try:
         segment_refresh_task.delay(segment_id, version)
     except Exception as exc:
-        # In eager mode this is the task's own failure, which it has already recorded on the segment; with a
-        # broker it is a broker outage, recorded here. Either way the caller's request (an edit, say) stands.
+        # The broker is unreachable: the request stands, and the merchant sees why on the segment.
         logger.warning(
             "segment.refresh_enqueue_failed",
             extra={"fields": {"segment_id": segment_id, "version": version, "error": type(exc).__name__}},
         )
-        if not eager:
-            segment_refresh_failure_record(
-                segment_id=segment_id,
-                version=version,
-                error="The refresh could not be queued (the task queue is unavailable); it will be retried on the "
-                "next schedule, or refresh again.",
-                final=True,
-            )
+        segment_refresh_failure_record(
+            segment_id=segment_id,
+            version=version,
+            error="The refresh could not be queued (the task queue is unavailable); it will be retried on the "
+            "next schedule, or refresh again.",
+            final=True,
+        )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from pyroaring import BitMap, FrozenBitMap
 
 from consumers.models import Consumer
-from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose
+from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStatus, Purpose
 from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmaps_load, tag_key
 from tags.models import StoredBitmap
 
@@ -42,7 +42,10 @@ def direct_marketing_consent_bitmap() -> FrozenBitMap:
     base = bitmaps_load([DIRECT_MARKETING_CONSENT_KEY])[DIRECT_MARKETING_CONSENT_KEY]
     changes = ConsentState.objects.filter(purpose=Purpose.DIRECT_MARKETING)
     if stored is not None:
-        changes = changes.filter(updated_at__gte=stored)
+        # The ledger says who changed since the bitmap was stored (ConsentState.updated_at is not reliable:
+        # bulk updates leave it as it was); their current state says what they decided.
+        recent = ConsentRecord.objects.filter(purpose=Purpose.DIRECT_MARKETING, recorded_at__gte=stored)
+        changes = changes.filter(consumer_id__in=recent.values("consumer_id"))
     granted, revoked = BitMap(), BitMap()
     for consumer_id, status, kind in changes.values_list("consumer_id", "status", "kind").iterator(chunk_size=5000):
         if status == ConsentStatus.GRANTED and kind == ConsentKind.EXPRESS:

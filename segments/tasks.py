@@ -49,6 +49,13 @@ def segment_refresh_task(self, segment_id: int, version: int) -> dict:
         )
         if final:
             raise
+        if self.request.is_eager:
+            # Embedded mode has no queue to wait in (and Celery only retries eager tasks whose errors
+            # propagate): retry at once, here.
+            retried = segment_refresh_task.apply(
+                args=(segment_id, version), retries=self.request.retries + 1, throw=False
+            )
+            return retried.result if isinstance(retried.result, dict) else {"segment_id": segment_id, "failed": True}
         countdown = get_exponential_backoff_interval(
             factor=RETRY_BACKOFF_SECONDS,
             retries=self.request.retries,
