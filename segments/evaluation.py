@@ -80,18 +80,23 @@ def definition_resolve(
     merchant: Merchant,
     text: str | None = None,
     segment_id: int | None = None,
+    catalogue: list[tuple[int, str, str]] | None = None,
 ) -> ResolvedDefinition:
     """Check every term against the catalogue and the merchant's segments; errors name the term's position.
 
     `segment_id` is the segment being defined, if it exists already: naming it, or a segment that leads back
-    to it, is a cycle. Another merchant's segment is reported exactly like a missing one.
+    to it, is a cycle. Another merchant's segment is reported exactly like a missing one. `catalogue` (rows of
+    id, family, value), when given, saves the tag query (bulk refreshes resolve many definitions at once).
     """
     found = terms(node)
     tag_terms = [t for t in found if isinstance(t, TagTerm)]
     canonical: dict[tuple[str, str], tuple[str, int]] = {}
     if tag_terms:
         families = {t.family for t in tag_terms}
-        rows = list(Tag.objects.filter(family__in=families).values_list("id", "family", "value"))
+        if catalogue is None:
+            rows = list(Tag.objects.filter(family__in=families).values_list("id", "family", "value"))
+        else:
+            rows = [row for row in catalogue if row[1] in families]
         exact = {(family, value): (value, tag_id) for tag_id, family, value in rows}
         folded: dict[tuple[str, str], list[tuple[str, int]]] = {}
         for tag_id, family, value in rows:
@@ -106,7 +111,11 @@ def definition_resolve(
                 canonical[(t.family, t.value)] = match
                 continue
             if t.family not in known_families:
-                all_families = sorted(set(Tag.objects.values_list("family", flat=True)))
+                all_families = sorted(
+                    {row[1] for row in catalogue}
+                    if catalogue is not None
+                    else set(Tag.objects.values_list("family", flat=True))
+                )
                 raise SegmentSyntaxError(
                     f"Unknown tag family '{t.family}'",
                     position=_at(t.pos, ".tag.family"),
@@ -344,12 +353,20 @@ class NestingError(SegmentSyntaxError):
 
 
 def evaluate_bitmap(
-    resolved: ResolvedDefinition, *, now: datetime | None = None, _stack: tuple[int, ...] = ()
+    resolved: ResolvedDefinition,
+    *,
+    now: datetime | None = None,
+    bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap] | None = None,
+    _stack: tuple[int, ...] = (),
 ) -> FrozenBitMap:
-    """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers."""
+    """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers.
+
+    `bitmaps` (tag bitmaps by tag id, and the live consumers), when given, saves loading them: bulk refreshes
+    load every tag once for many segments.
+    """
     now = now or timezone.now()
     tag_ids = sorted(set(resolved.tag_ids.values()))
-    by_tag, live = tag_bitmaps(tag_ids)
+    by_tag, live = bitmaps if bitmaps is not None else tag_bitmaps(tag_ids)
     nested: dict[int, FrozenBitMap] = {}
     for segment_id in resolved.segment_ids:
         nested[segment_id] = _nested_segment_bitmap(segment_id, resolved.merchant_id, now, _stack)

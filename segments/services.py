@@ -11,17 +11,18 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, ProtectedError, Q
+from django.db.models import F, Max, ProtectedError, Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.validators import crontab_validator
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from merchants.api_errors import ApiError, Conflict, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
 from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
+from tags.models import Tag
 
 from .evaluation import (
     ResolvedDefinition,
@@ -43,7 +44,7 @@ from .models import (
     SegmentStatus,
     SnapshotStatus,
 )
-from .sources import live_consumers_bitmap
+from .sources import live_consumers_bitmap, tag_bitmaps
 
 logger = logging.getLogger("dmp.segments")
 
@@ -323,7 +324,20 @@ class ComputedMembers:
     detail: dict
 
 
-def _compute_members(segment: Segment) -> ComputedMembers:
+@dataclass
+class RefreshInputs:
+    """What computing many segments shares: the tag catalogue and every tag's bitmap, loaded once."""
+
+    catalogue: list[tuple[int, str, str]]
+    bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap]
+
+    @classmethod
+    def load(cls) -> RefreshInputs:
+        catalogue = list(Tag.objects.values_list("id", "family", "value"))
+        return cls(catalogue=catalogue, bitmaps=tag_bitmaps([row[0] for row in catalogue]))
+
+
+def _compute_members(segment: Segment, inputs: RefreshInputs | None = None) -> ComputedMembers:
     if segment.kind == SegmentKind.LOOKALIKE:
         spec = segment.lookalike_spec or {}
         if segment.seed_id is None:
@@ -345,11 +359,23 @@ def _compute_members(segment: Segment) -> ComputedMembers:
         )
     try:
         resolved = definition_resolve(
-            segment_definition_node(segment), merchant=segment.merchant, text=segment.definition
+            segment_definition_node(segment),
+            merchant=segment.merchant,
+            text=segment.definition,
+            catalogue=inputs.catalogue if inputs else None,
         )
     except SegmentSyntaxError as exc:
         raise RefreshFailed(f"The definition no longer works: {exc}") from None
-    return ComputedMembers(BitMap(evaluate_bitmap(resolved)), "bitmap", resolved.text, {})
+    members = evaluate_bitmap(resolved, bitmaps=inputs.bitmaps if inputs else None)
+    return ComputedMembers(BitMap(members), "bitmap", resolved.text, {})
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    segment_id: int
+    version: int
+    computed: ComputedMembers
+    duration_ms: float
 
 
 def segment_refresh_run(*, segment_id: int, version: int, actor: str) -> SegmentSnapshot | None:
@@ -360,88 +386,180 @@ def segment_refresh_run(*, segment_id: int, version: int, actor: str) -> Segment
     if segment.pending_version != version or segment.version >= version:
         logger.info("segment.refresh_superseded", extra={"fields": {"segment_id": segment_id, "version": version}})
         return None
-    try:
-        basis = processing_basis_require(purpose=REFRESH_PURPOSE)
-    except ProcessingNotPermitted as exc:
-        raise RefreshFailed(_merchant_message(exc)) from None
+    basis = _refresh_basis()
     started = time.perf_counter()
     computed = _compute_members(segment)
-    duration_ms = (time.perf_counter() - started) * 1000
-    return _snapshot_write(segment, version, computed, duration_ms, basis, actor)
+    result = RefreshResult(segment_id, version, computed, (time.perf_counter() - started) * 1000)
+    return _snapshots_write([result], basis, actor).get(segment_id)
 
 
-def _snapshot_write(
-    segment: Segment,
-    version: int,
-    computed: ComputedMembers,
-    duration_ms: float,
-    basis: ProcessingBasis,
-    actor: str,
-) -> SegmentSnapshot | None:
+def _refresh_basis() -> ProcessingBasis:
+    try:
+        return processing_basis_require(purpose=REFRESH_PURPOSE)
+    except ProcessingNotPermitted as exc:
+        raise RefreshFailed(_merchant_message(exc)) from None
+
+
+def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor: str) -> dict[int, SegmentSnapshot]:
+    """Write the snapshots of several refreshes in one transaction, each under the version guard.
+
+    A result is written only while its version is still the segment's pending one and newer than the last
+    written; otherwise a newer request exists and its run writes. Returns the snapshots written, by segment.
+    """
+    if not results:
+        return {}
     now = timezone.now()
+    ids = [r.segment_id for r in results]
+    written: dict[int, SegmentSnapshot] = {}
     with transaction.atomic():
-        locked = Segment.objects.select_for_update().filter(pk=segment.pk).first()
-        if locked is None or locked.pending_version != version or locked.version >= version:
-            return None  # superseded while computing: the newer run writes
-        previous = latest_snapshot(segment.pk)
-        members = computed.members
-        if previous is not None and previous.members_kept:
-            before = snapshot_bitmap(previous.pk, previous.size)
-            entered, exited = members.difference_cardinality(before), before.difference_cardinality(members)
-        else:
-            entered, exited = len(members), 0
-        snapshot = SegmentSnapshot.objects.create(
-            segment=segment,
-            version=version,
-            status=SnapshotStatus.READY,
-            members=SegmentSnapshot.serialise(members),
-            size=len(members),
-            entered=entered,
-            exited=exited,
-            definition=computed.definition,
-            method=computed.method,
-            duration_ms=round(duration_ms, 3),
-            computed_at=now,
+        locked = {s.pk: s for s in Segment.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        current = [
+            r
+            for r in results
+            if r.segment_id in locked
+            and locked[r.segment_id].pending_version == r.version
+            and locked[r.segment_id].version < r.version
+        ]
+        if not current:
+            return {}
+        previous = _previous_members([r.segment_id for r in current])
+        snapshots = []
+        for r in current:
+            members = r.computed.members
+            before = previous.get(r.segment_id)
+            if before is not None:
+                entered, exited = members.difference_cardinality(before), before.difference_cardinality(members)
+            else:
+                entered, exited = len(members), 0
+            snapshots.append(
+                SegmentSnapshot(
+                    segment_id=r.segment_id,
+                    version=r.version,
+                    status=SnapshotStatus.READY,
+                    members=SegmentSnapshot.serialise(members),
+                    size=len(members),
+                    entered=entered,
+                    exited=exited,
+                    definition=r.computed.definition,
+                    method=r.computed.method,
+                    duration_ms=round(r.duration_ms, 3),
+                    computed_at=now,
+                )
+            )
+        SegmentSnapshot.objects.bulk_create(snapshots)
+        segments = []
+        for r, snapshot in zip(current, snapshots, strict=True):
+            segment = locked[r.segment_id]
+            segment.version = r.version
+            segment.status = SegmentStatus.READY
+            segment.last_error = ""
+            segment.last_error_at = None
+            segment.last_refreshed_at = now
+            segment.updated_at = now
+            if r.computed.detail:
+                segment.lookalike_spec = {**(segment.lookalike_spec or {}), **r.computed.detail}
+            segments.append(segment)
+            written[r.segment_id] = snapshot
+        Segment.objects.bulk_update(
+            segments,
+            ["version", "status", "last_error", "last_error_at", "last_refreshed_at", "updated_at", "lookalike_spec"],
         )
-        Segment.objects.filter(pk=segment.pk).update(
-            version=version,
-            status=SegmentStatus.READY,
-            last_error="",
-            last_error_at=None,
-            last_refreshed_at=now,
-            lookalike_spec=_spec_with(locked.lookalike_spec, computed.detail)
-            if computed.detail
-            else F("lookalike_spec"),
+        _prune_member_bitmaps([r.segment_id for r in current])
+        for r, snapshot in zip(current, snapshots, strict=True):
+            audit_record(
+                actor=actor,
+                action="segment.refreshed",
+                merchant_id=locked[r.segment_id].merchant_id,
+                purpose=basis.purpose,
+                legal_basis=basis.legal_basis,
+                activity_id=basis.activity_id,
+                object_type="Segment",
+                object_id=r.segment_id,
+                counts={"size": snapshot.size, "entered": snapshot.entered, "exited": snapshot.exited},
+                details={"version": r.version, "method": r.computed.method},
+            )
+    for r in current:
+        logger.info(
+            "segment.refreshed",
+            extra={
+                "fields": {"segment_id": r.segment_id, "version": r.version, "duration_ms": round(r.duration_ms, 1)}
+            },
         )
-        keep = list(
-            SegmentSnapshot.objects.filter(segment_id=segment.pk, members_kept=True)
-            .order_by("-id")
-            .values_list("pk", flat=True)[:SNAPSHOTS_WITH_MEMBERS]
-        )
-        SegmentSnapshot.objects.filter(segment_id=segment.pk, members_kept=True).exclude(pk__in=keep).update(
-            members=b"", members_kept=False
-        )
-        audit_record(
-            actor=actor,
-            action="segment.refreshed",
-            merchant_id=segment.merchant_id,
-            purpose=basis.purpose,
-            legal_basis=basis.legal_basis,
-            activity_id=basis.activity_id,
-            object_type="Segment",
-            object_id=segment.pk,
-            counts={"size": len(members), "entered": entered, "exited": exited},
-            details={"version": version, "method": computed.method},
-        )
-    logger.info(
-        "segment.refreshed",
-        extra={"fields": {"segment_id": segment.pk, "version": version, "duration_ms": round(duration_ms, 1)}},
+    return written
+
+
+def _previous_members(segment_ids: list[int]) -> dict[int, FrozenBitMap]:
+    """The latest ready snapshot's members of each segment (one query for the ids, the bitmaps cached)."""
+    latest = (
+        SegmentSnapshot.objects.filter(segment_id__in=segment_ids, status=SnapshotStatus.READY, members_kept=True)
+        .values("segment_id")
+        .annotate(latest=Max("id"))
+        .values_list("latest", flat=True)
     )
-    return snapshot
+    rows = SegmentSnapshot.objects.filter(pk__in=list(latest)).values_list("pk", "segment_id", "size")
+    return {segment_id: snapshot_bitmap(pk, size) for pk, segment_id, size in rows}
 
 
-def _spec_with(spec: dict | None, detail: dict) -> dict:
-    return {**(spec or {}), **detail}
+def _prune_member_bitmaps(segment_ids: list[int]) -> None:
+    """Only the newest SNAPSHOTS_WITH_MEMBERS snapshots of a segment keep their member bitmaps."""
+    kept: dict[int, int] = {}
+    drop = []
+    for pk, segment_id in (
+        SegmentSnapshot.objects.filter(segment_id__in=segment_ids, members_kept=True)
+        .order_by("segment_id", "-id")
+        .values_list("pk", "segment_id")
+    ):
+        kept[segment_id] = kept.get(segment_id, 0) + 1
+        if kept[segment_id] > SNAPSHOTS_WITH_MEMBERS:
+            drop.append(pk)
+    if drop:
+        SegmentSnapshot.objects.filter(pk__in=drop).update(members=b"", members_kept=False)
+
+
+def segments_refresh_batch(*, segment_ids: list[int], actor: str) -> dict[str, int]:
+    """Refresh several segments in one go (the bulk path of `refresh_segments` and the due-refresh task).
+
+    Takes a new version for each (so queued older runs skip), loads the catalogue and every tag bitmap once,
+    computes each segment, and writes all snapshots in one transaction. A segment that cannot be computed
+    gets its failure recorded and does not hold the others back.
+    """
+    if not segment_ids:
+        return {"refreshed": 0, "failed": 0, "superseded": 0}
+    with transaction.atomic():
+        Segment.objects.filter(pk__in=segment_ids).update(
+            pending_version=F("pending_version") + 1, status=SegmentStatus.PENDING
+        )
+        segments = list(Segment.objects.select_related("merchant").filter(pk__in=segment_ids).order_by("pk"))
+    try:
+        basis = _refresh_basis()
+    except RefreshFailed as exc:
+        for segment in segments:
+            segment_refresh_failure_record(
+                segment_id=segment.pk, version=segment.pending_version, error=str(exc), final=True
+            )
+        return {"refreshed": 0, "failed": len(segments), "superseded": 0}
+    inputs = RefreshInputs.load()
+    results, failed = [], 0
+    for segment in segments:
+        started = time.perf_counter()
+        try:
+            computed = _compute_members(segment, inputs)
+        except Exception as exc:
+            # One broken segment must not hold the batch back; the next scheduled refresh tries it again.
+            failed += 1
+            logger.warning(
+                "segment.refresh_failed_in_batch",
+                extra={"fields": {"segment_id": segment.pk, "error": type(exc).__name__}},
+            )
+            segment_refresh_failure_record(
+                segment_id=segment.pk, version=segment.pending_version, error=_merchant_message(exc), final=True
+            )
+            continue
+        results.append(
+            RefreshResult(segment.pk, segment.pending_version, computed, (time.perf_counter() - started) * 1000)
+        )
+    written = _snapshots_write(results, basis, actor)
+    return {"refreshed": len(written), "failed": failed, "superseded": len(results) - len(written)}
 
 
 def segment_refresh(*, segment_id: int, actor: str) -> SegmentSnapshot:
@@ -521,15 +639,6 @@ def segments_due(*, now: datetime | None = None, policy: str | None = None) -> Q
             Q(last_refreshed_at__isnull=True) | Q(last_refreshed_at__lte=now - period + DUE_SLACK)
         )
     return due
-
-
-def segments_refresh_enqueue(*, segment_ids: list[int], actor: str) -> int:
-    for segment_id in segment_ids:
-        try:
-            segment_refresh_request(segment_id=segment_id, actor=actor)
-        except Segment.DoesNotExist:
-            continue
-    return len(segment_ids)
 
 
 # ------------------------------------------------------------------------------------------------ lookalikes
@@ -620,6 +729,6 @@ __all__ = [
     "segment_refresh_run",
     "segment_update",
     "segments_due",
-    "segments_refresh_enqueue",
+    "segments_refresh_batch",
     "snapshots_erase_consumer",
 ]

@@ -253,8 +253,16 @@ def test_due_task_works_in_bounded_batches(world, merchant, tagging_approved, mo
     first = Segment.objects.order_by("pk").first()
     result = segments_refresh_due_task.apply(kwargs={"policy": "hourly"}).get()
     # eager: the follow-up runs re-queue themselves until the table is done
-    assert result == {"queued": 2, "after_id": first.pk + 1, "round": 0}
-    assert all(v == 2 for v in Segment.objects.values_list("pending_version", flat=True))
+    assert result == {
+        "segments": 2,
+        "refreshed": 2,
+        "failed": 0,
+        "superseded": 0,
+        "queued": 0,
+        "after_id": first.pk + 1,
+        "round": 0,
+    }
+    assert set(Segment.objects.values_list("version", "status")) == {(2, "ready")}
 
 
 def test_persona_segments_are_one_persona_tag(world, merchant):
@@ -281,3 +289,28 @@ def test_segments_in_use_cannot_be_deleted(world, merchant):
     segment_delete(segment=outer, actor="test")
     segment_delete(segment=inner, actor="test")
     assert not Segment.objects.exists()
+
+
+def test_batch_refresh_records_a_broken_segment_and_refreshes_the_rest(big_world, merchant, tagging_approved):
+    from segments.services import segments_refresh_batch
+    from tags.models import Tag
+
+    good = segment_create(merchant=merchant, name="good", actor="test", expression="country:SG")
+    broken = segment_create(merchant=merchant, name="broken", actor="test", expression="country:SG AND interest:sports")
+    Tag.objects.filter(family="interest", value="sports").delete()  # the catalogue no longer has it
+    result = segments_refresh_batch(segment_ids=[good.pk, broken.pk], actor="test")
+    assert result == {"refreshed": 1, "failed": 1, "superseded": 0}
+    assert segment_latest_snapshot(segment_id=good.pk).size == 200
+    broken.refresh_from_db()
+    assert broken.status == SegmentStatus.FAILED
+    assert broken.last_error.startswith("The definition no longer works: Unknown value 'sports'")
+    assert "column 16" in broken.last_error
+
+
+def test_batch_refresh_without_a_legal_basis_fails_every_segment_visibly(big_world, merchant):
+    from segments.services import segments_refresh_batch
+
+    ids = [segment_create(merchant=merchant, name=f"s{i}", actor="test", expression="country:SG").pk for i in range(3)]
+    assert segments_refresh_batch(segment_ids=ids, actor="test") == {"refreshed": 0, "failed": 3, "superseded": 0}
+    assert set(Segment.objects.values_list("status", flat=True)) == {SegmentStatus.FAILED}
+    assert not SegmentSnapshot.objects.filter(status=SnapshotStatus.READY).exists()

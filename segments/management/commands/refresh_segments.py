@@ -1,16 +1,17 @@
 """`python manage.py refresh_segments [--all]`: re-materialise segments.
 
-Without --all, the segments whose hourly or daily policy makes them due; with --all, every segment. Each
-refresh goes through the queue (and the version guard) like any other; with no broker configured the tasks
-run here, one after another, and the command reports how they ended.
+Without --all, the segments whose hourly or daily policy makes them due; with --all, every segment. They are
+refreshed in bounded batches under the version guard: queued as batch tasks when a broker is configured, run
+here one batch after another when not, and the command reports how they ended.
 """
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from segments.models import Segment, SegmentStatus
-from segments.services import segments_due, segments_refresh_enqueue
+from segments.models import Segment
+from segments.services import segments_due
+from segments.tasks import segments_refresh_queue
 
 
 class Command(BaseCommand):
@@ -25,12 +26,12 @@ class Command(BaseCommand):
         if options["merchant"]:
             segments = segments.filter(merchant__slug=options["merchant"])
         ids = list(segments.order_by("pk").values_list("pk", flat=True))
-        actor = "command:refresh_segments"
-        batch = 500
-        for start in range(0, len(ids), batch):
-            segments_refresh_enqueue(segment_ids=ids[start : start + batch], actor=actor)
-        statuses = dict.fromkeys(SegmentStatus.values, 0)
-        for status in Segment.objects.filter(pk__in=ids).values_list("status", flat=True):
-            statuses[status] += 1
-        summary = ", ".join(f"{count} {status}" for status, count in statuses.items() if count)
-        self.stdout.write(f"Queued {len(ids)} segment refreshes" + (f" (now: {summary})" if ids else ""))
+        outcome = segments_refresh_queue(segment_ids=ids, actor="command:refresh_segments")
+        if outcome["queued"]:
+            self.stdout.write(f"Queued {outcome['queued']} segment refreshes.")
+        else:
+            self.stdout.write(
+                f"Refreshed {outcome['refreshed']} segments; {outcome['failed']} failed"
+                + (f", {outcome['superseded']} superseded by newer requests" if outcome["superseded"] else "")
+                + "."
+            )
