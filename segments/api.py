@@ -269,7 +269,13 @@ class SegmentsApi(MerchantAPIView):
     def scoped_queryset(self, merchant):
         return segments_for_merchant(merchant)
 
-    @extend_schema(operation_id="segments_list", summary="List segments", responses=SegmentOutput(many=True))
+    @extend_schema(
+        operation_id="segments_list",
+        summary="List segments",
+        description="Your segments with their latest snapshot's size, who entered and who left (counts as "
+        "merchants may see them), refresh status and last error.",
+        responses=SegmentOutput(many=True),
+    )
     def get(self, request):
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
@@ -293,7 +299,12 @@ class SegmentDetailApi(MerchantAPIView):
     def scoped_queryset(self, merchant):
         return segments_for_merchant(merchant)
 
-    @extend_schema(operation_id="segments_retrieve", summary="Get a segment", responses=SegmentOutput)
+    @extend_schema(
+        operation_id="segments_retrieve",
+        summary="Get a segment",
+        description="One of your segments; another merchant's id is a 404 like a missing one.",
+        responses=SegmentOutput,
+    )
     def get(self, request, segment_id: int):
         return Response(SegmentOutput(get_scoped_or_404(self.get_queryset(), pk=segment_id)).data)
 
@@ -315,6 +326,7 @@ class SegmentDetailApi(MerchantAPIView):
     @extend_schema(
         operation_id="segments_destroy",
         summary="Delete a segment",
+        description="Refused (409) while another segment names it, it seeds a lookalike, or a campaign uses it.",
         responses={204: None, 409: OpenApiResponse(description="Used by another segment, lookalike or campaign.")},
     )
     def delete(self, request, segment_id: int):
@@ -371,6 +383,8 @@ class SegmentOverlapApi(MerchantAPIView):
     @extend_schema(
         operation_id="segments_overlap",
         summary="Overlap of two segments",
+        description="Sizes of both segments and of their intersection, and the Jaccard index. Below "
+        f"{settings.MIN_AUDIENCE} a count is hidden; the Jaccard index is hidden with the intersection.",
         responses={200: OverlapOutput, 409: OpenApiResponse(description="Not computed yet, or no legal basis.")},
     )
     def get(self, request, segment_id: int, other_id: int):

@@ -1,21 +1,15 @@
-"""Segments API routes under /api/v1/. A trailing slash is optional on every route."""
+"""Segments API routes under /api/v1/ (DESIGN.md §4)."""
 
-from django.urls import re_path
+from django.urls import path
 
 from . import api
 
-_ID = r"(?P<segment_id>[0-9]{1,18})"
-
 urlpatterns = [
-    re_path(r"^audiences/estimate/?$", api.AudienceEstimateApi.as_view(), name="audiences-estimate"),
-    re_path(r"^segments/?$", api.SegmentsApi.as_view(), name="segments"),
-    re_path(rf"^segments/{_ID}/?$", api.SegmentDetailApi.as_view(), name="segment-detail"),
-    re_path(rf"^segments/{_ID}/refresh/?$", api.SegmentRefreshApi.as_view(), name="segment-refresh"),
-    re_path(rf"^segments/{_ID}/insights/?$", api.SegmentInsightsApi.as_view(), name="segment-insights"),
-    re_path(
-        rf"^segments/{_ID}/overlap/(?P<other_id>[0-9]{{1,18}})/?$",
-        api.SegmentOverlapApi.as_view(),
-        name="segment-overlap",
-    ),
-    re_path(rf"^segments/{_ID}/lookalike/?$", api.SegmentLookalikeApi.as_view(), name="segment-lookalike"),
+    path("audiences/estimate", api.AudienceEstimateApi.as_view(), name="audiences-estimate"),
+    path("segments/", api.SegmentsApi.as_view(), name="segments"),
+    path("segments/<int:segment_id>", api.SegmentDetailApi.as_view(), name="segment-detail"),
+    path("segments/<int:segment_id>/refresh", api.SegmentRefreshApi.as_view(), name="segment-refresh"),
+    path("segments/<int:segment_id>/insights", api.SegmentInsightsApi.as_view(), name="segment-insights"),
+    path("segments/<int:segment_id>/overlap/<int:other_id>", api.SegmentOverlapApi.as_view(), name="segment-overlap"),
+    path("segments/<int:segment_id>/lookalike", api.SegmentLookalikeApi.as_view(), name="segment-lookalike"),
 ]

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
-from pyroaring import FrozenBitMap
+from pyroaring import BitMap
 
 from privacy.models import Purpose
 from privacy.services import processing_basis_require
@@ -33,7 +33,7 @@ def round_ratio(x: float, figures: int = 2) -> float:
     return round(x, figures - 1 - math.floor(math.log10(abs(x))))
 
 
-def _members(segment: Segment) -> FrozenBitMap:
+def _members(segment: Segment) -> BitMap:
     snapshot = segment_latest_snapshot(segment_id=segment.pk)
     if snapshot is None or not snapshot.members_kept:
         raise SegmentNotComputed(f"Segment {segment.name!r} has not been computed yet; refresh it first.")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
-from pyroaring import FrozenBitMap
+from pyroaring import BitMap
 
 from merchants.models import Merchant
 from privacy.models import Purpose
@@ -27,9 +27,9 @@ def segment_latest_snapshot(*, segment_id: int) -> SegmentSnapshot | None:
     return latest_snapshot(segment_id)
 
 
-def snapshot_members(snapshot: SegmentSnapshot) -> FrozenBitMap:
-    """The consumer ids in a snapshot (cached per process)."""
-    return snapshot_bitmap(snapshot.pk, snapshot.size)
+def snapshot_members(snapshot: SegmentSnapshot) -> BitMap:
+    """The consumer ids in a snapshot: a copy the caller may change (the per-process cache keeps its own)."""
+    return BitMap(snapshot_bitmap(snapshot.pk, snapshot.size))
 
 
 def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:

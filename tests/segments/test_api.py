@@ -206,7 +206,7 @@ def test_segment_crud(ready, merchant_client, django_capture_on_commit_callbacks
     response = merchant_client.patch(f"/api/v1/segments/{segment_id}", {"expression": "country:"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["details"]["position"] == 9
 
-    assert merchant_client.delete(f"/api/v1/segments/{segment_id}/").status_code == 204
+    assert merchant_client.delete(f"/api/v1/segments/{segment_id}").status_code == 204
     assert merchant_client.get(f"/api/v1/segments/{segment_id}").status_code == 404
 
 
@@ -247,7 +247,7 @@ def test_foreign_segments_are_404_everywhere(ready, merchant, other_merchant, me
     ]
     assert errors[0] == errors[1]
     assert merchant_client.get("/api/v1/segments/").json()["count"] == 1
-    assert merchant_client.get("/api/v1/segments/99999999999999999999").status_code == 404
+    assert merchant_client.get("/api/v1/segments/99999999999999999999999").status_code == 404
     assert other_merchant_client.get(f"/api/v1/segments/{theirs.pk}").status_code == 200
 
 
