@@ -358,7 +358,7 @@ def evaluate_bitmap(
     now: datetime | None = None,
     bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap] | None = None,
     _stack: tuple[int, ...] = (),
-) -> FrozenBitMap:
+) -> BitMap | FrozenBitMap:
     """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers.
 
     `bitmaps` (tag bitmaps by tag id, and the live consumers), when given, saves loading them: bulk refreshes
@@ -381,32 +381,29 @@ def evaluate_bitmap(
             actions[term] = behaviour_bitmap(term, merchant_id=resolved.merchant_id, now=now)
         return actions[term]
 
+    # Every operation makes one new bitmap (of the type of its left operand) and copies nothing: the leaves are
+    # the shared, cached bitmaps and are never changed.
     def walk(node: Node) -> FrozenBitMap | BitMap:
         if isinstance(node, Or):
             return BitMap.union(*(walk(o) for o in node.operands))
         if isinstance(node, And):
             # Intersect the positive operands smallest first, then subtract the negated ones: A AND NOT B is
             # A − B, which never materialises the (large) complement of B.
-            positives = [walk(o) for o in node.operands if not isinstance(o, Not)]
+            positives = sorted((walk(o) for o in node.operands if not isinstance(o, Not)), key=len)
             negatives = [walk(o.operand) for o in node.operands if isinstance(o, Not)]
-            if positives:
-                positives.sort(key=len)
-                result = BitMap(positives[0])
-                for p in positives[1:]:
-                    result &= p
-                    if not result:
-                        return result
-            else:
-                result = BitMap(live)
+            result = positives[0] if positives else live
+            for p in positives[1:]:
+                result = result & p
+                if not result:
+                    return result
             for n in negatives:
-                result -= n
+                result = result - n
             return result
         if isinstance(node, Not):
             return live - walk(node.operand)
         return leaf(node)
 
-    result = walk(resolved.node)
-    return FrozenBitMap(result & live)
+    return walk(resolved.node) & live
 
 
 def _nested_segment_bitmap(segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...]) -> FrozenBitMap:
