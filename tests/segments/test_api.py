@@ -79,6 +79,18 @@ def test_consent_withdrawal_counts_on_the_next_estimate(ready, merchant_client):
     assert estimate(merchant_client, "NOT country:SG").json()["reachable"]["count"] == 100
 
 
+def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, merchant_client):
+    from datetime import timedelta
+
+    from privacy.models import ConsentState
+
+    # The opt-ins were recorded a week ago, long before this estimate's bitmap was stored.
+    ConsentState.objects.update(updated_at=timezone.now() - timedelta(days=7))
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["count"] == 120
+    ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["hidden"] is True  # 70 left
+
+
 def test_bad_expression_is_a_400_naming_the_position(ready, merchant_client):
     response = estimate(merchant_client, "country:SG AND (interest:sports OR")
     assert response.status_code == 400
