@@ -22,8 +22,8 @@ from .risk import risk_scan
 
 logger = logging.getLogger("dmp.consumers")
 
-RISK_SCAN_TASK = "consumers.tasks.risk_scan"
-EVENTS_PURGE_TASK = "consumers.tasks.events_purge_expired"
+RISK_SCAN_TASK = "consumers.risk_scan"
+EVENTS_PURGE_TASK = "consumers.events_purge_expired"
 
 # Re-tagging after a purge is the tags layer's job. Consumers (layer 2) cannot import tags (layer 3), so the
 # task is called by name: tags.tasks registers it under this name and takes these keyword arguments.

@@ -112,8 +112,8 @@ def test_beat_runs_the_purge_and_the_risk_scan_daily(db):
     from config.celery import app
 
     tasks = dict(PeriodicTask.objects.values_list("task", "crontab__hour"))
-    assert tasks["consumers.tasks.events_purge_expired"] == "3"
-    assert tasks["consumers.tasks.risk_scan"] == "4"
+    assert tasks["consumers.events_purge_expired"] == "3"
+    assert tasks["consumers.risk_scan"] == "4"
     app.loader.import_default_modules()
     for name in tasks:
         if name.startswith("consumers."):

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('consumers', '0001_initial'),
-        ('privacy', '0003_suppression'),
+        ("privacy", "0004_audit_verify_schedule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

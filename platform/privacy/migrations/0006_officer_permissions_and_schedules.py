@@ -21,14 +21,14 @@ SCHEDULES = [
     # (name, task, minute, hour, description)
     (
         "Event retention purge",
-        "consumers.tasks.events_purge_expired",
+        "consumers.events_purge_expired",
         "30",
         "3",
         "Deletes events older than EVENT_RETENTION_DAYS in bounded batches, then re-tags event-derived families.",
     ),
     (
         "Risk-control scan",
-        "consumers.tasks.risk_scan",
+        "consumers.risk_scan",
         "0",
         "4",
         "Runs the risk rules under the approved risk_control activity (refuses without one).",
@@ -75,7 +75,7 @@ def remove_schedules(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("privacy", "0004_subject_rights_risk_flags"),
+        ("privacy", "0005_subject_rights_risk_flags"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
