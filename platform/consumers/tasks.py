@@ -89,59 +89,76 @@ def events_purge_batch(*, cutoff: datetime, batch_size: int) -> int:
     ids = list(Event.objects.filter(occurred_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size])
     if not ids:
         return 0
-    with transaction.atomic():
-        deleted, _ = Event.objects.filter(pk__in=ids).delete()
+    deleted, _ = Event.objects.filter(pk__in=ids).delete()
     return deleted
 
 
-@shared_task(name=EVENTS_PURGE_TASK, bind=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def events_purge_expired(self, cutoff: str | None = None, round_number: int = 0, deleted_before: int = 0) -> dict:
+@shared_task(name=EVENTS_PURGE_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def events_purge_expired(
+    cutoff: str | None = None,
+    round_number: int = 0,
+    deleted_before: int = 0,
+    batch_size: int | None = None,
+    batches_per_task: int | None = None,
+    max_rounds: int | None = None,
+) -> dict:
     """Delete events older than EVENT_RETENTION_DAYS, in bounded batches.
 
-    One invocation deletes at most RETENTION_PURGE_BATCHES_PER_TASK batches of
-    RETENTION_PURGE_BATCH events, audits what it did, and re-queues itself
-    (after commit) while there is more, up to RETENTION_PURGE_MAX_ROUNDS times.
-    The cutoff is fixed at the first round so one run has one meaning. When the
-    run ends, the event-derived tag families are re-tagged once.
+    One invocation deletes at most `batches_per_task` batches of `batch_size`
+    events (settings RETENTION_PURGE_BATCHES_PER_TASK, RETENTION_PURGE_BATCH)
+    and its audit entry in one transaction, then re-queues itself after commit
+    while there is more, at most `max_rounds` times (RETENTION_PURGE_MAX_ROUNDS);
+    the next scheduled run carries on from there. The cutoff and the bounds are
+    fixed at the first round and passed along, so one run has one meaning. When
+    the run ends, the event-derived tag families are re-tagged once.
     """
-    if cutoff is None:
-        cutoff_at = timezone.now() - timedelta(days=settings.EVENT_RETENTION_DAYS)
-    else:
-        cutoff_at = datetime.fromisoformat(cutoff)
-    batch_size = purge_batch_size()
+    cutoff_at = (
+        datetime.fromisoformat(cutoff) if cutoff else timezone.now() - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    )
+    batch_size = batch_size or purge_batch_size()
+    batches_per_task = batches_per_task or purge_batches_per_task()
+    max_rounds = max_rounds or purge_max_rounds()
     deleted = 0
     more = True
-    for _ in range(purge_batches_per_task()):
-        n = events_purge_batch(cutoff=cutoff_at, batch_size=batch_size)
-        deleted += n
-        if n < batch_size:
-            more = False
-            break
-    total = deleted_before + deleted
-    next_round = round_number + 1
-    requeue = more and next_round < purge_max_rounds()
-    audit_record(
-        actor=f"task:{EVENTS_PURGE_TASK}",
-        action="retention.events_purged",
-        object_type="Event",
-        counts={"deleted": deleted, "deleted_this_run": total},
-        details={
-            "cutoff": cutoff_at.isoformat(),
-            "retention_days": settings.EVENT_RETENTION_DAYS,
-            "round": round_number,
-            "batch_size": batch_size,
-            "more_to_delete": more,
-            "hard_limit_reached": more and not requeue,
-        },
-    )
+    with transaction.atomic():
+        for _ in range(batches_per_task):
+            n = events_purge_batch(cutoff=cutoff_at, batch_size=batch_size)
+            deleted += n
+            if n < batch_size:
+                more = False
+                break
+        total = deleted_before + deleted
+        next_round = round_number + 1
+        requeue = more and next_round < max_rounds
+        audit_record(
+            actor=f"task:{EVENTS_PURGE_TASK}",
+            action="retention.events_purged",
+            object_type="Event",
+            counts={"deleted": deleted, "deleted_this_run": total},
+            details={
+                "cutoff": cutoff_at.isoformat(),
+                "retention_days": settings.EVENT_RETENTION_DAYS,
+                "round": round_number,
+                "batch_size": batch_size,
+                "more_to_delete": more,
+                "hard_limit_reached": more and not requeue,
+            },
+        )
+        if requeue:
+            kwargs = {
+                "cutoff": cutoff_at.isoformat(),
+                "round_number": next_round,
+                "deleted_before": total,
+                "batch_size": batch_size,
+                "batches_per_task": batches_per_task,
+                "max_rounds": max_rounds,
+            }
+            transaction.on_commit(lambda: events_purge_expired.apply_async(kwargs=kwargs))
+        elif total:
+            retag = {"families": list(EVENT_DERIVED_TAG_FAMILIES)}
+            transaction.on_commit(lambda: enqueue_by_name(RETAG_TASK, retag))
     logger.info(
         "retention.events_purged",
         extra={"fields": {"round": round_number, "deleted": deleted, "total": total, "more": more}},
     )
-    kwargs = {"cutoff": cutoff_at.isoformat(), "round_number": next_round, "deleted_before": total}
-    if requeue:
-        transaction.on_commit(lambda: events_purge_expired.apply_async(kwargs=kwargs))
-    elif total:
-        retag = {"families": list(EVENT_DERIVED_TAG_FAMILIES)}
-        transaction.on_commit(lambda: enqueue_by_name(RETAG_TASK, retag))
     return {"deleted": deleted, "total": total, "round": round_number, "requeued": requeue}

@@ -129,3 +129,24 @@ def test_purge_events_command_runs_the_same_job(aged_events, retag_calls):
     call_command("purge_events", stdout=out)
     assert '"deleted": 11' in out.getvalue()
     assert Event.objects.count() == 3
+
+
+@pytest.mark.worker
+def test_a_real_worker_purges_round_by_round_through_the_broker(celery_worker_process, merchant):
+    import time
+
+    consumer = make_consumer("worker-old-timer")
+    for d in range(7):
+        make_event(consumer, merchant, days_ago=500 + d)
+    keep = make_event(consumer, merchant, days_ago=2)
+    events_purge_expired.apply_async(kwargs={"batch_size": 2, "batches_per_task": 1, "max_rounds": 10})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        rounds = list(AuditEntry.objects.filter(action="retention.events_purged").order_by("id"))
+        if rounds and not rounds[-1].details["more_to_delete"]:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail("the purge did not finish within 90 s:\n" + celery_worker_process.log[-3000:])
+    assert [r.counts["deleted"] for r in rounds] == [2, 2, 2, 1]
+    assert list(Event.objects.values_list("pk", flat=True)) == [keep.pk]
