@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from celery import current_app, shared_task
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from privacy.audit import audit_record
@@ -26,8 +26,8 @@ RISK_SCAN_TASK = "consumers.risk_scan"
 EVENTS_PURGE_TASK = "consumers.events_purge_expired"
 
 # Re-tagging after a purge is the tags layer's job. Consumers (layer 2) cannot import tags (layer 3), so the
-# task is called by name: tags.tasks registers it under this name and takes these keyword arguments.
-RETAG_TASK = "tags.tasks.tags_compute"
+# task is called by name: tags/tasks.py registers it under this name and takes `families`.
+RETAG_TASK = "tags.compute"
 # The tag families computed from events (the profile families age_range and country do not change).
 EVENT_DERIVED_TAG_FAMILIES = (
     "interest",
@@ -53,7 +53,7 @@ def purge_max_rounds() -> int:
     return int(getattr(settings, "RETENTION_PURGE_MAX_ROUNDS", 50))
 
 
-@shared_task(name=RISK_SCAN_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+@shared_task(name=RISK_SCAN_TASK, autoretry_for=(OperationalError, IntegrityError), retry_backoff=True, max_retries=5)
 def risk_scan_task() -> dict:
     try:
         result = risk_scan(actor=f"task:{RISK_SCAN_TASK}")
