@@ -150,3 +150,22 @@ def test_a_real_worker_purges_round_by_round_through_the_broker(celery_worker_pr
         pytest.fail("the purge did not finish within 90 s:\n" + celery_worker_process.log[-3000:])
     assert [r.counts["deleted"] for r in rounds] == [2, 2, 2, 1]
     assert list(Event.objects.values_list("pk", flat=True)) == [keep.pk]
+
+
+def test_purge_retags_through_the_tags_layers_own_task(
+    aged_events, approve_activity, django_capture_on_commit_callbacks
+):
+    """Eager mode: the task named tags.compute (the tags layer's) runs in-process for the event-derived families."""
+    pytest.importorskip("tags.tasks", reason="needs the tags layer")
+    from privacy.models import Purpose
+    from tags.models import TaggingRun
+    from tags.rules import FAMILIES
+
+    assert set(EVENT_DERIVED_TAG_FAMILIES) <= set(FAMILIES), "every family named is one the tags layer knows"
+    approve_activity(Purpose.TAGGING)
+    with django_capture_on_commit_callbacks(execute=True):
+        events_purge_expired.delay()
+    run = TaggingRun.objects.get()
+    assert set(run.families) == set(EVENT_DERIVED_TAG_FAMILIES)
+    assert run.status == "succeeded", run.error
+    assert run.actor == "task:tags.compute"
