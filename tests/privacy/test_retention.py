@@ -15,6 +15,7 @@ def retag_calls():
     from config.celery import app
 
     calls = []
+    app.loader.import_default_modules()  # so the real task, where there is one, is registered first and restored
     previous = app.tasks.get(RETAG_TASK)
 
     @app.task(name=RETAG_TASK)
