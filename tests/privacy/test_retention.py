@@ -16,7 +16,7 @@ def retag_calls():
 
     calls = []
     app.loader.import_default_modules()  # so the real task, where there is one, is registered first and restored
-    previous = app.tasks.get(RETAG_TASK)
+    previous = app.tasks.pop(RETAG_TASK, None)
 
     @app.task(name=RETAG_TASK)
     def fake_retag(**kwargs):
