@@ -118,3 +118,22 @@ def test_no_table_bitmap_or_snapshot_holds_the_erased_consumer(marketplace, merc
     stored = bitmaps_load(StoredBitmap.objects.values_list("key", flat=True))
     assert stored, "the tagging run stored bitmaps"
     assert all(erased.pk not in bitmap for bitmap in stored.values())
+
+
+def test_erasure_takes_the_consumer_out_of_stored_recommender_models(
+    marketplace, merchant, officer, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    recommend_services = pytest.importorskip("recommend.services", reason="needs the recommend layer")
+    from recommend.selectors import consumer_model_presence
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    erased, _ = marketplace
+    config = recommend_services.training_config(algorithm="item_knn")
+    recommend_services.recommender_train(config=config, actor="test", force=True)
+    assert consumer_model_presence(erased.pk), "the erased consumer bought the tent, so the model holds their row"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        request = subject_request_submit(kind="erasure", raw_identifier=RAW, actor="apikey:1")
+        done = subject_request_process(request_id=request.pk, officer=officer)
+    assert done.result["removed"]["recommendations"]["recommender_models"] >= 1
+    assert consumer_model_presence(erased.pk) == []
