@@ -13,7 +13,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-import merchants.openapi  # noqa: F401 - registers the Bearer scheme with the schema generator
 from merchants.api_base import OperatorAPIView
 from merchants.api_errors import ApiError, Conflict, Unprocessable
 
