@@ -38,8 +38,9 @@ from pyroaring import BitMap
 from consumers.models import Product
 from privacy.audit import audit_record
 from privacy.models import ConsentKind, ConsentState, ConsentStatus, LegalBasis, Purpose, Suppression, SuppressionScope
-from privacy.selectors import direct_marketing_opt_in_consumer_ids, suppressed_consumer_ids
+from privacy.selectors import suppressed_consumer_ids
 from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
+from tags.selectors import direct_marketing_consent_bitmap
 
 from .assignment import control_mask
 from .messages import CompiledTemplate, ProductInfo, campaign_constants
@@ -257,7 +258,9 @@ def audience_resolve(
     after = remaining - BitMap(capped)
     counts["frequency_capped"] = len(remaining) - len(after)
     remaining = after
-    after = remaining & _bitmap_of(direct_marketing_opt_in_consumer_ids())
+    # The consent bitmap (tags layer) is brought up to date with every recorded change on each call; each
+    # dispatch batch re-checks the consent ledger's current state as well, which is the final word.
+    after = remaining & direct_marketing_consent_bitmap()
     counts["not_consented"] = len(remaining) - len(after)
     counts["audience"] = len(after)
     segments = {

@@ -12,6 +12,7 @@ from rest_framework.settings import api_settings
 from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError
 from privacy.pseudonyms import is_pseudonym
+from segments.api import PublicCountSerializer
 
 from .models import (
     MAX_CONTROL_SHARE,
@@ -21,7 +22,13 @@ from .models import (
     ScheduleKind,
     TrackingKind,
 )
-from .selectors import PublicCount, campaign_progress, campaign_report, campaigns_for_merchant, public_count
+from .selectors import (
+    PublicCount,
+    campaign_progress,
+    campaign_report,
+    campaigns_for_merchant,
+    public_count_or_zero,
+)
 from .services import (
     EXPORT_MAX_PAGE,
     InvalidCursor,
@@ -86,13 +93,9 @@ class CampaignInputSerializer(serializers.Serializer):
     attribution_window_days = serializers.IntegerField(min_value=1, max_value=90, default=7)
 
 
-class PublicCountSerializer(serializers.Serializer):
-    value = serializers.IntegerField(allow_null=True, help_text="Rounded to 2 significant figures; null when hidden.")
-    display = serializers.CharField()
-
-
 def _count(n: PublicCount) -> dict:
-    return {"value": n.value, "display": n.display}
+    """The shape segments use for merchant-visible counts, so both read the same."""
+    return {"count": n.value, "display": n.display, "hidden": n.value is None}
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -319,7 +322,7 @@ def _group_data(funnel) -> dict:
     from django.conf import settings
 
     def shown(n: int) -> dict:
-        return _count(PublicCount(0, "0") if n == 0 else public_count(n))
+        return _count(public_count_or_zero(n))
 
     large_enough = funnel.size >= settings.MIN_AUDIENCE
     return {

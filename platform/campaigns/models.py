@@ -58,6 +58,12 @@ MAX_CONTROL_SHARE = Decimal("0.5")
 class Campaign(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="campaigns")
     name = models.CharField(max_length=200)
+    include_segments = models.ManyToManyField(
+        "segments.Segment", related_name="campaigns_including", help_text="The merchant's segments to reach."
+    )
+    exclude_segments = models.ManyToManyField(
+        "segments.Segment", blank=True, related_name="campaigns_excluding", help_text="Segments to leave out."
+    )
     title_template = models.CharField(max_length=200)
     body_template = models.TextField(max_length=2000)
     coupon_code = models.CharField(max_length=40, blank=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -26,6 +25,8 @@ from django.db.models.functions import Coalesce, Greatest
 
 from consumers.models import Event, EventType
 from merchants.models import Merchant
+from segments.sources import public_count as segments_public_count
+from segments.sources import round_significant
 
 from .models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
 from .stats import Uplift, uplift_two_proportions
@@ -45,17 +46,13 @@ class PublicCount:
 
 
 def round_2sf(n: int) -> int:
-    if n <= 0:
-        return 0
-    magnitude = 10 ** max(0, math.floor(math.log10(n)) - 1)
-    return int(round(n / magnitude) * magnitude)
+    return round_significant(n, 2)
 
 
 def public_count(n: int) -> PublicCount:
-    if n < settings.MIN_AUDIENCE:
-        return PublicCount(None, f"fewer than {settings.MIN_AUDIENCE}")
-    rounded = round_2sf(n)
-    return PublicCount(rounded, f"about {rounded:,}")
+    """The same rule and wording as segments' audience figures."""
+    shown = segments_public_count(n)
+    return PublicCount(shown.count, shown.display)
 
 
 def public_count_or_zero(n: int) -> PublicCount:

@@ -24,7 +24,8 @@ from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose, Suppression, SuppressionScope
 from privacy.pseudonyms import merchant_pseudonym
-from privacy.selectors import direct_marketing_opt_in_consumer_ids, suppressed_consumer_ids
+from privacy.selectors import suppressed_consumer_ids
+from tags.selectors import direct_marketing_consent_bitmap
 
 from .activation import (
     ERROR_CANCELLED,
@@ -282,7 +283,7 @@ def audience_precheck(campaign: Campaign) -> int | None:
     audience = BitMap.union(*include) if include else BitMap()
     if exclude:
         audience -= BitMap.union(*exclude)
-    audience &= BitMap(direct_marketing_opt_in_consumer_ids().iterator(chunk_size=50_000))
+    audience &= direct_marketing_consent_bitmap()
     audience -= BitMap(suppressed_consumer_ids(has_offer=campaign.has_offer).iterator(chunk_size=50_000))
     return len(audience)
 

@@ -276,7 +276,7 @@ def test_a_cancelled_campaign_stops_and_withdraws_what_was_not_sent(merchant, dm
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_the_run_lock_keeps_a_second_session_out(merchant):
     import threading
 
@@ -323,7 +323,6 @@ def test_inserting_a_batch_twice_keeps_the_first_rows(merchant):
 def test_treatment_is_personalised_from_the_merchants_own_catalogue(
     merchant, other_merchant, all_purposes_approved, catalogue
 ):
-    pytest.importorskip("recommend.services", reason="the recommender is not on this branch yet")
     from consumers.models import Event, EventType
 
     own, foreign = catalogue
