@@ -19,7 +19,7 @@ class InterestRule(TagRule):
     activity across all categories. A consumer is tagged with their strongest
     categories: at most `top_k`, each holding at least `min_share` of their
     activity, and only with at least `min_weight` of weighted activity overall
-    (one old view is not an interest). Score: the share.
+    (one old view is not an interest). Score: the share, to three decimals.
     """
 
     family = "interest"
@@ -89,5 +89,5 @@ class InterestRule(TagRule):
             values,
             pair_consumer[chosen].astype(np.int32),
             pair_category[chosen].astype(np.int32),
-            share[chosen],
+            np.round(share[chosen], 3),  # rounded: tiny daily decay should not rewrite every row
         )

@@ -14,7 +14,7 @@ class DiscountSensitivityRule(TagRule):
     Counts purchased items (purchase events) in the last `window_days`; a
     consumer needs at least `min_purchases` to qualify. low: under
     `medium_from` of them discounted; medium: from `medium_from` to under
-    `high_from`; high: `high_from` or more. Score: the discounted share.
+    `high_from`; high: `high_from` or more. Score: the discounted share (three decimals).
     """
 
     family = "discount_sensitivity"
@@ -52,7 +52,7 @@ class DiscountSensitivityRule(TagRule):
         qualified = np.flatnonzero(bought >= self.min_purchases)
         share = discounted[qualified] / bought[qualified]
         level = np.where(share >= self.high_from, 2, np.where(share >= self.medium_from, 1, 0))
-        return Assignments(values, qualified.astype(np.int32), level.astype(np.int32), share)
+        return Assignments(values, qualified.astype(np.int32), level.astype(np.int32), np.round(share, 3))
 
 
 class _RepeatPurchaseRule(TagRule):
