@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max
@@ -33,7 +34,8 @@ from .bitmaps import (
     bitmap_store,
     bitmap_store_if_version,
 )
-from .pgcopy import Column, copy_out_all
+from .inputs import packed_query
+from .pgcopy import Column, packed_expression
 
 OVERLAP = timedelta(seconds=getattr(settings, "CONSENT_BITMAP_OVERLAP_SECONDS", 120))
 
@@ -44,10 +46,9 @@ def _opt_in_ids():
     ).values_list("consumer_id", flat=True)
     if connection.vendor == "postgresql":
         sql, params = rows.query.sql_with_params()
-        with connection.cursor() as cursor:
-            return copy_out_all(cursor.cursor, sql, params, [Column("id", "int8")])["id"]
-    import numpy as np
-
+        column = Column("id", "int8")
+        query = f"SELECT {packed_expression([('consumer_id', column)])} FROM ({sql}) AS opt_in"  # noqa: S608
+        return packed_query(query, list(params), [column])["id"]
     return np.fromiter(rows.iterator(chunk_size=50_000), dtype=np.int64)
 
 

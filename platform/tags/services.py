@@ -11,22 +11,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import numpy as np
-import psycopg
 from django.db import connection, connections, transaction
 from django.utils import timezone
 from pyroaring import BitMap
 
-from consumers.models import Consumer
 from privacy.audit import audit_record
 from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
 from .bitmaps import LIVE_CONSUMERS_KEY, bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
-from .inputs import TaggingInput
+from .inputs import TaggingInput, consumer_ids_all, packed_query
 from .locks import tagging_run_lock
 from .models import ConsumerTag, RunStatus, Tag, TaggingRun
-from .pgcopy import Column, copy_in, copy_out_all, packed_decode, packed_expression, pg_timestamp
+from .pgcopy import Column, copy_in, packed_expression, pg_timestamp
 from .rules import Assignments, TagRule, rules_for
 
 logger = logging.getLogger("dmp.tags")
@@ -331,10 +329,7 @@ def _rows_read(tag_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         )
         table = ConsumerTag._meta.db_table
         statement = f'SELECT {packed} FROM "{table}" WHERE tag_id = ANY(%s)'  # noqa: S608
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(statement, [tag_ids], binary=True)
-            rows = packed_decode(cursor.fetchone()[0], columns)
+        rows = packed_query(statement, [tag_ids], columns)
         return rows["consumer"], rows["tag"], rows["score"]
     found = list(ConsumerTag.objects.filter(tag_id__in=tag_ids).values_list("consumer_id", "tag_id", "score"))
     return (
@@ -435,11 +430,7 @@ def _rows_insert(consumer_ids: np.ndarray, tag_ids: np.ndarray, scores: np.ndarr
 
 
 def _consumer_ids() -> np.ndarray:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            query = f'SELECT id FROM "{Consumer._meta.db_table}"'  # noqa: S608
-            return copy_out_all(cursor.cursor, query, None, [Column("id", "int8")])["id"]
-    return np.fromiter(Consumer.objects.values_list("id", flat=True).iterator(chunk_size=50_000), dtype=np.int64)
+    return consumer_ids_all()
 
 
 def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
