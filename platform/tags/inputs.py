@@ -27,6 +27,7 @@ from django.utils.text import slugify
 
 from consumers.models import Consumer, Event, EventType, Product
 
+from .arrays import sorted_unique
 from .pgcopy import Column, packed_decode, packed_expression, page_range_condition, page_ranges
 
 SECONDS_PER_DAY = 86_400
@@ -36,7 +37,7 @@ class IdIndex:
     """Positions of database ids in a sorted id array; unknown ids map to -1."""
 
     def __init__(self, ids: np.ndarray):
-        self.ids = np.unique(np.asarray(ids, dtype=np.int64))
+        self.ids = sorted_unique(np.asarray(ids, dtype=np.int64))
         self._dense: np.ndarray | None = None
         if self.ids.size and self.ids[0] >= 0 and self.ids[-1] <= 4 * self.ids.size + 1_000_000:
             # Ids from a sequence are nearly dense: a direct lookup table beats a binary search.

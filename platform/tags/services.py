@@ -19,6 +19,7 @@ from privacy.audit import audit_record
 from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
+from .arrays import sorted_unique
 from .bitmaps import LIVE_CONSUMERS_KEY, bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
 from .inputs import TaggingInput, consumer_ids_all, packed_query
@@ -230,7 +231,7 @@ def _family_run(rule: TagRule, data: TaggingInput, assigned_at: datetime, writer
             family=rule.family,
             tags=len(assignments.values),
             assigned=len(assignments),
-            consumers=int(np.unique(assignments.consumers).size),
+            consumers=int(sorted_unique(assignments.consumers).size),
             compute_seconds=round(compute_seconds, 3),
             write_seconds=round(time.perf_counter() - start, 3),
         )
@@ -355,7 +356,7 @@ def _rows_delete_pairs(consumer_ids: np.ndarray, tag_ids: np.ndarray) -> None:
             )
             cursor.execute("DROP TABLE tags_doomed")
         return
-    for tag_id in np.unique(tag_ids).tolist():
+    for tag_id in sorted_unique(tag_ids).tolist():
         members = consumer_ids[tag_ids == tag_id].tolist()
         for start in range(0, len(members), 500):
             ConsumerTag.objects.filter(tag_id=tag_id, consumer_id__in=members[start : start + 500]).delete()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import sorted_unique_inverse
 from ..inputs import TaggingInput
 from .base import Assignments, TagRule, TagValue, distinct_count, group_pairs, quintile_scores
 
@@ -124,7 +125,7 @@ class LoyaltyStoreRule(_RepeatPurchaseRule):
     thing = "store"
 
     def _things(self, data, recent):
-        merchants, inverse = np.unique(data.purchases.merchant, return_inverse=True)
+        merchants, inverse = sorted_unique_inverse(data.purchases.merchant)
         return inverse.astype(np.int64), int(merchants.size)
 
 
@@ -198,7 +199,7 @@ class RFMRule(TagRule):
             return Assignments.empty(values)
         consumer = purchases.consumer[recent]
         consumers = len(data.consumers)
-        buyers = np.unique(consumer)
+        buyers = np.flatnonzero(np.bincount(consumer, minlength=consumers))
         days_since = np.full(consumers, np.inf)
         np.minimum.at(days_since, consumer, purchases.age_days[recent].astype(np.float64))
         orders = distinct_count(consumer, purchases.order[recent], consumers)
