@@ -125,6 +125,17 @@ def tags_compute(
     return report
 
 
+def tags_compute_enqueue(*, families: list[str] | None = None) -> None:
+    """Ask a worker to compute tags once the current transaction commits (e.g. after an import).
+
+    Raises UnknownFamily at once for a family that does not exist, rather than in the worker.
+    """
+    rules_for(families)
+    from .tasks import tags_compute_task  # tasks import this module
+
+    transaction.on_commit(lambda: tags_compute_task.delay(families=families))
+
+
 def tagging_refusal_record(*, actor: str, families: list[str] | None, reason: str) -> TaggingRun:
     """Record a run that was refused for want of a basis, so operators see it next to the others."""
     now = timezone.now()
