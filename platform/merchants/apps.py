@@ -6,4 +6,4 @@ class MerchantsConfig(AppConfig):
     verbose_name = "Merchants and access"
 
     def ready(self) -> None:
-        from . import openapi  # noqa: F401  (registers the API-key scheme with drf-spectacular)
+        from . import schema  # noqa: F401 - registers the Bearer scheme with drf-spectacular

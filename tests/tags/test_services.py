@@ -212,7 +212,7 @@ def test_the_catalogue_carries_definitions_rule_version_and_purpose(world, appro
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_outside_a_transaction_families_are_read_and_written_on_other_connections(world, approve_activity):
     """The production path: page ranges read on two connections, families written by a background writer."""
     populate(world, 50)
@@ -227,7 +227,7 @@ def test_outside_a_transaction_families_are_read_and_written_on_other_connection
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_background_write_failure_fails_the_run_and_keeps_earlier_families(world, approve_activity, monkeypatch):
     world.consumers(5, country="SG", age_range="25-34")
     approve_activity("tagging")
