@@ -1,9 +1,12 @@
 """What segments read from the layers below: the tag catalogue, the bitmap index, consent, and how a count is
-shown to a merchant. One place, so the evaluators, insights and lookalikes agree on the universe."""
+shown to a merchant. One place, so the evaluators, insights and lookalikes agree on the universe.
+
+The tags package provides the live-consumer and consent bitmaps and `public_count`
+(`tags.selectors`, `tags.reach`); where this checkout does not have them yet, the small fallbacks below
+stand in, with the same behaviour (to be deleted once tags' versions are on every branch).
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -57,31 +60,38 @@ def direct_marketing_consent_bitmap() -> FrozenBitMap:
     return FrozenBitMap((BitMap(base) | granted) - revoked)
 
 
-@dataclass(frozen=True)
-class PublicCount:
-    """A count as a merchant may see it: hidden below MIN_AUDIENCE, two significant figures above."""
-
-    count: int | None
-    display: str
-    hidden: bool
-
-    def as_dict(self) -> dict:
-        return {"count": self.count, "display": self.display, "hidden": self.hidden}
-
-
-def round_significant(n: float, figures: int = 2) -> int:
+def round_significant(n: int, figures: int = 2) -> int:
+    """n rounded half-up to `figures` significant figures (12,345 -> 12,000; 1,250 -> 1,300)."""
     if n <= 0:
         return 0
     magnitude = len(str(int(n))) - figures
     if magnitude <= 0:
-        return round(n)
+        return int(n)
     step = 10**magnitude
-    return int((n + step / 2) // step * step)
+    return (int(n) + step // 2) // step * step
 
 
-def public_count(n: int) -> PublicCount:
+def _public_count(n: int | None) -> dict:
     minimum = settings.MIN_AUDIENCE
-    if n < minimum:
-        return PublicCount(None, f"fewer than {minimum:,}", True)
+    if n is None or n < minimum:
+        return {"size": None, "display": f"fewer than {minimum:,}", "hidden": True}
     rounded = round_significant(n)
-    return PublicCount(rounded, f"{rounded:,}", False)
+    return {"size": rounded, "display": f"{rounded:,}", "hidden": False}
+
+
+def public_count(n: int | None) -> dict:
+    """A count as a merchant may see it: {"size", "display", "hidden"}; hidden below MIN_AUDIENCE
+    ("fewer than 100"), two significant figures above. The same shape as the tag catalogue's reach."""
+    return _public_count(n)
+
+
+try:  # the tags package's own reads, once it has them
+    from tags.reach import public_count as _tags_public_count
+    from tags.selectors import direct_marketing_consent_bitmap as _tags_consent_bitmap
+    from tags.selectors import live_consumers_bitmap as _tags_live_bitmap
+except ImportError:  # pragma: no cover - depends on which branches are merged
+    pass
+else:
+    public_count = _tags_public_count
+    direct_marketing_consent_bitmap = _tags_consent_bitmap
+    live_consumers_bitmap = _tags_live_bitmap
