@@ -84,8 +84,10 @@ def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, m
 
     from privacy.models import ConsentState
 
-    # The opt-ins were recorded a week ago, long before this estimate's bitmap was stored.
+    # The opt-ins were recorded a week ago; someone else opted in just now, so the consent bitmap is current
+    # as of now when the withdrawals arrive.
     ConsentState.objects.update(updated_at=timezone.now() - timedelta(days=7))
+    ready.consent([399])
     assert estimate(merchant_client, "country:SG").json()["reachable"]["size"] == 120
     ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
     assert estimate(merchant_client, "country:SG").json()["reachable"]["hidden"] is True  # 70 left
