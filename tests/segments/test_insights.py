@@ -14,8 +14,8 @@ from segments.insights import round_ratio, segment_insights, segment_overlap
 from segments.language import parse
 from segments.selectors import audience_estimate
 from segments.services import segment_create, segment_refresh
-from segments.sources import round_significant
 from tags.models import ConsumerTag
+from tags.reach import round_significant
 
 from .conftest import caches_clear
 
