@@ -94,8 +94,8 @@ class CampaignInputSerializer(serializers.Serializer):
 
 
 def _count(n: PublicCount) -> dict:
-    """The shape segments use for merchant-visible counts, so both read the same."""
-    return {"count": n.value, "display": n.display, "hidden": n.value is None}
+    """The platform's shape for merchant-visible counts (as tags and segments), so all read the same."""
+    return {"size": n.value, "display": n.display, "hidden": n.value is None}
 
 
 class ProgressSerializer(serializers.Serializer):

@@ -25,8 +25,8 @@ from django.db.models.functions import Coalesce, Greatest
 
 from consumers.models import Event, EventType
 from merchants.models import Merchant
-from segments.sources import public_count as segments_public_count
-from segments.sources import round_significant
+from tags.reach import public_count as tags_public_count
+from tags.reach import round_significant
 
 from .models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
 from .stats import Uplift, uplift_two_proportions
@@ -50,9 +50,9 @@ def round_2sf(n: int) -> int:
 
 
 def public_count(n: int) -> PublicCount:
-    """The same rule and wording as segments' audience figures."""
-    shown = segments_public_count(n)
-    return PublicCount(shown.count, shown.display)
+    """The platform's one rule and wording for counts merchants see (tags.reach.public_count)."""
+    shown = tags_public_count(n)
+    return PublicCount(shown["size"], shown["display"])
 
 
 def public_count_or_zero(n: int) -> PublicCount:

@@ -48,7 +48,7 @@ def launch(client, campaign_id, django_capture_on_commit_callbacks):
 def test_create_and_read_a_draft(merchant_client, world):
     created = create(merchant_client, world)
     assert created["status"] == "draft" and created["channel"] == "inbox"
-    assert created["progress"]["audience"] == {"count": 0, "display": "0", "hidden": False}
+    assert created["progress"]["audience"] == {"size": 0, "display": "0", "hidden": False}
     fetched = merchant_client.get(f"{URL}{created['id']}").json()
     assert fetched["include_segment_ids"] == created["include_segment_ids"]
     listed = merchant_client.get(URL).json()
@@ -129,7 +129,7 @@ def test_launch_sends_to_the_consented_audience(merchant_client, world, django_c
     assert segment_entry["segment_id"] == created["include_segment_ids"][0]
     assert len(segment_entry["definition_sha256"]) == 64
     progress = merchant_client.get(f"{URL}{created['id']}").json()["progress"]
-    assert progress["percent_written"] == 100 and progress["audience"]["count"] == 200
+    assert progress["percent_written"] == 100 and progress["audience"]["size"] == 200
 
 
 def test_consent_withdrawn_before_launch_is_respected(merchant_client, world, django_capture_on_commit_callbacks):
@@ -228,7 +228,7 @@ def test_report_and_audience_export(merchant_client, world, django_capture_on_co
     created = create(merchant_client, world)
     launch(merchant_client, created["id"], django_capture_on_commit_callbacks)
     report = merchant_client.get(f"{URL}{created['id']}/report").json()
-    assert report["treatment"]["size"]["count"] + (report["control"]["size"]["count"] or 0) in range(180, 221)
+    assert report["treatment"]["size"]["size"] + (report["control"]["size"]["size"] or 0) in range(180, 221)
     assert report["uplift"] is None  # a 10% control group of 200 is under the minimum
     assert "at least 100" in report["note"]
 
