@@ -74,6 +74,11 @@ def batch_size() -> int:
     return max(1, int(settings.CAMPAIGN_BATCH_SIZE))
 
 
+def personalise_window() -> int:
+    """Consumers per recommender call (a multiple of the write batch is best)."""
+    return max(1, int(getattr(settings, "CAMPAIGN_PERSONALISE_WINDOW", 50_000)))
+
+
 def webhook_batch_size() -> int:
     return max(1, int(getattr(settings, "CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)))
 
@@ -546,6 +551,24 @@ class _RunContext:
     campaign: Campaign
     members: np.ndarray
     renderer: _Renderer
+    # Recommendations fetched ahead for the next window of the audience, consumed batch by batch.
+    recommended: dict[int, list[int]] = field(default_factory=dict)
+    recommended_through: int = -1  # the last audience position the window covers
+
+    def recommendations_for(self, start: int, stop: int, treatment_ids: list[int]) -> dict[int, list[int]]:
+        """The batch's recommendations, asking the recommender once per window of PERSONALISE_WINDOW consumers.
+
+        The batch recommender does per-call work (catalogue, popularity, the consumers' purchases) that pays
+        off over large calls; a window is still bounded, and a crash costs at most one window's ranking.
+        """
+        if self.campaign.personalised_products == 0 or not treatment_ids:
+            return {}
+        if stop - 1 > self.recommended_through:
+            window = self.members[start : start + max(personalise_window(), stop - start)]
+            in_control = control_mask(self.campaign.pk, window, self.campaign.control_share)
+            self.recommended = _recommendations(self.campaign, [int(i) for i in window[~in_control]])
+            self.recommended_through = start + len(window) - 1
+        return {cid: self.recommended.pop(cid) for cid in treatment_ids if cid in self.recommended}
 
 
 def _run_context(campaign: Campaign) -> _RunContext:
@@ -577,7 +600,7 @@ def deliveries_write_batch(*, ctx: _RunContext, run_token: int) -> bool:
         return False
     in_control = control_mask(campaign.pk, ids, campaign.control_share)
     treatment_ids = [int(i) for i in ids[~in_control]]
-    recommended = _recommendations(campaign, treatment_ids)
+    recommended = ctx.recommendations_for(start, start + len(ids), treatment_ids)
     renderer = ctx.renderer
     n_products = campaign.personalised_products
     if recommended:

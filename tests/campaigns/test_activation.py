@@ -320,9 +320,12 @@ def test_inserting_a_batch_twice_keeps_the_first_rows(merchant):
     assert Delivery.objects.get(campaign=campaign, consumer_id=ids[0]).product_ids == [1]
 
 
+@pytest.mark.parametrize(("batch", "window"), [(10_000, 50_000), (30, 70)])
 def test_treatment_is_personalised_from_the_merchants_own_catalogue(
-    merchant, other_merchant, all_purposes_approved, catalogue
+    merchant, other_merchant, all_purposes_approved, catalogue, settings, batch, window
 ):
+    # the second case asks the recommender per window of 70 consumers while writing batches of 30
+    settings.CAMPAIGN_BATCH_SIZE, settings.CAMPAIGN_PERSONALISE_WINDOW = batch, window
     from consumers.models import Event, EventType
 
     own, foreign = catalogue
