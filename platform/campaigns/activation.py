@@ -40,6 +40,10 @@ from privacy.audit import audit_record
 from privacy.models import ConsentKind, ConsentState, ConsentStatus, LegalBasis, Purpose, Suppression, SuppressionScope
 from privacy.selectors import suppressed_consumer_ids
 from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
+from recommend.services import recommend_for_consumers
+from segments.models import Segment, SegmentSnapshot
+from segments.selectors import snapshot_members
+from segments.services import segment_refresh
 from tags.selectors import direct_marketing_consent_bitmap
 
 from .assignment import control_mask
@@ -105,6 +109,20 @@ def processing_refused_reason(exc: ProcessingNotPermitted) -> str:
         "Campaign sends need an approved direct-marketing processing activity based on consumers' express "
         f"opt-in consent, and there is none ({exc.reason}). A privacy officer must approve one first."
     )
+
+
+def personalisation_basis_check(campaign: Campaign) -> None:
+    """Personalising reads consumers' behaviour for recommendations: that needs its own approved activity."""
+    if campaign.personalised_products == 0:
+        return
+    try:
+        processing_basis_require(purpose=Purpose.RECOMMENDATION)
+    except ProcessingNotPermitted as exc:
+        raise ActivationRefused(
+            f"Personalisation needs an approved recommendation processing activity ({exc.reason}). Set the "
+            "number of personalised products to 0, or ask a privacy officer to approve one.",
+            code="personalisation_not_permitted",
+        ) from exc
 
 
 def direct_marketing_basis() -> ProcessingBasis:
@@ -275,14 +293,14 @@ def audience_resolve(
     return AudienceResolution(members=after, counts=counts, segments=segments)
 
 
-def segment_definition_sha256(segment, snapshot=None) -> str:
+def segment_definition_sha256(segment: Segment, snapshot: SegmentSnapshot | None = None) -> str:
     """SHA-256 of what defined a segment's members: its kind, the expression the snapshot was computed from
     (canonical text), and for lookalikes their seed and recipe."""
     definition = {
-        "kind": getattr(segment, "kind", ""),
-        "definition": getattr(snapshot, "definition", "") or getattr(segment, "definition", ""),
-        "seed_id": getattr(segment, "seed_id", None),
-        "lookalike_spec": getattr(segment, "lookalike_spec", None),
+        "kind": segment.kind,
+        "definition": (snapshot.definition if snapshot is not None else "") or segment.definition,
+        "seed_id": segment.seed_id,
+        "lookalike_spec": segment.lookalike_spec,
     }
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -290,8 +308,6 @@ def segment_definition_sha256(segment, snapshot=None) -> str:
 
 def campaign_segment_members(*, campaign: Campaign, actor: str) -> tuple[list[SegmentMembers], list[SegmentMembers]]:
     """Fresh snapshots of the campaign's included and excluded segments (only the merchant's own)."""
-    from segments.selectors import snapshot_members
-    from segments.services import segment_refresh
 
     def fresh(segments) -> list[SegmentMembers]:
         result = []
@@ -302,7 +318,7 @@ def campaign_segment_members(*, campaign: Campaign, actor: str) -> tuple[list[Se
                 raise  # the database is briefly away: the task retries
             except Exception as exc:
                 segment.refresh_from_db(fields=["last_error"])
-                why = getattr(segment, "last_error", "") or f"{type(exc).__name__}"
+                why = segment.last_error or type(exc).__name__
                 raise ActivationRefused(
                     f"Refreshing segment {segment.name!r} failed: {why}", code="segment_refresh_failed"
                 ) from exc
@@ -444,8 +460,6 @@ class _Renderer:
 def _recommendations(campaign: Campaign, consumer_ids: list[int]) -> dict[int, list[int]]:
     if campaign.personalised_products == 0 or not consumer_ids:
         return {}
-    from recommend.services import recommend_for_consumers
-
     try:
         return recommend_for_consumers(
             merchant_id=campaign.merchant_id,
@@ -888,6 +902,7 @@ def campaign_activation_step(
         deadline = time.monotonic() + time_budget_s
         try:
             basis = direct_marketing_basis()
+            personalisation_basis_check(campaign)
             if campaign.phase in (Phase.NONE, Phase.RESOLVING):
                 include, exclude = members_source(campaign=campaign, actor=actor)
                 resolution = audience_resolve(campaign=campaign, include=include, exclude=exclude, now=timezone.now())

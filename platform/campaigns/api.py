@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -319,8 +321,6 @@ class ReportSerializer(serializers.Serializer):
 
 
 def _group_data(funnel) -> dict:
-    from django.conf import settings
-
     def shown(n: int) -> dict:
         return _count(public_count_or_zero(n))
 
@@ -501,8 +501,6 @@ class TrackingApi(OperatorAPIView):
         responses=TrackingOutputSerializer,
     )
     def post(self, request):
-        from django.utils import timezone
-
         data = TrackingInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         now = timezone.now()

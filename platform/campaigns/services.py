@@ -3,6 +3,7 @@ the operator's inbox and tracking; the merchant's audience export."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -10,12 +11,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from celery.schedules import crontab
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 from pyroaring import BitMap
 
 from consumers.models import Consumer, Product
@@ -25,6 +28,8 @@ from privacy.audit import audit_record
 from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose, Suppression, SuppressionScope
 from privacy.pseudonyms import merchant_pseudonym
 from privacy.selectors import suppressed_consumer_ids
+from segments.models import Segment
+from segments.selectors import segment_latest_snapshot, snapshot_members
 from tags.selectors import direct_marketing_consent_bitmap
 
 from .activation import (
@@ -37,6 +42,7 @@ from .activation import (
     campaign_stop_pending,
     consumers_reachable,
     direct_marketing_basis,
+    personalisation_basis_check,
 )
 from .messages import template_problems
 from .models import (
@@ -82,8 +88,6 @@ def _invalid(problems: dict[str, list[str]], message: str = "The campaign is not
 
 def crontab_parse(expression: str) -> dict[str, str]:
     """'m h dom mon dow' → django_celery_beat CrontabSchedule fields; ValueError naming the bad field."""
-    from celery.schedules import crontab
-
     parts = expression.split()
     if len(parts) != 5:
         raise ValueError(
@@ -100,8 +104,6 @@ def crontab_parse(expression: str) -> dict[str, str]:
 
 
 def _segments_for(merchant: Merchant):
-    from segments.models import Segment
-
     return Segment.objects.filter(merchant=merchant)
 
 
@@ -266,7 +268,6 @@ def audience_precheck(campaign: Campaign) -> int | None:
 
     Lets a launch refuse an obviously too small audience at once; the activation re-checks on fresh snapshots.
     """
-    from segments.selectors import segment_latest_snapshot, snapshot_members
 
     def members(segments) -> list[BitMap] | None:
         result = []
@@ -306,10 +307,6 @@ def _enqueue_activation(campaign_id: int) -> None:
 
 def _schedule_periodic(campaign: Campaign) -> None:
     """'at' campaigns get a one-off clocked beat entry, recurring ones a crontab entry (UTC)."""
-    import json
-
-    from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
-
     name = f"campaign:{campaign.pk}"
     PeriodicTask.objects.filter(name=name).delete()
     if campaign.schedule_kind == ScheduleKind.AT:
@@ -323,11 +320,11 @@ def _schedule_periodic(campaign: Campaign) -> None:
             description=f"Campaign {campaign.pk} at its scheduled time",
         )
     else:
-        crontab, _ = CrontabSchedule.objects.get_or_create(**crontab_parse(campaign.recurrence), timezone="UTC")
+        schedule, _ = CrontabSchedule.objects.get_or_create(**crontab_parse(campaign.recurrence), timezone="UTC")
         task = PeriodicTask.objects.create(
             name=name,
             task="campaigns.occurrence",
-            crontab=crontab,
+            crontab=schedule,
             args=json.dumps([campaign.pk]),
             description=f"Recurring campaign {campaign.pk}",
         )
@@ -345,6 +342,7 @@ def campaign_launch(*, campaign: Campaign, actor: str) -> Campaign:
             raise Unprocessable("The campaign cannot be launched as it is.", code="invalid_campaign", details=problems)
         try:
             direct_marketing_basis()
+            personalisation_basis_check(campaign)
         except ActivationRefused as exc:
             raise Conflict(exc.reason, code=exc.code) from exc
         if campaign.schedule_kind == ScheduleKind.NOW:
@@ -365,8 +363,6 @@ def campaign_launch(*, campaign: Campaign, actor: str) -> Campaign:
 
 def campaign_cancel(*, campaign: Campaign, actor: str) -> Campaign:
     """Stop a campaign: nothing more is sent, unsent and unread messages are withdrawn."""
-    from django_celery_beat.models import PeriodicTask
-
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status in FINISHED_STATUSES:

@@ -377,3 +377,18 @@ def test_messages_older_than_the_window_do_not_count(merchant, dm_approved):
     Campaign.objects.filter(pk=first.pk).update(started_at=long_ago)
     second = run_activation(make_campaign(merchant, frequency_cap=1, frequency_window_days=7), ids)
     assert set(deliveries_per_consumer(second)) == set(ids)
+
+
+def test_a_run_stops_when_the_recommendation_activity_is_suspended(
+    merchant, officer, all_purposes_approved, consented_consumers
+):
+    from privacy.services import activity_suspend
+
+    campaign = make_campaign(merchant, personalised_products=1, body_template="{product_1_title}")
+    token = campaign_run_begin(campaign_id=campaign.pk)
+    freeze_audience(campaign, consented_consumers)
+    activity_suspend(activity=all_purposes_approved[Purpose.RECOMMENDATION], officer=officer)
+    run_steps(campaign, token)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.FAILED and "recommendation" in campaign.failure_reason
+    assert not Delivery.objects.filter(campaign=campaign).exists()

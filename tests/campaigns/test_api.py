@@ -327,3 +327,18 @@ def test_a_scheduled_campaign_whose_segments_are_gone_fails_readably(merchant_cl
     campaign_activate_task.delay(created["id"])
     campaign = Campaign.objects.get(pk=created["id"])
     assert campaign.status == CampaignStatus.FAILED and "no longer exist" in campaign.failure_reason
+
+
+def test_personalising_needs_an_approved_recommendation_activity(merchant_client, world, officer):
+    from privacy.models import ProcessingActivity
+    from privacy.services import activity_suspend
+
+    created = create(
+        merchant_client, world, personalised_products=2, body_template="{products}", title_template="{store_name}"
+    )
+    activity_suspend(activity=ProcessingActivity.objects.get(purpose=Purpose.RECOMMENDATION), officer=officer)
+    response = merchant_client.post(f"{URL}{created['id']}/launch")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "personalisation_not_permitted" and "recommendation processing activity" in error["message"]
+    assert Campaign.objects.get(pk=created["id"]).status == CampaignStatus.DRAFT
