@@ -20,9 +20,10 @@ from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
 from .arrays import sorted_unique
-from .bitmaps import LIVE_CONSUMERS_KEY, bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
+from .bitmaps import bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
-from .inputs import TaggingInput, consumer_ids_all, packed_query
+from .inputs import TaggingInput, packed_query
+from .live_bitmap import live_bitmap_rebuild
 from .locks import tagging_run_lock
 from .models import ConsumerTag, RunStatus, Tag, TaggingRun
 from .pgcopy import Column, copy_in, packed_expression, pg_timestamp
@@ -441,13 +442,9 @@ def _rows_insert(consumer_ids: np.ndarray, tag_ids: np.ndarray, scores: np.ndarr
     )
 
 
-def _consumer_ids() -> np.ndarray:
-    return consumer_ids_all()
-
-
 def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
     """Store the live-consumers bitmap; drop tags of consumers deleted while the run was computing."""
-    live = bitmap_from_ids(_consumer_ids())
+    live = live_bitmap_rebuild()
     if written:
         vanished = BitMap.union(*written.values()) - live
         if vanished:
@@ -461,7 +458,6 @@ def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
                     cleaned = BitMap(bitmap) - vanished
                     bitmap_store(key=key, bitmap=cleaned)
                     Tag.objects.filter(pk=int(key.removeprefix("tag:"))).update(consumer_count=len(cleaned))
-    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=live)
     return len(live)
 
 
