@@ -84,15 +84,21 @@ def tags_compute(
     started = time.perf_counter()
     as_of = as_of or timezone.now()
     assigned_at = timezone.now()
-    run = TaggingRun.objects.create(
-        actor=actor,
-        families=[rule.family for rule in rules],
-        as_of=as_of,
-        started_at=assigned_at,
-        activity_id=basis.activity_id,
-    )
-    report = TaggingReport(run_id=run.pk, as_of=as_of)
     with tagging_run_lock():
+        # Only the holder of the lock runs, so any other run still marked running died mid-way.
+        TaggingRun.objects.filter(status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error="Abandoned: the process running it stopped before it finished.",
+        )
+        run = TaggingRun.objects.create(
+            actor=actor,
+            families=[rule.family for rule in rules],
+            as_of=as_of,
+            started_at=assigned_at,
+            activity_id=basis.activity_id,
+        )
+        report = TaggingReport(run_id=run.pk, as_of=as_of)
         writer = _FamilyWriter(background=_can_write_in_background(), progress=say)
         try:
             data = TaggingInput(as_of=as_of)
