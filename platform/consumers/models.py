@@ -73,7 +73,7 @@ class Event(models.Model):
     consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="events", db_index=False)
     # Merchant and product ids are resolved by the ingestion service itself (the only writer), and
     # Django carries out CASCADE / SET_NULL in Python either way, so the database does not check
-    # these two per row (db_constraint=False): that check was a third of the cost of a COPY. The
+    # these two per row (db_constraint=False): those checks were about 30% of the cost of a COPY. The
     # consumer's constraint stays: it is what stops an ingest racing with an erasure from leaving
     # events of a consumer that no longer exists. See docs/ingestion.md.
     merchant = models.ForeignKey(

@@ -11,10 +11,12 @@ Ingestion is collection, not one of the processing purposes of the register,
 so it does not call `processing_basis_require`; every job that later uses the
 data does. Each written batch records an audit entry with counts only.
 
-On PostgreSQL events go through `COPY` into a temporary staging table and one
-`INSERT ... SELECT ... ON CONFLICT (source_key) DO NOTHING`; elsewhere (and on
-request, for comparison) through Django's `bulk_create(ignore_conflicts=True)`.
-Either way re-sending a batch creates no duplicates.
+On PostgreSQL the events of a batch whose source keys are not stored yet are
+`COPY`-ed straight into the event table (a temporary staging table and
+`INSERT ... ON CONFLICT (source_key) DO NOTHING` only when a concurrent writer
+stored one of those keys meanwhile); elsewhere (and on request, for comparison)
+through Django's `bulk_create(ignore_conflicts=True)`. Either way re-sending a
+batch creates no duplicates.
 """
 
 from __future__ import annotations
