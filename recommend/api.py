@@ -11,7 +11,7 @@ from consumers.models import Consumer, Product
 from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.models import Merchant
 
-from .selectors import recommendations_for, serving_model, similar_products
+from .selectors import recommendations_with, serving, similar_products_with
 
 MAX_N = 100
 DEFAULT_N = 10
@@ -72,8 +72,7 @@ def _results(items: list[dict]) -> list[dict]:
     ]
 
 
-def _model_summary() -> dict | None:
-    record = serving_model()
+def _model_summary(record) -> dict | None:
     return None if record is None else {"id": record.pk, "algorithm": record.algorithm}
 
 
@@ -101,12 +100,15 @@ class RecommendationsAPI(OperatorAPIView):
         query.is_valid(raise_exception=True)
         merchant = get_scoped_or_404(Merchant.objects.all(), slug=query.validated_data["merchant"])
         consumer_id = Consumer.objects.filter(pseudonym=pseudonym[:64]).values_list("id", flat=True).first()
-        items = recommendations_for(consumer_id=consumer_id, merchant_id=merchant.pk, n=query.validated_data["n"])
+        record, model = serving()
+        items = recommendations_with(
+            consumer_id=consumer_id, merchant_id=merchant.pk, n=query.validated_data["n"], model=model
+        )
         return Response(
             {
                 "merchant": merchant.slug,
                 "consumer_known": consumer_id is not None,
-                "model": _model_summary(),
+                "model": _model_summary(record),
                 "results": _results(items),
             }
         )
@@ -134,5 +136,8 @@ class SimilarProductsAPI(MerchantAPIView):
         query = CountQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         product = get_scoped_or_404(self.get_queryset(), sku=sku)
-        items = similar_products(merchant_id=self.merchant.pk, product_id=product.pk, n=query.validated_data["n"])
-        return Response({"sku": product.sku, "model": _model_summary(), "results": _results(items)})
+        record, model = serving()
+        items = similar_products_with(
+            merchant_id=self.merchant.pk, product_id=product.pk, n=query.validated_data["n"], model=model
+        )
+        return Response({"sku": product.sku, "model": _model_summary(record), "results": _results(items)})

@@ -169,32 +169,32 @@ def strongest_interests(consumer_ids: Sequence[int]) -> dict[int, str]:
 
 # --- purchases and histories --------------------------------------------------------------------------------
 
-# Above this many consumers one scan of the merchant's purchases beats many IN (...) queries.
-_SCAN_THRESHOLD = 20_000
+# Up to this many consumers their own events are read through the consumer index; above it, one scan of the
+# merchant's purchases is cheaper than many IN (...) queries.
+_SCAN_THRESHOLD = 1000
 
 
 def purchases_by_consumer(merchant_id: int, consumer_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(consumer id, product id) pairs of purchases from this merchant by these consumers."""
+    if len(consumer_ids) <= _SCAN_THRESHOLD:
+        # Filter merchant and type in Python: left in SQL, SQLite's planner (no statistics) prefers the
+        # (merchant, type) index and reads every purchase of the merchant for one consumer.
+        rows = [
+            (consumer_id, product_id)
+            for chunk in _chunks(list(consumer_ids), _in_chunk_size())
+            for consumer_id, event_merchant, event_type, product_id in Event.objects.filter(consumer_id__in=chunk)
+            .order_by()
+            .values_list("consumer_id", "merchant_id", "event_type", "product_id")
+            if event_merchant == merchant_id and event_type == EventType.PURCHASE and product_id is not None
+        ]
+        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
     base = Event.objects.filter(merchant_id=merchant_id, event_type=EventType.PURCHASE, product__isnull=False)
-    consumers_out: list[np.ndarray] = []
-    products_out: list[np.ndarray] = []
-    if len(consumer_ids) > _SCAN_THRESHOLD:
-        pairs = np.array(list(base.order_by().values_list("consumer_id", "product_id").iterator(chunk_size=50_000)))
-        if pairs.size:
-            wanted = np.isin(pairs[:, 0], np.asarray(consumer_ids, dtype=np.int64))
-            consumers_out.append(pairs[wanted, 0])
-            products_out.append(pairs[wanted, 1])
-    else:
-        for chunk in _chunks(list(consumer_ids), _in_chunk_size()):
-            pairs = np.array(
-                list(base.filter(consumer_id__in=chunk).order_by().values_list("consumer_id", "product_id"))
-            )
-            if pairs.size:
-                consumers_out.append(pairs[:, 0])
-                products_out.append(pairs[:, 1])
-    if not consumers_out:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(consumers_out).astype(np.int64), np.concatenate(products_out).astype(np.int64)
+    pairs = np.array(
+        list(base.order_by().values_list("consumer_id", "product_id").iterator(chunk_size=50_000)), dtype=np.int64
+    ).reshape(-1, 2)
+    wanted = np.isin(pairs[:, 0], np.asarray(consumer_ids, dtype=np.int64))
+    return pairs[wanted, 0], pairs[wanted, 1]
 
 
 def event_histories(
@@ -248,7 +248,7 @@ def rank_for_consumers(
     model: LoadedModel | None,
     exclude_purchased: bool = True,
     live_history: bool = True,
-    chunk_size: int = 20_000,
+    chunk_size: int = 8192,
 ) -> dict[int, Ranked]:
     """Top-n of the merchant's catalogue for every consumer id (duplicates collapse)."""
     if n < 1:
@@ -296,9 +296,7 @@ def rank_for_consumers(
                 )
                 history = (history + pick @ cold_history).tocsr()
             exclude = _exclusion_matrix(positions, columns, chunk, model.product_ids.size)
-            ids, _ = model.recommender.recommend(
-                history, user_rows=rows[chunk], n=n, exclude=exclude, items=items, chunk_size=chunk.size
-            )
+            ids, _ = model.recommender.recommend(history, user_rows=rows[chunk], n=n, exclude=exclude, items=items)
             products = np.where(ids >= 0, model.product_ids[np.maximum(ids, 0)], -1)
             for consumer_id, picks in zip(consumer_ids[chunk].tolist(), products.tolist(), strict=True):
                 chosen = [p for p in picks if p >= 0]
@@ -377,4 +375,4 @@ def _fill_from_popularity(
 
 
 def batch_chunk_size() -> int:
-    return int(getattr(settings, "RECOMMEND_BATCH_CHUNK", 20_000))
+    return int(getattr(settings, "RECOMMEND_BATCH_CHUNK", 8192))

@@ -63,6 +63,11 @@ def consumer_factors() -> ConsumerFactors | None:
     return ConsumerFactors(model_id=record.pk, algorithm=record.algorithm, consumer_ids=consumer_ids, factors=factors)
 
 
+def serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
+    """The serving model's registry row and its loaded artefact (cached per process), or (None, None)."""
+    return _serving()
+
+
 def _serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
     record = serving_model()
     return record, (model_load(record) if record is not None else None)
@@ -101,13 +106,19 @@ def recommendations_for(*, consumer_id: int | None, merchant_id: int, n: int) ->
     Each dict has product_id, sku, title, category, brand, price and `source`
     ("model", "interest" or "popular": how the product was chosen).
     """
+    return recommendations_with(model=_serving()[1], consumer_id=consumer_id, merchant_id=merchant_id, n=n)
+
+
+def recommendations_with(
+    *, model: LoadedModel | None, consumer_id: int | None, merchant_id: int, n: int
+) -> list[dict[str, Any]]:
+    """recommendations_for with the serving model already in hand (the endpoint looks it up once)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     if consumer_id is None:
         popularity = merchant_popularity(merchant_id)
         picks = popularity.overall[:n]
         return _product_dicts(merchant_id, picks, [SOURCE_POPULAR] * len(picks))
-    _, model = _serving()
     ranked = rank_for_consumers(merchant_id=merchant_id, consumer_ids=[consumer_id], n=n, model=model)
     result = ranked[consumer_id]
     return _product_dicts(merchant_id, result.product_ids, result.sources)
@@ -119,11 +130,16 @@ def similar_products(*, merchant_id: int, product_id: int, n: int) -> list[dict[
     From the serving model where it knows the product; otherwise, or to fill
     up, the merchant's popular products in the same category, then overall.
     """
+    return similar_products_with(model=_serving()[1], merchant_id=merchant_id, product_id=product_id, n=n)
+
+
+def similar_products_with(
+    *, model: LoadedModel | None, merchant_id: int, product_id: int, n: int
+) -> list[dict[str, Any]]:
     if n < 1:
         raise ValueError("n must be at least 1")
     picks: list[int] = []
     sources: list[str] = []
-    _, model = _serving()
     if model is not None:
         column = int(model.columns_for([product_id])[0])
         if column >= 0:
