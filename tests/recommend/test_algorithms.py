@@ -12,7 +12,7 @@ from .conftest import planted_matrix
 # Small, fixed settings so the suite stays fast; the MovieLens benchmark uses the tuned defaults.
 FAST_PARAMS = {
     "als": dict(factors=16, iterations=10),
-    "bpr": dict(factors=16, iterations=60),
+    "bpr": dict(factors=16),
     "item_knn": dict(neighbours=50),
     "ease": dict(l2=50.0),
     "popular": {},
