@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -72,6 +73,14 @@ def _results(items: list[dict]) -> list[dict]:
     ]
 
 
+def _consumer_id(pseudonym: str) -> int | None:
+    """The consumer behind a pseudonym; None for one nobody holds, or one that cannot be a pseudonym at all
+    (longer than the column, or with a NUL, which PostgreSQL refuses in text)."""
+    if len(pseudonym) > 64 or "\x00" in pseudonym:
+        return None
+    return Consumer.objects.filter(pseudonym=pseudonym).values_list("id", flat=True).first()
+
+
 def _model_summary(record) -> dict | None:
     return None if record is None else {"id": record.pk, "algorithm": record.algorithm}
 
@@ -99,7 +108,7 @@ class RecommendationsAPI(OperatorAPIView):
         query = RecommendationQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         merchant = get_scoped_or_404(Merchant.objects.all(), slug=query.validated_data["merchant"])
-        consumer_id = Consumer.objects.filter(pseudonym=pseudonym[:64]).values_list("id", flat=True).first()
+        consumer_id = _consumer_id(pseudonym)
         record, model = serving()
         items = recommendations_with(
             consumer_id=consumer_id, merchant_id=merchant.pk, n=query.validated_data["n"], model=model
@@ -135,6 +144,8 @@ class SimilarProductsAPI(MerchantAPIView):
     def get(self, request, sku: str):
         query = CountQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
+        if len(sku) > 64 or "\x00" in sku:  # cannot be a SKU (and PostgreSQL refuses NUL in text)
+            raise Http404
         product = get_scoped_or_404(self.get_queryset(), sku=sku)
         record, model = serving()
         items = similar_products_with(

@@ -84,7 +84,7 @@ def test_bad_requests_are_4xx_with_the_field_named(marketplace, operator_client,
 
 
 def test_odd_pseudonyms_never_produce_a_500(marketplace, operator_client):
-    for pseudonym in ["x" * 500, "%00", "ü", "' OR 1=1 --"]:
+    for pseudonym in ["x" * 500, "%00", "a%00b", "ü", "' OR 1=1 --", "%ff%fe"]:
         response = operator_client.get(URL.format(pseudonym), {"merchant": marketplace.merchant.slug})
         assert response.status_code == 200, pseudonym
 
@@ -111,6 +111,8 @@ def test_similar_products_of_a_foreign_or_missing_sku_is_404(trained, merchant_c
     foreign = trained.products[trained.other_merchant.pk][0].sku
     assert merchant_client.get(f"/api/v1/products/{foreign}/similar").status_code == 404
     assert merchant_client.get("/api/v1/products/nope/similar").status_code == 404
+    assert merchant_client.get("/api/v1/products/a%00b/similar").status_code == 404
+    assert merchant_client.get(f"/api/v1/products/{'x' * 300}/similar").status_code == 404
     assert merchant_client.get(f"/api/v1/products/{foreign}/similar", {"n": -1}).status_code == 400
 
 
