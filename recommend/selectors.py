@@ -3,6 +3,7 @@ products."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from .ranking import (
 )
 
 FACTOR_ALGORITHMS = (Algorithm.ALS, Algorithm.BPR)
+
+logger = logging.getLogger("dmp.recommend")
 
 
 def serving_model() -> RecommenderModel | None:
@@ -70,7 +73,14 @@ def serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
 
 def _serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
     record = serving_model()
-    return record, (model_load(record) if record is not None else None)
+    if record is None:
+        return None, None
+    try:
+        return record, model_load(record)
+    except (OSError, KeyError, ValueError):
+        # A missing or unreadable artefact must not take serving down: fall back to popularity, loudly.
+        logger.exception("recommend.artefact_unreadable", extra={"fields": {"model": record.pk}})
+        return None, None
 
 
 def _product_dicts(merchant_id: int, product_ids: list[int], sources: list[str]) -> list[dict[str, Any]]:
@@ -174,7 +184,7 @@ def consumer_model_presence(consumer_id: int) -> list[dict[str, Any]]:
     from .artefacts import artefact_read
 
     held = []
-    for record in RecommenderModel.objects.order_by("pk"):
+    for record in RecommenderModel.objects.exclude(artefact="").order_by("pk"):
         try:
             loaded = model_load(record) if record.is_active else None
             consumer_ids = (

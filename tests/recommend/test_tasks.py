@@ -36,3 +36,21 @@ def test_scheduled_training_trains_each_configured_algorithm(marketplace, approv
 def test_task_rejects_an_unknown_algorithm(db):
     with pytest.raises(ValueError, match="unknown algorithm"):
         recommender_train_task.delay("svd").get()
+
+
+@pytest.mark.worker
+def test_training_runs_on_a_real_worker(celery_worker_process, marketplace, approve_activity):
+    import time
+
+    approve_activity(Purpose.RECOMMENDATION)
+    recommender_train_task.delay("ease", {"l2": 20.0}, "test")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = TrainingRun.objects.filter(algorithm="ease").first()
+        if run is not None and run.status != RunStatus.RUNNING:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no finished training run within 120 s:\n" + celery_worker_process.log[-3000:])
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert RecommenderModel.objects.get(run=run).is_active
