@@ -245,10 +245,14 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.empty((rows, 0), np.int64), np.empty((rows, 0), scores.dtype)
     group = int(np.sqrt(width / n))
     if group >= 4 and width // group > 2 * n:
-        main = (width // group) * group
-        maxima = scores[:, :main].reshape(rows, main // group, group).max(axis=2)
+        groups = width // group
+        main = groups * group
+        # Group q holds columns q, q + groups, q + 2*groups, ...: the maximum then runs over the middle axis,
+        # elementwise across contiguous rows of `groups` values, which numpy vectorises (a short last axis
+        # would not be).
+        maxima = scores[:, :main].reshape(rows, group, groups).max(axis=1)
         best_groups = np.argpartition(-maxima, n - 1, axis=1)[:, :n]
-        candidates = (best_groups[:, :, None] * group + np.arange(group)).reshape(rows, n * group)
+        candidates = (best_groups[:, :, None] + groups * np.arange(group)).reshape(rows, n * group)
         if main < width:  # the ragged tail is always a candidate
             tail = np.broadcast_to(np.arange(main, width), (rows, width - main))
             candidates = np.concatenate([candidates, tail], axis=1)

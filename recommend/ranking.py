@@ -235,9 +235,16 @@ def _model_event_weights(model: LoadedModel) -> dict[int, float]:
 
 
 @dataclass
-class Ranked:
-    product_ids: list[int]
-    sources: list[str]
+class RankedLists:
+    """Product ids per consumer, best first. `sources` is kept only for lists holding fallback picks; any
+    other list came from the model entirely."""
+
+    product_ids: dict[int, list[int]] = field(default_factory=dict)
+    sources: dict[int, list[str]] = field(default_factory=dict)
+
+    def sources_for(self, consumer_id: int) -> list[str]:
+        found = self.sources.get(consumer_id)
+        return found if found is not None else [SOURCE_MODEL] * len(self.product_ids.get(consumer_id, []))
 
 
 def rank_for_consumers(
@@ -249,12 +256,12 @@ def rank_for_consumers(
     exclude_purchased: bool = True,
     live_history: bool = True,
     chunk_size: int = 8192,
-) -> dict[int, Ranked]:
+) -> RankedLists:
     """Top-n of the merchant's catalogue for every consumer id (duplicates collapse)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     consumer_ids = np.unique(np.asarray(list(consumer_ids), dtype=np.int64))
-    results: dict[int, Ranked] = {}
+    results = RankedLists()
     if consumer_ids.size == 0:
         return results
     catalogue = merchant_catalogue(merchant_id, fresh=consumer_ids.size > 1)
@@ -298,11 +305,17 @@ def rank_for_consumers(
             exclude = _exclusion_matrix(positions, columns, chunk, model.product_ids.size)
             ids, _ = model.recommender.recommend(history, user_rows=rows[chunk], n=n, exclude=exclude, items=items)
             products = np.where(ids >= 0, model.product_ids[np.maximum(ids, 0)], -1)
-            for consumer_id, picks in zip(consumer_ids[chunk].tolist(), products.tolist(), strict=True):
-                chosen = [p for p in picks if p >= 0]
-                results[consumer_id] = Ranked(chosen, [SOURCE_MODEL] * len(chosen))
-                if len(chosen) < n:
-                    needs_fallback.append(consumer_id)
+            complete = ids[:, -1] >= 0  # -1 pads short lists at the end
+            chunk_consumers = consumer_ids[chunk]
+            # Complete lists go straight into the dict (zip of two lists, no per-consumer Python work).
+            results.product_ids.update(
+                zip(chunk_consumers[complete].tolist(), products[complete].tolist(), strict=True)
+            )
+            for consumer_id, picks in zip(
+                chunk_consumers[~complete].tolist(), products[~complete].tolist(), strict=True
+            ):
+                results.product_ids[consumer_id] = [p for p in picks if p >= 0]
+                needs_fallback.append(consumer_id)
         ranked = np.zeros(consumer_ids.size, dtype=bool)
         ranked[rankable] = True
         needs_fallback.extend(consumer_ids[~ranked].tolist())
@@ -349,28 +362,29 @@ def _purchases_as_sets(
 
 
 def _fill_from_popularity(
-    *, merchant_id: int, consumer_ids: list[int], n: int, results: dict[int, Ranked], purchased: dict[int, set[int]]
+    *, merchant_id: int, consumer_ids: list[int], n: int, results: RankedLists, purchased: dict[int, set[int]]
 ) -> None:
     popularity = merchant_popularity(merchant_id)
     interests = strongest_interests(consumer_ids) if popularity.overall else {}
     empty: set[int] = set()
     for consumer_id in consumer_ids:
-        ranked = results.setdefault(consumer_id, Ranked([], []))
-        taken = set(ranked.product_ids) | purchased.get(consumer_id, empty)
+        picks = results.product_ids.setdefault(consumer_id, [])
+        sources = results.sources.setdefault(consumer_id, [SOURCE_MODEL] * len(picks))
+        taken = set(picks) | purchased.get(consumer_id, empty)
         category = interests.get(consumer_id)
-        sources = []
+        pools = []
         if category is not None:
-            sources.append((popularity.by_category.get(category, []), SOURCE_INTEREST))
-        sources.append((popularity.overall, SOURCE_POPULAR))
-        for candidates, source in sources:
+            pools.append((popularity.by_category.get(category, []), SOURCE_INTEREST))
+        pools.append((popularity.overall, SOURCE_POPULAR))
+        for candidates, source in pools:
             for product_id in candidates:
-                if len(ranked.product_ids) >= n:
+                if len(picks) >= n:
                     break
                 if product_id not in taken:
-                    ranked.product_ids.append(product_id)
-                    ranked.sources.append(source)
+                    picks.append(product_id)
+                    sources.append(source)
                     taken.add(product_id)
-            if len(ranked.product_ids) >= n:
+            if len(picks) >= n:
                 break
 
 

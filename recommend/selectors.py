@@ -130,8 +130,7 @@ def recommendations_with(
         picks = popularity.overall[:n]
         return _product_dicts(merchant_id, picks, [SOURCE_POPULAR] * len(picks))
     ranked = rank_for_consumers(merchant_id=merchant_id, consumer_ids=[consumer_id], n=n, model=model)
-    result = ranked[consumer_id]
-    return _product_dicts(merchant_id, result.product_ids, result.sources)
+    return _product_dicts(merchant_id, ranked.product_ids[consumer_id], ranked.sources_for(consumer_id))
 
 
 def similar_products(*, merchant_id: int, product_id: int, n: int) -> list[dict[str, Any]]:

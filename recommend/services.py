@@ -282,7 +282,7 @@ def recommend_for_consumers(
         exclude_purchased=exclude_purchased,
         chunk_size=batch_chunk_size(),
     )
-    return {consumer_id: result.product_ids for consumer_id, result in ranked.items()}
+    return ranked.product_ids
 
 
 def model_forget_consumer(*, consumer_id: int) -> int:
