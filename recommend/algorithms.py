@@ -466,6 +466,10 @@ class BPR(_FactorModel):
         vectors[:, -1] = 1.0  # the bias slot
         return vectors
 
+    def consumer_factors(self) -> np.ndarray:
+        # implicit keeps a constant 1 in the last user column to pick up the item bias: not a taste dimension.
+        return self.user_factors[:, :-1]
+
 
 # --- item-item nearest neighbours (implicit) ----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from consumers.models import Consumer, Product
 from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.models import Merchant
 
-from .selectors import recommendations_with, serving, similar_products_with
+from .selectors import personalisation_allowed, recommendations_with, serving, similar_products_with
 
 MAX_N = 100
 DEFAULT_N = 10
@@ -48,6 +48,10 @@ class ModelSummary(serializers.Serializer):
 class RecommendationsResponse(serializers.Serializer):
     merchant = serializers.CharField()
     consumer_known = serializers.BooleanField()
+    personalised = serializers.BooleanField(
+        help_text="False when no approved recommendation activity allows using consumers' data: the results are "
+        "then the merchant's most popular products for everyone."
+    )
     model = ModelSummary(allow_null=True)
     results = RecommendedProduct(many=True)
 
@@ -91,7 +95,8 @@ class RecommendationsAPI(OperatorAPIView):
         summary="Top-N products of one merchant for a consumer",
         description="Ranked by the active recommender among the merchant's products, never a product the consumer "
         "already bought from that merchant. Consumers the model does not know (or an unknown pseudonym) get the "
-        "merchant's most popular products in their strongest interest category, then overall.",
+        "merchant's most popular products in their strongest interest category, then overall. Without an approved "
+        "`recommendation` processing activity no consumer's data is used and everyone gets the popular products.",
         parameters=[
             OpenApiParameter("pseudonym", OpenApiTypes.STR, OpenApiParameter.PATH, description="Consumer pseudonym."),
             OpenApiParameter("merchant", OpenApiTypes.STR, required=True, description="Merchant slug."),
@@ -109,6 +114,10 @@ class RecommendationsAPI(OperatorAPIView):
         query.is_valid(raise_exception=True)
         merchant = get_scoped_or_404(Merchant.objects.all(), slug=query.validated_data["merchant"])
         consumer_id = _consumer_id(pseudonym)
+        known = consumer_id is not None
+        personalised = personalisation_allowed()
+        if not personalised:  # no approved basis: the merchant's popular products, nobody's data used
+            consumer_id = None
         record, model = serving()
         items = recommendations_with(
             consumer_id=consumer_id, merchant_id=merchant.pk, n=query.validated_data["n"], model=model
@@ -116,7 +125,8 @@ class RecommendationsAPI(OperatorAPIView):
         return Response(
             {
                 "merchant": merchant.slug,
-                "consumer_known": consumer_id is not None,
+                "consumer_known": known,
+                "personalised": personalised,
                 "model": _model_summary(record),
                 "results": _results(items),
             }

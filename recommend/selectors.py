@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from consumers.models import Product
+from privacy.services import ProcessingNotPermitted, processing_basis_require
 
 from .artefacts import LoadedModel, model_load
 from .models import Algorithm, RecommenderModel
@@ -110,12 +111,26 @@ def _product_dicts(merchant_id: int, product_ids: list[int], sources: list[str])
     return out
 
 
+def personalisation_allowed() -> bool:
+    """Whether an approved `recommendation` activity lets us use a consumer's data to rank for them."""
+    try:
+        processing_basis_require(purpose="recommendation")
+    except ProcessingNotPermitted:
+        return False
+    return True
+
+
 def recommendations_for(*, consumer_id: int | None, merchant_id: int, n: int) -> list[dict[str, Any]]:
     """Top-n products of the merchant for one consumer (None: someone unknown), best first.
+
+    Without an approved `recommendation` activity nobody's data is used: everyone gets the merchant's most
+    popular products (an aggregate), as an unknown consumer does.
 
     Each dict has product_id, sku, title, category, brand, price and `source`
     ("model", "interest" or "popular": how the product was chosen).
     """
+    if not personalisation_allowed():
+        consumer_id = None
     return recommendations_with(model=_serving()[1], consumer_id=consumer_id, merchant_id=merchant_id, n=n)
 
 

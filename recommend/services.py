@@ -271,7 +271,11 @@ def recommend_for_consumers(
     and whoever still has fewer than n gets the merchant's popular products in
     their strongest interest category, then overall. Products the consumer
     bought from this merchant are left out when `exclude_purchased`.
+
+    Raises ProcessingNotPermitted without an approved `recommendation` activity (personalising uses every
+    consumer's data).
     """
+    processing_basis_require(purpose=PURPOSE)
     record = serving_model()
     model = model_load(record) if record is not None else None
     ranked = rank_for_consumers(

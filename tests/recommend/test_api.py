@@ -23,7 +23,7 @@ def test_recommendations_for_a_known_consumer(trained, operator_client):
     response = operator_client.get(URL.format(consumer.pseudonym), {"merchant": trained.merchant.slug, "n": 7})
     assert response.status_code == 200
     body = response.json()
-    assert body["consumer_known"] is True
+    assert body["consumer_known"] is True and body["personalised"] is True
     assert body["model"]["algorithm"] == "ease"
     assert [r["rank"] for r in body["results"]] == list(range(1, 8))
     assert {r["source"] for r in body["results"]} == {"model"}
@@ -56,7 +56,25 @@ def test_unknown_consumer_gets_popular_products_not_an_error(trained, operator_c
     assert {r["sku"] for r in body["results"]} <= skus_of(trained.merchant)
 
 
-def test_cold_consumer_without_events_and_without_any_model(marketplace, operator_client):
+def test_without_a_basis_nobody_is_personalised(trained, operator_client):
+    from django.contrib.auth import get_user_model
+
+    from privacy.models import ProcessingActivity
+    from privacy.services import activity_suspend
+
+    officer = get_user_model().objects.get(username="officer")
+    for activity in ProcessingActivity.objects.filter(purpose=Purpose.RECOMMENDATION):
+        activity_suspend(activity=activity, officer=officer)
+    consumer = trained.consumers[0]
+    response = operator_client.get(URL.format(consumer.pseudonym), {"merchant": trained.merchant.slug, "n": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["personalised"] is False and body["consumer_known"] is True
+    assert {r["source"] for r in body["results"]} == {"popular"}
+
+
+def test_cold_consumer_without_events_and_without_any_model(marketplace, operator_client, approve_activity):
+    approve_activity(Purpose.RECOMMENDATION)
     quiet = Consumer.objects.create(pseudonym="quiet")
     response = operator_client.get(URL.format(quiet.pseudonym), {"merchant": marketplace.merchant.slug, "n": 3})
     assert response.status_code == 200

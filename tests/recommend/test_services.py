@@ -179,7 +179,12 @@ def test_cold_consumers_get_popular_products_in_their_strongest_interest(marketp
     _check_lists(lists, marketplace, merchant)
 
 
-def test_without_any_model_everyone_gets_the_fallback(marketplace):
+def test_batch_recommendations_refuse_without_a_recommendation_basis(marketplace):
+    with pytest.raises(ProcessingNotPermitted):
+        recommend_for_consumers(merchant_id=marketplace.merchant.pk, consumer_ids=[marketplace.consumers[0].pk], n=3)
+
+
+def test_without_any_model_everyone_gets_the_fallback(marketplace, basis):
     merchant = marketplace.merchant
     ids = [c.pk for c in marketplace.consumers[:30]]
     lists = recommend_for_consumers(merchant_id=merchant.pk, consumer_ids=ids, n=4)
