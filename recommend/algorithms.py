@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ logger = logging.getLogger("dmp.recommend")
 
 # Scores at or below this mean "not rankable" (excluded, or outside the allowed items).
 _MASKED = np.float32(-np.finfo(np.float32).max)
+_MAX_CHUNK_SCORES = 20_000_000
 
 
 def default_threads() -> int:
@@ -46,6 +48,7 @@ def default_threads() -> int:
 
 
 _controller = None
+_scratch = threading.local()
 
 
 @contextlib.contextmanager
@@ -137,6 +140,9 @@ class Recommender(ABC):
         top_scores = np.full((n_users, n), _MASKED, dtype=np.float32)
         if n_users == 0 or (items is not None and items.size == 0):
             return ids, top_scores
+        # Bound a chunk's dense score matrix to about 80 MB whatever the catalogue's width.
+        width = self.n_items if items is None else items.size
+        chunk_size = max(64, min(chunk_size, _MAX_CHUNK_SCORES // max(width, 1)))
         with pinned_threads(self.threads):
             for start in range(0, n_users, chunk_size):
                 stop = min(n_users, start + chunk_size)
@@ -160,12 +166,16 @@ class Recommender(ABC):
         items: np.ndarray | None,
         n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        scores = self._scores(history, user_rows, items)
+        scores = self._chunk_scores(history, user_rows, items)
         if exclude is not None and exclude.nnz:
             rows, cols = _mask_positions(exclude, items)
             scores[rows, cols] = _MASKED
         local, best = top_n(scores, n)
         return (local if items is None else np.where(local >= 0, items[np.maximum(local, 0)], -1)), best
+
+    def _chunk_scores(self, history: sp.csr_matrix, user_rows: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        """Scores for one chunk of a batch; may reuse a scratch buffer (the caller consumes it at once)."""
+        return self._scores(history, user_rows, items)
 
     def similar_items(self, item: int, *, n: int, items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The n columns most similar to `item` (never itself), optionally among `items` only."""
@@ -345,6 +355,19 @@ class _FactorModel(Recommender):
     def _scores(self, history, user_rows, items):
         factors = self.item_factors if items is None else self.item_factors[items]
         return self._user_vectors(history, user_rows) @ factors.T
+
+    def _chunk_scores(self, history, user_rows, items):
+        # One scratch matrix per thread, reused chunk after chunk: a fresh 80 MB array per chunk costs more
+        # in page faults than the multiplication that fills it.
+        factors_t = np.ascontiguousarray((self.item_factors if items is None else self.item_factors[items]).T)
+        vectors = self._user_vectors(history, user_rows)
+        shape = (vectors.shape[0], factors_t.shape[1])
+        scratch = getattr(_scratch, "scores", None)
+        if scratch is None or scratch.size < shape[0] * shape[1]:
+            scratch = np.empty(shape[0] * shape[1], dtype=np.float32)
+            _scratch.scores = scratch
+        out = scratch[: shape[0] * shape[1]].reshape(shape)
+        return np.matmul(vectors, factors_t, out=out)
 
     def _item_similarity(self, item: int) -> np.ndarray:
         norms = np.linalg.norm(self.item_factors, axis=1)
