@@ -171,6 +171,8 @@ def recommender_train(
     )
     logger.info("recommend.training_started", extra={"fields": {"run": run.pk, **_snapshot_counts(snapshot)}})
     try:
+        if matrix.matrix.nnz == 0:
+            raise ValueError("no interactions to train on: no events with a product and a positive weight")
         report = recommender_evaluate(config=config, events=events, threads=threads)
         model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
         stored_name, size = artefact_save(

@@ -242,3 +242,12 @@ def test_a_missing_artefact_falls_back_instead_of_failing(marketplace, basis):
     items = recommendations_for(consumer_id=marketplace.consumers[0].pk, merchant_id=marketplace.merchant.pk, n=5)
     assert len(items) == 5
     assert {i["source"] for i in items} <= {"interest", "popular"}
+
+
+def test_training_without_any_interactions_fails_visibly(basis):
+    with pytest.raises(ValueError, match="no interactions"):
+        train("ease", EASE_FAST)
+    run = TrainingRun.objects.get()
+    assert run.status == RunStatus.FAILED
+    assert "no interactions" in run.error
+    assert not RecommenderModel.objects.exists()
