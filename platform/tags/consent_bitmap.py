@@ -35,11 +35,12 @@ from .bitmaps import (
     bitmap_load_marked,
     bitmap_store,
     bitmap_store_if_version,
+    fresh_on_read,
 )
 from .inputs import packed_query
 from .pgcopy import Column, packed_expression
 
-OVERLAP = timedelta(seconds=getattr(settings, "CONSENT_BITMAP_OVERLAP_SECONDS", 120))
+OVERLAP = timedelta(seconds=getattr(settings, "FRESH_BITMAP_OVERLAP_SECONDS", 120))
 
 
 def _opt_in_ids():
@@ -94,3 +95,6 @@ def consent_bitmap_current() -> FrozenBitMap:
         key=DIRECT_MARKETING_CONSENT_KEY, bitmap=updated, expected_version=stored.version, source_mark=mark
     )
     return FrozenBitMap(updated)
+
+
+fresh_on_read(DIRECT_MARKETING_CONSENT_KEY, consent_bitmap_current)

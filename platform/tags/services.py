@@ -20,9 +20,10 @@ from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
 from .arrays import sorted_unique
-from .bitmaps import LIVE_CONSUMERS_KEY, bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
+from .bitmaps import bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
-from .inputs import TaggingInput, consumer_ids_all, packed_query
+from .inputs import TaggingInput, packed_query
+from .live_bitmap import live_bitmap_rebuild
 from .locks import tagging_run_lock
 from .models import ConsumerTag, RunStatus, Tag, TaggingRun
 from .pgcopy import Column, copy_in, packed_expression, pg_timestamp
@@ -83,15 +84,21 @@ def tags_compute(
     started = time.perf_counter()
     as_of = as_of or timezone.now()
     assigned_at = timezone.now()
-    run = TaggingRun.objects.create(
-        actor=actor,
-        families=[rule.family for rule in rules],
-        as_of=as_of,
-        started_at=assigned_at,
-        activity_id=basis.activity_id,
-    )
-    report = TaggingReport(run_id=run.pk, as_of=as_of)
     with tagging_run_lock():
+        # Only the holder of the lock runs, so any other run still marked running died mid-way.
+        TaggingRun.objects.filter(status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error="Abandoned: the process running it stopped before it finished.",
+        )
+        run = TaggingRun.objects.create(
+            actor=actor,
+            families=[rule.family for rule in rules],
+            as_of=as_of,
+            started_at=assigned_at,
+            activity_id=basis.activity_id,
+        )
+        report = TaggingReport(run_id=run.pk, as_of=as_of)
         writer = _FamilyWriter(background=_can_write_in_background(), progress=say)
         try:
             data = TaggingInput(as_of=as_of)
@@ -441,13 +448,9 @@ def _rows_insert(consumer_ids: np.ndarray, tag_ids: np.ndarray, scores: np.ndarr
     )
 
 
-def _consumer_ids() -> np.ndarray:
-    return consumer_ids_all()
-
-
 def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
     """Store the live-consumers bitmap; drop tags of consumers deleted while the run was computing."""
-    live = bitmap_from_ids(_consumer_ids())
+    live = live_bitmap_rebuild()
     if written:
         vanished = BitMap.union(*written.values()) - live
         if vanished:
@@ -461,7 +464,6 @@ def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
                     cleaned = BitMap(bitmap) - vanished
                     bitmap_store(key=key, bitmap=cleaned)
                     Tag.objects.filter(pk=int(key.removeprefix("tag:"))).update(consumer_count=len(cleaned))
-    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=live)
     return len(live)
 
 

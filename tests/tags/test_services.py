@@ -275,3 +275,15 @@ def test_a_rerun_rewrites_only_what_changed(world, approve_activity):
         members = set(ConsumerTag.objects.filter(tag=tag).values_list("consumer_id", flat=True))
         assert set(bitmap_load(tag_key(tag.pk))) == members
         assert tag.consumer_count == len(members)
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_abandoned(world, approve_activity):
+    from django.utils import timezone
+
+    approve_activity("tagging")
+    world.consumer(country="SG")
+    dead = TaggingRun.objects.create(actor="task:tags.compute", started_at=timezone.now())
+    tags_compute(families=["country"], actor="test", as_of=AS_OF)
+    dead.refresh_from_db()
+    assert dead.status == RunStatus.FAILED and "Abandoned" in dead.error
+    assert TaggingRun.objects.exclude(pk=dead.pk).get().status == RunStatus.SUCCEEDED
