@@ -21,5 +21,5 @@ class ApiKeyCreateForm(forms.Form):
 
 
 class MerchantSwitchForm(forms.Form):
-    merchant = forms.IntegerField(min_value=1)
+    merchant = forms.IntegerField(min_value=1, max_value=2**63 - 1)
     next = forms.CharField(required=False, max_length=2000)
