@@ -89,17 +89,27 @@ class PortalContext:
 
 
 def portal_context_for(request: HttpRequest) -> PortalContext | None:
-    """The user's current merchant: the session's choice if still a member, else their first merchant."""
+    """The user's current merchant: the session's choice if still a member, else the one they own (or first)."""
     merchants = tuple(merchants_for_user(user=request.user))
     if not merchants:
         return None
     chosen = request.session.get(SESSION_MERCHANT_KEY)
     ids = {m.pk for m in merchants}
-    merchant_id = chosen if chosen in ids else merchants[0].pk
+    merchant_id = chosen if chosen in ids else _default_merchant_id(request.user)
     membership = membership_get(user=request.user, merchant_id=merchant_id)
     if chosen != merchant_id:
         request.session[SESSION_MERCHANT_KEY] = merchant_id
     return PortalContext(membership=membership, merchants=merchants)
+
+
+ROLE_RANK = {Role.OWNER: 0, Role.MARKETER: 1, Role.ANALYST: 2}
+
+
+def _default_merchant_id(user) -> int:
+    """Where a user lands first: the merchant they have the strongest role in (owner first), then by name."""
+    memberships = Membership.objects.filter(user=user).select_related("merchant")
+    best = min(memberships, key=lambda m: (ROLE_RANK.get(m.role, 9), m.merchant.name, m.merchant_id))
+    return best.merchant_id
 
 
 def merchant_switch(request: HttpRequest, *, merchant_id: int) -> Merchant:

@@ -188,7 +188,8 @@ def comparison_bars(
     """Horizontal paired bars per tag value (segment vs population share) with the lift written at the end."""
     if not rows:
         return _empty(width, 80, title, empty_message)
-    label_w, lift_w, pad = 150, 64, 10
+    label_w, lift_w, pad = 190, 60, 10
+    max_label = int((label_w - 12) / 6.4)  # characters that fit at the chart's 12px type
     plot_w = width - label_w - lift_w - pad * 2
     row_h = bar_height * 2 + 14
     top = 6
@@ -200,7 +201,7 @@ def comparison_bars(
     described: list[str] = []
     for i, row in enumerate(rows):
         y = top + i * row_h
-        label = row.label if len(row.label) <= 22 else row.label[:21] + "…"
+        label = row.label if len(row.label) <= max_label else row.label[: max_label - 1] + "…"
         parts.append(
             f'<text x="{label_w - 8}" y="{_fmt(y + bar_height + 5)}" text-anchor="end">'
             f"<title>{_text(row.label)}</title>{_text(label)}</text>"

@@ -41,7 +41,9 @@ class SegmentForm(forms.Form):
         max_length=200,
         error_messages={"required": "Give the segment a name.", "max_length": "Keep the name under 200 characters."},
     )
-    description = forms.CharField(label="Description", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(
+        label="Description", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
     expression = forms.CharField(
         label="Who is in it",
         max_length=10_000,
@@ -108,8 +110,13 @@ class LookalikeForm(forms.Form):
         return data
 
 
+class SegmentChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return obj.name
+
+
 class OverlapForm(forms.Form):
-    other = forms.ModelChoiceField(label="Compare with", queryset=None, empty_label="Choose a segment")
+    other = SegmentChoiceField(label="Compare with", queryset=None, empty_label="Choose a segment")
 
     def __init__(self, *args, segments, **kwargs):
         super().__init__(*args, **kwargs)

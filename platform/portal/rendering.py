@@ -17,6 +17,7 @@ class NavItem:
 
 
 NAVIGATION = [
+    ("segments", "Segments", "portal:segments"),
     ("keys", "API keys", "portal:api_keys"),
     ("data_use", "How your data is used", "portal:data_use"),
 ]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,8 +23,8 @@ from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
 from privacy.services import ProcessingNotPermitted
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
-from segments.models import Segment, SegmentKind
-from segments.selectors import audience_estimate, segment_size_history, segments_for_merchant
+from segments.models import Segment, SegmentKind, SnapshotStatus
+from segments.selectors import audience_estimate, segments_for_merchant
 from segments.services import (
     lookalike_create,
     segment_create,
@@ -32,6 +34,8 @@ from segments.services import (
     segment_update,
 )
 from segments.sources import public_count
+from tags.reach import public_count as tag_reach
+from tags.selectors import tag_families, tags_catalogue
 
 SEGMENT_FIELD_BY_CODE = {
     "invalid_expression": "expression",
@@ -50,6 +54,37 @@ NOT_PERMITTED = (
 
 def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.pk}"
+
+
+@dataclass(frozen=True)
+class SizePoint:
+    computed_at: datetime
+    ok: bool
+    error: str
+    size: object  # a public count: hidden below MIN_AUDIENCE
+    entered: object
+    exited: object
+
+
+HISTORY_LENGTH = 60
+
+
+def _size_history(segment: Segment) -> list[SizePoint]:
+    """The segment's last refreshes, oldest first, with every figure as a merchant may see it."""
+    snapshots = segment.snapshots.order_by("-computed_at", "-id").values_list(
+        "computed_at", "status", "error", "size", "entered", "exited"
+    )[:HISTORY_LENGTH]
+    return [
+        SizePoint(
+            computed_at=computed_at,
+            ok=status == SnapshotStatus.READY,
+            error=error,
+            size=public_count(size),
+            entered=public_count(entered),
+            exited=public_count(exited),
+        )
+        for computed_at, status, error, size, entered, exited in reversed(snapshots)
+    ]
 
 
 def _segment_or_404(request: HttpRequest, segment_id: int) -> Segment:
@@ -107,10 +142,11 @@ def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | No
                 **schedule,
             )
     except ApiError as exc:
+        expression = data.get("expression") or ""
         form_error_from_service(form, exc, field_by_code=SEGMENT_FIELD_BY_CODE)
         problem = None
         if exc.error_code == "invalid_expression":
-            problem = ExpressionProblem.from_details(data["expression"], exc.message, exc.details)
+            problem = ExpressionProblem.from_details(expression, exc.message, exc.details)
         return None, problem
     return saved, None
 
@@ -185,7 +221,9 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
 def _json_error(status: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
     error = {"code": code, "message": message}
     if isinstance(details, dict):
-        error.update({k: details[k] for k in ("position", "offset", "line", "column", "expected", "found") if k in details})
+        error.update(
+            {k: details[k] for k in ("position", "offset", "line", "column", "expected", "found") if k in details}
+        )
     return JsonResponse({"error": error}, status=status)
 
 
@@ -200,7 +238,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> HttpResponse:
     merchant = request.portal.merchant
-    history = segment_size_history(segment_id=segment.pk)
+    history = _size_history(segment)
     points = [(h.computed_at, None if h.size.hidden else h.size.count) for h in history if h.ok]
     others = segments_for_merchant(merchant).exclude(pk=segment.pk)
     overlap_form = OverlapForm(request.GET or None, segments=others)
@@ -210,7 +248,9 @@ def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> Ht
         "entered": public_count(segment.snapshot_entered) if segment.snapshot_id is not None else None,
         "exited": public_count(segment.snapshot_exited) if segment.snapshot_id is not None else None,
         "history": list(reversed(history))[:10],
-        "size_chart": line_chart(points, title=f"Size of “{segment.name}” over time", empty_message="Not computed yet."),
+        "size_chart": line_chart(
+            points, title=f"Size of “{segment.name}” over time", empty_message="Not computed yet."
+        ),
         "crontab": segment_crontab(segment),
         "overlap_form": overlap_form,
         "lookalike_form": lookalike_form or LookalikeForm(initial={"name": f"Like {segment.name}"[:200]}),
@@ -230,26 +270,33 @@ def _insights(segment: Segment) -> dict:
         return {"insights_note": "Insights appear once the segment has been computed."}
     except ProcessingNotPermitted:
         return {"insights_note": NOT_PERMITTED}
+    labels = {family.family: family.label for family in tag_families()}
     families = []
     for family in insights["families"]:
+        shown = [cell for cell in family["values"] if not cell["suppressed"]]
         rows = [
             ComparisonRow(
                 label=cell["label"],
-                segment_share=cell.get("segment_share"),
-                population_share=cell.get("population_share"),
-                lift=cell.get("lift"),
+                segment_share=cell["segment_share"],
+                population_share=cell["population_share"],
+                lift=cell["lift"],
             )
-            for cell in family["values"]
+            for cell in shown
         ]
+        title = labels.get(family["family"], family["family"].replace("_", " ").capitalize())
         families.append(
             {
                 "family": family["family"],
-                "title": family["family"].replace("_", " ").capitalize(),
-                "cells": family["values"],
-                "chart": comparison_bars(rows, title=f"{family['family']}: segment against population"),
-                "all_suppressed": all(cell["suppressed"] for cell in family["values"]),
+                "title": title,
+                "cells": shown,
+                "hidden": len(family["values"]) - len(shown),
+                "chart": comparison_bars(rows, title=f"{title}: this segment against all consumers", width=460)
+                if rows
+                else "",
             }
         )
+    # Families with something to show first, in the catalogue's order.
+    families.sort(key=lambda f: not f["cells"])
     note = ""
     if insights["size"]["hidden"]:
         note = f"This segment has fewer than {settings.MIN_AUDIENCE} consumers, so nothing about its make-up is shown."
@@ -314,9 +361,6 @@ def segment_lookalike(request: HttpRequest, segment_id: int) -> HttpResponse:
 @merchant_view()
 def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
     """The tag catalogue for the builder's autocomplete and rule rows, with each tag's k-anonymous reach."""
-    from tags.reach import public_count as tag_reach
-    from tags.selectors import tags_catalogue
-
     return JsonResponse(
         {
             "tags": [

@@ -71,8 +71,12 @@
     if (colon > 0) {
       var family = lower.slice(0, colon);
       var prefix = lower.slice(colon + 1).replace(/^["']/, "");
-      return (families[family] || [])
-        .filter(function (t) { return t.value.toLowerCase().indexOf(prefix) === 0 || t.label.toLowerCase().indexOf(prefix) !== -1; })
+      var values = families[family] || [];
+      var byValue = values.filter(function (t) { return t.value.toLowerCase().indexOf(prefix) === 0; });
+      var byLabel = values.filter(function (t) {
+        return byValue.indexOf(t) === -1 && prefix && t.label.toLowerCase().indexOf(prefix) !== -1;
+      });
+      return byValue.concat(byLabel)
         .slice(0, 12)
         .map(function (t) {
           return { insert: t.family + ":" + quoteValue(t.value), text: t.family + ":" + t.value, hint: t.label + " · " + t.reach };
@@ -139,7 +143,7 @@
     var before = editor.value.slice(0, tokenStart);
     var after = editor.value.slice(caret);
     var insert = item.insert;
-    if (!item.reopen && !item.caret && after && !/^\s/.test(after)) insert += " ";
+    if (!item.reopen && !item.caret && !/^\s/.test(after) && !/ $/.test(insert)) insert += " ";
     editor.value = before + insert + after;
     var pos = before.length + (item.caret || insert.length);
     editor.setSelectionRange(pos, pos);
