@@ -44,8 +44,13 @@ class Population:
         from consumers.models import Consumer
         from privacy.models import ConsentKind, ConsentStatus, Purpose
         from privacy.services import ConsentChange, consents_record
-        from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store
-        from tags.bitmaps import tag_key
+        from tags.bitmaps import (
+            DIRECT_MARKETING_CONSENT_KEY,
+            LIVE_CONSUMERS_KEY,
+            bitmap_cache_clear,
+            bitmap_store,
+            tag_key,
+        )
         from tags.models import ConsumerTag, Tag
 
         start = len(self.consumers)
