@@ -17,7 +17,9 @@ class NavItem:
 
 
 NAVIGATION = [
+    ("tags", "Tag explorer", "portal:tags"),
     ("segments", "Segments", "portal:segments"),
+    ("campaigns", "Campaigns", "portal:campaigns"),
     ("keys", "API keys", "portal:api_keys"),
     ("data_use", "How your data is used", "portal:data_use"),
 ]

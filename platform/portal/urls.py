@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import account, dashboard, data_use, keys, segments
+from .views import account, campaigns, dashboard, data_use, keys, segments, tags
 
 
 class ObjectIdConverter:
@@ -35,5 +35,16 @@ urlpatterns = [
     path("segments/<id:segment_id>/refresh/", segments.segment_refresh, name="segment_refresh"),
     path("segments/<id:segment_id>/delete/", segments.segment_delete_view, name="segment_delete"),
     path("segments/<id:segment_id>/lookalike/", segments.segment_lookalike, name="segment_lookalike"),
+    path("tags/", tags.tag_explorer, name="tags"),
     path("tags/catalogue.json", segments.tag_catalogue_json, name="tag_catalogue_json"),
+    path("campaigns/", campaigns.campaign_list, name="campaigns"),
+    path("campaigns/new/", campaigns.campaign_new, name="campaign_new"),
+    path("campaigns/preview/", campaigns.campaign_preview_json, name="campaign_preview_json"),
+    path("campaigns/<id:campaign_id>/", campaigns.campaign_detail, name="campaign_detail"),
+    path("campaigns/<id:campaign_id>/edit/", campaigns.campaign_edit, name="campaign_edit"),
+    path("campaigns/<id:campaign_id>/launch/", campaigns.campaign_launch_view, name="campaign_launch"),
+    path("campaigns/<id:campaign_id>/cancel/", campaigns.campaign_cancel_view, name="campaign_cancel"),
+    path("campaigns/<id:campaign_id>/delete/", campaigns.campaign_delete_view, name="campaign_delete"),
+    path("campaigns/<id:campaign_id>/progress.json", campaigns.campaign_progress_json, name="campaign_progress_json"),
+    path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
 ]

@@ -31,6 +31,7 @@ DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - a demo login printed on purpose
 OFFICER_GROUP = "Privacy officers"
 ACTOR = "command:demo_setup"
 CAMPAIGN_NAME = "Spring trail sale"
+RECOMMENDER = "ease"  # the strongest of the platform's models on a catalogue this size
 
 
 @dataclass(frozen=True)
@@ -271,11 +272,11 @@ class Command(BaseCommand):
     def step_recommender(self) -> str:
         if "train_recommender" not in get_commands():
             return self.skipped("the recommender (train_recommender)")
-        from recommend.selectors import active_model
+        from recommend.selectors import serving_model
 
-        if active_model() is not None:
-            return "a model is already active"
-        call_command("train_recommender", algorithm="als", evaluate=True, stdout=self.stdout)
+        if serving_model() is not None:
+            return "a model is already serving"
+        call_command("train_recommender", algorithm=RECOMMENDER, stdout=self.stdout)
         return ""
 
     def step_lookalike(self) -> str:
