@@ -183,7 +183,8 @@
     var column = error.column || (typeof error.offset === "number" ? error.offset + 1 : 1);
     var line = lines[lineNo - 1] || "";
     var where = lineNo > 1 ? "line " + lineNo + ", column " + column : "column " + column;
-    errorBox.textContent = line + "\n" + " ".repeat(Math.max(0, column - 1)) + "^\n" + error.message + " (" + where + ")";
+    var message = /column \d+/.test(error.message) ? error.message : error.message + " (" + where + ")";
+    errorBox.textContent = line + "\n" + " ".repeat(Math.max(0, column - 1)) + "^\n" + message;
     errorBox.hidden = false;
     editor.setAttribute("aria-invalid", "true");
   }
