@@ -87,7 +87,7 @@
       if (f.indexOf(lower) === 0) out.push({ insert: f + ":", text: f + ":", hint: families[f].length + " values", reopen: true });
     });
     KEYWORDS.forEach(function (k) {
-      if (k.toLowerCase().indexOf(lower) === 0 && lower.length >= 1) out.push({ insert: k + " ", text: k, hint: "keyword" });
+      if (k.toLowerCase().indexOf(lower) === 0 && k.toLowerCase() !== lower) out.push({ insert: k + " ", text: k, hint: "keyword" });
     });
     ACTIONS.forEach(function (a) {
       if (a.insert.indexOf(lower) === 0) out.push({ insert: a.insert, text: a.insert, hint: a.label, caret: a.caret });
