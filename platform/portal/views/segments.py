@@ -23,7 +23,7 @@ from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
 from privacy.services import ProcessingNotPermitted
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
-from segments.models import Segment, SegmentKind, SnapshotStatus
+from segments.models import Segment, SegmentKind, SegmentStatus, SnapshotStatus
 from segments.selectors import audience_estimate, segments_for_merchant
 from segments.services import (
     lookalike_create,
@@ -160,7 +160,9 @@ def segment_new(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         segment, problem = _save_segment(request, form, None)
         if segment is not None:
-            messages.success(request, f"Segment “{segment.name}” saved; its first refresh is under way.")
+            segment.refresh_from_db(fields=["status"])
+            pending = "; its first refresh is under way" if segment.status == SegmentStatus.PENDING else ""
+            messages.success(request, f"Segment “{segment.name}” saved{pending}.")
             return redirect("portal:segment_detail", segment_id=segment.pk)
         return _builder(request, form=form, segment=None, problem=problem, status=400)
     return _builder(request, form=form, segment=None, status=400)
@@ -245,8 +247,9 @@ def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> Ht
     context = {
         "segment": segment,
         "size": public_count(segment.snapshot_size) if segment.snapshot_id is not None else None,
-        "entered": public_count(segment.snapshot_entered) if segment.snapshot_id is not None else None,
-        "exited": public_count(segment.snapshot_exited) if segment.snapshot_id is not None else None,
+        # The first refresh has no "before" to compare with: everyone "joined", which says nothing.
+        "entered": public_count(segment.snapshot_entered) if len(history) > 1 else None,
+        "exited": public_count(segment.snapshot_exited) if len(history) > 1 else None,
         "history": list(reversed(history))[:10],
         "size_chart": line_chart(
             points, title=f"Size of “{segment.name}” over time", empty_message="Not computed yet."
