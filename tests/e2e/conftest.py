@@ -60,6 +60,35 @@ def browser():
         chromium.close()
 
 
+# Checked on every page a test screenshots: what a screen-reader or keyboard user needs from the markup.
+ACCESSIBILITY_PROBLEMS_JS = """
+() => {
+  const problems = [];
+  const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const named = (el) => (el.labels && el.labels.length) || el.getAttribute('aria-label')
+    || el.getAttribute('aria-labelledby') || el.getAttribute('title');
+  if (!document.documentElement.lang) problems.push('the page has no lang');
+  if (!document.title.trim()) problems.push('the page has no title');
+  const h1 = document.querySelectorAll('h1');
+  if (h1.length !== 1 && !document.querySelector('#site-name')) problems.push(h1.length + ' h1 headings');
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (['hidden', 'submit', 'button'].includes(el.type) || !visible(el)) continue;
+    if (!named(el)) problems.push('unlabelled ' + el.tagName.toLowerCase() + ' ' + (el.name || el.id));
+  }
+  for (const el of document.querySelectorAll('button, a[href]')) {
+    if (!visible(el)) continue;
+    if (!(el.textContent.trim() || el.getAttribute('aria-label') || el.getAttribute('title')
+          || el.querySelector('img[alt], svg title'))) problems.push('nameless ' + el.tagName.toLowerCase());
+  }
+  for (const svg of document.querySelectorAll('svg.chart')) {
+    if (svg.getAttribute('role') !== 'img' || !svg.querySelector('title')) problems.push('chart without a title');
+  }
+  for (const img of document.querySelectorAll('img')) if (!img.hasAttribute('alt')) problems.push('img without alt');
+  return problems;
+}
+"""
+
+
 class Browsing:
     """One browser context: the page, the hosts it contacted, and screenshots named after the test."""
 
@@ -90,6 +119,8 @@ class Browsing:
         return self.page.goto(self.url(path))
 
     def shot(self, name: str, full_page: bool = True) -> Path:
+        problems = self.page.evaluate(ACCESSIBILITY_PROBLEMS_JS)
+        assert not problems, f"accessibility problems on {self.page.url}: {problems}"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{self.test_name}__{name}.png"
         self.page.screenshot(path=str(path), full_page=full_page)
