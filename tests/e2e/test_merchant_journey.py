@@ -120,10 +120,29 @@ def test_the_demo_campaign_report_has_results(marketplace):
     browsing.shot("demo_report")
 
 
-def test_analyst_reads_but_cannot_launch(marketplace):
+def test_analyst_builds_a_segment_with_the_rule_builder_but_cannot_launch(marketplace):
     browsing = marketplace
     page = browsing.page
     browsing.sign_in("analyst", DEMO_PASSWORD)
+
+    # The visual rule builder writes the same language into the editor, and the estimate follows.
+    browsing.goto("/segments/new/")
+    page.get_by_role("button", name="Add a rule").click()
+    first = page.locator("[data-rule]").nth(0)
+    first.get_by_label("Family").select_option("country")
+    first.get_by_label("Value").select_option("SG")
+    page.get_by_role("button", name="Add a rule").click()
+    second = page.locator("[data-rule]").nth(1)
+    second.get_by_label("Include").select_option("exclude")
+    second.get_by_label("Kind").select_option("action")
+    second.get_by_label("Category, within, at least N times").fill("outdoor")
+    editor = page.get_by_label("Who is in it")
+    expect(editor).to_have_value('country:SG AND NOT purchased(category="outdoor", within="30d")')
+    page.get_by_label("Match consumers who meet").select_option("OR")
+    expect(editor).to_have_value('country:SG OR NOT purchased(category="outdoor", within="30d")')
+    expect(page.get_by_test_id("estimate-size")).not_to_have_text("—")
+    browsing.shot("rule_builder")
+
     page.get_by_role("link", name="Campaigns", exact=True).click()
     expect(page.get_by_role("link", name="New campaign")).to_have_count(0)
     browsing.goto("/campaigns/new/")

@@ -224,6 +224,8 @@
           return;
         }
         showError(null);
+        sizeOut.classList.toggle("text", !!res.body.size.hidden);
+        reachOut.classList.toggle("text", !!res.body.reachable.hidden);
         setEstimate(res.body.size.display, res.body.reachable.display, "in " + res.body.took_ms + " ms",
           "Matches " + res.body.size.display + " consumers; " + res.body.reachable.display + " can be messaged.");
       })
