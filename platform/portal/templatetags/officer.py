@@ -7,8 +7,17 @@ from dataclasses import dataclass, field
 from django import template
 from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
-from privacy.models import ActivityStatus, AuditEntry, ProcessingActivity
+from privacy.models import (
+    OPEN_REQUEST_STATUSES,
+    ActivityStatus,
+    AuditEntry,
+    CounterStatement,
+    DataSubjectRequest,
+    ProcessingActivity,
+    StatementStatus,
+)
 
 register = template.Library()
 
@@ -58,4 +67,25 @@ def officer_summary(context) -> OfficerSummary | None:
         audit_url=_admin_url("privacy_auditentry_changelist") if user.has_perm("privacy.view_auditentry") else "",
         verify_url=_admin_url("privacy_auditentry_verify") if user.has_perm("privacy.view_auditentry") else "",
     )
+    if user.has_perm("privacy.view_datasubjectrequest"):
+        open_requests = DataSubjectRequest.objects.filter(status__in=OPEN_REQUEST_STATUSES)
+        overdue = open_requests.filter(due_at__lt=timezone.now()).count()
+        summary.queues.append(
+            QueueLine(
+                label="data-subject requests open" + (f", {overdue} overdue" if overdue else ""),
+                count=open_requests.count(),
+                url=_admin_url("privacy_datasubjectrequest_changelist", "?status__in=received,in_progress"),
+                urgent=overdue > 0,
+            )
+        )
+    if user.has_perm("privacy.view_counterstatement"):
+        waiting = CounterStatement.objects.filter(status=StatementStatus.RECEIVED).count()
+        summary.queues.append(
+            QueueLine(
+                label="counter statements awaiting review",
+                count=waiting,
+                url=_admin_url("privacy_counterstatement_changelist", f"?status__exact={StatementStatus.RECEIVED}"),
+                urgent=waiting > 0,
+            )
+        )
     return summary
