@@ -89,3 +89,18 @@ def test_merchant_users_cannot_enter_the_admin(browsing, merchant_user):
     expect(page.locator(".errornote")).to_contain_text("staff account")
     browsing.goto("/admin/privacy/auditentry/")
     expect(page).to_have_url(re.compile(r"/admin/login/"))
+
+
+def test_officer_desk_lists_the_subject_rights_queues(browsing, officer):
+    from privacy.subject_rights import subject_request_submit
+
+    subject_request_submit(kind="access", raw_identifier="someone@example.com", actor="apikey:1")
+    browsing.sign_in("officer", "officer-pass-123", path="/admin/login/")
+    page = browsing.page
+    desk = page.locator("#officer-desk")
+    expect(desk).to_contain_text("data-subject requests open")
+    expect(desk).to_contain_text("counter statements awaiting review")
+    page.get_by_role("link", name=re.compile("data-subject requests open")).click()
+    expect(page).not_to_have_url(re.compile(r"[?&]e=1"))
+    expect(page.locator("#result_list")).to_contain_text("Access")
+    browsing.shot("subject_requests_queue")
