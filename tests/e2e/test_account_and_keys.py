@@ -100,3 +100,18 @@ def test_layout_works_on_a_tablet(browser, browsing, merchant_user):
     # Nothing scrolls sideways on a tablet.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     browsing.shot("dashboard_tablet")
+
+
+def test_keyboard_users_can_skip_to_the_content_and_create_a_key(browsing, merchant_user):
+    browsing.sign_in("marketer", "marketer-pass-123")
+    page = browsing.page
+    browsing.goto("/api-keys/")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    page.get_by_label("Key name").focus()
+    page.keyboard.type("Keyboard key")
+    page.keyboard.press("Enter")  # submits the form
+    expect(page.get_by_test_id("new-key")).to_be_visible()
