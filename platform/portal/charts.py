@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,7 +45,7 @@ def nice_ceiling(value: float) -> float:
     exponent = math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         candidate = step * 10**exponent
-        if candidate >= value - 1e-12:
+        if candidate > 0 and candidate >= value - 1e-12:
             return float(candidate)
     return float(10 ** (exponent + 1))  # pragma: no cover - the loop always returns
 
@@ -102,7 +102,7 @@ def line_chart(
     left, right, top, bottom = 56, 16, 14, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     visible = [v for _, v in points if v is not None]
-    y_max = nice_ceiling(max(visible) if visible else 1)
+    y_max = max(1.0, nice_ceiling(max(visible) if visible else 1))  # counts: at least 1 at the top
     times = [t.timestamp() for t, _ in points]
     t0, t1 = min(times), max(times)
     span = (t1 - t0) or 1.0
@@ -239,8 +239,15 @@ def comparison_bars(
 
 @dataclass(frozen=True)
 class FunnelStage:
+    """One step of a funnel: per group, the share of the group that reached it (0 to 1), or None.
+
+    `missing` says why a share is absent: "" for a step that does not apply to that group (the control
+    group gets no message), or a short note such as "<100" when the figure is hidden.
+    """
+
     label: str
-    values: tuple[float | None, ...]  # one per group (e.g. treatment, control); None = not applicable
+    shares: tuple[float | None, ...]
+    missing: tuple[str, ...] = ()
 
 
 def funnel_chart(
@@ -250,9 +257,8 @@ def funnel_chart(
     title: str,
     width: int = 640,
     height: int = 240,
-    value_format: Callable[[float], str] = compact_number,
 ) -> SafeString:
-    """Grouped vertical bars per funnel stage, each group scaled to its own first stage (rates, not sizes)."""
+    """Grouped vertical bars per funnel stage: each bar is the share of its own group (rates, not sizes)."""
     if not stages or not groups:
         return _empty(width, height, title, "No deliveries yet.")
     left, right, top, bottom = 40, 10, 24, 34
@@ -265,7 +271,6 @@ def funnel_chart(
         y = top + plot_h * i / 4
         parts.append(f'<line class="grid-line" x1="{left}" x2="{width - right}" y1="{_fmt(y)}" y2="{_fmt(y)}"/>')
         parts.append(f'<text x="{left - 6}" y="{_fmt(y + 4)}" text-anchor="end">{100 - 25 * i}%</text>')
-    bases = [next((s.values[g] for s in stages if s.values[g]), None) for g in range(len(groups))]
     described = []
     for i, stage in enumerate(stages):
         x0 = left + i * slot + (slot - bar_w * len(groups)) / 2
@@ -274,25 +279,29 @@ def funnel_chart(
             f"{_text(stage.label)}</text>"
         )
         texts = []
-        for g, value in enumerate(stage.values):
-            if value is None:
-                continue
-            base = bases[g] or 0
-            rate = (value / base) if base else 0.0
-            h = plot_h * rate
+        for g, share in enumerate(stage.shares):
             x = x0 + g * bar_w
+            if share is None:
+                note = stage.missing[g] if g < len(stage.missing) else ""
+                if note:
+                    parts.append(
+                        f'<text class="value-label" x="{_fmt(x + bar_w / 2)}" y="{_fmt(top + plot_h - 4)}" '
+                        f'text-anchor="middle">{_text(note)}</text>'
+                    )
+                    texts.append(f"{groups[g]} {note}")
+                continue
+            share = min(1.0, max(0.0, share))
+            h = plot_h * share
+            label = percent(share, 1 if share < 0.1 else 0)
             parts.append(
                 f'<rect class="{css[g % 3]}" x="{_fmt(x + 2)}" y="{_fmt(top + plot_h - h)}" '
                 f'width="{_fmt(bar_w - 4)}" height="{_fmt(max(h, 0.5))}" rx="2">'
-                f"<title>{_text(groups[g])}, {_text(stage.label)}: {_text(value_format(value))} "
-                f"({percent(rate, 1)})</title></rect>"
-            )
-            parts.append(
+                f"<title>{_text(groups[g])}, {_text(stage.label)}: {label}</title></rect>"
                 f'<text class="value-label" x="{_fmt(x + bar_w / 2)}" y="{_fmt(top + plot_h - h - 4)}" '
-                f'text-anchor="middle">{_text(value_format(value))}</text>'
+                f'text-anchor="middle">{label}</text>'
             )
-            texts.append(f"{groups[g]} {value_format(value)}")
-        described.append(f"{stage.label}: " + ", ".join(texts))
+            texts.append(f"{groups[g]} {label}")
+        described.append(f"{stage.label}: " + (", ".join(texts) or "not applicable"))
     head, tail = _open_svg(width, height, title, "; ".join(described))
     return mark_safe(head + "".join(parts) + tail)  # noqa: S308 - texts escaped above
 
@@ -328,8 +337,15 @@ def interval_chart(
         f'<line class="axis" x1="{left}" x2="{width - right}" y1="{mid_y}" y2="{mid_y}"/>',
         f'<line class="zero" x1="{_fmt(x_at(0))}" x2="{_fmt(x_at(0))}" y1="{mid_y - 26}" y2="{mid_y + 26}"/>',
     ]
-    for v in (-extent, -extent / 2, 0, extent / 2, extent):
-        parts.append(f'<text x="{_fmt(x_at(v))}" y="{height - 8}" text-anchor="middle">{_text(label(v))}</text>')
+    for v, anchor in (
+        (-extent, "start"),
+        (-extent / 2, "middle"),
+        (0, "middle"),
+        (extent / 2, "middle"),
+        (extent, "end"),
+    ):
+        x = left if anchor == "start" else (width - right if anchor == "end" else x_at(v))
+        parts.append(f'<text x="{_fmt(x)}" y="{height - 8}" text-anchor="{anchor}">{_text(label(v))}</text>')
     parts.append(
         f'<line class="interval" x1="{_fmt(x_at(lo))}" x2="{_fmt(x_at(hi))}" y1="{mid_y}" y2="{mid_y}"/>'
         f'<line class="interval" x1="{_fmt(x_at(lo))}" x2="{_fmt(x_at(lo))}" y1="{mid_y - 8}" y2="{mid_y + 8}"/>'

@@ -64,13 +64,17 @@ def test_comparison_bars_show_lift_and_suppression_and_escape_labels():
     assert "Tiny group: suppressed" in root.find(f"{SVG}desc").text
 
 
-def test_funnel_scales_each_group_to_its_own_deliveries():
-    stages = [FunnelStage("Delivered", (1000, 100)), FunnelStage("Converted", (50, 2))]
+def test_funnel_draws_shares_of_each_group_and_notes_hidden_ones():
+    stages = [
+        FunnelStage("In the group", (1.0, 1.0)),
+        FunnelStage("Opened", (0.4, None), ("", "")),
+        FunnelStage("Bought", (0.05, None), ("", "<100")),
+    ]
     root = parse(funnel_chart(stages, groups=["Treatment", "Control"], title="Funnel"))
-    bars = root.findall(f"{SVG}rect")
-    heights = [float(b.get("height")) for b in bars]
-    assert heights[0] == heights[1]  # both groups' first stage is 100%
-    assert heights[2] > heights[3]  # 5% vs 2%
+    heights = [float(b.get("height")) for b in root.findall(f"{SVG}rect")]
+    assert heights[0] == heights[1] > heights[2] > heights[3]
+    assert {"100%", "40%", "5.0%", "<100"} <= set(texts(root))
+    assert "Control <100" in root.find(f"{SVG}desc").text
 
 
 def test_interval_chart_verdicts():

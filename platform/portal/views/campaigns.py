@@ -241,6 +241,17 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
 # ------------------------------------------------------------------------------------------------ review, launch
 
 
+def _person(request: HttpRequest, actor: str) -> str:
+    """A colleague's username for an actor like "user:12"; API keys and the platform by what they are."""
+    kind, _, ident = actor.partition(":")
+    if kind == "user" and ident.isdigit():
+        member = request.portal.merchant.memberships.filter(user_id=int(ident)).select_related("user").first()
+        return member.user.get_username() if member else "a former colleague"
+    if kind == "apikey":
+        return "an API key"
+    return "the platform" if actor else ""
+
+
 @merchant_view()
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = _campaign_or_404(request, campaign_id)
@@ -254,6 +265,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "finished": campaign.status in FINISHED_STATUSES,
         "min_audience": settings.MIN_AUDIENCE,
         "control_percent": (campaign.control_share * 100).normalize(),
+        "launched_by": _person(request, campaign.launched_by),
     }
     if campaign.status == CampaignStatus.DRAFT:
         reach = audience_precheck(campaign)
@@ -364,15 +376,28 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
         )
     treatment, control = groups
 
-    def value(count) -> float | None:
-        return count.value
+    def share(count, group) -> float | None:
+        """A step's share of its group, from the figures the merchant sees (never from a hidden count)."""
+        if count.value is None or not group["size"].value:
+            return None
+        return count.value / group["size"].value
+
+    def hidden(count) -> str:
+        return f"<{minimum}" if count.value is None else ""
 
     stages = [
-        FunnelStage("In the group", (value(treatment["size"]), value(control["size"]))),
-        FunnelStage("Sent", (value(treatment["sent"]), None)),
-        FunnelStage("Opened", (value(treatment["opened"]), None)),
-        FunnelStage("Clicked", (value(treatment["clicked"]), None)),
-        FunnelStage("Bought", (value(treatment["converted"]), value(control["converted"]))),
+        FunnelStage("In the group", (1.0 if treatment["size"].value else None, 1.0 if control["size"].value else None)),
+        FunnelStage("Sent", (share(treatment["sent"], treatment), None), (hidden(treatment["sent"]), "")),
+        FunnelStage("Opened", (share(treatment["opened"], treatment), None), (hidden(treatment["opened"]), "")),
+        FunnelStage("Clicked", (share(treatment["clicked"], treatment), None), (hidden(treatment["clicked"]), "")),
+        FunnelStage(
+            "Bought",
+            (
+                report.treatment.conversion_rate if treatment["conversion_rate"] else None,
+                report.control.conversion_rate if control["conversion_rate"] else None,
+            ),
+            (hidden(treatment["converted"]), hidden(control["converted"])),
+        ),
     ]
     uplift = report.uplift if report.uplift_reported and report.uplift.absolute is not None else None
     uplift_text = None

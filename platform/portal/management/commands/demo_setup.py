@@ -345,7 +345,7 @@ class Command(BaseCommand):
 # report them: opens and clicks through the tracking service, purchases through event ingestion. The rates are
 # set so the treatment group converts better than the held-out control group, as a good campaign would.
 OPEN_RATE, CLICK_RATE = 0.46, 0.33  # click rate among those who opened
-TREATMENT_PURCHASE_RATE, CONTROL_PURCHASE_RATE = 0.11, 0.05
+TREATMENT_PURCHASE_RATE, CONTROL_PURCHASE_RATE = 0.14, 0.06
 
 
 def demo_campaign_run(*, merchant: Merchant, stdout, seed: int) -> str:
