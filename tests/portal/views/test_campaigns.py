@@ -112,7 +112,10 @@ def test_launch_sends_and_the_report_shows_deliveries(
     assert campaign.status == "completed"
     assert Delivery.objects.filter(campaign=campaign).count() == 300
     page = portal_client.get(f"/campaigns/{campaign.pk}/report/").content.decode()
-    assert 'data-testid="report-treatment-size">about 240<' in page
+    treatment = campaign.treatment_count  # about 80% of 300; the exact split is a hash of campaign and consumer
+    assert 200 < treatment < 280
+    rounded = round(treatment, -1)
+    assert f'data-testid="report-treatment-size">about {rounded}<' in page
     assert "Funnel per group" in page and '<svg class="chart"' in page
     progress = portal_client.get(f"/campaigns/{campaign.pk}/progress.json").json()
     assert progress["finished"] and progress["percent_dispatched"] == 100
