@@ -68,9 +68,13 @@ class Event(models.Model):
     """One behaviour event. `source_key` makes ingestion idempotent: a digest of the source's event id."""
 
     source_key = models.CharField(max_length=32, unique=True)
-    consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="events")
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="events")
-    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # No single-column indexes on the foreign keys: each leads one of the composite indexes
+    # below, which serve the same lookups, and every index costs on each ingested row.
+    consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="events", db_index=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="events", db_index=False)
+    product = models.ForeignKey(
+        Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     event_type = models.PositiveSmallIntegerField(choices=EventType.choices)
     occurred_at = models.DateTimeField()
     quantity = models.IntegerField(default=1)

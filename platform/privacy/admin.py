@@ -1,17 +1,44 @@
-"""The privacy officers' admin: the register with approve/suspend, read-only ledger and audit log."""
+"""The privacy officers' admin: the register with approve/suspend and its record of processing, read-only
+ledger and audit log, the data-subject request queue, risk flags (the blacklist) and counter statements."""
 
 from __future__ import annotations
 
+import json
+
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .audit import audit_chain_verify
-from .models import AuditEntry, ConsentRecord, ConsentState, ProcessingActivity
+from .models import (
+    AuditEntry,
+    ConsentRecord,
+    ConsentState,
+    CounterStatement,
+    DataSubjectRequest,
+    ProcessingActivity,
+    RequestStatus,
+    RiskFlag,
+    RiskFlagStatus,
+    StatementStatus,
+    Suppression,
+)
+from .records import processing_record_export
+from .risk_flags import RiskReviewError, counter_statement_dismiss, counter_statement_uphold, risk_flags_lift
 from .services import activity_approve, activity_suspend
+from .subject_rights import (
+    SubjectRequestError,
+    subject_request_process,
+    subject_request_reject,
+    subject_request_start,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -33,7 +60,7 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
     list_filter = ["purpose", "legal_basis", "status"]
     search_fields = ["name", "description"]
     readonly_fields = ["status", "approved_by", "approved_at", "created_at", "updated_at"]
-    actions = ["approve_selected", "suspend_selected"]
+    actions = ["approve_selected", "suspend_selected", "export_record_csv", "export_record_json"]
     # Adds "Save and approve" and "Suspend" buttons; the rules' errors then show next to their fields.
     change_form_template = "admin/privacy/processingactivity/change_form.html"
     fieldsets = [
@@ -98,6 +125,39 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
             activity_suspend(activity=activity, officer=request.user)
         self.message_user(request, f"{queryset.count()} activities suspended; jobs relying on them now refuse.")
 
+    def get_urls(self):
+        record = path(
+            "record/",
+            self.admin_site.admin_view(self.record_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_record",
+        )
+        return [record, *super().get_urls()]
+
+    def _record_response(self, request, fmt: str, activities=None) -> HttpResponse:
+        text = processing_record_export(fmt=fmt, actor=f"user:{request.user.pk}", activities=activities)
+        content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+        response = HttpResponse(text, content_type=content_type)
+        stamp = timezone.now().strftime("%Y%m%d")
+        response["Content-Disposition"] = f'attachment; filename="record-of-processing-{stamp}.{fmt}"'
+        return response
+
+    def record_view(self, request):
+        """The whole register as a record of processing activities, ?format=csv|json."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        fmt = request.GET.get("format", "csv")
+        if fmt not in ("csv", "json"):
+            fmt = "csv"
+        return self._record_response(request, fmt)
+
+    @admin.action(description="Export the selected as a record of processing (CSV)", permissions=["view"])
+    def export_record_csv(self, request, queryset):
+        return self._record_response(request, "csv", queryset)
+
+    @admin.action(description="Export the selected as a record of processing (JSON)", permissions=["view"])
+    def export_record_json(self, request, queryset):
+        return self._record_response(request, "json", queryset)
+
 
 @admin.register(ConsentRecord)
 class ConsentRecordAdmin(ReadOnlyAdmin):
@@ -147,3 +207,287 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         else:
             brk = report.first_break
             self.message_user(request, f"Audit chain broken at entry {brk.entry_id}: {brk.reason}.", messages.ERROR)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), required=True, strip=True)
+
+
+def reason_step(modeladmin, request, queryset, *, action: str, title: str, explanation: str, label: str):
+    """An action's second page asking for a reason. Returns the reason once submitted, else the page."""
+    if request.POST.get("apply"):
+        form = ReasonForm(request.POST)
+        if form.is_valid():
+            return form.cleaned_data["reason"]
+    else:
+        form = ReasonForm()
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "opts": modeladmin.model._meta,
+        "title": title,
+        "explanation": explanation,
+        "queryset": queryset,
+        "form": form,
+        "action": action,
+        "submit_label": label,
+    }
+    return TemplateResponse(request, "admin/privacy/action_reason.html", context)
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "due date"
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", "Overdue"), ("week", "Due within 7 days")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        open_requests = queryset.filter(status__in=[RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS])
+        if self.value() == "overdue":
+            return open_requests.filter(due_at__lt=now)
+        if self.value() == "week":
+            return open_requests.filter(due_at__gte=now, due_at__lt=now + timezone.timedelta(days=7))
+        return queryset
+
+
+@admin.register(DataSubjectRequest)
+class DataSubjectRequestAdmin(admin.ModelAdmin):
+    """The officers' queue. Requests arrive through the operator API; officers process or reject them."""
+
+    list_display = ["id", "kind", "status", "received_at", "due_at", "overdue", "handled_by", "completed_at", "error"]
+    list_filter = [OverdueFilter, "status", "kind"]
+    date_hierarchy = "received_at"
+    ordering = ["due_at"]
+    actions = ["start_selected", "process_selected", "reject_selected"]
+    fields = [
+        "kind",
+        "status",
+        "received_at",
+        "due_at",
+        "started_at",
+        "completed_at",
+        "handled_by",
+        "submitted_by",
+        "rejection_reason",
+        "error",
+        "result_pretty",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.display(boolean=True, description="overdue")
+    def overdue(self, obj: DataSubjectRequest) -> bool:
+        return obj.is_open and obj.due_at < timezone.now()
+
+    @admin.display(description="result")
+    def result_pretty(self, obj: DataSubjectRequest):
+        return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2, ensure_ascii=False))
+
+    @admin.action(description="Mark the selected as in progress (taken on)", permissions=["change"])
+    def start_selected(self, request, queryset):
+        for item in queryset:
+            try:
+                subject_request_start(request_id=item.pk, officer=request.user)
+            except SubjectRequestError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Request {item.pk} is in progress.", messages.SUCCESS)
+
+    @admin.action(description="Process and complete the selected (access, erasure, objection)", permissions=["change"])
+    def process_selected(self, request, queryset):
+        for item in queryset:
+            try:
+                done = subject_request_process(request_id=item.pk, officer=request.user)
+            except SubjectRequestError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            except Exception:  # the request records what failed; nothing was changed
+                item.refresh_from_db()
+                self.message_user(request, f"Request {item.pk} was not completed: {item.error}", messages.ERROR)
+            else:
+                self.message_user(request, f"Request {done.pk} ({done.kind}) completed.", messages.SUCCESS)
+
+    @admin.action(description="Reject the selected, with a reason", permissions=["change"])
+    def reject_selected(self, request, queryset):
+        reason = reason_step(
+            self,
+            request,
+            queryset,
+            action="reject_selected",
+            title="Reject data-subject requests",
+            explanation="Give the reason the consumer will be told (for example: identity could not be verified).",
+            label="Reject",
+        )
+        if not isinstance(reason, str):
+            return reason
+        for item in queryset:
+            try:
+                subject_request_reject(request_id=item.pk, officer=request.user, reason=reason)
+            except SubjectRequestError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Request {item.pk} rejected.", messages.SUCCESS)
+        return None
+
+
+class ActiveFlagFilter(admin.SimpleListFilter):
+    """The blacklist is the active flags; officers see it by default."""
+
+    title = "status"
+    parameter_name = "flag_status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active (blacklist)"), ("lifted", "Lifted"), ("all", "All")]
+
+    def choices(self, changelist):
+        value = self.value() or "active"
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": value == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or "active"
+        if value == "all":
+            return queryset
+        return queryset.filter(status=RiskFlagStatus.LIFTED if value == "lifted" else RiskFlagStatus.ACTIVE)
+
+
+@admin.register(RiskFlag)
+class RiskFlagAdmin(admin.ModelAdmin):
+    list_display = ["id", "consumer_id", "reason", "score", "evidence", "status", "created_at", "last_seen_at"]
+    list_filter = [ActiveFlagFilter, "reason", "rule_version"]
+    date_hierarchy = "created_at"
+    actions = ["lift_selected"]
+    readonly_fields = [
+        "consumer_id",
+        "reason",
+        "rule_version",
+        "score",
+        "evidence",
+        "status",
+        "activity_id",
+        "created_at",
+        "last_seen_at",
+        "lifted_at",
+        "lift_reason",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Lift the selected flags (and their offer suppressions)", permissions=["change"])
+    def lift_selected(self, request, queryset):
+        reason = reason_step(
+            self,
+            request,
+            queryset,
+            action="lift_selected",
+            title="Lift risk flags",
+            explanation="Why are these flags lifted? The same evidence will not raise them again.",
+            label="Lift",
+        )
+        if not isinstance(reason, str):
+            return reason
+        counts = risk_flags_lift(flag_ids=[f.pk for f in queryset], officer=request.user, note=reason)
+        self.message_user(
+            request,
+            f"{counts['flags_lifted']} flags and {counts['suppressions_lifted']} suppressions lifted.",
+            messages.SUCCESS,
+        )
+        return None
+
+
+@admin.register(CounterStatement)
+class CounterStatementAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "flag", "created_at", "reviewed_by", "reviewed_at"]
+    list_filter = ["status"]
+    date_hierarchy = "created_at"
+    actions = ["uphold_selected", "dismiss_selected"]
+    readonly_fields = [
+        "consumer_id",
+        "flag",
+        "statement",
+        "status",
+        "submitted_by",
+        "created_at",
+        "reviewed_by",
+        "reviewed_at",
+        "review_note",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Uphold the selected (lift the flag and its suppression)", permissions=["change"])
+    def uphold_selected(self, request, queryset):
+        for item in queryset.filter(status=StatementStatus.RECEIVED):
+            try:
+                counts = counter_statement_uphold(statement_id=item.pk, officer=request.user)
+            except RiskReviewError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(
+                    request,
+                    f"Statement {item.pk} upheld: {counts['flags_lifted']} flags and "
+                    f"{counts['suppressions_lifted']} suppressions lifted.",
+                    messages.SUCCESS,
+                )
+
+    @admin.action(description="Dismiss the selected, with a reason", permissions=["change"])
+    def dismiss_selected(self, request, queryset):
+        reason = reason_step(
+            self,
+            request,
+            queryset,
+            action="dismiss_selected",
+            title="Dismiss counter statements",
+            explanation="Give the reason the consumer will be told; the flags stay.",
+            label="Dismiss",
+        )
+        if not isinstance(reason, str):
+            return reason
+        for item in queryset:
+            try:
+                counter_statement_dismiss(statement_id=item.pk, officer=request.user, note=reason)
+            except RiskReviewError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Statement {item.pk} dismissed.", messages.SUCCESS)
+        return None
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "consumer_id", "reason", "scope", "reference", "created_at", "lifted_at"]
+    list_filter = ["reason", "scope", ("lifted_at", admin.EmptyFieldListFilter)]

@@ -1,3 +1,17 @@
-"""Privacy endpoints (data-subject requests) are wired here by the subject-rights work."""
+"""Privacy endpoints under /api/v1/ (operator keys): data-subject requests, counter statements, blacklist."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("privacy/requests", api.SubjectRequestCreate.as_view(), name="privacy-request-create"),
+    path("privacy/requests/<int:pk>", api.SubjectRequestDetail.as_view(), name="privacy-request-detail"),
+    path("privacy/counter-statements", api.CounterStatementCreate.as_view(), name="privacy-counter-statement-create"),
+    path(
+        "privacy/counter-statements/<int:pk>",
+        api.CounterStatementDetail.as_view(),
+        name="privacy-counter-statement-detail",
+    ),
+    path("privacy/blacklist", api.Blacklist.as_view(), name="privacy-blacklist"),
+]

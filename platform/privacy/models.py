@@ -235,3 +235,149 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"consumer {self.consumer_id} suppressed ({self.reason}, {self.scope})"
+
+
+class RequestKind(models.TextChoices):
+    ACCESS = "access", "Access (a copy of everything held)"
+    ERASURE = "erasure", "Erasure"
+    OBJECTION = "objection", "Objection to direct marketing"
+
+
+class RequestStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    REJECTED = "rejected", "Rejected"
+
+
+OPEN_REQUEST_STATUSES = (RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS)
+
+
+class DataSubjectRequest(models.Model):
+    """A consumer's request to see, erase or stop direct marketing, answered by a privacy officer by `due_at`.
+
+    The raw identifier never reaches this table: `pseudonym` is the consumer
+    pseudonym (blanked once the subject is erased) and `subject_digest` a keyed
+    digest of it that stays, so a repeated request can be recognised without
+    keeping anything that joins to the consumer tables.
+    """
+
+    kind = models.CharField(max_length=16, choices=RequestKind.choices)
+    status = models.CharField(max_length=16, choices=RequestStatus.choices, default=RequestStatus.RECEIVED)
+    pseudonym = models.CharField(max_length=64, blank=True, help_text="Blank once the subject has been erased.")
+    subject_digest = models.CharField(max_length=64, db_index=True)
+    submitted_by = models.CharField(max_length=100, help_text="apikey:<id> or user:<id>")
+    received_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    result = models.JSONField(
+        default=dict, blank=True, help_text="The access document, or the erasure's counts per table."
+    )
+    rejection_reason = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why the last processing attempt failed (nothing was written).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [models.Index(fields=["status", "due_at"])]
+        constraints = [
+            # One open request per subject and kind: a repeat is answered with the open one's id.
+            models.UniqueConstraint(
+                fields=["subject_digest", "kind"],
+                condition=models.Q(status__in=["received", "in_progress"]),
+                name="subjectrequest_one_open_per_kind",
+            )
+        ]
+        verbose_name = "data-subject request"
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_kind_display()} ({self.get_status_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_REQUEST_STATUSES
+
+
+class RiskReason(models.TextChoices):
+    SHARED_DEVICE = "shared_device", "Many accounts behind one device"
+    OFFER_MULTI_ACCOUNT = "offer_multi_account", "One device redeeming offers through several accounts"
+    CANCELLATION_RATIO = "cancellation_ratio", "Abnormal order-cancellation ratio"
+
+
+class RiskFlagStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    LIFTED = "lifted", "Lifted"
+
+
+class RiskFlag(models.Model):
+    """A risk-control finding about one consumer: a reason code and the evidence as counts, never raw ids.
+
+    While active, the consumer is suppressed from campaigns that carry an offer
+    (a Suppression with reason risk_flag and scope offers references the flag).
+    """
+
+    consumer = models.ForeignKey("consumers.Consumer", on_delete=models.CASCADE, related_name="risk_flags")
+    reason = models.CharField(max_length=32, choices=RiskReason.choices)
+    rule_version = models.CharField(max_length=20)
+    evidence = models.JSONField(default=dict, help_text="Counts that triggered the rule (no identifiers).")
+    score = models.IntegerField(help_text="The rule's main measure, e.g. accounts on the device.")
+    status = models.CharField(max_length=8, choices=RiskFlagStatus.choices, default=RiskFlagStatus.ACTIVE)
+    activity_id = models.BigIntegerField(help_text="The approved risk-control activity the scan ran under.")
+    created_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(help_text="The last scan that found the evidence again.")
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lift_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["consumer", "reason"],
+                condition=models.Q(status="active"),
+                name="riskflag_one_active_per_reason",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "reason"])]
+
+    def __str__(self) -> str:
+        return f"flag #{self.pk} consumer {self.consumer_id} {self.reason} ({self.status})"
+
+
+class StatementStatus(models.TextChoices):
+    RECEIVED = "received", "Awaiting review"
+    UPHELD = "upheld", "Upheld (flag lifted)"
+    DISMISSED = "dismissed", "Dismissed"
+
+
+class CounterStatement(models.Model):
+    """A consumer's statement against a risk flag, reviewed by a privacy officer."""
+
+    consumer = models.ForeignKey("consumers.Consumer", on_delete=models.CASCADE, related_name="counter_statements")
+    flag = models.ForeignKey(
+        RiskFlag,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="counter_statements",
+        help_text="The flag contested; empty means every active flag of the consumer.",
+    )
+    statement = models.TextField()
+    status = models.CharField(max_length=16, choices=StatementStatus.choices, default=StatementStatus.RECEIVED)
+    submitted_by = models.CharField(max_length=100)
+    created_at = models.DateTimeField()
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"counter statement #{self.pk} ({self.get_status_display()})"

@@ -9,9 +9,13 @@ transaction as the rows the bitmap was built from.
 
 from __future__ import annotations
 
+import array
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
+import numpy as np
 from django.db import transaction
 from django.db.models import F
 from pyroaring import BitMap, FrozenBitMap
@@ -30,16 +34,71 @@ _cache: dict[str, tuple[int, FrozenBitMap]] = {}
 _cache_lock = threading.Lock()
 
 
-def bitmap_store(*, key: str, bitmap: BitMap | FrozenBitMap) -> int:
-    """Save a bitmap under key, bumping its version. Returns the new version."""
-    data = bytes(BitMap(bitmap).serialize()) if not isinstance(bitmap, BitMap) else bitmap.serialize()
+def bitmap_from_ids(ids: np.ndarray | Iterable[int]) -> BitMap:
+    """A bitmap of consumer ids. Ids are 32-bit in the index; numpy arrays take the fast path."""
+    if isinstance(ids, np.ndarray):
+        if ids.size and (ids.min() < 0 or ids.max() > 0xFFFFFFFF):
+            raise ValueError("consumer ids must fit in 32 bits to enter the bitmap index")
+        buffer = array.array("I")
+        buffer.frombytes(np.ascontiguousarray(ids, dtype=np.uint32).tobytes())
+        return BitMap(buffer)
+    return BitMap(ids)
+
+
+def bitmap_ids(bitmap: BitMap | FrozenBitMap) -> np.ndarray:
+    """The ids in a bitmap as a sorted uint32 array."""
+    return np.frombuffer(bitmap.to_array(), dtype=np.uint32)
+
+
+def _serialise(bitmap: BitMap | FrozenBitMap) -> bytes:
+    return bytes(bitmap.serialize())
+
+
+def _remember(key: str, version: int, bitmap: BitMap | FrozenBitMap) -> None:
+    frozen = bitmap if isinstance(bitmap, FrozenBitMap) else FrozenBitMap(bitmap)
+    with _cache_lock:
+        _cache[key] = (version, frozen)
+
+
+def bitmap_store(*, key: str, bitmap: BitMap | FrozenBitMap, source_mark: datetime | None = None) -> int:
+    """Save a bitmap under key, bumping its version. Returns the new version.
+
+    Runs inside the caller's transaction when there is one, so a bitmap and the
+    rows it was built from commit (or roll back) together.
+    """
+    data = _serialise(bitmap)
+    fields = {"data": data, "cardinality": len(bitmap), "source_mark": source_mark}
     with transaction.atomic():
-        updated = StoredBitmap.objects.filter(key=key).update(
-            data=data, cardinality=len(bitmap), version=F("version") + 1
-        )
+        updated = StoredBitmap.objects.filter(key=key).update(**fields, version=F("version") + 1)
         if not updated:
-            StoredBitmap.objects.create(key=key, data=data, cardinality=len(bitmap), version=1)
+            StoredBitmap.objects.create(key=key, version=1, **fields)
         return StoredBitmap.objects.filter(key=key).values_list("version", flat=True).get()
+
+
+def bitmap_store_if_version(
+    *, key: str, bitmap: BitMap | FrozenBitMap, expected_version: int | None, source_mark: datetime | None
+) -> int | None:
+    """Compare-and-set: store only if the stored version is still expected_version (None: not stored yet).
+
+    Returns the new version, or None when another writer got there first (the
+    caller's bitmap is then simply not saved; the next reader refreshes again).
+    """
+    fields = {"data": _serialise(bitmap), "cardinality": len(bitmap), "source_mark": source_mark}
+    with transaction.atomic():
+        if expected_version is None:
+            if StoredBitmap.objects.filter(key=key).exists():
+                return None
+            StoredBitmap.objects.create(key=key, version=1, **fields)
+            new_version = 1
+        else:
+            updated = StoredBitmap.objects.filter(key=key, version=expected_version).update(
+                **fields, version=expected_version + 1
+            )
+            if not updated:
+                return None
+            new_version = expected_version + 1
+    transaction.on_commit(lambda: _remember(key, new_version, bitmap))
+    return new_version
 
 
 def bitmap_delete(*, keys: Iterable[str]) -> int:
@@ -74,6 +133,34 @@ def bitmaps_load(keys: Iterable[str]) -> dict[str, FrozenBitMap]:
 
 def bitmap_load(key: str) -> FrozenBitMap:
     return bitmaps_load([key])[key]
+
+
+@dataclass(frozen=True)
+class MarkedBitmap:
+    """A stored bitmap with its version and source mark (version None: never stored)."""
+
+    bitmap: FrozenBitMap
+    version: int | None
+    source_mark: datetime | None
+
+
+def bitmap_load_marked(key: str) -> MarkedBitmap:
+    """The current bitmap under key with its version and source mark, through the per-process cache."""
+    state = StoredBitmap.objects.filter(key=key).values_list("version", "source_mark").first()
+    if state is None:
+        return MarkedBitmap(FrozenBitMap(), None, None)
+    version, source_mark = state
+    cached = _cache.get(key)
+    if cached is not None and cached[0] == version:
+        return MarkedBitmap(cached[1], version, source_mark)
+    row = StoredBitmap.objects.filter(key=key).values_list("version", "source_mark", "data").first()
+    if row is None:  # deleted between the two queries
+        return MarkedBitmap(FrozenBitMap(), None, None)
+    version, source_mark, data = row
+    bitmap = FrozenBitMap.deserialize(bytes(data))
+    with _cache_lock:
+        _cache[key] = (version, bitmap)
+    return MarkedBitmap(bitmap, version, source_mark)
 
 
 def bitmap_cache_clear() -> None:

@@ -92,3 +92,15 @@ def test_officer_group_has_exactly_the_register_permissions(db, officer):
     assert "change_auditentry" not in perms
     assert "delete_auditentry" not in perms
     assert "delete_processingactivity" not in perms
+
+
+@pytest.mark.django_db(transaction=True)
+def test_officer_group_survives_a_flush():
+    """A flush (tests, or an operator's reset) must not leave officers without their group."""
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    call_command("flush", "--noinput", verbosity=0)
+    group = Group.objects.get(name="Privacy officers")
+    assert group.permissions.filter(codename="view_auditentry").exists()
+    assert group.permissions.filter(codename="change_datasubjectrequest").exists()

@@ -1,0 +1,34 @@
+"""The privacy officers' group and exactly the permissions it needs, kept in one place.
+
+The group is synced after every `migrate` and after every `flush` (both send
+post_migrate), so it exists with the right permissions on a fresh database, after
+an upgrade that adds a queue, and in tests that flush the database.
+"""
+
+from __future__ import annotations
+
+OFFICER_GROUP = "Privacy officers"
+OFFICER_PERMISSIONS = (
+    "view_processingactivity",
+    "add_processingactivity",
+    "change_processingactivity",
+    "view_consentrecord",
+    "view_consentstate",
+    "view_auditentry",
+    "view_datasubjectrequest",
+    "change_datasubjectrequest",
+    "view_riskflag",
+    "change_riskflag",
+    "view_counterstatement",
+    "change_counterstatement",
+    "view_suppression",
+)
+
+
+def officer_group_sync(**_signal_kwargs) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
+    group.permissions.add(
+        *Permission.objects.filter(content_type__app_label="privacy", codename__in=OFFICER_PERMISSIONS)
+    )

@@ -1,0 +1,87 @@
+"""The tag catalogue for merchants: GET /api/v1/tags/.
+
+The catalogue is the same for every merchant (tags describe the marketplace's
+consumers, not a merchant's data); reach is k-anonymous through
+tags.reach.public_count.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from merchants.api_base import MerchantAPIView
+
+from .models import Tag
+from .reach import public_count
+from .rules import FAMILIES
+from .selectors import tag_families, tags_catalogue
+
+
+class ReachOutput(serializers.Serializer):
+    size = serializers.IntegerField(allow_null=True, help_text="Rounded to two significant figures; null if hidden.")
+    display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 100".')
+    hidden = serializers.BooleanField(help_text="True below the minimum audience size.")
+
+
+class TagOutput(serializers.Serializer):
+    tag = serializers.CharField(help_text="family:value, as written in segment expressions.")
+    value = serializers.CharField()
+    label = serializers.CharField()
+    definition = serializers.CharField()
+    reach = ReachOutput()
+
+
+class FamilyOutput(serializers.Serializer):
+    family = serializers.CharField()
+    label = serializers.CharField()
+    description = serializers.CharField()
+    rule_version = serializers.CharField()
+    tags = TagOutput(many=True)
+
+
+class TagCatalogueOutput(serializers.Serializer):
+    families = FamilyOutput(many=True)
+
+
+class TagListQuery(serializers.Serializer):
+    family = serializers.ChoiceField(choices=list(FAMILIES), required=False, help_text="Only this family.")
+
+
+class TagListApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return Tag.objects.all()  # the catalogue is platform-wide: every merchant sees the same tags
+
+    @extend_schema(
+        summary="The tag catalogue with each tag's reach",
+        parameters=[TagListQuery],
+        responses=TagCatalogueOutput,
+    )
+    def get(self, request):
+        query = TagListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        wanted = query.validated_data.get("family")
+        by_family: dict[str, list[dict]] = {}
+        for tag in tags_catalogue(family=wanted):
+            by_family.setdefault(tag.family, []).append(
+                {
+                    "tag": tag.code,
+                    "value": tag.value,
+                    "label": tag.label,
+                    "definition": tag.definition,
+                    "reach": public_count(tag.consumer_count),
+                }
+            )
+        families = [
+            {
+                "family": family.family,
+                "label": family.label,
+                "description": family.description,
+                "rule_version": family.rule_version,
+                "tags": by_family.get(family.family, []),
+            }
+            for family in tag_families()
+            if wanted is None or family.family == wanted
+        ]
+        return Response(TagCatalogueOutput({"families": families}).data)

@@ -1,0 +1,251 @@
+"""PostgreSQL binary COPY to and from numpy arrays.
+
+Tagging reads tens of millions of event rows and writes millions of tag rows.
+With fixed-width columns and no NULLs every row of the binary COPY format has
+the same length, so a whole block of rows is one numpy structured array: no
+per-value Python objects on the way in or out. Only psycopg's per-row message
+handling remains, which is the cheapest way to move rows out of PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+TRAILER = b"\xff\xff"
+# PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
+PG_EPOCH_UNIX_SECONDS = 946_684_800
+
+# column kind -> (big-endian numpy type, byte length on the wire)
+KINDS: dict[str, tuple[str, int]] = {
+    "bool": ("u1", 1),
+    "int2": (">i2", 2),
+    "int4": (">i4", 4),
+    "int8": (">i8", 8),
+    "float4": (">f4", 4),
+    "float8": (">f8", 8),
+    "timestamptz": (">i8", 8),  # microseconds since 2000-01-01 UTC
+}
+
+
+class CopyFormatError(RuntimeError):
+    """The server sent rows that do not match the declared fixed-width layout."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    nullable_all: bool = False  # write side only: every value NULL (no bytes on the wire)
+
+
+def _row_dtype(columns: Sequence[Column]) -> np.dtype:
+    fields: list[tuple[str, str]] = [("_n", ">i2")]
+    for column in columns:
+        fields.append((f"_len_{column.name}", ">i4"))
+        if not column.nullable_all:
+            fields.append((column.name, KINDS[column.kind][0]))
+    return np.dtype(fields)
+
+
+def copy_out(
+    cursor,
+    query: str,
+    params: Sequence | None,
+    columns: Sequence[Column],
+    *,
+    chunk_rows: int = 1_000_000,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Run `COPY (query) TO STDOUT (FORMAT binary)` and yield blocks of rows as native-endian arrays.
+
+    `cursor` is a psycopg 3 cursor. Every selected column must be NOT NULL and
+    of the declared kind (cast in the query). Yields dicts of column name to
+    array, at most chunk_rows rows each; timestamps come back as int64 Unix
+    seconds.
+    """
+    dtype = _row_dtype(columns)
+    row_size = dtype.itemsize
+    chunk_bytes = row_size * chunk_rows
+    buffer = bytearray()
+    header_seen = False
+    statement = f"COPY ({query}) TO STDOUT (FORMAT binary)"
+    with cursor.copy(statement, params) as copy:
+        for block in copy:
+            buffer += block
+            if not header_seen and len(buffer) >= len(HEADER):
+                if bytes(buffer[:11]) != HEADER[:11]:
+                    raise CopyFormatError("not a binary COPY stream")
+                extension = int.from_bytes(buffer[15:19], "big")
+                del buffer[: 19 + extension]
+                header_seen = True
+            if header_seen and len(buffer) >= chunk_bytes:
+                yield _decode(buffer, dtype, columns, len(buffer) // row_size)
+    if not header_seen:
+        return
+    if bytes(buffer[-2:]) != TRAILER:
+        raise CopyFormatError("binary COPY stream did not end with its trailer")
+    del buffer[-2:]
+    if len(buffer) % row_size:
+        raise CopyFormatError(
+            f"{len(buffer)} bytes do not make whole rows of {row_size} bytes: some column is NULL or not of "
+            f"its declared type ({', '.join(f'{c.name} {c.kind}' for c in columns)})"
+        )
+    if buffer:
+        yield _decode(buffer, dtype, columns, len(buffer) // row_size)
+
+
+def _decode(buffer: bytearray, dtype: np.dtype, columns: Sequence[Column], rows: int) -> dict[str, np.ndarray]:
+    size = rows * dtype.itemsize
+    block = np.frombuffer(bytes(buffer[:size]), dtype=dtype)
+    del buffer[:size]
+    if rows and not (block["_n"] == len(columns)).all():
+        raise CopyFormatError(f"expected {len(columns)} columns per row")
+    out: dict[str, np.ndarray] = {}
+    for column in columns:
+        wire_type, width = KINDS[column.kind]
+        if rows and not (block[f"_len_{column.name}"] == width).all():
+            raise CopyFormatError(f"column {column.name!r} is NULL or not {column.kind} in some row")
+        values = block[column.name].astype(np.dtype(wire_type).newbyteorder("="))
+        if column.kind == "timestamptz":
+            values = values // 1_000_000 + PG_EPOCH_UNIX_SECONDS
+        elif column.kind == "bool":
+            values = values.astype(bool)
+        out[column.name] = values
+    return out
+
+
+def copy_out_all(cursor, query: str, params: Sequence | None, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    """All rows of copy_out concatenated (for results that comfortably fit in memory)."""
+    return concatenate_blocks(copy_out(cursor, query, params, columns), columns)
+
+
+def concatenate_blocks(blocks, columns: Sequence[Column], convert: Callable | None = None) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {c.name: [] for c in columns}
+    for block in blocks:
+        if convert is not None:
+            block = convert(block)
+        for name, values in block.items():
+            parts.setdefault(name, []).append(values)
+    result = {}
+    for name, arrays in parts.items():
+        if arrays:
+            result[name] = np.concatenate(arrays)
+        else:
+            kind = next((c.kind for c in columns if c.name == name), "int8")
+            dtype = bool if kind == "bool" else np.dtype(KINDS[kind][0]).newbyteorder("=")
+            result[name] = np.empty(0, dtype=dtype)
+    return result
+
+
+def encode_rows(columns: Sequence[Column], arrays: dict[str, np.ndarray | int | float]) -> bytes:
+    """The rows as binary COPY data (no header or trailer). Scalars are broadcast."""
+    lengths = [len(v) for v in arrays.values() if isinstance(v, np.ndarray)]
+    if not lengths:
+        raise ValueError("at least one column must be an array")
+    rows = lengths[0]
+    if any(n != rows for n in lengths):
+        raise ValueError("all columns must have the same length")
+    block = np.empty(rows, dtype=_row_dtype(columns))
+    block["_n"] = len(columns)
+    for column in columns:
+        if column.nullable_all:
+            block[f"_len_{column.name}"] = -1
+            continue
+        width = KINDS[column.kind][1]
+        block[f"_len_{column.name}"] = width
+        block[column.name] = arrays[column.name]
+    return block.tobytes()
+
+
+def copy_in(
+    cursor,
+    table: str,
+    columns: Sequence[Column],
+    arrays: dict[str, np.ndarray | int | float],
+    *,
+    chunk_rows: int = 500_000,
+) -> int:
+    """`COPY table (columns) FROM STDIN (FORMAT binary)` from arrays. Returns the number of rows written.
+
+    Timestamp columns take int64 microseconds since 2000-01-01 UTC (see
+    pg_timestamp). Quote-safe: table and column names come from model metadata,
+    never from input.
+    """
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    lengths = [len(v) for v in arrays.values() if isinstance(v, np.ndarray)]
+    rows = lengths[0] if lengths else 0
+    with cursor.copy(f'COPY "{table}" ({names}) FROM STDIN (FORMAT binary)') as copy:
+        copy.write(HEADER)
+        for start in range(0, rows, chunk_rows):
+            part = {
+                name: (values[start : start + chunk_rows] if isinstance(values, np.ndarray) else values)
+                for name, values in arrays.items()
+            }
+            copy.write(encode_rows(columns, part))
+        copy.write(TRAILER)
+    return rows
+
+
+def pg_timestamp(unix_seconds: float) -> int:
+    """A Unix time as PostgreSQL's binary timestamp (microseconds since 2000-01-01 UTC)."""
+    return round((unix_seconds - PG_EPOCH_UNIX_SECONDS) * 1_000_000)
+
+
+# Packed aggregation: for full-table reads, the server packs a range of the table's pages into one bytea of
+# fixed-width big-endian rows (string_agg over the types' binary send functions). The client receives one
+# value per range instead of one message per row, and ranges can be read on several connections at once.
+SEND_FUNCTIONS = {
+    "bool": "boolsend",
+    "int2": "int2send",
+    "int4": "int4send",
+    "int8": "int8send",
+    "float4": "float4send",
+    "float8": "float8send",
+    "timestamptz": "timestamptz_send",
+}
+
+
+def packed_expression(expressions: Sequence[tuple[str, Column]]) -> str:
+    """`string_agg(send(a) || send(b) ..., '')` for (SQL expression, column) pairs.
+
+    Every expression must be NOT NULL: string_agg skips a row whose packed
+    value is NULL, so COALESCE anything nullable.
+    """
+    packed = " || ".join(f"{SEND_FUNCTIONS[column.kind]}({expression})" for expression, column in expressions)
+    return f"string_agg({packed}, ''::bytea)"
+
+
+def packed_decode(data: bytes | memoryview | None, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    dtype = np.dtype([(c.name, KINDS[c.kind][0]) for c in columns])
+    raw = b"" if data is None else bytes(data)
+    if len(raw) % dtype.itemsize:
+        raise CopyFormatError(f"{len(raw)} bytes do not make whole rows of {dtype.itemsize} bytes")
+    block = np.frombuffer(raw, dtype=dtype)
+    out: dict[str, np.ndarray] = {}
+    for column in columns:
+        values = block[column.name].astype(np.dtype(KINDS[column.kind][0]).newbyteorder("="))
+        if column.kind == "timestamptz":
+            values = values // 1_000_000 + PG_EPOCH_UNIX_SECONDS
+        elif column.kind == "bool":
+            values = values.astype(bool)
+        out[column.name] = values
+    return out
+
+
+def page_ranges(cursor, table: str, pages_per_range: int) -> list[tuple[int, int | None]]:
+    """Ranges of the table's pages covering all of it; the last is open-ended for rows added meanwhile."""
+    cursor.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", [table])
+    pages = int(cursor.fetchone()[0])
+    starts = list(range(0, max(pages, 1), pages_per_range))
+    return [(start, starts[i + 1] if i + 1 < len(starts) else None) for i, start in enumerate(starts)]
+
+
+def page_range_condition(page_range: tuple[int, int | None]) -> tuple[str, list[str]]:
+    """A TID range condition (a TID range scan on PostgreSQL 14 and later) for one page range."""
+    start, end = page_range
+    if end is None:
+        return "ctid >= %s::tid", [f"({start},0)"]
+    return "ctid >= %s::tid AND ctid < %s::tid", [f"({start},0)", f"({end},0)"]

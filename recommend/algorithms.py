@@ -1,0 +1,620 @@
+"""Recommendation algorithms behind one interface.
+
+Every algorithm is fitted on a consumer x product matrix of interaction
+weights (CSR) and then ranks products for batches of consumers:
+
+    model = algorithm_create("ease", l2=300).fit(matrix)
+    ids, scores = model.recommend(history, user_rows=rows, n=10, exclude=purchased, items=catalogue)
+
+`history` holds one row per consumer being ranked (their interactions, used by
+the item models and to fold in consumers a factor model has not seen);
+`user_rows` are their rows in the training matrix (-1 for none); `exclude` is
+a sparse mask of columns never to return per consumer; `items` restricts the
+ranking to some columns (one merchant's catalogue). Results are column indices
+into the training matrix, best first, -1 where fewer than n qualify.
+
+Models save to and load from a dict of arrays (`artefact()` /
+`algorithm_load()`), which the registry stores as an .npz file. CPU threads
+(BLAS and implicit's OpenMP loops) are pinned with threadpoolctl to
+settings.BLAS_THREADS unless a caller asks otherwise, so Celery worker
+processes do not oversubscribe the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+logger = logging.getLogger("dmp.recommend")
+
+# Scores at or below this mean "not rankable" (excluded, or outside the allowed items).
+_MASKED = np.float32(-np.finfo(np.float32).max)
+
+
+def default_threads() -> int:
+    from django.conf import settings
+
+    return max(1, int(getattr(settings, "BLAS_THREADS", 1) or 1))
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Limit BLAS and OpenMP pools for the duration of a fit or a scoring batch."""
+    with threadpool_limits(limits=threads):
+        yield
+
+
+class Recommender(ABC):
+    """Common interface. Subclasses define `name`, `defaults`, `_fit`, `_scores` and the artefact hooks."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    has_consumer_factors: ClassVar[bool] = False
+
+    def __init__(self, *, threads: int | None = None, **params: Any):
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) for {self.name}: {', '.join(sorted(unknown))}; "
+                f"accepted: {', '.join(sorted(self.defaults)) or 'none'}"
+            )
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.threads = threads if threads is not None else default_threads()
+        self.n_users = 0
+        self.n_items = 0
+
+    # -- fitting ---------------------------------------------------------------------------------------------
+
+    def fit(self, interactions: sp.spmatrix) -> Recommender:
+        matrix = sp.csr_matrix(interactions, dtype=np.float32)
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
+        self.n_users, self.n_items = matrix.shape
+        with pinned_threads(self.threads):
+            self._fit(matrix)
+        return self
+
+    @abstractmethod
+    def _fit(self, matrix: sp.csr_matrix) -> None: ...
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _scores(self, history: sp.csr_matrix, user_rows: np.ndarray, items: np.ndarray | None) -> np.ndarray:
+        """Dense float32 scores, one row per consumer, one column per item (or per entry of `items`)."""
+
+    def scores(
+        self, history: sp.spmatrix, *, user_rows: np.ndarray | None = None, items: np.ndarray | None = None
+    ) -> np.ndarray:
+        history = self._history(history)
+        user_rows = self._user_rows(user_rows, history.shape[0])
+        with pinned_threads(self.threads):
+            return self._scores(history, user_rows, None if items is None else np.asarray(items, dtype=np.int64))
+
+    def recommend(
+        self,
+        history: sp.spmatrix,
+        *,
+        n: int,
+        user_rows: np.ndarray | None = None,
+        exclude: sp.spmatrix | None = None,
+        items: np.ndarray | None = None,
+        chunk_size: int = 8192,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n columns per consumer, best first: (ids, scores), each (consumers x n); -1 ids pad short lists."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        history = self._history(history)
+        user_rows = self._user_rows(user_rows, history.shape[0])
+        items = None if items is None else np.unique(np.asarray(items, dtype=np.int64))
+        if items is not None and items.size and (items[0] < 0 or items[-1] >= self.n_items):
+            raise IndexError("items must be columns of the training matrix")
+        exclude = None if exclude is None else sp.csr_matrix(exclude)
+        if exclude is not None and exclude.shape != history.shape:
+            raise ValueError(f"exclude has shape {exclude.shape}, expected {history.shape}")
+        n_users = history.shape[0]
+        ids = np.full((n_users, n), -1, dtype=np.int64)
+        top_scores = np.full((n_users, n), _MASKED, dtype=np.float32)
+        if n_users == 0 or (items is not None and items.size == 0):
+            return ids, top_scores
+        with pinned_threads(self.threads):
+            for start in range(0, n_users, chunk_size):
+                stop = min(n_users, start + chunk_size)
+                chunk_ids, chunk_scores = self._recommend_chunk(
+                    history[start:stop],
+                    user_rows[start:stop],
+                    None if exclude is None else exclude[start:stop],
+                    items,
+                    n,
+                )
+                ids[start:stop, : chunk_ids.shape[1]] = chunk_ids
+                top_scores[start:stop, : chunk_scores.shape[1]] = chunk_scores
+        ids[top_scores <= _MASKED] = -1
+        return ids, top_scores
+
+    def _recommend_chunk(
+        self,
+        history: sp.csr_matrix,
+        user_rows: np.ndarray,
+        exclude: sp.csr_matrix | None,
+        items: np.ndarray | None,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = self._scores(history, user_rows, items)
+        if exclude is not None and exclude.nnz:
+            rows, cols = _mask_positions(exclude, items)
+            scores[rows, cols] = _MASKED
+        local, best = top_n(scores, n)
+        return (local if items is None else np.where(local >= 0, items[np.maximum(local, 0)], -1)), best
+
+    def similar_items(self, item: int, *, n: int, items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The n columns most similar to `item` (never itself), optionally among `items` only."""
+        if not 0 <= item < self.n_items:
+            raise IndexError("item is not a column of the training matrix")
+        items = None if items is None else np.unique(np.asarray(items, dtype=np.int64))
+        with pinned_threads(self.threads):
+            similarity = self._item_similarity(item).astype(np.float32, copy=False)
+        similarity[item] = _MASKED
+        if items is not None:
+            allowed = np.full(self.n_items, _MASKED, dtype=np.float32)
+            allowed[items] = similarity[items]
+            similarity = allowed
+        local, best = top_n(similarity[None, :], n)
+        ids, scores = local[0], best[0]
+        ids[scores <= _MASKED] = -1
+        return ids, scores
+
+    @abstractmethod
+    def _item_similarity(self, item: int) -> np.ndarray:
+        """Similarity of every column to `item` (dense, length n_items)."""
+
+    def consumer_factors(self) -> np.ndarray | None:
+        """Consumers' latent vectors (rows of the training matrix x k), for models that learn them."""
+        return None
+
+    # -- persistence -----------------------------------------------------------------------------------------
+
+    def artefact(self) -> dict[str, np.ndarray]:
+        arrays = self._artefact()
+        arrays["shape"] = np.array([self.n_users, self.n_items], dtype=np.int64)
+        return arrays
+
+    @abstractmethod
+    def _artefact(self) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None: ...
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _history(self, history: sp.spmatrix) -> sp.csr_matrix:
+        history = sp.csr_matrix(history, dtype=np.float32)
+        if history.shape[1] != self.n_items:
+            raise ValueError(f"history has {history.shape[1]} columns, the model {self.n_items}")
+        return history
+
+    def _user_rows(self, user_rows: np.ndarray | None, count: int) -> np.ndarray:
+        if user_rows is None:
+            return np.full(count, -1, dtype=np.int64)
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        if user_rows.shape != (count,):
+            raise ValueError(f"user_rows must have one entry per history row ({count})")
+        return np.where(user_rows < self.n_users, user_rows, -1)
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the indices of the n largest scores, best first (argpartition, then a sort of n)."""
+    n = min(n, scores.shape[1])
+    if n == 0:
+        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), scores.dtype)
+    if n < scores.shape[1]:
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1).astype(np.int64), np.take_along_axis(part_scores, order, axis=1)
+
+
+def _mask_positions(exclude: sp.csr_matrix, items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row and score-column positions of excluded entries (mapped into `items` when given)."""
+    rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+    cols = exclude.indices.astype(np.int64)
+    if items is None:
+        return rows, cols
+    position = np.searchsorted(items, cols)
+    position = np.minimum(position, items.size - 1)
+    keep = items[position] == cols
+    return rows[keep], position[keep]
+
+
+def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    binary = matrix.copy()
+    binary.data[:] = 1.0
+    return binary
+
+
+# --- popularity ---------------------------------------------------------------------------------------------
+
+
+class Popularity(Recommender):
+    """Items ranked by how many consumers interacted with them: the baseline every model must beat."""
+
+    name = "popular"
+    defaults = {}
+
+    def _fit(self, matrix: sp.csr_matrix) -> None:
+        self.popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel().astype(np.float32)
+
+    def _scores(self, history, user_rows, items):
+        row = self.popularity if items is None else self.popularity[items]
+        return np.repeat(row[None, :], history.shape[0], axis=0)
+
+    def _item_similarity(self, item: int) -> np.ndarray:
+        return self.popularity.copy()
+
+    def _artefact(self):
+        return {"popularity": self.popularity}
+
+    def _restore(self, arrays):
+        self.popularity = arrays["popularity"]
+
+
+# --- matrix factorisation (implicit) ------------------------------------------------------------------------
+
+
+class _FactorModel(Recommender):
+    has_consumer_factors = True
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+
+    def consumer_factors(self) -> np.ndarray:
+        return self.user_factors
+
+    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        """Vectors for consumers the model was not trained on, from their interactions."""
+        weights = history.multiply(1.0 / np.maximum(history.sum(axis=1), 1e-9)).tocsr()
+        return np.asarray(weights @ self.item_factors, dtype=np.float32)
+
+    def _user_vectors(self, history: sp.csr_matrix, user_rows: np.ndarray) -> np.ndarray:
+        vectors = np.zeros((user_rows.size, self.item_factors.shape[1]), dtype=np.float32)
+        known = user_rows >= 0
+        vectors[known] = self.user_factors[user_rows[known]]
+        unknown = np.flatnonzero(~known)
+        if unknown.size:
+            vectors[unknown] = self._fold_in(history[unknown])
+        return vectors
+
+    def _scores(self, history, user_rows, items):
+        factors = self.item_factors if items is None else self.item_factors[items]
+        return self._user_vectors(history, user_rows) @ factors.T
+
+    def _recommend_chunk(self, history, user_rows, exclude, items, n):
+        # implicit's C++ top-k multiplies in blocks and keeps a heap per row: no dense score matrix.
+        from implicit.cpu.topk import topk
+
+        factors = self.item_factors if items is None else self.item_factors[items]
+        factors = np.ascontiguousarray(factors, dtype=np.float32)
+        query = np.ascontiguousarray(self._user_vectors(history, user_rows), dtype=np.float32)
+        mask = None
+        if exclude is not None and exclude.nnz:
+            rows, cols = _mask_positions(exclude, items)
+            mask = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(query.shape[0], len(factors)))
+        k = min(n, len(factors))
+        local, scores = topk(factors, query, k, filter_query_items=mask, num_threads=self.threads)
+        local = np.asarray(local, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        scores[(local < 0) | ~np.isfinite(scores)] = _MASKED
+        local[scores <= _MASKED] = -1
+        ids = local if items is None else np.where(local >= 0, items[np.maximum(local, 0)], -1)
+        return ids, scores
+
+    def _item_similarity(self, item: int) -> np.ndarray:
+        norms = np.linalg.norm(self.item_factors, axis=1)
+        norms[norms == 0] = 1e-9
+        return (self.item_factors @ self.item_factors[item]) / (norms * norms[item])
+
+    def _artefact(self):
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _restore(self, arrays):
+        self.user_factors = np.ascontiguousarray(arrays["user_factors"], dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+
+
+class ALS(_FactorModel):
+    """implicit's conjugate-gradient ALS (Hu, Koren & Volinsky). Confidence = 1 + alpha * weight.
+
+    `bm25` re-weights the matrix with implicit's bm25_weight(K1, B) before
+    fitting (over consumers, per item), which dampens heavy consumers and very
+    popular items; tuned on a MovieLens validation split (docs/recommendations.md).
+    """
+
+    name = "als"
+    defaults = {
+        "factors": 64,
+        "regularization": 0.05,
+        "alpha": 2.0,
+        "iterations": 15,
+        "bm25": True,
+        "bm25_k1": 100.0,
+        "bm25_b": 0.8,
+        "random_state": 42,
+    }
+
+    def _weighted(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        if not self.params["bm25"]:
+            return matrix
+        from implicit.nearest_neighbours import bm25_weight
+
+        return bm25_weight(matrix, K1=self.params["bm25_k1"], B=self.params["bm25_b"]).tocsr().astype(np.float32)
+
+    def _fit(self, matrix):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        model = AlternatingLeastSquares(
+            factors=int(self.params["factors"]),
+            regularization=float(self.params["regularization"]),
+            alpha=float(self.params["alpha"]),
+            iterations=int(self.params["iterations"]),
+            random_state=self.params["random_state"],
+            num_threads=self.threads,
+        )
+        model.fit(self._weighted(matrix), show_progress=False)
+        self._model = model
+        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _fold_in(self, history):
+        # The exact ALS solve for a new row given the item factors (implicit's recalculate_user).
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        if getattr(self, "_model", None) is None:
+            model = AlternatingLeastSquares(
+                factors=self.item_factors.shape[1],
+                regularization=float(self.params["regularization"]),
+                alpha=float(self.params["alpha"]),
+                num_threads=self.threads,
+            )
+            model.item_factors = self.item_factors
+            model.user_factors = self.user_factors
+            self._model = model
+        if self.params["bm25"]:
+            # bm25_weight works per column over the rows it is given; for a handful of new rows
+            # the idf would be meaningless, so weight with the training-time length norm only.
+            history = history.copy()
+            history.data = history.data * (self.params["bm25_k1"] + 1.0) / (self.params["bm25_k1"] + history.data)
+        return np.asarray(
+            self._model.recalculate_user(np.arange(history.shape[0]), sp.csr_matrix(history)), dtype=np.float32
+        )
+
+    def _restore(self, arrays):
+        super()._restore(arrays)
+        self._model = None
+
+
+class BPR(_FactorModel):
+    """implicit's Bayesian Personalised Ranking (SGD on sampled pairs). Consumers it has not seen are folded in
+    as the weighted mean of their items' factors."""
+
+    name = "bpr"
+    defaults = {
+        "factors": 64,
+        "learning_rate": 0.05,
+        "regularization": 0.002,
+        "iterations": 150,
+        "random_state": 42,
+    }
+
+    def _fit(self, matrix):
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        model = BayesianPersonalizedRanking(
+            factors=int(self.params["factors"]),
+            learning_rate=float(self.params["learning_rate"]),
+            regularization=float(self.params["regularization"]),
+            iterations=int(self.params["iterations"]),
+            random_state=self.params["random_state"],
+            num_threads=self.threads,
+        )
+        model.fit(_binary(matrix), show_progress=False)
+        # implicit appends an item-bias column to the item factors and a constant 1 to the user factors.
+        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _fold_in(self, history):
+        vectors = super()._fold_in(history)
+        vectors[:, -1] = 1.0  # the bias slot
+        return vectors
+
+
+# --- item-item nearest neighbours (implicit) ----------------------------------------------------------------
+
+
+class ItemKNN(Recommender):
+    """implicit's item-item recommenders: cosine or BM25 similarity, K neighbours per item.
+
+    Scores are history @ S, with S the sparse K-nearest-neighbour similarity
+    matrix; consumers are never needed at serving time beyond their history.
+    """
+
+    name = "item_knn"
+    defaults = {"similarity": "bm25", "neighbours": 100, "bm25_k1": 1.2, "bm25_b": 0.75}
+
+    def _fit(self, matrix):
+        from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normalize
+
+        kind = self.params["similarity"]
+        # The weighting implicit's CosineRecommender / BM25Recommender apply, handed over as CSR.
+        if kind == "cosine":
+            weighted = normalize(matrix.T).T
+        elif kind == "bm25":
+            weighted = bm25_weight(matrix.T, float(self.params["bm25_k1"]), float(self.params["bm25_b"])).T
+        else:
+            raise ValueError(f"similarity must be 'cosine' or 'bm25', got {kind!r}")
+        model = ItemItemRecommender(K=int(self.params["neighbours"]), num_threads=self.threads)
+        model.fit(sp.csr_matrix(weighted, dtype=np.float64), show_progress=False)
+        self.similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
+
+    def _scores(self, history, user_rows, items):
+        similarity = self.similarity if items is None else self.similarity[:, items]
+        return np.asarray((history @ similarity).todense(), dtype=np.float32)
+
+    def _item_similarity(self, item):
+        return np.asarray(self.similarity[item].todense(), dtype=np.float32).ravel()
+
+    def _artefact(self):
+        s = self.similarity
+        return {"similarity_data": s.data, "similarity_indices": s.indices, "similarity_indptr": s.indptr}
+
+    def _restore(self, arrays):
+        n = int(arrays["shape"][1])
+        self.similarity = sp.csr_matrix(
+            (arrays["similarity_data"], arrays["similarity_indices"], arrays["similarity_indptr"]), shape=(n, n)
+        )
+
+
+# --- EASE ---------------------------------------------------------------------------------------------------
+
+
+class EASE(Recommender):
+    """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P / diag(P), P = (XᵀX + Λ)⁻¹, diag(B) = 0.
+
+    Λ = l2·I + dropout/(1-dropout)·diag(XᵀX): the second term is the emphasised
+    denoising penalty of Steck's EDLAE (2020), which regularises popular items
+    in proportion to their frequency; dropout=0 is plain EASE.
+
+    The inverse is O(items³) time and O(items²) memory: about 1 s for 2k
+    items, minutes for 20k, and 50k items need about 10 GB (float32). Items
+    beyond `max_items` (the least popular) get no learned weights: they are
+    scored zero and never recommended by this model. The stored weight matrix
+    is dense up to `dense_items` items, otherwise pruned to the `keep_per_item`
+    largest weights per target item.
+    """
+
+    name = "ease"
+    defaults = {
+        "l2": 400.0,
+        "dropout": 0.1,
+        "binary": True,
+        "max_items": 50_000,
+        "dense_items": 8_000,
+        "keep_per_item": 500,
+    }
+
+    def _fit(self, matrix):
+        X = _binary(matrix) if self.params["binary"] else matrix
+        n_items = X.shape[1]
+        popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel()
+        max_items = int(self.params["max_items"])
+        if n_items > max_items:
+            kept = np.sort(np.argsort(-popularity, kind="stable")[:max_items])
+        else:
+            kept = np.arange(n_items)
+        Xk = X[:, kept]
+        dtype = np.float64 if kept.size <= 10_000 else np.float32
+        gram = np.asarray((Xk.T @ Xk).todense(), dtype=dtype)
+        diag = np.diag(gram).copy()
+        dropout = float(self.params["dropout"])
+        penalty = float(self.params["l2"]) + (dropout / (1.0 - dropout)) * diag
+        gram[np.diag_indices_from(gram)] += penalty
+        # P = G⁻¹ through Cholesky, in place: the one big allocation is the Gram matrix itself.
+        factor, _ = scipy.linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=False)
+        precision = scipy.linalg.cho_solve((factor, True), np.eye(kept.size, dtype=dtype), check_finite=False)
+        del factor, gram
+        weights = precision / (-np.diag(precision))[None, :]
+        np.fill_diagonal(weights, 0.0)
+        weights = weights.astype(np.float32)
+        self.kept = kept
+        if kept.size <= int(self.params["dense_items"]):
+            self.weights: np.ndarray | sp.csr_matrix = weights
+        else:
+            self.weights = _prune_columns(weights, int(self.params["keep_per_item"]))
+
+    def _restrict(self, items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in `kept` of the requested items and their positions in the score row."""
+        targets = np.arange(self.n_items) if items is None else items
+        position = np.searchsorted(self.kept, targets)
+        position = np.minimum(position, max(self.kept.size - 1, 0))
+        present = self.kept[position] == targets if self.kept.size else np.zeros(targets.size, bool)
+        return position[present], np.flatnonzero(present)
+
+    def _scores(self, history, user_rows, items):
+        n_out = self.n_items if items is None else items.size
+        scores = np.zeros((history.shape[0], n_out), dtype=np.float32)
+        if self.params["binary"]:
+            history = _binary(history)
+        source = history[:, self.kept] if self.kept.size != self.n_items else history
+        kept_pos, out_pos = self._restrict(items)
+        weights = self.weights[:, kept_pos] if kept_pos.size != self.kept.size else self.weights
+        block = source @ weights
+        scores[:, out_pos] = block.toarray() if sp.issparse(block) else np.asarray(block)
+        return scores
+
+    def _item_similarity(self, item):
+        similarity = np.zeros(self.n_items, dtype=np.float32)
+        position = np.searchsorted(self.kept, item)
+        if position < self.kept.size and self.kept[position] == item:
+            row = self.weights[position]
+            similarity[self.kept] = row.toarray().ravel() if sp.issparse(row) else row
+        return similarity
+
+    def _artefact(self):
+        arrays = {"kept": self.kept}
+        if sp.issparse(self.weights):
+            arrays.update(
+                weights_data=self.weights.data, weights_indices=self.weights.indices, weights_indptr=self.weights.indptr
+            )
+        else:
+            arrays["weights"] = self.weights
+        return arrays
+
+    def _restore(self, arrays):
+        self.kept = arrays["kept"]
+        if "weights" in arrays:
+            self.weights = arrays["weights"]
+        else:
+            size = self.kept.size
+            self.weights = sp.csr_matrix(
+                (arrays["weights_data"], arrays["weights_indices"], arrays["weights_indptr"]), shape=(size, size)
+            )
+
+
+def _prune_columns(weights: np.ndarray, keep: int) -> sp.csr_matrix:
+    """Keep the `keep` largest-magnitude weights feeding each target item (column)."""
+    keep = min(keep, weights.shape[0])
+    rows = np.argpartition(-np.abs(weights), keep - 1, axis=0)[:keep]
+    cols = np.broadcast_to(np.arange(weights.shape[1]), rows.shape)
+    values = weights[rows, cols]
+    return sp.csr_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=weights.shape, dtype=np.float32)
+
+
+ALGORITHMS: dict[str, type[Recommender]] = {cls.name: cls for cls in (ALS, BPR, ItemKNN, EASE, Popularity)}
+
+
+def algorithm_create(name: str, *, threads: int | None = None, **params: Any) -> Recommender:
+    try:
+        cls = ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(sorted(ALGORITHMS))}") from None
+    return cls(threads=threads, **params)
+
+
+def algorithm_load(
+    name: str, params: dict[str, Any], arrays: dict[str, np.ndarray], *, threads: int | None = None
+) -> Recommender:
+    model = algorithm_create(
+        name, threads=threads, **{k: v for k, v in params.items() if k in ALGORITHMS[name].defaults}
+    )
+    shape = arrays["shape"]
+    model.n_users, model.n_items = int(shape[0]), int(shape[1])
+    model._restore(arrays)
+    return model

@@ -1,0 +1,180 @@
+"""Reads: the serving model, consumer factors for lookalikes, recommendations for one consumer, similar
+products."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from consumers.models import Product
+
+from .artefacts import LoadedModel, model_load
+from .models import Algorithm, RecommenderModel
+from .ranking import (
+    SOURCE_INTEREST,
+    SOURCE_MODEL,
+    SOURCE_POPULAR,
+    merchant_catalogue,
+    merchant_popularity,
+    rank_for_consumers,
+)
+
+FACTOR_ALGORITHMS = (Algorithm.ALS, Algorithm.BPR)
+
+
+def serving_model() -> RecommenderModel | None:
+    """The active model with the best hold-out nDCG (ties: the most recently activated)."""
+    return RecommenderModel.objects.filter(is_active=True).order_by("-ndcg", "-activated_at", "-id").first()
+
+
+def active_models() -> list[RecommenderModel]:
+    return list(RecommenderModel.objects.filter(is_active=True).order_by("-ndcg", "-activated_at", "-id"))
+
+
+@dataclass(frozen=True)
+class ConsumerFactors:
+    """Latent consumer vectors of the active factor model: row i of `factors` is consumer `consumer_ids[i]`."""
+
+    model_id: int
+    algorithm: str
+    consumer_ids: np.ndarray  # sorted int64
+    factors: np.ndarray  # (consumers x k) float32, read-only
+
+
+def consumer_factors() -> ConsumerFactors | None:
+    """Factors from the active model that has them (ALS/BPR; the better one if both are active), else None."""
+    record = (
+        RecommenderModel.objects.filter(is_active=True, algorithm__in=FACTOR_ALGORITHMS)
+        .order_by("-ndcg", "-activated_at", "-id")
+        .first()
+    )
+    if record is None:
+        return None
+    loaded = model_load(record)
+    factors = loaded.recommender.consumer_factors()
+    if factors is None:
+        return None
+    factors = factors.view()
+    factors.flags.writeable = False
+    consumer_ids = loaded.consumer_ids.view()
+    consumer_ids.flags.writeable = False
+    return ConsumerFactors(model_id=record.pk, algorithm=record.algorithm, consumer_ids=consumer_ids, factors=factors)
+
+
+def _serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
+    record = serving_model()
+    return record, (model_load(record) if record is not None else None)
+
+
+def _product_dicts(merchant_id: int, product_ids: list[int], sources: list[str]) -> list[dict[str, Any]]:
+    """Product rows in the given order, fetched scoped to the merchant (a foreign or deleted id drops out)."""
+    rows = {
+        p["id"]: p
+        for p in Product.objects.filter(merchant_id=merchant_id, id__in=product_ids).values(
+            "id", "sku", "title", "category", "brand", "price"
+        )
+    }
+    out = []
+    for product_id, source in zip(product_ids, sources, strict=True):
+        row = rows.get(product_id)
+        if row is None:
+            continue
+        out.append(
+            {
+                "product_id": row["id"],
+                "sku": row["sku"],
+                "title": row["title"],
+                "category": row["category"],
+                "brand": row["brand"],
+                "price": row["price"],
+                "source": source,
+            }
+        )
+    return out
+
+
+def recommendations_for(*, consumer_id: int | None, merchant_id: int, n: int) -> list[dict[str, Any]]:
+    """Top-n products of the merchant for one consumer (None: someone unknown), best first.
+
+    Each dict has product_id, sku, title, category, brand, price and `source`
+    ("model", "interest" or "popular": how the product was chosen).
+    """
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    if consumer_id is None:
+        popularity = merchant_popularity(merchant_id)
+        picks = popularity.overall[:n]
+        return _product_dicts(merchant_id, picks, [SOURCE_POPULAR] * len(picks))
+    _, model = _serving()
+    ranked = rank_for_consumers(merchant_id=merchant_id, consumer_ids=[consumer_id], n=n, model=model)
+    result = ranked[consumer_id]
+    return _product_dicts(merchant_id, result.product_ids, result.sources)
+
+
+def similar_products(*, merchant_id: int, product_id: int, n: int) -> list[dict[str, Any]]:
+    """The merchant's products most similar to one of its products (never itself), best first.
+
+    From the serving model where it knows the product; otherwise, or to fill
+    up, the merchant's popular products in the same category, then overall.
+    """
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    picks: list[int] = []
+    sources: list[str] = []
+    _, model = _serving()
+    if model is not None:
+        column = int(model.columns_for([product_id])[0])
+        if column >= 0:
+            catalogue = merchant_catalogue(merchant_id)
+            ids, _ = model.recommender.similar_items(column, n=n, items=catalogue.model_columns(model))
+            for column_id in ids.tolist():
+                if column_id >= 0:
+                    picks.append(int(model.product_ids[column_id]))
+                    sources.append(SOURCE_MODEL)
+    if len(picks) < n:
+        category = (
+            Product.objects.filter(merchant_id=merchant_id, pk=product_id).values_list("category", flat=True).first()
+        )
+        popularity = merchant_popularity(merchant_id)
+        taken = {product_id, *picks}
+        for candidates, source in (
+            (popularity.by_category.get(category or "", []) if category else [], SOURCE_INTEREST),
+            (popularity.overall, SOURCE_POPULAR),
+        ):
+            for candidate in candidates:
+                if len(picks) >= n:
+                    break
+                if candidate not in taken:
+                    picks.append(candidate)
+                    sources.append(source)
+                    taken.add(candidate)
+    return _product_dicts(merchant_id, picks, sources)
+
+
+def consumer_model_presence(consumer_id: int) -> list[dict[str, Any]]:
+    """Which stored models hold a row for this consumer (a factor vector or an interaction history)."""
+    from .artefacts import artefact_read
+
+    held = []
+    for record in RecommenderModel.objects.order_by("pk"):
+        try:
+            loaded = model_load(record) if record.is_active else None
+            consumer_ids = (
+                loaded.consumer_ids if loaded is not None else artefact_read(record.artefact.name)["consumer_ids"]
+            )
+        except (OSError, KeyError, ValueError):
+            continue
+        position = np.searchsorted(consumer_ids, consumer_id)
+        if position < consumer_ids.size and consumer_ids[position] == consumer_id:
+            held.append(
+                {
+                    "model": record.pk,
+                    "algorithm": record.algorithm,
+                    "active": record.is_active,
+                    "trained_at": record.created_at.isoformat(),
+                    "holds": "latent factor vector" if record.has_consumer_factors else "interaction history row",
+                }
+            )
+    return held

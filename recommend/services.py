@@ -1,0 +1,314 @@
+"""Write operations of the recommender: training runs, the registry's activation rule, erasure, and the
+batch recommendation API campaigns call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from privacy.audit import audit_record
+from privacy.services import processing_basis_require
+
+from .algorithms import ALGORITHMS, algorithm_create
+from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save, model_load
+from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
+from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
+from .models import RecommenderModel, RunStatus, TrainingRun
+from .ranking import batch_chunk_size, rank_for_consumers
+from .selectors import serving_model
+
+logger = logging.getLogger("dmp.recommend")
+
+PURPOSE = "recommendation"
+DEFAULT_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    algorithm: str
+    params: Mapping[str, Any]
+    event_weights: Mapping[int, float]
+    half_life_days: float | None = None
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    k: int = DEFAULT_K
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model": dict(self.params),
+            "event_weights": {str(int(k)): float(v) for k, v in self.event_weights.items()},
+            "half_life_days": self.half_life_days,
+            "holdout": {"protocol": "temporal", "test_fraction": self.test_fraction, "k": self.k},
+        }
+
+
+def training_config(
+    *,
+    algorithm: str,
+    params: Mapping[str, Any] | None = None,
+    event_weights: Mapping[int, float] | None = None,
+    half_life_days: float | None = None,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    k: int = DEFAULT_K,
+) -> TrainingConfig:
+    """Validate everything up front, so a bad request fails before any data is read or written."""
+    probe = algorithm_create(algorithm, **dict(params or {}))  # raises ValueError naming the bad parameter
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    if half_life_days is not None and half_life_days <= 0:
+        raise ValueError("half_life_days must be positive")
+    return TrainingConfig(
+        algorithm=algorithm,
+        params=probe.params,
+        event_weights=dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights),
+        half_life_days=half_life_days,
+        test_fraction=test_fraction,
+        k=k,
+    )
+
+
+@dataclass
+class HoldoutReport:
+    model: RankingMetrics
+    baseline: RankingMetrics
+
+    @property
+    def beats_baseline(self) -> bool:
+        return self.model.users > 0 and self.model.ndcg > self.baseline.ndcg
+
+    def as_dict(self, config: TrainingConfig) -> dict[str, Any]:
+        return {
+            "protocol": "temporal",
+            "test_fraction": config.test_fraction,
+            "k": config.k,
+            "model": self.model.as_dict(),
+            "baseline": self.baseline.as_dict(),
+            "beats_baseline": self.beats_baseline,
+        }
+
+
+def recommender_evaluate(*, config: TrainingConfig, events=None, threads: int | None = None) -> HoldoutReport:
+    """Protocol (b) on marketplace events: the model and the popularity baseline on the same temporal split."""
+    if events is None:
+        events = interaction_events_load(weights=config.event_weights, half_life_days=config.half_life_days)
+    matrix = interactions_from_events(events)
+    holdout = temporal_holdout(
+        matrix.rows_for(events.consumer_ids),
+        matrix.columns_for(events.product_ids),
+        events.weights,
+        events.timestamps,
+        shape=matrix.shape,
+        test_fraction=config.test_fraction,
+    )
+    model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(holdout.train)
+    baseline = algorithm_create("popular", threads=threads).fit(holdout.train)
+    return HoldoutReport(model=evaluate(model, holdout, k=config.k), baseline=evaluate(baseline, holdout, k=config.k))
+
+
+def recommender_train(
+    *, config: TrainingConfig, actor: str, force: bool = False, threads: int | None = None
+) -> TrainingRun:
+    """Train, evaluate against the popularity baseline, store the artefact, activate if it won, audit.
+
+    Refuses (ProcessingNotPermitted, nothing written) without an approved
+    `recommendation` activity. When the data are unchanged since the last
+    successful run with the same configuration, records a skipped run instead
+    of training again (a retried or duplicated task costs nothing).
+    """
+    basis = processing_basis_require(purpose=PURPOSE)
+    events = interaction_events_load(weights=config.event_weights, half_life_days=config.half_life_days)
+    matrix = interactions_from_events(events)
+    snapshot = matrix.snapshot()
+    params_json = config.as_json()
+
+    if not force and config.half_life_days is None:
+        previous = (
+            TrainingRun.objects.filter(algorithm=config.algorithm, status=RunStatus.SUCCEEDED, params=params_json)
+            .order_by("-started_at", "-id")
+            .first()
+        )
+        if previous is not None and previous.data_snapshot.get("hash") == snapshot["hash"]:
+            with transaction.atomic():
+                run = TrainingRun.objects.create(
+                    algorithm=config.algorithm,
+                    params=params_json,
+                    status=RunStatus.SKIPPED,
+                    actor=actor,
+                    activity_id=basis.activity_id,
+                    data_snapshot=snapshot,
+                    metrics=previous.metrics,
+                    beats_baseline=previous.beats_baseline,
+                    finished_at=timezone.now(),
+                )
+                audit_record(
+                    actor=actor,
+                    action="recommender.training_skipped",
+                    purpose=basis.purpose,
+                    legal_basis=basis.legal_basis,
+                    activity_id=basis.activity_id,
+                    object_type="TrainingRun",
+                    object_id=run.pk,
+                    counts=_snapshot_counts(snapshot),
+                    details={"algorithm": config.algorithm, "same_data_as_run": previous.pk},
+                )
+            return run
+
+    run = TrainingRun.objects.create(
+        algorithm=config.algorithm,
+        params=params_json,
+        actor=actor,
+        activity_id=basis.activity_id,
+        data_snapshot=snapshot,
+    )
+    logger.info("recommend.training_started", extra={"fields": {"run": run.pk, **_snapshot_counts(snapshot)}})
+    try:
+        report = recommender_evaluate(config=config, events=events, threads=threads)
+        model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
+        stored_name, size = artefact_save(
+            name=f"{run.pk}-{config.algorithm}.npz", arrays=artefact_arrays(model, matrix)
+        )
+    except Exception as exc:
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        )
+        logger.exception("recommend.training_failed", extra={"fields": {"run": run.pk}})
+        raise
+
+    metrics = report.as_dict(config)
+    try:
+        with transaction.atomic():
+            record = RecommenderModel.objects.create(
+                run=run,
+                algorithm=config.algorithm,
+                params=params_json,
+                artefact=stored_name,
+                artefact_bytes=size,
+                consumers=snapshot["consumers"],
+                products=snapshot["products"],
+                ndcg=report.model.ndcg,
+            )
+            activated = report.beats_baseline
+            if activated:
+                RecommenderModel.objects.filter(algorithm=config.algorithm, is_active=True).update(is_active=False)
+                RecommenderModel.objects.filter(pk=record.pk).update(is_active=True, activated_at=timezone.now())
+            TrainingRun.objects.filter(pk=run.pk).update(
+                status=RunStatus.SUCCEEDED,
+                metrics=metrics,
+                beats_baseline=report.beats_baseline,
+                finished_at=timezone.now(),
+            )
+            audit_record(
+                actor=actor,
+                action="recommender.trained",
+                purpose=basis.purpose,
+                legal_basis=basis.legal_basis,
+                activity_id=basis.activity_id,
+                object_type="RecommenderModel",
+                object_id=record.pk,
+                counts=_snapshot_counts(snapshot),
+                details={
+                    "algorithm": config.algorithm,
+                    "run": run.pk,
+                    "activated": activated,
+                    "data_hash": snapshot["hash"],
+                    "model_ndcg": round(report.model.ndcg, 6),
+                    "baseline_ndcg": round(report.baseline.ndcg, 6),
+                    "model_precision": round(report.model.precision, 6),
+                    "baseline_precision": round(report.baseline.precision, 6),
+                    "evaluated_consumers": report.model.users,
+                },
+            )
+    except Exception as exc:
+        default_storage.delete(stored_name)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        )
+        raise
+    logger.info(
+        "recommend.training_finished",
+        extra={"fields": {"run": run.pk, "model": record.pk, "activated": activated, "ndcg": report.model.ndcg}},
+    )
+    run.refresh_from_db()
+    return run
+
+
+def _snapshot_counts(snapshot: Mapping[str, Any]) -> dict[str, int]:
+    return {key: int(snapshot[key]) for key in ("consumers", "products", "interactions", "events")}
+
+
+def recommend_for_consumers(
+    *, merchant_id: int, consumer_ids: Sequence[int], n: int, exclude_purchased: bool = True
+) -> dict[int, list[int]]:
+    """Top-n product ids (best first) from one merchant's catalogue for every consumer in an audience.
+
+    Vectorised and chunked: the serving model ranks known consumers in blocks,
+    consumers it has not seen are folded in from their events where it can,
+    and whoever still has fewer than n gets the merchant's popular products in
+    their strongest interest category, then overall. Products the consumer
+    bought from this merchant are left out when `exclude_purchased`.
+    """
+    record = serving_model()
+    model = model_load(record) if record is not None else None
+    ranked = rank_for_consumers(
+        merchant_id=merchant_id,
+        consumer_ids=consumer_ids,
+        n=n,
+        model=model,
+        exclude_purchased=exclude_purchased,
+        chunk_size=batch_chunk_size(),
+    )
+    return {consumer_id: result.product_ids for consumer_id, result in ranked.items()}
+
+
+def model_forget_consumer(*, consumer_id: int) -> int:
+    """Remove a consumer's row (factors, stored history) from every stored artefact. Returns models rewritten.
+
+    Runs inside the caller's transaction: the new files are written first and
+    the rows pointed at them; the old files are deleted only after commit, so a
+    rollback leaves the registry consistent (and at worst an orphan file).
+    """
+    rewritten = 0
+    for record in RecommenderModel.objects.select_for_update().order_by("pk"):
+        if not record.artefact or not default_storage.exists(record.artefact.name):
+            continue
+        arrays = artefact_read(record.artefact.name)
+        reduced = arrays_without_consumer(arrays, consumer_id)
+        if reduced is None:
+            continue
+        old_name = record.artefact.name
+        new_name, size = artefact_save(
+            name=f"{record.run_id}-{record.algorithm}-v{record.artefact_version + 1}.npz", arrays=reduced
+        )
+        RecommenderModel.objects.filter(pk=record.pk).update(
+            artefact=new_name,
+            artefact_bytes=size,
+            artefact_version=F("artefact_version") + 1,
+            consumers=F("consumers") - 1,
+        )
+        transaction.on_commit(lambda name=old_name: default_storage.delete(name))
+        rewritten += 1
+    return rewritten
+
+
+def algorithm_names() -> list[str]:
+    return sorted(ALGORITHMS)
+
+
+__all__ = [
+    "HoldoutReport",
+    "TrainingConfig",
+    "algorithm_names",
+    "model_forget_consumer",
+    "recommend_for_consumers",
+    "recommender_evaluate",
+    "recommender_train",
+    "training_config",
+]

@@ -1,0 +1,49 @@
+"""Celery entry points for training. Thin: they take plain values and call the service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+
+from privacy.services import ProcessingNotPermitted
+
+from .services import recommender_train, training_config
+
+logger = logging.getLogger("dmp.recommend")
+
+# What the nightly schedule trains: EASE serves (best hold-out figures), ALS gives lookalikes their factors.
+DEFAULT_SCHEDULED_ALGORITHMS = ("ease", "als")
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(DatabaseError, OSError),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=3,
+    acks_late=True,
+)
+def recommender_train_task(self, algorithm: str, params: dict | None = None, actor: str = "schedule") -> int | None:
+    """Train one algorithm; returns the TrainingRun id, or None when refused for want of a legal basis."""
+    config = training_config(algorithm=algorithm, params=params or {})
+    try:
+        run = recommender_train(config=config, actor=actor)
+    except ProcessingNotPermitted as exc:
+        # Not retried: nothing changes until a privacy officer approves an activity.
+        logger.warning("recommend.training_refused", extra={"fields": {"algorithm": algorithm, "reason": exc.reason}})
+        return None
+    return run.pk
+
+
+@shared_task(acks_late=True)
+def recommender_train_scheduled() -> list[str]:
+    """The beat entry: one task per configured algorithm, each retried on its own."""
+    algorithms = getattr(settings, "RECOMMEND_SCHEDULED_ALGORITHMS", DEFAULT_SCHEDULED_ALGORITHMS)
+    results = []
+    for algorithm in algorithms:
+        results.append(recommender_train_task.delay(algorithm, None, "schedule").id)
+    return results

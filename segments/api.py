@@ -1,0 +1,423 @@
+"""REST API for merchants: live audience estimates and segments (CRUD, refresh, insights, overlap, lookalikes).
+
+Thin views: each operation validates its input with a small serializer, calls one service or selector, and
+shapes the answer. Every segment is reached through the caller's merchant scope, so another merchant's id is
+the same 404 as a missing one. Counts are shown as merchants may see them (hidden below MIN_AUDIENCE, two
+significant figures above).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+
+from merchants.api_base import MerchantAPIView, get_scoped_or_404
+from merchants.api_errors import ApiError, Conflict
+from privacy.services import ProcessingNotPermitted
+
+from .insights import SegmentNotComputed, segment_insights, segment_overlap
+from .models import RefreshPolicy, Segment, SegmentKind
+from .selectors import audience_estimate, segments_for_merchant
+from .services import (
+    lookalike_create,
+    segment_create,
+    segment_crontab,
+    segment_delete,
+    segment_refresh_request,
+    segment_update,
+)
+from .sources import public_count
+
+
+def _not_permitted(exc: ProcessingNotPermitted) -> ApiError:
+    return Conflict(
+        "Audience processing needs an approved processing activity for tagging; the platform's privacy officer "
+        "has not approved one.",
+        code="processing_not_permitted",
+        details={"purpose": exc.purpose},
+    )
+
+
+def _request_data(request) -> dict:
+    """request.data, as a dict; a body nested too deeply to decode is a 400, not a 500."""
+    try:
+        data = request.data
+    except RecursionError:
+        raise ParseError("The JSON body is nested too deeply.") from None
+    if not isinstance(data, dict):
+        raise ParseError("The body must be a JSON object.")
+    return data
+
+
+# ------------------------------------------------------------------------------------------------ serializers
+
+
+class PublicCountSerializer(serializers.Serializer):
+    count = serializers.IntegerField(allow_null=True, help_text="Rounded to two significant figures; null when hidden.")
+    display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 100".')
+    hidden = serializers.BooleanField(help_text="True when the true count is below the minimum audience.")
+
+
+_public_count_field = extend_schema_field(PublicCountSerializer(allow_null=True))
+
+
+class DefinitionInput(serializers.Serializer):
+    expression = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Text form, e.g. country:SG AND (interest:sports OR interest:outdoor) AND NOT "
+        "discount_sensitivity:high",
+    )
+    definition = serializers.JSONField(
+        required=False, help_text='JSON form, e.g. {"and": [{"tag": {"family": "country", "value": "SG"}}, ...]}'
+    )
+
+    def validate(self, attrs):
+        if ("expression" in attrs) == ("definition" in attrs):
+            raise serializers.ValidationError("Give exactly one of expression (text) or definition (JSON).")
+        return attrs
+
+
+class EstimateOutput(serializers.Serializer):
+    size = PublicCountSerializer()
+    reachable = PublicCountSerializer(help_text="Of those, consumers with express direct-marketing consent.")
+    took_ms = serializers.FloatField()
+    expression = serializers.CharField(help_text="The expression in canonical text form.")
+    definition = serializers.JSONField(help_text="The same expression in the JSON form.")
+
+
+class SegmentInput(DefinitionInput):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(
+        choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE
+    )
+    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+    crontab = serializers.CharField(
+        required=False,
+        help_text='Custom policy only: "minute hour day-of-month month day-of-week" (UTC). Editable later in '
+        "the admin as a periodic task.",
+    )
+
+
+class SegmentUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    expression = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    definition = serializers.JSONField(required=False)
+    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False)
+    crontab = serializers.CharField(required=False)
+
+    def validate(self, attrs):
+        if "expression" in attrs and "definition" in attrs:
+            raise serializers.ValidationError("Give at most one of expression (text) or definition (JSON).")
+        return attrs
+
+
+class SegmentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    kind = serializers.CharField()
+    expression = serializers.CharField(source="definition")
+    definition = serializers.JSONField(source="definition_json", allow_null=True)
+    seed_segment_id = serializers.IntegerField(source="seed_id", allow_null=True)
+    lookalike = serializers.JSONField(source="lookalike_spec", allow_null=True)
+    refresh_policy = serializers.CharField()
+    crontab = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    last_error = serializers.CharField()
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    version = serializers.IntegerField()
+    pending_version = serializers.IntegerField()
+    size = serializers.SerializerMethodField()
+    entered = serializers.SerializerMethodField()
+    exited = serializers.SerializerMethodField()
+    last_refreshed_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_crontab(self, segment) -> str | None:
+        return segment_crontab(segment)
+
+    def _count(self, segment, attr):
+        if getattr(segment, "snapshot_id", None) is None:
+            return None
+        return public_count(getattr(segment, attr)).as_dict()
+
+    @_public_count_field
+    def get_size(self, segment):
+        return self._count(segment, "snapshot_size")
+
+    @_public_count_field
+    def get_entered(self, segment):
+        return self._count(segment, "snapshot_entered")
+
+    @_public_count_field
+    def get_exited(self, segment):
+        return self._count(segment, "snapshot_exited")
+
+
+class RefreshOutput(serializers.Serializer):
+    segment_id = serializers.IntegerField()
+    version = serializers.IntegerField(help_text="The version this refresh will write; older queued runs skip.")
+    status = serializers.CharField()
+
+
+class LookalikeInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    size = serializers.IntegerField(required=False, min_value=1, help_text="Take the N most similar consumers.")
+    min_similarity = serializers.FloatField(
+        required=False, help_text="Or take everyone at least this similar (0 to 1)."
+    )
+    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+
+    def validate(self, attrs):
+        if ("size" in attrs) == ("min_similarity" in attrs):
+            raise serializers.ValidationError("Give exactly one of size or min_similarity.")
+        return attrs
+
+
+class InsightValueSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    label = serializers.CharField()
+    suppressed = serializers.BooleanField(help_text="True when the cell is under the minimum audience: no figures.")
+    segment_count = PublicCountSerializer(required=False)
+    segment_share = serializers.FloatField(required=False)
+    population_count = PublicCountSerializer(required=False)
+    population_share = serializers.FloatField(required=False)
+    lift = serializers.FloatField(required=False, help_text="segment share / population share")
+
+
+class InsightFamilySerializer(serializers.Serializer):
+    family = serializers.CharField()
+    values = InsightValueSerializer(many=True)
+
+
+class InsightsOutput(serializers.Serializer):
+    segment_id = serializers.IntegerField()
+    size = PublicCountSerializer()
+    families = InsightFamilySerializer(many=True)
+
+
+class OverlapOutput(serializers.Serializer):
+    segment_id = serializers.IntegerField()
+    other_id = serializers.IntegerField()
+    size = PublicCountSerializer()
+    other_size = PublicCountSerializer()
+    both = PublicCountSerializer()
+    jaccard = serializers.FloatField(allow_null=True, help_text="Null when the intersection is hidden.")
+
+
+def _segment_payload(segment: Segment, merchant) -> dict:
+    """A segment as the API shows it, re-read with its latest snapshot's figures."""
+    return SegmentOutput(segments_for_merchant(merchant).get(pk=segment.pk)).data
+
+
+def _not_computed(exc: SegmentNotComputed) -> ApiError:
+    return Conflict(str(exc), code="segment_not_computed")
+
+
+# ------------------------------------------------------------------------------------------------ views
+
+_BAD_EXPRESSION = OpenApiResponse(
+    description="A bad expression: error.details has position (1-based character position, or a JSON path for "
+    "the JSON form), line, column, found and expected."
+)
+
+
+class AudienceEstimateApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return Segment.objects.for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="audiences_estimate",
+        summary="Estimate an audience",
+        description="How many live consumers match an expression, and how many of them have express "
+        f"direct-marketing consent. Below {settings.MIN_AUDIENCE} a count reads 'fewer than "
+        f"{settings.MIN_AUDIENCE}'; above, it is rounded to two significant figures.",
+        request=DefinitionInput,
+        responses={200: EstimateOutput, 400: _BAD_EXPRESSION, 409: OpenApiResponse(description="No legal basis.")},
+    )
+    def post(self, request):
+        payload = DefinitionInput(data=_request_data(request))
+        payload.is_valid(raise_exception=True)
+        try:
+            estimate = audience_estimate(merchant=self.merchant, **payload.validated_data)
+        except ProcessingNotPermitted as exc:
+            raise _not_permitted(exc) from None
+        return Response(
+            EstimateOutput(
+                {
+                    "size": estimate.size.as_dict(),
+                    "reachable": estimate.reachable.as_dict(),
+                    "took_ms": estimate.took_ms,
+                    "expression": estimate.expression,
+                    "definition": estimate.definition,
+                }
+            ).data
+        )
+
+
+class SegmentsApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return segments_for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="segments_list",
+        summary="List segments",
+        description="Your segments with their latest snapshot's size, who entered and who left (counts as "
+        "merchants may see them), refresh status and last error.",
+        responses=SegmentOutput(many=True),
+    )
+    def get(self, request):
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
+        return paginator.get_paginated_response(SegmentOutput(page, many=True).data)
+
+    @extend_schema(
+        operation_id="segments_create",
+        summary="Create a segment",
+        description="From an expression or a JSON definition. Its first refresh is queued at once.",
+        request=SegmentInput,
+        responses={201: SegmentOutput, 400: _BAD_EXPRESSION, 409: OpenApiResponse(description="Name in use.")},
+    )
+    def post(self, request):
+        payload = SegmentInput(data=_request_data(request))
+        payload.is_valid(raise_exception=True)
+        segment = segment_create(merchant=self.merchant, actor=request.user.actor, **payload.validated_data)
+        return Response(_segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)
+
+
+class SegmentDetailApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return segments_for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="segments_retrieve",
+        summary="Get a segment",
+        description="One of your segments; another merchant's id is a 404 like a missing one.",
+        responses=SegmentOutput,
+    )
+    def get(self, request, segment_id: int):
+        return Response(SegmentOutput(get_scoped_or_404(self.get_queryset(), pk=segment_id)).data)
+
+    @extend_schema(
+        operation_id="segments_update",
+        summary="Edit a segment",
+        description="A changed expression or definition is checked (unknown tags, other segments, cycles) and "
+        "triggers a refresh.",
+        request=SegmentUpdateInput,
+        responses={200: SegmentOutput, 400: _BAD_EXPRESSION},
+    )
+    def patch(self, request, segment_id: int):
+        segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        payload = SegmentUpdateInput(data=_request_data(request), partial=True)
+        payload.is_valid(raise_exception=True)
+        segment = segment_update(segment=segment, actor=request.user.actor, **payload.validated_data)
+        return Response(_segment_payload(segment, self.merchant))
+
+    @extend_schema(
+        operation_id="segments_destroy",
+        summary="Delete a segment",
+        description="Refused (409) while another segment names it, it seeds a lookalike, or a campaign uses it.",
+        responses={204: None, 409: OpenApiResponse(description="Used by another segment, lookalike or campaign.")},
+    )
+    def delete(self, request, segment_id: int):
+        segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        segment_delete(segment=segment, actor=request.user.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SegmentRefreshApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return Segment.objects.for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="segments_refresh",
+        summary="Refresh a segment",
+        description="Queues a refresh and answers at once. The segment's status and last_error say how it went.",
+        request=None,
+        responses={202: RefreshOutput},
+    )
+    def post(self, request, segment_id: int):
+        segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        version = segment_refresh_request(segment_id=segment.pk, actor=request.user.actor)
+        return Response(
+            RefreshOutput({"segment_id": segment.pk, "version": version, "status": "pending"}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class SegmentInsightsApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return Segment.objects.for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="segments_insights",
+        summary="Segment insights",
+        description="For each tag family, the segment's distribution against all live consumers, with lift. "
+        f"Cells under {settings.MIN_AUDIENCE} consumers are suppressed.",
+        responses={200: InsightsOutput, 409: OpenApiResponse(description="Not computed yet, or no legal basis.")},
+    )
+    def get(self, request, segment_id: int):
+        segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        try:
+            return Response(InsightsOutput(segment_insights(segment=segment)).data)
+        except SegmentNotComputed as exc:
+            raise _not_computed(exc) from None
+        except ProcessingNotPermitted as exc:
+            raise _not_permitted(exc) from None
+
+
+class SegmentOverlapApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return Segment.objects.for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="segments_overlap",
+        summary="Overlap of two segments",
+        description="Sizes of both segments and of their intersection, and the Jaccard index. Below "
+        f"{settings.MIN_AUDIENCE} a count is hidden; the Jaccard index is hidden with the intersection.",
+        responses={200: OverlapOutput, 409: OpenApiResponse(description="Not computed yet, or no legal basis.")},
+    )
+    def get(self, request, segment_id: int, other_id: int):
+        segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        other = get_scoped_or_404(self.get_queryset(), pk=other_id)
+        try:
+            return Response(OverlapOutput(segment_overlap(segment=segment, other=other)).data)
+        except SegmentNotComputed as exc:
+            raise _not_computed(exc) from None
+        except ProcessingNotPermitted as exc:
+            raise _not_permitted(exc) from None
+
+
+class SegmentLookalikeApi(MerchantAPIView):
+    def scoped_queryset(self, merchant):
+        return Segment.objects.for_merchant(merchant)
+
+    @extend_schema(
+        operation_id="segments_lookalike",
+        summary="Make a lookalike segment",
+        description="A new segment of the consumers most similar to this one's members (the seed needs at least "
+        f"{settings.MIN_AUDIENCE}): the top `size`, or everyone at or above `min_similarity`. Similarity uses "
+        "the active recommendation model's consumer factors where there is one, else a classifier on tags.",
+        request=LookalikeInput,
+        responses={
+            201: SegmentOutput,
+            409: OpenApiResponse(description="Seed not computed or name in use."),
+            422: OpenApiResponse(description="Seed too small or bad size."),
+        },
+    )
+    def post(self, request, segment_id: int):
+        seed = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        payload = LookalikeInput(data=_request_data(request))
+        payload.is_valid(raise_exception=True)
+        segment = lookalike_create(seed=seed, actor=request.user.actor, **payload.validated_data)
+        return Response(_segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)

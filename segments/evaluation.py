@@ -1,0 +1,496 @@
+"""Resolving a parsed expression against the catalogue, and its two evaluators.
+
+- `evaluate_bitmap`: Roaring-bitmap algebra over the tag bitmaps (what merchants get). NOT x is live − x.
+- `evaluate_sql`: one SQL query over ConsumerTag and Event rows (the oracle the tests hold the bitmaps to).
+
+Behavioural terms (`purchased(category="beauty", within="30d", min_count=2)`) are evaluated in SQL in both, into
+a bitmap that is cached until the events change: the cache key holds the events' high-water marks (min and max
+Event.id: ingestion raises the max, retention purges raise the min), an erasure generation, the predicate and,
+for `within`, the start of its window. Windows are aligned (hours to the start of the hour, days and weeks to
+the start of the UTC day) so the result only changes when the window moves.
+
+`segment:ID` nests one of the merchant's own segments: its latest ready snapshot where it has one (the
+membership the merchant sees), else its definition evaluated now. The SQL oracle always re-evaluates nested
+rule definitions from rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.utils import timezone
+from pyroaring import BitMap, FrozenBitMap
+
+from consumers.models import Event, EventType
+from merchants.models import Merchant
+from tags.models import ConsumerTag, Tag
+
+from .language import (
+    ActionTerm,
+    And,
+    Node,
+    Not,
+    Or,
+    SegmentSyntaxError,
+    SegmentTerm,
+    TagTerm,
+    parse,
+    terms,
+    to_text,
+)
+from .models import Segment, SegmentKind, SegmentSnapshot, SnapshotStatus
+from .sources import live_consumers_queryset, tag_bitmaps
+
+ACTION_EVENT_TYPES = {
+    "viewed": EventType.VIEW,
+    "carted": EventType.CART,
+    "favourited": EventType.FAVOURITE,
+    "purchased": EventType.PURCHASE,
+}
+MAX_NESTING = 16  # segment:ID inside segment:ID ...
+
+
+@dataclass(frozen=True)
+class ResolvedDefinition:
+    """A parsed expression whose terms are known to exist: tag values in their catalogue spelling, tag ids,
+    and the merchant's own segments it names."""
+
+    node: Node
+    merchant_id: int
+    tag_ids: dict[tuple[str, str], int] = field(default_factory=dict)
+    segment_ids: frozenset[int] = frozenset()
+
+    @property
+    def text(self) -> str:
+        return to_text(self.node)
+
+
+# ------------------------------------------------------------------------------------------------ resolution
+
+
+def definition_resolve(
+    node: Node,
+    *,
+    merchant: Merchant,
+    text: str | None = None,
+    segment_id: int | None = None,
+    catalogue: list[tuple[int, str, str]] | None = None,
+) -> ResolvedDefinition:
+    """Check every term against the catalogue and the merchant's segments; errors name the term's position.
+
+    `segment_id` is the segment being defined, if it exists already: naming it, or a segment that leads back
+    to it, is a cycle. Another merchant's segment is reported exactly like a missing one. `catalogue` (rows of
+    id, family, value), when given, saves the tag query (bulk refreshes resolve many definitions at once).
+    """
+    found = terms(node)
+    tag_terms = [t for t in found if isinstance(t, TagTerm)]
+    canonical: dict[tuple[str, str], tuple[str, int]] = {}
+    if tag_terms:
+        families = {t.family for t in tag_terms}
+        if catalogue is None:
+            rows = list(Tag.objects.filter(family__in=families).values_list("id", "family", "value"))
+        else:
+            rows = [row for row in catalogue if row[1] in families]
+        exact = {(family, value): (value, tag_id) for tag_id, family, value in rows}
+        folded: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        for tag_id, family, value in rows:
+            folded.setdefault((family, value.casefold()), []).append((value, tag_id))
+        known_families = {family for _, family, _ in rows}
+        for t in tag_terms:
+            match = exact.get((t.family, t.value))
+            if match is None:
+                candidates = folded.get((t.family, t.value.casefold()), [])
+                match = candidates[0] if len(candidates) == 1 else None
+            if match is not None:
+                canonical[(t.family, t.value)] = match
+                continue
+            if t.family not in known_families:
+                all_families = sorted(
+                    {row[1] for row in catalogue}
+                    if catalogue is not None
+                    else set(Tag.objects.values_list("family", flat=True))
+                )
+                raise SegmentSyntaxError(
+                    f"Unknown tag family '{t.family}'",
+                    position=_at(t.pos, ".tag.family"),
+                    found=t.family,
+                    expected=all_families,
+                    text=text,
+                )
+            values = sorted(value for _, family, value in rows if family == t.family)
+            raise SegmentSyntaxError(
+                f"Unknown value '{t.value}' for the tag family {t.family}",
+                position=_at(t.pos, ".tag.value"),
+                found=t.value,
+                expected=values[:50],
+                text=text,
+            )
+
+    segment_terms = [t for t in found if isinstance(t, SegmentTerm)]
+    referenced = {t.segment_id for t in segment_terms}
+    if referenced:
+        own = set(Segment.objects.for_merchant(merchant).filter(pk__in=referenced).values_list("pk", flat=True))
+        for t in segment_terms:
+            if t.segment_id not in own:
+                raise SegmentSyntaxError(
+                    f"No segment {t.segment_id}",
+                    position=_at(t.pos, ".segment"),
+                    found=f"segment:{t.segment_id}",
+                    expected=[],
+                    text=text,
+                )
+        if segment_id is not None:
+            path = _cycle_path(merchant, start=referenced, target=segment_id)
+            if path is not None:
+                t = next(t for t in segment_terms if t.segment_id == path[0])
+                chain = " → ".join(f"segment:{s}" for s in [segment_id, *path])
+                raise SegmentSyntaxError(
+                    f"segment:{t.segment_id} leads back to this segment ({chain}); a segment cannot contain itself",
+                    position=_at(t.pos, ".segment"),
+                    found=f"segment:{t.segment_id}",
+                    expected=["a segment that does not include this one"],
+                    text=text,
+                )
+
+    for t in found:
+        if isinstance(t, ActionTerm) and t.merchant is not None and t.merchant.casefold() != merchant.slug.casefold():
+            # Behaviour at other merchants is theirs: a merchant may narrow an action to its own store only.
+            raise SegmentSyntaxError(
+                f"Unknown merchant '{t.merchant}'; actions can be narrowed to your own merchant ({merchant.slug})",
+                position=t.position_of("merchant"),
+                found=t.merchant,
+                expected=[merchant.slug],
+                text=text,
+            )
+
+    def canonicalise(n: Node) -> Node:
+        if isinstance(n, TagTerm):
+            return replace(n, value=canonical[(n.family, n.value)][0])
+        if isinstance(n, ActionTerm) and n.merchant is not None:
+            return replace(n, merchant=merchant.slug)
+        if isinstance(n, Not):
+            return replace(n, operand=canonicalise(n.operand))
+        if isinstance(n, And | Or):
+            return replace(n, operands=tuple(canonicalise(o) for o in n.operands))
+        return n
+
+    return ResolvedDefinition(
+        node=canonicalise(node),
+        merchant_id=merchant.pk,
+        tag_ids={(family, value): tag_id for family, value, tag_id in _flatten(canonical)},
+        segment_ids=frozenset(referenced),
+    )
+
+
+def _at(pos: int | str, json_suffix: str) -> int | str:
+    """A term's position; in the JSON form, the path of the offending field inside the term."""
+    return pos + json_suffix if isinstance(pos, str) else pos
+
+
+def _flatten(canonical: dict[tuple[str, str], tuple[str, int]]):
+    for (family, _typed), (value, tag_id) in canonical.items():
+        yield family, value, tag_id
+
+
+def _cycle_path(merchant: Merchant, *, start: set[int], target: int) -> list[int] | None:
+    """A path of depends_on edges from one of `start` to `target`, if any (breadth first)."""
+    edges: dict[int, list[int]] = {}
+    through = Segment.depends_on.through
+    for from_id, to_id in through.objects.filter(from_segment__merchant=merchant).values_list(
+        "from_segment_id", "to_segment_id"
+    ):
+        edges.setdefault(from_id, []).append(to_id)
+    queue = [[s] for s in sorted(start)]
+    seen = set(start)
+    while queue:
+        path = queue.pop(0)
+        if path[-1] == target:
+            return path
+        for nxt in edges.get(path[-1], []):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append([*path, nxt])
+    return None
+
+
+def segment_definition_node(segment: Segment) -> Node:
+    """A stored definition, read from its canonical text so that errors found later name a column in it."""
+    return parse(segment.definition)
+
+
+# ------------------------------------------------------------------------------------------------ behaviour
+
+
+def window_start(term: ActionTerm, now: datetime) -> datetime | None:
+    hours = term.within_hours
+    if hours is None:
+        return None
+    if term.within.endswith("h"):
+        anchor = now.replace(minute=0, second=0, microsecond=0)
+    else:
+        anchor = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return anchor - timedelta(hours=hours)
+
+
+def behaviour_queryset(term: ActionTerm, *, merchant_id: int, now: datetime) -> QuerySet:
+    """Consumer ids (a values queryset) who did the action, as SQL."""
+    events = Event.objects.filter(event_type=ACTION_EVENT_TYPES[term.action])
+    if term.merchant is not None:
+        events = events.filter(merchant_id=merchant_id)
+    if term.category is not None:
+        events = events.filter(
+            Q(product__category__iexact=term.category)
+            | Q(product__category_path__iexact=term.category)
+            | Q(product__category_path__istartswith=term.category + "/")
+        )
+    if term.brand is not None:
+        events = events.filter(product__brand__iexact=term.brand)
+    start = window_start(term, now)
+    if start is not None:
+        events = events.filter(occurred_at__gte=start)
+    if term.min_count > 1:
+        return events.values("consumer_id").annotate(n=Count("id")).filter(n__gte=term.min_count).values("consumer_id")
+    return events.values("consumer_id")
+
+
+BEHAVIOUR_GENERATION_KEY = "segments:behaviour:generation"
+BEHAVIOUR_CACHE_SECONDS = 24 * 3600
+_PROCESS_CACHE_SIZE = 128
+_behaviour_cache: OrderedDict[str, FrozenBitMap] = OrderedDict()
+_behaviour_lock = threading.Lock()
+
+
+def behaviour_cache_key(term: ActionTerm, *, merchant_id: int, now: datetime) -> str:
+    bounds = Event.objects.aggregate(low=Min("id"), high=Max("id"))
+    generation = cache.get(BEHAVIOUR_GENERATION_KEY, 0)
+    start = window_start(term, now)
+    scope = merchant_id if term.merchant is not None else "all"
+    raw = f"{generation}|{bounds['low']}|{bounds['high']}|{start.isoformat() if start else '-'}|{scope}|{to_text(term)}"
+    return "segments:behaviour:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def behaviour_bitmap(term: ActionTerm, *, merchant_id: int, now: datetime) -> FrozenBitMap:
+    """Consumers who did the action, from SQL, cached (per process and in the shared cache) until events change."""
+    key = behaviour_cache_key(term, merchant_id=merchant_id, now=now)
+    with _behaviour_lock:
+        hit = _behaviour_cache.get(key)
+        if hit is not None:
+            _behaviour_cache.move_to_end(key)
+            return hit
+    shared = cache.get(key)
+    if shared is not None:
+        bitmap = FrozenBitMap.deserialize(shared)
+    else:
+        ids = behaviour_queryset(term, merchant_id=merchant_id, now=now).values_list("consumer_id", flat=True)
+        bitmap = FrozenBitMap(ids.distinct().iterator(chunk_size=20000))
+        cache.set(key, bitmap.serialize(), BEHAVIOUR_CACHE_SECONDS)
+    with _behaviour_lock:
+        _behaviour_cache[key] = bitmap
+        while len(_behaviour_cache) > _PROCESS_CACHE_SIZE:
+            _behaviour_cache.popitem(last=False)
+    return bitmap
+
+
+def behaviour_cache_invalidate() -> None:
+    """Forget every cached behavioural bitmap (after an erasure): bumping the generation changes every key."""
+    try:
+        cache.incr(BEHAVIOUR_GENERATION_KEY)
+    except ValueError:
+        cache.set(BEHAVIOUR_GENERATION_KEY, 1, None)
+    with _behaviour_lock:
+        _behaviour_cache.clear()
+
+
+# ------------------------------------------------------------------------------------------------ snapshots
+
+
+_snapshot_cache: OrderedDict[tuple[int, int], FrozenBitMap] = OrderedDict()
+_SNAPSHOT_CACHE_SIZE = 32
+
+
+def latest_snapshot(segment_id: int) -> SegmentSnapshot | None:
+    return (
+        SegmentSnapshot.objects.filter(segment_id=segment_id, status=SnapshotStatus.READY)
+        .defer("members")
+        .order_by("-id")
+        .first()
+    )
+
+
+def snapshot_bitmap(snapshot_id: int, size: int) -> FrozenBitMap:
+    """A snapshot's members, cached per process by (id, size): a snapshot never changes except by an erasure,
+    which lowers its size, so no process keeps serving an erased consumer."""
+    key = (snapshot_id, size)
+    with _behaviour_lock:
+        hit = _snapshot_cache.get(key)
+        if hit is not None:
+            return hit
+    data = SegmentSnapshot.objects.filter(pk=snapshot_id).values_list("members", flat=True).first()
+    bitmap = FrozenBitMap.deserialize(bytes(data)) if data else FrozenBitMap()
+    with _behaviour_lock:
+        _snapshot_cache[key] = bitmap
+        while len(_snapshot_cache) > _SNAPSHOT_CACHE_SIZE:
+            _snapshot_cache.popitem(last=False)
+    return bitmap
+
+
+def snapshot_cache_clear() -> None:
+    with _behaviour_lock:
+        _snapshot_cache.clear()
+
+
+# ------------------------------------------------------------------------------------------------ bitmap evaluator
+
+
+class NestingError(SegmentSyntaxError):
+    pass
+
+
+def evaluate_bitmap(
+    resolved: ResolvedDefinition,
+    *,
+    now: datetime | None = None,
+    bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap] | None = None,
+    _stack: tuple[int, ...] = (),
+) -> BitMap | FrozenBitMap:
+    """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers.
+
+    `bitmaps` (tag bitmaps by tag id, and the live consumers), when given, saves loading them: bulk refreshes
+    load every tag once for many segments.
+    """
+    now = now or timezone.now()
+    tag_ids = sorted(set(resolved.tag_ids.values()))
+    by_tag, live = bitmaps if bitmaps is not None else tag_bitmaps(tag_ids)
+    nested: dict[int, FrozenBitMap] = {}
+    for segment_id in resolved.segment_ids:
+        nested[segment_id] = _nested_segment_bitmap(segment_id, resolved.merchant_id, now, _stack)
+    actions: dict[ActionTerm, FrozenBitMap] = {}
+
+    def leaf(term) -> FrozenBitMap:
+        if isinstance(term, TagTerm):
+            return by_tag[resolved.tag_ids[(term.family, term.value)]]
+        if isinstance(term, SegmentTerm):
+            return nested[term.segment_id]
+        if term not in actions:
+            actions[term] = behaviour_bitmap(term, merchant_id=resolved.merchant_id, now=now)
+        return actions[term]
+
+    # Every operation makes one new bitmap (of the type of its left operand) and copies nothing: the leaves are
+    # the shared, cached bitmaps and are never changed.
+    def walk(node: Node) -> FrozenBitMap | BitMap:
+        if isinstance(node, Or):
+            return BitMap.union(*(walk(o) for o in node.operands))
+        if isinstance(node, And):
+            # Intersect the positive operands smallest first, then subtract the negated ones: A AND NOT B is
+            # A − B, which never materialises the (large) complement of B.
+            positives = sorted((walk(o) for o in node.operands if not isinstance(o, Not)), key=len)
+            negatives = [walk(o.operand) for o in node.operands if isinstance(o, Not)]
+            result = positives[0] if positives else live
+            for p in positives[1:]:
+                result = result & p
+                if not result:
+                    return result
+            for n in negatives:
+                result = result - n
+            return result
+        if isinstance(node, Not):
+            return live - walk(node.operand)
+        return leaf(node)
+
+    return walk(resolved.node) & live
+
+
+def _nested_segment_bitmap(segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...]) -> FrozenBitMap:
+    if segment_id in stack or len(stack) >= MAX_NESTING:
+        raise NestingError(
+            f"segment:{segment_id} includes itself through nested segments",
+            position=0,
+            found=f"segment:{segment_id}",
+            expected=[],
+        )
+    snapshot = latest_snapshot(segment_id)
+    if snapshot is not None and snapshot.members_kept:
+        return snapshot_bitmap(snapshot.pk, snapshot.size)
+    segment = Segment.objects.select_related("merchant").get(pk=segment_id, merchant_id=merchant_id)
+    if segment.kind == SegmentKind.LOOKALIKE or not segment.definition:
+        return FrozenBitMap()  # a lookalike with no snapshot yet has no members yet
+    inner = definition_resolve(segment_definition_node(segment), merchant=segment.merchant, text=segment.definition)
+    return evaluate_bitmap(inner, now=now, _stack=(*stack, segment_id))
+
+
+# ------------------------------------------------------------------------------------------------ SQL evaluator
+
+
+def sql_condition(resolved: ResolvedDefinition, *, now: datetime, _stack: tuple[int, ...] = ()) -> Q:
+    """A Q over Consumer that selects the members, straight from ConsumerTag and Event rows."""
+
+    def walk(node: Node) -> Q:
+        if isinstance(node, Or):
+            q = Q()
+            for o in node.operands:
+                q |= walk(o)
+            return q
+        if isinstance(node, And):
+            q = Q()
+            for o in node.operands:
+                q &= walk(o)
+            return q
+        if isinstance(node, Not):
+            return ~walk(node.operand)
+        if isinstance(node, TagTerm):
+            tag_id = resolved.tag_ids[(node.family, node.value)]
+            return Q(pk__in=ConsumerTag.objects.filter(tag_id=tag_id).values("consumer_id"))
+        if isinstance(node, ActionTerm):
+            return Q(pk__in=behaviour_queryset(node, merchant_id=resolved.merchant_id, now=now))
+        return _nested_segment_condition(node.segment_id, resolved.merchant_id, now, _stack)
+
+    return walk(resolved.node)
+
+
+def _nested_segment_condition(segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...]) -> Q:
+    if segment_id in stack or len(stack) >= MAX_NESTING:
+        raise NestingError(
+            f"segment:{segment_id} includes itself through nested segments",
+            position=0,
+            found=f"segment:{segment_id}",
+            expected=[],
+        )
+    segment = Segment.objects.select_related("merchant").get(pk=segment_id, merchant_id=merchant_id)
+    if segment.kind == SegmentKind.LOOKALIKE or not segment.definition:
+        snapshot = latest_snapshot(segment_id)
+        members = list(snapshot_bitmap(snapshot.pk, snapshot.size)) if snapshot and snapshot.members_kept else []
+        return Q(pk__in=members)
+    inner = definition_resolve(segment_definition_node(segment), merchant=segment.merchant, text=segment.definition)
+    return sql_condition(inner, now=now, _stack=(*stack, segment_id))
+
+
+def sql_queryset(resolved: ResolvedDefinition, *, now: datetime | None = None) -> QuerySet:
+    now = now or timezone.now()
+    universe = live_consumers_queryset()
+    return universe.filter(sql_condition(resolved, now=now)).values_list("pk", flat=True)
+
+
+def evaluate_sql(resolved: ResolvedDefinition, *, now: datetime | None = None) -> BitMap:
+    return BitMap(sql_queryset(resolved, now=now).iterator(chunk_size=20000))
+
+
+def count_sql(resolved: ResolvedDefinition, *, now: datetime | None = None) -> int:
+    return sql_queryset(resolved, now=now).count()
+
+
+__all__ = [
+    "ResolvedDefinition",
+    "behaviour_bitmap",
+    "behaviour_cache_invalidate",
+    "count_sql",
+    "definition_resolve",
+    "evaluate_bitmap",
+    "evaluate_sql",
+    "sql_queryset",
+]

@@ -1,0 +1,273 @@
+"""POST /api/v1/ingest/events, /ingest/profiles and /consents: operator keys, JSON arrays and NDJSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumers.models import Consumer, Event
+from privacy.models import ConsentRecord
+
+EVENTS = "/api/v1/ingest/events"
+PROFILES = "/api/v1/ingest/profiles"
+CONSENTS = "/api/v1/consents"
+
+
+def ndjson(rows) -> str:
+    return "\n".join(json.dumps(r) for r in rows) + "\n"
+
+
+def test_a_json_array_of_good_rows_is_written_and_reported(operator_client, event_row):
+    rows = [event_row() for _ in range(5)]
+    response = operator_client.post(EVENTS, rows, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["received"], body["accepted"], body["duplicates"], body["errors"]) == (5, 5, 0, [])
+    assert Event.objects.count() == 5
+
+    again = operator_client.post(EVENTS, rows, format="json")
+    assert again.status_code == 200
+    assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 5)
+
+
+def test_ndjson_is_accepted_and_blank_lines_skipped(operator_client, event_row):
+    rows = [event_row() for _ in range(3)]
+    body = "\n" + ndjson(rows[:2]) + "\r\n\n" + json.dumps(rows[2]) + "\r\n"
+    response = operator_client.post(EVENTS, body, content_type="application/x-ndjson")
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted"] == 3
+
+
+def test_some_rows_rejected_is_a_422_naming_them_and_saying_what_was_written(operator_client, event_row):
+    rows = [event_row(), event_row(event_type="shout"), event_row(), event_row(quantity=-1)]
+    response = operator_client.post(EVENTS, rows, format="json")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "rows_rejected"
+    assert error["message"].startswith("2 of 4 events were rejected and not written; 2 were written")
+    assert error["details"]["errors"] == [
+        {"row": 2, "field": "event_type", "reason": "must be one of view, click, cart, favourite, purchase, cancel"},
+        {"row": 4, "field": "quantity", "reason": "must be at least 1 (send a cancel event for returns)"},
+    ]
+    assert error["details"]["accepted"] == 2
+    assert Event.objects.count() == 2
+
+
+def test_atomic_true_writes_nothing_on_any_error(operator_client, event_row):
+    rows = [event_row(), event_row(), event_row(sku=None)]
+    response = operator_client.post(f"{EVENTS}?atomic=true", rows, format="json")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "nothing was written" in error["message"]
+    assert error["details"]["rolled_back"] is True
+    assert Event.objects.count() == Consumer.objects.count() == 0
+
+    response = operator_client.post(f"{EVENTS}?atomic=true", rows[:2], format="json")
+    assert response.status_code == 200 and response.json()["accepted"] == 2
+
+
+def test_a_bad_atomic_flag_is_a_400(operator_client, event_row):
+    response = operator_client.post(f"{EVENTS}?atomic=perhaps", [event_row()], format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_parameter"
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body,where",
+    [
+        ('[{"event_id": "a",\n "sku": }]', "line 2, column 9"),
+        ("[1, 2", "line 1, column 6"),
+        ('{"event_id": "a"', "line 1, column 17"),
+    ],
+)
+def test_malformed_json_is_a_400_naming_line_and_column(operator_client, body, where):
+    response = operator_client.post(EVENTS, body, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "parse_error"
+    assert where in error["message"]
+
+
+def test_malformed_ndjson_names_the_line(operator_client, event_row):
+    body = ndjson([event_row(), event_row()]) + '{"event_id": "x", oops}\n'
+    response = operator_client.post(EVENTS, body, content_type="application/x-ndjson")
+    assert response.status_code == 400
+    assert "line 3, column 19" in response.json()["error"]["message"]
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "body,content_type,message",
+    [
+        ("", "application/json", "The body is empty"),
+        ('{"event_id": "a"}', "application/json", "Expected a JSON array of rows"),
+        ("[" * 100_000 + "]" * 100_000, "application/json", "nested too deeply"),
+        ("[" + "9" * 5000 + "]", "application/json", "out of range"),
+        (b"[\xff\xfe]", "application/json", "not UTF-8"),
+    ],
+)
+def test_unusable_bodies_are_400s(operator_client, body, content_type, message):
+    response = operator_client.post(EVENTS, body, content_type=content_type)
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
+
+
+def test_another_content_type_is_a_415(operator_client):
+    response = operator_client.post(EVENTS, "a,b\n1,2", content_type="text/csv")
+    assert response.status_code == 415
+
+
+def test_more_rows_than_the_limit_is_a_413(operator_client, event_row, settings):
+    settings.INGEST_MAX_ROWS_PER_REQUEST = 3
+    rows = [event_row() for _ in range(4)]
+    response = operator_client.post(EVENTS, rows, format="json")
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == "At most 3 rows per request; split the batch."
+    response = operator_client.post(EVENTS, ndjson(rows), content_type="application/x-ndjson")
+    assert response.status_code == 413
+    assert operator_client.post(EVENTS, rows[:3], format="json").status_code == 200
+
+
+def test_a_body_over_the_byte_limit_is_a_413(operator_client, event_row, settings):
+    settings.INGEST_MAX_BODY_BYTES = 1000
+    response = operator_client.post(EVENTS, [event_row() for _ in range(20)], format="json")
+    assert response.status_code == 413
+    assert "larger than 1,000 bytes" in response.json()["error"]["message"]
+    assert Event.objects.count() == 0
+
+
+def test_the_default_limit_is_fifty_thousand_rows(operator_client):
+    response = operator_client.post(EVENTS, "[" + ",".join(["{}"] * 50_001) + "]", content_type="application/json")
+    assert response.status_code == 413
+    assert "50,000" in response.json()["error"]["message"]
+
+
+def test_ingestion_needs_an_operator_key(client, merchant_client, event_row):
+    response = merchant_client.post(EVENTS, [event_row()], format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "This endpoint needs an operator API key."
+    assert client.post(EVENTS, "[]", content_type="application/json").status_code == 401
+    assert merchant_client.post(CONSENTS, [], format="json").status_code == 403
+    assert merchant_client.post(PROFILES, [], format="json").status_code == 403
+    assert Event.objects.count() == 0
+
+
+def test_profiles_endpoint(operator_client):
+    rows = [
+        {"consumer_id": "pa@example.com", "age": 27, "country": "Malaysia", "gender": "m"},
+        {"consumer_id": "pb@example.com", "country": "Narnia"},
+    ]
+    response = operator_client.post(PROFILES, rows, format="json")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["errors"] == [
+        {"row": 2, "field": "country", "reason": "is not a recognised country code or name"}
+    ]
+    consumer = Consumer.objects.get()
+    assert (consumer.age_range, consumer.country, consumer.gender) == ("25-34", "MY", "m")
+
+
+def test_consents_endpoint(operator_client):
+    row = {
+        "consumer_id": "+65 8123 4567",
+        "purpose": "direct_marketing",
+        "status": "granted",
+        "kind": "express",
+        "source": "app:settings:v3",
+        "occurred_at": "2024-05-01T12:30:00Z",
+    }
+    response = operator_client.post(CONSENTS, ndjson([row]), content_type="application/x-ndjson")
+    assert response.status_code == 200, response.content
+    assert response.json()["accepted"] == 1
+    assert ConsentRecord.objects.get().status == "granted"
+
+
+def test_the_schema_documents_the_endpoints(client):
+    response = client.get("/api/v1/schema/?format=json")
+    assert response.status_code == 200
+    paths = json.loads(response.content)["paths"]
+    for path in (EVENTS, PROFILES, CONSENTS):
+        operation = paths[path]["post"]
+        assert set(operation["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+        assert {"200", "400", "413", "422"} <= set(operation["responses"])
+
+
+# ------------------------------------------------------------------ fuzzing: never a 500
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(["acme", "view", "purchase", "2024-05-01T12:30:00Z", "", " ", "\x00", "\ud800", "1e400"]),
+)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+)
+FIELDS = [
+    "event_id",
+    "consumer_id",
+    "merchant",
+    "sku",
+    "event_type",
+    "occurred_at",
+    "quantity",
+    "price",
+    "discount",
+    "title",
+    "category_path",
+    "brand",
+    "order_id",
+    "device_id",
+]
+fuzz_rows = st.lists(
+    st.one_of(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=len(FIELDS)), json_values), max_size=6
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=fuzz_rows, atomic=st.booleans())
+def test_fuzzed_event_rows_never_cause_a_500(operator_client, merchant, rows, atomic):
+    body = json.dumps(rows)
+    response = operator_client.post(f"{EVENTS}?atomic={str(atomic).lower()}", body, content_type="application/json")
+    assert response.status_code in (200, 422), response.content
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.dictionaries(
+            st.sampled_from(["consumer_id", "age", "birth_date", "country", "address", "gender"]), json_values
+        ),
+        max_size=5,
+    )
+)
+def test_fuzzed_profile_rows_never_cause_a_500(operator_client, rows):
+    response = operator_client.post(PROFILES, json.dumps(rows), content_type="application/json")
+    assert response.status_code in (200, 422), response.content
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.dictionaries(
+            st.sampled_from(["consumer_id", "purpose", "status", "kind", "source", "occurred_at"]), json_values
+        ),
+        max_size=5,
+    )
+)
+def test_fuzzed_consent_rows_never_cause_a_500(operator_client, rows):
+    response = operator_client.post(CONSENTS, json.dumps(rows), content_type="application/json")
+    assert response.status_code in (200, 422), response.content
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=200), ndjson_body=st.booleans())
+def test_fuzzed_bodies_never_cause_a_500(operator_client, body, ndjson_body):
+    content_type = "application/x-ndjson" if ndjson_body else "application/json"
+    response = operator_client.post(EVENTS, body, content_type=content_type)
+    assert response.status_code in (200, 400, 422), response.content

@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommend.algorithms import ALGORITHMS, algorithm_create, algorithm_load, top_n
+from recommend.evaluation import evaluate, temporal_holdout
+
+from .conftest import planted_matrix
+
+# Small, fixed settings so the suite stays fast; the MovieLens benchmark uses the tuned defaults.
+FAST_PARAMS = {
+    "als": dict(factors=16, iterations=10),
+    "bpr": dict(factors=16, iterations=60),
+    "item_knn": dict(neighbours=50),
+    "ease": dict(l2=50.0),
+    "popular": {},
+}
+MODELS = [
+    ("als", {}),
+    ("bpr", {}),
+    ("item_knn", dict(similarity="cosine")),
+    ("item_knn", dict(similarity="bm25")),
+    ("ease", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def planted_holdout():
+    matrix, stamps, _ = planted_matrix()
+    coo = matrix.tocoo()
+    times = np.asarray(stamps[coo.row, coo.col]).ravel()
+    return temporal_holdout(coo.row, coo.col, coo.data, times, shape=matrix.shape, test_fraction=0.25)
+
+
+def make(name: str, **extra):
+    return algorithm_create(name, threads=1, **{**FAST_PARAMS[name], **extra})
+
+
+@pytest.mark.parametrize(("name", "extra"), MODELS, ids=["als", "bpr", "knn-cosine", "knn-bm25", "ease"])
+def test_every_algorithm_beats_popularity_on_planted_groups(planted_holdout, name, extra):
+    baseline = evaluate(make("popular").fit(planted_holdout.train), planted_holdout)
+    model = evaluate(make(name, **extra).fit(planted_holdout.train), planted_holdout)
+    assert model.users == baseline.users > 500
+    assert model.ndcg > 1.5 * baseline.ndcg
+    assert model.precision > 1.5 * baseline.precision
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_recommend_respects_exclusions_and_allowed_items(planted_holdout, name):
+    train = planted_holdout.train
+    model = make(name).fit(train)
+    users = np.arange(40)
+    allowed = np.arange(0, train.shape[1], 3)
+    ids, scores = model.recommend(train[users], user_rows=users, n=10, exclude=train[users], items=allowed)
+    assert ids.shape == (40, 10)
+    for u in users:
+        picked = ids[u][ids[u] >= 0]
+        assert set(picked) <= set(allowed)
+        assert not set(picked) & set(train[u].indices)
+        assert len(set(picked)) == len(picked)
+        valid = scores[u][ids[u] >= 0]
+        assert np.all(np.diff(valid) <= 1e-6)  # best first
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_lists_are_padded_with_minus_one_when_too_few_items_qualify(name):
+    matrix, _, _ = planted_matrix(users=60, items=40, groups=4, per_user=8)
+    model = make(name).fit(matrix)
+    ids, _ = model.recommend(matrix[:5], user_rows=np.arange(5), n=10, exclude=matrix[:5], items=np.arange(12))
+    for u in range(5):
+        allowed_left = 12 - len(set(matrix[u].indices) & set(range(12)))
+        assert (ids[u] >= 0).sum() == min(10, allowed_left)
+        assert np.all(ids[u][(ids[u] >= 0).sum() :] == -1)
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_artefact_round_trip_gives_the_same_recommendations(planted_holdout, name):
+    train = planted_holdout.train
+    model = make(name).fit(train)
+    restored = algorithm_load(name, model.params, model.artefact(), threads=1)
+    users = np.arange(25)
+    before = model.recommend(train[users], user_rows=users, n=10, exclude=train[users])[0]
+    after = restored.recommend(train[users], user_rows=users, n=10, exclude=train[users])[0]
+    assert np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("name", ["als", "bpr", "item_knn", "ease"])
+def test_similar_items_never_returns_the_item_and_finds_its_block(name):
+    matrix, _, _ = planted_matrix()
+    model = make(name).fit(matrix)
+    block = matrix.shape[1] // 8
+    ids, _ = model.similar_items(5, n=10)
+    assert 5 not in ids
+    assert np.mean(ids // block == 0) >= 0.6  # item 5 lives in block 0
+
+
+def test_consumers_the_model_never_saw_are_folded_in_from_their_history(planted_holdout):
+    train = planted_holdout.train
+    for name in ("als", "bpr"):
+        model = make(name).fit(train)
+        users = np.arange(200)
+        known = model.recommend(train[users], user_rows=users, n=10, exclude=train[users])[0]
+        folded = model.recommend(train[users], user_rows=np.full(200, -1), n=10, exclude=train[users])[0]
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(known, folded, strict=True)])
+        assert overlap > 0.4, name
+
+
+def test_consumer_factors_only_for_factor_models(planted_holdout):
+    assert make("als").fit(planted_holdout.train).consumer_factors().shape[0] == planted_holdout.train.shape[0]
+    assert make("ease").fit(planted_holdout.train).consumer_factors() is None
+
+
+def test_unknown_algorithm_and_parameter_are_named():
+    with pytest.raises(ValueError, match="unknown algorithm 'svd'"):
+        algorithm_create("svd")
+    with pytest.raises(ValueError, match="unknown parameter.*lambda.*accepted: .*l2"):
+        algorithm_create("ease", **{"lambda": 3})
+
+
+def test_ease_prunes_large_weight_matrices_and_caps_items():
+    matrix, _, _ = planted_matrix(users=300, items=120, groups=4)
+    dense = algorithm_create("ease", threads=1, l2=50.0).fit(matrix)
+    pruned = algorithm_create("ease", threads=1, l2=50.0, dense_items=10, keep_per_item=40).fit(matrix)
+    capped = algorithm_create("ease", threads=1, l2=50.0, max_items=60).fit(matrix)
+    assert sp.issparse(pruned.weights) and pruned.weights.nnz <= 40 * 120
+    users = np.arange(100)
+    a = dense.recommend(matrix[users], n=10, exclude=matrix[users])[0]
+    b = pruned.recommend(matrix[users], n=10, exclude=matrix[users])[0]
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b, strict=True)]) > 0.8
+    c = capped.recommend(matrix[users], n=10, exclude=matrix[users])[0]
+    assert set(c[c >= 0]) <= set(capped.kept)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    users=st.integers(1, 30),
+    items=st.integers(1, 40),
+    n=st.integers(1, 12),
+    restrict=st.booleans(),
+)
+def test_factor_topk_agrees_with_dense_scores(seed, users, items, n, restrict):
+    """implicit's C++ top-k (the batch path) and plain dense scoring + sort must rank alike."""
+    rng = np.random.default_rng(seed)
+    model = algorithm_create("als", threads=1)
+    model.user_factors = rng.normal(size=(users, 4)).astype(np.float32)
+    model.item_factors = rng.normal(size=(items, 4)).astype(np.float32)
+    model.n_users, model.n_items = users, items
+    history = sp.random(users, items, density=0.2, format="csr", random_state=seed, dtype=np.float32)
+    allowed = np.flatnonzero(rng.random(items) < 0.7) if restrict else None
+    ids, scores = model.recommend(history, user_rows=np.arange(users), n=n, exclude=history, items=allowed)
+
+    dense = model.scores(history, user_rows=np.arange(users))
+    dense[history.nonzero()] = -np.inf
+    if allowed is not None:
+        mask = np.ones(items, bool)
+        mask[allowed] = False
+        dense[:, mask] = -np.inf
+    expected_ids, expected_scores = top_n(dense, n)
+    for u in range(users):
+        valid = np.isfinite(expected_scores[u])
+        got = ids[u][ids[u] >= 0]
+        assert len(got) == valid.sum()
+        np.testing.assert_allclose(scores[u][: len(got)], expected_scores[u][valid], rtol=1e-4, atol=1e-4)

@@ -1,0 +1,404 @@
+"""The segments REST API: estimates, CRUD, refresh, insights, overlap, lookalikes; scoping and hiding."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from privacy.models import ConsentStatus
+from segments.models import Segment, SegmentStatus
+from segments.services import segment_create, segment_refresh
+
+ESTIMATE = "/api/v1/audiences/estimate"
+
+
+def estimate(client, expression=None, definition=None):
+    body = {"expression": expression} if definition is None else {"definition": definition}
+    return client.post(ESTIMATE, body, format="json")
+
+
+@pytest.fixture
+def ready(big_world, tagging_approved):
+    return big_world
+
+
+def test_estimate_returns_rounded_sizes_reachable_and_time(ready, merchant_client):
+    response = estimate(merchant_client, "country:SG OR discount_sensitivity:high")  # 0-299
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["size"] == {"count": 300, "display": "300", "hidden": False}
+    assert body["reachable"] == {"count": 120, "display": "120", "hidden": False}
+    assert body["took_ms"] >= 0
+    assert body["expression"] == "country:SG OR discount_sensitivity:high"
+    assert body["definition"]["or"][0] == {"tag": {"family": "country", "value": "SG"}}
+
+
+def test_estimate_rounds_to_two_significant_figures(ready, merchant_client):
+    # odd consumers among 0-299 that are not sports (0-149): 75 (150-299 odd) + 75 (odd < 150) -> check 225
+    body = estimate(merchant_client, "country:SG OR country:MY AND NOT age_range:25-34 OR interest:sports").json()
+    # SG (200) ∪ (MY ∩ even: 100) ∪ sports (within SG) = 300
+    assert body["size"]["count"] == 300
+    body = estimate(merchant_client, "age_range:25-34 OR interest:sports").json()  # 200 odd + 75 even sports = 275
+    assert body["size"] == {"count": 280, "display": "280", "hidden": False}
+
+
+def test_estimate_json_form(ready, merchant_client):
+    response = estimate(
+        merchant_client,
+        definition={
+            "and": [
+                {"tag": {"family": "country", "value": "SG"}},
+                {"not": {"tag": {"family": "interest", "value": "sports"}}},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    assert response.json()["expression"] == "country:SG AND NOT interest:sports"
+
+
+def test_small_estimates_never_reveal_the_number(ready, merchant_client):
+    body = estimate(merchant_client, "interest:sports AND discount_sensitivity:high").json()  # 100-149: 50
+    assert body["size"] == {"count": None, "display": "fewer than 100", "hidden": True}
+    assert body["reachable"] == {"count": None, "display": "fewer than 100", "hidden": True}
+    assert "50" not in str(body["size"]) and "20" not in str(body["reachable"])
+    body = estimate(merchant_client, "country:TH").json()
+    assert body["size"]["hidden"] is True and body["size"]["count"] is None
+
+
+def test_consent_withdrawal_counts_on_the_next_estimate(ready, merchant_client):
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["count"] == 120
+    ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
+    assert estimate(merchant_client, "country:SG").json()["reachable"] == {
+        "count": None,
+        "display": "fewer than 100",
+        "hidden": True,
+    }  # 70 left
+    ready.consent(range(300, 400))  # MY consumers opt in
+    assert estimate(merchant_client, "NOT country:SG").json()["reachable"]["count"] == 100
+
+
+def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, merchant_client):
+    from datetime import timedelta
+
+    from privacy.models import ConsentState
+
+    # The opt-ins were recorded a week ago, long before this estimate's bitmap was stored.
+    ConsentState.objects.update(updated_at=timezone.now() - timedelta(days=7))
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["count"] == 120
+    ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["hidden"] is True  # 70 left
+
+
+def test_bad_expression_is_a_400_naming_the_position(ready, merchant_client):
+    response = estimate(merchant_client, "country:SG AND (interest:sports OR")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_expression"
+    assert error["details"]["position"] == 35 and error["details"]["found"] == "end of input"
+    assert "NOT" in error["details"]["expected"]
+    response = estimate(merchant_client, "country:SG AND colour:red")
+    assert response.json()["error"]["details"]["position"] == 16
+    response = estimate(merchant_client, definition={"and": [{"tag": {"family": "country", "value": "XX"}}]})
+    assert response.status_code == 400 and response.json()["error"]["details"]["position"] == "$.and[0].tag.value"
+
+
+def test_estimate_needs_exactly_one_form_and_a_merchant_key(ready, merchant_client, operator_client, client):
+    assert merchant_client.post(ESTIMATE, {}, format="json").status_code == 400
+    both = {"expression": "country:SG", "definition": {"segment": 1}}
+    assert merchant_client.post(ESTIMATE, both, format="json").status_code == 400
+    assert operator_client.post(ESTIMATE, {"expression": "country:SG"}, format="json").status_code == 403
+    assert client.post(ESTIMATE, {"expression": "country:SG"}, content_type="application/json").status_code in (
+        401,
+        403,
+    )
+
+
+def test_estimate_without_a_legal_basis_is_refused(big_world, merchant_client):
+    response = estimate(merchant_client, "country:SG")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "processing_not_permitted"
+
+
+fuzz_alphabet = st.sampled_from(
+    list("()\"':,= ")
+    + [
+        "AND",
+        "OR",
+        "NOT",
+        "segment",
+        "segment:1",
+        "purchased",
+        "within",
+        "min_count",
+        "country",
+        "country:SG",
+        "interest:sports",
+        "SG",
+        "30d",
+        "-1",
+        "0",
+        "x",
+        "\u00e9",
+        "\\",
+        "\n",
+    ]
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=st.one_of(
+        st.lists(fuzz_alphabet, max_size=12).map(lambda parts: {"expression": " ".join(parts)}),
+        st.lists(fuzz_alphabet, max_size=12).map(lambda parts: {"expression": "".join(parts)}),
+        st.text(max_size=40).map(lambda t: {"expression": t}),
+        st.recursive(
+            st.none() | st.integers() | st.text(max_size=6) | st.booleans(),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["and", "or", "not", "tag", "segment", "action", "family", "value"]), c, max_size=2
+                )
+            ),
+            max_leaves=8,
+        ).map(lambda d: {"definition": d}),
+    )
+)
+def test_fuzzed_expressions_never_500_and_malformed_ones_name_a_position(ready, merchant_client, body):
+    response = merchant_client.post(ESTIMATE, body, format="json")
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 400:
+        error = response.json()["error"]
+        if error["code"] == "invalid_expression":
+            assert error["details"]["position"] not in (None, "")
+            assert "expected" in error["details"] and "found" in error["details"]
+        else:  # the body itself is not a valid request (e.g. a null definition)
+            assert error["code"] == "invalid"
+
+
+def test_deeply_nested_json_bodies_are_a_400(ready, merchant_client):
+    body = '{"definition": ' + '{"not": ' * 5000 + '{"segment": 1}' + "}" * 5001
+    response = merchant_client.post(ESTIMATE, body, content_type="application/json")
+    assert response.status_code == 400
+
+
+# ------------------------------------------------------------------------------------------------ CRUD
+
+
+def test_segment_crud(ready, merchant_client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(
+            "/api/v1/segments/",
+            {"name": "SG", "expression": "country:sg", "refresh_policy": "daily"},
+            format="json",
+        )
+    assert response.status_code == 201, response.json()
+    created = response.json()
+    assert created["expression"] == "country:SG" and created["refresh_policy"] == "daily"
+    segment_id = created["id"]
+    detail = merchant_client.get(f"/api/v1/segments/{segment_id}").json()
+    assert detail["status"] == "ready" and detail["size"] == {"count": 200, "display": "200", "hidden": False}
+    assert detail["entered"]["count"] == 200 and detail["exited"]["hidden"] is True
+
+    listing = merchant_client.get("/api/v1/segments/").json()
+    assert listing["count"] == 1 and listing["results"][0]["id"] == segment_id
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.patch(
+            f"/api/v1/segments/{segment_id}", {"expression": "country:SG AND interest:sports"}, format="json"
+        )
+    assert response.status_code == 200
+    body = merchant_client.get(f"/api/v1/segments/{segment_id}").json()
+    assert body["size"]["count"] == 150 and body["exited"]["display"] == "fewer than 100" and body["version"] == 2
+
+    response = merchant_client.patch(f"/api/v1/segments/{segment_id}", {"expression": "country:"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["details"]["position"] == 9
+
+    assert merchant_client.delete(f"/api/v1/segments/{segment_id}").status_code == 204
+    assert merchant_client.get(f"/api/v1/segments/{segment_id}").status_code == 404
+
+
+def test_duplicate_names_conflict(ready, merchant_client):
+    body = {"name": "SG", "expression": "country:SG"}
+    assert merchant_client.post("/api/v1/segments/", body, format="json").status_code == 201
+    response = merchant_client.post("/api/v1/segments/", body, format="json")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "duplicate_name"
+
+
+def test_foreign_segments_are_404_everywhere(ready, merchant, other_merchant, merchant_client, other_merchant_client):
+    theirs = segment_create(merchant=other_merchant, name="theirs", actor="test", expression="country:SG")
+    segment_refresh(segment_id=theirs.pk, actor="test")
+    mine = segment_create(merchant=merchant, name="mine", actor="test", expression="country:MY")
+    segment_refresh(segment_id=mine.pk, actor="test")
+    missing = theirs.pk + mine.pk + 1000
+    for segment_id in (theirs.pk, missing):
+        assert merchant_client.get(f"/api/v1/segments/{segment_id}").status_code == 404
+        assert merchant_client.patch(f"/api/v1/segments/{segment_id}", {"name": "x"}, format="json").status_code == 404
+        assert merchant_client.delete(f"/api/v1/segments/{segment_id}").status_code == 404
+        assert merchant_client.post(f"/api/v1/segments/{segment_id}/refresh").status_code == 404
+        assert merchant_client.get(f"/api/v1/segments/{segment_id}/insights").status_code == 404
+        assert merchant_client.get(f"/api/v1/segments/{mine.pk}/overlap/{segment_id}").status_code == 404
+        assert merchant_client.get(f"/api/v1/segments/{segment_id}/overlap/{mine.pk}").status_code == 404
+        body = {"name": "look", "size": 100}
+        assert merchant_client.post(f"/api/v1/segments/{segment_id}/lookalike", body, format="json").status_code == 404
+    bodies = [
+        merchant_client.get(f"/api/v1/segments/{theirs.pk}").json(),
+        merchant_client.get(f"/api/v1/segments/{missing}").json(),
+    ]
+    assert bodies[0] == bodies[1]
+    # nesting another merchant's segment is the same error as nesting a missing one
+    errors = [
+        estimate(merchant_client, f"segment:{segment_id}")
+        .json()["error"]["details"]["found"]
+        .replace(str(segment_id), "N")
+        for segment_id in (theirs.pk, missing)
+    ]
+    assert errors[0] == errors[1]
+    assert merchant_client.get("/api/v1/segments/").json()["count"] == 1
+    assert merchant_client.get("/api/v1/segments/99999999999999999999999").status_code == 404
+    assert other_merchant_client.get(f"/api/v1/segments/{theirs.pk}").status_code == 200
+
+
+def test_refresh_endpoint_answers_202_and_the_version(
+    ready, merchant, merchant_client, django_capture_on_commit_callbacks
+):
+    segment = segment_create(merchant=merchant, name="s", actor="test", expression="country:SG")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(f"/api/v1/segments/{segment.pk}/refresh")
+    assert response.status_code == 202
+    assert response.json() == {"segment_id": segment.pk, "version": 2, "status": "pending"}
+    segment.refresh_from_db()
+    assert segment.version == 2 and segment.status == SegmentStatus.READY
+
+
+def test_refresh_failure_is_visible_on_the_segment(
+    big_world, merchant, merchant_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post("/api/v1/segments/", {"name": "s", "expression": "country:SG"}, format="json")
+    assert response.status_code == 201  # the request stands; the refresh failed (no legal basis)
+    body = merchant_client.get(f"/api/v1/segments/{response.json()['id']}").json()
+    assert body["status"] == "failed" and "processing activity" in body["last_error"]
+    assert body["size"] is None
+
+
+def test_cycles_are_rejected_through_the_api(ready, merchant, merchant_client):
+    a = segment_create(merchant=merchant, name="a", actor="test", expression="country:SG")
+    b = segment_create(merchant=merchant, name="b", actor="test", expression=f"segment:{a.pk}")
+    response = merchant_client.patch(f"/api/v1/segments/{a.pk}", {"expression": f"segment:{b.pk}"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["position"] == 1
+    assert "leads back" in response.json()["error"]["message"]
+    response = merchant_client.patch(f"/api/v1/segments/{a.pk}", {"expression": f"segment:{a.pk}"}, format="json")
+    assert response.status_code == 400
+
+
+def test_custom_schedule_through_the_api(ready, merchant_client):
+    response = merchant_client.post(
+        "/api/v1/segments/",
+        {"name": "s", "expression": "country:SG", "refresh_policy": "custom", "crontab": "0 */4 * * *"},
+        format="json",
+    )
+    assert response.status_code == 201 and response.json()["crontab"] == "0 */4 * * *"
+    response = merchant_client.post(
+        "/api/v1/segments/",
+        {"name": "t", "expression": "country:SG", "refresh_policy": "custom", "crontab": "often"},
+        format="json",
+    )
+    assert response.status_code == 422
+    assert not Segment.objects.filter(name="t").exists()
+
+
+# ------------------------------------------------------------------------------------------------ insights
+
+
+def _ready_segment(merchant, name, expression):
+    segment = segment_create(merchant=merchant, name=name, actor="test", expression=expression)
+    segment_refresh(segment_id=segment.pk, actor="test")
+    return segment
+
+
+def test_insights_show_lift_and_suppress_small_cells(ready, merchant, merchant_client):
+    segment = _ready_segment(merchant, "sg", "country:SG")  # 0-199
+    body = merchant_client.get(f"/api/v1/segments/{segment.pk}/insights").json()
+    assert body["size"]["count"] == 200
+    families = {f["family"]: {v["value"]: v for v in f["values"]} for f in body["families"]}
+    sg = families["country"]["SG"]
+    assert sg["segment_share"] == 1.0 and sg["population_share"] == 0.5 and sg["lift"] == 2.0
+    assert families["country"]["MY"] == {"value": "MY", "label": "country MY", "suppressed": True}
+    sports = families["interest"]["sports"]  # 150 of 200 in the segment, 150 of 400 overall
+    assert sports["segment_count"]["count"] == 150 and sports["lift"] == 2.0
+    high = families["discount_sensitivity"]["high"]  # 100-199 in segment: 100; overall 200
+    assert high["segment_count"]["count"] == 100 and high["lift"] == 1.0
+    age = families["age_range"]["25-34"]  # odd: 100 of 200; 200 of 400
+    assert age["lift"] == 1.0
+
+
+def test_insights_and_overlap_hide_small_audiences(ready, merchant, merchant_client):
+    small = _ready_segment(merchant, "small", "interest:sports AND discount_sensitivity:high")  # 50
+    body = merchant_client.get(f"/api/v1/segments/{small.pk}/insights").json()
+    assert body == {
+        "segment_id": small.pk,
+        "size": {"count": None, "display": "fewer than 100", "hidden": True},
+        "families": [],
+    }
+    sg = _ready_segment(merchant, "sg", "country:SG")
+    my = _ready_segment(merchant, "my", "country:MY OR interest:sports AND discount_sensitivity:high")  # 200 + 50
+    body = merchant_client.get(f"/api/v1/segments/{sg.pk}/overlap/{my.pk}").json()
+    assert body["size"]["count"] == 200 and body["other_size"]["count"] == 250
+    assert body["both"] == {"count": None, "display": "fewer than 100", "hidden": True} and body["jaccard"] is None
+    assert "50" not in str(body["both"])
+    high = _ready_segment(merchant, "high", "discount_sensitivity:high")  # 100-299
+    body = merchant_client.get(f"/api/v1/segments/{sg.pk}/overlap/{high.pk}").json()
+    assert body["both"]["count"] == 100 and body["jaccard"] == 0.33
+
+
+def test_insights_before_the_first_refresh_is_a_409(ready, merchant, merchant_client):
+    segment = segment_create(merchant=merchant, name="s", actor="test", expression="country:SG")
+    response = merchant_client.get(f"/api/v1/segments/{segment.pk}/insights")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "segment_not_computed"
+
+
+# ------------------------------------------------------------------------------------------------ lookalikes
+
+
+def test_lookalike_endpoint(ready, merchant, merchant_client, django_capture_on_commit_callbacks):
+    seed = _ready_segment(merchant, "sports", "interest:sports")  # 0-149
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(
+            f"/api/v1/segments/{seed.pk}/lookalike", {"name": "like sports", "size": 100}, format="json"
+        )
+    assert response.status_code == 201, response.json()
+    assert response.json()["kind"] == "lookalike"
+    body = merchant_client.get(f"/api/v1/segments/{response.json()['id']}").json()
+    assert body["seed_segment_id"] == seed.pk
+    assert body["status"] == "ready" and body["size"]["count"] == 100
+    assert body["lookalike"] == {"size": 100, "method": "classifier"}
+
+    small = _ready_segment(merchant, "small", "interest:sports AND discount_sensitivity:high")
+    response = merchant_client.post(f"/api/v1/segments/{small.pk}/lookalike", {"name": "x", "size": 100}, format="json")
+    assert response.status_code == 422 and response.json()["error"]["code"] == "seed_too_small"
+    response = merchant_client.post(f"/api/v1/segments/{seed.pk}/lookalike", {"name": "y"}, format="json")
+    assert response.status_code == 400
+    response = merchant_client.delete(f"/api/v1/segments/{seed.pk}")
+    assert response.status_code == 409
+
+
+def test_openapi_schema_documents_the_segment_endpoints(db, client):
+    response = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in (
+        "/api/v1/audiences/estimate",
+        "/api/v1/segments/",
+        "/api/v1/segments/{segment_id}",
+        "/api/v1/segments/{segment_id}/refresh",
+        "/api/v1/segments/{segment_id}/insights",
+        "/api/v1/segments/{segment_id}/overlap/{other_id}",
+        "/api/v1/segments/{segment_id}/lookalike",
+    ):
+        assert any(p.rstrip("/") == path.rstrip("/") for p in paths), (path, sorted(paths))
