@@ -6,6 +6,7 @@ from datetime import UTC
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 
@@ -99,10 +100,22 @@ class LookalikeForm(forms.Form):
     name = forms.CharField(label="Name of the new segment", max_length=200)
     description = forms.CharField(label="Description", required=False, max_length=2000)
     method = forms.ChoiceField(label="How many", choices=METHODS, initial="size", widget=forms.RadioSelect)
-    size = forms.IntegerField(label="Number of consumers", required=False, min_value=1, max_value=100_000_000)
+    size = forms.IntegerField(label="Number of consumers", required=False, max_value=100_000_000)
     min_similarity = forms.FloatField(
         label="Minimum similarity", required=False, min_value=0.0, max_value=1.0, help_text="From 0 to 1."
     )
+
+    def clean_size(self):
+        size = self.cleaned_data.get("size")
+        if size is not None and size < settings.MIN_AUDIENCE:
+            raise forms.ValidationError(f"A lookalike holds at least {settings.MIN_AUDIENCE} consumers.")
+        return size
+
+    def clean_min_similarity(self):
+        similarity = self.cleaned_data.get("min_similarity")
+        if similarity is not None and similarity <= 0:
+            raise forms.ValidationError("Give a similarity above 0 (and at most 1).")
+        return similarity
 
     def clean(self):
         data = super().clean()

@@ -209,7 +209,9 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
         n_products = 0
     coupon = str(data.get("coupon_code") or "")[:40]
     discount = _decimal_or_none(data.get("discount_percent"))
-    segment_ids = [int(s) for s in data.get("include_segment_ids") or [] if str(s).isdigit() and len(str(s)) < 19]
+    raw_ids = data.get("include_segment_ids")
+    raw_ids = raw_ids if isinstance(raw_ids, list) else []
+    segment_ids = [int(s) for s in raw_ids[:50] if str(s).isdigit() and len(str(s)) < 19]
     problems = {}
     for field, text in (("title_template", title), ("body_template", body)):
         found = template_problems(text, personalised_products=n_products, coupon_code=coupon, discount_percent=discount)

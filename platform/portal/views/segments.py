@@ -44,7 +44,8 @@ SEGMENT_FIELD_BY_CODE = {
     "duplicate_name": "name",
     "invalid_schedule": "crontab",
 }
-LOOKALIKE_FIELD_BY_CODE = {"duplicate_name": "name", "invalid_size": "size", "seed_too_small": None}
+# The seed's own problems (not computed, too small) are about the segment, so they head the form.
+LOOKALIKE_FIELD_BY_CODE = {"duplicate_name": "name", "invalid_lookalike": "size"}
 KIND_LABELS = {SegmentKind.RULE: "Rule", SegmentKind.LOOKALIKE: "Lookalike", SegmentKind.PERSONA: "Persona"}
 NOT_PERMITTED = (
     "Audience processing is paused: the platform's privacy officer has no approved activity for tagging "

@@ -157,7 +157,16 @@ def test_preview_uses_a_consumer_of_the_audience_and_checks_placeholders(portal_
     assert "product 4" in bad["problems"]["title_template"][0]
 
 
-@pytest.mark.parametrize("payload", ["nope", "[1]", '{"personalised_products": "x", "discount_percent": "NaN"}'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "nope",
+        "[1]",
+        '{"personalised_products": "x", "discount_percent": "NaN"}',
+        '{"include_segment_ids": "12", "discount_percent": "1e999999"}',
+        '{"include_segment_ids": [99999999999999999999999], "title_template": 5}',
+    ],
+)
 def test_preview_never_fails_on_garbage(portal_client, audience, payload):
     response = portal_client.post("/campaigns/preview/", payload, content_type="application/json")
     assert response.status_code in (200, 400)

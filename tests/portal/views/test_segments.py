@@ -207,6 +207,16 @@ def test_lookalike_form_errors_sit_next_to_the_field(portal_client, population, 
         f"/segments/{segment.pk}/lookalike/", {"name": "More", "method": "similarity", "min_similarity": "7"}
     )
     assert 'id="id_min_similarity_error"' in response.content.decode()
+    response = portal_client.post(f"/segments/{segment.pk}/lookalike/", {"name": "More", "method": "size", "size": "5"})
+    assert "at least 100 consumers" in response.content.decode()
+    assert Segment.objects.count() == 1
+
+
+def test_a_lookalike_of_a_tiny_seed_is_refused_with_the_reason(portal_client, population, merchant):
+    tiny = make_segment(merchant, name="Chess", expression="interest:chess")
+    response = portal_client.post(f"/segments/{tiny.pk}/lookalike/", {"name": "More", "method": "size", "size": "200"})
+    assert response.status_code == 400
+    assert "seed" in response.content.decode()
     assert Segment.objects.count() == 1
 
 
