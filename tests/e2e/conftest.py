@@ -42,19 +42,7 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - playwright is a dev dependency
         pytest.skip("playwright is not installed; browser tests skipped")
-    from django.db import connections
-
-    # The migrated state each test is restored to (serialized rollback) hangs on the connection object. Once
-    # Playwright runs its event loop in this thread, Django keeps this thread's connections in a context-local
-    # store instead, so new connection objects appear; hand them the same migrated state.
-    migrated_state = {
-        conn.alias: conn._test_serialized_contents
-        for conn in connections.all()
-        if hasattr(conn, "_test_serialized_contents")
-    }
     with sync_playwright() as playwright:
-        for alias, contents in migrated_state.items():
-            connections[alias]._test_serialized_contents = contents
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
@@ -135,8 +123,8 @@ class Browsing:
 
 
 @pytest.fixture
-def browsing(browser, live_server, django_db_serialized_rollback, request):
-    """A fresh browser context on the live server (the database restored to its migrated state first)."""
+def browsing(browser, live_server, request):
+    """A fresh browser context on the live server."""
     context = browser.new_context(viewport=LAPTOP, base_url=live_server.url)
     session = Browsing(context, live_server.url, request.node.name)
     yield session
