@@ -87,7 +87,8 @@ def _measure(size: str) -> list[Row]:
     with connection.cursor() as cursor:
         cursor.execute(f'TRUNCATE "{ConsumerTag._meta.db_table}"')  # the first run starts from empty tag tables
     rows = []
-    for label in ("first run, empty tag tables", "re-run, replacing every family"):
+    per_family = []
+    for short, label in (("first run", "first run, empty tag tables"), ("re-run", "re-run, replacing every family")):
         _say(f"tagging: {label}")
         start = time.perf_counter()
         report = tags_compute(actor="benchmark:tagging", progress=_say)
@@ -97,15 +98,15 @@ def _measure(size: str) -> list[Row]:
             Row(NAME, f"full tagging of {size} ({label})", seconds, "s", target="≤ 120 s",
                 note=f"{assigned:,} consumer tags, 1 run")
         )  # fmt: skip
-    for name, seconds in report.load_seconds.items():
-        rows.append(Row(NAME, f"  load {name}", seconds, "s", note="shared by the families that read it"))
-    for family in report.families:
-        rows.append(
-            Row(NAME, f"  family {family.family}", family.compute_seconds + family.write_seconds, "s",
-                note=f"compute {family.compute_seconds:.1f} s + write {family.write_seconds:.1f} s, "
-                f"{family.assigned:,} rows")
-        )  # fmt: skip
-    return rows
+        for name, load_seconds in report.load_seconds.items():
+            per_family.append(Row(NAME, f"  {short}: load {name}", load_seconds, "s", note="shared by the families"))
+        for family in report.families:
+            per_family.append(
+                Row(NAME, f"  {short}: family {family.family}", family.compute_seconds + family.write_seconds, "s",
+                    note=f"compute {family.compute_seconds:.1f} s + write {family.write_seconds:.1f} s, "
+                    f"{family.assigned:,} rows")
+            )  # fmt: skip
+    return rows + per_family
 
 
 def _basis_approve() -> None:

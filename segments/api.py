@@ -57,7 +57,7 @@ def _request_data(request) -> dict:
 
 
 class PublicCountSerializer(serializers.Serializer):
-    count = serializers.IntegerField(allow_null=True, help_text="Rounded to two significant figures; null when hidden.")
+    size = serializers.IntegerField(allow_null=True, help_text="Rounded to two significant figures; null when hidden.")
     display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 100".')
     hidden = serializers.BooleanField(help_text="True when the true count is below the minimum audience.")
 
@@ -148,7 +148,7 @@ class SegmentOutput(serializers.Serializer):
     def _count(self, segment, attr):
         if getattr(segment, "snapshot_id", None) is None:
             return None
-        return public_count(getattr(segment, attr)).as_dict()
+        return public_count(getattr(segment, attr))
 
     @_public_count_field
     def get_size(self, segment):
@@ -255,8 +255,8 @@ class AudienceEstimateApi(MerchantAPIView):
         return Response(
             EstimateOutput(
                 {
-                    "size": estimate.size.as_dict(),
-                    "reachable": estimate.reachable.as_dict(),
+                    "size": estimate.size,
+                    "reachable": estimate.reachable,
                     "took_ms": estimate.took_ms,
                     "expression": estimate.expression,
                     "definition": estimate.definition,

@@ -20,7 +20,7 @@ from tags.models import Tag
 
 from .models import Segment
 from .selectors import segment_latest_snapshot, snapshot_members
-from .sources import PublicCount, live_consumers_bitmap, public_count, tag_bitmaps
+from .sources import live_consumers_bitmap, public_count, tag_bitmaps
 
 
 class SegmentNotComputed(Exception):
@@ -45,9 +45,9 @@ class InsightCell:
     value: str
     label: str
     suppressed: bool
-    segment_count: PublicCount | None = None
+    segment_count: dict | None = None
     segment_share: float | None = None
-    population_count: PublicCount | None = None
+    population_count: dict | None = None
     population_share: float | None = None
     lift: float | None = None
 
@@ -55,9 +55,9 @@ class InsightCell:
         data = {"value": self.value, "label": self.label, "suppressed": self.suppressed}
         if not self.suppressed:
             data.update(
-                segment_count=self.segment_count.as_dict(),
+                segment_count=self.segment_count,
                 segment_share=self.segment_share,
-                population_count=self.population_count.as_dict(),
+                population_count=self.population_count,
                 population_share=self.population_share,
                 lift=self.lift,
             )
@@ -72,7 +72,7 @@ def segment_insights(*, segment: Segment) -> dict:
     members = members & live
     minimum = settings.MIN_AUDIENCE
     size, population = len(members), len(live)
-    result = {"segment_id": segment.pk, "size": public_count(size).as_dict(), "families": []}
+    result = {"segment_id": segment.pk, "size": public_count(size), "families": []}
     if size < minimum or population == 0:
         return result  # nothing about a hidden audience is shown, not even its make-up
     tags = list(Tag.objects.order_by("family", "value").values_list("id", "family", "value", "label"))
@@ -118,8 +118,8 @@ def segment_overlap(*, segment: Segment, other: Segment) -> dict:
     return {
         "segment_id": segment.pk,
         "other_id": other.pk,
-        "size": public_count(len(a)).as_dict(),
-        "other_size": public_count(len(b)).as_dict(),
-        "both": public_count(both).as_dict(),
+        "size": public_count(len(a)),
+        "other_size": public_count(len(b)),
+        "both": public_count(both),
         "jaccard": None if hidden or either == 0 else round_ratio(both / either),
     }

@@ -25,6 +25,7 @@ from django.conf import settings
 from pyroaring import BitMap, FrozenBitMap
 from scipy import sparse
 
+from recommend.selectors import consumer_factors
 from tags.models import Tag
 
 from .sources import tag_bitmaps
@@ -53,11 +54,7 @@ def _as_array(bitmap: BitMap | FrozenBitMap) -> np.ndarray:
 
 
 def _active_factors():
-    """The active model's consumer factors, or None where no model (or no recommend app) provides them."""
-    try:
-        from recommend.selectors import consumer_factors
-    except ImportError:
-        return None
+    """The active model's consumer factors, or None where no active model provides them."""
     try:
         return consumer_factors()
     except Exception:  # a broken model must not stop audience building: the classifier is the fallback

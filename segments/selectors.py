@@ -17,7 +17,7 @@ from .evaluation import evaluate_bitmap, latest_snapshot, snapshot_bitmap
 from .language import to_json
 from .models import Segment, SegmentSnapshot, SnapshotStatus
 from .services import definition_compile
-from .sources import PublicCount, direct_marketing_consent_bitmap, public_count
+from .sources import direct_marketing_consent_bitmap, public_count
 
 ESTIMATE_PURPOSE = Purpose.TAGGING
 
@@ -51,8 +51,8 @@ def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:
 
 @dataclass(frozen=True)
 class AudienceEstimate:
-    size: PublicCount
-    reachable: PublicCount
+    size: dict  # public_count: {"size", "display", "hidden"}
+    reachable: dict
     took_ms: float
     expression: str
     definition: dict[str, Any]

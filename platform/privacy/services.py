@@ -156,6 +156,7 @@ def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, in
                 )
             elif c.occurred_at >= state.occurred_at:
                 state.status, state.kind, state.occurred_at = c.status, c.kind, c.occurred_at
+                state.updated_at = timezone.now()  # bulk_update skips auto_now; readers key on updated_at
                 to_update.append(state)
         ConsentState.objects.bulk_create(to_create)
         ConsentState.objects.bulk_update(to_update, ["status", "kind", "occurred_at", "updated_at"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import array
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +32,16 @@ def tag_key(tag_id: int) -> str:
 
 _cache: dict[str, tuple[int, FrozenBitMap]] = {}
 _cache_lock = threading.Lock()
+
+# Bitmaps derived from tables that change between tagging runs (live consumers, consent) are brought up
+# to date on read: loading one of these keys first runs its refresher (a cheap check, a write only when
+# something changed), whichever function the reader goes through.
+_refreshers: dict[str, Callable[[], object]] = {}
+
+
+def fresh_on_read(key: str, refresh: Callable[[], object]) -> None:
+    """Register refresh() to run before key is loaded by bitmaps_load or bitmap_load."""
+    _refreshers[key] = refresh
 
 
 def bitmap_from_ids(ids: np.ndarray | Iterable[int]) -> BitMap:
@@ -109,6 +119,10 @@ def bitmap_delete(*, keys: Iterable[str]) -> int:
 def bitmaps_load(keys: Iterable[str]) -> dict[str, FrozenBitMap]:
     """Current bitmaps for keys (an empty bitmap for a key never stored), one version query per call."""
     keys = list(dict.fromkeys(keys))
+    for key in keys:
+        refresh = _refreshers.get(key)
+        if refresh is not None:
+            refresh()
     versions = dict(StoredBitmap.objects.filter(key__in=keys).values_list("key", "version"))
     result: dict[str, FrozenBitMap] = {}
     stale = []
@@ -145,7 +159,10 @@ class MarkedBitmap:
 
 
 def bitmap_load_marked(key: str) -> MarkedBitmap:
-    """The current bitmap under key with its version and source mark, through the per-process cache."""
+    """The stored bitmap under key with its version and source mark, through the per-process cache.
+
+    Never runs a refresher: refreshers themselves read through this.
+    """
     state = StoredBitmap.objects.filter(key=key).values_list("version", "source_mark").first()
     if state is None:
         return MarkedBitmap(FrozenBitMap(), None, None)

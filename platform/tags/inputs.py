@@ -27,7 +27,8 @@ from django.utils.text import slugify
 
 from consumers.models import Consumer, Event, EventType, Product
 
-from .pgcopy import Column, copy_out_all, packed_decode, packed_expression, page_range_condition, page_ranges
+from .arrays import sorted_unique
+from .pgcopy import Column, packed_decode, packed_expression, page_range_condition, page_ranges
 
 SECONDS_PER_DAY = 86_400
 
@@ -36,7 +37,7 @@ class IdIndex:
     """Positions of database ids in a sorted id array; unknown ids map to -1."""
 
     def __init__(self, ids: np.ndarray):
-        self.ids = np.unique(np.asarray(ids, dtype=np.int64))
+        self.ids = sorted_unique(np.asarray(ids, dtype=np.int64))
         self._dense: np.ndarray | None = None
         if self.ids.size and self.ids[0] >= 0 and self.ids[-1] <= 4 * self.ids.size + 1_000_000:
             # Ids from a sequence are nearly dense: a direct lookup table beats a binary search.
@@ -170,58 +171,49 @@ class TaggingInput:
 
     @cached_property
     def events(self) -> EventArrays:
-        return self._activity[0]
+        consumers, products = self.consumers, self.products.index  # loaded (and timed) first
+        return self._events_load(consumers, products)
+
+    @_timed("events")
+    def _events_load(self, consumers: IdIndex, products: IdIndex) -> EventArrays:
+        """Every event in the window: who, which product, what, how long ago."""
+        names = ("consumer", "product", "event_type", "age_days")
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for block in self._loader.events(self.since, self.as_of):
+            consumer = consumers.positions(block["consumer"])
+            keep = consumer >= 0  # consumers erased since the run began
+            parts["consumer"].append(consumer[keep])
+            parts["product"].append(products.positions(block["product"][keep]))
+            parts["event_type"].append(block["event_type"][keep].astype(np.int8))
+            parts["age_days"].append(self._age_days(block["ts"][keep]))
+        types = (np.int32, np.int32, np.int8, np.float32)
+        return EventArrays(**{name: _concat(parts[name], t) for name, t in zip(names, types, strict=True)})
 
     @cached_property
     def purchases(self) -> PurchaseArrays:
-        return self._activity[1]
+        consumers, products = self.consumers, self.products.index
+        return self._purchases_load(consumers, products)
 
-    @cached_property
-    def _activity(self) -> tuple[EventArrays, PurchaseArrays]:
-        consumers, products = self.consumers, self.products.index  # loaded (and timed) first
-        return self._activity_load(consumers, products)
-
-    @_timed("events")
-    def _activity_load(self, consumers: IdIndex, products: IdIndex) -> tuple[EventArrays, PurchaseArrays]:
-        """One pass over the events in the window: every event, and the purchase details of purchases."""
-        event_parts: dict[str, list[np.ndarray]] = {"consumer": [], "product": [], "event_type": [], "age_days": []}
-        purchase_names = ("consumer", "merchant", "product", "age_days", "amount", "discounted", "order")
-        purchase_parts: dict[str, list[np.ndarray]] = {name: [] for name in purchase_names}
-        purchase_type = int(EventType.PURCHASE)
-        for block in self._loader.activity(self.since, self.as_of):
+    @_timed("purchases")
+    def _purchases_load(self, consumers: IdIndex, products: IdIndex) -> PurchaseArrays:
+        """The purchases in the window, with merchant, amount, discount and order."""
+        names = ("consumer", "merchant", "product", "age_days", "amount", "discounted", "order")
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for block in self._loader.purchases(self.since, self.as_of):
             consumer = consumers.positions(block["consumer"])
-            keep = consumer >= 0  # consumers erased since the run began
-            if not keep.all():
-                block = {name: values[keep] for name, values in block.items()}
-                consumer = consumer[keep]
-            product = products.positions(block["product"])
-            event_type = block["event_type"].astype(np.int8)
-            age_days = self._age_days(block["ts"])
-            event_parts["consumer"].append(consumer)
-            event_parts["product"].append(product)
-            event_parts["event_type"].append(event_type)
-            event_parts["age_days"].append(age_days)
-
-            bought = event_type == purchase_type
-            ts = block["ts"][bought]
-            order_hash = block["order_hash"][bought].astype(np.int64)
+            keep = consumer >= 0
+            ts = block["ts"][keep]
+            order_hash = block["order_hash"][keep].astype(np.int64)
             # Orders without a reference count once per consumer and calendar day (negative, so never a hash).
-            purchase_parts["order"].append(np.where(order_hash != 0, order_hash, -(ts // SECONDS_PER_DAY) - 1))
-            purchase_parts["consumer"].append(consumer[bought])
-            purchase_parts["merchant"].append(block["merchant"][bought])
-            purchase_parts["product"].append(product[bought])
-            purchase_parts["age_days"].append(age_days[bought])
-            purchase_parts["amount"].append(block["amount"][bought])
-            purchase_parts["discounted"].append(block["discounted"][bought])
-        event_types = (np.int32, np.int32, np.int8, np.float32)
-        events = EventArrays(
-            **{name: _concat(arrays, t) for (name, arrays), t in zip(event_parts.items(), event_types, strict=True)}
-        )
-        purchase_types = (np.int32, np.int64, np.int32, np.float32, np.float64, bool, np.int64)
-        purchases = PurchaseArrays(
-            **{name: _concat(purchase_parts[name], t) for name, t in zip(purchase_names, purchase_types, strict=True)}
-        )
-        return events, purchases
+            parts["order"].append(np.where(order_hash != 0, order_hash, -(ts // SECONDS_PER_DAY) - 1))
+            parts["consumer"].append(consumer[keep])
+            parts["merchant"].append(block["merchant"][keep])
+            parts["product"].append(products.positions(block["product"][keep]))
+            parts["age_days"].append(self._age_days(ts))
+            parts["amount"].append(block["amount"][keep])
+            parts["discounted"].append(block["discounted"][keep])
+        types = (np.int32, np.int64, np.int32, np.float32, np.float64, bool, np.int64)
+        return PurchaseArrays(**{name: _concat(parts[name], t) for name, t in zip(names, types, strict=True)})
 
 
 def _concat(arrays: list[np.ndarray], dtype) -> np.ndarray:
@@ -256,9 +248,13 @@ class _Loader:
     def encoded_column(self, model, field: str) -> Encoded:
         raise NotImplementedError
 
-    def activity(self, since: datetime, until: datetime) -> Iterator[dict[str, np.ndarray]]:
-        """Blocks of events in (since, until]: consumer, product (0: none), event_type, ts (Unix seconds),
-        merchant, amount (price x quantity), discounted, order_hash (0: no order reference)."""
+    def events(self, since: datetime, until: datetime) -> Iterator[dict[str, np.ndarray]]:
+        """Blocks of events in (since, until]: consumer, product (0: none), event_type, ts (Unix seconds)."""
+        raise NotImplementedError
+
+    def purchases(self, since: datetime, until: datetime) -> Iterator[dict[str, np.ndarray]]:
+        """Blocks of purchases in (since, until]: consumer, merchant, product, ts, amount (price x quantity),
+        discounted, order_hash (0: no order reference)."""
         raise NotImplementedError
 
 
@@ -270,9 +266,8 @@ class _PostgresLoader(_Loader):
     """
 
     def _ids(self, model) -> np.ndarray:
-        with connection.cursor() as cursor:
-            query = f'SELECT id FROM "{model._meta.db_table}"'  # noqa: S608
-            return copy_out_all(cursor.cursor, query, None, [Column("id", "int8")])["id"]
+        query = f'SELECT {packed_expression([("id", Column("id", "int8"))])} FROM "{model._meta.db_table}"'  # noqa: S608
+        return packed_query(query, [], [Column("id", "int8")])["id"]
 
     def consumer_ids(self) -> np.ndarray:
         return self._ids(Consumer)
@@ -285,56 +280,76 @@ class _PostgresLoader(_Loader):
         with connection.cursor() as cursor:
             cursor.execute(f'SELECT DISTINCT "{column}" FROM "{table}" WHERE "{column}" <> \'\' ORDER BY 1')  # noqa: S608
             vocabulary = [row[0] for row in cursor.fetchall()]
-            if not vocabulary:
-                return Encoded(np.empty(0, np.int64), np.empty(0, np.int32), [])
-            # A hash join against the vocabulary, not a per-row search.
-            query = (
-                f'SELECT t.id, (v.code - 1)::int4 FROM "{table}" t '  # noqa: S608
-                f'JOIN unnest(%s::text[]) WITH ORDINALITY AS v(name, code) ON t."{column}" = v.name'
-            )
-            arrays = copy_out_all(cursor.cursor, query, [vocabulary], [Column("id", "int8"), Column("code", "int4")])
+        if not vocabulary:
+            return Encoded(np.empty(0, np.int64), np.empty(0, np.int32), [])
+        columns = [Column("id", "int8"), Column("code", "int4")]
+        packed = packed_expression([("t.id", columns[0]), ("(v.code - 1)::int4", columns[1])])
+        # A hash join against the vocabulary, not a per-row search.
+        query = (
+            f'SELECT {packed} FROM "{table}" t '  # noqa: S608
+            f'JOIN unnest(%s::text[]) WITH ORDINALITY AS v(name, code) ON t."{column}" = v.name'
+        )
+        arrays = packed_query(query, [vocabulary], columns)
         return Encoded(arrays["id"], arrays["code"], vocabulary)
 
-    # (expression, column) pairs packed per event; all NOT NULL. Purchase details only for purchases.
-    ACTIVITY = [
+    # (expression, column) pairs, all NOT NULL (string_agg would silently skip a NULL row).
+    EVENTS = [
         ("consumer_id", Column("consumer", "int8")),
         ("COALESCE(product_id, 0)", Column("product", "int8")),
         ("event_type::int2", Column("event_type", "int2")),
         ("occurred_at", Column("ts", "timestamptz")),
+    ]
+    PURCHASES = [
+        ("consumer_id", Column("consumer", "int8")),
         ("merchant_id", Column("merchant", "int8")),
-        (
-            "CASE WHEN event_type = 5 THEN (COALESCE(price, 0) * quantity)::float8 ELSE 0 END",
-            Column("amount", "float8"),
-        ),
-        ("event_type = 5 AND discount > 0", Column("discounted", "bool")),
-        (
-            "CASE WHEN event_type = 5 AND order_ref <> '' THEN hashtext(order_ref) ELSE 0 END",
-            Column("order_hash", "int4"),
-        ),
+        ("COALESCE(product_id, 0)", Column("product", "int8")),
+        ("occurred_at", Column("ts", "timestamptz")),
+        ("(COALESCE(price, 0) * quantity)::float8", Column("amount", "float8")),
+        ("discount > 0", Column("discounted", "bool")),
+        ("CASE WHEN order_ref = '' THEN 0 ELSE hashtext(order_ref) END", Column("order_hash", "int4")),
     ]
     PAGES_PER_RANGE = 4096
     READERS = 2  # connections reading page ranges at once (the server packs rows; this process only decodes)
 
-    def activity(self, since, until):
+    def _scan(self, expressions, condition: str, params: list) -> Iterator[dict[str, np.ndarray]]:
+        """The events table read in page ranges, each packed by the server into one value."""
         table = Event._meta.db_table
-        columns = [column for _, column in self.ACTIVITY]
-        statement = (
-            f'SELECT {packed_expression(self.ACTIVITY)} FROM "{table}" '  # noqa: S608
-            "WHERE occurred_at > %s AND occurred_at <= %s AND {pages}"
-        )
+        columns = [column for _, column in expressions]
+        statement = f'SELECT {packed_expression(expressions)} FROM "{table}" WHERE {condition} AND {{pages}}'  # noqa: S608
         with connection.cursor() as cursor:
             ranges = page_ranges(cursor, table, self.PAGES_PER_RANGE)
 
         def read(page_range) -> dict[str, np.ndarray]:
-            condition, params = page_range_condition(page_range)
-            connection.ensure_connection()
-            # A plain (server-binding) psycopg cursor: Django's client-binding cursors cannot ask for binary
-            # results, and bytea in text form would travel hex-encoded at twice the size.
-            with psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(statement.format(pages=condition), [since, until, *params], binary=True)
-                return packed_decode(cursor.fetchone()[0], columns)
+            pages, page_params = page_range_condition(page_range)
+            return packed_query(statement.format(pages=pages), [*params, *page_params], columns)
 
         yield from _read_ranges(read, ranges, self.READERS)
+
+    def events(self, since, until):
+        yield from self._scan(self.EVENTS, "occurred_at > %s AND occurred_at <= %s", [since, until])
+
+    def purchases(self, since, until):
+        yield from self._scan(
+            self.PURCHASES,
+            "event_type = %s AND occurred_at > %s AND occurred_at <= %s",
+            [int(EventType.PURCHASE), since, until],
+        )
+
+
+def consumer_ids_all() -> np.ndarray:
+    """Every consumer id, as an int64 array."""
+    loader = _PostgresLoader() if connection.vendor == "postgresql" else _OrmLoader()
+    return loader.consumer_ids()
+
+
+def packed_query(statement: str, params: list, columns: list[Column]) -> dict[str, np.ndarray]:
+    """Run a query returning one packed bytea (see tags.pgcopy.packed_expression) and decode it."""
+    connection.ensure_connection()
+    # A plain (server-binding) psycopg cursor: Django's client-binding cursors cannot ask for binary
+    # results, and bytea in text form would travel hex-encoded at twice the size.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(statement, params, binary=True)
+        return packed_decode(cursor.fetchone()[0], columns)
 
 
 def _read_ranges(read, ranges, readers: int) -> Iterator[dict[str, np.ndarray]]:
@@ -394,43 +409,44 @@ class _OrmLoader(_Loader):
         if batch:
             yield convert(batch)
 
-    def activity(self, since, until):
+    def events(self, since, until):
         rows = (
             Event.objects.filter(occurred_at__gt=since, occurred_at__lte=until)
-            .values_list(
-                "consumer_id",
-                "product_id",
-                "event_type",
-                "occurred_at",
-                "merchant_id",
-                "price",
-                "quantity",
-                "discount",
-                "order_ref",
-            )
+            .values_list("consumer_id", "product_id", "event_type", "occurred_at")
             .iterator(chunk_size=10_000)
         )
-        purchase = int(EventType.PURCHASE)
-
-        def order_hash(ref: str) -> int:
-            return (zlib.crc32(ref.encode()) or 1) if ref else 0
 
         def convert(batch):
-            bought = [r[2] == purchase for r in batch]
             return {
                 "consumer": np.array([r[0] for r in batch], dtype=np.int64),
                 "product": np.array([r[1] or 0 for r in batch], dtype=np.int64),
                 "event_type": np.array([r[2] for r in batch], dtype=np.int16),
                 "ts": np.array([int(r[3].timestamp()) for r in batch], dtype=np.int64),
-                "merchant": np.array([r[4] for r in batch], dtype=np.int64),
-                "amount": np.array(
-                    [float(r[5] or 0) * r[6] if b else 0.0 for r, b in zip(batch, bought, strict=True)],
-                    dtype=np.float64,
-                ),
-                "discounted": np.array([b and (r[7] or 0) > 0 for r, b in zip(batch, bought, strict=True)]),
-                "order_hash": np.array(
-                    [order_hash(r[8]) if b else 0 for r, b in zip(batch, bought, strict=True)], dtype=np.int64
-                ),
+            }
+
+        return self._blocks(rows, convert)
+
+    def purchases(self, since, until):
+        rows = (
+            Event.objects.filter(event_type=EventType.PURCHASE, occurred_at__gt=since, occurred_at__lte=until)
+            .values_list(
+                "consumer_id", "merchant_id", "product_id", "occurred_at", "price", "quantity", "discount", "order_ref"
+            )
+            .iterator(chunk_size=10_000)
+        )
+
+        def order_hash(ref: str) -> int:
+            return (zlib.crc32(ref.encode()) or 1) if ref else 0
+
+        def convert(batch):
+            return {
+                "consumer": np.array([r[0] for r in batch], dtype=np.int64),
+                "merchant": np.array([r[1] for r in batch], dtype=np.int64),
+                "product": np.array([r[2] or 0 for r in batch], dtype=np.int64),
+                "ts": np.array([int(r[3].timestamp()) for r in batch], dtype=np.int64),
+                "amount": np.array([float(r[4] or 0) * r[5] for r in batch], dtype=np.float64),
+                "discounted": np.array([(r[6] or 0) > 0 for r in batch], dtype=bool),
+                "order_hash": np.array([order_hash(r[7]) for r in batch], dtype=np.int64),
             }
 
         return self._blocks(rows, convert)

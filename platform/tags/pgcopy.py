@@ -1,15 +1,18 @@
-"""PostgreSQL binary COPY to and from numpy arrays.
+"""Moving rows between PostgreSQL and numpy arrays without a Python object per value.
 
-Tagging reads tens of millions of event rows and writes millions of tag rows.
-With fixed-width columns and no NULLs every row of the binary COPY format has
-the same length, so a whole block of rows is one numpy structured array: no
-per-value Python objects on the way in or out. Only psycopg's per-row message
-handling remains, which is the cheapest way to move rows out of PostgreSQL.
+Writes: binary COPY FROM STDIN. With fixed-width columns every row of the
+binary format has the same length, so a block of rows is one numpy structured
+array.
+
+Reads: packed aggregation. The server packs rows into one bytea of fixed-width
+big-endian values (string_agg over the types' send functions), which numpy
+reads directly. Reading with COPY TO STDOUT instead costs one protocol message,
+and so several Python calls, per row: about twice as slow for the events table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,95 +52,6 @@ def _row_dtype(columns: Sequence[Column]) -> np.dtype:
         if not column.nullable_all:
             fields.append((column.name, KINDS[column.kind][0]))
     return np.dtype(fields)
-
-
-def copy_out(
-    cursor,
-    query: str,
-    params: Sequence | None,
-    columns: Sequence[Column],
-    *,
-    chunk_rows: int = 1_000_000,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Run `COPY (query) TO STDOUT (FORMAT binary)` and yield blocks of rows as native-endian arrays.
-
-    `cursor` is a psycopg 3 cursor. Every selected column must be NOT NULL and
-    of the declared kind (cast in the query). Yields dicts of column name to
-    array, at most chunk_rows rows each; timestamps come back as int64 Unix
-    seconds.
-    """
-    dtype = _row_dtype(columns)
-    row_size = dtype.itemsize
-    chunk_bytes = row_size * chunk_rows
-    buffer = bytearray()
-    header_seen = False
-    statement = f"COPY ({query}) TO STDOUT (FORMAT binary)"
-    with cursor.copy(statement, params) as copy:
-        for block in copy:
-            buffer += block
-            if not header_seen and len(buffer) >= len(HEADER):
-                if bytes(buffer[:11]) != HEADER[:11]:
-                    raise CopyFormatError("not a binary COPY stream")
-                extension = int.from_bytes(buffer[15:19], "big")
-                del buffer[: 19 + extension]
-                header_seen = True
-            if header_seen and len(buffer) >= chunk_bytes:
-                yield _decode(buffer, dtype, columns, len(buffer) // row_size)
-    if not header_seen:
-        return
-    if bytes(buffer[-2:]) != TRAILER:
-        raise CopyFormatError("binary COPY stream did not end with its trailer")
-    del buffer[-2:]
-    if len(buffer) % row_size:
-        raise CopyFormatError(
-            f"{len(buffer)} bytes do not make whole rows of {row_size} bytes: some column is NULL or not of "
-            f"its declared type ({', '.join(f'{c.name} {c.kind}' for c in columns)})"
-        )
-    if buffer:
-        yield _decode(buffer, dtype, columns, len(buffer) // row_size)
-
-
-def _decode(buffer: bytearray, dtype: np.dtype, columns: Sequence[Column], rows: int) -> dict[str, np.ndarray]:
-    size = rows * dtype.itemsize
-    block = np.frombuffer(bytes(buffer[:size]), dtype=dtype)
-    del buffer[:size]
-    if rows and not (block["_n"] == len(columns)).all():
-        raise CopyFormatError(f"expected {len(columns)} columns per row")
-    out: dict[str, np.ndarray] = {}
-    for column in columns:
-        wire_type, width = KINDS[column.kind]
-        if rows and not (block[f"_len_{column.name}"] == width).all():
-            raise CopyFormatError(f"column {column.name!r} is NULL or not {column.kind} in some row")
-        values = block[column.name].astype(np.dtype(wire_type).newbyteorder("="))
-        if column.kind == "timestamptz":
-            values = values // 1_000_000 + PG_EPOCH_UNIX_SECONDS
-        elif column.kind == "bool":
-            values = values.astype(bool)
-        out[column.name] = values
-    return out
-
-
-def copy_out_all(cursor, query: str, params: Sequence | None, columns: Sequence[Column]) -> dict[str, np.ndarray]:
-    """All rows of copy_out concatenated (for results that comfortably fit in memory)."""
-    return concatenate_blocks(copy_out(cursor, query, params, columns), columns)
-
-
-def concatenate_blocks(blocks, columns: Sequence[Column], convert: Callable | None = None) -> dict[str, np.ndarray]:
-    parts: dict[str, list[np.ndarray]] = {c.name: [] for c in columns}
-    for block in blocks:
-        if convert is not None:
-            block = convert(block)
-        for name, values in block.items():
-            parts.setdefault(name, []).append(values)
-    result = {}
-    for name, arrays in parts.items():
-        if arrays:
-            result[name] = np.concatenate(arrays)
-        else:
-            kind = next((c.kind for c in columns if c.name == name), "int8")
-            dtype = bool if kind == "bool" else np.dtype(KINDS[kind][0]).newbyteorder("=")
-            result[name] = np.empty(0, dtype=dtype)
-    return result
 
 
 def encode_rows(columns: Sequence[Column], arrays: dict[str, np.ndarray | int | float]) -> bytes:

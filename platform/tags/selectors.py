@@ -13,8 +13,9 @@ from datetime import datetime
 from django.db.models import Q
 from pyroaring import FrozenBitMap
 
-from .bitmaps import LIVE_CONSUMERS_KEY, bitmap_load, bitmaps_load, tag_key
+from .bitmaps import bitmap_load, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_current
+from .live_bitmap import live_bitmap_current
 from .models import ConsumerTag, Tag, TaggingRun
 from .rules import RULES
 
@@ -126,8 +127,11 @@ def tag_bitmaps(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Froze
 
 
 def live_consumers_bitmap() -> FrozenBitMap:
-    """Every consumer that existed at the last tagging run (less those erased since): the universe for NOT."""
-    return bitmap_load(LIVE_CONSUMERS_KEY)
+    """Every consumer now (new consumers picked up on read, erased ones removed): the universe for NOT.
+
+    Loading LIVE_CONSUMERS_KEY through tags.bitmaps gives the same fresh bitmap.
+    """
+    return live_bitmap_current()
 
 
 def direct_marketing_consent_bitmap() -> FrozenBitMap:

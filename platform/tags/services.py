@@ -15,17 +15,18 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from pyroaring import BitMap
 
-from consumers.models import Consumer
 from privacy.audit import audit_record
 from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
-from .bitmaps import LIVE_CONSUMERS_KEY, bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
+from .arrays import sorted_unique
+from .bitmaps import bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
-from .inputs import TaggingInput
+from .inputs import TaggingInput, packed_query
+from .live_bitmap import live_bitmap_rebuild
 from .locks import tagging_run_lock
 from .models import ConsumerTag, RunStatus, Tag, TaggingRun
-from .pgcopy import Column, copy_in, copy_out_all, pg_timestamp
+from .pgcopy import Column, copy_in, packed_expression, pg_timestamp
 from .rules import Assignments, TagRule, rules_for
 
 logger = logging.getLogger("dmp.tags")
@@ -83,15 +84,21 @@ def tags_compute(
     started = time.perf_counter()
     as_of = as_of or timezone.now()
     assigned_at = timezone.now()
-    run = TaggingRun.objects.create(
-        actor=actor,
-        families=[rule.family for rule in rules],
-        as_of=as_of,
-        started_at=assigned_at,
-        activity_id=basis.activity_id,
-    )
-    report = TaggingReport(run_id=run.pk, as_of=as_of)
     with tagging_run_lock():
+        # Only the holder of the lock runs, so any other run still marked running died mid-way.
+        TaggingRun.objects.filter(status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error="Abandoned: the process running it stopped before it finished.",
+        )
+        run = TaggingRun.objects.create(
+            actor=actor,
+            families=[rule.family for rule in rules],
+            as_of=as_of,
+            started_at=assigned_at,
+            activity_id=basis.activity_id,
+        )
+        report = TaggingReport(run_id=run.pk, as_of=as_of)
         writer = _FamilyWriter(background=_can_write_in_background(), progress=say)
         try:
             data = TaggingInput(as_of=as_of)
@@ -123,6 +130,17 @@ def tags_compute(
         extra={"fields": {"run": run.pk, "counts": report.counts(), "seconds": report.seconds}},
     )
     return report
+
+
+def tags_compute_enqueue(*, families: list[str] | None = None) -> None:
+    """Ask a worker to compute tags once the current transaction commits (e.g. after an import).
+
+    Raises UnknownFamily at once for a family that does not exist, rather than in the worker.
+    """
+    rules_for(families)
+    from .tasks import tags_compute_task  # tasks import this module
+
+    transaction.on_commit(lambda: tags_compute_task.delay(families=families))
 
 
 def tagging_refusal_record(*, actor: str, families: list[str] | None, reason: str) -> TaggingRun:
@@ -231,7 +249,7 @@ def _family_run(rule: TagRule, data: TaggingInput, assigned_at: datetime, writer
             family=rule.family,
             tags=len(assignments.values),
             assigned=len(assignments),
-            consumers=int(np.unique(assignments.consumers).size),
+            consumers=int(sorted_unique(assignments.consumers).size),
             compute_seconds=round(compute_seconds, 3),
             write_seconds=round(time.perf_counter() - start, 3),
         )
@@ -240,33 +258,41 @@ def _family_run(rule: TagRule, data: TaggingInput, assigned_at: datetime, writer
     writer.submit(write)
 
 
+# Above this share of a family's rows changing, deleting the whole family and writing it afresh is
+# cheaper than finding and deleting the changed rows one by one.
+FULL_REWRITE_SHARE = 0.5
+
+
 def family_replace(
     *, rule: TagRule, assignments: Assignments, consumer_ids: np.ndarray, assigned_at: datetime
 ) -> dict[int, BitMap]:
     """Replace all of a family's tags in one transaction: catalogue, rows, counts and bitmaps.
 
-    Readers see the old family or the new one, never a mix. Returns the new
-    bitmap per tag id of the family.
+    Readers see the old family or the new one, never a mix. Only rows that
+    change are written: the family's current rows are read, rows no longer
+    assigned (or whose score changed) are deleted, new ones are inserted with
+    COPY, and unchanged rows keep their assigned_at (when the consumer got the
+    tag). When most rows change, the family is deleted and written afresh.
+    Returns the new bitmap per tag id of the family.
     """
     values = assignments.values
     value_index = assignments.value_index
     counts = np.bincount(value_index, minlength=len(values))
-    # Bitmaps are built from rows grouped by value; rows are written sorted by consumer, which keeps
-    # both the (tag, consumer) and the (consumer) index insertions close to sequential.
     by_value = np.lexsort((consumer_ids, value_index))
     bounds = np.searchsorted(value_index[by_value], np.arange(len(values) + 1))
     with transaction.atomic():
         tag_ids = _catalogue_upsert(rule, values, counts)
         family_tag_ids = list(Tag.objects.filter(family=rule.family).values_list("id", flat=True))
-        _rows_delete(family_tag_ids)
         row_tags = np.asarray(tag_ids, dtype=np.int64)[value_index] if len(values) else np.empty(0, np.int64)
-        by_consumer = np.lexsort((row_tags, consumer_ids))
-        _rows_insert(
-            consumer_ids[by_consumer],
-            row_tags[by_consumer],
-            None if assignments.scores is None else assignments.scores[by_consumer],
-            assigned_at,
+        scores = assignments.scores
+        old_consumers, old_tags, old_scores = _rows_read(family_tag_ids)
+        insert = _rows_change(
+            old_consumers, old_tags, old_scores, consumer_ids.astype(np.int64), row_tags, scores, family_tag_ids
         )
+        # Rows go in sorted by consumer then tag, close to the order of the (tag, consumer) index per tag.
+        chosen = np.flatnonzero(insert)
+        order = chosen[np.lexsort((row_tags[chosen], consumer_ids[chosen]))]
+        _rows_insert(consumer_ids[order], row_tags[order], None if scores is None else scores[order], assigned_at)
         bitmaps: dict[int, BitMap] = {}
         for position, tag_id in enumerate(tag_ids):
             bitmaps[tag_id] = bitmap_from_ids(consumer_ids[by_value[bounds[position] : bounds[position + 1]]])
@@ -276,6 +302,82 @@ def family_replace(
         for tag_id, bitmap in bitmaps.items():
             bitmap_store(key=tag_key(tag_id), bitmap=bitmap)
     return bitmaps
+
+
+def _pair_keys(consumer_ids: np.ndarray, tag_ids: np.ndarray) -> np.ndarray:
+    return (tag_ids.astype(np.int64) << 32) | consumer_ids.astype(np.int64)
+
+
+def _rows_change(
+    old_consumers, old_tags, old_scores, new_consumers, new_tags, new_scores, family_tag_ids
+) -> np.ndarray:
+    """Delete the old rows that do not survive and return which new rows must be inserted (a mask)."""
+    if old_consumers.size == 0:
+        return np.ones(new_consumers.size, dtype=bool)
+    old_keys = _pair_keys(old_consumers, old_tags)
+    new_keys = _pair_keys(new_consumers, new_tags)
+    old_order = np.argsort(old_keys, kind="stable")
+    sorted_old = old_keys[old_order]
+    found = np.minimum(np.searchsorted(sorted_old, new_keys), sorted_old.size - 1)
+    matched = sorted_old[found] == new_keys
+    old_match = old_order[found]
+    same = matched.copy()
+    if new_scores is not None:
+        previous = old_scores[old_match]
+        same &= (previous == new_scores) | (np.isnan(previous) & np.isnan(new_scores))
+    else:
+        same &= np.isnan(old_scores[old_match])
+    keep_old = np.zeros(old_keys.size, dtype=bool)
+    keep_old[old_match[same]] = True
+    doomed = np.flatnonzero(~keep_old)
+    if doomed.size > FULL_REWRITE_SHARE * old_keys.size:
+        _rows_delete(family_tag_ids)
+        return np.ones(new_consumers.size, dtype=bool)
+    _rows_delete_pairs(old_consumers[doomed], old_tags[doomed])
+    return ~same
+
+
+def _rows_read(tag_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The family's current rows: consumer ids, tag ids, scores (NaN for none)."""
+    if not tag_ids:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    if connection.vendor == "postgresql":
+        columns = [Column("consumer", "int8"), Column("tag", "int8"), Column("score", "float8")]
+        packed = packed_expression(
+            [("consumer_id", columns[0]), ("tag_id", columns[1]), ("COALESCE(score, 'NaN'::float8)", columns[2])]
+        )
+        table = ConsumerTag._meta.db_table
+        statement = f'SELECT {packed} FROM "{table}" WHERE tag_id = ANY(%s)'  # noqa: S608
+        rows = packed_query(statement, [tag_ids], columns)
+        return rows["consumer"], rows["tag"], rows["score"]
+    found = list(ConsumerTag.objects.filter(tag_id__in=tag_ids).values_list("consumer_id", "tag_id", "score"))
+    return (
+        np.array([r[0] for r in found], dtype=np.int64),
+        np.array([r[1] for r in found], dtype=np.int64),
+        np.array([np.nan if r[2] is None else r[2] for r in found], dtype=np.float64),
+    )
+
+
+def _rows_delete_pairs(consumer_ids: np.ndarray, tag_ids: np.ndarray) -> None:
+    if consumer_ids.size == 0:
+        return
+    table = ConsumerTag._meta.db_table
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE tags_doomed (tag_id int8, consumer_id int8) ON COMMIT DROP")
+            columns = [Column("tag_id", "int8"), Column("consumer_id", "int8")]
+            copy_in(cursor.cursor, "tags_doomed", columns, {"tag_id": tag_ids, "consumer_id": consumer_ids})
+            cursor.execute("ANALYZE tags_doomed")
+            cursor.execute(
+                f'DELETE FROM "{table}" t USING tags_doomed d '  # noqa: S608
+                "WHERE t.tag_id = d.tag_id AND t.consumer_id = d.consumer_id"
+            )
+            cursor.execute("DROP TABLE tags_doomed")
+        return
+    for tag_id in sorted_unique(tag_ids).tolist():
+        members = consumer_ids[tag_ids == tag_id].tolist()
+        for start in range(0, len(members), 500):
+            ConsumerTag.objects.filter(tag_id=tag_id, consumer_id__in=members[start : start + 500]).delete()
 
 
 def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> list[int]:
@@ -346,17 +448,9 @@ def _rows_insert(consumer_ids: np.ndarray, tag_ids: np.ndarray, scores: np.ndarr
     )
 
 
-def _consumer_ids() -> np.ndarray:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            query = f'SELECT id FROM "{Consumer._meta.db_table}"'  # noqa: S608
-            return copy_out_all(cursor.cursor, query, None, [Column("id", "int8")])["id"]
-    return np.fromiter(Consumer.objects.values_list("id", flat=True).iterator(chunk_size=50_000), dtype=np.int64)
-
-
 def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
     """Store the live-consumers bitmap; drop tags of consumers deleted while the run was computing."""
-    live = bitmap_from_ids(_consumer_ids())
+    live = live_bitmap_rebuild()
     if written:
         vanished = BitMap.union(*written.values()) - live
         if vanished:
@@ -370,7 +464,6 @@ def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
                     cleaned = BitMap(bitmap) - vanished
                     bitmap_store(key=key, bitmap=cleaned)
                     Tag.objects.filter(pk=int(key.removeprefix("tag:"))).update(consumer_count=len(cleaned))
-    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=live)
     return len(live)
 
 

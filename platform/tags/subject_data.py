@@ -31,7 +31,12 @@ def tags_access(consumer_id: int) -> list[dict]:
 
 def tags_erase(consumer_id: int) -> dict[str, int]:
     """Delete the consumer's tag rows and remove them from every stored bitmap (tags, live, consent, and any
-    other bitmap kept in StoredBitmap). Waits for a running tagging run, so it cannot write them back."""
+    other bitmap kept in StoredBitmap). Waits for a running tagging run, so it cannot write them back.
+
+    The live and consent bitmaps are refreshed on read from the consumer and consent tables, which the
+    lower layers' handlers empty later in the same erasure: nothing in that transaction should read those
+    two bitmaps in between, or it would see the consumer's rows still there.
+    """
     with transaction.atomic():
         tagging_transaction_lock()
         rows = consumer_tag_rows(consumer_id)

@@ -14,7 +14,8 @@ from consumers.models import Consumer, Event, EventType, Product
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 from privacy.services import ConsentChange, consents_record
 from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
-from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store, tag_key
+from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store, tag_key
+from tags.consent_bitmap import consent_bitmap_rebuild
 from tags.models import ConsumerTag, Tag
 
 _counter = itertools.count()
@@ -52,12 +53,7 @@ def bitmaps_rebuild() -> None:
         bitmap_store(key=tag_key(tag_id), bitmap=bitmap)
         Tag.objects.filter(pk=tag_id).update(consumer_count=len(bitmap))
     bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(Consumer.objects.values_list("id", flat=True)))
-    from privacy.models import ConsentState
-
-    consented = ConsentState.objects.filter(
-        purpose=Purpose.DIRECT_MARKETING, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS
-    ).values_list("consumer_id", flat=True)
-    bitmap_store(key=DIRECT_MARKETING_CONSENT_KEY, bitmap=BitMap(consented))
+    consent_bitmap_rebuild()
 
 
 def caches_clear() -> None:

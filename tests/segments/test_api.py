@@ -28,8 +28,8 @@ def test_estimate_returns_rounded_sizes_reachable_and_time(ready, merchant_clien
     response = estimate(merchant_client, "country:SG OR discount_sensitivity:high")  # 0-299
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["size"] == {"count": 300, "display": "300", "hidden": False}
-    assert body["reachable"] == {"count": 120, "display": "120", "hidden": False}
+    assert body["size"] == {"size": 300, "display": "300", "hidden": False}
+    assert body["reachable"] == {"size": 120, "display": "120", "hidden": False}
     assert body["took_ms"] >= 0
     assert body["expression"] == "country:SG OR discount_sensitivity:high"
     assert body["definition"]["or"][0] == {"tag": {"family": "country", "value": "SG"}}
@@ -39,9 +39,9 @@ def test_estimate_rounds_to_two_significant_figures(ready, merchant_client):
     # odd consumers among 0-299 that are not sports (0-149): 75 (150-299 odd) + 75 (odd < 150) -> check 225
     body = estimate(merchant_client, "country:SG OR country:MY AND NOT age_range:25-34 OR interest:sports").json()
     # SG (200) ∪ (MY ∩ even: 100) ∪ sports (within SG) = 300
-    assert body["size"]["count"] == 300
+    assert body["size"]["size"] == 300
     body = estimate(merchant_client, "age_range:25-34 OR interest:sports").json()  # 200 odd + 75 even sports = 275
-    assert body["size"] == {"count": 280, "display": "280", "hidden": False}
+    assert body["size"] == {"size": 280, "display": "280", "hidden": False}
 
 
 def test_estimate_json_form(ready, merchant_client):
@@ -60,23 +60,23 @@ def test_estimate_json_form(ready, merchant_client):
 
 def test_small_estimates_never_reveal_the_number(ready, merchant_client):
     body = estimate(merchant_client, "interest:sports AND discount_sensitivity:high").json()  # 100-149: 50
-    assert body["size"] == {"count": None, "display": "fewer than 100", "hidden": True}
-    assert body["reachable"] == {"count": None, "display": "fewer than 100", "hidden": True}
+    assert body["size"] == {"size": None, "display": "fewer than 100", "hidden": True}
+    assert body["reachable"] == {"size": None, "display": "fewer than 100", "hidden": True}
     assert "50" not in str(body["size"]) and "20" not in str(body["reachable"])
     body = estimate(merchant_client, "country:TH").json()
-    assert body["size"]["hidden"] is True and body["size"]["count"] is None
+    assert body["size"]["hidden"] is True and body["size"]["size"] is None
 
 
 def test_consent_withdrawal_counts_on_the_next_estimate(ready, merchant_client):
-    assert estimate(merchant_client, "country:SG").json()["reachable"]["count"] == 120
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["size"] == 120
     ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
     assert estimate(merchant_client, "country:SG").json()["reachable"] == {
-        "count": None,
+        "size": None,
         "display": "fewer than 100",
         "hidden": True,
     }  # 70 left
     ready.consent(range(300, 400))  # MY consumers opt in
-    assert estimate(merchant_client, "NOT country:SG").json()["reachable"]["count"] == 100
+    assert estimate(merchant_client, "NOT country:SG").json()["reachable"]["size"] == 100
 
 
 def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, merchant_client):
@@ -84,9 +84,11 @@ def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, m
 
     from privacy.models import ConsentState
 
-    # The opt-ins were recorded a week ago, long before this estimate's bitmap was stored.
+    # The opt-ins were recorded a week ago; someone else opted in just now, so the consent bitmap is current
+    # as of now when the withdrawals arrive.
     ConsentState.objects.update(updated_at=timezone.now() - timedelta(days=7))
-    assert estimate(merchant_client, "country:SG").json()["reachable"]["count"] == 120
+    ready.consent([399])
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["size"] == 120
     ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
     assert estimate(merchant_client, "country:SG").json()["reachable"]["hidden"] is True  # 70 left
 
@@ -201,8 +203,8 @@ def test_segment_crud(ready, merchant_client, django_capture_on_commit_callbacks
     assert created["expression"] == "country:SG" and created["refresh_policy"] == "daily"
     segment_id = created["id"]
     detail = merchant_client.get(f"/api/v1/segments/{segment_id}").json()
-    assert detail["status"] == "ready" and detail["size"] == {"count": 200, "display": "200", "hidden": False}
-    assert detail["entered"]["count"] == 200 and detail["exited"]["hidden"] is True
+    assert detail["status"] == "ready" and detail["size"] == {"size": 200, "display": "200", "hidden": False}
+    assert detail["entered"]["size"] == 200 and detail["exited"]["hidden"] is True
 
     listing = merchant_client.get("/api/v1/segments/").json()
     assert listing["count"] == 1 and listing["results"][0]["id"] == segment_id
@@ -213,7 +215,7 @@ def test_segment_crud(ready, merchant_client, django_capture_on_commit_callbacks
         )
     assert response.status_code == 200
     body = merchant_client.get(f"/api/v1/segments/{segment_id}").json()
-    assert body["size"]["count"] == 150 and body["exited"]["display"] == "fewer than 100" and body["version"] == 2
+    assert body["size"]["size"] == 150 and body["exited"]["display"] == "fewer than 100" and body["version"] == 2
 
     response = merchant_client.patch(f"/api/v1/segments/{segment_id}", {"expression": "country:"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["details"]["position"] == 9
@@ -325,15 +327,15 @@ def _ready_segment(merchant, name, expression):
 def test_insights_show_lift_and_suppress_small_cells(ready, merchant, merchant_client):
     segment = _ready_segment(merchant, "sg", "country:SG")  # 0-199
     body = merchant_client.get(f"/api/v1/segments/{segment.pk}/insights").json()
-    assert body["size"]["count"] == 200
+    assert body["size"]["size"] == 200
     families = {f["family"]: {v["value"]: v for v in f["values"]} for f in body["families"]}
     sg = families["country"]["SG"]
     assert sg["segment_share"] == 1.0 and sg["population_share"] == 0.5 and sg["lift"] == 2.0
     assert families["country"]["MY"] == {"value": "MY", "label": "country MY", "suppressed": True}
     sports = families["interest"]["sports"]  # 150 of 200 in the segment, 150 of 400 overall
-    assert sports["segment_count"]["count"] == 150 and sports["lift"] == 2.0
+    assert sports["segment_count"]["size"] == 150 and sports["lift"] == 2.0
     high = families["discount_sensitivity"]["high"]  # 100-199 in segment: 100; overall 200
-    assert high["segment_count"]["count"] == 100 and high["lift"] == 1.0
+    assert high["segment_count"]["size"] == 100 and high["lift"] == 1.0
     age = families["age_range"]["25-34"]  # odd: 100 of 200; 200 of 400
     assert age["lift"] == 1.0
 
@@ -343,18 +345,18 @@ def test_insights_and_overlap_hide_small_audiences(ready, merchant, merchant_cli
     body = merchant_client.get(f"/api/v1/segments/{small.pk}/insights").json()
     assert body == {
         "segment_id": small.pk,
-        "size": {"count": None, "display": "fewer than 100", "hidden": True},
+        "size": {"size": None, "display": "fewer than 100", "hidden": True},
         "families": [],
     }
     sg = _ready_segment(merchant, "sg", "country:SG")
     my = _ready_segment(merchant, "my", "country:MY OR interest:sports AND discount_sensitivity:high")  # 200 + 50
     body = merchant_client.get(f"/api/v1/segments/{sg.pk}/overlap/{my.pk}").json()
-    assert body["size"]["count"] == 200 and body["other_size"]["count"] == 250
-    assert body["both"] == {"count": None, "display": "fewer than 100", "hidden": True} and body["jaccard"] is None
+    assert body["size"]["size"] == 200 and body["other_size"]["size"] == 250
+    assert body["both"] == {"size": None, "display": "fewer than 100", "hidden": True} and body["jaccard"] is None
     assert "50" not in str(body["both"])
     high = _ready_segment(merchant, "high", "discount_sensitivity:high")  # 100-299
     body = merchant_client.get(f"/api/v1/segments/{sg.pk}/overlap/{high.pk}").json()
-    assert body["both"]["count"] == 100 and body["jaccard"] == 0.33
+    assert body["both"]["size"] == 100 and body["jaccard"] == 0.33
 
 
 def test_insights_before_the_first_refresh_is_a_409(ready, merchant, merchant_client):
@@ -376,7 +378,7 @@ def test_lookalike_endpoint(ready, merchant, merchant_client, django_capture_on_
     assert response.json()["kind"] == "lookalike"
     body = merchant_client.get(f"/api/v1/segments/{response.json()['id']}").json()
     assert body["seed_segment_id"] == seed.pk
-    assert body["status"] == "ready" and body["size"]["count"] == 100
+    assert body["status"] == "ready" and body["size"]["size"] == 100
     assert body["lookalike"] == {"size": 100, "method": "classifier"}
 
     small = _ready_segment(merchant, "small", "interest:sports AND discount_sensitivity:high")

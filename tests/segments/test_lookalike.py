@@ -99,3 +99,34 @@ def test_lookalike_segments_are_stored_and_refreshed_from_their_seed(
     assert lookalike.lookalike_spec == {"size": 100, "method": "classifier"}
     assert lookalike.definition == f"lookalike of segment:{seed.pk}"
     assert BitMap(snapshot_members(snapshot)).isdisjoint(snapshot_members(segment_latest_snapshot(segment_id=seed.pk)))
+
+
+def test_lookalikes_use_the_active_recommendation_models_consumer_factors(
+    merchant, other_merchant, all_purposes_approved, settings, tmp_path
+):
+    """A real ALS model trained on planted taste groups: the lookalike of part of a group is the rest of it."""
+    from recommend import artefacts
+    from recommend.models import RecommenderModel
+    from recommend.services import recommender_train, training_config
+    from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_store
+    from tests.recommend.conftest import build_marketplace
+
+    from .conftest import caches_clear
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    artefacts.cache_clear()
+    caches_clear()
+    market = build_marketplace(merchant, other_merchant, consumers=640)
+    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(c.pk for c in market.consumers))
+    run = recommender_train(
+        config=training_config(algorithm="als", params=dict(factors=16, iterations=15)), actor="test", force=True
+    )
+    RecommenderModel.objects.filter(pk=run.model.pk).update(is_active=True)
+
+    group = sorted(pk for pk, g in market.group_of.items() if g == 0)
+    seed, rest = BitMap(group[:110]), BitMap(group[110:])
+    assert len(rest) >= 20
+    result = lookalike_members(seed_members=seed, live=live_consumers_bitmap(), size=len(rest))
+    assert result.method == "factors"
+    assert len(result.members & rest) >= 0.8 * len(rest)
+    artefacts.cache_clear()

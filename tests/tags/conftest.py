@@ -1,4 +1,4 @@
-"""Builders for hand-made tagging data, and a loader for the online-retail sample."""
+"""Builders for hand-made tagging data, and the online-retail sample imported through the real importer."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from consumers.models import Consumer, Event, EventType, Product
-from privacy.pseudonyms import pseudonymise
+from privacy.pseudonyms import make_pseudonymiser, pseudonymise
 from tags.bitmaps import bitmap_cache_clear
 
 AS_OF = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -104,47 +106,28 @@ def world(merchant) -> World:
     return World(merchant=merchant)
 
 
-# The online-retail sample's countries as ISO 3166-1 alpha-2 codes. The Channel Islands have no code of
-# their own (Jersey and Guernsey do), so their customers get no country.
+# The online-retail sample's countries as ISO 3166-1 alpha-2 codes, written out here so the test's expectations
+# do not come from the importer under test. The Channel Islands have no code of their own (Jersey and Guernsey
+# do), so their customers get no country.
 ONLINE_RETAIL_COUNTRIES = {
     "Australia": "AU",
-    "Austria": "AT",
-    "Bahrain": "BH",
     "Belgium": "BE",
-    "Brazil": "BR",
-    "Canada": "CA",
     "Channel Islands": "",
-    "Cyprus": "CY",
-    "Czech Republic": "CZ",
     "Denmark": "DK",
     "EIRE": "IE",
-    "European Community": "",
-    "Finland": "FI",
     "France": "FR",
     "Germany": "DE",
-    "Greece": "GR",
-    "Hong Kong": "HK",
     "Iceland": "IS",
-    "Israel": "IL",
     "Italy": "IT",
     "Japan": "JP",
-    "Lebanon": "LB",
     "Lithuania": "LT",
-    "Malta": "MT",
     "Netherlands": "NL",
     "Norway": "NO",
     "Poland": "PL",
     "Portugal": "PT",
-    "RSA": "ZA",
-    "Saudi Arabia": "SA",
-    "Singapore": "SG",
     "Spain": "ES",
-    "Sweden": "SE",
     "Switzerland": "CH",
-    "USA": "US",
-    "United Arab Emirates": "AE",
     "United Kingdom": "GB",
-    "Unspecified": "",
 }
 
 
@@ -157,61 +140,17 @@ def online_retail_time(text: str) -> datetime:
     return datetime.strptime(text, "%m/%d/%y %H:%M").replace(tzinfo=UTC)
 
 
-def load_online_retail(path: Path, merchant) -> dict[str, int]:
-    """Insert the sample's customers, products and purchases directly through the ORM.
-
-    A deliberately simple loader (identifiers pseudonymised, cancellations and
-    rows without a customer skipped); returns customer id -> Consumer id.
-    """
-    rows = online_retail_rows(path)
-    customers: dict[str, str] = {}
-    for row in rows:
-        if row["CustomerID"]:
-            customers.setdefault(row["CustomerID"], ONLINE_RETAIL_COUNTRIES.get(row["Country"].strip(), ""))
-    consumers = Consumer.objects.bulk_create(
-        [
-            Consumer(pseudonym=pseudonymise(f"online-retail:{cid}"), country=country)
-            for cid, country in customers.items()
-        ]
-    )
-    consumer_ids = {cid: c.pk for cid, c in zip(customers, consumers, strict=True)}
-    products: dict[str, Product] = {}
-    for row in rows:
-        code = row["StockCode"].strip()
-        if code and code not in products:
-            products[code] = Product(
-                merchant=merchant,
-                sku=code[:64],
-                title=row["Description"].strip()[:300],
-                price=Decimal(row["UnitPrice"]),
-            )
-    Product.objects.bulk_create(list(products.values()))
-    product_ids = dict(Product.objects.filter(merchant=merchant).values_list("sku", "id"))
-    events = []
-    for number, row in enumerate(rows):
-        if not row["CustomerID"] or row["InvoiceNo"].startswith("C"):
-            continue
-        events.append(
-            Event(
-                source_key=hashlib.sha256(f"online-retail:{number}".encode()).hexdigest()[:32],
-                consumer_id=consumer_ids[row["CustomerID"]],
-                merchant=merchant,
-                product_id=product_ids.get(row["StockCode"].strip()[:64]),
-                event_type=EventType.PURCHASE,
-                occurred_at=online_retail_time(row["InvoiceDate"]),
-                quantity=int(row["Quantity"]),
-                price=Decimal(row["UnitPrice"]),
-                order_ref=hashlib.sha256(f"invoice:{row['InvoiceNo']}".encode()).hexdigest()[:32],
-            )
-        )
-    Event.objects.bulk_create(events, batch_size=5_000)
-    return consumer_ids
-
-
 @pytest.fixture
-def online_retail(shared_data, merchant):
+def online_retail(shared_data, db):
+    """The sample imported with `import_events --format online_retail`; returns (path, CustomerID -> consumer id)."""
     path = shared_data / "online-retail" / "online_retail_sample_2010-12-01_to_2010-12-13.csv"
     if not path.is_file():
         pytest.skip("online-retail sample not present")
-    consumer_ids = load_online_retail(path, merchant)
-    return path, consumer_ids
+    call_command(
+        "import_events", "--format", "online_retail", str(path), "--no-progress", stdout=StringIO(), stderr=StringIO()
+    )
+    pseudonymise = make_pseudonymiser()
+    customers = {row["CustomerID"] for row in online_retail_rows(path) if row["CustomerID"]}
+    by_pseudonym = {pseudonymise(f"online_retail:{cid}"): cid for cid in customers}
+    found = Consumer.objects.filter(pseudonym__in=list(by_pseudonym)).values_list("pseudonym", "id")
+    return path, {by_pseudonym[pseudonym]: consumer_id for pseudonym, consumer_id in found}

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose
+from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStatus, Purpose
 from privacy.services import ConsentChange, consents_record
 from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY
 from tags.models import StoredBitmap
@@ -80,18 +80,33 @@ def test_reads_without_changes_do_not_rewrite_the_bitmap(world):
     assert stored_version() == version + 1
 
 
+def test_a_withdrawal_long_after_the_opt_in_is_reflected(world):
+    alice, bob = world.consumer(), world.consumer()
+    consent(alice)
+    consent(bob)
+    direct_marketing_consent_bitmap()
+    # A day passes: the opt-ins and the bitmap's mark are old news.
+    day_ago = timezone.now() - timedelta(days=1)
+    ConsentRecord.objects.update(recorded_at=day_ago)
+    ConsentState.objects.update(updated_at=day_ago)
+    StoredBitmap.objects.filter(key=DIRECT_MARKETING_CONSENT_KEY).update(source_mark=day_ago)
+    consent(bob, status=ConsentStatus.WITHDRAWN)
+    assert set(direct_marketing_consent_bitmap()) == {alice.pk}
+
+
 def test_a_change_committed_late_with_an_older_stamp_is_still_picked_up(world):
-    """updated_at is stamped before commit: a row can appear after a newer one was read."""
+    """recorded_at is stamped before commit: a record can become visible after a newer one was read."""
     early, late = world.consumer(), world.consumer()
     consent(late)
     direct_marketing_consent_bitmap()  # the mark is now late's stamp
     mark = StoredBitmap.objects.get(key=DIRECT_MARKETING_CONSENT_KEY).source_mark
-    # A withdrawal stamped 30 s before the mark, becoming visible only now.
+    # An opt-in stamped 30 s before the mark, becoming visible only now.
     consent(early)
-    ConsentState.objects.filter(consumer=early).update(updated_at=mark - timedelta(seconds=30))
-    direct_marketing_consent_bitmap()
+    ConsentRecord.objects.filter(consumer=early).update(recorded_at=mark - timedelta(seconds=30))
     assert early.pk in direct_marketing_consent_bitmap()
-    ConsentState.objects.filter(consumer=early).update(
-        status=ConsentStatus.WITHDRAWN, updated_at=mark - timedelta(seconds=10)
+    # Its withdrawal, stamped 10 s before the mark.
+    consent(early, status=ConsentStatus.WITHDRAWN)
+    ConsentRecord.objects.filter(consumer=early, status=ConsentStatus.WITHDRAWN).update(
+        recorded_at=mark - timedelta(seconds=10)
     )
     assert early.pk not in direct_marketing_consent_bitmap()

@@ -25,11 +25,12 @@ def test_countries_and_store_loyalty_match_the_file(online_retail, approve_activ
 
     report = tags_compute(families=["country", "loyalty_store"], actor="test", as_of=as_of)
 
+    assert len(consumer_ids) == len({row["CustomerID"] for row in rows if row["CustomerID"]})
     # Countries, straight from the file: one per customer.
     country_of = {}
     for row in rows:
         if row["CustomerID"]:
-            country_of.setdefault(row["CustomerID"], ONLINE_RETAIL_COUNTRIES[row["Country"].strip()])
+            country_of[row["CustomerID"]] = ONLINE_RETAIL_COUNTRIES[row["Country"].strip()]
     expected_countries = Counter(code for code in country_of.values() if code)
     assert expected_countries["GB"] > 500 and len(expected_countries) >= 15
     counted = dict(Tag.objects.filter(family="country").values_list("value", "consumer_count"))
@@ -37,11 +38,11 @@ def test_countries_and_store_loyalty_match_the_file(online_retail, approve_activ
     rows_by_customer = set(ConsumerTag.objects.filter(tag__family="country").values_list("consumer_id", "tag__value"))
     assert rows_by_customer == {(consumer_ids[cid], code) for cid, code in country_of.items() if code}
 
-    # Store loyalty: the sample is one store, so a customer's distinct invoices (cancellations aside) are
-    # their orders from it; the 13 days of the sample are inside the 90-day window.
+    # Store loyalty: the sample is one store, so a customer's distinct invoices are their orders from it
+    # (cancellations and returns, negative quantities, aside); the sample's 13 days fit the 90-day window.
     invoices = defaultdict(set)
     for row in rows:
-        if row["CustomerID"] and not row["InvoiceNo"].startswith("C"):
+        if row["CustomerID"] and not row["InvoiceNo"].startswith("C") and int(row["Quantity"]) > 0:
             invoices[row["CustomerID"]].add(row["InvoiceNo"])
     expected_loyalty = {
         consumer_ids[cid]: "loyal" if len(numbers) >= 4 else "repeat" if len(numbers) >= 2 else "one_time"

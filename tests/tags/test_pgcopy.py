@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.models import EventType
-from tags.inputs import TaggingInput, _OrmLoader
-from tags.pgcopy import Column, CopyFormatError, copy_in, copy_out_all, pg_timestamp
+from tags.inputs import TaggingInput, _OrmLoader, packed_query
+from tags.pgcopy import Column, CopyFormatError, copy_in, packed_decode, packed_expression, pg_timestamp
 from tags.rules import RULES
 
 from .conftest import AS_OF
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.postgres
 COLUMNS = [Column("a", "int8"), Column("b", "int2"), Column("f", "float8"), Column("t", "timestamptz")]
 
 
-def test_copy_round_trip(db):
+def test_copy_in_then_packed_read_round_trip(db):
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE roundtrip (a int8, b int2, f float8, t timestamptz)")
         arrays = {
@@ -30,15 +30,23 @@ def test_copy_round_trip(db):
             "t": np.array([pg_timestamp(AS_OF.timestamp()), pg_timestamp(0), pg_timestamp(1.5e9)]),
         }
         assert copy_in(cursor.cursor, "roundtrip", COLUMNS, arrays) == 3
-        back = copy_out_all(cursor.cursor, "SELECT a, b, f, t FROM roundtrip ORDER BY b", None, COLUMNS)
+    packed = packed_expression([(c.name, c) for c in COLUMNS])
+    back = packed_query(f"SELECT {packed} FROM (SELECT * FROM roundtrip ORDER BY b) AS r", [], COLUMNS)
     assert back["a"].tolist() == [1, 2**40, -5]
+    assert back["b"].tolist() == [1, 2, 3]
     assert back["f"].tolist() == [0.5, -1.25, 1e10]
     assert back["t"].tolist() == [int(AS_OF.timestamp()), 0, 1_500_000_000]
 
 
-def test_copy_out_refuses_nulls_instead_of_misreading_them(db):
-    with connection.cursor() as cursor, pytest.raises(CopyFormatError, match="NULL or not of its declared type"):
-        copy_out_all(cursor.cursor, "SELECT NULL::int8 AS a", None, [Column("a", "int8")])
+def test_packed_reads_of_nothing_are_empty(db):
+    column = Column("a", "int8")
+    packed = packed_expression([("a", column)])
+    assert packed_query(f"SELECT {packed} FROM (SELECT 1::int8 AS a WHERE false) AS r", [], [column])["a"].size == 0
+
+
+def test_a_misaligned_packed_value_is_refused_not_misread():
+    with pytest.raises(CopyFormatError, match="whole rows"):
+        packed_decode(b"\x00" * 9, [Column("a", "int8")])
 
 
 events = st.lists(

@@ -246,3 +246,44 @@ def test_a_background_write_failure_fails_the_run_and_keeps_earlier_families(wor
     run = TaggingRun.objects.get()
     assert run.status == RunStatus.FAILED and "connection lost" in run.error
     assert list(run.counts) == ["age_range"]
+
+
+def test_a_rerun_rewrites_only_what_changed(world, approve_activity):
+    from consumers.models import Event
+
+    approve_activity("tagging")
+    product = world.product(category="Sports")
+    *steady, changing, leaving = world.consumers(7)
+    for consumer in (*steady, changing, leaving):
+        for n in range(4):
+            world.purchase(consumer, product, days_ago=n + 1, order=f"{consumer.pk}-{n}", discount="0")
+    tags_compute(families=["discount_sensitivity"], actor="test", as_of=AS_OF)
+    first = {r.consumer_id: r for r in ConsumerTag.objects.filter(tag__family="discount_sensitivity")}
+    assert {r.tag.value for r in first.values()} == {"low"} and len(first) == 7
+
+    for n in range(4):  # `changing` now buys as much on discount as not: a new value and a new score
+        world.purchase(changing, product, days_ago=0.5, order=f"{changing.pk}-d{n}", discount="1.00")
+    Event.objects.filter(consumer=leaving).delete()
+    tags_compute(families=["discount_sensitivity"], actor="test", as_of=AS_OF)
+    second = {r.consumer_id: r for r in ConsumerTag.objects.filter(tag__family="discount_sensitivity")}
+    assert {c: r.tag.value for c, r in second.items()} == {**{c.pk: "low" for c in steady}, changing.pk: "high"}
+    assert second[changing.pk].score == 0.5
+    for consumer in steady:  # untouched rows keep their identity and the date they were first tagged
+        assert second[consumer.pk].pk == first[consumer.pk].pk
+        assert second[consumer.pk].assigned_at == first[consumer.pk].assigned_at
+    for tag in Tag.objects.filter(family="discount_sensitivity"):
+        members = set(ConsumerTag.objects.filter(tag=tag).values_list("consumer_id", flat=True))
+        assert set(bitmap_load(tag_key(tag.pk))) == members
+        assert tag.consumer_count == len(members)
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_abandoned(world, approve_activity):
+    from django.utils import timezone
+
+    approve_activity("tagging")
+    world.consumer(country="SG")
+    dead = TaggingRun.objects.create(actor="task:tags.compute", started_at=timezone.now())
+    tags_compute(families=["country"], actor="test", as_of=AS_OF)
+    dead.refresh_from_db()
+    assert dead.status == RunStatus.FAILED and "Abandoned" in dead.error
+    assert TaggingRun.objects.exclude(pk=dead.pk).get().status == RunStatus.SUCCEEDED

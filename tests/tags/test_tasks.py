@@ -55,3 +55,21 @@ def test_nightly_tagging_is_scheduled_and_editable_in_the_admin(db):
     assert task.enabled
     assert json.loads(task.kwargs) == {}
     assert (task.crontab.minute, task.crontab.hour) == ("30", "1")
+
+
+def test_enqueue_runs_the_task_after_commit(world, approve_activity, django_capture_on_commit_callbacks):
+    import pytest
+
+    from tags.rules import UnknownFamily
+    from tags.services import tags_compute_enqueue
+
+    approve_activity("tagging")
+    world.consumers(2, country="SG")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        tags_compute_enqueue(families=["country"])
+    assert not ConsumerTag.objects.exists()  # nothing before the commit
+    for callback in callbacks:
+        callback()
+    assert ConsumerTag.objects.count() == 2
+    with pytest.raises(UnknownFamily):
+        tags_compute_enqueue(families=["hobbies"])

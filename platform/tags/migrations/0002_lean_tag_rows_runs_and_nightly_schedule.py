@@ -31,10 +31,10 @@ def nightly_tagging_unschedule(apps, schema_editor):
     apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=NIGHTLY_TAGGING).delete()
 
 
-# The direct-marketing consent bitmap reads consent states changed since its mark
-# (tags.consent_bitmap) on every estimate. privacy's table has no index for that, and
+# The direct-marketing consent bitmap reads the consent records added since its mark
+# (tags.consent_bitmap) on every estimate. privacy's ledger has no index for that, and
 # privacy is below tags, so tags adds it here, by name, without touching privacy's models.
-CONSENT_INDEX = "tags_consentstate_purpose_updated_idx"
+CONSENT_INDEX = "tags_consentrecord_purpose_recorded_idx"
 
 
 class Migration(migrations.Migration):
@@ -89,7 +89,7 @@ class Migration(migrations.Migration):
             index=models.Index(fields=['status', 'started_at'], name='tags_taggin_status_19dfcf_idx'),
         ),
         migrations.RunSQL(
-            sql=f"CREATE INDEX IF NOT EXISTS {CONSENT_INDEX} ON privacy_consentstate (purpose, updated_at)",
+            sql=f"CREATE INDEX IF NOT EXISTS {CONSENT_INDEX} ON privacy_consentrecord (purpose, recorded_at)",
             reverse_sql=f"DROP INDEX IF EXISTS {CONSENT_INDEX}",
         ),
         migrations.RunPython(nightly_tagging_schedule, nightly_tagging_unschedule),

@@ -14,7 +14,8 @@ class LifecycleRule(TagRule):
     new: first activity within `new_days`; otherwise active: last activity
     within `active_days`; lapsing: last activity within `lapsing_days`;
     churned: no activity for longer than that. Consumers with no retained
-    events get no lifecycle tag. Score: days since the last activity.
+    events get no lifecycle tag. No score: a days-since-activity score would change
+    for every consumer every day and rewrite the whole family each night.
     """
 
     family = "lifecycle"
@@ -64,4 +65,4 @@ class LifecycleRule(TagRule):
             [0, 1, 2],
             default=3,
         )
-        return Assignments(values, seen.astype(np.int32), stage.astype(np.int32), np.floor(last))
+        return Assignments(values, seen.astype(np.int32), stage.astype(np.int32), None)

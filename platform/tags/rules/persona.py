@@ -204,8 +204,8 @@ class PersonaRule(TagRule):
         names = name_clusters(model.cluster_centers_)
         position = {value.value: i for i, value in enumerate(values)}
         value_index = np.array([position[names[c]] for c in range(k)], dtype=np.int32)[cluster]
-        # Score: closeness to the persona's centre, 1 at the centre falling towards 0.
-        return Assignments(values, qualified.astype(np.int32), value_index, 1.0 / (1.0 + distance))
+        # Score: closeness to the persona's centre, 1 at the centre falling towards 0 (three decimals).
+        return Assignments(values, qualified.astype(np.int32), value_index, np.round(1.0 / (1.0 + distance), 3))
 
 
 def name_clusters(centres: np.ndarray) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import sorted_unique_inverse
 from ..inputs import TaggingInput
 from .base import Assignments, TagRule, TagValue, distinct_count, group_pairs, quintile_scores
 
@@ -14,7 +15,7 @@ class DiscountSensitivityRule(TagRule):
     Counts purchased items (purchase events) in the last `window_days`; a
     consumer needs at least `min_purchases` to qualify. low: under
     `medium_from` of them discounted; medium: from `medium_from` to under
-    `high_from`; high: `high_from` or more. Score: the discounted share.
+    `high_from`; high: `high_from` or more. Score: the discounted share (three decimals).
     """
 
     family = "discount_sensitivity"
@@ -52,7 +53,7 @@ class DiscountSensitivityRule(TagRule):
         qualified = np.flatnonzero(bought >= self.min_purchases)
         share = discounted[qualified] / bought[qualified]
         level = np.where(share >= self.high_from, 2, np.where(share >= self.medium_from, 1, 0))
-        return Assignments(values, qualified.astype(np.int32), level.astype(np.int32), share)
+        return Assignments(values, qualified.astype(np.int32), level.astype(np.int32), np.round(share, 3))
 
 
 class _RepeatPurchaseRule(TagRule):
@@ -124,7 +125,7 @@ class LoyaltyStoreRule(_RepeatPurchaseRule):
     thing = "store"
 
     def _things(self, data, recent):
-        merchants, inverse = np.unique(data.purchases.merchant, return_inverse=True)
+        merchants, inverse = sorted_unique_inverse(data.purchases.merchant)
         return inverse.astype(np.int64), int(merchants.size)
 
 
@@ -198,7 +199,7 @@ class RFMRule(TagRule):
             return Assignments.empty(values)
         consumer = purchases.consumer[recent]
         consumers = len(data.consumers)
-        buyers = np.unique(consumer)
+        buyers = np.flatnonzero(np.bincount(consumer, minlength=consumers))
         days_since = np.full(consumers, np.inf)
         np.minimum.at(days_since, consumer, purchases.age_days[recent].astype(np.float64))
         orders = distinct_count(consumer, purchases.order[recent], consumers)
