@@ -1,12 +1,50 @@
-from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
-from . import views
+from .views import account, campaigns, dashboard, data_use, keys, segments, tags
+
+
+class ObjectIdConverter:
+    """A database id: at most 18 digits, so an absurd number is a 404 rather than an integer overflow."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(ObjectIdConverter, "id")
 
 app_name = "portal"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="portal/login.html"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", views.dashboard, name="dashboard"),
+    path("login/", account.SignInView.as_view(), name="login"),
+    path("logout/", account.SignOutView.as_view(), name="logout"),
+    path("switch-merchant/", account.switch_merchant, name="switch_merchant"),
+    path("", dashboard.dashboard, name="dashboard"),
+    path("api-keys/", keys.api_keys, name="api_keys"),
+    path("api-keys/<id:key_id>/revoke/", keys.api_key_revoke_view, name="api_key_revoke"),
+    path("how-your-data-is-used/", data_use.data_use, name="data_use"),
+    path("segments/", segments.segment_list, name="segments"),
+    path("segments/new/", segments.segment_new, name="segment_new"),
+    path("segments/estimate/", segments.estimate_json, name="estimate_json"),
+    path("segments/<id:segment_id>/", segments.segment_detail, name="segment_detail"),
+    path("segments/<id:segment_id>/edit/", segments.segment_edit, name="segment_edit"),
+    path("segments/<id:segment_id>/refresh/", segments.segment_refresh, name="segment_refresh"),
+    path("segments/<id:segment_id>/delete/", segments.segment_delete_view, name="segment_delete"),
+    path("segments/<id:segment_id>/lookalike/", segments.segment_lookalike, name="segment_lookalike"),
+    path("tags/", tags.tag_explorer, name="tags"),
+    path("tags/catalogue.json", segments.tag_catalogue_json, name="tag_catalogue_json"),
+    path("campaigns/", campaigns.campaign_list, name="campaigns"),
+    path("campaigns/new/", campaigns.campaign_new, name="campaign_new"),
+    path("campaigns/preview/", campaigns.campaign_preview_json, name="campaign_preview_json"),
+    path("campaigns/<id:campaign_id>/", campaigns.campaign_detail, name="campaign_detail"),
+    path("campaigns/<id:campaign_id>/edit/", campaigns.campaign_edit, name="campaign_edit"),
+    path("campaigns/<id:campaign_id>/launch/", campaigns.campaign_launch_view, name="campaign_launch"),
+    path("campaigns/<id:campaign_id>/cancel/", campaigns.campaign_cancel_view, name="campaign_cancel"),
+    path("campaigns/<id:campaign_id>/delete/", campaigns.campaign_delete_view, name="campaign_delete"),
+    path("campaigns/<id:campaign_id>/progress.json", campaigns.campaign_progress_json, name="campaign_progress_json"),
+    path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
 ]

@@ -8,11 +8,13 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
 from .audit import audit_chain_verify
 from .models import (
@@ -59,6 +61,8 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     readonly_fields = ["status", "approved_by", "approved_at", "created_at", "updated_at"]
     actions = ["approve_selected", "suspend_selected", "export_record_csv", "export_record_json"]
+    # Adds "Save and approve" and "Suspend" buttons; the rules' errors then show next to their fields.
+    change_form_template = "admin/privacy/processingactivity/change_form.html"
     fieldsets = [
         (
             None,
@@ -89,6 +93,20 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
             obj.approved_by = None
             obj.approved_at = None
         super().save_model(request, obj, form, change)
+
+    def response_change(self, request, obj):
+        if "_approve" in request.POST or "_suspend" in request.POST:
+            if not self.has_change_permission(request, obj):
+                raise PermissionDenied
+            if "_suspend" in request.POST:
+                activity_suspend(activity=obj, officer=request.user)
+                self.message_user(request, f"“{obj.name}” suspended; jobs relying on it now refuse.", messages.WARNING)
+            else:
+                # The form already enforced the register's rules field by field, so approval cannot fail here.
+                activity_approve(activity=obj, officer=request.user)
+                self.message_user(request, f"“{obj.name}” approved.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:privacy_processingactivity_changelist"))
+        return super().response_change(request, obj)
 
     @admin.action(description="Approve the selected activities", permissions=["change"])
     def approve_selected(self, request, queryset):
@@ -161,6 +179,20 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     search_fields = ["action", "actor", "object_id"]
     date_hierarchy = "created_at"
     actions = ["verify_chain"]
+    change_list_template = "admin/privacy/auditentry/change_list.html"  # adds a "Verify the chain" button
+
+    def get_urls(self):
+        verify = self.admin_site.admin_view(require_POST(self.verify_chain_view))
+        return [path("verify/", verify, name="privacy_auditentry_verify"), *super().get_urls()]
+
+    def verify_chain_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        self.verify_chain(request, self.get_queryset(request).none())
+        target = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            target = reverse("admin:privacy_auditentry_changelist")
+        return HttpResponseRedirect(target)
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -1,0 +1,142 @@
+"""Who is using the portal, for which merchant, and what their role lets them do.
+
+The current merchant is chosen with the switcher and kept in the session. Every
+portal view that touches merchant data is wrapped in `merchant_view`, which
+resolves the user's membership (a merchant they are not a member of is the same
+404 as a missing one, and a stale session choice falls back to their first
+merchant) and puts it on the request as `request.portal`.
+
+Roles (documented in docs/portal.md):
+- owner: everything, including API keys;
+- marketer: segments, campaigns (create, launch, cancel) and API keys;
+- analyst: reads everything, builds segments and lookalikes, but cannot create
+  or launch campaigns and cannot manage API keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from merchants.models import Membership, Merchant, Role
+from merchants.selectors import membership_get, merchants_for_user
+
+SESSION_MERCHANT_KEY = "portal_merchant_id"
+
+
+class Capability:
+    EDIT_SEGMENTS = "edit_segments"
+    MANAGE_CAMPAIGNS = "manage_campaigns"
+    MANAGE_KEYS = "manage_keys"
+
+
+ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
+    Role.OWNER: frozenset({Capability.EDIT_SEGMENTS, Capability.MANAGE_CAMPAIGNS, Capability.MANAGE_KEYS}),
+    Role.MARKETER: frozenset({Capability.EDIT_SEGMENTS, Capability.MANAGE_CAMPAIGNS, Capability.MANAGE_KEYS}),
+    Role.ANALYST: frozenset({Capability.EDIT_SEGMENTS}),
+}
+
+CAPABILITY_REFUSALS = {
+    Capability.EDIT_SEGMENTS: "Your role cannot change segments.",
+    Capability.MANAGE_CAMPAIGNS: "Analysts can read campaigns and their reports but cannot create or launch them.",
+    Capability.MANAGE_KEYS: "Only owners and marketers can create or revoke API keys.",
+}
+
+
+@dataclass(frozen=True)
+class PortalContext:
+    """The signed-in user's current merchant and role."""
+
+    membership: Membership
+    merchants: tuple[Merchant, ...]
+
+    @property
+    def merchant(self) -> Merchant:
+        return self.membership.merchant
+
+    @property
+    def role(self) -> str:
+        return self.membership.role
+
+    @property
+    def role_label(self) -> str:
+        return self.membership.get_role_display()
+
+    def can(self, capability: str) -> bool:
+        return capability in ROLE_CAPABILITIES.get(self.role, frozenset())
+
+    @property
+    def can_edit_segments(self) -> bool:
+        return self.can(Capability.EDIT_SEGMENTS)
+
+    @property
+    def can_manage_campaigns(self) -> bool:
+        return self.can(Capability.MANAGE_CAMPAIGNS)
+
+    @property
+    def can_manage_keys(self) -> bool:
+        return self.can(Capability.MANAGE_KEYS)
+
+    def require(self, capability: str) -> None:
+        if not self.can(capability):
+            raise PermissionDenied(CAPABILITY_REFUSALS[capability])
+
+
+def portal_context_for(request: HttpRequest) -> PortalContext | None:
+    """The user's current merchant: the session's choice if still a member, else the one they own (or first)."""
+    merchants = tuple(merchants_for_user(user=request.user))
+    if not merchants:
+        return None
+    chosen = request.session.get(SESSION_MERCHANT_KEY)
+    ids = {m.pk for m in merchants}
+    merchant_id = chosen if chosen in ids else _default_merchant_id(request.user)
+    membership = membership_get(user=request.user, merchant_id=merchant_id)
+    if chosen != merchant_id:
+        request.session[SESSION_MERCHANT_KEY] = merchant_id
+    return PortalContext(membership=membership, merchants=merchants)
+
+
+ROLE_RANK = {Role.OWNER: 0, Role.MARKETER: 1, Role.ANALYST: 2}
+
+
+def _default_merchant_id(user) -> int:
+    """Where a user lands first: the merchant they have the strongest role in (owner first), then by name."""
+    memberships = Membership.objects.filter(user=user).select_related("merchant")
+    best = min(memberships, key=lambda m: (ROLE_RANK.get(m.role, 9), m.merchant.name, m.merchant_id))
+    return best.merchant_id
+
+
+def merchant_switch(request: HttpRequest, *, merchant_id: int) -> Merchant:
+    """Make merchant_id the session's current merchant; 404 unless the user is a member."""
+    membership = membership_get(user=request.user, merchant_id=merchant_id)
+    request.session[SESSION_MERCHANT_KEY] = membership.merchant_id
+    return membership.merchant
+
+
+def merchant_view(capability: str | None = None) -> Callable:
+    """Decorate a portal view: signed in, a member of some merchant, and (optionally) allowed `capability`.
+
+    The view receives the request with `request.portal` set to a PortalContext.
+    """
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            context = portal_context_for(request)
+            if context is None:
+                return render(request, "portal/no_merchant.html", status=403)
+            request.portal = context
+            if capability is not None:
+                context.require(capability)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,39 @@
+"""Turning the services' domain errors into messages next to the form field they are about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
+
+from merchants.api_errors import ApiError
+
+
+def form_error_from_service(form: forms.Form, exc: ApiError, *, field_by_code: dict[str, str]) -> None:
+    """Attach a service's refusal to the field it concerns (by its error code), or to the form as a whole."""
+    field = field_by_code.get(exc.error_code)
+    form.add_error(field if field in form.fields else None, exc.message)
+
+
+@dataclass(frozen=True)
+class ExpressionProblem:
+    """A bad segment expression, drawn the way the editor draws it: the line, a caret under the column, why."""
+
+    line_text: str
+    column: int  # 1-based
+    where: str
+    message: str
+
+    @property
+    def caret(self) -> str:
+        return " " * (self.column - 1) + "^"
+
+    @classmethod
+    def from_details(cls, expression: str, message: str, details: dict | None) -> ExpressionProblem:
+        details = details or {}
+        line = int(details.get("line") or 1)
+        column = int(details.get("column") or (int(details.get("offset") or 0) + 1))
+        lines = expression.split("\n") or [""]
+        line_text = lines[line - 1] if 0 < line <= len(lines) else lines[-1]
+        where = f"line {line}, column {column}" if line > 1 else f"column {column}"
+        return cls(line_text=line_text, column=max(1, column), where=where, message=message)

@@ -1,0 +1,306 @@
+"""Portal forms. Every field error is rendered next to its field (templates/portal/_field.html)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        label="Key name",
+        max_length=100,
+        help_text="What the key is for, e.g. “Email tool sync”. Only you see it.",
+        error_messages={"required": "Give the key a name so you can tell it apart later."},
+    )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the key a name so you can tell it apart later.")
+        return name
+
+
+class MerchantSwitchForm(forms.Form):
+    merchant = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+    next = forms.CharField(required=False, max_length=2000)
+
+
+REFRESH_CHOICES = [
+    ("manual", "Manual: only when I ask"),
+    ("hourly", "Every hour"),
+    ("daily", "Every day"),
+    ("custom", "On a schedule (cron, UTC)"),
+]
+
+
+class SegmentForm(forms.Form):
+    """What a merchant types; the segment services check the expression and the schedule."""
+
+    name = forms.CharField(
+        label="Name",
+        max_length=200,
+        error_messages={"required": "Give the segment a name.", "max_length": "Keep the name under 200 characters."},
+    )
+    description = forms.CharField(
+        label="Description", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    expression = forms.CharField(
+        label="Who is in it",
+        max_length=10_000,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off", "class": "expr"}),
+        help_text="Combine tags with AND, OR, NOT and parentheses, e.g. "
+        "<code>country:SG AND (interest:sports OR interest:outdoor)</code>. Type to get suggestions; "
+        "arrow keys and Enter pick one.",
+        error_messages={"required": "Say who is in the segment: type an expression or add a rule below."},
+    )
+    refresh_policy = forms.ChoiceField(label="Keep it up to date", choices=REFRESH_CHOICES, initial="manual")
+    crontab = forms.CharField(
+        label="Schedule",
+        required=False,
+        max_length=100,
+        help_text="Five fields: minute hour day-of-month month day-of-week, e.g. <code>0 6 * * 1</code> "
+        "(Mondays at 06:00 UTC).",
+    )
+
+    def __init__(self, *args, lookalike: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if lookalike:
+            # A lookalike is defined by its seed; only its name, description and refresh policy change.
+            self.fields["expression"].required = False
+            self.fields["expression"].disabled = True
+
+    def clean_expression(self) -> str:
+        expression = self.cleaned_data.get("expression") or ""
+        if self.fields["expression"].required and not expression.strip():
+            raise forms.ValidationError("Say who is in the segment: type an expression or add a rule below.")
+        return expression
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the segment a name.")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        if data.get("refresh_policy") == "custom" and not (data.get("crontab") or "").strip():
+            self.add_error("crontab", "A custom schedule needs its five cron fields.")
+        return data
+
+
+class LookalikeForm(forms.Form):
+    METHODS = [("size", "The most similar consumers, up to a number"), ("similarity", "Everyone above a similarity")]
+
+    name = forms.CharField(label="Name of the new segment", max_length=200)
+    description = forms.CharField(label="Description", required=False, max_length=2000)
+    method = forms.ChoiceField(label="How many", choices=METHODS, initial="size", widget=forms.RadioSelect)
+    size = forms.IntegerField(label="Number of consumers", required=False, max_value=100_000_000)
+    min_similarity = forms.FloatField(
+        label="Minimum similarity", required=False, min_value=0.0, max_value=1.0, help_text="From 0 to 1."
+    )
+
+    def clean_size(self):
+        size = self.cleaned_data.get("size")
+        if size is not None and size < settings.MIN_AUDIENCE:
+            raise forms.ValidationError(f"A lookalike holds at least {settings.MIN_AUDIENCE} consumers.")
+        return size
+
+    def clean_min_similarity(self):
+        similarity = self.cleaned_data.get("min_similarity")
+        if similarity is not None and similarity <= 0:
+            raise forms.ValidationError("Give a similarity above 0 (and at most 1).")
+        return similarity
+
+    def clean(self):
+        data = super().clean()
+        method = data.get("method")
+        if method == "size" and data.get("size") is None and "size" not in self.errors:
+            self.add_error("size", "Say how many consumers the lookalike should hold.")
+        if method == "similarity" and data.get("min_similarity") is None and "min_similarity" not in self.errors:
+            self.add_error("min_similarity", "Give a similarity between 0 and 1.")
+        return data
+
+
+class SegmentChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return obj.name
+
+
+class OverlapForm(forms.Form):
+    other = SegmentChoiceField(label="Compare with", queryset=None, empty_label="Choose a segment")
+
+    def __init__(self, *args, segments, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["other"].queryset = segments
+
+
+class SegmentMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Segments by name, with their (public) size when the form was given one."""
+
+    sizes: dict[int, str] = {}
+
+    def label_from_instance(self, obj) -> str:
+        size = self.sizes.get(obj.pk)
+        return f"{obj.name} ({size})" if size else obj.name
+
+
+SCHEDULE_CHOICES = [
+    ("now", "As soon as I launch it"),
+    ("at", "At a date and time"),
+    ("recurring", "Again and again, on a schedule"),
+]
+CHANNEL_CHOICES = [("inbox", "In-app inbox"), ("webhook", "Push notification (operator's service)")]
+
+
+class CampaignForm(forms.Form):
+    """The campaign wizard. The campaign services validate everything again and their problems land here too."""
+
+    name = forms.CharField(label="Campaign name", max_length=200)
+    include_segments = SegmentMultipleChoiceField(
+        label="Send to",
+        queryset=None,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one of your segments to send to."},
+    )
+    exclude_segments = SegmentMultipleChoiceField(
+        label="But not to", queryset=None, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    title_template = forms.CharField(
+        label="Title",
+        max_length=200,
+        help_text="Placeholders: {store_name}, {offer}, {coupon_code}, {discount}, {products}, {product_1_title}, "
+        "{product_1_price} and so on. Write {{ or }} for a literal brace.",
+    )
+    body_template = forms.CharField(label="Message", max_length=2000, widget=forms.Textarea(attrs={"rows": 4}))
+    personalised_products = forms.IntegerField(
+        label="Recommended products per message",
+        min_value=0,
+        max_value=10,
+        initial=3,
+        help_text="Each consumer gets their own, from your catalogue.",
+    )
+    coupon_code = forms.CharField(
+        label="Coupon code", required=False, max_length=40, help_text="Letters, digits, - and _ only."
+    )
+    discount_percent = forms.DecimalField(
+        label="Discount (%)", required=False, min_value=Decimal("0.01"), max_value=Decimal("100"), decimal_places=2
+    )
+    channel = forms.ChoiceField(label="Deliver through", choices=CHANNEL_CHOICES, initial="inbox")
+    schedule_kind = forms.ChoiceField(label="When", choices=SCHEDULE_CHOICES, initial="now", widget=forms.RadioSelect)
+    scheduled_at = forms.DateTimeField(
+        label="Send at (UTC)",
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+    )
+    recurrence = forms.CharField(
+        label="Repeat on (cron, UTC)",
+        required=False,
+        max_length=100,
+        help_text="e.g. <code>0 9 * * 1</code>: Mondays at 09:00.",
+    )
+    frequency_cap = forms.IntegerField(
+        label="At most this many messages per consumer",
+        required=False,
+        min_value=1,
+        max_value=1000,
+        help_text="Counted across all your campaigns. Leave empty for no cap of your own "
+        "(the platform's cap still applies).",
+    )
+    frequency_window_days = forms.IntegerField(label="…in this many days", min_value=1, max_value=365, initial=7)
+    control_share = forms.DecimalField(
+        label="Hold out as a control group (%)",
+        min_value=Decimal("0"),
+        max_value=Decimal("50"),
+        decimal_places=1,
+        initial=Decimal("10"),
+        help_text="These consumers get nothing, so the report can measure the uplift. 10% is typical.",
+    )
+    attribution_window_days = forms.IntegerField(
+        label="Count purchases for this many days", min_value=1, max_value=90, initial=7
+    )
+
+    def __init__(self, *args, segments, sizes: dict[int, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("include_segments", "exclude_segments"):
+            self.fields[name].queryset = segments
+            self.fields[name].sizes = sizes or {}
+
+    def clean_scheduled_at(self):
+        value = self.cleaned_data.get("scheduled_at")
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+        return value
+
+    def clean_coupon_code(self) -> str:
+        return (self.cleaned_data.get("coupon_code") or "").strip()
+
+    def clean_recurrence(self) -> str:
+        return (self.cleaned_data.get("recurrence") or "").strip()
+
+    def clean(self):
+        data = super().clean()
+        include, exclude = data.get("include_segments") or [], data.get("exclude_segments") or []
+        both = {s.pk for s in include} & {s.pk for s in exclude}
+        if both:
+            self.add_error("exclude_segments", "A segment cannot be both sent to and left out.")
+        kind = data.get("schedule_kind")
+        if kind == "at" and data.get("scheduled_at") is None and "scheduled_at" not in self.errors:
+            self.add_error("scheduled_at", "Say when to send it.")
+        if kind == "recurring" and not data.get("recurrence") and "recurrence" not in self.errors:
+            self.add_error("recurrence", "Say how often to send it, as five cron fields.")
+        return data
+
+    def service_values(self) -> dict:
+        """The cleaned form as the campaign services take it."""
+        data = self.cleaned_data
+        kind = data["schedule_kind"]
+        return {
+            "name": data["name"].strip(),
+            "include_segment_ids": [s.pk for s in data["include_segments"]],
+            "exclude_segment_ids": [s.pk for s in data["exclude_segments"]],
+            "title_template": data["title_template"],
+            "body_template": data["body_template"],
+            "personalised_products": data["personalised_products"],
+            "coupon_code": data["coupon_code"],
+            "discount_percent": data["discount_percent"],
+            "channel": data["channel"],
+            "schedule_kind": kind,
+            "scheduled_at": data["scheduled_at"] if kind == "at" else None,
+            "recurrence": data["recurrence"] if kind == "recurring" else "",
+            "frequency_cap": data["frequency_cap"],
+            "frequency_window_days": data["frequency_window_days"],
+            "control_share": (data["control_share"] / 100).quantize(Decimal("0.001")),
+            "attribution_window_days": data["attribution_window_days"],
+        }
+
+    @classmethod
+    def initial_from(cls, campaign) -> dict:
+        return {
+            "name": campaign.name,
+            "include_segments": list(campaign.include_segments.values_list("pk", flat=True)),
+            "exclude_segments": list(campaign.exclude_segments.values_list("pk", flat=True)),
+            "title_template": campaign.title_template,
+            "body_template": campaign.body_template,
+            "personalised_products": campaign.personalised_products,
+            "coupon_code": campaign.coupon_code,
+            "discount_percent": campaign.discount_percent,
+            "channel": campaign.channel,
+            "schedule_kind": campaign.schedule_kind,
+            "scheduled_at": campaign.scheduled_at,
+            "recurrence": campaign.recurrence,
+            "frequency_cap": campaign.frequency_cap,
+            "frequency_window_days": campaign.frequency_window_days,
+            "control_share": (campaign.control_share * 100).normalize(),
+            "attribution_window_days": campaign.attribution_window_days,
+        }
+
+
+# The campaign services name fields as their API does; the form names two of them differently.
+CAMPAIGN_FIELD_OF = {"include_segment_ids": "include_segments", "exclude_segment_ids": "exclude_segments"}

@@ -1,0 +1,347 @@
+/* The segment editor: tag autocomplete, a debounced live estimate with errors shown at their position,
+   and a visual rule builder that writes the same segment language into the text editor.
+
+   Markup contract (templates/portal/segments/_editor.html):
+     textarea[data-segment-editor] with data-estimate-url and data-tags-url
+     #expr-suggestions (listbox), #expr-error (error box), [data-estimate] region with
+     [data-estimate-size], [data-estimate-reachable], [data-estimate-took], and the builder in [data-rule-builder].
+   Without JavaScript the form still submits and the server validates the expression. */
+(function () {
+  "use strict";
+
+  var editor = document.querySelector("textarea[data-segment-editor]");
+  if (!editor) return;
+
+  var estimateUrl = editor.getAttribute("data-estimate-url");
+  var tagsUrl = editor.getAttribute("data-tags-url");
+  var list = document.getElementById("expr-suggestions");
+  var errorBox = document.getElementById("expr-error");
+  var estimateBox = document.querySelector("[data-estimate]");
+  var sizeOut = document.querySelector("[data-estimate-size]");
+  var reachOut = document.querySelector("[data-estimate-reachable]");
+  var tookOut = document.querySelector("[data-estimate-took]");
+  var statusOut = document.querySelector("[data-estimate-status]");
+  var csrf = (document.querySelector("input[name=csrfmiddlewaretoken]") || {}).value || "";
+
+  var KEYWORDS = ["AND", "OR", "NOT"];
+  var ACTIONS = [
+    { insert: 'purchased(category="", within="30d")', label: "bought in a category recently", caret: 20 },
+    { insert: 'viewed(category="", within="7d")', label: "viewed a category recently", caret: 17 },
+    { insert: 'carted(category="", within="7d")', label: "added to cart recently", caret: 17 },
+    { insert: 'favourited(category="")', label: "favourited a category", caret: 21 },
+  ];
+  var tags = []; // [{family, value, label, definition, reach}]
+  var families = {}; // family -> [tag]
+
+  /* ---------------------------------------------------------------- the catalogue */
+  function loadTags() {
+    if (!tagsUrl) return Promise.resolve();
+    return fetch(tagsUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : { tags: [] }; })
+      .then(function (data) {
+        tags = data.tags || [];
+        families = {};
+        tags.forEach(function (t) { (families[t.family] = families[t.family] || []).push(t); });
+        builder.refreshOptions();
+      })
+      .catch(function () { /* autocomplete is a help; the editor works without it */ });
+  }
+
+  function quoteValue(value) {
+    return /^[^\s():,="']+$/.test(value) ? value : '"' + value.replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+  }
+
+  /* ---------------------------------------------------------------- autocomplete */
+  var items = [];
+  var active = -1;
+  var tokenStart = 0;
+
+  function currentToken() {
+    var caret = editor.selectionStart;
+    var text = editor.value.slice(0, caret);
+    var match = /[^\s(),=]*$/.exec(text);
+    tokenStart = caret - match[0].length;
+    return match[0];
+  }
+
+  function suggestionsFor(token) {
+    var lower = token.toLowerCase();
+    var colon = token.indexOf(":");
+    if (!token) return [];
+    if (colon > 0) {
+      var family = lower.slice(0, colon);
+      var prefix = lower.slice(colon + 1).replace(/^["']/, "");
+      var values = families[family] || [];
+      var byValue = values.filter(function (t) { return t.value.toLowerCase().indexOf(prefix) === 0; });
+      var byLabel = values.filter(function (t) {
+        return byValue.indexOf(t) === -1 && prefix && t.label.toLowerCase().indexOf(prefix) !== -1;
+      });
+      return byValue.concat(byLabel)
+        .slice(0, 12)
+        .map(function (t) {
+          return { insert: t.family + ":" + quoteValue(t.value), text: t.family + ":" + t.value, hint: t.label + " · " + t.reach };
+        });
+    }
+    var out = [];
+    Object.keys(families).sort().forEach(function (f) {
+      if (f.indexOf(lower) === 0) out.push({ insert: f + ":", text: f + ":", hint: families[f].length + " values", reopen: true });
+    });
+    KEYWORDS.forEach(function (k) {
+      if (k.toLowerCase().indexOf(lower) === 0 && k.toLowerCase() !== lower) out.push({ insert: k + " ", text: k, hint: "keyword" });
+    });
+    ACTIONS.forEach(function (a) {
+      if (a.insert.indexOf(lower) === 0) out.push({ insert: a.insert, text: a.insert, hint: a.label, caret: a.caret });
+    });
+    if ("segment:".indexOf(lower) === 0) out.push({ insert: "segment:", text: "segment:ID", hint: "one of your saved segments" });
+    return out.slice(0, 12);
+  }
+
+  function closeList() {
+    list.hidden = true;
+    items = [];
+    active = -1;
+    editor.setAttribute("aria-expanded", "false");
+    editor.removeAttribute("aria-activedescendant");
+  }
+
+  function renderList() {
+    list.innerHTML = "";
+    if (!items.length) { closeList(); return; }
+    items.forEach(function (item, i) {
+      var li = document.createElement("li");
+      li.id = "expr-sugg-" + i;
+      li.setAttribute("role", "option");
+      li.setAttribute("aria-selected", i === active ? "true" : "false");
+      var code = document.createElement("code");
+      code.textContent = item.text;
+      var hint = document.createElement("span");
+      hint.className = "sugg-label";
+      hint.textContent = item.hint;
+      li.appendChild(code);
+      li.appendChild(hint);
+      li.addEventListener("mousedown", function (e) { e.preventDefault(); accept(i); });
+      list.appendChild(li);
+    });
+    list.hidden = false;
+    editor.setAttribute("aria-expanded", "true");
+    if (active >= 0) {
+      editor.setAttribute("aria-activedescendant", "expr-sugg-" + active);
+      list.children[active].scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function suggest() {
+    items = suggestionsFor(currentToken());
+    active = items.length ? 0 : -1;
+    renderList();
+  }
+
+  function accept(i) {
+    var item = items[i];
+    if (!item) return;
+    var caret = editor.selectionStart;
+    var before = editor.value.slice(0, tokenStart);
+    var after = editor.value.slice(caret);
+    var insert = item.insert;
+    if (!item.reopen && !item.caret && !/^\s/.test(after) && !/ $/.test(insert)) insert += " ";
+    editor.value = before + insert + after;
+    var pos = before.length + (item.caret || insert.length);
+    editor.setSelectionRange(pos, pos);
+    editor.focus();
+    if (item.reopen) suggest(); else closeList();
+    scheduleEstimate();
+  }
+
+  editor.addEventListener("keydown", function (e) {
+    if (list.hidden || !items.length) {
+      if (e.key === " " && e.ctrlKey) { e.preventDefault(); suggest(); }
+      return;
+    }
+    if (e.key === "ArrowDown") { e.preventDefault(); active = (active + 1) % items.length; renderList(); }
+    else if (e.key === "ArrowUp") { e.preventDefault(); active = (active - 1 + items.length) % items.length; renderList(); }
+    else if (e.key === "Enter" || e.key === "Tab") { if (active >= 0) { e.preventDefault(); accept(active); } }
+    else if (e.key === "Escape") { e.preventDefault(); closeList(); }
+  });
+  editor.addEventListener("input", function () { suggest(); scheduleEstimate(); });
+  editor.addEventListener("blur", function () { setTimeout(closeList, 120); });
+  editor.addEventListener("click", closeList);
+
+  /* ---------------------------------------------------------------- live estimate */
+  var timer = null;
+  var inflight = null;
+  var sequence = 0;
+
+  function scheduleEstimate() {
+    clearTimeout(timer);
+    timer = setTimeout(runEstimate, 350);
+  }
+
+  function showError(error, text) {
+    if (!error) { errorBox.hidden = true; errorBox.textContent = ""; editor.removeAttribute("aria-invalid"); return; }
+    var lines = text.split("\n");
+    var lineNo = error.line || 1;
+    var column = error.column || (typeof error.offset === "number" ? error.offset + 1 : 1);
+    var line = lines[lineNo - 1] || "";
+    var where = lineNo > 1 ? "line " + lineNo + ", column " + column : "column " + column;
+    var message = /column \d+/.test(error.message) ? error.message : error.message + " (" + where + ")";
+    errorBox.textContent = line + "\n" + " ".repeat(Math.max(0, column - 1)) + "^\n" + message;
+    errorBox.hidden = false;
+    editor.setAttribute("aria-invalid", "true");
+  }
+
+  function setEstimate(size, reach, took, status) {
+    sizeOut.textContent = size;
+    reachOut.textContent = reach;
+    if (tookOut) tookOut.textContent = took;
+    if (statusOut) statusOut.textContent = status;
+  }
+
+  function runEstimate() {
+    var text = editor.value;
+    if (!text.trim()) {
+      showError(null);
+      setEstimate("—", "—", "", "Type an expression to see how many consumers match.");
+      return;
+    }
+    if (inflight) inflight.abort();
+    inflight = window.AbortController ? new AbortController() : null;
+    var mine = ++sequence;
+    estimateBox.setAttribute("aria-busy", "true");
+    fetch(estimateUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify({ expression: text }),
+      signal: inflight ? inflight.signal : undefined,
+    })
+      .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); })
+      .then(function (res) {
+        if (mine !== sequence) return; // a newer keystroke's answer is on its way
+        estimateBox.setAttribute("aria-busy", "false");
+        if (res.body.error) {
+          showError(res.body.error, text);
+          setEstimate("—", "—", "", res.body.error.message);
+          return;
+        }
+        showError(null);
+        sizeOut.classList.toggle("text", !!res.body.size.hidden);
+        reachOut.classList.toggle("text", !!res.body.reachable.hidden);
+        setEstimate(res.body.size.display, res.body.reachable.display, "in " + res.body.took_ms + " ms",
+          "Matches " + res.body.size.display + " consumers; " + res.body.reachable.display + " can be messaged.");
+      })
+      .catch(function (err) {
+        if (err && err.name === "AbortError") return;
+        estimateBox.setAttribute("aria-busy", "false");
+        setEstimate("—", "—", "", "The estimate could not be fetched. Check your connection and keep typing.");
+      });
+  }
+
+  /* ---------------------------------------------------------------- visual rule builder */
+  var builder = (function () {
+    var root = document.querySelector("[data-rule-builder]");
+    if (!root) return { refreshOptions: function () {} };
+    var rowsBox = root.querySelector("[data-rules]");
+    var combinator = root.querySelector("[data-combinator]");
+    var template = root.querySelector("template[data-rule-template]");
+    var counter = 0;
+
+    function option(select, value, label) {
+      var o = document.createElement("option");
+      o.value = value;
+      o.textContent = label;
+      select.appendChild(o);
+    }
+
+    function fillFamilies(select) {
+      var current = select.value;
+      select.innerHTML = "";
+      Object.keys(families).sort().forEach(function (f) { option(select, f, f.replace(/_/g, " ")); });
+      if (current && families[current]) select.value = current;
+    }
+
+    function fillValues(row) {
+      var family = row.querySelector("[data-family]").value;
+      var select = row.querySelector("[data-value]");
+      var current = select.value;
+      select.innerHTML = "";
+      (families[family] || []).forEach(function (t) { option(select, t.value, t.label + " (" + t.reach + ")"); });
+      if (current) select.value = current;
+    }
+
+    function showKind(row) {
+      var kind = row.querySelector("[data-kind]").value;
+      row.querySelectorAll("[data-for-kind]").forEach(function (el) {
+        el.hidden = el.getAttribute("data-for-kind") !== kind;
+      });
+    }
+
+    function termOf(row) {
+      var kind = row.querySelector("[data-kind]").value;
+      var term;
+      if (kind === "tag") {
+        var family = row.querySelector("[data-family]").value;
+        var value = row.querySelector("[data-value]").value;
+        if (!family || !value) return null;
+        term = family + ":" + quoteValue(value);
+      } else {
+        var action = row.querySelector("[data-action]").value;
+        var args = [];
+        var category = row.querySelector("[data-category]").value.trim();
+        var within = row.querySelector("[data-within]").value;
+        var minCount = parseInt(row.querySelector("[data-min-count]").value, 10);
+        if (category) args.push('category="' + category.replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"');
+        if (within) args.push('within="' + within + '"');
+        if (minCount > 1) args.push("min_count=" + minCount);
+        term = action + "(" + args.join(", ") + ")";
+      }
+      return row.querySelector("[data-negate]").value === "exclude" ? "NOT " + term : term;
+    }
+
+    function write() {
+      var terms = [];
+      rowsBox.querySelectorAll("[data-rule]").forEach(function (row) {
+        var t = termOf(row);
+        if (t) terms.push(t);
+      });
+      editor.value = terms.join(" " + combinator.value + " ");
+      scheduleEstimate();
+    }
+
+    function addRule() {
+      var fragment = template.content.cloneNode(true);
+      var row = fragment.querySelector("[data-rule]");
+      counter += 1;
+      row.querySelectorAll("[id]").forEach(function (el) { el.id = el.id + "-" + counter; });
+      row.querySelectorAll("label[for]").forEach(function (el) { el.setAttribute("for", el.getAttribute("for") + "-" + counter); });
+      fillFamilies(row.querySelector("[data-family]"));
+      fillValues(row);
+      showKind(row);
+      row.addEventListener("change", function (e) {
+        if (e.target.matches("[data-family]")) fillValues(row);
+        if (e.target.matches("[data-kind]")) showKind(row);
+        write();
+      });
+      row.addEventListener("input", function (e) { if (e.target.matches("[data-category], [data-min-count]")) write(); });
+      row.querySelector("[data-remove]").addEventListener("click", function () { row.remove(); write(); });
+      rowsBox.appendChild(fragment);
+      write();
+      row.querySelector("[data-negate]").focus();
+    }
+
+    root.hidden = false;
+    root.querySelector("[data-add-rule]").addEventListener("click", addRule);
+    combinator.addEventListener("change", write);
+
+    return {
+      refreshOptions: function () {
+        rowsBox.querySelectorAll("[data-rule]").forEach(function (row) {
+          fillFamilies(row.querySelector("[data-family]"));
+          fillValues(row);
+        });
+      },
+    };
+  })();
+
+  loadTags();
+  if (editor.value.trim()) runEstimate();
+})();

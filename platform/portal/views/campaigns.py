@@ -1,0 +1,431 @@
+"""Campaigns: the list, the wizard (audience, message with a live preview, offer, schedule, caps, control group),
+the review with the consent-filtered reach and the launch, progress while it runs, and the report."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
+from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase
+from campaigns.selectors import campaign_progress, campaign_report, campaigns_for_merchant
+from campaigns.selectors import public_count as campaign_count
+from campaigns.selectors import public_count_or_zero as _shown  # a true zero reads 0; small counts stay hidden
+from campaigns.services import (
+    audience_precheck,
+    campaign_cancel,
+    campaign_create,
+    campaign_delete,
+    campaign_launch,
+    campaign_update,
+)
+from merchants.api_base import get_scoped_or_404
+from merchants.api_errors import ApiError
+from portal.access import Capability, merchant_view
+from portal.charts import FunnelStage, funnel_chart, interval_chart, percent
+from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
+from portal.rendering import page
+from recommend.selectors import recommendations_for
+from segments.selectors import segment_latest_snapshot, segments_for_merchant, snapshot_members
+from tags.selectors import direct_marketing_consent_bitmap
+
+STATUS_BADGE = {
+    CampaignStatus.DRAFT: "",
+    CampaignStatus.SCHEDULED: "info",
+    CampaignStatus.RUNNING: "warn",
+    CampaignStatus.COMPLETED: "ok",
+    CampaignStatus.CANCELLED: "",
+    CampaignStatus.FAILED: "bad",
+}
+PHASE_LABEL = dict(Phase.choices)
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"user:{request.user.pk}"
+
+
+def _campaign_or_404(request: HttpRequest, campaign_id: int) -> Campaign:
+    return get_scoped_or_404(campaigns_for_merchant(request.portal.merchant), pk=campaign_id)
+
+
+def _segments(request: HttpRequest):
+    return segments_for_merchant(request.portal.merchant)
+
+
+# ------------------------------------------------------------------------------------------------ list
+
+
+@merchant_view()
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    rows = [
+        {"campaign": c, "badge": STATUS_BADGE.get(c.status, ""), "audience": campaign_count(c.audience_count)}
+        for c in campaigns_for_merchant(request.portal.merchant).filter(parent__isnull=True)[:200]
+    ]
+    return page(request, "portal/campaigns/list.html", {"rows": rows}, section="campaigns")
+
+
+# ------------------------------------------------------------------------------------------------ wizard
+
+
+def _segment_sizes(segments) -> dict[int, str]:
+    return {
+        s.pk: campaign_count(s.snapshot_size).display if s.snapshot_id is not None else "not computed yet"
+        for s in segments
+    }
+
+
+def _form(request, segments, **kwargs) -> CampaignForm:
+    return CampaignForm(segments=segments, sizes=_segment_sizes(segments), **kwargs)
+
+
+def _wizard(request, form: CampaignForm, campaign: Campaign | None, status: int = 200) -> HttpResponse:
+    return page(
+        request,
+        "portal/campaigns/wizard.html",
+        {
+            "form": form,
+            "campaign": campaign,
+            "has_segments": form.fields["include_segments"].queryset.exists(),
+            "min_audience": settings.MIN_AUDIENCE,
+        },
+        section="campaigns",
+        status=status,
+    )
+
+
+def _save(request: HttpRequest, form: CampaignForm, campaign: Campaign | None) -> Campaign | None:
+    try:
+        if campaign is None:
+            return campaign_create(merchant=request.portal.merchant, actor=_actor(request), **form.service_values())
+        return campaign_update(campaign=campaign, actor=_actor(request), **form.service_values())
+    except ApiError as exc:
+        problems = exc.details if isinstance(exc.details, dict) else {}
+        for field, field_messages in problems.items():
+            name = CAMPAIGN_FIELD_OF.get(field, field)
+            for message in field_messages if isinstance(field_messages, list) else [field_messages]:
+                form.add_error(name if name in form.fields else None, str(message))
+        if not problems:
+            form.add_error(None, exc.message)
+        return None
+
+
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_new(request: HttpRequest) -> HttpResponse:
+    segments = _segments(request)
+    if request.method != "POST":
+        chosen = request.GET.get("segment", "")
+        initial = {
+            "title_template": "{discount} off picked for you",
+            "body_template": "Hi! {product_1_title} is waiting at {store_name}. Use code {coupon_code}.",
+        }
+        if chosen.isdigit() and len(chosen) < 19 and segments.filter(pk=int(chosen)).exists():
+            initial["include_segments"] = [int(chosen)]
+        return _wizard(request, _form(request, segments, initial=initial), None)
+    form = _form(request, segments, data=request.POST)
+    if form.is_valid():
+        campaign = _save(request, form, None)
+        if campaign is not None:
+            messages.success(request, "Draft saved. Check the reach and the message, then launch it.")
+            return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+    return _wizard(request, form, None, status=400)
+
+
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_edit(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    if campaign.status != CampaignStatus.DRAFT:
+        messages.error(request, "Only a draft can be changed; this campaign has been launched.")
+        return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+    segments = _segments(request)
+    if request.method != "POST":
+        return _wizard(request, _form(request, segments, initial=CampaignForm.initial_from(campaign)), campaign)
+    form = _form(request, segments, data=request.POST)
+    if form.is_valid() and _save(request, form, campaign) is not None:
+        messages.success(request, "Draft saved.")
+        return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+    return _wizard(request, form, campaign, status=400)
+
+
+# ------------------------------------------------------------------------------------------------ preview
+
+
+def _sample_consumer(merchant, segment_ids: list[int]) -> int | None:
+    """A consumer the campaign would reach (in the first included segment, with consent), never shown to anyone."""
+    for segment_id in segment_ids:
+        if not segments_for_merchant(merchant).filter(pk=segment_id).exists():
+            continue
+        snapshot = segment_latest_snapshot(segment_id=segment_id)
+        if snapshot is None:
+            continue
+        members = snapshot_members(snapshot)
+        reachable = members & direct_marketing_consent_bitmap()
+        chosen = reachable or members
+        if chosen:
+            return chosen.min()
+    return None
+
+
+def _sample_products(merchant, consumer_id: int | None, n: int) -> list[ProductInfo]:
+    if consumer_id is None or n <= 0:
+        return []
+    return [
+        ProductInfo(title=item["title"], price=item["price"])
+        for item in recommendations_for(consumer_id=consumer_id, merchant_id=merchant.pk, n=n)
+    ]
+
+
+def _decimal_or_none(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+@require_POST
+@merchant_view()
+def campaign_preview_json(request: HttpRequest) -> JsonResponse:
+    """The message as a sample consumer of the audience would see it, with their real recommendations."""
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        return JsonResponse({"error": {"message": "The request body must be a JSON object."}}, status=400)
+    merchant = request.portal.merchant
+    title, body = str(data.get("title_template") or "")[:200], str(data.get("body_template") or "")[:2000]
+    try:
+        n_products = max(0, min(10, int(data.get("personalised_products") or 0)))
+    except (TypeError, ValueError):
+        n_products = 0
+    coupon = str(data.get("coupon_code") or "")[:40]
+    discount = _decimal_or_none(data.get("discount_percent"))
+    raw_ids = data.get("include_segment_ids")
+    raw_ids = raw_ids if isinstance(raw_ids, list) else []
+    segment_ids = [int(s) for s in raw_ids[:50] if str(s).isdigit() and len(str(s)) < 19]
+    problems = {}
+    for field, text in (("title_template", title), ("body_template", body)):
+        found = template_problems(text, personalised_products=n_products, coupon_code=coupon, discount_percent=discount)
+        if found:
+            problems[field] = found
+    if problems:
+        return JsonResponse({"problems": problems})
+    consumer_id = _sample_consumer(merchant, segment_ids)
+    products = _sample_products(merchant, consumer_id, n_products)
+    constants = campaign_constants(store_name=merchant.name, coupon_code=coupon, discount_percent=discount)
+    if consumer_id is None:
+        note = "Choose a computed segment to preview with one of its consumers' real recommendations."
+    elif n_products and not products:
+        note = "This sample consumer has no recommendations yet; their message would leave the products out."
+    else:
+        note = "A real consumer from your audience, with their own recommendations. Who they are is never shown."
+    return JsonResponse(
+        {
+            "title": CompiledTemplate(title, constants=constants).render(products),
+            "body": CompiledTemplate(body, constants=constants).render(products),
+            "products": [
+                {"title": p.title, "price": f"{p.price:.2f}" if p.price is not None else ""} for p in products
+            ],
+            "note": note,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------ review, launch
+
+
+def _person(request: HttpRequest, actor: str) -> str:
+    """A colleague's username for an actor like "user:12"; API keys and the platform by what they are."""
+    kind, _, ident = actor.partition(":")
+    if kind == "user" and ident.isdigit():
+        member = request.portal.merchant.memberships.filter(user_id=int(ident)).select_related("user").first()
+        return member.user.get_username() if member else "a former colleague"
+    if kind == "apikey":
+        return "an API key"
+    return "the platform" if actor else ""
+
+
+@merchant_view()
+def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    context = {
+        "campaign": campaign,
+        "badge": STATUS_BADGE.get(campaign.status, ""),
+        "include": list(campaign.include_segments.all()),
+        "exclude": list(campaign.exclude_segments.all()),
+        "progress": campaign_progress(campaign),
+        "phase_label": PHASE_LABEL.get(campaign.phase, ""),
+        "finished": campaign.status in FINISHED_STATUSES,
+        "min_audience": settings.MIN_AUDIENCE,
+        "control_percent": (campaign.control_share * 100).normalize(),
+        "launched_by": _person(request, campaign.launched_by),
+    }
+    if campaign.status == CampaignStatus.DRAFT:
+        reach = audience_precheck(campaign)
+        context["reach"] = None if reach is None else campaign_count(reach)
+        context["reach_too_small"] = reach is not None and reach < settings.MIN_AUDIENCE
+        consumer_id = _sample_consumer(campaign.merchant, [s.pk for s in context["include"]])
+        products = _sample_products(campaign.merchant, consumer_id, campaign.personalised_products)
+        constants = campaign_constants(
+            store_name=campaign.merchant.name,
+            coupon_code=campaign.coupon_code,
+            discount_percent=campaign.discount_percent,
+        )
+        context["preview"] = {
+            "title": CompiledTemplate(campaign.title_template, constants=constants).render(products),
+            "body": CompiledTemplate(campaign.body_template, constants=constants).render(products),
+            "products": products,
+        }
+    return page(request, "portal/campaigns/detail.html", context, section="campaigns")
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    try:
+        campaign_launch(campaign=campaign, actor=_actor(request))
+    except ApiError as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        extra = " ".join(str(m) for ms in details.values() if isinstance(ms, list) for m in ms)
+        messages.error(request, f"Not launched: {exc.message} {extra}".strip())
+    else:
+        messages.success(request, f"“{campaign.name}” launched.")
+    return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_cancel_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    try:
+        campaign_cancel(campaign=campaign, actor=_actor(request))
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"“{campaign.name}” cancelled: nothing more will be sent.")
+    return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_delete_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    try:
+        campaign_delete(campaign=campaign, actor=_actor(request))
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+    messages.success(request, f"Draft “{campaign.name}” deleted.")
+    return redirect("portal:campaigns")
+
+
+@require_GET
+@merchant_view()
+def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonResponse:
+    """Polled by the campaign page while a launch runs."""
+    campaign = _campaign_or_404(request, campaign_id)
+    progress = campaign_progress(campaign)
+    return JsonResponse(
+        {
+            "status": campaign.status,
+            "status_label": campaign.get_status_display(),
+            "phase": PHASE_LABEL.get(campaign.phase, ""),
+            "percent_written": progress.percent_written,
+            "percent_dispatched": progress.percent_dispatched,
+            "audience": progress.audience.display,
+            "dispatched": progress.dispatched.display,
+            "failure_reason": campaign.failure_reason,
+            "finished": campaign.status in FINISHED_STATUSES,
+            "report_url": reverse("portal:campaign_report", kwargs={"campaign_id": campaign.pk}),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+@merchant_view()
+def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    report = campaign_report(campaign)
+    minimum = settings.MIN_AUDIENCE
+    groups = []
+    for key, label, funnel in (("treatment", "Received it", report.treatment), ("control", "Held out", report.control)):
+        large = funnel.size >= minimum
+        groups.append(
+            {
+                "key": key,
+                "label": label,
+                "size": _shown(funnel.size),
+                "sent": _shown(funnel.sent),
+                "opened": _shown(funnel.opened),
+                "clicked": _shown(funnel.clicked),
+                "converted": _shown(funnel.converted),
+                "conversion_rate": percent(funnel.conversion_rate, 1) if large and funnel.size else None,
+                "revenue": funnel.revenue,
+                "revenue_per_consumer": funnel.revenue_per_consumer if large else None,
+            }
+        )
+    treatment, control = groups
+
+    def share(count, group) -> float | None:
+        """A step's share of its group, from the figures the merchant sees (never from a hidden count)."""
+        if count.value is None or not group["size"].value:
+            return None
+        return count.value / group["size"].value
+
+    def hidden(count) -> str:
+        return f"<{minimum}" if count.value is None else ""
+
+    stages = [
+        FunnelStage("In the group", (1.0 if treatment["size"].value else None, 1.0 if control["size"].value else None)),
+        FunnelStage("Sent", (share(treatment["sent"], treatment), None), (hidden(treatment["sent"]), "")),
+        FunnelStage("Opened", (share(treatment["opened"], treatment), None), (hidden(treatment["opened"]), "")),
+        FunnelStage("Clicked", (share(treatment["clicked"], treatment), None), (hidden(treatment["clicked"]), "")),
+        FunnelStage(
+            "Bought",
+            (
+                report.treatment.conversion_rate if treatment["conversion_rate"] else None,
+                report.control.conversion_rate if control["conversion_rate"] else None,
+            ),
+            (hidden(treatment["converted"]), hidden(control["converted"])),
+        ),
+    ]
+    uplift = report.uplift if report.uplift_reported and report.uplift.absolute is not None else None
+    uplift_text = None
+    if uplift is not None:
+        uplift_text = {
+            "absolute": f"{uplift.absolute * 100:+.1f} pp",
+            "low": f"{uplift.ci_low * 100:+.1f}",
+            "high": f"{uplift.ci_high * 100:+.1f} pp",
+            "treatment_rate": percent(uplift.treatment_rate, 1),
+            "control_rate": percent(uplift.control_rate, 1),
+            "relative": f"{uplift.relative * 100:+.0f}%" if uplift.relative is not None else None,
+            "p_value": f"{uplift.p_value:.3f}" if uplift.p_value is not None else None,
+        }
+    context = {
+        "campaign": campaign,
+        "report": report,
+        "groups": groups,
+        "funnel_chart": funnel_chart(stages, groups=["Received it", "Held out"], title="Funnel per group"),
+        "uplift": uplift,
+        "uplift_text": uplift_text,
+        "uplift_chart": interval_chart(
+            estimate=uplift.absolute if uplift else None,
+            low=uplift.ci_low if uplift else None,
+            high=uplift.ci_high if uplift else None,
+            title="Uplift in conversion, with its 95% interval",
+        ),
+        "min_audience": minimum,
+    }
+    return page(request, "portal/campaigns/report.html", context, section="campaigns")

@@ -1,0 +1,381 @@
+"""Segments: the list, the builder (text editor with autocomplete, visual rules, live estimate), the segment page
+(size over time, insights, overlap, refresh status, lookalikes), and the JSON the builder's script calls."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from merchants.api_base import get_scoped_or_404
+from merchants.api_errors import ApiError
+from portal.access import Capability, merchant_view
+from portal.charts import ComparisonRow, comparison_bars, line_chart
+from portal.errors import ExpressionProblem, form_error_from_service
+from portal.forms import LookalikeForm, OverlapForm, SegmentForm
+from portal.rendering import page
+from privacy.services import ProcessingNotPermitted
+from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
+from segments.models import Segment, SegmentKind, SegmentStatus, SnapshotStatus
+from segments.selectors import audience_estimate, segments_for_merchant
+from segments.services import (
+    lookalike_create,
+    segment_create,
+    segment_crontab,
+    segment_delete,
+    segment_refresh_request,
+    segment_update,
+)
+from segments.sources import public_count
+from tags.reach import public_count as tag_reach
+from tags.selectors import tag_families, tags_catalogue
+
+SEGMENT_FIELD_BY_CODE = {
+    "invalid_expression": "expression",
+    "invalid_persona": "expression",
+    "not_editable": "expression",
+    "duplicate_name": "name",
+    "invalid_schedule": "crontab",
+}
+# The seed's own problems (not computed, too small) are about the segment, so they head the form.
+LOOKALIKE_FIELD_BY_CODE = {"duplicate_name": "name", "invalid_lookalike": "size"}
+KIND_LABELS = {SegmentKind.RULE: "Rule", SegmentKind.LOOKALIKE: "Lookalike", SegmentKind.PERSONA: "Persona"}
+NOT_PERMITTED = (
+    "Audience processing is paused: the platform's privacy officer has no approved activity for tagging "
+    "in force. Estimates, refreshes and insights resume as soon as one is approved."
+)
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"user:{request.user.pk}"
+
+
+@dataclass(frozen=True)
+class SizePoint:
+    computed_at: datetime
+    ok: bool
+    error: str
+    size: object  # a public count: hidden below MIN_AUDIENCE
+    entered: object
+    exited: object
+
+
+HISTORY_LENGTH = 60
+
+
+def _size_history(segment: Segment) -> list[SizePoint]:
+    """The segment's last refreshes, oldest first, with every figure as a merchant may see it."""
+    snapshots = segment.snapshots.order_by("-computed_at", "-id").values_list(
+        "computed_at", "status", "error", "size", "entered", "exited"
+    )[:HISTORY_LENGTH]
+    return [
+        SizePoint(
+            computed_at=computed_at,
+            ok=status == SnapshotStatus.READY,
+            error=error,
+            size=public_count(size),
+            entered=public_count(entered),
+            exited=public_count(exited),
+        )
+        for computed_at, status, error, size, entered, exited in reversed(snapshots)
+    ]
+
+
+def _segment_or_404(request: HttpRequest, segment_id: int) -> Segment:
+    return get_scoped_or_404(segments_for_merchant(request.portal.merchant), pk=segment_id)
+
+
+# ------------------------------------------------------------------------------------------------ list
+
+
+@merchant_view()
+def segment_list(request: HttpRequest) -> HttpResponse:
+    rows = []
+    for segment in segments_for_merchant(request.portal.merchant):
+        size = public_count(segment.snapshot_size) if segment.snapshot_id is not None else None
+        rows.append({"segment": segment, "size": size, "kind": KIND_LABELS.get(segment.kind, segment.kind)})
+    return page(request, "portal/segments/list.html", {"rows": rows}, section="segments")
+
+
+# ------------------------------------------------------------------------------------------------ builder
+
+
+def _builder(request, *, form: SegmentForm, segment: Segment | None, problem=None, status=200) -> HttpResponse:
+    return page(
+        request,
+        "portal/segments/builder.html",
+        {"form": form, "segment": segment, "problem": problem, "min_audience": settings.MIN_AUDIENCE},
+        section="segments",
+        status=status,
+    )
+
+
+def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | None):
+    """Create or update through the segment services; their refusals land next to the field they concern."""
+    data = form.cleaned_data
+    schedule = {"crontab": data["crontab"]} if data["refresh_policy"] == "custom" and data["crontab"] else {}
+    try:
+        if segment is None:
+            saved = segment_create(
+                merchant=request.portal.merchant,
+                name=data["name"],
+                description=data["description"],
+                expression=data["expression"],
+                refresh_policy=data["refresh_policy"],
+                actor=_actor(request),
+                **schedule,
+            )
+        else:
+            saved = segment_update(
+                segment=segment,
+                name=data["name"],
+                description=data["description"],
+                expression=data["expression"] if segment.kind != SegmentKind.LOOKALIKE else None,
+                refresh_policy=data["refresh_policy"],
+                actor=_actor(request),
+                **schedule,
+            )
+    except ApiError as exc:
+        expression = data.get("expression") or ""
+        form_error_from_service(form, exc, field_by_code=SEGMENT_FIELD_BY_CODE)
+        problem = None
+        if exc.error_code == "invalid_expression":
+            problem = ExpressionProblem.from_details(expression, exc.message, exc.details)
+        return None, problem
+    return saved, None
+
+
+@merchant_view(Capability.EDIT_SEGMENTS)
+def segment_new(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        initial = {"expression": request.GET.get("expression", "")[:2000]}
+        return _builder(request, form=SegmentForm(initial=initial), segment=None)
+    form = SegmentForm(request.POST)
+    if form.is_valid():
+        segment, problem = _save_segment(request, form, None)
+        if segment is not None:
+            segment.refresh_from_db(fields=["status"])
+            pending = "; its first refresh is under way" if segment.status == SegmentStatus.PENDING else ""
+            messages.success(request, f"Segment “{segment.name}” saved{pending}.")
+            return redirect("portal:segment_detail", segment_id=segment.pk)
+        return _builder(request, form=form, segment=None, problem=problem, status=400)
+    return _builder(request, form=form, segment=None, status=400)
+
+
+@merchant_view(Capability.EDIT_SEGMENTS)
+def segment_edit(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = _segment_or_404(request, segment_id)
+    if request.method != "POST":
+        form = SegmentForm(
+            initial={
+                "name": segment.name,
+                "description": segment.description,
+                "expression": segment.definition,
+                "refresh_policy": segment.refresh_policy,
+                "crontab": segment_crontab(segment) or "",
+            },
+            lookalike=segment.kind == SegmentKind.LOOKALIKE,
+        )
+        return _builder(request, form=form, segment=segment)
+    form = SegmentForm(request.POST, lookalike=segment.kind == SegmentKind.LOOKALIKE)
+    if form.is_valid():
+        saved, problem = _save_segment(request, form, segment)
+        if saved is not None:
+            messages.success(request, f"Segment “{saved.name}” saved.")
+            return redirect("portal:segment_detail", segment_id=saved.pk)
+        return _builder(request, form=form, segment=segment, problem=problem, status=400)
+    return _builder(request, form=form, segment=segment, status=400)
+
+
+@require_POST
+@merchant_view()
+def estimate_json(request: HttpRequest) -> JsonResponse:
+    """The builder's live estimate: the same service as POST /api/v1/audiences/estimate, under the session."""
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, RecursionError):
+        return _json_error(400, "bad_request", "The request body must be JSON.")
+    expression = payload.get("expression") if isinstance(payload, dict) else None
+    if not isinstance(expression, str):
+        return _json_error(400, "bad_request", "Send the expression as text.")
+    try:
+        estimate = audience_estimate(merchant=request.portal.merchant, expression=expression)
+    except ProcessingNotPermitted:
+        return _json_error(409, "processing_not_permitted", NOT_PERMITTED)
+    except ApiError as exc:
+        return _json_error(exc.status_code, exc.error_code, exc.message, exc.details)
+    return JsonResponse(
+        {
+            "size": {"display": estimate.size.display, "hidden": estimate.size.hidden},
+            "reachable": {"display": estimate.reachable.display, "hidden": estimate.reachable.hidden},
+            "took_ms": round(estimate.took_ms, 1),
+            "expression": estimate.expression,
+        }
+    )
+
+
+def _json_error(status: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
+    error = {"code": code, "message": message}
+    if isinstance(details, dict):
+        error.update(
+            {k: details[k] for k in ("position", "offset", "line", "column", "expected", "found") if k in details}
+        )
+    return JsonResponse({"error": error}, status=status)
+
+
+# ------------------------------------------------------------------------------------------------ segment page
+
+
+@merchant_view()
+def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = _segment_or_404(request, segment_id)
+    return _detail(request, segment)
+
+
+def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> HttpResponse:
+    merchant = request.portal.merchant
+    history = _size_history(segment)
+    points = [(h.computed_at, None if h.size.hidden else h.size.count) for h in history if h.ok]
+    others = segments_for_merchant(merchant).exclude(pk=segment.pk)
+    overlap_form = OverlapForm(request.GET or None, segments=others)
+    context = {
+        "segment": segment,
+        "size": public_count(segment.snapshot_size) if segment.snapshot_id is not None else None,
+        # The first refresh has no "before" to compare with: everyone "joined", which says nothing.
+        "entered": public_count(segment.snapshot_entered) if len(history) > 1 else None,
+        "exited": public_count(segment.snapshot_exited) if len(history) > 1 else None,
+        "history": list(reversed(history))[:10],
+        "size_chart": line_chart(
+            points, title=f"Size of “{segment.name}” over time", empty_message="Not computed yet."
+        ),
+        "crontab": segment_crontab(segment),
+        "overlap_form": overlap_form,
+        "lookalike_form": lookalike_form or LookalikeForm(initial={"name": f"Like {segment.name}"[:200]}),
+        "min_audience": settings.MIN_AUDIENCE,
+        "has_others": others.exists(),
+    }
+    context.update(_insights(segment))
+    if overlap_form.is_bound and overlap_form.is_valid():
+        context["overlap"] = _overlap(segment, overlap_form.cleaned_data["other"])
+    return page(request, "portal/segments/detail.html", context, section="segments", status=status)
+
+
+def _insights(segment: Segment) -> dict:
+    try:
+        insights = segment_insights(segment=segment)
+    except SegmentNotComputed:
+        return {"insights_note": "Insights appear once the segment has been computed."}
+    except ProcessingNotPermitted:
+        return {"insights_note": NOT_PERMITTED}
+    labels = {family.family: family.label for family in tag_families()}
+    families = []
+    for family in insights["families"]:
+        shown = [cell for cell in family["values"] if not cell["suppressed"]]
+        rows = [
+            ComparisonRow(
+                label=cell["label"],
+                segment_share=cell["segment_share"],
+                population_share=cell["population_share"],
+                lift=cell["lift"],
+            )
+            for cell in shown
+        ]
+        title = labels.get(family["family"], family["family"].replace("_", " ").capitalize())
+        families.append(
+            {
+                "family": family["family"],
+                "title": title,
+                "cells": shown,
+                "hidden": len(family["values"]) - len(shown),
+                "chart": comparison_bars(rows, title=f"{title}: this segment against all consumers", width=460)
+                if rows
+                else "",
+            }
+        )
+    # Families with something to show first, in the catalogue's order.
+    families.sort(key=lambda f: not f["cells"])
+    note = ""
+    if insights["size"]["hidden"]:
+        note = f"This segment has fewer than {settings.MIN_AUDIENCE} consumers, so nothing about its make-up is shown."
+    return {"insight_families": families, "insights_note": note}
+
+
+def _overlap(segment: Segment, other: Segment) -> dict:
+    try:
+        return {"other": other, **segment_overlap(segment=segment, other=other)}
+    except SegmentNotComputed as exc:
+        return {"other": other, "error": str(exc)}
+    except ProcessingNotPermitted:
+        return {"other": other, "error": NOT_PERMITTED}
+
+
+@require_POST
+@merchant_view(Capability.EDIT_SEGMENTS)
+def segment_refresh(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = _segment_or_404(request, segment_id)
+    segment_refresh_request(segment_id=segment.pk, actor=_actor(request))
+    messages.info(request, f"Refresh of “{segment.name}” requested; the page shows its status.")
+    return redirect("portal:segment_detail", segment_id=segment.pk)
+
+
+@require_POST
+@merchant_view(Capability.EDIT_SEGMENTS)
+def segment_delete_view(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = _segment_or_404(request, segment_id)
+    try:
+        segment_delete(segment=segment, actor=_actor(request))
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:segment_detail", segment_id=segment.pk)
+    messages.success(request, f"Segment “{segment.name}” deleted.")
+    return redirect("portal:segments")
+
+
+@require_POST
+@merchant_view(Capability.EDIT_SEGMENTS)
+def segment_lookalike(request: HttpRequest, segment_id: int) -> HttpResponse:
+    seed = _segment_or_404(request, segment_id)
+    form = LookalikeForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        recipe = {"size": data["size"]} if data["method"] == "size" else {"min_similarity": data["min_similarity"]}
+        try:
+            lookalike = lookalike_create(
+                seed=seed, name=data["name"], description=data["description"], actor=_actor(request), **recipe
+            )
+        except ApiError as exc:
+            form_error_from_service(form, exc, field_by_code=LOOKALIKE_FIELD_BY_CODE)
+        else:
+            messages.success(request, f"Lookalike “{lookalike.name}” created; it is being computed.")
+            return redirect("portal:segment_detail", segment_id=lookalike.pk)
+    return _detail(request, seed, lookalike_form=form, status=400)
+
+
+# ------------------------------------------------------------------------------------------------ catalogue
+
+
+@require_GET
+@merchant_view()
+def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
+    """The tag catalogue for the builder's autocomplete and rule rows, with each tag's k-anonymous reach."""
+    return JsonResponse(
+        {
+            "tags": [
+                {
+                    "family": tag.family,
+                    "value": tag.value,
+                    "label": tag.label,
+                    "reach": tag_reach(tag.consumer_count)["display"],
+                }
+                for tag in tags_catalogue()
+            ],
+            "new_segment_url": reverse("portal:segment_new"),
+        }
+    )

@@ -1,0 +1,51 @@
+"""The tag explorer: every tag family, its values with plain-language definitions, and each one's reach
+(hidden below the minimum audience, rounded above)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.http import urlencode
+
+from portal.access import merchant_view
+from portal.rendering import page
+from tags.reach import public_count
+from tags.selectors import tag_families, tagging_last_run, tags_catalogue
+
+
+@merchant_view()
+def tag_explorer(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:100]
+    needle = query.lower()
+    by_family: dict[str, list[dict]] = {}
+    for tag in tags_catalogue():
+        text = f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower()
+        if needle and needle not in text:
+            continue
+        reach = public_count(tag.consumer_count)
+        by_family.setdefault(tag.family, []).append(
+            {
+                "code": tag.code,
+                "label": tag.label,
+                "definition": tag.definition,
+                "reach": reach,
+                "build_url": "?" + urlencode({"expression": tag.code}),
+            }
+        )
+    families = [
+        {"family": f.family, "label": f.label, "description": f.description, "tags": by_family[f.family]}
+        for f in tag_families()
+        if f.family in by_family
+    ]
+    return page(
+        request,
+        "portal/tags.html",
+        {
+            "families": families,
+            "query": query,
+            "last_run": tagging_last_run(),
+            "min_audience": settings.MIN_AUDIENCE,
+            "total": sum(len(f["tags"]) for f in families),
+        },
+        section="tags",
+    )

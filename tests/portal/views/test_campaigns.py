@@ -1,0 +1,199 @@
+import json
+from decimal import Decimal
+
+import pytest
+
+from campaigns.models import Campaign, Delivery
+from campaigns.selectors import public_count
+from campaigns.services import campaign_create
+from segments.services import segment_create, segment_refresh
+
+
+@pytest.fixture
+def audience(population, merchant, approve_activity):
+    """A refreshed segment of 400 SG consumers (300 of them opted in) and the direct-marketing basis."""
+    approve_activity("direct_marketing")
+    segment = segment_create(merchant=merchant, name="Singapore", expression="country:SG", actor="test")
+    segment_refresh(segment_id=segment.pk, actor="test")
+    return segment
+
+
+def wizard_data(segment, **overrides):
+    data = {
+        "name": "Weekend sale",
+        "include_segments": [segment.pk],
+        "title_template": "{discount} off this weekend",
+        "body_template": "Hello from {store_name}! Code {coupon_code}.",
+        "personalised_products": "0",
+        "coupon_code": "WEEKEND",
+        "discount_percent": "15",
+        "channel": "inbox",
+        "schedule_kind": "now",
+        "frequency_window_days": "7",
+        "control_share": "20",
+        "attribution_window_days": "7",
+    }
+    data.update(overrides)
+    return data
+
+
+def draft(merchant, segment, **overrides):
+    values = {
+        "name": "Weekend sale",
+        "include_segment_ids": [segment.pk],
+        "title_template": "{discount} off",
+        "body_template": "Code {coupon_code}",
+        "coupon_code": "WEEKEND",
+        "discount_percent": Decimal("15"),
+        "personalised_products": 0,
+        "control_share": Decimal("0.2"),
+    }
+    values.update(overrides)
+    return campaign_create(merchant=merchant, actor="test", **values)
+
+
+def test_wizard_saves_a_draft_with_every_setting(portal_client, audience, merchant):
+    response = portal_client.post("/campaigns/new/", wizard_data(audience, frequency_cap="2"))
+    campaign = Campaign.objects.get(merchant=merchant)
+    assert response.status_code == 302 and response["Location"] == f"/campaigns/{campaign.pk}/"
+    assert campaign.status == "draft"
+    assert campaign.control_share == Decimal("0.200")
+    assert campaign.frequency_cap == 2
+    assert list(campaign.include_segments.values_list("pk", flat=True)) == [audience.pk]
+
+
+def test_review_shows_consent_filtered_reach_and_the_message(portal_client, audience, merchant):
+    campaign = draft(merchant, audience)
+    page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert f'data-testid="campaign-reach">{public_count(300).display}<' in page
+    assert "15% off" in page and "Code WEEKEND" in page
+    assert "Launch campaign" in page
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"include_segments": []}, "include_segments"),
+        ({"title_template": "{nonsense}"}, "title_template"),
+        ({"body_template": "Unclosed {store_name"}, "body_template"),
+        ({"coupon_code": "no spaces allowed"}, "coupon_code"),
+        ({"discount_percent": "150"}, "discount_percent"),
+        ({"control_share": "80"}, "control_share"),
+        ({"schedule_kind": "at", "scheduled_at": ""}, "scheduled_at"),
+        ({"schedule_kind": "at", "scheduled_at": "2001-01-01T10:00"}, "scheduled_at"),
+        ({"schedule_kind": "recurring", "recurrence": "every day"}, "recurrence"),
+        ({"frequency_cap": "0"}, "frequency_cap"),
+        ({"personalised_products": "99"}, "personalised_products"),
+        ({"name": ""}, "name"),
+    ],
+)
+def test_every_bad_answer_is_refused_next_to_its_field(portal_client, audience, overrides, field):
+    response = portal_client.post("/campaigns/new/", wizard_data(audience, **overrides))
+    assert response.status_code == 400
+    assert f'id="id_{field}_error"' in response.content.decode()
+    assert not Campaign.objects.exists()
+
+
+def test_another_merchants_segment_cannot_be_chosen(portal_client, audience, other_merchant):
+    theirs = segment_create(merchant=other_merchant, name="Theirs", expression="country:MY", actor="test")
+    response = portal_client.post("/campaigns/new/", wizard_data(audience, include_segments=[theirs.pk]))
+    assert response.status_code == 400
+    assert "Theirs" not in response.content.decode()
+    assert not Campaign.objects.exists()
+
+
+def test_launch_sends_and_the_report_shows_deliveries(
+    portal_client, audience, merchant, django_capture_on_commit_callbacks
+):
+    campaign = draft(merchant, audience)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = portal_client.post(f"/campaigns/{campaign.pk}/launch/")
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == "completed"
+    assert Delivery.objects.filter(campaign=campaign).count() == 300
+    page = portal_client.get(f"/campaigns/{campaign.pk}/report/").content.decode()
+    treatment = campaign.treatment_count  # about 80% of 300; the exact split is a hash of campaign and consumer
+    assert 200 < treatment < 280
+    assert f'data-testid="report-treatment-size">{public_count(treatment).display}<' in page
+    assert "Funnel per group" in page and '<svg class="chart"' in page
+    progress = portal_client.get(f"/campaigns/{campaign.pk}/progress.json").json()
+    assert progress["finished"] and progress["percent_dispatched"] == 100
+
+
+def test_launch_refusals_are_explained(portal_client, population, merchant, approve_activity):
+    approve_activity("direct_marketing")
+    small = segment_create(merchant=merchant, name="Chess", expression="interest:chess", actor="test")
+    segment_refresh(segment_id=small.pk, actor="test")
+    campaign = draft(merchant, small)
+    page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "cannot be launched" in page
+    response = portal_client.post(f"/campaigns/{campaign.pk}/launch/", follow=True)
+    assert "Not launched" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+
+
+def test_preview_uses_a_consumer_of_the_audience_and_checks_placeholders(portal_client, audience):
+    body = portal_client.post(
+        "/campaigns/preview/",
+        json.dumps(
+            {
+                "title_template": "{discount} off at {store_name}",
+                "body_template": "Use {coupon_code}",
+                "coupon_code": "X1",
+                "discount_percent": "12.5",
+                "personalised_products": 0,
+                "include_segment_ids": [audience.pk],
+            }
+        ),
+        content_type="application/json",
+    ).json()
+    assert body["title"] == "12.5% off at Acme Outdoor"
+    assert body["body"] == "Use X1"
+    bad = portal_client.post(
+        "/campaigns/preview/", json.dumps({"title_template": "{product_4_title}"}), content_type="application/json"
+    ).json()
+    assert "product 4" in bad["problems"]["title_template"][0]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "nope",
+        "[1]",
+        '{"personalised_products": "x", "discount_percent": "NaN"}',
+        '{"include_segment_ids": "12", "discount_percent": "1e999999"}',
+        '{"include_segment_ids": [99999999999999999999999], "title_template": 5}',
+    ],
+)
+def test_preview_never_fails_on_garbage(portal_client, audience, payload):
+    response = portal_client.post("/campaigns/preview/", payload, content_type="application/json")
+    assert response.status_code in (200, 400)
+
+
+def test_another_merchants_campaign_is_a_404_everywhere(portal_client, population, other_merchant):
+    theirs_segment = segment_create(merchant=other_merchant, name="T", expression="country:MY", actor="test")
+    theirs = draft(other_merchant, theirs_segment)
+    for url in ("", "edit/", "report/", "progress.json"):
+        assert portal_client.get(f"/campaigns/{theirs.pk}/{url}").status_code == 404
+    for url in ("launch/", "cancel/", "delete/"):
+        assert portal_client.post(f"/campaigns/{theirs.pk}/{url}").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.status == "draft"
+
+
+def test_analysts_cannot_create_or_launch(analyst_client, audience, merchant):
+    campaign = draft(merchant, audience)
+    assert analyst_client.get("/campaigns/new/").status_code == 403
+    assert analyst_client.post(f"/campaigns/{campaign.pk}/launch/").status_code == 403
+    page = analyst_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert "Launch campaign" not in page
+
+
+def test_only_drafts_can_be_edited(portal_client, audience, merchant, django_capture_on_commit_callbacks):
+    campaign = draft(merchant, audience)
+    with django_capture_on_commit_callbacks(execute=True):
+        portal_client.post(f"/campaigns/{campaign.pk}/launch/")
+    response = portal_client.get(f"/campaigns/{campaign.pk}/edit/", follow=True)
+    assert "Only a draft can be changed" in response.content.decode()

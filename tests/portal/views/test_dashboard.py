@@ -1,0 +1,24 @@
+from segments.services import segment_create, segment_refresh
+
+
+def test_dashboard_shows_population_and_reachable_population(portal_client, population):
+    page = portal_client.get("/").content.decode()
+    assert 'data-testid="population">600<' in page
+    assert 'data-testid="reachable">300<' in page
+    assert "50% gave express opt-in consent" in page
+
+
+def test_dashboard_lists_recent_segments_with_status(portal_client, population, merchant, other_merchant):
+    segment = segment_create(merchant=merchant, name="SG shoppers", expression="country:SG", actor="test")
+    segment_refresh(segment_id=segment.pk, actor="test")
+    segment_create(merchant=other_merchant, name="Not mine", expression="country:MY", actor="test")
+    page = portal_client.get("/").content.decode()
+    assert "SG shoppers" in page and "Ready" in page
+    assert "Not mine" not in page
+    assert "No campaigns yet" in page
+
+
+def test_empty_marketplace_hides_counts(portal_client):
+    page = portal_client.get("/").content.decode()
+    assert 'data-testid="population">fewer than 100<' in page
+    assert "No segments yet" in page

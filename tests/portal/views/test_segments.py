@@ -1,0 +1,245 @@
+import json
+
+import pytest
+
+from segments.models import Segment, SegmentSnapshot
+from segments.services import segment_create, segment_refresh
+
+
+def estimate(client, expression):
+    return client.post("/segments/estimate/", json.dumps({"expression": expression}), content_type="application/json")
+
+
+def make_segment(merchant, name="Outdoor SG", expression="country:SG AND interest:outdoor"):
+    """A saved segment, refreshed (tests run inside a transaction, so the queued first refresh never runs)."""
+    segment = segment_create(merchant=merchant, name=name, expression=expression, actor="test")
+    segment_refresh(segment_id=segment.pk, actor="test")
+    return segment
+
+
+# --- the live estimate ----------------------------------------------------------------------------------------
+
+
+def test_estimate_rounds_and_separates_reachable(portal_client, population):
+    body = estimate(portal_client, "country:SG").json()
+    assert body["size"] == {"display": "400", "hidden": False}
+    assert body["reachable"] == {"display": "300", "hidden": False}
+
+
+def test_estimate_hides_small_audiences(portal_client, population):
+    body = estimate(portal_client, "interest:chess").json()
+    assert body["size"] == {"display": "fewer than 100", "hidden": True}
+    assert "50" not in json.dumps(body)
+
+
+def test_estimate_names_the_position_of_a_mistake(portal_client, population):
+    response = estimate(portal_client, "country:SG AND AND interest:outdoor")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["column"] == 16 and error["line"] == 1
+    assert "column 16" in error["message"]
+
+
+def test_estimate_rejects_unknown_tags_at_their_position(portal_client, population):
+    response = estimate(portal_client, "country:SG OR interest:knitting")
+    assert response.status_code == 400
+    assert response.json()["error"]["column"] == 15
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", '{"expression": 5}', "{}", '{"expression": "' + "(" * 5000 + '"}'])
+def test_estimate_never_fails_on_garbage(portal_client, population, body):
+    response = portal_client.post("/segments/estimate/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_estimate_explains_when_tagging_is_not_approved(portal_client, population, officer):
+    from privacy.models import ProcessingActivity
+    from privacy.services import activity_suspend
+
+    for activity in ProcessingActivity.objects.all():
+        activity_suspend(activity=activity, officer=officer)
+    response = estimate(portal_client, "country:SG")
+    assert response.status_code == 409
+    assert "privacy officer" in response.json()["error"]["message"]
+
+
+def test_estimate_needs_a_signed_in_member(client, population):
+    response = estimate(client, "country:SG")
+    assert response.status_code == 302
+
+
+# --- building and saving ----------------------------------------------------------------------------------------
+
+
+def test_builder_page_wires_the_editor(portal_client, population):
+    page = portal_client.get("/segments/new/").content.decode()
+    assert 'data-estimate-url="/segments/estimate/"' in page
+    assert 'data-tags-url="/tags/catalogue.json"' in page
+    assert "segment-editor.js" in page
+
+
+def test_saving_a_segment_refreshes_it_and_shows_its_page(
+    portal_client, population, merchant, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = portal_client.post(
+            "/segments/new/",
+            {"name": "Outdoor fans", "expression": "interest:outdoor", "refresh_policy": "daily", "description": ""},
+        )
+    segment = Segment.objects.get(merchant=merchant, name="Outdoor fans")
+    assert response.status_code == 302 and response["Location"] == f"/segments/{segment.pk}/"
+    page = portal_client.get(response["Location"]).content.decode()
+    assert "250" in page and "Every day" in page
+    assert SegmentSnapshot.objects.filter(segment=segment).exists()
+
+
+def test_a_bad_expression_is_shown_at_its_position_and_nothing_is_saved(portal_client, population):
+    response = portal_client.post(
+        "/segments/new/",
+        {"name": "Broken", "expression": "country:SG OR (interest:outdoor", "refresh_policy": "manual"},
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'id="expr-server-error"' in page
+    assert "country:SG OR (interest:outdoor\n" + " " * 31 + "^" in page
+    assert not Segment.objects.exists()
+
+
+def test_duplicate_names_are_refused_next_to_the_name(portal_client, population, merchant):
+    make_segment(merchant, name="Outdoor SG")
+    response = portal_client.post(
+        "/segments/new/", {"name": "Outdoor SG", "expression": "country:SG", "refresh_policy": "manual"}
+    )
+    assert response.status_code == 400
+    assert 'id="id_name_error"' in response.content.decode()
+    assert Segment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": "", "expression": "country:SG", "refresh_policy": "manual"}, "name"),
+        ({"name": "x", "expression": "   ", "refresh_policy": "manual"}, "expression"),
+        ({"name": "x", "expression": "country:SG", "refresh_policy": "weekly"}, "refresh_policy"),
+        ({"name": "x", "expression": "country:SG", "refresh_policy": "custom", "crontab": ""}, "crontab"),
+        ({"name": "x", "expression": "country:SG", "refresh_policy": "custom", "crontab": "every monday"}, "crontab"),
+        ({"name": "x" * 201, "expression": "country:SG", "refresh_policy": "manual"}, "name"),
+    ],
+)
+def test_every_bad_field_gets_a_message_next_to_it(portal_client, population, data, field):
+    response = portal_client.post("/segments/new/", data)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f'id="id_{field}_error"' in page or (field == "expression" and 'id="expr-server-error"' in page)
+    assert not Segment.objects.exists()
+
+
+def test_editing_changes_the_definition(portal_client, population, merchant):
+    segment = make_segment(merchant)
+    response = portal_client.post(
+        f"/segments/{segment.pk}/edit/",
+        {"name": segment.name, "expression": "country:MY", "refresh_policy": "manual", "description": "Malaysia"},
+    )
+    assert response.status_code == 302
+    segment.refresh_from_db()
+    assert segment.definition == "country:MY"
+    assert "200" in portal_client.get(f"/segments/{segment.pk}/").content.decode()
+
+
+# --- the segment page -------------------------------------------------------------------------------------------
+
+
+def test_segment_page_draws_size_history_and_insights(portal_client, population, merchant):
+    segment = make_segment(merchant, expression="interest:outdoor")
+    page = portal_client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "Size over time" in page and '<svg class="chart"' in page
+    insights = page.split("Who is in it")[1].split("Overlap with another segment")[0]
+    # All 250 outdoor fans are in SG: a 100% share against 400/600 of everyone, lift 1.5.
+    assert "×1.5" in insights
+    # Chess fans (50) are under the minimum audience: no bar, no figure, only a note.
+    assert "Chess" not in insights and "1 more value" in insights
+
+
+def test_overlap_with_another_of_my_segments(portal_client, population, merchant):
+    a = make_segment(merchant, name="SG", expression="country:SG")
+    b = make_segment(merchant, name="Outdoor", expression="interest:outdoor")
+    page = portal_client.get(f"/segments/{a.pk}/?other={b.pk}").content.decode()
+    assert 'data-testid="overlap"' in page
+    assert "250" in page
+
+
+def test_overlap_with_another_merchants_segment_is_refused_without_a_leak(
+    portal_client, population, merchant, other_merchant
+):
+    mine = make_segment(merchant, name="SG", expression="country:SG")
+    make_segment(merchant, name="Outdoor", expression="interest:outdoor")
+    theirs = make_segment(other_merchant, name="Their secret segment", expression="country:MY")
+    response = portal_client.get(f"/segments/{mine.pk}/?other={theirs.pk}")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Their secret segment" not in page and 'data-testid="overlap"' not in page
+    assert "Select a valid choice" in page
+
+
+def test_another_merchants_segment_is_a_404_everywhere(portal_client, population, other_merchant):
+    theirs = make_segment(other_merchant, name="Theirs", expression="country:MY")
+    for url in ("", "edit/"):
+        assert portal_client.get(f"/segments/{theirs.pk}/{url}").status_code == 404
+    for url in ("refresh/", "delete/", "lookalike/"):
+        assert portal_client.post(f"/segments/{theirs.pk}/{url}", {"name": "x"}).status_code == 404
+    assert Segment.objects.filter(pk=theirs.pk).exists()
+
+
+def test_a_failed_refresh_says_why(portal_client, population, merchant):
+    segment = make_segment(merchant)
+    Segment.objects.filter(pk=segment.pk).update(status="failed", last_error="The tag interest:outdoor was removed.")
+    page = portal_client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "The last refresh failed" in page and "interest:outdoor was removed" in page
+
+
+def test_lookalike_form_errors_sit_next_to_the_field(portal_client, population, merchant):
+    segment = make_segment(merchant)
+    response = portal_client.post(f"/segments/{segment.pk}/lookalike/", {"name": "More", "method": "size"})
+    assert response.status_code == 400
+    assert 'id="id_size_error"' in response.content.decode()
+    response = portal_client.post(
+        f"/segments/{segment.pk}/lookalike/", {"name": "More", "method": "similarity", "min_similarity": "7"}
+    )
+    assert 'id="id_min_similarity_error"' in response.content.decode()
+    response = portal_client.post(f"/segments/{segment.pk}/lookalike/", {"name": "More", "method": "size", "size": "5"})
+    assert "at least 100 consumers" in response.content.decode()
+    assert Segment.objects.count() == 1
+
+
+def test_a_lookalike_of_a_tiny_seed_is_refused_with_the_reason(portal_client, population, merchant):
+    tiny = make_segment(merchant, name="Chess", expression="interest:chess")
+    response = portal_client.post(f"/segments/{tiny.pk}/lookalike/", {"name": "More", "method": "size", "size": "200"})
+    assert response.status_code == 400
+    assert "seed" in response.content.decode()
+    assert Segment.objects.count() == 1
+
+
+def test_delete_removes_the_segment(portal_client, population, merchant):
+    segment = make_segment(merchant)
+    response = portal_client.post(f"/segments/{segment.pk}/delete/")
+    assert response.status_code == 302
+    assert not Segment.objects.filter(pk=segment.pk).exists()
+
+
+def test_analysts_build_segments_but_the_page_offers_no_campaign(analyst_client, population, merchant):
+    segment = make_segment(merchant)
+    page = analyst_client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "Refresh now" in page
+    assert "Use in a campaign" not in page
+
+
+def test_empty_list_invites_the_first_segment(portal_client, population):
+    page = portal_client.get("/segments/").content.decode()
+    assert "No segments yet" in page
+
+
+def test_tag_catalogue_shows_k_anonymous_reach(portal_client, population):
+    tags = {f"{t['family']}:{t['value']}": t for t in portal_client.get("/tags/catalogue.json").json()["tags"]}
+    assert tags["country:SG"]["reach"] == "400"
+    assert tags["interest:chess"]["reach"] == "fewer than 100"
