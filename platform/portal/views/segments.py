@@ -213,8 +213,8 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
         return _json_error(exc.status_code, exc.error_code, exc.message, exc.details)
     return JsonResponse(
         {
-            "size": {"display": estimate.size.display, "hidden": estimate.size.hidden},
-            "reachable": {"display": estimate.reachable.display, "hidden": estimate.reachable.hidden},
+            "size": {"display": estimate.size["display"], "hidden": estimate.size["hidden"]},
+            "reachable": {"display": estimate.reachable["display"], "hidden": estimate.reachable["hidden"]},
             "took_ms": round(estimate.took_ms, 1),
             "expression": estimate.expression,
         }
@@ -242,7 +242,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
 def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> HttpResponse:
     merchant = request.portal.merchant
     history = _size_history(segment)
-    points = [(h.computed_at, None if h.size.hidden else h.size.count) for h in history if h.ok]
+    points = [(h.computed_at, None if h.size["hidden"] else h.size["size"]) for h in history if h.ok]
     others = segments_for_merchant(merchant).exclude(pk=segment.pk)
     overlap_form = OverlapForm(request.GET or None, segments=others)
     context = {
