@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -11,7 +12,7 @@ from consumers.models import Consumer, Product
 from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.models import Merchant
 
-from .selectors import recommendations_for, serving_model, similar_products
+from .selectors import personalisation_allowed, recommendations_with, serving, similar_products_with
 
 MAX_N = 100
 DEFAULT_N = 10
@@ -47,6 +48,10 @@ class ModelSummary(serializers.Serializer):
 class RecommendationsResponse(serializers.Serializer):
     merchant = serializers.CharField()
     consumer_known = serializers.BooleanField()
+    personalised = serializers.BooleanField(
+        help_text="False when no approved recommendation activity allows using consumers' data: the results are "
+        "then the merchant's most popular products for everyone."
+    )
     model = ModelSummary(allow_null=True)
     results = RecommendedProduct(many=True)
 
@@ -72,8 +77,15 @@ def _results(items: list[dict]) -> list[dict]:
     ]
 
 
-def _model_summary() -> dict | None:
-    record = serving_model()
+def _consumer_id(pseudonym: str) -> int | None:
+    """The consumer behind a pseudonym; None for one nobody holds, or one that cannot be a pseudonym at all
+    (longer than the column, or with a NUL, which PostgreSQL refuses in text)."""
+    if len(pseudonym) > 64 or "\x00" in pseudonym:
+        return None
+    return Consumer.objects.filter(pseudonym=pseudonym).values_list("id", flat=True).first()
+
+
+def _model_summary(record) -> dict | None:
     return None if record is None else {"id": record.pk, "algorithm": record.algorithm}
 
 
@@ -83,7 +95,8 @@ class RecommendationsAPI(OperatorAPIView):
         summary="Top-N products of one merchant for a consumer",
         description="Ranked by the active recommender among the merchant's products, never a product the consumer "
         "already bought from that merchant. Consumers the model does not know (or an unknown pseudonym) get the "
-        "merchant's most popular products in their strongest interest category, then overall.",
+        "merchant's most popular products in their strongest interest category, then overall. Without an approved "
+        "`recommendation` processing activity no consumer's data is used and everyone gets the popular products.",
         parameters=[
             OpenApiParameter("pseudonym", OpenApiTypes.STR, OpenApiParameter.PATH, description="Consumer pseudonym."),
             OpenApiParameter("merchant", OpenApiTypes.STR, required=True, description="Merchant slug."),
@@ -100,13 +113,21 @@ class RecommendationsAPI(OperatorAPIView):
         query = RecommendationQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         merchant = get_scoped_or_404(Merchant.objects.all(), slug=query.validated_data["merchant"])
-        consumer_id = Consumer.objects.filter(pseudonym=pseudonym[:64]).values_list("id", flat=True).first()
-        items = recommendations_for(consumer_id=consumer_id, merchant_id=merchant.pk, n=query.validated_data["n"])
+        consumer_id = _consumer_id(pseudonym)
+        known = consumer_id is not None
+        personalised = personalisation_allowed()
+        if not personalised:  # no approved basis: the merchant's popular products, nobody's data used
+            consumer_id = None
+        record, model = serving()
+        items = recommendations_with(
+            consumer_id=consumer_id, merchant_id=merchant.pk, n=query.validated_data["n"], model=model
+        )
         return Response(
             {
                 "merchant": merchant.slug,
-                "consumer_known": consumer_id is not None,
-                "model": _model_summary(),
+                "consumer_known": known,
+                "personalised": personalised,
+                "model": _model_summary(record),
                 "results": _results(items),
             }
         )
@@ -133,6 +154,11 @@ class SimilarProductsAPI(MerchantAPIView):
     def get(self, request, sku: str):
         query = CountQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
+        if len(sku) > 64 or "\x00" in sku:  # cannot be a SKU (and PostgreSQL refuses NUL in text)
+            raise Http404
         product = get_scoped_or_404(self.get_queryset(), sku=sku)
-        items = similar_products(merchant_id=self.merchant.pk, product_id=product.pk, n=query.validated_data["n"])
-        return Response({"sku": product.sku, "model": _model_summary(), "results": _results(items)})
+        record, model = serving()
+        items = similar_products_with(
+            merchant_id=self.merchant.pk, product_id=product.pk, n=query.validated_data["n"], model=model
+        )
+        return Response({"sku": product.sku, "model": _model_summary(record), "results": _results(items)})

@@ -169,32 +169,32 @@ def strongest_interests(consumer_ids: Sequence[int]) -> dict[int, str]:
 
 # --- purchases and histories --------------------------------------------------------------------------------
 
-# Above this many consumers one scan of the merchant's purchases beats many IN (...) queries.
-_SCAN_THRESHOLD = 20_000
+# Up to this many consumers their own events are read through the consumer index; above it, one scan of the
+# merchant's purchases is cheaper than many IN (...) queries.
+_SCAN_THRESHOLD = 1000
 
 
 def purchases_by_consumer(merchant_id: int, consumer_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(consumer id, product id) pairs of purchases from this merchant by these consumers."""
+    if len(consumer_ids) <= _SCAN_THRESHOLD:
+        # Filter merchant and type in Python: left in SQL, SQLite's planner (no statistics) prefers the
+        # (merchant, type) index and reads every purchase of the merchant for one consumer.
+        rows = [
+            (consumer_id, product_id)
+            for chunk in _chunks(list(consumer_ids), _in_chunk_size())
+            for consumer_id, event_merchant, event_type, product_id in Event.objects.filter(consumer_id__in=chunk)
+            .order_by()
+            .values_list("consumer_id", "merchant_id", "event_type", "product_id")
+            if event_merchant == merchant_id and event_type == EventType.PURCHASE and product_id is not None
+        ]
+        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
     base = Event.objects.filter(merchant_id=merchant_id, event_type=EventType.PURCHASE, product__isnull=False)
-    consumers_out: list[np.ndarray] = []
-    products_out: list[np.ndarray] = []
-    if len(consumer_ids) > _SCAN_THRESHOLD:
-        pairs = np.array(list(base.order_by().values_list("consumer_id", "product_id").iterator(chunk_size=50_000)))
-        if pairs.size:
-            wanted = np.isin(pairs[:, 0], np.asarray(consumer_ids, dtype=np.int64))
-            consumers_out.append(pairs[wanted, 0])
-            products_out.append(pairs[wanted, 1])
-    else:
-        for chunk in _chunks(list(consumer_ids), _in_chunk_size()):
-            pairs = np.array(
-                list(base.filter(consumer_id__in=chunk).order_by().values_list("consumer_id", "product_id"))
-            )
-            if pairs.size:
-                consumers_out.append(pairs[:, 0])
-                products_out.append(pairs[:, 1])
-    if not consumers_out:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(consumers_out).astype(np.int64), np.concatenate(products_out).astype(np.int64)
+    pairs = np.array(
+        list(base.order_by().values_list("consumer_id", "product_id").iterator(chunk_size=50_000)), dtype=np.int64
+    ).reshape(-1, 2)
+    wanted = np.isin(pairs[:, 0], np.asarray(consumer_ids, dtype=np.int64))
+    return pairs[wanted, 0], pairs[wanted, 1]
 
 
 def event_histories(
@@ -235,9 +235,16 @@ def _model_event_weights(model: LoadedModel) -> dict[int, float]:
 
 
 @dataclass
-class Ranked:
-    product_ids: list[int]
-    sources: list[str]
+class RankedLists:
+    """Product ids per consumer, best first. `sources` is kept only for lists holding fallback picks; any
+    other list came from the model entirely."""
+
+    product_ids: dict[int, list[int]] = field(default_factory=dict)
+    sources: dict[int, list[str]] = field(default_factory=dict)
+
+    def sources_for(self, consumer_id: int) -> list[str]:
+        found = self.sources.get(consumer_id)
+        return found if found is not None else [SOURCE_MODEL] * len(self.product_ids.get(consumer_id, []))
 
 
 def rank_for_consumers(
@@ -248,13 +255,13 @@ def rank_for_consumers(
     model: LoadedModel | None,
     exclude_purchased: bool = True,
     live_history: bool = True,
-    chunk_size: int = 20_000,
-) -> dict[int, Ranked]:
+    chunk_size: int = 8192,
+) -> RankedLists:
     """Top-n of the merchant's catalogue for every consumer id (duplicates collapse)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     consumer_ids = np.unique(np.asarray(list(consumer_ids), dtype=np.int64))
-    results: dict[int, Ranked] = {}
+    results = RankedLists()
     if consumer_ids.size == 0:
         return results
     catalogue = merchant_catalogue(merchant_id, fresh=consumer_ids.size > 1)
@@ -296,15 +303,19 @@ def rank_for_consumers(
                 )
                 history = (history + pick @ cold_history).tocsr()
             exclude = _exclusion_matrix(positions, columns, chunk, model.product_ids.size)
-            ids, _ = model.recommender.recommend(
-                history, user_rows=rows[chunk], n=n, exclude=exclude, items=items, chunk_size=chunk.size
-            )
+            ids, _ = model.recommender.recommend(history, user_rows=rows[chunk], n=n, exclude=exclude, items=items)
             products = np.where(ids >= 0, model.product_ids[np.maximum(ids, 0)], -1)
-            for consumer_id, picks in zip(consumer_ids[chunk].tolist(), products.tolist(), strict=True):
-                chosen = [p for p in picks if p >= 0]
-                results[consumer_id] = Ranked(chosen, [SOURCE_MODEL] * len(chosen))
-                if len(chosen) < n:
-                    needs_fallback.append(consumer_id)
+            complete = ids[:, -1] >= 0  # -1 pads short lists at the end
+            chunk_consumers = consumer_ids[chunk]
+            # Complete lists go straight into the dict (zip of two lists, no per-consumer Python work).
+            results.product_ids.update(
+                zip(chunk_consumers[complete].tolist(), products[complete].tolist(), strict=True)
+            )
+            for consumer_id, picks in zip(
+                chunk_consumers[~complete].tolist(), products[~complete].tolist(), strict=True
+            ):
+                results.product_ids[consumer_id] = [p for p in picks if p >= 0]
+                needs_fallback.append(consumer_id)
         ranked = np.zeros(consumer_ids.size, dtype=bool)
         ranked[rankable] = True
         needs_fallback.extend(consumer_ids[~ranked].tolist())
@@ -351,30 +362,31 @@ def _purchases_as_sets(
 
 
 def _fill_from_popularity(
-    *, merchant_id: int, consumer_ids: list[int], n: int, results: dict[int, Ranked], purchased: dict[int, set[int]]
+    *, merchant_id: int, consumer_ids: list[int], n: int, results: RankedLists, purchased: dict[int, set[int]]
 ) -> None:
     popularity = merchant_popularity(merchant_id)
     interests = strongest_interests(consumer_ids) if popularity.overall else {}
     empty: set[int] = set()
     for consumer_id in consumer_ids:
-        ranked = results.setdefault(consumer_id, Ranked([], []))
-        taken = set(ranked.product_ids) | purchased.get(consumer_id, empty)
+        picks = results.product_ids.setdefault(consumer_id, [])
+        sources = results.sources.setdefault(consumer_id, [SOURCE_MODEL] * len(picks))
+        taken = set(picks) | purchased.get(consumer_id, empty)
         category = interests.get(consumer_id)
-        sources = []
+        pools = []
         if category is not None:
-            sources.append((popularity.by_category.get(category, []), SOURCE_INTEREST))
-        sources.append((popularity.overall, SOURCE_POPULAR))
-        for candidates, source in sources:
+            pools.append((popularity.by_category.get(category, []), SOURCE_INTEREST))
+        pools.append((popularity.overall, SOURCE_POPULAR))
+        for candidates, source in pools:
             for product_id in candidates:
-                if len(ranked.product_ids) >= n:
+                if len(picks) >= n:
                     break
                 if product_id not in taken:
-                    ranked.product_ids.append(product_id)
-                    ranked.sources.append(source)
+                    picks.append(product_id)
+                    sources.append(source)
                     taken.add(product_id)
-            if len(ranked.product_ids) >= n:
+            if len(picks) >= n:
                 break
 
 
 def batch_chunk_size() -> int:
-    return int(getattr(settings, "RECOMMEND_BATCH_CHUNK", 20_000))
+    return int(getattr(settings, "RECOMMEND_BATCH_CHUNK", 8192))

@@ -3,12 +3,14 @@ products."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from consumers.models import Product
+from privacy.services import ProcessingNotPermitted, processing_basis_require
 
 from .artefacts import LoadedModel, model_load
 from .models import Algorithm, RecommenderModel
@@ -22,6 +24,8 @@ from .ranking import (
 )
 
 FACTOR_ALGORITHMS = (Algorithm.ALS, Algorithm.BPR)
+
+logger = logging.getLogger("dmp.recommend")
 
 
 def serving_model() -> RecommenderModel | None:
@@ -63,9 +67,21 @@ def consumer_factors() -> ConsumerFactors | None:
     return ConsumerFactors(model_id=record.pk, algorithm=record.algorithm, consumer_ids=consumer_ids, factors=factors)
 
 
+def serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
+    """The serving model's registry row and its loaded artefact (cached per process), or (None, None)."""
+    return _serving()
+
+
 def _serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
     record = serving_model()
-    return record, (model_load(record) if record is not None else None)
+    if record is None:
+        return None, None
+    try:
+        return record, model_load(record)
+    except (OSError, KeyError, ValueError):
+        # A missing or unreadable artefact must not take serving down: fall back to popularity, loudly.
+        logger.exception("recommend.artefact_unreadable", extra={"fields": {"model": record.pk}})
+        return None, None
 
 
 def _product_dicts(merchant_id: int, product_ids: list[int], sources: list[str]) -> list[dict[str, Any]]:
@@ -95,22 +111,41 @@ def _product_dicts(merchant_id: int, product_ids: list[int], sources: list[str])
     return out
 
 
+def personalisation_allowed() -> bool:
+    """Whether an approved `recommendation` activity lets us use a consumer's data to rank for them."""
+    try:
+        processing_basis_require(purpose="recommendation")
+    except ProcessingNotPermitted:
+        return False
+    return True
+
+
 def recommendations_for(*, consumer_id: int | None, merchant_id: int, n: int) -> list[dict[str, Any]]:
     """Top-n products of the merchant for one consumer (None: someone unknown), best first.
+
+    Without an approved `recommendation` activity nobody's data is used: everyone gets the merchant's most
+    popular products (an aggregate), as an unknown consumer does.
 
     Each dict has product_id, sku, title, category, brand, price and `source`
     ("model", "interest" or "popular": how the product was chosen).
     """
+    if not personalisation_allowed():
+        consumer_id = None
+    return recommendations_with(model=_serving()[1], consumer_id=consumer_id, merchant_id=merchant_id, n=n)
+
+
+def recommendations_with(
+    *, model: LoadedModel | None, consumer_id: int | None, merchant_id: int, n: int
+) -> list[dict[str, Any]]:
+    """recommendations_for with the serving model already in hand (the endpoint looks it up once)."""
     if n < 1:
         raise ValueError("n must be at least 1")
     if consumer_id is None:
         popularity = merchant_popularity(merchant_id)
         picks = popularity.overall[:n]
         return _product_dicts(merchant_id, picks, [SOURCE_POPULAR] * len(picks))
-    _, model = _serving()
     ranked = rank_for_consumers(merchant_id=merchant_id, consumer_ids=[consumer_id], n=n, model=model)
-    result = ranked[consumer_id]
-    return _product_dicts(merchant_id, result.product_ids, result.sources)
+    return _product_dicts(merchant_id, ranked.product_ids[consumer_id], ranked.sources_for(consumer_id))
 
 
 def similar_products(*, merchant_id: int, product_id: int, n: int) -> list[dict[str, Any]]:
@@ -119,11 +154,16 @@ def similar_products(*, merchant_id: int, product_id: int, n: int) -> list[dict[
     From the serving model where it knows the product; otherwise, or to fill
     up, the merchant's popular products in the same category, then overall.
     """
+    return similar_products_with(model=_serving()[1], merchant_id=merchant_id, product_id=product_id, n=n)
+
+
+def similar_products_with(
+    *, model: LoadedModel | None, merchant_id: int, product_id: int, n: int
+) -> list[dict[str, Any]]:
     if n < 1:
         raise ValueError("n must be at least 1")
     picks: list[int] = []
     sources: list[str] = []
-    _, model = _serving()
     if model is not None:
         column = int(model.columns_for([product_id])[0])
         if column >= 0:
@@ -158,7 +198,7 @@ def consumer_model_presence(consumer_id: int) -> list[dict[str, Any]]:
     from .artefacts import artefact_read
 
     held = []
-    for record in RecommenderModel.objects.order_by("pk"):
+    for record in RecommenderModel.objects.exclude(artefact="").order_by("pk"):
         try:
             loaded = model_load(record) if record.is_active else None
             consumer_ids = (

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
@@ -170,6 +171,8 @@ def recommender_train(
     )
     logger.info("recommend.training_started", extra={"fields": {"run": run.pk, **_snapshot_counts(snapshot)}})
     try:
+        if matrix.matrix.nnz == 0:
+            raise ValueError("no interactions to train on: no events with a product and a positive weight")
         report = recommender_evaluate(config=config, events=events, threads=threads)
         model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
         stored_name, size = artefact_save(
@@ -232,12 +235,28 @@ def recommender_train(
             status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
         )
         raise
+    models_prune(algorithm=config.algorithm)
     logger.info(
         "recommend.training_finished",
         extra={"fields": {"run": run.pk, "model": record.pk, "activated": activated, "ndcg": report.model.ndcg}},
     )
     run.refresh_from_db()
     return run
+
+
+def models_prune(*, algorithm: str, keep: int | None = None) -> int:
+    """Delete the artefacts of all but the newest `keep` inactive models of an algorithm (their registry rows,
+    with metrics, stay). Old artefacts are consumer data nobody serves; keeping few also keeps erasure cheap."""
+    keep = int(getattr(settings, "RECOMMEND_KEEP_INACTIVE_MODELS", 2)) if keep is None else keep
+    stale = list(
+        RecommenderModel.objects.filter(algorithm=algorithm, is_active=False)
+        .exclude(artefact="")
+        .order_by("-created_at", "-id")[keep:]
+    )
+    for record in stale:
+        default_storage.delete(record.artefact.name)
+        RecommenderModel.objects.filter(pk=record.pk).update(artefact="", artefact_bytes=0)
+    return len(stale)
 
 
 def _snapshot_counts(snapshot: Mapping[str, Any]) -> dict[str, int]:
@@ -254,7 +273,11 @@ def recommend_for_consumers(
     and whoever still has fewer than n gets the merchant's popular products in
     their strongest interest category, then overall. Products the consumer
     bought from this merchant are left out when `exclude_purchased`.
+
+    Raises ProcessingNotPermitted without an approved `recommendation` activity (personalising uses every
+    consumer's data).
     """
+    processing_basis_require(purpose=PURPOSE)
     record = serving_model()
     model = model_load(record) if record is not None else None
     ranked = rank_for_consumers(
@@ -265,7 +288,7 @@ def recommend_for_consumers(
         exclude_purchased=exclude_purchased,
         chunk_size=batch_chunk_size(),
     )
-    return {consumer_id: result.product_ids for consumer_id, result in ranked.items()}
+    return ranked.product_ids
 
 
 def model_forget_consumer(*, consumer_id: int) -> int:
@@ -276,25 +299,25 @@ def model_forget_consumer(*, consumer_id: int) -> int:
     rollback leaves the registry consistent (and at worst an orphan file).
     """
     rewritten = 0
-    for record in RecommenderModel.objects.select_for_update().order_by("pk"):
-        if not record.artefact or not default_storage.exists(record.artefact.name):
-            continue
-        arrays = artefact_read(record.artefact.name)
-        reduced = arrays_without_consumer(arrays, consumer_id)
-        if reduced is None:
-            continue
-        old_name = record.artefact.name
-        new_name, size = artefact_save(
-            name=f"{record.run_id}-{record.algorithm}-v{record.artefact_version + 1}.npz", arrays=reduced
-        )
-        RecommenderModel.objects.filter(pk=record.pk).update(
-            artefact=new_name,
-            artefact_bytes=size,
-            artefact_version=F("artefact_version") + 1,
-            consumers=F("consumers") - 1,
-        )
-        transaction.on_commit(lambda name=old_name: default_storage.delete(name))
-        rewritten += 1
+    with transaction.atomic():
+        for record in RecommenderModel.objects.select_for_update().exclude(artefact="").order_by("pk"):
+            if not default_storage.exists(record.artefact.name):
+                continue
+            reduced = arrays_without_consumer(artefact_read(record.artefact.name), consumer_id)
+            if reduced is None:
+                continue
+            old_name = record.artefact.name
+            new_name, size = artefact_save(
+                name=f"{record.run_id}-{record.algorithm}-v{record.artefact_version + 1}.npz", arrays=reduced
+            )
+            RecommenderModel.objects.filter(pk=record.pk).update(
+                artefact=new_name,
+                artefact_bytes=size,
+                artefact_version=F("artefact_version") + 1,
+                consumers=F("consumers") - 1,
+            )
+            transaction.on_commit(lambda name=old_name: default_storage.delete(name))
+            rewritten += 1
     return rewritten
 
 
@@ -307,6 +330,7 @@ __all__ = [
     "TrainingConfig",
     "algorithm_names",
     "model_forget_consumer",
+    "models_prune",
     "recommend_for_consumers",
     "recommender_evaluate",
     "recommender_train",

@@ -11,10 +11,12 @@ Ingestion is collection, not one of the processing purposes of the register,
 so it does not call `processing_basis_require`; every job that later uses the
 data does. Each written batch records an audit entry with counts only.
 
-On PostgreSQL events go through `COPY` into a temporary staging table and one
-`INSERT ... SELECT ... ON CONFLICT (source_key) DO NOTHING`; elsewhere (and on
-request, for comparison) through Django's `bulk_create(ignore_conflicts=True)`.
-Either way re-sending a batch creates no duplicates.
+On PostgreSQL the events of a batch whose source keys are not stored yet are
+`COPY`-ed straight into the event table (a temporary staging table and
+`INSERT ... ON CONFLICT (source_key) DO NOTHING` only when a concurrent writer
+stored one of those keys meanwhile); elsewhere (and on request, for comparison)
+through Django's `bulk_create(ignore_conflicts=True)`. Either way re-sending a
+batch creates no duplicates.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from itertools import islice
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.errors import UniqueViolation
 
 from merchants.models import Merchant
 from privacy.audit import audit_record
@@ -467,6 +470,7 @@ _EVENT_COLUMNS = (
     "order_ref",
     "device",
 )
+_COPY_COLUMNS = ", ".join(_EVENT_COLUMNS)
 _STAGE_TABLE = "consumers_event_stage"
 
 
@@ -728,37 +732,78 @@ class _EventIngest:
             report.products_created += products_created
 
     def _write_copy(self, events: list[_EventRow], state: _WriterState) -> int:
-        consumers = state.resolver.consumer_ids
-        products = state.products
-        null = "\\N"
-        lines = []
-        append = lines.append
-        # Every value is a digest, a number or a timestamp: nothing needs COPY escaping.
-        for e in events:
-            price = e.price
-            append(
-                f"{e.source_key}\t{consumers[e.pseudonym]}\t{e.merchant_id}\t{products[(e.merchant_id, e.sku)]}\t"
-                f"{e.event_type}\t{e.occurred_at.isoformat()}\t{e.quantity}\t"
-                f"{null if price is None else price}\t{e.discount}\t{e.order_ref}\t{e.device}\n"
-            )
-        columns = ", ".join(_EVENT_COLUMNS)
+        """COPY the batch's new events straight into the event table; returns how many were written.
+
+        One indexed lookup finds the source keys already stored (a re-send), and
+        only the rest is copied, so the common case needs no staging table. A
+        concurrent writer can still store one of those keys between the lookup
+        and the COPY: the unique index then refuses the COPY, which is undone to
+        its savepoint and redone through the staging table with ON CONFLICT.
+        """
         table = Event._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_TABLE} ("
-                "source_key varchar(32), consumer_id bigint, merchant_id bigint, product_id bigint, "
-                "event_type smallint, occurred_at timestamptz, quantity integer, price numeric(12, 2), "
-                "discount numeric(12, 2), order_ref varchar(32), device varchar(32))"
+                f"SELECT source_key FROM {table} WHERE source_key = ANY(%s)",  # noqa: S608
+                [[e.source_key for e in events]],
             )
-            cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
-            with cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({columns}) FROM STDIN") as copy:
-                copy.write("".join(lines))
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {_STAGE_TABLE} "  # noqa: S608
-                "ON CONFLICT (source_key) DO NOTHING"
-            )
-            inserted = cursor.rowcount
-            cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+            stored = {key for (key,) in cursor.fetchall()}
+            new = [e for e in events if e.source_key not in stored] if stored else events
+            if not new:
+                return 0
+            text = self._copy_text(new, state)
+            try:
+                # A savepoint, so only the COPY is undone on a conflict; psycopg's errors as Django's.
+                with (
+                    transaction.atomic(),
+                    connection.wrap_database_errors,
+                    cursor.cursor.copy(f"COPY {table} ({_COPY_COLUMNS}) FROM STDIN") as copy,
+                ):
+                    copy.write(text)
+                return len(new)
+            except IntegrityError as exc:
+                if not isinstance(exc.__cause__, UniqueViolation):
+                    raise
+            return self._write_staged(cursor, text)
+
+    @staticmethod
+    def _copy_text(events: list[_EventRow], state: _WriterState) -> str:
+        """The events as COPY text, one buffer.
+
+        Every value is a digest, a number or a timestamp, so nothing needs COPY escaping.
+        """
+        consumers = state.resolver.consumer_ids
+        products = state.products
+        null = "\\N"
+        return "".join(
+            [
+                f"{e.source_key}\t{consumers[e.pseudonym]}\t{e.merchant_id}\t{products[(e.merchant_id, e.sku)]}\t"
+                f"{e.event_type}\t{e.occurred_at.isoformat()}\t{e.quantity}\t"
+                f"{null if e.price is None else e.price}\t{e.discount}\t{e.order_ref}\t{e.device}\n"
+                for e in events
+            ]
+        )
+
+    @staticmethod
+    def _write_staged(cursor, text: str) -> int:
+        """COPY into a temporary staging table, then INSERT ... ON CONFLICT DO NOTHING: conflicts are skipped."""
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_TABLE} ("
+            "source_key varchar(32), consumer_id bigint, merchant_id bigint, product_id bigint, "
+            "event_type smallint, occurred_at timestamptz, quantity integer, price numeric(12, 2), "
+            "discount numeric(12, 2), order_ref varchar(32), device varchar(32))"
+        )
+        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({_COPY_COLUMNS}) FROM STDIN") as copy,
+        ):
+            copy.write(text)
+        cursor.execute(
+            f"INSERT INTO {Event._meta.db_table} ({_COPY_COLUMNS}) "  # noqa: S608
+            f"SELECT {_COPY_COLUMNS} FROM {_STAGE_TABLE} ON CONFLICT (source_key) DO NOTHING"
+        )
+        inserted = cursor.rowcount
+        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
         return inserted
 
     def _write_bulk_create(self, events: list[_EventRow], state: _WriterState) -> int:

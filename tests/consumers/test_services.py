@@ -489,3 +489,45 @@ def test_a_consumer_erased_between_batches_is_recreated_not_referenced(event_row
     event = Event.objects.select_related("consumer").get()
     assert event.source_key in digests("after")
     assert event.consumer.pseudonym == pseudonymise("gone@example.com")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_event_stored_by_a_concurrent_writer_after_the_lookup_is_a_duplicate_not_an_error(event_row):
+    """The direct COPY meets a key another transaction commits meanwhile: the batch falls back to ON CONFLICT."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    same = {"consumer_id": "racer@example.com", "sku": "SKU-RACE"}
+    rows = [event_row(event_id="contested", **same), event_row(event_id="mine", **same)]
+    events_ingest(rows=[event_row(event_id="earlier", **same)], actor="test", method="copy", writers=1)
+    other_may_commit = threading.Event()
+
+    earlier = Event.objects.get()
+
+    def other_writer() -> None:
+        try:
+            with transaction.atomic():
+                Event.objects.create(
+                    source_key=make_source_digester()("contested"),
+                    consumer_id=earlier.consumer_id,
+                    merchant_id=earlier.merchant_id,
+                    product_id=earlier.product_id,
+                    event_type=EventType.VIEW,
+                    occurred_at=earlier.occurred_at,
+                )
+                other_may_commit.wait(timeout=10)
+                time.sleep(0.3)  # long enough for the main thread's COPY to be waiting on this key
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    time.sleep(0.5)  # the other writer holds "contested", uncommitted: invisible to the lookup
+    other_may_commit.set()
+    report = events_ingest(rows=rows, actor="test", method="copy", writers=1)
+    thread.join()
+    assert (report.accepted, report.duplicates, report.rejected) == (1, 1, [])
+    assert Event.objects.count() == 3

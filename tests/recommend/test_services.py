@@ -179,7 +179,12 @@ def test_cold_consumers_get_popular_products_in_their_strongest_interest(marketp
     _check_lists(lists, marketplace, merchant)
 
 
-def test_without_any_model_everyone_gets_the_fallback(marketplace):
+def test_batch_recommendations_refuse_without_a_recommendation_basis(marketplace):
+    with pytest.raises(ProcessingNotPermitted):
+        recommend_for_consumers(merchant_id=marketplace.merchant.pk, consumer_ids=[marketplace.consumers[0].pk], n=3)
+
+
+def test_without_any_model_everyone_gets_the_fallback(marketplace, basis):
     merchant = marketplace.merchant
     ids = [c.pk for c in marketplace.consumers[:30]]
     lists = recommend_for_consumers(merchant_id=merchant.pk, consumer_ids=ids, n=4)
@@ -216,3 +221,33 @@ def test_forgetting_a_consumer_rewrites_every_artefact_holding_them(marketplace,
     # The forgotten consumer still gets recommendations (from the fallback path), just not from their old row.
     lists = recommend_for_consumers(merchant_id=marketplace.merchant.pk, consumer_ids=[victim], n=5)
     assert len(lists[victim]) == 5
+
+
+def test_old_inactive_artefacts_are_pruned_but_their_records_kept(marketplace, basis, settings):
+    settings.RECOMMEND_KEEP_INACTIVE_MODELS = 1
+    for _ in range(4):
+        train("ease", EASE_FAST, force=True)
+    records = list(RecommenderModel.objects.order_by("id"))
+    assert [bool(r.artefact) for r in records] == [False, False, True, True]  # oldest pruned; one kept + active
+    assert records[-1].is_active
+    assert all(r.run.metrics for r in records)
+    assert model_forget_consumer(consumer_id=marketplace.consumers[0].pk) == 2
+
+
+def test_a_missing_artefact_falls_back_instead_of_failing(marketplace, basis):
+    from recommend.selectors import recommendations_for
+
+    record = train("ease", EASE_FAST).model
+    default_storage.delete(record.artefact.name)
+    items = recommendations_for(consumer_id=marketplace.consumers[0].pk, merchant_id=marketplace.merchant.pk, n=5)
+    assert len(items) == 5
+    assert {i["source"] for i in items} <= {"interest", "popular"}
+
+
+def test_training_without_any_interactions_fails_visibly(basis):
+    with pytest.raises(ValueError, match="no interactions"):
+        train("ease", EASE_FAST)
+    run = TrainingRun.objects.get()
+    assert run.status == RunStatus.FAILED
+    assert "no interactions" in run.error
+    assert not RecommenderModel.objects.exists()
