@@ -33,8 +33,7 @@ from segments.services import (
     segment_refresh_request,
     segment_update,
 )
-from segments.sources import public_count
-from tags.reach import public_count as tag_reach
+from tags.reach import public_count
 from tags.selectors import tag_families, tags_catalogue
 
 SEGMENT_FIELD_BY_CODE = {
@@ -62,9 +61,9 @@ class SizePoint:
     computed_at: datetime
     ok: bool
     error: str
-    size: object  # a public count: hidden below MIN_AUDIENCE
-    entered: object
-    exited: object
+    size: dict  # public counts ({"size", "display", "hidden"}): hidden below MIN_AUDIENCE, rounded above
+    entered: dict
+    exited: dict
 
 
 HISTORY_LENGTH = 60
@@ -242,7 +241,7 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
 def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> HttpResponse:
     merchant = request.portal.merchant
     history = _size_history(segment)
-    points = [(h.computed_at, None if h.size["hidden"] else h.size["size"]) for h in history if h.ok]
+    points = [(h.computed_at, h.size["size"]) for h in history if h.ok]  # None where hidden
     others = segments_for_merchant(merchant).exclude(pk=segment.pk)
     overlap_form = OverlapForm(request.GET or None, segments=others)
     context = {
@@ -372,7 +371,7 @@ def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
                     "family": tag.family,
                     "value": tag.value,
                     "label": tag.label,
-                    "reach": tag_reach(tag.consumer_count)["display"],
+                    "reach": public_count(tag.consumer_count)["display"],
                 }
                 for tag in tags_catalogue()
             ],
