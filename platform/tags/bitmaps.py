@@ -13,9 +13,10 @@ import array
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from pyroaring import BitMap, FrozenBitMap
@@ -180,6 +181,43 @@ def bitmap_load_marked(key: str) -> MarkedBitmap:
     return MarkedBitmap(bitmap, version, source_mark)
 
 
+# ------------------------------------------------------------------------------------------------ change windows
+#
+# A fresh-on-read bitmap (live consumers, consent) is stored with a source mark: the newest row stamp it includes.
+# Rows are stamped before their transaction commits, so a row stamped up to the overlap before the mark may still
+# commit after the bitmap was built; a read therefore asks for rows stamped after (mark - overlap). Once a read that
+# began at least the overlap after the mark has applied that window, every row stamped at or before the mark is in
+# the bitmap, and later reads of the same version need only rows stamped after the mark itself. Without this, a big
+# import (hundreds of thousands of consumers stamped within the overlap of the mark) was re-read on every estimate.
+# The memo is per process and per stored version: any write, here or elsewhere, starts a new window.
+
+_settled: dict[str, int] = {}
+
+
+def change_overlap() -> timedelta:
+    """How late a row may commit after its stamp and still be picked up before the next full rebuild."""
+    return timedelta(seconds=settings.FRESH_BITMAP_OVERLAP_SECONDS)
+
+
+def change_window_floor(key: str, *, version: int, source_mark: datetime) -> datetime:
+    """Rows stamped after this instant may be missing from the stored version of key."""
+    if _settled.get(key) == version:
+        return source_mark
+    return source_mark - change_overlap()
+
+
+def change_window_checked(key: str, *, version: int | None, source_mark: datetime | None, checked_at: datetime) -> None:
+    """A read that began at checked_at has applied every change after the floor; version now holds them all.
+
+    Call it after the version is committed (or when nothing was written).
+    """
+    if version is None or source_mark is None or checked_at - source_mark < change_overlap():
+        return
+    with _cache_lock:
+        _settled[key] = version
+
+
 def bitmap_cache_clear() -> None:
     with _cache_lock:
         _cache.clear()
+        _settled.clear()

@@ -12,19 +12,21 @@ consumers they name, applies it, and saves the result when anything changed.
 
 Why "a little before": recorded_at is stamped before the writing transaction
 commits, so a record stamped at t can become visible after one stamped at
-t + 1 was already read. Re-reading the last OVERLAP before the mark catches
-such late commits; applying a consumer's current state twice is harmless. A
-full rebuild after every tagging run bounds anything slower than that.
+t + 1 was already read. Re-reading the overlap before the mark catches such
+late commits; applying a consumer's current state twice is harmless. A full
+rebuild after every tagging run bounds anything slower than that. Once the
+overlap after the mark has passed and been read, reads of that version ask
+only for records newer than the mark (tags.bitmaps, "change windows").
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from functools import partial
 
 import numpy as np
-from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Max
+from django.utils import timezone
 from pyroaring import BitMap, FrozenBitMap
 
 from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStatus, Purpose
@@ -35,12 +37,12 @@ from .bitmaps import (
     bitmap_load_marked,
     bitmap_store,
     bitmap_store_if_version,
+    change_window_checked,
+    change_window_floor,
     fresh_on_read,
 )
 from .inputs import packed_query
 from .pgcopy import Column, packed_expression
-
-OVERLAP = timedelta(seconds=getattr(settings, "FRESH_BITMAP_OVERLAP_SECONDS", 120))
 
 
 def _opt_in_ids():
@@ -65,14 +67,21 @@ def consent_bitmap_rebuild() -> FrozenBitMap:
 
 def consent_bitmap_current() -> FrozenBitMap:
     """The bitmap as of now: the stored one with every consent change recorded since its mark applied."""
+    checked_at = timezone.now()
     stored = bitmap_load_marked(DIRECT_MARKETING_CONSENT_KEY)
     if stored.version is None:
         return consent_bitmap_rebuild()
     records = ConsentRecord.objects.filter(purpose=Purpose.DIRECT_MARKETING)
     if stored.source_mark is not None:
-        records = records.filter(recorded_at__gt=stored.source_mark - OVERLAP)
+        floor = change_window_floor(
+            DIRECT_MARKETING_CONSENT_KEY, version=stored.version, source_mark=stored.source_mark
+        )
+        records = records.filter(recorded_at__gt=floor)
     changes = list(records.values_list("consumer_id", "recorded_at"))
     if not changes:
+        change_window_checked(
+            DIRECT_MARKETING_CONSENT_KEY, version=stored.version, source_mark=stored.source_mark, checked_at=checked_at
+        )
         return stored.bitmap
     touched = {consumer_id for consumer_id, _ in changes}
     granted = BitMap(
@@ -87,12 +96,24 @@ def consent_bitmap_current() -> FrozenBitMap:
     newest = max(recorded_at for _, recorded_at in changes)
     mark = newest if stored.source_mark is None else max(stored.source_mark, newest)
     if granted.issubset(stored.bitmap) and other.isdisjoint(stored.bitmap) and mark == stored.source_mark:
+        change_window_checked(
+            DIRECT_MARKETING_CONSENT_KEY, version=stored.version, source_mark=mark, checked_at=checked_at
+        )
         return stored.bitmap
     updated = BitMap(stored.bitmap)
     updated |= granted
     updated -= other
-    bitmap_store_if_version(
+    version = bitmap_store_if_version(
         key=DIRECT_MARKETING_CONSENT_KEY, bitmap=updated, expected_version=stored.version, source_mark=mark
+    )
+    transaction.on_commit(
+        partial(
+            change_window_checked,
+            DIRECT_MARKETING_CONSENT_KEY,
+            version=version,
+            source_mark=mark,
+            checked_at=checked_at,
+        )
     )
     return FrozenBitMap(updated)
 

@@ -7,31 +7,36 @@ source mark is the latest Consumer.created_at it includes, and a read adds the
 consumers created since a little before the mark (an index on created_at, added
 by a tags migration, makes that a short range scan). created_at is stamped
 before the inserting transaction commits (on PostgreSQL, at its start), hence
-the overlap; adding an id twice is harmless.
+the overlap; adding an id twice is harmless. Once the overlap after the mark
+has passed and been read, reads of that version ask only for consumers newer
+than the mark (tags.bitmaps, "change windows").
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from functools import partial
 
-from django.conf import settings
+from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 from pyroaring import BitMap, FrozenBitMap
 
 from consumers.models import Consumer
 
 from .bitmaps import (
     LIVE_CONSUMERS_KEY,
+    MarkedBitmap,
     bitmap_from_ids,
     bitmap_load_marked,
     bitmap_store,
     bitmap_store_if_version,
+    change_window_checked,
+    change_window_floor,
     fresh_on_read,
 )
 from .inputs import consumer_ids_all
 
-OVERLAP = timedelta(seconds=getattr(settings, "FRESH_BITMAP_OVERLAP_SECONDS", 120))
-# More new consumers than this since the mark (a big import): read all ids in one packed query instead.
+# More new consumers than this in the change window (a big import): read all ids in one packed query instead.
 REBUILD_ABOVE = 200_000
 
 
@@ -45,22 +50,40 @@ def live_bitmap_rebuild() -> BitMap:
 
 def live_bitmap_current() -> FrozenBitMap:
     """The stored bitmap with every consumer created since its mark added."""
+    checked_at = timezone.now()
     stored = bitmap_load_marked(LIVE_CONSUMERS_KEY)
     if stored.version is None or stored.source_mark is None:
         return FrozenBitMap(live_bitmap_rebuild())
-    recent = Consumer.objects.filter(created_at__gt=stored.source_mark - OVERLAP)
+    floor = change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark)
+    recent = Consumer.objects.filter(created_at__gt=floor)
     rows = list(recent.values_list("id", "created_at")[: REBUILD_ABOVE + 1])
-    if not rows:
-        return stored.bitmap
     if len(rows) > REBUILD_ABOVE:
-        return FrozenBitMap(live_bitmap_rebuild())
+        mark = Consumer.objects.aggregate(mark=Max("created_at"))["mark"]
+        return _store_if_changed(stored, bitmap_from_ids(consumer_ids_all()), mark, checked_at)
     added = BitMap(consumer_id for consumer_id, _ in rows)
-    mark = max(stored.source_mark, max(created_at for _, created_at in rows))
-    if added.issubset(stored.bitmap) and mark == stored.source_mark:
+    mark = max([stored.source_mark, *(created_at for _, created_at in rows)])
+    if mark == stored.source_mark and added.issubset(stored.bitmap):
+        change_window_checked(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=mark, checked_at=checked_at)
         return stored.bitmap
-    updated = BitMap(stored.bitmap) | added
-    bitmap_store_if_version(key=LIVE_CONSUMERS_KEY, bitmap=updated, expected_version=stored.version, source_mark=mark)
-    return FrozenBitMap(updated)
+    return _store_if_changed(stored, BitMap(stored.bitmap) | added, mark, checked_at)
+
+
+def _store_if_changed(stored: MarkedBitmap, live: BitMap, mark, checked_at) -> FrozenBitMap:
+    """Save live unless it equals what is stored; either way remember that the change window was applied.
+
+    Writing only on a change matters: every write is a new version, and a new version makes every other
+    process read its change window again.
+    """
+    if mark == stored.source_mark and live == stored.bitmap:
+        change_window_checked(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=mark, checked_at=checked_at)
+        return stored.bitmap
+    version = bitmap_store_if_version(
+        key=LIVE_CONSUMERS_KEY, bitmap=live, expected_version=stored.version, source_mark=mark
+    )
+    transaction.on_commit(
+        partial(change_window_checked, LIVE_CONSUMERS_KEY, version=version, source_mark=mark, checked_at=checked_at)
+    )
+    return FrozenBitMap(live)
 
 
 fresh_on_read(LIVE_CONSUMERS_KEY, live_bitmap_current)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.utils import timezone
+
 from consumers.models import Consumer
-from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_load, bitmaps_load
+from tags import live_bitmap
+from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_load, bitmaps_load, change_overlap, change_window_floor
 from tags.models import StoredBitmap
 from tags.selectors import live_consumers_bitmap
 from tags.services import tags_compute
@@ -50,3 +53,60 @@ def test_an_erased_consumer_leaves_the_universe(world):
     tags_erase(leave.pk)
     Consumer.objects.filter(pk=leave.pk).delete()
     assert set(live_consumers_bitmap()) == {stay.pk}
+
+
+def test_reads_after_a_big_import_rebuild_once_and_then_write_nothing(world, monkeypatch):
+    # A big import puts more consumers in the change window than a read adds one by one, so the read rebuilds
+    # from every consumer. That rebuild used to be stored as a new version on every read, and every new
+    # version sent every other process back to the rebuild.
+    monkeypatch.setattr(live_bitmap, "REBUILD_ABOVE", 2)
+    imported = world.consumers(5)
+    assert set(live_consumers_bitmap()) == {c.pk for c in imported}
+    version = StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY).version
+    for _ in range(3):
+        assert set(live_consumers_bitmap()) == {c.pk for c in imported}
+    assert StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY).version == version
+    newcomer = world.consumer()
+    assert newcomer.pk in live_consumers_bitmap()
+
+
+def test_once_the_overlap_has_passed_reads_look_only_past_the_mark(world):
+    world.consumers(3)
+    live_consumers_bitmap()
+    hour_ago = timezone.now() - timedelta(hours=1)
+    Consumer.objects.update(created_at=hour_ago)
+    StoredBitmap.objects.filter(key=LIVE_CONSUMERS_KEY).update(source_mark=hour_ago)
+    late = world.consumer()
+    Consumer.objects.filter(pk=late.pk).update(created_at=hour_ago - timedelta(seconds=60))
+    # The first read after the window closed still applies it: the late commit joins.
+    assert late.pk in live_consumers_bitmap()
+    live_consumers_bitmap()
+    stored = StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY)
+    assert change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark) == (
+        stored.source_mark
+    )
+    # Consumers newer than the mark are still picked up, and a new version opens a new window.
+    newcomer = world.consumer()
+    assert newcomer.pk in live_consumers_bitmap()
+    stored = StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY)
+    assert change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark) < (
+        stored.source_mark
+    )
+
+
+def test_a_recent_mark_keeps_the_overlap(world):
+    world.consumers(2)
+    live_consumers_bitmap()
+    live_consumers_bitmap()
+    stored = StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY)
+    floor = change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark)
+    assert floor == stored.source_mark - change_overlap()
+
+
+def test_the_overlap_is_the_operators_setting(world, settings):
+    settings.FRESH_BITMAP_OVERLAP_SECONDS = 30
+    world.consumers(2)
+    live_consumers_bitmap()
+    stored = StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY)
+    floor = change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark)
+    assert floor == stored.source_mark - timedelta(seconds=30)
