@@ -30,6 +30,7 @@ from pyroaring import BitMap, FrozenBitMap
 from consumers.models import Event, EventType
 from merchants.models import Merchant
 from tags.models import ConsumerTag, Tag
+from tags.selectors import tag_catalogue_rows
 
 from .language import (
     ActionTerm,
@@ -94,7 +95,7 @@ def definition_resolve(
     if tag_terms:
         families = {t.family for t in tag_terms}
         if catalogue is None:
-            rows = list(Tag.objects.filter(family__in=families).values_list("id", "family", "value"))
+            rows = tag_catalogue_rows(families=families)
         else:
             rows = [row for row in catalogue if row[1] in families]
         exact = {(family, value): (value, tag_id) for tag_id, family, value in rows}

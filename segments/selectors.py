@@ -17,7 +17,7 @@ from .evaluation import evaluate_bitmap, latest_snapshot, snapshot_bitmap
 from .language import to_json
 from .models import Segment, SegmentSnapshot, SnapshotStatus
 from .services import definition_compile
-from .sources import direct_marketing_consent_bitmap, public_count
+from .sources import estimate_bitmaps, public_count
 
 ESTIMATE_PURPOSE = Purpose.TAGGING
 
@@ -67,8 +67,9 @@ def audience_estimate(*, merchant: Merchant, expression: Any = None, definition:
     started = time.perf_counter()
     resolved = definition_compile(merchant=merchant, expression=expression, definition=definition)
     processing_basis_require(purpose=ESTIMATE_PURPOSE)
-    members = evaluate_bitmap(resolved)
-    reachable = members.intersection_cardinality(direct_marketing_consent_bitmap())
+    by_tag, live, consent = estimate_bitmaps(sorted(set(resolved.tag_ids.values())))
+    members = evaluate_bitmap(resolved, bitmaps=(by_tag, live))
+    reachable = members.intersection_cardinality(consent)
     took_ms = (time.perf_counter() - started) * 1000
     return AudienceEstimate(
         size=public_count(len(members)),

@@ -8,12 +8,13 @@ from django.db.models import QuerySet
 from pyroaring import FrozenBitMap
 
 from consumers.models import Consumer
-from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmaps_load, tag_key
+from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmaps_load, tag_key
 from tags.reach import public_count, round_significant
 from tags.selectors import direct_marketing_consent_bitmap, live_consumers_bitmap
 
 __all__ = [
     "direct_marketing_consent_bitmap",
+    "estimate_bitmaps",
     "live_consumers_bitmap",
     "live_consumers_queryset",
     "public_count",
@@ -28,6 +29,15 @@ def tag_bitmaps(tag_ids: list[int], *, with_live: bool = True) -> tuple[dict[int
     loaded = bitmaps_load([*keys, LIVE_CONSUMERS_KEY] if with_live else keys)
     by_tag = {tag_id: loaded[key] for tag_id, key in zip(tag_ids, keys, strict=True)}
     return by_tag, loaded.get(LIVE_CONSUMERS_KEY, FrozenBitMap())
+
+
+def estimate_bitmaps(tag_ids: list[int]) -> tuple[dict[int, FrozenBitMap], FrozenBitMap, FrozenBitMap]:
+    """What an estimate reads, in one state query: the tags' bitmaps, the live consumers and current
+    direct-marketing consent (both brought up to date on read)."""
+    keys = [tag_key(tag_id) for tag_id in tag_ids]
+    loaded = bitmaps_load([*keys, LIVE_CONSUMERS_KEY, DIRECT_MARKETING_CONSENT_KEY])
+    by_tag = {tag_id: loaded[key] for tag_id, key in zip(tag_ids, keys, strict=True)}
+    return by_tag, loaded[LIVE_CONSUMERS_KEY], loaded[DIRECT_MARKETING_CONSENT_KEY]
 
 
 def live_consumers_queryset() -> QuerySet:

@@ -33,12 +33,14 @@ from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStat
 
 from .bitmaps import (
     DIRECT_MARKETING_CONSENT_KEY,
+    MarkedBitmap,
     bitmap_from_ids,
     bitmap_load_marked,
     bitmap_store,
     bitmap_store_if_version,
     change_window_checked,
     change_window_floor,
+    db_datetime,
     fresh_on_read,
 )
 from .inputs import packed_query
@@ -67,17 +69,20 @@ def consent_bitmap_rebuild() -> FrozenBitMap:
 
 def consent_bitmap_current() -> FrozenBitMap:
     """The bitmap as of now: the stored one with every consent change recorded since its mark applied."""
+    return consent_bitmap_refresh(bitmap_load_marked(DIRECT_MARKETING_CONSENT_KEY))
+
+
+def consent_bitmap_refresh(stored: MarkedBitmap) -> FrozenBitMap:
+    """stored (as just read) brought up to date: every consent change recorded since its mark applied."""
     checked_at = timezone.now()
-    stored = bitmap_load_marked(DIRECT_MARKETING_CONSENT_KEY)
     if stored.version is None:
         return consent_bitmap_rebuild()
-    records = ConsentRecord.objects.filter(purpose=Purpose.DIRECT_MARKETING)
+    floor = None
     if stored.source_mark is not None:
         floor = change_window_floor(
             DIRECT_MARKETING_CONSENT_KEY, version=stored.version, source_mark=stored.source_mark
         )
-        records = records.filter(recorded_at__gt=floor)
-    changes = list(records.values_list("consumer_id", "recorded_at"))
+    changes = _recorded_since(floor)
     if not changes:
         change_window_checked(
             DIRECT_MARKETING_CONSENT_KEY, version=stored.version, source_mark=stored.source_mark, checked_at=checked_at
@@ -118,4 +123,20 @@ def consent_bitmap_current() -> FrozenBitMap:
     return FrozenBitMap(updated)
 
 
-fresh_on_read(DIRECT_MARKETING_CONSENT_KEY, consent_bitmap_current)
+def _recorded_since(floor) -> list[tuple[int, object]]:
+    """(consumer id, recorded_at) of the direct-marketing consent records after floor (all when None).
+
+    Plain SQL: every estimate runs it.
+    """
+    table = connection.ops.quote_name(ConsentRecord._meta.db_table)
+    sql = f"SELECT consumer_id, recorded_at FROM {table} WHERE purpose = %s"  # noqa: S608
+    params: list = [Purpose.DIRECT_MARKETING.value]
+    if floor is not None:
+        sql += " AND recorded_at > %s"
+        params.append(connection.ops.adapt_datetimefield_value(floor))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(consumer_id, db_datetime(recorded_at)) for consumer_id, recorded_at in cursor.fetchall()]
+
+
+fresh_on_read(DIRECT_MARKETING_CONSENT_KEY, consent_bitmap_refresh)
