@@ -232,10 +232,24 @@ _BAD_EXPRESSION = OpenApiResponse(
 )
 
 
-class AudienceEstimateApi(MerchantAPIView):
+class OwnSegmentsApi(MerchantAPIView):
+    """A view over the caller's own segments: another merchant's id is the same 404 as a missing one."""
+
     def scoped_queryset(self, merchant):
         return Segment.objects.for_merchant(merchant)
 
+
+def _computed_response(output: type[serializers.Serializer], compute) -> Response:
+    """compute() serialised, or 409 when the segment has no snapshot yet or no legal basis covers the reading."""
+    try:
+        return Response(output(compute()).data)
+    except SegmentNotComputed as exc:
+        raise _not_computed(exc) from None
+    except ProcessingNotPermitted as exc:
+        raise _not_permitted(exc) from None
+
+
+class AudienceEstimateApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="audiences_estimate",
         summary="Estimate an audience",
@@ -335,10 +349,7 @@ class SegmentDetailApi(MerchantAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SegmentRefreshApi(MerchantAPIView):
-    def scoped_queryset(self, merchant):
-        return Segment.objects.for_merchant(merchant)
-
+class SegmentRefreshApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="segments_refresh",
         summary="Refresh a segment",
@@ -355,10 +366,7 @@ class SegmentRefreshApi(MerchantAPIView):
         )
 
 
-class SegmentInsightsApi(MerchantAPIView):
-    def scoped_queryset(self, merchant):
-        return Segment.objects.for_merchant(merchant)
-
+class SegmentInsightsApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="segments_insights",
         summary="Segment insights",
@@ -368,18 +376,10 @@ class SegmentInsightsApi(MerchantAPIView):
     )
     def get(self, request, segment_id: int):
         segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
-        try:
-            return Response(InsightsOutput(segment_insights(segment=segment)).data)
-        except SegmentNotComputed as exc:
-            raise _not_computed(exc) from None
-        except ProcessingNotPermitted as exc:
-            raise _not_permitted(exc) from None
+        return _computed_response(InsightsOutput, lambda: segment_insights(segment=segment))
 
 
-class SegmentOverlapApi(MerchantAPIView):
-    def scoped_queryset(self, merchant):
-        return Segment.objects.for_merchant(merchant)
-
+class SegmentOverlapApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="segments_overlap",
         summary="Overlap of two segments",
@@ -390,18 +390,10 @@ class SegmentOverlapApi(MerchantAPIView):
     def get(self, request, segment_id: int, other_id: int):
         segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
         other = get_scoped_or_404(self.get_queryset(), pk=other_id)
-        try:
-            return Response(OverlapOutput(segment_overlap(segment=segment, other=other)).data)
-        except SegmentNotComputed as exc:
-            raise _not_computed(exc) from None
-        except ProcessingNotPermitted as exc:
-            raise _not_permitted(exc) from None
+        return _computed_response(OverlapOutput, lambda: segment_overlap(segment=segment, other=other))
 
 
-class SegmentLookalikeApi(MerchantAPIView):
-    def scoped_queryset(self, merchant):
-        return Segment.objects.for_merchant(merchant)
-
+class SegmentLookalikeApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="segments_lookalike",
         summary="Make a lookalike segment",

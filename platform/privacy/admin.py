@@ -4,6 +4,8 @@ ledger and audit log, the data-subject request queue, risk flags (the blacklist)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -234,6 +236,29 @@ def reason_step(modeladmin, request, queryset, *, action: str, title: str, expla
     return TemplateResponse(request, "admin/privacy/action_reason.html", context)
 
 
+def apply_to_each(
+    modeladmin,
+    request,
+    items,
+    apply: Callable[[Any], Any],
+    *,
+    refused: type[Exception],
+    succeeded: Callable[[Any, Any], str],
+) -> None:
+    """An officer's action on each selected item, through its service.
+
+    A refusal (`refused`, e.g. a request already closed) is a warning about that item and the others go on;
+    `succeeded(item, result)` is the message for one that went through.
+    """
+    for item in items:
+        try:
+            result = apply(item)
+        except refused as exc:
+            modeladmin.message_user(request, str(exc), messages.WARNING)
+        else:
+            modeladmin.message_user(request, succeeded(item, result), messages.SUCCESS)
+
+
 class OverdueFilter(admin.SimpleListFilter):
     title = "due date"
     parameter_name = "due"
@@ -296,13 +321,14 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark the selected as in progress (taken on)", permissions=["change"])
     def start_selected(self, request, queryset):
-        for item in queryset:
-            try:
-                subject_request_start(request_id=item.pk, officer=request.user)
-            except SubjectRequestError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                self.message_user(request, f"Request {item.pk} is in progress.", messages.SUCCESS)
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            lambda item: subject_request_start(request_id=item.pk, officer=request.user),
+            refused=SubjectRequestError,
+            succeeded=lambda item, _: f"Request {item.pk} is in progress.",
+        )
 
     @admin.action(description="Process and complete the selected (access, erasure, objection)", permissions=["change"])
     def process_selected(self, request, queryset):
@@ -330,13 +356,14 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         )
         if not isinstance(reason, str):
             return reason
-        for item in queryset:
-            try:
-                subject_request_reject(request_id=item.pk, officer=request.user, reason=reason)
-            except SubjectRequestError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                self.message_user(request, f"Request {item.pk} rejected.", messages.SUCCESS)
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            lambda item: subject_request_reject(request_id=item.pk, officer=request.user, reason=reason),
+            refused=SubjectRequestError,
+            succeeded=lambda item, _: f"Request {item.pk} rejected.",
+        )
         return None
 
 
@@ -451,18 +478,17 @@ class CounterStatementAdmin(admin.ModelAdmin):
 
     @admin.action(description="Uphold the selected (lift the flag and its suppression)", permissions=["change"])
     def uphold_selected(self, request, queryset):
-        for item in queryset.filter(status=StatementStatus.RECEIVED):
-            try:
-                counts = counter_statement_uphold(statement_id=item.pk, officer=request.user)
-            except RiskReviewError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                self.message_user(
-                    request,
-                    f"Statement {item.pk} upheld: {counts['flags_lifted']} flags and "
-                    f"{counts['suppressions_lifted']} suppressions lifted.",
-                    messages.SUCCESS,
-                )
+        apply_to_each(
+            self,
+            request,
+            queryset.filter(status=StatementStatus.RECEIVED),
+            lambda item: counter_statement_uphold(statement_id=item.pk, officer=request.user),
+            refused=RiskReviewError,
+            succeeded=lambda item, counts: (
+                f"Statement {item.pk} upheld: {counts['flags_lifted']} flags and "
+                f"{counts['suppressions_lifted']} suppressions lifted."
+            ),
+        )
 
     @admin.action(description="Dismiss the selected, with a reason", permissions=["change"])
     def dismiss_selected(self, request, queryset):
@@ -477,13 +503,14 @@ class CounterStatementAdmin(admin.ModelAdmin):
         )
         if not isinstance(reason, str):
             return reason
-        for item in queryset:
-            try:
-                counter_statement_dismiss(statement_id=item.pk, officer=request.user, note=reason)
-            except RiskReviewError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                self.message_user(request, f"Statement {item.pk} dismissed.", messages.SUCCESS)
+        apply_to_each(
+            self,
+            request,
+            queryset,
+            lambda item: counter_statement_dismiss(statement_id=item.pk, officer=request.user, note=reason),
+            refused=RiskReviewError,
+            succeeded=lambda item, _: f"Statement {item.pk} dismissed.",
+        )
         return None
 
 
