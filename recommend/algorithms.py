@@ -499,11 +499,12 @@ class IALS(_FactorModel):
 
     Minimises, over consumer vectors w and item vectors h,
 
-        sum over observed (u, i) of c_ui (w_u·h_i - 1)²  +  unobserved_weight · sum over all (u, i) of (w_u·h_i)²
-        + regularization · (sum_u (|I_u| + unobserved_weight·|I|)^ν |w_u|²  +  sum_i (|U_i| + unobserved_weight·|U|)^ν |h_i|²)
+        sum over observed (u, i) of c_ui (w_u·h_i - 1)²  +  α0 · sum over all (u, i) of (w_u·h_i)²
+        + λ · (sum_u (|I_u| + α0·|I|)^ν |w_u|²  +  sum_i (|U_i| + α0·|U|)^ν |h_i|²)
 
-    with c_ui = 1 (binary, the default) or the interaction weight, and ν =
-    `regularization_exponent`. The frequency-scaled regularisation grows with
+    with α0 = `unobserved_weight`, λ = `regularization`, ν =
+    `regularization_exponent` and c_ui = 1 (binary, the default) or the
+    interaction weight. The frequency-scaled regularisation grows with
     how much each consumer and item has to explain, so one value transfers
     across data sizes (checked on MovieLens validation splits of 45k to 67k
     rows; docs/recommendations.md). Each half-step solves every row exactly:

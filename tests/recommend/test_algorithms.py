@@ -124,7 +124,12 @@ def test_ials_row_solves_are_exact_whatever_the_batching(binary):
     matrix = sp.csr_matrix(sp.diags(np.r_[np.ones(3), 0, np.ones(66)]) @ matrix)  # row 3 has no interactions
     matrix.eliminate_zeros()
     model = algorithm_create(
-        "ials", threads=1, factors=6, regularization=0.05, unobserved_weight=0.3, regularization_exponent=0.8,
+        "ials",
+        threads=1,
+        factors=6,
+        regularization=0.05,
+        unobserved_weight=0.3,
+        regularization_exponent=0.8,
         binary=binary,
     )
     items = rng.normal(size=(30, 6))
