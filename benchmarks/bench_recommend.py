@@ -35,7 +35,7 @@ PUBLISHED = {  # Microsoft Recommenders README, MovieLens 100K, k=10 (MAP, nDCG@
     "BPR (cornac)": (0.132478, 0.441997, 0.388229, 0.212522),
     "SAR": (0.110591, 0.382461, 0.330753, 0.176385),
 }
-ALGORITHM_ORDER = ("popular", "item_knn", "bpr", "als", "ease")
+ALGORITHM_ORDER = ("popular", "item_knn", "bpr", "als", "ease", "ials")
 
 
 def run(ctx: BenchContext) -> list[Row]:

@@ -494,6 +494,102 @@ class BPR(_FactorModel):
         return self.user_factors[:, :-1]
 
 
+class IALS(_FactorModel):
+    """iALS as revisited by Rendle et al. (2021): weighted least squares with a Gramian for the unobserved cells.
+
+    Minimises, over consumer vectors w and item vectors h,
+
+        sum over observed (u, i) of c_ui (w_u·h_i - 1)²  +  α0 · sum over all (u, i) of (w_u·h_i)²
+        + λ · (sum_u (|I_u| + α0·|I|)^ν |w_u|²  +  sum_i (|U_i| + α0·|U|)^ν |h_i|²)
+
+    with α0 = `unobserved_weight`, λ = `regularization`, ν =
+    `regularization_exponent` and c_ui = 1 (binary, the default) or the
+    interaction weight. The frequency-scaled regularisation grows with
+    how much each consumer and item has to explain, so one value transfers
+    across data sizes (checked on MovieLens validation splits of 45k to 67k
+    rows; docs/recommendations.md). Each half-step solves every row exactly:
+    rows are sorted by history length and solved in batches of dense
+    (factors x factors) systems. Consumers it has not seen are folded in by the
+    same solve. The defaults were selected on a MovieLens validation split.
+    """
+
+    name = "ials"
+    single_threaded_blas_in_fit = False
+    defaults = {
+        "factors": 64,
+        "regularization": 0.02,
+        "unobserved_weight": 0.25,
+        "regularization_exponent": 1.0,
+        "iterations": 16,
+        "init_std": 0.1,
+        "binary": True,
+        "random_state": 42,
+    }
+
+    def _fit(self, matrix):
+        params = self.params
+        X = _binary(matrix) if params["binary"] else matrix
+        factors = int(params["factors"])
+        if factors < 1 or int(params["iterations"]) < 0:
+            raise ValueError("factors must be at least 1 and iterations at least 0")
+        if float(params["unobserved_weight"]) < 0 or float(params["regularization"]) < 0:
+            raise ValueError("unobserved_weight and regularization must not be negative")
+        rng = np.random.default_rng(params["random_state"])
+        scale = float(params["init_std"]) / np.sqrt(factors)
+        users = rng.normal(0.0, scale, (X.shape[0], factors))
+        items = rng.normal(0.0, scale, (X.shape[1], factors))
+        XT = X.T.tocsr()
+        for _ in range(int(params["iterations"])):
+            users = self._solve_rows(X, items)
+            items = self._solve_rows(XT, users)
+        self.user_factors = np.ascontiguousarray(users, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(items, dtype=np.float32)
+
+    def _solve_rows(self, rows: sp.csr_matrix, other: np.ndarray, *, cells: int = 2_000_000) -> np.ndarray:
+        """For each row r of `rows`: (sum c h hᵀ + α0·HᵀH + λ_r I) w = sum c h over the row's columns, H = `other`."""
+        alpha0 = float(self.params["unobserved_weight"])
+        other = np.asarray(other, dtype=np.float64)
+        n, d = rows.shape[0], other.shape[1]
+        gram = alpha0 * (other.T @ other)
+        counts = np.diff(rows.indptr)
+        penalty = float(self.params["regularization"]) * np.power(
+            counts + alpha0 * rows.shape[1], float(self.params["regularization_exponent"])
+        )
+        out = np.zeros((n, d), dtype=np.float64)
+        order = np.argsort(counts, kind="stable")
+        sorted_counts = counts[order]
+        diagonal = np.arange(d)
+        start = 0
+        while start < n:
+            # Rows are sorted by length: a batch of b rows pads to its last row's length and holds b dense
+            # systems, so b x max(length, d) x d bounds its memory.
+            window = np.maximum(sorted_counts[start : start + 65_536], d) * d
+            fits = np.arange(1, window.size + 1) * window <= cells  # true, then false: the sizes only grow
+            stop = start + max(1, int(fits.sum()))
+            batch = order[start:stop]
+            length = max(int(counts[batch].max()), 1)
+            begins = rows.indptr[batch]
+            lengths = counts[batch]
+            slot = np.arange(length)
+            present = slot[None, :] < lengths[:, None]
+            positions = np.where(present, begins[:, None] + slot[None, :], 0)
+            columns = rows.indices[positions]
+            confidence = np.where(present, rows.data[positions], 0.0)
+            vectors = other[columns]  # batch x length x d
+            weighted = vectors * confidence[:, :, None]
+            systems = np.matmul(vectors.transpose(0, 2, 1), weighted)
+            systems += gram[None]
+            systems[:, diagonal, diagonal] += penalty[batch][:, None]
+            targets = weighted.sum(axis=1)
+            out[batch] = np.linalg.solve(systems, targets[:, :, None])[:, :, 0]
+            start = stop
+        return out
+
+    def _fold_in(self, history):
+        history = _binary(history) if self.params["binary"] else sp.csr_matrix(history)
+        return self._solve_rows(history, self.item_factors).astype(np.float32)
+
+
 # --- item-item nearest neighbours (implicit) ----------------------------------------------------------------
 
 
@@ -656,7 +752,7 @@ def _prune_columns(weights: np.ndarray, keep: int) -> sp.csr_matrix:
     return sp.csr_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=weights.shape, dtype=np.float32)
 
 
-ALGORITHMS: dict[str, type[Recommender]] = {cls.name: cls for cls in (ALS, BPR, ItemKNN, EASE, Popularity)}
+ALGORITHMS: dict[str, type[Recommender]] = {cls.name: cls for cls in (ALS, IALS, BPR, ItemKNN, EASE, Popularity)}
 
 
 def algorithm_create(name: str, *, threads: int | None = None, **params: Any) -> Recommender:

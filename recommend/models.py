@@ -18,6 +18,7 @@ from django.db.models import Q
 
 class Algorithm(models.TextChoices):
     ALS = "als", "Alternating least squares (implicit)"
+    IALS = "ials", "iALS (frequency-scaled regularisation, Rendle et al. 2021)"
     BPR = "bpr", "Bayesian personalised ranking (implicit)"
     ITEM_KNN = "item_knn", "Item-item nearest neighbours (implicit, cosine or BM25)"
     EASE = "ease", "EASE (closed-form item autoencoder)"
@@ -85,4 +86,4 @@ class RecommenderModel(models.Model):
 
     @property
     def has_consumer_factors(self) -> bool:
-        return self.algorithm in (Algorithm.ALS, Algorithm.BPR)
+        return self.algorithm in (Algorithm.ALS, Algorithm.IALS, Algorithm.BPR)

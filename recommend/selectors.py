@@ -23,7 +23,7 @@ from .ranking import (
     rank_for_consumers,
 )
 
-FACTOR_ALGORITHMS = (Algorithm.ALS, Algorithm.BPR)
+FACTOR_ALGORITHMS = (Algorithm.ALS, Algorithm.IALS, Algorithm.BPR)
 
 logger = logging.getLogger("dmp.recommend")
 
@@ -48,7 +48,7 @@ class ConsumerFactors:
 
 
 def consumer_factors() -> ConsumerFactors | None:
-    """Factors from the active model that has them (ALS/BPR; the better one if both are active), else None."""
+    """Factors from the active factor model (ALS, iALS or BPR; the best hold-out nDCG if several), else None."""
     record = (
         RecommenderModel.objects.filter(is_active=True, algorithm__in=FACTOR_ALGORITHMS)
         .order_by("-ndcg", "-activated_at", "-id")

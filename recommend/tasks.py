@@ -14,8 +14,9 @@ from .services import recommender_train, training_config
 
 logger = logging.getLogger("dmp.recommend")
 
-# What the nightly schedule trains: EASE serves (best hold-out figures), ALS gives lookalikes their factors.
-DEFAULT_SCHEDULED_ALGORITHMS = ("ease", "als")
+# What the nightly schedule trains: iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is the
+# fast factor model lookalikes fall back on (iALS has consumer factors too; the better active one is used).
+DEFAULT_SCHEDULED_ALGORITHMS = ("ials", "ease", "als")
 
 
 @shared_task(

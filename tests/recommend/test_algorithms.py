@@ -12,6 +12,7 @@ from .conftest import planted_matrix
 # Small, fixed settings so the suite stays fast; the MovieLens benchmark uses the tuned defaults.
 FAST_PARAMS = {
     "als": dict(factors=16, iterations=10),
+    "ials": dict(factors=16, iterations=8),
     "bpr": dict(factors=16),
     "item_knn": dict(neighbours=50),
     "ease": dict(l2=50.0),
@@ -19,6 +20,7 @@ FAST_PARAMS = {
 }
 MODELS = [
     ("als", {}),
+    ("ials", {}),
     ("bpr", {}),
     ("item_knn", dict(similarity="cosine")),
     ("item_knn", dict(similarity="bm25")),
@@ -38,7 +40,7 @@ def make(name: str, **extra):
     return algorithm_create(name, threads=1, **{**FAST_PARAMS[name], **extra})
 
 
-@pytest.mark.parametrize(("name", "extra"), MODELS, ids=["als", "bpr", "knn-cosine", "knn-bm25", "ease"])
+@pytest.mark.parametrize(("name", "extra"), MODELS, ids=["als", "ials", "bpr", "knn-cosine", "knn-bm25", "ease"])
 def test_every_algorithm_beats_popularity_on_planted_groups(planted_holdout, name, extra):
     baseline = evaluate(make("popular").fit(planted_holdout.train), planted_holdout)
     model = evaluate(make(name, **extra).fit(planted_holdout.train), planted_holdout)
@@ -86,7 +88,7 @@ def test_artefact_round_trip_gives_the_same_recommendations(planted_holdout, nam
     assert np.array_equal(before, after)
 
 
-@pytest.mark.parametrize("name", ["als", "bpr", "item_knn", "ease"])
+@pytest.mark.parametrize("name", ["als", "ials", "bpr", "item_knn", "ease"])
 def test_similar_items_never_returns_the_item_and_finds_its_block(name):
     matrix, _, _ = planted_matrix()
     model = make(name).fit(matrix)
@@ -98,7 +100,7 @@ def test_similar_items_never_returns_the_item_and_finds_its_block(name):
 
 def test_consumers_the_model_never_saw_are_folded_in_from_their_history(planted_holdout):
     train = planted_holdout.train
-    for name in ("als", "bpr"):
+    for name in ("als", "ials", "bpr"):
         model = make(name).fit(train)
         users = np.arange(200)
         known = model.recommend(train[users], user_rows=users, n=10, exclude=train[users])[0]
@@ -109,7 +111,47 @@ def test_consumers_the_model_never_saw_are_folded_in_from_their_history(planted_
 
 def test_consumer_factors_only_for_factor_models(planted_holdout):
     assert make("als").fit(planted_holdout.train).consumer_factors().shape[0] == planted_holdout.train.shape[0]
+    assert make("ials").fit(planted_holdout.train).consumer_factors().shape == (planted_holdout.train.shape[0], 16)
     assert make("ease").fit(planted_holdout.train).consumer_factors() is None
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_ials_row_solves_are_exact_whatever_the_batching(binary):
+    """Each row's vector solves (sum c h hᵀ + α0 HᵀH + λ (|I_u| + α0 |I|)^ν I) w = sum c h, as a direct solve does."""
+    rng = np.random.default_rng(5)
+    matrix = sp.random(70, 30, density=0.2, format="csr", random_state=5, dtype=np.float32)
+    matrix.data = rng.integers(1, 6, matrix.nnz).astype(np.float32)
+    matrix = sp.csr_matrix(sp.diags(np.r_[np.ones(3), 0, np.ones(66)]) @ matrix)  # row 3 has no interactions
+    matrix.eliminate_zeros()
+    model = algorithm_create(
+        "ials",
+        threads=1,
+        factors=6,
+        regularization=0.05,
+        unobserved_weight=0.3,
+        regularization_exponent=0.8,
+        binary=binary,
+    )
+    items = rng.normal(size=(30, 6))
+    X = matrix.copy()
+    if binary:
+        X.data[:] = 1.0
+    expected = np.zeros((70, 6))
+    for u in range(70):
+        cols, c = X[u].indices, X[u].data.astype(np.float64)
+        penalty = 0.05 * (cols.size + 0.3 * 30) ** 0.8
+        system = (items[cols].T * c) @ items[cols] + 0.3 * items.T @ items + penalty * np.eye(6)
+        expected[u] = np.linalg.solve(system, (items[cols].T * c).sum(axis=1))
+    for cells in (1, 500, 2_000_000):  # one row per batch, several rows, everything at once
+        np.testing.assert_allclose(model._solve_rows(X, items, cells=cells), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_ials_refuses_bad_parameters():
+    matrix, _, _ = planted_matrix(users=60, items=40, groups=4, per_user=8)
+    with pytest.raises(ValueError, match="factors"):
+        algorithm_create("ials", threads=1, factors=0).fit(matrix)
+    with pytest.raises(ValueError, match="unobserved_weight"):
+        algorithm_create("ials", threads=1, unobserved_weight=-1).fit(matrix)
 
 
 def test_unknown_algorithm_and_parameter_are_named():

@@ -1,4 +1,4 @@
-"""`python manage.py train_recommender --algorithm {als,bpr,item_knn,ease,popular} [--evaluate] [--json]`.
+"""`python manage.py train_recommender --algorithm {als,ials,bpr,item_knn,ease,popular} [--evaluate] [--json]`.
 
 Without --dataset: trains on the marketplace's events (needs an approved
 `recommendation` activity), evaluates on a per-consumer temporal hold-out
