@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.test import TestCase
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStatus, Purpose
 from privacy.services import ConsentChange, consents_record
-from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY
+from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, bitmap_cache_clear
 from tags.models import StoredBitmap
 from tags.selectors import direct_marketing_consent_bitmap
 from tags.services import tags_compute
@@ -110,3 +113,45 @@ def test_a_change_committed_late_with_an_older_stamp_is_still_picked_up(world):
         recorded_at=mark - timedelta(seconds=10)
     )
     assert early.pk not in direct_marketing_consent_bitmap()
+
+
+# Opt-ins and withdrawals arriving (each stamped up to the overlap before it commits), reads and the clock moving
+# on, in any order: the incrementally kept bitmap always equals the current consent state.
+CHANGES = st.lists(
+    st.one_of(
+        st.tuples(st.just("grant"), st.integers(0, 3), st.integers(0, 119)),
+        st.tuples(st.just("withdraw"), st.integers(0, 3), st.integers(0, 119)),
+        st.tuples(st.just("wait"), st.just(0), st.integers(1, 400)),
+        st.tuples(st.just("read"), st.just(0), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=CHANGES)
+def test_the_incremental_consent_bitmap_always_equals_the_consent_state(world, monkeypatch, changes):
+    ConsentRecord.objects.all().delete()
+    ConsentState.objects.all().delete()
+    StoredBitmap.objects.all().delete()
+    bitmap_cache_clear()
+    clock = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+    people = [world.consumer() for _ in range(4)]
+    for action, who, amount in [*changes, ("read", 0, 0)]:
+        if action == "wait":
+            clock[0] += timedelta(seconds=amount)
+        elif action == "read":
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                current = set(direct_marketing_consent_bitmap())
+            expected = set(
+                ConsentState.objects.filter(
+                    purpose=Purpose.DIRECT_MARKETING, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS
+                ).values_list("consumer_id", flat=True)
+            )
+            assert current == expected
+        else:
+            newest = ConsentRecord.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            status = ConsentStatus.GRANTED if action == "grant" else ConsentStatus.WITHDRAWN
+            consent(people[who], status=status)
+            ConsentRecord.objects.filter(pk__gt=newest).update(recorded_at=clock[0] - timedelta(seconds=amount))

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.test import TestCase
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from consumers.models import Consumer
 from tags import live_bitmap
-from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_load, bitmaps_load, change_overlap, change_window_floor
+from tags.bitmaps import (
+    LIVE_CONSUMERS_KEY,
+    bitmap_cache_clear,
+    bitmap_load,
+    bitmaps_load,
+    change_overlap,
+    change_window_floor,
+)
 from tags.models import StoredBitmap
 from tags.selectors import live_consumers_bitmap
 from tags.services import tags_compute
@@ -110,3 +120,37 @@ def test_the_overlap_is_the_operators_setting(world, settings):
     stored = StoredBitmap.objects.get(key=LIVE_CONSUMERS_KEY)
     floor = change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark)
     assert floor == stored.source_mark - timedelta(seconds=30)
+
+
+# Reads of the universe, consumers arriving (each stamped up to the overlap before it commits, as a slow
+# transaction stamps them) and the clock moving on, in any order: the incrementally kept bitmap always equals
+# a full rebuild from the consumer table.
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("arrive"), st.integers(0, 119)),  # seconds between stamp and commit, under the overlap
+        st.tuples(st.just("wait"), st.integers(1, 400)),
+        st.tuples(st.just("read"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+def test_the_incremental_universe_always_equals_a_full_rebuild(world, monkeypatch, steps):
+    Consumer.objects.all().delete()
+    StoredBitmap.objects.all().delete()
+    bitmap_cache_clear()
+    clock = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    monkeypatch.setattr(timezone, "now", lambda: clock[0])
+    world.consumers(3)
+    for action, amount in [*steps, ("read", 0)]:
+        if action == "arrive":
+            consumer = world.consumer()
+            Consumer.objects.filter(pk=consumer.pk).update(created_at=clock[0] - timedelta(seconds=amount))
+        elif action == "wait":
+            clock[0] += timedelta(seconds=amount)
+        else:
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                current = set(live_consumers_bitmap())
+            assert current == set(Consumer.objects.values_list("id", flat=True))
