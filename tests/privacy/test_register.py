@@ -104,3 +104,31 @@ def test_officer_group_survives_a_flush():
     group = Group.objects.get(name="Privacy officers")
     assert group.permissions.filter(codename="view_auditentry").exists()
     assert group.permissions.filter(codename="change_datasubjectrequest").exists()
+
+
+def test_an_approved_activity_edited_out_of_the_rules_makes_the_guard_refuse(db, officer):
+    activity = activity_approve(
+        activity=make_activity(
+            purpose=Purpose.RISK_CONTROL,
+            legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
+            assessment="balancing test",
+            disclosure_url="https://x.example/li",
+            counter_statement_channel="form",
+        ),
+        officer=officer,
+    )
+    assert processing_basis_require(purpose=Purpose.RISK_CONTROL).activity_id == activity.pk
+    # Edited behind the admin's back (the admin validates every save): the public disclosure is gone.
+    ProcessingActivity.objects.filter(pk=activity.pk).update(disclosure_url="")
+    with pytest.raises(ProcessingNotPermitted, match="breaks the register's rules.*public disclosure"):
+        processing_basis_require(purpose=Purpose.RISK_CONTROL)
+
+
+def test_the_guard_answers_with_the_most_recently_approved_activity(db, officer):
+    first = activity_approve(activity=make_activity(name="first", assessment="a"), officer=officer)
+    second = activity_approve(activity=make_activity(name="second", assessment="b"), officer=officer)
+    assert processing_basis_require(purpose=Purpose.TAGGING).activity_id == second.pk
+    activity_suspend(activity=second, officer=officer)
+    assert processing_basis_require(purpose=Purpose.TAGGING).activity_id == first.pk
+    with pytest.raises(ProcessingNotPermitted, match="unknown purpose"):
+        processing_basis_require(purpose="profiling")
