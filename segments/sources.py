@@ -23,20 +23,23 @@ __all__ = [
 ]
 
 
+def _with_tags(tag_ids: list[int], keys: list[str]) -> tuple[dict[int, FrozenBitMap], dict[str, FrozenBitMap]]:
+    """The tags' bitmaps (by tag id) and those under keys, in one state query."""
+    tag_keys = [tag_key(tag_id) for tag_id in tag_ids]
+    loaded = bitmaps_load([*tag_keys, *keys])
+    return {tag_id: loaded[key] for tag_id, key in zip(tag_ids, tag_keys, strict=True)}, loaded
+
+
 def tag_bitmaps(tag_ids: list[int], *, with_live: bool = True) -> tuple[dict[int, FrozenBitMap], FrozenBitMap]:
-    """The bitmaps of the given tags (by id) and the live consumers, in one version query."""
-    keys = [tag_key(tag_id) for tag_id in tag_ids]
-    loaded = bitmaps_load([*keys, LIVE_CONSUMERS_KEY] if with_live else keys)
-    by_tag = {tag_id: loaded[key] for tag_id, key in zip(tag_ids, keys, strict=True)}
+    """The bitmaps of the given tags (by id) and the live consumers (empty without with_live)."""
+    by_tag, loaded = _with_tags(tag_ids, [LIVE_CONSUMERS_KEY] if with_live else [])
     return by_tag, loaded.get(LIVE_CONSUMERS_KEY, FrozenBitMap())
 
 
 def estimate_bitmaps(tag_ids: list[int]) -> tuple[dict[int, FrozenBitMap], FrozenBitMap, FrozenBitMap]:
     """What an estimate reads, in one state query: the tags' bitmaps, the live consumers and current
     direct-marketing consent (both brought up to date on read)."""
-    keys = [tag_key(tag_id) for tag_id in tag_ids]
-    loaded = bitmaps_load([*keys, LIVE_CONSUMERS_KEY, DIRECT_MARKETING_CONSENT_KEY])
-    by_tag = {tag_id: loaded[key] for tag_id, key in zip(tag_ids, keys, strict=True)}
+    by_tag, loaded = _with_tags(tag_ids, [LIVE_CONSUMERS_KEY, DIRECT_MARKETING_CONSENT_KEY])
     return by_tag, loaded[LIVE_CONSUMERS_KEY], loaded[DIRECT_MARKETING_CONSENT_KEY]
 
 

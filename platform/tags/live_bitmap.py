@@ -14,6 +14,7 @@ than the mark (tags.bitmaps, "change windows").
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 
 from django.db import connection, transaction
@@ -41,10 +42,15 @@ from .inputs import consumer_ids_all
 REBUILD_ABOVE = 200_000
 
 
+def _live_scan() -> tuple[datetime | None, BitMap]:
+    """Every consumer id now, and the newest creation stamp among them (the mark)."""
+    mark = Consumer.objects.aggregate(mark=Max("created_at"))["mark"]
+    return mark, bitmap_from_ids(consumer_ids_all())
+
+
 def live_bitmap_rebuild() -> BitMap:
     """Every consumer id now, stored with its mark. Returns the bitmap."""
-    mark = Consumer.objects.aggregate(mark=Max("created_at"))["mark"]
-    live = bitmap_from_ids(consumer_ids_all())
+    mark, live = _live_scan()
     bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=live, source_mark=mark)
     return live
 
@@ -55,21 +61,34 @@ def live_bitmap_current() -> FrozenBitMap:
 
 
 def live_bitmap_refresh(stored: MarkedBitmap) -> FrozenBitMap:
-    """stored (as just read) brought up to date: consumers created since its mark added."""
+    """stored (as just read) brought up to date: consumers created since its mark added.
+
+    Writes only on a change: every write is a new version, and a new version makes every other process read
+    its change window again.
+    """
     checked_at = timezone.now()
     if stored.version is None or stored.source_mark is None:
         return FrozenBitMap(live_bitmap_rebuild())
     floor = change_window_floor(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=stored.source_mark)
     rows = _created_since(floor, limit=REBUILD_ABOVE + 1)
     if len(rows) > REBUILD_ABOVE:
-        mark = Consumer.objects.aggregate(mark=Max("created_at"))["mark"]
-        return _store_if_changed(stored, bitmap_from_ids(consumer_ids_all()), mark, checked_at)
-    added = BitMap(consumer_id for consumer_id, _ in rows)
-    mark = max([stored.source_mark, *(created_at for _, created_at in rows)])
-    if mark == stored.source_mark and added.issubset(stored.bitmap):
+        mark, live = _live_scan()
+        unchanged = mark == stored.source_mark and live == stored.bitmap
+    else:
+        added = BitMap(consumer_id for consumer_id, _ in rows)
+        mark = max([stored.source_mark, *(created_at for _, created_at in rows)])
+        unchanged = mark == stored.source_mark and added.issubset(stored.bitmap)
+        live = None if unchanged else BitMap(stored.bitmap) | added
+    if unchanged:
         change_window_checked(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=mark, checked_at=checked_at)
         return stored.bitmap
-    return _store_if_changed(stored, BitMap(stored.bitmap) | added, mark, checked_at)
+    version = bitmap_store_if_version(
+        key=LIVE_CONSUMERS_KEY, bitmap=live, expected_version=stored.version, source_mark=mark
+    )
+    transaction.on_commit(
+        partial(change_window_checked, LIVE_CONSUMERS_KEY, version=version, source_mark=mark, checked_at=checked_at)
+    )
+    return FrozenBitMap(live)
 
 
 def _created_since(floor, *, limit: int) -> list[tuple[int, object]]:
@@ -81,24 +100,6 @@ def _created_since(floor, *, limit: int) -> list[tuple[int, object]]:
             [connection.ops.adapt_datetimefield_value(floor), limit],
         )
         return [(consumer_id, db_datetime(created_at)) for consumer_id, created_at in cursor.fetchall()]
-
-
-def _store_if_changed(stored: MarkedBitmap, live: BitMap, mark, checked_at) -> FrozenBitMap:
-    """Save live unless it equals what is stored; either way remember that the change window was applied.
-
-    Writing only on a change matters: every write is a new version, and a new version makes every other
-    process read its change window again.
-    """
-    if mark == stored.source_mark and live == stored.bitmap:
-        change_window_checked(LIVE_CONSUMERS_KEY, version=stored.version, source_mark=mark, checked_at=checked_at)
-        return stored.bitmap
-    version = bitmap_store_if_version(
-        key=LIVE_CONSUMERS_KEY, bitmap=live, expected_version=stored.version, source_mark=mark
-    )
-    transaction.on_commit(
-        partial(change_window_checked, LIVE_CONSUMERS_KEY, version=version, source_mark=mark, checked_at=checked_at)
-    )
-    return FrozenBitMap(live)
 
 
 fresh_on_read(LIVE_CONSUMERS_KEY, live_bitmap_refresh)
