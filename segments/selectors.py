@@ -37,7 +37,7 @@ def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:
     latest = SegmentSnapshot.objects.filter(segment_id=OuterRef("pk"), status=SnapshotStatus.READY).order_by("-id")
     return (
         Segment.objects.for_merchant(merchant)
-        .select_related("merchant", "schedule__crontab")
+        .select_related("merchant", "seed", "schedule__crontab")
         .annotate(
             snapshot_id=Subquery(latest.values("pk")[:1]),
             snapshot_size=Subquery(latest.values("size")[:1]),

@@ -24,4 +24,4 @@ def membership_get(*, user: AbstractBaseUser, merchant_id: int) -> Membership:
 
 
 def api_keys_for_merchant(*, merchant: Merchant) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(merchant=merchant).order_by("-created_at")
+    return ApiKey.objects.filter(merchant=merchant).select_related("created_by").order_by("-created_at")

@@ -157,18 +157,20 @@ def campaign_edit(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 def _sample_consumer(merchant, segment_ids: list[int]) -> int | None:
-    """A consumer the campaign would reach (in the first included segment, with consent), never shown to anyone."""
-    for segment_id in segment_ids:
-        if not segments_for_merchant(merchant).filter(pk=segment_id).exists():
-            continue
+    """A consumer the campaign would reach (in the first included segment, with consent), never shown to anyone.
+
+    None when no included segment has a reachable member: the preview then shows the popular fallback, which
+    is what such a consumer would get.
+    """
+    own = set(segments_for_merchant(merchant).filter(pk__in=segment_ids).values_list("pk", flat=True))
+    consent = direct_marketing_consent_bitmap()
+    for segment_id in (s for s in segment_ids if s in own):
         snapshot = segment_latest_snapshot(segment_id=segment_id)
         if snapshot is None:
             continue
-        members = snapshot_members(snapshot)
-        reachable = members & direct_marketing_consent_bitmap()
-        chosen = reachable or members
-        if chosen:
-            return chosen.min()
+        reachable = snapshot_members(snapshot) & consent
+        if reachable:
+            return reachable.min()
     return None
 
 

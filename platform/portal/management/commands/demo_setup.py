@@ -293,9 +293,7 @@ class Command(BaseCommand):
         if Segment.objects.filter(merchant=merchant, name=name).exists():
             return "lookalike already there"
         lookalike = lookalike_create(seed=seed, name=name, size=800, actor=ACTOR)
-        from segments.services import segment_refresh
-
-        segment_refresh(segment_id=lookalike.pk, actor=ACTOR)
+        self.segment_refresh_at(lookalike, None, just_created=True)  # creating queued its first refresh
         return f"“{name}” created"
 
     def step_campaign(self) -> str:
