@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -29,7 +28,7 @@ from .selectors import (
     campaign_progress,
     campaign_report,
     campaigns_for_merchant,
-    public_count_or_zero,
+    public_funnel,
 )
 from .services import (
     EXPORT_MAX_PAGE,
@@ -321,21 +320,18 @@ class ReportSerializer(serializers.Serializer):
 
 
 def _group_data(funnel) -> dict:
-    def shown(n: int) -> dict:
-        return _count(public_count_or_zero(n))
-
-    large_enough = funnel.size >= settings.MIN_AUDIENCE
+    shown = public_funnel(funnel)
     return {
-        "size": shown(funnel.size),
-        "sent": shown(funnel.sent),
-        "withdrawn": shown(funnel.withdrawn),
-        "failed": shown(funnel.failed),
-        "opened": shown(funnel.opened),
-        "clicked": shown(funnel.clicked),
-        "converted": shown(funnel.converted),
-        "conversion_rate": funnel.conversion_rate if large_enough else None,
-        "attributed_revenue": funnel.revenue,
-        "revenue_per_consumer": funnel.revenue_per_consumer if large_enough else None,
+        "size": _count(shown.size),
+        "sent": _count(shown.sent),
+        "withdrawn": _count(shown.withdrawn),
+        "failed": _count(shown.failed),
+        "opened": _count(shown.opened),
+        "clicked": _count(shown.clicked),
+        "converted": _count(shown.converted),
+        "conversion_rate": shown.conversion_rate,
+        "attributed_revenue": shown.revenue,
+        "revenue_per_consumer": shown.revenue_per_consumer,
     }
 
 

@@ -121,6 +121,40 @@ class GroupFunnel:
 
 
 @dataclass(frozen=True)
+class PublicFunnel:
+    """One group's funnel as merchants may see it: counts through public_count_or_zero, and the per-consumer
+    rates hidden for a group under MIN_AUDIENCE (with its size hidden, a rate would give it away)."""
+
+    size: PublicCount
+    sent: PublicCount
+    withdrawn: PublicCount
+    failed: PublicCount
+    opened: PublicCount
+    clicked: PublicCount
+    converted: PublicCount
+    conversion_rate: float | None
+    revenue: Decimal
+    revenue_per_consumer: Decimal | None
+
+
+def public_funnel(funnel: GroupFunnel) -> PublicFunnel:
+    """The one rule for what of a group's funnel merchants see, shared by the API and the portal."""
+    large_enough = funnel.size >= settings.MIN_AUDIENCE
+    return PublicFunnel(
+        size=public_count_or_zero(funnel.size),
+        sent=public_count_or_zero(funnel.sent),
+        withdrawn=public_count_or_zero(funnel.withdrawn),
+        failed=public_count_or_zero(funnel.failed),
+        opened=public_count_or_zero(funnel.opened),
+        clicked=public_count_or_zero(funnel.clicked),
+        converted=public_count_or_zero(funnel.converted),
+        conversion_rate=funnel.conversion_rate if large_enough else None,
+        revenue=funnel.revenue,
+        revenue_per_consumer=funnel.revenue_per_consumer if large_enough else None,
+    )
+
+
+@dataclass(frozen=True)
 class CampaignReport:
     campaign_id: int
     status: str

@@ -15,9 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
 from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase
-from campaigns.selectors import campaign_progress, campaign_report, campaigns_for_merchant
+from campaigns.selectors import campaign_progress, campaign_report, campaigns_for_merchant, public_funnel
 from campaigns.selectors import public_count as campaign_count
-from campaigns.selectors import public_count_or_zero as _shown  # a true zero reads 0; small counts stay hidden
 from campaigns.services import (
     audience_precheck,
     campaign_cancel,
@@ -363,19 +362,19 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     minimum = settings.MIN_AUDIENCE
     groups = []
     for key, label, funnel in (("treatment", "Received it", report.treatment), ("control", "Held out", report.control)):
-        large = funnel.size >= minimum
+        shown = public_funnel(funnel)
         groups.append(
             {
                 "key": key,
                 "label": label,
-                "size": _shown(funnel.size),
-                "sent": _shown(funnel.sent),
-                "opened": _shown(funnel.opened),
-                "clicked": _shown(funnel.clicked),
-                "converted": _shown(funnel.converted),
-                "conversion_rate": percent(funnel.conversion_rate, 1) if large and funnel.size else None,
-                "revenue": funnel.revenue,
-                "revenue_per_consumer": funnel.revenue_per_consumer if large else None,
+                "size": shown.size,
+                "sent": shown.sent,
+                "opened": shown.opened,
+                "clicked": shown.clicked,
+                "converted": shown.converted,
+                "conversion_rate": None if shown.conversion_rate is None else percent(shown.conversion_rate, 1),
+                "revenue": shown.revenue,
+                "revenue_per_consumer": shown.revenue_per_consumer,
             }
         )
     treatment, control = groups
