@@ -688,7 +688,8 @@ def deliveries_write_batch(*, ctx: _RunContext, run_token: int) -> bool:
 # --- dispatch -------------------------------------------------------------------------------------------
 
 
-def _consented(ids: Sequence[int]) -> set[int]:
+def consumers_consented(ids: Sequence[int]) -> set[int]:
+    """Of these consumers, those whose current direct-marketing consent is an express opt-in."""
     return set(
         ConsentState.objects.filter(
             consumers_in(ids),
@@ -709,7 +710,7 @@ def consumers_reachable(consumer_ids: Sequence[int], *, has_offer: bool) -> set[
             "consumer_id", flat=True
         )
     )
-    return _consented(consumer_ids) - suppressed
+    return consumers_consented(consumer_ids) - suppressed
 
 
 def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int]) -> dict[int, str]:
@@ -717,7 +718,7 @@ def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int]) -> dic
     unreachable = [cid for cid in consumer_ids if cid not in reachable]
     if not unreachable:
         return {}
-    consented = _consented(unreachable)
+    consented = consumers_consented(unreachable)
     return {cid: (ERROR_SUPPRESSED if cid in consented else ERROR_CONSENT_WITHDRAWN) for cid in unreachable}
 
 

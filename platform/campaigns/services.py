@@ -21,11 +21,12 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 from pyroaring import BitMap
 
-from consumers.models import Consumer, Product
+from consumers.models import Product
+from consumers.subject_data import consumer_id_for_pseudonym
 from merchants.api_errors import ApiError, Conflict, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
-from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose, Suppression, SuppressionScope
+from privacy.models import Purpose, Suppression, SuppressionScope
 from privacy.pseudonyms import merchant_pseudonym
 from privacy.selectors import suppressed_consumer_ids
 from segments.models import Segment
@@ -40,6 +41,7 @@ from .activation import (
     audience_too_small_reason,
     campaign_run_lock,
     campaign_stop_pending,
+    consumers_consented,
     consumers_reachable,
     direct_marketing_basis,
     personalisation_basis_check,
@@ -496,12 +498,7 @@ class _Reach:
 
 def _reach_now(consumer_id: int) -> _Reach:
     """Whether one consumer may receive messages now, from current consent and suppressions."""
-    consented = ConsentState.objects.filter(
-        consumer_id=consumer_id,
-        purpose=Purpose.DIRECT_MARKETING,
-        status=ConsentStatus.GRANTED,
-        kind=ConsentKind.EXPRESS,
-    ).exists()
+    consented = consumer_id in consumers_consented([consumer_id])
     scopes = set(
         Suppression.objects.filter(consumer_id=consumer_id, lifted_at__isnull=True).values_list("scope", flat=True)
     )
@@ -514,7 +511,7 @@ def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage
     Consent is checked again here: a message published before a withdrawal is withdrawn, not shown.
     Concurrent reads never return the same message twice (rows are locked, locked ones skipped).
     """
-    consumer_id = Consumer.objects.filter(pseudonym=pseudonym).values_list("pk", flat=True).first()
+    consumer_id = consumer_id_for_pseudonym(pseudonym)
     if consumer_id is None:
         return None
     now = timezone.now()
