@@ -17,7 +17,7 @@ from django.utils import timezone
 from privacy.audit import audit_record
 from privacy.services import processing_basis_require
 
-from .algorithms import ALGORITHMS, algorithm_create
+from .algorithms import algorithm_create
 from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save
 from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
 from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
@@ -320,14 +320,9 @@ def model_forget_consumer(*, consumer_id: int) -> int:
     return rewritten
 
 
-def algorithm_names() -> list[str]:
-    return sorted(ALGORITHMS)
-
-
 __all__ = [
     "HoldoutReport",
     "TrainingConfig",
-    "algorithm_names",
     "model_forget_consumer",
     "models_prune",
     "recommend_for_consumers",
