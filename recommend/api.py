@@ -159,6 +159,10 @@ class SimilarProductsAPI(MerchantAPIView):
         product = get_scoped_or_404(self.get_queryset(), sku=sku)
         record, model = serving()
         items = similar_products_with(
-            merchant_id=self.merchant.pk, product_id=product.pk, n=query.validated_data["n"], model=model
+            merchant_id=self.merchant.pk,
+            product_id=product.pk,
+            category=product.category,
+            n=query.validated_data["n"],
+            model=model,
         )
         return Response({"sku": product.sku, "model": _model_summary(record), "results": _results(items)})

@@ -143,12 +143,13 @@ def recommendations_with(
 
 
 def similar_products_with(
-    *, model: LoadedModel | None, merchant_id: int, product_id: int, n: int
+    *, model: LoadedModel | None, merchant_id: int, product_id: int, category: str, n: int
 ) -> list[dict[str, Any]]:
     """The merchant's products most similar to one of its products (never itself), best first.
 
     From the serving model where it knows the product; otherwise, or to fill
-    up, the merchant's popular products in the same category, then overall.
+    up, the merchant's popular products in the product's `category` (as the
+    caller already fetched it), then overall.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -164,13 +165,10 @@ def similar_products_with(
                     picks.append(int(model.product_ids[column_id]))
                     sources.append(SOURCE_MODEL)
     if len(picks) < n:
-        category = (
-            Product.objects.filter(merchant_id=merchant_id, pk=product_id).values_list("category", flat=True).first()
-        )
         popularity = merchant_popularity(merchant_id)
         taken = {product_id, *picks}
         for candidates, source in (
-            (popularity.by_category.get(category or "", []) if category else [], SOURCE_INTEREST),
+            (popularity.by_category.get(category, []) if category else [], SOURCE_INTEREST),
             (popularity.overall, SOURCE_POPULAR),
         ):
             for candidate in candidates:
