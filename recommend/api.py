@@ -8,9 +8,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from consumers.models import Consumer, Product
+from consumers.models import Product
+from consumers.subject_data import consumer_id_for_pseudonym
 from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.models import Merchant
+from privacy.pseudonyms import is_pseudonym
 
 from .selectors import personalisation_allowed, recommendations_with, serving, similar_products_with
 
@@ -79,10 +81,8 @@ def _results(items: list[dict]) -> list[dict]:
 
 def _consumer_id(pseudonym: str) -> int | None:
     """The consumer behind a pseudonym; None for one nobody holds, or one that cannot be a pseudonym at all
-    (longer than the column, or with a NUL, which PostgreSQL refuses in text)."""
-    if len(pseudonym) > 64 or "\x00" in pseudonym:
-        return None
-    return Consumer.objects.filter(pseudonym=pseudonym).values_list("id", flat=True).first()
+    (not 64 lower-case hex characters: never queried, so a NUL or an over-long value cannot reach the database)."""
+    return consumer_id_for_pseudonym(pseudonym) if is_pseudonym(pseudonym) else None
 
 
 def _model_summary(record) -> dict | None:
@@ -159,6 +159,10 @@ class SimilarProductsAPI(MerchantAPIView):
         product = get_scoped_or_404(self.get_queryset(), sku=sku)
         record, model = serving()
         items = similar_products_with(
-            merchant_id=self.merchant.pk, product_id=product.pk, n=query.validated_data["n"], model=model
+            merchant_id=self.merchant.pk,
+            product_id=product.pk,
+            category=product.category,
+            n=query.validated_data["n"],
+            model=model,
         )
         return Response({"sku": product.sku, "model": _model_summary(record), "results": _results(items)})

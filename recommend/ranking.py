@@ -141,10 +141,6 @@ def merchant_popularity(merchant_id: int) -> Popularity:
     return popularity
 
 
-def popularity_forget(merchant_id: int) -> None:
-    cache.delete(_popularity_key(merchant_id))
-
-
 def strongest_interests(consumer_ids: Sequence[int]) -> dict[int, str]:
     """Each consumer's category with the largest summed event weight (ties: alphabetical). Consumers
     without categorised events are absent."""
@@ -254,7 +250,6 @@ def rank_for_consumers(
     n: int,
     model: LoadedModel | None,
     exclude_purchased: bool = True,
-    live_history: bool = True,
     chunk_size: int = 8192,
 ) -> RankedLists:
     """Top-n of the merchant's catalogue for every consumer id (duplicates collapse)."""
@@ -278,7 +273,7 @@ def rank_for_consumers(
         rows = model.rows_for(consumer_ids)
         cold = np.flatnonzero(rows < 0)
         cold_history = sp.csr_matrix((0, model.product_ids.size), dtype=np.float32)
-        if live_history and cold.size:
+        if cold.size:
             # Consumers the model has not seen are folded in from their live events.
             cold_history = event_histories(model, consumer_ids[cold].tolist(), _model_event_weights(model))
             has_history = np.diff(cold_history.indptr) > 0

@@ -12,7 +12,7 @@ import numpy as np
 from consumers.models import Product
 from privacy.services import ProcessingNotPermitted, processing_basis_require
 
-from .artefacts import LoadedModel, model_load
+from .artefacts import LoadedModel, artefact_read, model_load
 from .models import Algorithm, RecommenderModel
 from .ranking import (
     SOURCE_INTEREST,
@@ -31,10 +31,6 @@ logger = logging.getLogger("dmp.recommend")
 def serving_model() -> RecommenderModel | None:
     """The active model with the best hold-out nDCG (ties: the most recently activated)."""
     return RecommenderModel.objects.filter(is_active=True).order_by("-ndcg", "-activated_at", "-id").first()
-
-
-def active_models() -> list[RecommenderModel]:
-    return list(RecommenderModel.objects.filter(is_active=True).order_by("-ndcg", "-activated_at", "-id"))
 
 
 @dataclass(frozen=True)
@@ -68,11 +64,9 @@ def consumer_factors() -> ConsumerFactors | None:
 
 
 def serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
-    """The serving model's registry row and its loaded artefact (cached per process), or (None, None)."""
-    return _serving()
+    """The serving model's registry row and its loaded artefact (cached per process), or (None, None).
 
-
-def _serving() -> tuple[RecommenderModel | None, LoadedModel | None]:
+    A missing or unreadable artefact gives (None, None), logged: callers then fall back to popularity."""
     record = serving_model()
     if record is None:
         return None, None
@@ -131,7 +125,7 @@ def recommendations_for(*, consumer_id: int | None, merchant_id: int, n: int) ->
     """
     if not personalisation_allowed():
         consumer_id = None
-    return recommendations_with(model=_serving()[1], consumer_id=consumer_id, merchant_id=merchant_id, n=n)
+    return recommendations_with(model=serving()[1], consumer_id=consumer_id, merchant_id=merchant_id, n=n)
 
 
 def recommendations_with(
@@ -148,18 +142,15 @@ def recommendations_with(
     return _product_dicts(merchant_id, ranked.product_ids[consumer_id], ranked.sources_for(consumer_id))
 
 
-def similar_products(*, merchant_id: int, product_id: int, n: int) -> list[dict[str, Any]]:
+def similar_products_with(
+    *, model: LoadedModel | None, merchant_id: int, product_id: int, category: str, n: int
+) -> list[dict[str, Any]]:
     """The merchant's products most similar to one of its products (never itself), best first.
 
     From the serving model where it knows the product; otherwise, or to fill
-    up, the merchant's popular products in the same category, then overall.
+    up, the merchant's popular products in the product's `category` (as the
+    caller already fetched it), then overall.
     """
-    return similar_products_with(model=_serving()[1], merchant_id=merchant_id, product_id=product_id, n=n)
-
-
-def similar_products_with(
-    *, model: LoadedModel | None, merchant_id: int, product_id: int, n: int
-) -> list[dict[str, Any]]:
     if n < 1:
         raise ValueError("n must be at least 1")
     picks: list[int] = []
@@ -174,13 +165,10 @@ def similar_products_with(
                     picks.append(int(model.product_ids[column_id]))
                     sources.append(SOURCE_MODEL)
     if len(picks) < n:
-        category = (
-            Product.objects.filter(merchant_id=merchant_id, pk=product_id).values_list("category", flat=True).first()
-        )
         popularity = merchant_popularity(merchant_id)
         taken = {product_id, *picks}
         for candidates, source in (
-            (popularity.by_category.get(category or "", []) if category else [], SOURCE_INTEREST),
+            (popularity.by_category.get(category, []) if category else [], SOURCE_INTEREST),
             (popularity.overall, SOURCE_POPULAR),
         ):
             for candidate in candidates:
@@ -195,8 +183,6 @@ def similar_products_with(
 
 def consumer_model_presence(consumer_id: int) -> list[dict[str, Any]]:
     """Which stored models hold a row for this consumer (a factor vector or an interaction history)."""
-    from .artefacts import artefact_read
-
     held = []
     for record in RecommenderModel.objects.exclude(artefact="").order_by("pk"):
         try:

@@ -17,13 +17,13 @@ from django.utils import timezone
 from privacy.audit import audit_record
 from privacy.services import processing_basis_require
 
-from .algorithms import ALGORITHMS, algorithm_create
-from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save, model_load
+from .algorithms import algorithm_create
+from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save
 from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
 from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
 from .models import RecommenderModel, RunStatus, TrainingRun
 from .ranking import batch_chunk_size, rank_for_consumers
-from .selectors import serving_model
+from .selectors import serving
 
 logger = logging.getLogger("dmp.recommend")
 
@@ -278,8 +278,7 @@ def recommend_for_consumers(
     consumer's data).
     """
     processing_basis_require(purpose=PURPOSE)
-    record = serving_model()
-    model = model_load(record) if record is not None else None
+    _, model = serving()  # a missing or unreadable artefact degrades to popularity, as the endpoint does
     ranked = rank_for_consumers(
         merchant_id=merchant_id,
         consumer_ids=consumer_ids,
@@ -321,14 +320,9 @@ def model_forget_consumer(*, consumer_id: int) -> int:
     return rewritten
 
 
-def algorithm_names() -> list[str]:
-    return sorted(ALGORITHMS)
-
-
 __all__ = [
     "HoldoutReport",
     "TrainingConfig",
-    "algorithm_names",
     "model_forget_consumer",
     "models_prune",
     "recommend_for_consumers",

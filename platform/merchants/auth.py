@@ -61,9 +61,17 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         if api_key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("This API key has been revoked.")
         now = timezone.now()
-        ApiKey.objects.filter(pk=api_key.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-        ).update(last_used_at=now)
+        stale_before = now - LAST_USED_RESOLUTION
+        if api_key.last_used_at is None or api_key.last_used_at < stale_before:
+            # Checked in Python first, so a key used within the minute costs no write; the UPDATE stays
+            # conditional so concurrent requests with the same key write at most once.
+            updated = (
+                ApiKey.objects.filter(pk=api_key.pk)
+                .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before))
+                .update(last_used_at=now)
+            )
+            if updated:
+                api_key.last_used_at = now
         principal = ApiPrincipal(api_key_id=api_key.pk, kind=api_key.kind, merchant=api_key.merchant)
         return principal, api_key
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from merchants.auth import LAST_USED_RESOLUTION
 from merchants.models import ApiKey, ApiKeyKind
 from merchants.services import api_key_issue, api_key_revoke
 
@@ -57,6 +61,30 @@ def test_using_a_key_sets_its_last_used_time(merchant):
     assert issued.api_key.last_used_at is None
     client_with(f"Bearer {issued.raw_key}").get(PRODUCTS)
     assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at is not None
+
+
+def _apikey_updates(queries) -> list[str]:
+    table = ApiKey._meta.db_table
+    return [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and table in q["sql"]]
+
+
+def test_a_key_used_within_the_resolution_is_not_written_again(merchant):
+    issued = api_key_issue(kind=ApiKeyKind.MERCHANT, name="k", merchant=merchant)
+    client = client_with(f"Bearer {issued.raw_key}")
+    with CaptureQueriesContext(connection) as first:
+        assert client.get(PRODUCTS).status_code == 200
+    assert len(_apikey_updates(first.captured_queries)) == 1
+    with CaptureQueriesContext(connection) as second:
+        assert client.get(PRODUCTS).status_code == 200
+    assert _apikey_updates(second.captured_queries) == []
+
+
+def test_a_key_last_used_long_ago_is_written_again(merchant):
+    issued = api_key_issue(kind=ApiKeyKind.MERCHANT, name="k", merchant=merchant)
+    long_ago = timezone.now() - LAST_USED_RESOLUTION * 2
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(last_used_at=long_ago)
+    client_with(f"Bearer {issued.raw_key}").get(PRODUCTS)
+    assert ApiKey.objects.get(pk=issued.api_key.pk).last_used_at > long_ago
 
 
 def test_keys_are_stored_hashed_with_a_visible_prefix(merchant):

@@ -107,6 +107,15 @@ def test_odd_pseudonyms_never_produce_a_500(marketplace, operator_client):
         assert response.status_code == 200, pseudonym
 
 
+def test_unknown_or_malformed_pseudonyms_get_the_popular_products(marketplace, operator_client):
+    for pseudonym in ["f" * 64, "F" * 64, "quiet", "x" * 500]:
+        response = operator_client.get(URL.format(pseudonym), {"merchant": marketplace.merchant.slug, "n": 3})
+        assert response.status_code == 200, pseudonym
+        body = response.json()
+        assert body["consumer_known"] is False, pseudonym
+        assert len(body["results"]) == 3 and {r["source"] for r in body["results"]} == {"popular"}, pseudonym
+
+
 def test_recommendations_need_an_operator_key(marketplace, merchant_client, client):
     path = URL.format(marketplace.consumers[0].pseudonym)
     assert merchant_client.get(path, {"merchant": marketplace.merchant.slug}).status_code == 403

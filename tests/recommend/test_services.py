@@ -244,6 +244,18 @@ def test_a_missing_artefact_falls_back_instead_of_failing(marketplace, basis):
     assert {i["source"] for i in items} <= {"interest", "popular"}
 
 
+def test_a_missing_artefact_degrades_the_batch_to_popularity_instead_of_failing(marketplace, basis):
+    record = train("ease", EASE_FAST).model
+    assert RecommenderModel.objects.get(pk=record.pk).is_active
+    default_storage.delete(record.artefact.name)
+    merchant = marketplace.merchant
+    ids = [c.pk for c in marketplace.consumers[:20]]
+    lists = recommend_for_consumers(merchant_id=merchant.pk, consumer_ids=ids, n=5)
+    assert set(lists) == set(ids)
+    assert all(len(v) == 5 for v in lists.values())
+    _check_lists(lists, marketplace, merchant)
+
+
 def test_training_without_any_interactions_fails_visibly(basis):
     with pytest.raises(ValueError, match="no interactions"):
         train("ease", EASE_FAST)
