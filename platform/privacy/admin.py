@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from .audit import audit_chain_verify
 from .models import (
+    ActivityStatus,
     AuditEntry,
     ConsentRecord,
     ConsentState,
@@ -34,7 +35,7 @@ from .models import (
 )
 from .records import processing_record_export
 from .risk_flags import RiskReviewError, counter_statement_dismiss, counter_statement_uphold, risk_flags_lift
-from .services import activity_approve, activity_suspend
+from .services import activity_approve, activity_revert_to_draft, activity_suspend
 from .subject_rights import (
     SubjectRequestError,
     subject_request_process,
@@ -89,11 +90,11 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
     ]
 
     def save_model(self, request, obj, form, change):
-        # Any edit of an approved activity sends it back for approval.
-        if change and form.changed_data:
-            obj.status = "draft"
-            obj.approved_by = None
-            obj.approved_at = None
+        # Any edit of an approved (or suspended) activity sends it back for approval, through the audited service.
+        # `status` is read-only in the form, so obj.status is still the stored one here.
+        if change and form.changed_data and obj.status != ActivityStatus.DRAFT:
+            activity_revert_to_draft(activity=obj, officer=request.user)
+            return
         super().save_model(request, obj, form, change)
 
     def response_change(self, request, obj):
