@@ -27,7 +27,6 @@ from .models import (
     CounterStatement,
     DataSubjectRequest,
     ProcessingActivity,
-    RequestStatus,
     RiskFlag,
     RiskFlagStatus,
     StatementStatus,
@@ -38,6 +37,8 @@ from .risk_flags import RiskReviewError, counter_statement_dismiss, counter_stat
 from .services import activity_approve, activity_revert_to_draft, activity_suspend
 from .subject_rights import (
     SubjectRequestError,
+    open_requests,
+    overdue_requests,
     subject_request_process,
     subject_request_reject,
     subject_request_start,
@@ -269,11 +270,10 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         now = timezone.now()
-        open_requests = queryset.filter(status__in=[RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS])
         if self.value() == "overdue":
-            return open_requests.filter(due_at__lt=now)
+            return overdue_requests(queryset, now=now)
         if self.value() == "week":
-            return open_requests.filter(due_at__gte=now, due_at__lt=now + timezone.timedelta(days=7))
+            return open_requests(queryset).filter(due_at__gte=now, due_at__lt=now + timezone.timedelta(days=7))
         return queryset
 
 
