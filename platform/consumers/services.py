@@ -197,6 +197,17 @@ def _identifier(value) -> str:
     return text
 
 
+def _consumer_pseudonym(value, pseudonymise: Callable[[str], str]) -> str:
+    """The pseudonym of a raw consumer identifier; _Bad (never quoting the value) when it is not a usable one."""
+    consumer = _identifier(value)
+    if len(consumer) > MAX_ID_LENGTH:
+        raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
+    try:
+        return pseudonymise(consumer)
+    except UnicodeEncodeError:  # a lone surrogate cannot be encoded for the keyed hash
+        raise _Bad("is not valid Unicode text") from None
+
+
 def _text(value, max_length: int, *, required: bool = False) -> str:
     if value is None or value == "":
         if required:
@@ -543,15 +554,9 @@ class _EventIngest:
                 source_key = ""
 
             try:
-                consumer = _identifier(get("consumer_id"))
-                if len(consumer) > MAX_ID_LENGTH:
-                    raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
-                pseudonym = pseudonymise(consumer)
+                pseudonym = _consumer_pseudonym(get("consumer_id"), pseudonymise)
             except _Bad as exc:
                 bad.append(RowError(row_no, "consumer_id", str(exc)))
-                pseudonym = ""
-            except UnicodeEncodeError:
-                bad.append(RowError(row_no, "consumer_id", "is not valid Unicode text"))
                 pseudonym = ""
 
             try:
@@ -1087,14 +1092,9 @@ def _profiles_validate(
         bad = []
         pseudonym = age_range = country = gender = ""
         try:
-            consumer = _identifier(raw.get("consumer_id"))
-            if len(consumer) > MAX_ID_LENGTH:
-                raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
-            pseudonym = pseudonymise(consumer)
+            pseudonym = _consumer_pseudonym(raw.get("consumer_id"), pseudonymise)
         except _Bad as exc:
             bad.append(RowError(row_no, "consumer_id", str(exc)))
-        except UnicodeEncodeError:
-            bad.append(RowError(row_no, "consumer_id", "is not valid Unicode text"))
         birth_date, age = raw.get("birth_date"), raw.get("age")
         if birth_date not in (None, ""):
             try:
@@ -1239,14 +1239,9 @@ def _consents_validate(
         bad = []
         values: dict = {}
         try:
-            consumer = _identifier(raw.get("consumer_id"))
-            if len(consumer) > MAX_ID_LENGTH:
-                raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
-            values["pseudonym"] = pseudonymise(consumer)
+            values["pseudonym"] = _consumer_pseudonym(raw.get("consumer_id"), pseudonymise)
         except _Bad as exc:
             bad.append(RowError(row_no, "consumer_id", str(exc)))
-        except UnicodeEncodeError:
-            bad.append(RowError(row_no, "consumer_id", "is not valid Unicode text"))
         checks = (
             ("purpose", lambda v: _choice(v, Purpose.values)),
             ("status", lambda v: _choice(v, ConsentStatus.values)),
