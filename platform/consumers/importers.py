@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from merchants.models import Merchant
+from merchants.services import merchant_create
 
 from .countries import country_code
 
@@ -78,7 +79,14 @@ def open_text(path: Path, on_read: Callable[[int], object], encoding: str = "utf
 
 
 def merchant_for_import(*, slug: str, name: str) -> tuple[Merchant, bool]:
-    return Merchant.objects.get_or_create(slug=slug, defaults={"name": name})
+    """The merchant with this slug, created through merchant_create (validated) when missing.
+
+    Raises ValidationError, saving nothing, for a slug or name the merchant model refuses.
+    """
+    merchant = Merchant.objects.filter(slug=slug).first()
+    if merchant is not None:
+        return merchant, False
+    return merchant_create(slug=slug, name=name), True
 
 
 class Importer:

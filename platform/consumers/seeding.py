@@ -36,8 +36,7 @@ from decimal import Decimal
 import numpy as np
 from django.db import transaction
 
-from merchants.models import Merchant
-
+from .importers import merchant_for_import
 from .models import Product
 from .services import consents_ingest, events_ingest, profiles_ingest
 
@@ -292,7 +291,7 @@ def seed_marketplace(
     with transaction.atomic():
         merchant_ids = []
         for slug, name, _cats in chosen:
-            merchant, _ = Merchant.objects.get_or_create(slug=slug, defaults={"name": name})
+            merchant, _ = merchant_for_import(slug=slug, name=name)
             merchant_ids.append(merchant.pk)
         for row in product_rows:
             row.merchant_id = merchant_ids[row.merchant_id]

@@ -197,6 +197,17 @@ def _identifier(value) -> str:
     return text
 
 
+def _consumer_pseudonym(value, pseudonymise: Callable[[str], str]) -> str:
+    """The pseudonym of a raw consumer identifier; _Bad (never quoting the value) when it is not a usable one."""
+    consumer = _identifier(value)
+    if len(consumer) > MAX_ID_LENGTH:
+        raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
+    try:
+        return pseudonymise(consumer)
+    except UnicodeEncodeError:  # a lone surrogate cannot be encoded for the keyed hash
+        raise _Bad("is not valid Unicode text") from None
+
+
 def _text(value, max_length: int, *, required: bool = False) -> str:
     if value is None or value == "":
         if required:
@@ -543,15 +554,9 @@ class _EventIngest:
                 source_key = ""
 
             try:
-                consumer = _identifier(get("consumer_id"))
-                if len(consumer) > MAX_ID_LENGTH:
-                    raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
-                pseudonym = pseudonymise(consumer)
+                pseudonym = _consumer_pseudonym(get("consumer_id"), pseudonymise)
             except _Bad as exc:
                 bad.append(RowError(row_no, "consumer_id", str(exc)))
-                pseudonym = ""
-            except UnicodeEncodeError:
-                bad.append(RowError(row_no, "consumer_id", "is not valid Unicode text"))
                 pseudonym = ""
 
             try:
@@ -1087,14 +1092,9 @@ def _profiles_validate(
         bad = []
         pseudonym = age_range = country = gender = ""
         try:
-            consumer = _identifier(raw.get("consumer_id"))
-            if len(consumer) > MAX_ID_LENGTH:
-                raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
-            pseudonym = pseudonymise(consumer)
+            pseudonym = _consumer_pseudonym(raw.get("consumer_id"), pseudonymise)
         except _Bad as exc:
             bad.append(RowError(row_no, "consumer_id", str(exc)))
-        except UnicodeEncodeError:
-            bad.append(RowError(row_no, "consumer_id", "is not valid Unicode text"))
         birth_date, age = raw.get("birth_date"), raw.get("age")
         if birth_date not in (None, ""):
             try:
@@ -1239,14 +1239,9 @@ def _consents_validate(
         bad = []
         values: dict = {}
         try:
-            consumer = _identifier(raw.get("consumer_id"))
-            if len(consumer) > MAX_ID_LENGTH:
-                raise _Bad(f"is too long (at most {MAX_ID_LENGTH} characters)")
-            values["pseudonym"] = pseudonymise(consumer)
+            values["pseudonym"] = _consumer_pseudonym(raw.get("consumer_id"), pseudonymise)
         except _Bad as exc:
             bad.append(RowError(row_no, "consumer_id", str(exc)))
-        except UnicodeEncodeError:
-            bad.append(RowError(row_no, "consumer_id", "is not valid Unicode text"))
         checks = (
             ("purpose", lambda v: _choice(v, Purpose.values)),
             ("status", lambda v: _choice(v, ConsentStatus.values)),
@@ -1347,3 +1342,80 @@ def consents_ingest(
     report.received = next_row - 1
     _log("ingest.consents", report, started)
     return report
+
+
+# --------------------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True)
+class PurgeRound:
+    """What one round of an event purge did, and what should follow it once it commits."""
+
+    cutoff: datetime
+    round_number: int
+    deleted: int  # this round
+    total: int  # this run so far
+    more: bool  # events past the cutoff remain
+    requeue: bool  # another round of this run should follow
+    retag: bool  # the run is over and deleted something: the event-derived tags need recomputing
+
+
+def events_purge_batch(*, cutoff: datetime, batch_size: int) -> int:
+    """Delete up to batch_size events older than cutoff, oldest ids first. Returns how many went."""
+    ids = list(Event.objects.filter(occurred_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size])
+    if not ids:
+        return 0
+    deleted, _ = Event.objects.filter(pk__in=ids).delete()
+    return deleted
+
+
+def events_purge_expired_run(
+    *,
+    cutoff: datetime,
+    round_number: int,
+    deleted_before: int,
+    batch_size: int,
+    batches_per_task: int,
+    max_rounds: int,
+    actor: str,
+) -> PurgeRound:
+    """One round of a retention purge: at most `batches_per_task` batches and its audit entry, in one transaction.
+
+    Says whether another round should follow (more to delete and fewer than `max_rounds` so far) or, when the
+    run ends having deleted something, that the event-derived tags need recomputing; the caller acts on that
+    after commit.
+    """
+    deleted = 0
+    more = True
+    with transaction.atomic():
+        for _ in range(batches_per_task):
+            n = events_purge_batch(cutoff=cutoff, batch_size=batch_size)
+            deleted += n
+            if n < batch_size:
+                more = False
+                break
+        total = deleted_before + deleted
+        requeue = more and round_number + 1 < max_rounds
+        audit_record(
+            actor=actor,
+            action="retention.events_purged",
+            object_type="Event",
+            counts={"deleted": deleted, "deleted_this_run": total},
+            details={
+                "cutoff": cutoff.isoformat(),
+                "retention_days": settings.EVENT_RETENTION_DAYS,
+                "round": round_number,
+                "batch_size": batch_size,
+                "more_to_delete": more,
+                "hard_limit_reached": more and not requeue,
+            },
+        )
+    return PurgeRound(
+        cutoff=cutoff,
+        round_number=round_number,
+        deleted=deleted,
+        total=total,
+        more=more,
+        requeue=requeue,
+        retag=not requeue and total > 0,
+    )

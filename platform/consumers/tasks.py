@@ -14,11 +14,10 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from privacy.audit import audit_record
 from privacy.services import ProcessingNotPermitted
 
-from .models import Event
 from .risk import risk_scan
+from .services import events_purge_expired_run
 
 logger = logging.getLogger("dmp.consumers")
 
@@ -84,15 +83,6 @@ def enqueue_by_name(name: str, kwargs: dict) -> bool:
     return True
 
 
-def events_purge_batch(*, cutoff: datetime, batch_size: int) -> int:
-    """Delete up to batch_size events older than cutoff, oldest ids first. Returns how many went."""
-    ids = list(Event.objects.filter(occurred_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size])
-    if not ids:
-        return 0
-    deleted, _ = Event.objects.filter(pk__in=ids).delete()
-    return deleted
-
-
 @shared_task(name=EVENTS_PURGE_TASK, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def events_purge_expired(
     cutoff: str | None = None,
@@ -106,7 +96,7 @@ def events_purge_expired(
 
     One invocation deletes at most `batches_per_task` batches of `batch_size`
     events (settings RETENTION_PURGE_BATCHES_PER_TASK, RETENTION_PURGE_BATCH)
-    and its audit entry in one transaction, then re-queues itself after commit
+    and its audit entry in one transaction (events_purge_expired_run), then re-queues itself after commit
     while there is more, at most `max_rounds` times (RETENTION_PURGE_MAX_ROUNDS);
     the next scheduled run carries on from there. The cutoff and the bounds are
     fixed at the first round and passed along, so one run has one meaning. When
@@ -118,47 +108,33 @@ def events_purge_expired(
     batch_size = batch_size or purge_batch_size()
     batches_per_task = batches_per_task or purge_batches_per_task()
     max_rounds = max_rounds or purge_max_rounds()
-    deleted = 0
-    more = True
     with transaction.atomic():
-        for _ in range(batches_per_task):
-            n = events_purge_batch(cutoff=cutoff_at, batch_size=batch_size)
-            deleted += n
-            if n < batch_size:
-                more = False
-                break
-        total = deleted_before + deleted
-        next_round = round_number + 1
-        requeue = more and next_round < max_rounds
-        audit_record(
+        result = events_purge_expired_run(
+            cutoff=cutoff_at,
+            round_number=round_number,
+            deleted_before=deleted_before,
+            batch_size=batch_size,
+            batches_per_task=batches_per_task,
+            max_rounds=max_rounds,
             actor=f"task:{EVENTS_PURGE_TASK}",
-            action="retention.events_purged",
-            object_type="Event",
-            counts={"deleted": deleted, "deleted_this_run": total},
-            details={
-                "cutoff": cutoff_at.isoformat(),
-                "retention_days": settings.EVENT_RETENTION_DAYS,
-                "round": round_number,
-                "batch_size": batch_size,
-                "more_to_delete": more,
-                "hard_limit_reached": more and not requeue,
-            },
         )
-        if requeue:
+        if result.requeue:
             kwargs = {
                 "cutoff": cutoff_at.isoformat(),
-                "round_number": next_round,
-                "deleted_before": total,
+                "round_number": round_number + 1,
+                "deleted_before": result.total,
                 "batch_size": batch_size,
                 "batches_per_task": batches_per_task,
                 "max_rounds": max_rounds,
             }
             transaction.on_commit(lambda: events_purge_expired.apply_async(kwargs=kwargs))
-        elif total:
+        elif result.retag:
             retag = {"families": list(EVENT_DERIVED_TAG_FAMILIES)}
             transaction.on_commit(lambda: enqueue_by_name(RETAG_TASK, retag))
     logger.info(
         "retention.events_purged",
-        extra={"fields": {"round": round_number, "deleted": deleted, "total": total, "more": more}},
+        extra={
+            "fields": {"round": round_number, "deleted": result.deleted, "total": result.total, "more": result.more}
+        },
     )
-    return {"deleted": deleted, "total": total, "round": round_number, "requeued": requeue}
+    return {"deleted": result.deleted, "total": result.total, "round": round_number, "requeued": result.requeue}

@@ -20,13 +20,13 @@ from django.views.decorators.http import require_POST
 
 from .audit import audit_chain_verify
 from .models import (
+    ActivityStatus,
     AuditEntry,
     ConsentRecord,
     ConsentState,
     CounterStatement,
     DataSubjectRequest,
     ProcessingActivity,
-    RequestStatus,
     RiskFlag,
     RiskFlagStatus,
     StatementStatus,
@@ -34,9 +34,11 @@ from .models import (
 )
 from .records import processing_record_export
 from .risk_flags import RiskReviewError, counter_statement_dismiss, counter_statement_uphold, risk_flags_lift
-from .services import activity_approve, activity_suspend
+from .services import activity_approve, activity_revert_to_draft, activity_suspend
 from .subject_rights import (
     SubjectRequestError,
+    open_requests,
+    overdue_requests,
     subject_request_process,
     subject_request_reject,
     subject_request_start,
@@ -89,11 +91,11 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
     ]
 
     def save_model(self, request, obj, form, change):
-        # Any edit of an approved activity sends it back for approval.
-        if change and form.changed_data:
-            obj.status = "draft"
-            obj.approved_by = None
-            obj.approved_at = None
+        # Any edit of an approved (or suspended) activity sends it back for approval, through the audited service.
+        # `status` is read-only in the form, so obj.status is still the stored one here.
+        if change and form.changed_data and obj.status != ActivityStatus.DRAFT:
+            activity_revert_to_draft(activity=obj, officer=request.user)
+            return
         super().save_model(request, obj, form, change)
 
     def response_change(self, request, obj):
@@ -268,11 +270,10 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         now = timezone.now()
-        open_requests = queryset.filter(status__in=[RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS])
         if self.value() == "overdue":
-            return open_requests.filter(due_at__lt=now)
+            return overdue_requests(queryset, now=now)
         if self.value() == "week":
-            return open_requests.filter(due_at__gte=now, due_at__lt=now + timezone.timedelta(days=7))
+            return open_requests(queryset).filter(due_at__gte=now, due_at__lt=now + timezone.timedelta(days=7))
         return queryset
 
 

@@ -118,6 +118,30 @@ def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
+def activity_revert_to_draft(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+    """Save an edited activity back as a draft: an edit voids its approval, so it needs approving again.
+
+    `activity` carries the officer's unsaved edits; they are saved with the new status.
+    """
+    previous_status = str(activity.status)
+    with transaction.atomic():
+        activity.status = ActivityStatus.DRAFT
+        activity.approved_by = None
+        activity.approved_at = None
+        activity.save()
+        audit_record(
+            actor=f"user:{officer.pk}",
+            action="processing_activity.reverted_to_draft",
+            purpose=activity.purpose,
+            legal_basis=activity.legal_basis,
+            activity_id=activity.pk,
+            object_type="ProcessingActivity",
+            object_id=activity.pk,
+            details={"previous_status": previous_status},
+        )
+    return activity
+
+
 @dataclass(frozen=True)
 class ConsentChange:
     consumer_id: int

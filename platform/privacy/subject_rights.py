@@ -19,16 +19,18 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .audit import audit_record
 from .models import (
+    OPEN_REQUEST_STATUSES,
     ConsentKind,
     ConsentStatus,
     DataSubjectRequest,
@@ -96,13 +98,7 @@ def subject_request_submit(*, kind: str, raw_identifier: str, actor: str) -> Dat
     pseudonym = pseudonymise(raw_identifier)
     digest = subject_digest(pseudonym)
     now = timezone.now()
-    existing = (
-        DataSubjectRequest.objects.filter(
-            subject_digest=digest, kind=kind, status__in=[RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS]
-        )
-        .values_list("pk", flat=True)
-        .first()
-    )
+    existing = _open_request_id(digest, kind)
     if existing is not None:
         raise DuplicateOpenRequest(existing, kind)
     try:
@@ -124,13 +120,7 @@ def subject_request_submit(*, kind: str, raw_identifier: str, actor: str) -> Dat
             )
     except IntegrityError:
         # A concurrent submission won the partial unique constraint.
-        existing = (
-            DataSubjectRequest.objects.filter(
-                subject_digest=digest, kind=kind, status__in=[RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS]
-            )
-            .values_list("pk", flat=True)
-            .first()
-        )
+        existing = _open_request_id(digest, kind)
         raise DuplicateOpenRequest(existing or 0, kind) from None
     logger.info("subject_request.received", extra={"fields": {"request_id": request.pk, "kind": kind}})
     if kind == RequestKind.OBJECTION:
@@ -359,7 +349,19 @@ def _carry_out_objection(request: DataSubjectRequest, actor: str, stage: dict) -
     return result, {"consent_withdrawn": 1, "suppressions_created": int(created)}
 
 
-def overdue_requests():
-    return DataSubjectRequest.objects.filter(
-        status__in=[RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS], due_at__lt=timezone.now()
-    )
+def open_requests(queryset: QuerySet[DataSubjectRequest] | None = None) -> QuerySet[DataSubjectRequest]:
+    """Requests still waiting on an officer (received or in progress), narrowed from `queryset` if given."""
+    base = DataSubjectRequest.objects.all() if queryset is None else queryset
+    return base.filter(status__in=OPEN_REQUEST_STATUSES)
+
+
+def overdue_requests(
+    queryset: QuerySet[DataSubjectRequest] | None = None, *, now: datetime | None = None
+) -> QuerySet[DataSubjectRequest]:
+    """Open requests past their due date."""
+    return open_requests(queryset).filter(due_at__lt=now or timezone.now())
+
+
+def _open_request_id(digest: str, kind: str) -> int | None:
+    """The open request of this kind for this subject, if any (at most one, by the partial unique constraint)."""
+    return open_requests().filter(subject_digest=digest, kind=kind).values_list("pk", flat=True).first()

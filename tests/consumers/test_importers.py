@@ -267,3 +267,12 @@ def test_the_text_summary_names_counts_and_reasons(db, tmp_path):
     assert "1 rows read" in text
     assert "skipped before ingestion: 1 (missing CustomerID: 1)" in text
     assert "accepted (written): 0" in text
+
+
+def test_a_bad_merchant_slug_is_refused_and_not_saved(db, tmp_path):
+    from merchants.models import Merchant
+
+    path = write_csv(tmp_path / "e.csv", ["event_id", "consumer_id", "sku", "event_type", "occurred_at"], [])
+    with pytest.raises(CommandError, match="cannot create merchant 'not a slug!'.*slug"):
+        import_events("--format", "csv", str(path), "--merchant", "not a slug!", "--no-progress")
+    assert not Merchant.objects.filter(slug="not a slug!").exists()

@@ -132,3 +132,32 @@ def test_the_guard_answers_with_the_most_recently_approved_activity(db, officer)
     assert processing_basis_require(purpose=Purpose.TAGGING).activity_id == first.pk
     with pytest.raises(ProcessingNotPermitted, match="unknown purpose"):
         processing_basis_require(purpose="profiling")
+
+
+def test_editing_an_approved_activity_in_the_admin_sends_it_back_to_draft_with_an_audit_entry(db, client, officer):
+    activity = activity_approve(activity=make_activity(assessment="a"), officer=officer)
+    client.force_login(officer)
+    response = client.post(
+        f"/admin/privacy/processingactivity/{activity.pk}/change/",
+        {
+            "name": "x",
+            "purpose": activity.purpose,
+            "legal_basis": activity.legal_basis,
+            "description": "why, reworded",
+            "assessment": "a",
+            "disclosure_url": "",
+            "counter_statement_channel": "",
+            "data_categories": "",
+            "recipients": "",
+            "retention": "",
+            "safeguards": "",
+        },
+    )
+    assert response.status_code == 302
+    activity.refresh_from_db()
+    assert activity.status == "draft"
+    assert activity.description == "why, reworded"
+    assert activity.approved_by is None
+    entry = AuditEntry.objects.get(action="processing_activity.reverted_to_draft")
+    assert entry.actor == f"user:{officer.pk}"
+    assert entry.activity_id == activity.pk

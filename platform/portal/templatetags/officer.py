@@ -7,17 +7,15 @@ from dataclasses import dataclass, field
 from django import template
 from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 
 from privacy.models import (
-    OPEN_REQUEST_STATUSES,
     ActivityStatus,
     AuditEntry,
     CounterStatement,
-    DataSubjectRequest,
     ProcessingActivity,
     StatementStatus,
 )
+from privacy.subject_rights import open_requests, overdue_requests
 
 register = template.Library()
 
@@ -68,12 +66,11 @@ def officer_summary(context) -> OfficerSummary | None:
         verify_url=_admin_url("privacy_auditentry_verify") if user.has_perm("privacy.view_auditentry") else "",
     )
     if user.has_perm("privacy.view_datasubjectrequest"):
-        open_requests = DataSubjectRequest.objects.filter(status__in=OPEN_REQUEST_STATUSES)
-        overdue = open_requests.filter(due_at__lt=timezone.now()).count()
+        overdue = overdue_requests().count()
         summary.queues.append(
             QueueLine(
                 label="data-subject requests open" + (f", {overdue} overdue" if overdue else ""),
-                count=open_requests.count(),
+                count=open_requests().count(),
                 url=_admin_url("privacy_datasubjectrequest_changelist", "?status__in=received,in_progress"),
                 urgent=overdue > 0,
             )

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -52,7 +53,11 @@ class Command(BaseCommand):
         else:
             name = slug
         if slug:
-            merchant_obj, created = merchant_for_import(slug=slug, name=name or slug)
+            try:
+                merchant_obj, created = merchant_for_import(slug=slug, name=name or slug)
+            except ValidationError as exc:
+                problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+                raise CommandError(f"cannot create merchant {slug!r}: {problems}") from None
             if created:
                 self.stderr.write(f"created merchant {merchant_obj.slug}")
 
