@@ -20,7 +20,7 @@ from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
 from .arrays import sorted_unique
-from .bitmaps import bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
+from .bitmaps import bitmap_from_ids, bitmap_store, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
 from .inputs import TaggingInput, packed_query
 from .live_bitmap import live_bitmap_rebuild
@@ -459,11 +459,12 @@ def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
             for start in range(0, len(orphans), 1_000):
                 # tag_id first: the (tag, consumer) index answers it; there is no consumer index.
                 ConsumerTag.objects.filter(tag_id__in=tag_ids, consumer_id__in=orphans[start : start + 1_000]).delete()
-            for key, bitmap in bitmaps_load(tag_key(t) for t in tag_ids).items():
+            # What the run wrote is what is stored: the run holds the tagging lock, so no erasure changed it since.
+            for tag_id, bitmap in written.items():
                 if not bitmap.isdisjoint(vanished):
-                    cleaned = BitMap(bitmap) - vanished
-                    bitmap_store(key=key, bitmap=cleaned)
-                    Tag.objects.filter(pk=int(key.removeprefix("tag:"))).update(consumer_count=len(cleaned))
+                    cleaned = bitmap - vanished
+                    bitmap_store(key=tag_key(tag_id), bitmap=cleaned)
+                    Tag.objects.filter(pk=tag_id).update(consumer_count=len(cleaned))
     return len(live)
 
 
