@@ -281,8 +281,7 @@ def family_replace(
     by_value = np.lexsort((consumer_ids, value_index))
     bounds = np.searchsorted(value_index[by_value], np.arange(len(values) + 1))
     with transaction.atomic():
-        tag_ids = _catalogue_upsert(rule, values, counts)
-        family_tag_ids = list(Tag.objects.filter(family=rule.family).values_list("id", flat=True))
+        tag_ids, family_tag_ids = _catalogue_upsert(rule, values, counts)
         row_tags = np.asarray(tag_ids, dtype=np.int64)[value_index] if len(values) else np.empty(0, np.int64)
         scores = assignments.scores
         old_consumers, old_tags, old_scores = _rows_read(family_tag_ids)
@@ -296,9 +295,11 @@ def family_replace(
         bitmaps: dict[int, BitMap] = {}
         for position, tag_id in enumerate(tag_ids):
             bitmaps[tag_id] = bitmap_from_ids(consumer_ids[by_value[bounds[position] : bounds[position + 1]]])
-        for tag_id in set(family_tag_ids) - set(tag_ids):
+        stale = sorted(set(family_tag_ids) - set(tag_ids))
+        for tag_id in stale:
             bitmaps[tag_id] = BitMap()  # a value nobody holds any more
-            Tag.objects.filter(pk=tag_id).update(consumer_count=0)
+        if stale:
+            Tag.objects.filter(pk__in=stale).update(consumer_count=0)
         for tag_id, bitmap in bitmaps.items():
             bitmap_store(key=tag_key(tag_id), bitmap=bitmap)
     return bitmaps
@@ -380,8 +381,12 @@ def _rows_delete_pairs(consumer_ids: np.ndarray, tag_ids: np.ndarray) -> None:
             ConsumerTag.objects.filter(tag_id=tag_id, consumer_id__in=members[start : start + 500]).delete()
 
 
-def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> list[int]:
-    """Make sure every value has its Tag row with the current label, definition and count; ids in value order."""
+def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> tuple[list[int], list[int]]:
+    """Make sure every value has its Tag row with the current label, definition and count.
+
+    Returns the values' tag ids (in value order) and every tag id of the family (values no longer computed
+    included), from one read of the family's catalogue.
+    """
     existing = {tag.value: tag for tag in Tag.objects.filter(family=rule.family)}
     new, changed = [], []
     for value, count in zip(values, counts.tolist(), strict=True):
@@ -406,8 +411,11 @@ def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> list[int]:
     Tag.objects.bulk_update(
         changed, ["label", "definition", "rule_version", "purpose", "consumer_count", "updated_at"], batch_size=500
     )
-    ids = dict(Tag.objects.filter(family=rule.family).values_list("value", "id"))
-    return [ids[value.value] for value in values]
+    if any(tag.pk is None for tag in new):  # a backend that does not return ids from a bulk insert
+        ids = dict(Tag.objects.filter(family=rule.family).values_list("value", "id"))
+    else:
+        ids = {value: tag.pk for value, tag in existing.items()} | {tag.value: tag.pk for tag in new}
+    return [ids[value.value] for value in values], list(ids.values())
 
 
 def _rows_delete(tag_ids: list[int]) -> None:
