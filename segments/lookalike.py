@@ -47,7 +47,6 @@ class LookalikeError(Exception):
 class LookalikeResult:
     members: BitMap
     method: str  # "factors" or "classifier"
-    threshold: float | None  # the lowest similarity taken
 
 
 def _active_factors():
@@ -156,11 +155,9 @@ def _select(
         raise LookalikeError("No consumer outside the seed could be compared with it.")
     if min_similarity is not None:
         chosen = ids[scores >= min_similarity]
-        threshold = float(min_similarity)
     else:
         n = min(int(size), ids.size)
         # Highest score first, lower id first among equals: sort by (-score, id).
         order = np.lexsort((ids, -scores))[:n]
         chosen = ids[order]
-        threshold = float(scores[order[-1]]) if n else None
-    return LookalikeResult(bitmap_from_ids(np.sort(chosen)), method, threshold)
+    return LookalikeResult(bitmap_from_ids(np.sort(chosen)), method)
