@@ -267,18 +267,41 @@ _behaviour_cache: OrderedDict[str, FrozenBitMap] = OrderedDict()
 _behaviour_lock = threading.Lock()
 
 
-def behaviour_cache_key(term: ActionTerm, *, merchant_id: int, now: datetime) -> str:
+@dataclass(frozen=True)
+class BehaviourVersion:
+    """What every behavioural cache key depends on besides the term: the erasure generation and the events'
+    high-water marks (min and max Event.id)."""
+
+    generation: int
+    low: int | None
+    high: int | None
+
+
+def behaviour_version() -> BehaviourVersion:
+    """Read the generation and the Event id bounds (one aggregate, one cache read)."""
     bounds = Event.objects.aggregate(low=Min("id"), high=Max("id"))
-    generation = cache.get(BEHAVIOUR_GENERATION_KEY, 0)
+    return BehaviourVersion(cache.get(BEHAVIOUR_GENERATION_KEY, 0), bounds["low"], bounds["high"])
+
+
+def behaviour_cache_key(
+    term: ActionTerm, *, merchant_id: int, now: datetime, version: BehaviourVersion | None = None
+) -> str:
+    v = version if version is not None else behaviour_version()
     start = window_start(term, now)
     scope = merchant_id if term.merchant is not None else "all"
-    raw = f"{generation}|{bounds['low']}|{bounds['high']}|{start.isoformat() if start else '-'}|{scope}|{to_text(term)}"
+    raw = f"{v.generation}|{v.low}|{v.high}|{start.isoformat() if start else '-'}|{scope}|{to_text(term)}"
     return "segments:behaviour:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-def behaviour_bitmap(term: ActionTerm, *, merchant_id: int, now: datetime) -> FrozenBitMap:
-    """Consumers who did the action, from SQL, cached (per process and in the shared cache) until events change."""
-    key = behaviour_cache_key(term, merchant_id=merchant_id, now=now)
+def behaviour_bitmap(
+    term: ActionTerm, *, merchant_id: int, now: datetime, version: BehaviourVersion | None = None
+) -> FrozenBitMap:
+    """Consumers who did the action, from SQL, cached (per process and in the shared cache) until events change.
+
+    `version` (from `behaviour_version`), when given, saves reading the bounds and generation again: one
+    evaluation reads them once for all its action terms, nested segments included.
+    """
+    key = behaviour_cache_key(term, merchant_id=merchant_id, now=now, version=version)
     with _behaviour_lock:
         hit = _behaviour_cache.get(key)
         if hit is not None:
@@ -359,18 +382,23 @@ def evaluate_bitmap(
     now: datetime | None = None,
     bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap] | None = None,
     _stack: tuple[int, ...] = (),
+    _version: list[BehaviourVersion] | None = None,
 ) -> BitMap | FrozenBitMap:
     """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers.
 
     `bitmaps` (tag bitmaps by tag id, and the live consumers), when given, saves loading them: bulk refreshes
     load every tag once for many segments.
+
+    The behavioural cache version (Event id bounds and erasure generation) is read at most once per top-level
+    call, when the first action term needs it, and shared with nested segments.
     """
     now = now or timezone.now()
+    version = _version if _version is not None else []
     tag_ids = sorted(set(resolved.tag_ids.values()))
     by_tag, live = bitmaps if bitmaps is not None else tag_bitmaps(tag_ids)
     nested: dict[int, FrozenBitMap] = {}
     for segment_id in resolved.segment_ids:
-        nested[segment_id] = _nested_segment_bitmap(segment_id, resolved.merchant_id, now, _stack)
+        nested[segment_id] = _nested_segment_bitmap(segment_id, resolved.merchant_id, now, _stack, version)
     actions: dict[ActionTerm, FrozenBitMap] = {}
 
     def leaf(term) -> FrozenBitMap:
@@ -379,7 +407,9 @@ def evaluate_bitmap(
         if isinstance(term, SegmentTerm):
             return nested[term.segment_id]
         if term not in actions:
-            actions[term] = behaviour_bitmap(term, merchant_id=resolved.merchant_id, now=now)
+            if not version:
+                version.append(behaviour_version())
+            actions[term] = behaviour_bitmap(term, merchant_id=resolved.merchant_id, now=now, version=version[0])
         return actions[term]
 
     # Every operation makes one new bitmap (of the type of its left operand) and copies nothing: the leaves are
@@ -407,7 +437,9 @@ def evaluate_bitmap(
     return walk(resolved.node) & live
 
 
-def _nested_segment_bitmap(segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...]) -> FrozenBitMap:
+def _nested_segment_bitmap(
+    segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...], version: list[BehaviourVersion]
+) -> FrozenBitMap:
     if segment_id in stack or len(stack) >= MAX_NESTING:
         raise NestingError(
             f"segment:{segment_id} includes itself through nested segments",
@@ -422,7 +454,7 @@ def _nested_segment_bitmap(segment_id: int, merchant_id: int, now: datetime, sta
     if segment.kind == SegmentKind.LOOKALIKE or not segment.definition:
         return FrozenBitMap()  # a lookalike with no snapshot yet has no members yet
     inner = definition_resolve(segment_definition_node(segment), merchant=segment.merchant, text=segment.definition)
-    return evaluate_bitmap(inner, now=now, _stack=(*stack, segment_id))
+    return evaluate_bitmap(inner, now=now, _stack=(*stack, segment_id), _version=version)
 
 
 # ------------------------------------------------------------------------------------------------ SQL evaluator

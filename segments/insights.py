@@ -68,15 +68,14 @@ def segment_insights(*, segment: Segment) -> dict:
     """For each tag family: the segment's distribution against the live population, with lift."""
     processing_basis_require(purpose=Purpose.TAGGING)
     members = _members(segment)
-    live = live_consumers_bitmap()
+    tags = list(Tag.objects.order_by("family", "value").values_list("id", "family", "value", "label"))
+    by_tag, live = tag_bitmaps([t[0] for t in tags])  # the tags and the live consumers, in one state query
     members = members & live
     minimum = settings.MIN_AUDIENCE
     size, population = len(members), len(live)
     result = {"segment_id": segment.pk, "size": public_count(size), "families": []}
     if size < minimum or population == 0:
         return result  # nothing about a hidden audience is shown, not even its make-up
-    tags = list(Tag.objects.order_by("family", "value").values_list("id", "family", "value", "label"))
-    by_tag, _ = tag_bitmaps([t[0] for t in tags], with_live=False)
     families: dict[str, list[InsightCell]] = {}
     for tag_id, family, value, label in tags:
         bitmap = by_tag[tag_id]

@@ -26,6 +26,7 @@ from pyroaring import BitMap, FrozenBitMap
 from scipy import sparse
 
 from recommend.selectors import consumer_factors
+from tags.bitmaps import bitmap_from_ids, bitmap_ids
 from tags.models import Tag
 
 from .sources import tag_bitmaps
@@ -46,11 +47,6 @@ class LookalikeError(Exception):
 class LookalikeResult:
     members: BitMap
     method: str  # "factors" or "classifier"
-    threshold: float | None  # the lowest similarity taken
-
-
-def _as_array(bitmap: BitMap | FrozenBitMap) -> np.ndarray:
-    return np.frombuffer(bitmap.to_array(), dtype=np.uint32).astype(np.int64)
 
 
 def _active_factors():
@@ -93,7 +89,7 @@ def _rank_by_factors(seed: BitMap, candidates: BitMap, factors) -> tuple[np.ndar
     matrix = np.asarray(factors.factors, dtype=np.float32)
     if consumer_ids.size == 0 or matrix.ndim != 2 or matrix.shape[0] != consumer_ids.size:
         return None
-    in_seed = np.isin(consumer_ids, _as_array(seed))
+    in_seed = np.isin(consumer_ids, bitmap_ids(seed))
     if int(in_seed.sum()) < settings.MIN_AUDIENCE:
         return None  # the model knows too few of the seed to describe it
     norms = np.linalg.norm(matrix, axis=1)
@@ -104,7 +100,7 @@ def _rank_by_factors(seed: BitMap, candidates: BitMap, factors) -> tuple[np.ndar
     if length == 0:
         return None
     centroid /= length
-    is_candidate = np.isin(consumer_ids, _as_array(candidates))
+    is_candidate = np.isin(consumer_ids, bitmap_ids(candidates))
     ids = consumer_ids[is_candidate]
     scores = unit[is_candidate] @ centroid
     return ids, scores.astype(np.float64)
@@ -120,17 +116,17 @@ def _rank_by_classifier(seed: BitMap, candidates: BitMap) -> tuple[np.ndarray, n
     bitmaps = [by_tag[t] for t in tag_ids]
 
     rng = np.random.default_rng(RANDOM_STATE)
-    seed_ids = _as_array(seed)
-    candidate_ids = _as_array(candidates)
+    seed_ids = bitmap_ids(seed)
+    candidate_ids = bitmap_ids(candidates)
     positives = rng.choice(seed_ids, size=min(POSITIVE_SAMPLE, seed_ids.size), replace=False)
     n_negative = min(candidate_ids.size, NEGATIVE_SAMPLE, max(NEGATIVES_PER_POSITIVE * positives.size, 1000))
     negatives = rng.choice(candidate_ids, size=n_negative, replace=False)
     sample = np.sort(np.concatenate([positives, negatives]))
     labels = np.isin(sample, positives).astype(np.int8)
-    sample_bitmap = BitMap(sample.astype(np.uint32))
+    sample_bitmap = bitmap_from_ids(sample)
     rows, cols = [], []
     for column, bitmap in enumerate(bitmaps):
-        hit = _as_array(sample_bitmap & bitmap)
+        hit = bitmap_ids(sample_bitmap & bitmap)
         rows.append(np.searchsorted(sample, hit))
         cols.append(np.full(hit.size, column, dtype=np.int64))
     row_index = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
@@ -147,7 +143,7 @@ def _rank_by_classifier(seed: BitMap, candidates: BitMap) -> tuple[np.ndarray, n
     logits = np.full(int(candidate_ids[-1]) + 1, float(model.intercept_[0]), dtype=np.float64)
     for weight, bitmap in zip(weights, bitmaps, strict=True):
         if weight:
-            logits[_as_array(bitmap & candidates)] += weight
+            logits[bitmap_ids(bitmap & candidates)] += weight
     scores = 1.0 / (1.0 + np.exp(-logits[candidate_ids]))
     return candidate_ids, scores
 
@@ -159,11 +155,9 @@ def _select(
         raise LookalikeError("No consumer outside the seed could be compared with it.")
     if min_similarity is not None:
         chosen = ids[scores >= min_similarity]
-        threshold = float(min_similarity)
     else:
         n = min(int(size), ids.size)
         # Highest score first, lower id first among equals: sort by (-score, id).
         order = np.lexsort((ids, -scores))[:n]
         chosen = ids[order]
-        threshold = float(scores[order[-1]]) if n else None
-    return LookalikeResult(BitMap(np.sort(chosen).astype(np.uint32)), method, threshold)
+    return LookalikeResult(bitmap_from_ids(np.sort(chosen)), method)

@@ -348,7 +348,7 @@ def _compute_members(segment: Segment, inputs: RefreshInputs | None = None) -> C
         try:
             result = lookalike_members(
                 seed_members=snapshot_bitmap(seed_snapshot.pk, seed_snapshot.size),
-                live=live_consumers_bitmap(),
+                live=inputs.bitmaps[1] if inputs else live_consumers_bitmap(),
                 size=spec.get("size"),
                 min_similarity=spec.get("min_similarity"),
             )

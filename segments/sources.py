@@ -9,16 +9,14 @@ from pyroaring import FrozenBitMap
 
 from consumers.models import Consumer
 from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmaps_load, tag_key
-from tags.reach import public_count, round_significant
-from tags.selectors import direct_marketing_consent_bitmap, live_consumers_bitmap
+from tags.reach import public_count
+from tags.selectors import live_consumers_bitmap
 
 __all__ = [
-    "direct_marketing_consent_bitmap",
     "estimate_bitmaps",
     "live_consumers_bitmap",
     "live_consumers_queryset",
     "public_count",
-    "round_significant",
     "tag_bitmaps",
 ]
 

@@ -114,11 +114,6 @@ def bitmap_store_if_version(
     return new_version
 
 
-def bitmap_delete(*, keys: Iterable[str]) -> int:
-    deleted, _ = StoredBitmap.objects.filter(key__in=list(keys)).delete()
-    return deleted
-
-
 def _states(keys: list[str]) -> dict[str, tuple[int, datetime | None]]:
     """(version, source mark) of each stored key, in one query.
 

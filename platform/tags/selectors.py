@@ -11,27 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Q
 from pyroaring import FrozenBitMap
 
-from .bitmaps import bitmap_load, bitmaps_load, tag_key
 from .consent_bitmap import consent_bitmap_current
 from .live_bitmap import live_bitmap_current
 from .models import ConsumerTag, Tag, TaggingRun
 from .rules import RULES
-
-
-class UnknownTag(LookupError):
-    """No tag family:value in the catalogue."""
-
-    def __init__(self, family: str, value: str):
-        self.family = family
-        self.value = value
-        if family not in RULES:
-            message = f"Unknown tag family {family!r}; known families: {', '.join(RULES)}."
-        else:
-            message = f"Unknown tag {family}:{value}."
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -84,17 +69,6 @@ def tags_catalogue(*, family: str | None = None) -> list[TagInfo]:
     return [_info(tag) for tag in tags.order_by("family", "value")]
 
 
-def tag_lookup(family: str, value: str) -> TagInfo:
-    """The tag family:value. Values match exactly, else case-insensitively (country:sg is country:SG)."""
-    tags = list(Tag.objects.filter(family=family, value__iexact=value))
-    exact = [tag for tag in tags if tag.value == value]
-    if exact:
-        return _info(exact[0])
-    if len(tags) == 1:
-        return _info(tags[0])
-    raise UnknownTag(family, value)
-
-
 def tag_catalogue_rows(*, families: Iterable[str]) -> list[tuple[int, str, str]]:
     """(id, family, value) of every tag in the given families.
 
@@ -109,38 +83,6 @@ def tag_catalogue_rows(*, families: Iterable[str]) -> list[tuple[int, str, str]]
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, family, value FROM {table} WHERE family IN ({placeholders})", families)  # noqa: S608
         return cursor.fetchall()
-
-
-def tags_lookup(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TagInfo]:
-    """Several tags in one query; raises UnknownTag for the first pair that does not exist."""
-    pairs = list(dict.fromkeys(pairs))
-    if not pairs:
-        return {}
-    condition = Q()
-    for family, value in pairs:
-        condition |= Q(family=family, value__iexact=value)
-    found = list(Tag.objects.filter(condition))
-    result: dict[tuple[str, str], TagInfo] = {}
-    for family, value in pairs:
-        candidates = [t for t in found if t.family == family and t.value.lower() == value.lower()]
-        exact = [t for t in candidates if t.value == value]
-        chosen = exact or (candidates if len(candidates) == 1 else [])
-        if not chosen:
-            raise UnknownTag(family, value)
-        result[(family, value)] = _info(chosen[0])
-    return result
-
-
-def tag_bitmap(family: str, value: str) -> FrozenBitMap:
-    """Consumer ids holding family:value (raises UnknownTag)."""
-    return bitmap_load(tag_key(tag_lookup(family, value).tag_id))
-
-
-def tag_bitmaps(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], FrozenBitMap]:
-    """Bitmaps for several tags with two queries in all (raises UnknownTag)."""
-    infos = tags_lookup(pairs)
-    loaded = bitmaps_load(tag_key(info.tag_id) for info in infos.values())
-    return {pair: loaded[tag_key(info.tag_id)] for pair, info in infos.items()}
 
 
 def live_consumers_bitmap() -> FrozenBitMap:

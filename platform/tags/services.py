@@ -20,7 +20,7 @@ from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
 
 from .arrays import sorted_unique
-from .bitmaps import bitmap_from_ids, bitmap_store, bitmaps_load, tag_key
+from .bitmaps import bitmap_from_ids, bitmap_store, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
 from .inputs import TaggingInput, packed_query
 from .live_bitmap import live_bitmap_rebuild
@@ -281,8 +281,7 @@ def family_replace(
     by_value = np.lexsort((consumer_ids, value_index))
     bounds = np.searchsorted(value_index[by_value], np.arange(len(values) + 1))
     with transaction.atomic():
-        tag_ids = _catalogue_upsert(rule, values, counts)
-        family_tag_ids = list(Tag.objects.filter(family=rule.family).values_list("id", flat=True))
+        tag_ids, family_tag_ids = _catalogue_upsert(rule, values, counts)
         row_tags = np.asarray(tag_ids, dtype=np.int64)[value_index] if len(values) else np.empty(0, np.int64)
         scores = assignments.scores
         old_consumers, old_tags, old_scores = _rows_read(family_tag_ids)
@@ -296,9 +295,11 @@ def family_replace(
         bitmaps: dict[int, BitMap] = {}
         for position, tag_id in enumerate(tag_ids):
             bitmaps[tag_id] = bitmap_from_ids(consumer_ids[by_value[bounds[position] : bounds[position + 1]]])
-        for tag_id in set(family_tag_ids) - set(tag_ids):
+        stale = sorted(set(family_tag_ids) - set(tag_ids))
+        for tag_id in stale:
             bitmaps[tag_id] = BitMap()  # a value nobody holds any more
-            Tag.objects.filter(pk=tag_id).update(consumer_count=0)
+        if stale:
+            Tag.objects.filter(pk__in=stale).update(consumer_count=0)
         for tag_id, bitmap in bitmaps.items():
             bitmap_store(key=tag_key(tag_id), bitmap=bitmap)
     return bitmaps
@@ -380,8 +381,12 @@ def _rows_delete_pairs(consumer_ids: np.ndarray, tag_ids: np.ndarray) -> None:
             ConsumerTag.objects.filter(tag_id=tag_id, consumer_id__in=members[start : start + 500]).delete()
 
 
-def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> list[int]:
-    """Make sure every value has its Tag row with the current label, definition and count; ids in value order."""
+def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> tuple[list[int], list[int]]:
+    """Make sure every value has its Tag row with the current label, definition and count.
+
+    Returns the values' tag ids (in value order) and every tag id of the family (values no longer computed
+    included), from one read of the family's catalogue.
+    """
     existing = {tag.value: tag for tag in Tag.objects.filter(family=rule.family)}
     new, changed = [], []
     for value, count in zip(values, counts.tolist(), strict=True):
@@ -406,8 +411,11 @@ def _catalogue_upsert(rule: TagRule, values, counts: np.ndarray) -> list[int]:
     Tag.objects.bulk_update(
         changed, ["label", "definition", "rule_version", "purpose", "consumer_count", "updated_at"], batch_size=500
     )
-    ids = dict(Tag.objects.filter(family=rule.family).values_list("value", "id"))
-    return [ids[value.value] for value in values]
+    if any(tag.pk is None for tag in new):  # a backend that does not return ids from a bulk insert
+        ids = dict(Tag.objects.filter(family=rule.family).values_list("value", "id"))
+    else:
+        ids = {value: tag.pk for value, tag in existing.items()} | {tag.value: tag.pk for tag in new}
+    return [ids[value.value] for value in values], list(ids.values())
 
 
 def _rows_delete(tag_ids: list[int]) -> None:
@@ -459,11 +467,12 @@ def _live_consumers_rebuild(written: dict[int, BitMap]) -> int:
             for start in range(0, len(orphans), 1_000):
                 # tag_id first: the (tag, consumer) index answers it; there is no consumer index.
                 ConsumerTag.objects.filter(tag_id__in=tag_ids, consumer_id__in=orphans[start : start + 1_000]).delete()
-            for key, bitmap in bitmaps_load(tag_key(t) for t in tag_ids).items():
+            # What the run wrote is what is stored: the run holds the tagging lock, so no erasure changed it since.
+            for tag_id, bitmap in written.items():
                 if not bitmap.isdisjoint(vanished):
-                    cleaned = BitMap(bitmap) - vanished
-                    bitmap_store(key=key, bitmap=cleaned)
-                    Tag.objects.filter(pk=int(key.removeprefix("tag:"))).update(consumer_count=len(cleaned))
+                    cleaned = bitmap - vanished
+                    bitmap_store(key=tag_key(tag_id), bitmap=cleaned)
+                    Tag.objects.filter(pk=tag_id).update(consumer_count=len(cleaned))
     return len(live)
 
 

@@ -222,3 +222,25 @@ def test_nested_segment_uses_its_latest_snapshot(big_world, merchant, tagging_ap
     assert evaluate_bitmap(resolved) == big_world.ids(range(150))
     segment_refresh(segment_id=inner.pk, actor="test")
     assert evaluate_bitmap(resolved) == big_world.ids([])
+
+
+def test_behaviour_version_is_read_once_per_evaluation(world, merchant, products, monkeypatch):
+    """The Event bounds and erasure generation are read once per top-level evaluation, nested segments included,
+    and again (not reused) by the next evaluation, so new events still show."""
+    from segments import evaluation
+
+    world.add_consumers(3)
+    world.rebuild()
+    event_add(world.consumers[0], products["tent"], EventType.PURCHASE)
+    inner = Segment.objects.create(
+        merchant=merchant, name="viewers", definition="viewed()", definition_json={"action": {"action": "viewed"}}
+    )
+    resolved = definition_resolve(parse(f"purchased() OR carted() OR segment:{inner.pk}"), merchant=merchant)
+    reads = []
+    real = evaluation.behaviour_version
+    monkeypatch.setattr(evaluation, "behaviour_version", lambda: reads.append(1) or real())
+    assert evaluate_bitmap(resolved) == world.ids([0])
+    assert evaluate_bitmap(resolved) == world.ids([0])  # served from the process cache
+    assert len(reads) == 2
+    event_add(world.consumers[1], products["tent"], EventType.CART)
+    assert evaluate_bitmap(resolved) == world.ids([0, 1])

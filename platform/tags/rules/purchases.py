@@ -85,7 +85,7 @@ class _RepeatPurchaseRule(TagRule):
             ),
         ]
 
-    def _things(self, data: TaggingInput, recent: np.ndarray) -> tuple[np.ndarray, int]:
+    def _things(self, data: TaggingInput) -> tuple[np.ndarray, int]:
         """Per purchase row, the thing it counts for (-1: none), and how many things there are."""
         raise NotImplementedError
 
@@ -93,7 +93,7 @@ class _RepeatPurchaseRule(TagRule):
         values = self.values(data)
         purchases = data.purchases
         recent = purchases.age_days <= self.window_days
-        thing, things = self._things(data, recent)
+        thing, things = self._things(data)
         keep = recent & (thing >= 0)
         if not keep.any():
             return Assignments.empty(values)
@@ -124,7 +124,7 @@ class LoyaltyStoreRule(_RepeatPurchaseRule):
     window_days = 90
     thing = "store"
 
-    def _things(self, data, recent):
+    def _things(self, data):
         merchants, inverse = sorted_unique_inverse(data.purchases.merchant)
         return inverse.astype(np.int64), int(merchants.size)
 
@@ -140,7 +140,7 @@ class LoyaltyBrandRule(_RepeatPurchaseRule):
     window_days = 180
     thing = "brand"
 
-    def _things(self, data, recent):
+    def _things(self, data):
         products = data.products
         product = data.purchases.product
         brand = np.where(product >= 0, products.brand[np.maximum(product, 0)], -1)
