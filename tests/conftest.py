@@ -121,6 +121,24 @@ def all_purposes_approved(approve_activity) -> dict[str, ProcessingActivity]:
 
 
 @pytest.fixture(autouse=True)
+def _process_caches_clear():
+    """Every test starts with empty per-process caches.
+
+    Test databases reuse ids and bitmap versions from one test to the next, so a cache keyed by them (tag and
+    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data.
+    """
+    from recommend.artefacts import cache_clear as models_cache_clear
+    from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
+    from tags.bitmaps import bitmap_cache_clear
+
+    bitmap_cache_clear()
+    behaviour_cache_invalidate()
+    snapshot_cache_clear()
+    models_cache_clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager_unless_worker(request):
     """Tasks run eagerly in-process, even in the PostgreSQL + Redis run, except in `worker` tests."""
     from config.celery import app as celery_app

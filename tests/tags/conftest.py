@@ -16,19 +16,10 @@ from django.core.management import call_command
 
 from consumers.models import Consumer, Event, EventType, Product
 from privacy.pseudonyms import make_pseudonymiser, pseudonymise
-from tags.bitmaps import bitmap_cache_clear
 
 AS_OF = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 _serial = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_bitmap_cache():
-    # Test databases reuse ids and versions across tests; a process cache must not leak between them.
-    bitmap_cache_clear()
-    yield
-    bitmap_cache_clear()
 
 
 @dataclass
