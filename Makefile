@@ -19,7 +19,7 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/ruff format --check .
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
