@@ -14,10 +14,6 @@ from .services import recommender_train, training_config
 
 logger = logging.getLogger("dmp.recommend")
 
-# What the nightly schedule trains: iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is the
-# fast factor model lookalikes fall back on (iALS has consumer factors too; the better active one is used).
-DEFAULT_SCHEDULED_ALGORITHMS = ("ials", "ease", "als")
-
 
 @shared_task(
     bind=True,
@@ -43,7 +39,7 @@ def recommender_train_task(self, algorithm: str, params: dict | None = None, act
 @shared_task(acks_late=True)
 def recommender_train_scheduled() -> list[str]:
     """The beat entry: one task per configured algorithm, each retried on its own."""
-    algorithms = getattr(settings, "RECOMMEND_SCHEDULED_ALGORITHMS", DEFAULT_SCHEDULED_ALGORITHMS)
+    algorithms = settings.RECOMMEND_SCHEDULED_ALGORITHMS
     results = []
     for algorithm in algorithms:
         results.append(recommender_train_task.delay(algorithm, None, "schedule").id)

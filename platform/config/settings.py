@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_required, env_str
+from .env import env_bool, env_float, env_int, env_list, env_required, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent  # repository root
 VAR_DIR = Path(env_str("DMP_VAR_DIR", str(BASE_DIR / "var")))
@@ -232,6 +232,15 @@ RETENTION_PURGE_BATCH = env_int("RETENTION_PURGE_BATCH", 5000)
 RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 20)
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)
 RECOMMEND_BATCH_CHUNK = env_int("RECOMMEND_BATCH_CHUNK", 8192)
+RECOMMEND_KEEP_INACTIVE_MODELS = env_int("RECOMMEND_KEEP_INACTIVE_MODELS", 2)  # artefacts kept per algorithm
+# What the nightly training schedule trains: iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is
+# the fast factor model lookalikes fall back on.
+RECOMMEND_SCHEDULED_ALGORITHMS = env_list("RECOMMEND_SCHEDULED_ALGORITHMS", default=["ials", "ease", "als"])
+CAMPAIGN_PERSONALISE_WINDOW = env_int("CAMPAIGN_PERSONALISE_WINDOW", 50_000)  # consumers per recommender call
+CAMPAIGN_WEBHOOK_BATCH_SIZE = env_int("CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)  # deliveries per webhook POST
+CAMPAIGN_WEBHOOK_ATTEMPTS = env_int("CAMPAIGN_WEBHOOK_ATTEMPTS", 4)
+CAMPAIGN_WEBHOOK_BACKOFF_S = env_float("CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)  # first retry's wait, doubled each time
+CAMPAIGN_WEBHOOK_TIMEOUT_S = env_float("CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
 # How late a consumer or consent row may commit after its timestamp and still reach the fresh-on-read bitmaps
 # before the next tagging run (tags.bitmaps.change_window_floor).
 FRESH_BITMAP_OVERLAP_SECONDS = env_int("FRESH_BITMAP_OVERLAP_SECONDS", 120)
