@@ -136,7 +136,7 @@ def _schedule_apply(segment: Segment, crontab: str | None) -> None:
         return
     segment.schedule = PeriodicTask.objects.create(
         name=f"segment {segment.pk}: refresh ({segment.merchant.slug})",
-        task="segments.tasks.segment_refresh_scheduled_task",
+        task="segments.refresh_scheduled",  # segments.tasks.REFRESH_SCHEDULED_TASK
         crontab=schedule,
         args=json.dumps([segment.pk]),
         description=f"Custom refresh schedule of segment {segment.pk}.",
