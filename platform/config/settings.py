@@ -153,6 +153,12 @@ STORAGES = {
 
 # Caches: Redis where configured (shared by web and workers), local memory otherwise.
 REDIS_URL = env_str("REDIS_URL")
+if PRODUCTION and not REDIS_URL:
+    # API rate limits count in the cache: a local-memory cache counts per process, so every gunicorn and Celery
+    # process would grant the full rate again.
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set when DMP_ENV=production: rate limits and caches must be shared by all processes"
+    )
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -179,7 +185,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["merchants.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env_str("API_THROTTLE_RATE", "6000/min"),
+        # Requests with no key or a bad key, per client address (merchants.throttling.AnonymousRateThrottle).
+        "anon": env_str("API_ANON_THROTTLE_RATE", "60/min"),
     },
+    # Proxies in front of the app whose X-Forwarded-For entries are trusted for the client address; unset: none,
+    # the address is REMOTE_ADDR.
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0) or None,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "merchants.api_errors.exception_handler",
