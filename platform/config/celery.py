@@ -21,6 +21,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_after_configure.connect
+def _embedded_broker(sender: Celery, **_kwargs) -> None:
+    # Without CELERY_BROKER_URL tasks run eagerly and never reach a broker, yet Celery still builds a producer
+    # for them, which reaches for a default AMQP server and warns "No hostname was supplied". An in-process
+    # transport keeps the embedded mode quiet; a configured broker is left alone.
+    if sender.conf.task_always_eager and not sender.conf.broker_url:
+        sender.conf.broker_url = "memory://localhost/"
+
+
 def legacy_task_alias(old_name: str, task: Task) -> Task:
     """Keep an old task name working after a rename: a message sent under `old_name` is forwarded to `task`.
 

@@ -259,6 +259,8 @@ SHARED_DATA_DIR = Path(env_str("DMP_SHARED_DATA", str(BASE_DIR.parent / "shared"
 BLAS_THREADS = env_int("BLAS_THREADS", 1)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# Commands run by a person show WARNING and above on the console (their own output is the progress); see logformat.
+LOGGING_CONFIG = "config.logformat.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
