@@ -17,7 +17,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.validators import crontab_validator
 from pyroaring import BitMap, FrozenBitMap
 
-from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
@@ -61,11 +61,11 @@ class RefreshFailed(Exception):
     """A refresh that cannot succeed by retrying (bad definition, no legal basis, seed too small)."""
 
 
-class InvalidDefinition(ApiError):
+class InvalidDefinition(Invalid):
     """A bad expression or definition, with where and why in `details` (position, found, expected)."""
 
     def __init__(self, error: SegmentSyntaxError):
-        super().__init__(str(error), code="invalid_expression", status_code=400, details=error.as_details())
+        super().__init__(str(error), code="invalid_expression", details=error.as_details())
         self.syntax_error = error
 
 

@@ -10,7 +10,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from merchants.api_errors import Conflict, Unprocessable
+from merchants.errors import Conflict, Unprocessable
 from privacy.models import AuditEntry
 from segments import services
 from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentSnapshot, SegmentStatus, SnapshotStatus
