@@ -73,3 +73,40 @@ def test_embedded_defaults_need_no_environment(settings):
         check=True,
     )
     assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]
+
+
+def _embedded_connect(env: dict) -> subprocess.CompletedProcess:
+    """Open the embedded database in a clean process, as the first `manage.py migrate` of a fresh clone does."""
+    dropped = {"DATABASE_URL", "CELERY_BROKER_URL", "SQLITE_PATH", "DMP_VAR_DIR", "DMP_ENV"}
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path[:0]=['platform','.'];"
+            "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+            "import django; django.setup();"
+            "from django.db import connection; connection.ensure_connection();"
+            "print(connection.settings_dict['NAME'])",
+        ],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_embedded_database_directory_is_created_when_missing(tmp_path):
+    # A fresh clone has no var/ (it is not in git); `make demo` failed at migrate with "unable to open database file".
+    path = tmp_path / "fresh-clone" / "var" / "dmp.sqlite3"
+    result = _embedded_connect({"SQLITE_PATH": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert path.exists()
+
+
+def test_embedded_database_lives_in_the_var_dir(tmp_path):
+    var = tmp_path / "elsewhere"
+    result = _embedded_connect({"DMP_VAR_DIR": str(var)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(var / "dmp.sqlite3")
+    assert (var / "dmp.sqlite3").exists()
