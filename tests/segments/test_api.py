@@ -390,6 +390,48 @@ def test_lookalike_endpoint(ready, merchant, merchant_client, django_capture_on_
     assert response.status_code == 409
 
 
+def _campaign_using(merchant, name: str, *, include, exclude=(), status: str | None = None):
+    from campaigns.models import Campaign
+    from campaigns.services import campaign_create
+
+    campaign = campaign_create(
+        merchant=merchant,
+        actor="test",
+        name=name,
+        include_segment_ids=[s.pk for s in include],
+        exclude_segment_ids=[s.pk for s in exclude],
+        title_template="Hello",
+        body_template="From {store_name}",
+        personalised_products=0,
+    )
+    if status is not None:
+        Campaign.objects.filter(pk=campaign.pk).update(status=status)
+    return campaign
+
+
+def test_a_segment_a_campaign_uses_is_not_deleted_and_no_campaign_changes(ready, merchant, merchant_client):
+    """Documented as 409 (the OpenAPI description and docs/segments.md); it was a 204 that took the segment out of
+    every campaign, a completed campaign's record included."""
+    sent_to = _ready_segment(merchant, "sent to", "country:SG")
+    left_out = _ready_segment(merchant, "left out", "interest:sports")
+    completed = _campaign_using(merchant, "Spring sale", include=[sent_to], status="completed")
+    draft = _campaign_using(merchant, "Autumn draft", include=[left_out], exclude=[sent_to])
+
+    response = merchant_client.delete(f"/api/v1/segments/{sent_to.pk}")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "segment_in_use"
+    assert "'Autumn draft'" in error["message"] and "'Spring sale'" in error["message"]
+    assert error["details"] == {"campaigns": ["Autumn draft", "Spring sale"]}
+    response = merchant_client.delete(f"/api/v1/segments/{left_out.pk}")
+    assert response.status_code == 409 and "'Autumn draft'" in response.json()["error"]["message"]
+
+    assert Segment.objects.filter(pk__in=[sent_to.pk, left_out.pk]).count() == 2
+    assert list(completed.include_segments.values_list("pk", flat=True)) == [sent_to.pk]
+    assert list(draft.include_segments.values_list("pk", flat=True)) == [left_out.pk]
+    assert list(draft.exclude_segments.values_list("pk", flat=True)) == [sent_to.pk]
+
+
 def test_openapi_schema_documents_the_segment_endpoints(db, client):
     response = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200

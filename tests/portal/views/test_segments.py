@@ -227,6 +227,28 @@ def test_delete_removes_the_segment(portal_client, population, merchant):
     assert not Segment.objects.filter(pk=segment.pk).exists()
 
 
+def test_a_segment_a_campaign_uses_is_kept_and_the_page_says_which_campaign(portal_client, population, merchant):
+    from campaigns.models import Campaign
+    from campaigns.services import campaign_create
+
+    segment = make_segment(merchant)
+    campaign = campaign_create(
+        merchant=merchant,
+        actor="test",
+        name="Weekend sale",
+        include_segment_ids=[segment.pk],
+        title_template="Hello",
+        body_template="From {store_name}",
+        personalised_products=0,
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(status="completed")
+    response = portal_client.post(f"/segments/{segment.pk}/delete/", follow=True)
+    assert response.redirect_chain == [(f"/segments/{segment.pk}/", 302)]
+    assert "used by the campaign &#x27;Weekend sale&#x27;" in response.content.decode()
+    assert Segment.objects.filter(pk=segment.pk).exists()
+    assert list(campaign.include_segments.values_list("pk", flat=True)) == [segment.pk]
+
+
 def test_analysts_build_segments_but_the_page_offers_no_campaign(analyst_client, population, merchant):
     segment = make_segment(merchant)
     page = analyst_client.get(f"/segments/{segment.pk}/").content.decode()
