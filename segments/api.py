@@ -16,8 +16,9 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView, get_scoped_or_404
-from merchants.api_errors import ApiError, Conflict
-from privacy.services import ProcessingNotPermitted
+from merchants.api_errors import ApiError, Conflict, error_response
+from privacy.release import PRECISIONS, STANDARD
+from privacy.services import PrivacyBudgetExhausted, ProcessingNotPermitted
 
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
 from .models import RefreshPolicy, Segment, SegmentKind
@@ -83,9 +84,49 @@ class DefinitionInput(serializers.Serializer):
         return attrs
 
 
+class EstimateInput(DefinitionInput):
+    precision = serializers.ChoiceField(
+        choices=sorted(PRECISIONS),
+        required=False,
+        default=STANDARD,
+        help_text="standard (±44 at 95 %, costs ρ 0.0025 of the period's privacy budget when new) or preview "
+        "(±246, coarse, 1/25 of the cost: for estimates while typing). Repeats of a set already released are free.",
+    )
+
+
+class ReleasedCountSerializer(PublicCountSerializer):
+    size = serializers.IntegerField(
+        allow_null=True, help_text="The released (noisy, rounded) count; null when suppressed."
+    )
+    hidden = serializers.BooleanField(help_text="True when the released count is under the suppression threshold.")
+    error_bound = serializers.IntegerField(
+        allow_null=True, help_text="|size - true count| is at most this with probability 95 %; null when hidden."
+    )
+    precision = serializers.CharField()
+
+
+def _budget_exhausted(exc: PrivacyBudgetExhausted) -> Response:
+    """429 with the reason, what was spent and when the allowance renews (and Retry-After, in seconds)."""
+    from django.utils import timezone
+
+    retry_after = max(1, int((exc.renews_at - timezone.now()).total_seconds()))
+    return error_response(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        "privacy_budget_exhausted",
+        str(exc),
+        details={
+            "renews_at": exc.renews_at.isoformat(),
+            "allowance": round(exc.allowance, 6),
+            "spent": round(exc.spent, 6),
+            "needed": round(exc.needed, 6),
+        },
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 class EstimateOutput(serializers.Serializer):
-    size = PublicCountSerializer()
-    reachable = PublicCountSerializer(help_text="Of those, consumers with express direct-marketing consent.")
+    size = ReleasedCountSerializer()
+    reachable = ReleasedCountSerializer(help_text="Of those, consumers with express direct-marketing consent.")
     took_ms = serializers.FloatField()
     expression = serializers.CharField(help_text="The expression in canonical text form.")
     definition = serializers.JSONField(help_text="The same expression in the JSON form.")
@@ -254,18 +295,27 @@ class AudienceEstimateApi(OwnSegmentsApi):
         operation_id="audiences_estimate",
         summary="Estimate an audience",
         description="How many live consumers match an expression, and how many of them have express "
-        f"direct-marketing consent. Below {settings.MIN_AUDIENCE} a count reads 'fewer than "
-        f"{settings.MIN_AUDIENCE}'; above, it is rounded to two significant figures.",
-        request=DefinitionInput,
-        responses={200: EstimateOutput, 400: _BAD_EXPRESSION, 409: OpenApiResponse(description="No legal basis.")},
+        "direct-marketing consent, released with differential privacy: noisy (the same set always gets the same "
+        "number), rounded, with a 95 % error bound, and hidden under a threshold calibrated to the noise. Each "
+        "new set released spends from the merchant's privacy budget for the period; repeats are free. When the "
+        "budget is spent: 429 privacy_budget_exhausted with renews_at and Retry-After.",
+        request=EstimateInput,
+        responses={
+            200: EstimateOutput,
+            400: _BAD_EXPRESSION,
+            409: OpenApiResponse(description="No legal basis."),
+            429: OpenApiResponse(description="The privacy budget for the period is spent; details.renews_at."),
+        },
     )
     def post(self, request):
-        payload = DefinitionInput(data=_request_data(request))
+        payload = EstimateInput(data=_request_data(request))
         payload.is_valid(raise_exception=True)
         try:
             estimate = audience_estimate(merchant=self.merchant, **payload.validated_data)
         except ProcessingNotPermitted as exc:
             raise _not_permitted(exc) from None
+        except PrivacyBudgetExhausted as exc:
+            return _budget_exhausted(exc)
         return Response(
             EstimateOutput(
                 {

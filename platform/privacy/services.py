@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Count, F, Sum
 from django.utils import timezone
+from pyroaring import AbstractBitMap
 
 from .audit import audit_record
+from .budget import period_renews_at, period_start
 from .models import (
     ActivityStatus,
+    BudgetPeriod,
     ConsentKind,
     ConsentRecord,
     ConsentState,
     ConsentStatus,
     ProcessingActivity,
     Purpose,
+    ReleaseLedger,
     rule_violations,
 )
+from .release import (
+    STANDARD,
+    ReleasedCount,
+    ReleasedSum,
+    clamped_sum,
+    count_from_noisy,
+    keyed_noise,
+    member_digest,
+    precision_spec,
+    release_key,
+    sum_from_noisy,
+)
+from .selectors import budget_allowance, budget_remaining
 
 
 class ProcessingNotPermitted(Exception):
@@ -217,14 +236,219 @@ def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, in
     return {"recorded": len(changes), "state_changed": len(to_create) + len(to_update)}
 
 
+# ------------------------------------------------------------------------------------------------ released numbers
+
+
+class PrivacyBudgetExhausted(Exception):
+    """A merchant asked for a new release its privacy budget for the period cannot pay for.
+
+    Repeats of figures already released stay free and keep working; so do background jobs (charge=False).
+    """
+
+    def __init__(self, *, renews_at: datetime, allowance: float, spent: float, needed: float):
+        self.renews_at = renews_at
+        self.allowance = allowance
+        self.spent = spent
+        self.needed = needed
+        super().__init__(
+            f"The privacy budget for this period is spent (ρ {spent:.4f} of {allowance:.4f} used; this needs "
+            f"{needed:.4f} more). New figures are available again from {renews_at:%Y-%m-%d %H:%M} UTC; figures "
+            "already released can still be viewed."
+        )
+
+
+def release_counts(
+    *,
+    merchant_id: int | None,
+    member_sets: Sequence[AbstractBitMap],
+    precision: str,
+    data_version: str = "",
+    charge: bool = True,
+    true_counts: Sequence[int] | None = None,
+) -> list[ReleasedCount]:
+    """Release the sizes of several member sets together (all or none: one budget check).
+
+    Each set's noise is keyed by the set itself (privacy.release). With charge (a merchant asking), every set not
+    yet released to this merchant in the period spends its ρ, read-back repeats are free, and a shortfall raises
+    PrivacyBudgetExhausted before anything is released. charge=False is for background jobs (scheduled refreshes,
+    sends): the same numbers, never spent, never refused.
+
+    true_counts: the sets' sizes when the caller has them already (defaults to len()).
+    """
+    spec = precision_spec(precision)
+    counts = list(true_counts) if true_counts is not None else [len(m) for m in member_sets]
+    keys = [
+        release_key(digest=member_digest(m), measure="count", precision=precision, data_version=data_version)
+        for m in member_sets
+    ]
+    if not charge or merchant_id is None:
+        return [
+            count_from_noisy(noisy=c + keyed_noise(key=k, sigma=spec.sigma), precision=precision, key=k)
+            for k, c in zip(keys, counts, strict=True)
+        ]
+    noisy = _ledger_release(
+        merchant_id=merchant_id,
+        keys=keys,
+        draw=lambda k: counts[keys.index(k)] + keyed_noise(key=k, sigma=spec.sigma),
+        rho_each=spec.rho,
+        measure="count",
+        precision=precision,
+    )
+    return [count_from_noisy(noisy=noisy[k], precision=precision, key=k) for k in keys]
+
+
+def release_count(
+    *, merchant_id: int | None, members: AbstractBitMap, precision: str, data_version: str = "", charge: bool = True
+) -> ReleasedCount:
+    """One set's size, released (see release_counts)."""
+    return release_counts(
+        merchant_id=merchant_id, member_sets=[members], precision=precision, data_version=data_version, charge=charge
+    )[0]
+
+
+def release_sum(
+    *,
+    merchant_id: int | None,
+    members: AbstractBitMap,
+    values: Iterable[int],
+    clamp: int,
+    name: str,
+    data_version: str,
+    precision: str = STANDARD,
+    charge: bool = True,
+) -> tuple[ReleasedSum, ReleasedCount]:
+    """A per-consumer clamped sum (e.g. revenue in minor units) over `members`, released with its count.
+
+    values: one per member (the caller's per-consumer totals). Each is clamped to [0, clamp], so one consumer moves
+    the sum by at most clamp and the noise is scaled by it. data_version must change whenever the summed data
+    does (e.g. the events' high-water mark): the sum is not a function of the set alone.
+    """
+    spec = precision_spec(precision)
+    total = clamped_sum(values, clamp=clamp)
+    count = release_count(
+        merchant_id=merchant_id, members=members, precision=precision, data_version=data_version, charge=charge
+    )
+    measure = f"sum:{name}:{int(clamp)}"
+    key = release_key(digest=member_digest(members), measure=measure, precision=precision, data_version=data_version)
+    if not charge or merchant_id is None:
+        noisy = total + clamp * keyed_noise(key=key, sigma=spec.sigma)
+    else:
+        noisy = _ledger_release(
+            merchant_id=merchant_id,
+            keys=[key],
+            draw=lambda k: total + clamp * keyed_noise(key=k, sigma=spec.sigma),
+            rho_each=spec.rho,
+            measure=measure,
+            precision=precision,
+        )[key]
+    return sum_from_noisy(noisy=noisy, clamp=clamp, precision=precision, count=count, key=key), count
+
+
+def _ledger_release(
+    *, merchant_id: int, keys: list[str], draw, rho_each: float, measure: str, precision: str
+) -> dict[str, int]:
+    """The released value of each key for this merchant this period: read back, or drawn and paid for."""
+    start = period_start()
+    wanted = set(keys)
+    found = _ledger_values(merchant_id=merchant_id, start=start, keys=wanted)
+    if wanted <= found.keys():
+        return found
+    with transaction.atomic():
+        period, _ = BudgetPeriod.objects.select_for_update().get_or_create(merchant_id=merchant_id, period_start=start)
+        found.update(_ledger_values(merchant_id=merchant_id, start=start, keys=wanted - found.keys()))  # a racing twin
+        missing = sorted(wanted - found.keys())
+        if not missing:
+            return found
+        needed = rho_each * len(missing)
+        allowance = budget_allowance(merchant_id=merchant_id)
+        if period.spent_rho + needed > allowance + 1e-12:
+            raise PrivacyBudgetExhausted(
+                renews_at=period_renews_at(start), allowance=allowance, spent=period.spent_rho, needed=needed
+            )
+        now = timezone.now()
+        rows = [
+            ReleaseLedger(
+                merchant_id=merchant_id,
+                period_start=start,
+                release_key=k,
+                measure=measure,
+                precision=precision,
+                rho=rho_each,
+                value=draw(k),
+                released_at=now,
+            )
+            for k in missing
+        ]
+        ReleaseLedger.objects.bulk_create(rows)
+        BudgetPeriod.objects.filter(pk=period.pk).update(
+            spent_rho=F("spent_rho") + needed, releases=F("releases") + len(rows), updated_at=now
+        )
+        found.update({row.release_key: row.value for row in rows})
+    return found
+
+
+def _ledger_values(*, merchant_id: int, start, keys: set[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    return dict(
+        ReleaseLedger.objects.filter(merchant_id=merchant_id, period_start=start, release_key__in=keys).values_list(
+            "release_key", "value"
+        )
+    )
+
+
+def release_spending_audit(*, day: date) -> int:
+    """One audit entry per merchant that spent budget on `day` (UTC): releases and ρ by precision.
+
+    Spending is audited in aggregate, once a day, never per keystroke. Returns the number of entries written.
+    """
+    begin = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = begin + timedelta(days=1)
+    per_merchant: dict[int, dict] = {}
+    rows = (
+        ReleaseLedger.objects.filter(released_at__gte=begin, released_at__lt=end)
+        .values("merchant_id", "precision")
+        .annotate(releases=Count("id"), rho=Sum("rho"))
+        .order_by("merchant_id", "precision")
+    )
+    for row in rows:
+        entry = per_merchant.setdefault(row["merchant_id"], {"releases": 0, "rho": 0.0})
+        entry["releases"] += row["releases"]
+        entry["rho"] += float(row["rho"] or 0.0)
+        entry[f"releases_{row['precision']}"] = row["releases"]
+    with transaction.atomic():
+        for merchant_id, counts in per_merchant.items():
+            status = budget_remaining(merchant_id=merchant_id, at=begin)
+            audit_record(
+                actor="task:privacy.release_spending_audit",
+                action="privacy_budget.spent",
+                merchant_id=merchant_id,
+                purpose=Purpose.TAGGING,
+                object_type="BudgetPeriod",
+                object_id=status.period_start.isoformat(),
+                counts={**counts, "rho": round(counts["rho"], 6)},
+                details={
+                    "day": day.isoformat(),
+                    "period_spent_rho": round(status.spent, 6),
+                    "allowance_rho": status.allowance,
+                },
+            )
+    return len(per_merchant)
+
+
 __all__ = [
     "ConsentChange",
     "ConsentKind",
     "ConsentStatus",
+    "PrivacyBudgetExhausted",
     "ProcessingBasis",
     "ProcessingNotPermitted",
     "activity_approve",
     "activity_suspend",
     "consents_record",
     "processing_basis_require",
+    "release_count",
+    "release_counts",
+    "release_spending_audit",
+    "release_sum",
 ]
