@@ -165,3 +165,24 @@ def tagging_approved(approve_activity):
 
 
 __all__ = ["CATALOGUE", "EventType", "World", "bitmaps_rebuild", "caches_clear", "catalogue_create", "event_add"]
+
+
+def released(members, precision: str = "standard") -> dict:
+    """What the release layer shows for exactly this member set (the number every page must agree on)."""
+    from privacy.release import count_from_noisy, noisy_count
+
+    key, noisy = noisy_count(members=members, precision=precision)
+    return count_from_noisy(noisy=noisy, precision=precision, key=key).public()
+
+
+def members_of(merchant, expression: str) -> BitMap:
+    from segments.evaluation import definition_resolve, evaluate_bitmap
+    from segments.language import parse
+
+    return evaluate_bitmap(definition_resolve(parse(expression), merchant=merchant))
+
+
+def consented() -> BitMap:
+    from segments.sources import estimate_bitmaps
+
+    return BitMap(estimate_bitmaps([])[2])

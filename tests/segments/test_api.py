@@ -11,6 +11,8 @@ from privacy.models import ConsentStatus
 from segments.models import Segment, SegmentStatus
 from segments.services import segment_create, segment_refresh
 
+from .conftest import consented, members_of, released
+
 ESTIMATE = "/api/v1/audiences/estimate"
 
 
@@ -24,24 +26,28 @@ def ready(big_world, tagging_approved):
     return big_world
 
 
-def test_estimate_returns_rounded_sizes_reachable_and_time(ready, merchant_client):
+def test_estimate_returns_released_sizes_reachable_and_time(ready, merchant, merchant_client):
     response = estimate(merchant_client, "country:SG OR discount_sensitivity:high")  # 0-299
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["size"] == {"size": 300, "display": "300", "hidden": False}
-    assert body["reachable"] == {"size": 120, "display": "120", "hidden": False}
+    members = members_of(merchant, "country:SG OR discount_sensitivity:high")
+    assert len(members) == 300
+    assert body["size"] == released(members)
+    assert body["size"]["hidden"] is False and abs(body["size"]["size"] - 300) <= body["size"]["error_bound"]
+    assert body["reachable"] == released(members & consented())
+    assert body["size"]["precision"] == "standard"
     assert body["took_ms"] >= 0
     assert body["expression"] == "country:SG OR discount_sensitivity:high"
     assert body["definition"]["or"][0] == {"tag": {"family": "country", "value": "SG"}}
 
 
-def test_estimate_rounds_to_two_significant_figures(ready, merchant_client):
-    # odd consumers among 0-299 that are not sports (0-149): 75 (150-299 odd) + 75 (odd < 150) -> check 225
-    body = estimate(merchant_client, "country:SG OR country:MY AND NOT age_range:25-34 OR interest:sports").json()
-    # SG (200) ∪ (MY ∩ even: 100) ∪ sports (within SG) = 300
-    assert body["size"]["size"] == 300
-    body = estimate(merchant_client, "age_range:25-34 OR interest:sports").json()  # 200 odd + 75 even sports = 275
-    assert body["size"] == {"size": 280, "display": "280", "hidden": False}
+def test_equivalent_expressions_get_the_same_number(ready, merchant_client):
+    first = estimate(merchant_client, "country:SG OR discount_sensitivity:high").json()
+    # The same 300 consumers, asked another way.
+    second = estimate(merchant_client, "(discount_sensitivity:high AND NOT country:SG) OR country:SG").json()
+    again = estimate(merchant_client, "discount_sensitivity:high OR country:SG").json()
+    assert first["size"] == second["size"] == again["size"]
+    assert first["reachable"] == second["reachable"] == again["reachable"]
 
 
 def test_estimate_json_form(ready, merchant_client):
@@ -60,26 +66,26 @@ def test_estimate_json_form(ready, merchant_client):
 
 def test_small_estimates_never_reveal_the_number(ready, merchant_client):
     body = estimate(merchant_client, "interest:sports AND discount_sensitivity:high").json()  # 100-149: 50
-    assert body["size"] == {"size": None, "display": "fewer than 100", "hidden": True}
-    assert body["reachable"] == {"size": None, "display": "fewer than 100", "hidden": True}
-    assert "50" not in str(body["size"]) and "20" not in str(body["reachable"])
+    hidden = {"size": None, "display": "fewer than 170", "hidden": True, "error_bound": None, "precision": "standard"}
+    assert body["size"] == hidden
+    assert body["reachable"] == hidden
     body = estimate(merchant_client, "country:TH").json()
     assert body["size"]["hidden"] is True and body["size"]["size"] is None
 
 
-def test_consent_withdrawal_counts_on_the_next_estimate(ready, merchant_client):
-    assert estimate(merchant_client, "country:SG").json()["reachable"]["size"] == 120
+def test_consent_withdrawal_counts_on_the_next_estimate(ready, merchant, merchant_client):
+    sg = members_of(merchant, "country:SG")
+    assert estimate(merchant_client, "country:SG").json()["reachable"] == released(sg & consented())
+    assert len(sg & consented()) == 120
     ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
-    assert estimate(merchant_client, "country:SG").json()["reachable"] == {
-        "size": None,
-        "display": "fewer than 100",
-        "hidden": True,
-    }  # 70 left
+    assert len(sg & consented()) == 70
+    assert estimate(merchant_client, "country:SG").json()["reachable"]["hidden"] is True  # 70 left
     ready.consent(range(300, 400))  # MY consumers opt in
-    assert estimate(merchant_client, "NOT country:SG").json()["reachable"]["size"] == 100
+    not_sg = members_of(merchant, "NOT country:SG")
+    assert estimate(merchant_client, "NOT country:SG").json()["reachable"] == released(not_sg & consented())
 
 
-def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, merchant_client):
+def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, merchant, merchant_client):
     from datetime import timedelta
 
     from privacy.models import ConsentState
@@ -88,7 +94,8 @@ def test_a_withdrawal_long_after_the_opt_in_counts_on_the_next_estimate(ready, m
     # as of now when the withdrawals arrive.
     ConsentState.objects.update(updated_at=timezone.now() - timedelta(days=7))
     ready.consent([399])
-    assert estimate(merchant_client, "country:SG").json()["reachable"]["size"] == 120
+    sg = members_of(merchant, "country:SG")
+    assert estimate(merchant_client, "country:SG").json()["reachable"] == released(sg & consented())
     ready.consent(range(50), status=ConsentStatus.WITHDRAWN, when=timezone.now())
     assert estimate(merchant_client, "country:SG").json()["reachable"]["hidden"] is True  # 70 left
 
