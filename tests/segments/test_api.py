@@ -129,6 +129,46 @@ def test_estimate_without_a_legal_basis_is_refused(big_world, merchant_client):
     assert response.status_code == 409 and response.json()["error"]["code"] == "processing_not_permitted"
 
 
+def test_the_budget_pays_for_new_sets_and_a_spent_budget_is_a_429_with_the_renewal(ready, merchant, merchant_client):
+    from datetime import datetime
+
+    from privacy.models import PrivacyBudget
+    from privacy.release import PRECISIONS
+
+    standard = 2 * PRECISIONS["standard"].rho  # size and reachable
+    PrivacyBudget.objects.create(merchant=merchant, allowance_rho=standard * 2)
+    first = estimate(merchant_client, "country:SG").json()
+    assert merchant_client.get("/api/v1/privacy/budget").json()["spent"] == pytest.approx(standard)
+    estimate(merchant_client, "country:SG")  # a repeat is free
+    estimate(merchant_client, "NOT NOT country:SG")  # and so is an equivalent question
+    assert merchant_client.get("/api/v1/privacy/budget").json()["spent"] == pytest.approx(standard)
+    estimate(merchant_client, "country:MY")
+    response = estimate(merchant_client, "interest:sports")
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["code"] == "privacy_budget_exhausted" and "budget" in error["message"]
+    renews_at = datetime.fromisoformat(error["details"]["renews_at"])
+    assert renews_at > timezone.now() and renews_at.day == 1
+    assert 0 < int(response["Retry-After"]) <= 31 * 24 * 3600
+    # What was released stays available, and so do scheduled refreshes (background jobs never spend).
+    assert estimate(merchant_client, "country:SG").json()["size"] == first["size"]
+    segment = segment_create(merchant=merchant, name="sports", actor="test", expression="interest:sports")
+    assert segment_refresh(segment_id=segment.pk, actor="task:segments.refresh").size == 150
+    budget = merchant_client.get("/api/v1/privacy/budget").json()
+    assert budget["remaining"] == pytest.approx(0) and budget["releases"] == 4
+
+
+def test_a_preview_costs_a_twenty_fifth_of_a_standard_estimate(ready, merchant_client):
+    from privacy.release import PRECISIONS
+
+    preview = merchant_client.post(ESTIMATE, {"expression": "country:SG", "precision": "preview"}, format="json")
+    assert preview.status_code == 200 and preview.json()["size"]["precision"] == "preview"
+    spent = merchant_client.get("/api/v1/privacy/budget").json()["spent"]
+    assert spent == pytest.approx(2 * PRECISIONS["preview"].rho)
+    bad = merchant_client.post(ESTIMATE, {"expression": "country:SG", "precision": "exact"}, format="json")
+    assert bad.status_code == 400
+
+
 fuzz_alphabet = st.sampled_from(
     list("()\"':,= ")
     + [
