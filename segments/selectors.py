@@ -11,7 +11,7 @@ from pyroaring import BitMap
 
 from merchants.models import Merchant
 from privacy.models import Purpose
-from privacy.release import STANDARD
+from privacy.release import STANDARD, canonical_subject
 from privacy.services import processing_basis_require, release_counts
 
 from .evaluation import evaluate_bitmap, latest_snapshot, snapshot_bitmap
@@ -65,7 +65,8 @@ def audience_estimate(
     """How many live consumers match, and how many of those may be messaged (express direct-marketing consent).
 
     Both counts leave through the release layer (privacy.services.release_counts): noisy with the precision's
-    scale, keyed by the member sets themselves (so an equivalent expression gets the same numbers), suppressed
+    scale, keyed by the question in canonical form and the member set counted (so the text and JSON forms and
+    reorderings of one question get the same numbers, and different questions independent noise), suppressed
     after the noise, and paid for from the merchant's privacy budget the first time each set is released in the
     period. Raises InvalidDefinition (400, with the position) for a bad expression, ProcessingNotPermitted when
     no tagging activity is approved, and PrivacyBudgetExhausted when the budget cannot pay for a new release.
@@ -75,8 +76,12 @@ def audience_estimate(
     processing_basis_require(purpose=ESTIMATE_PURPOSE)
     by_tag, live, consent = estimate_bitmaps(sorted(set(resolved.tag_ids.values())))
     members = evaluate_bitmap(resolved, bitmaps=(by_tag, live))
+    subject = canonical_subject(to_json(resolved.node))
     size, reachable = release_counts(
-        merchant_id=merchant.pk, member_sets=[members, members & consent], precision=precision
+        merchant_id=merchant.pk,
+        subjects=[f"size:{subject}", f"reachable:{subject}"],
+        member_sets=[members, members & consent],
+        precision=precision,
     )
     took_ms = (time.perf_counter() - started) * 1000
     return AudienceEstimate(

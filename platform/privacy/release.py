@@ -8,11 +8,23 @@ Mechanism. The discrete Gaussian (Canonne, Kamath, Steinke 2020) under zero-conc
 1) released with noise of scale σ costs ρ = 1 / (2σ²). The calibration (σ → ρ) and the conversion of a period's
 total ρ to (ε, δ) come from OpenDP (`make_gaussian` over integers, `make_zCDP_to_approxDP`). OpenDP draws from
 the operating system's randomness and cannot be seeded, so the draw itself is made here, with the same exact
-sampler OpenDP uses (rational arithmetic, no floating point), fed by a keyed stream (SHAKE-256 of an HMAC). The
-stream's seed is HMAC(RELEASE_NOISE_KEY, what is counted): a canonical digest of the member set, the measure, the
-precision and the data version. Not the query's text, and not the merchant: the same set gets the same number from
-any equivalent question, on any page, for anyone, so repeating a question or asking it another way cannot average
-the noise away.
+sampler OpenDP uses (rational arithmetic, no floating point), fed by a keyed stream (SHAKE-256 of an HMAC).
+
+Consistency. The stream's seed is HMAC(RELEASE_NOISE_KEY, what is released): the *subject* (the question in a
+canonical form: `canonical_subject` flattens, sorts and de-duplicates AND/OR, drops double negations, so the text
+form, the JSON form and reorderings of one question are one subject), the measure, the precision, the data version,
+and a keyed digest of the member set counted. Not the merchant: the same question on the same data gets the same
+number for everyone, on every page, however often it is asked, so repetition cannot average the noise away.
+
+Why the subject and not the member set alone: noise keyed by the member set only is not differentially private.
+An attacker comparing `LA` with `LA OR (P AND interest:X)` for a unique P gets *identical* numbers when the target
+lacks X (the two sets are the same set, so the same noise) and different ones when it has X: equality gives the
+tag away every time (tests/privacy/test_differencing_attack.py measures it). Keyed by the subject, two different
+questions always get independent noise whatever the data, and each is paid for.
+
+The member-set digest stands in for the data version: when the data a question reads changes, its set changes and
+the noise is drawn afresh (and paid for again). Its residual leak, documented in docs/privacy.md: re-asking the
+same question shows whether its set changed since the last ask.
 
 Budget. Each *new* distinct release spends its ρ from the merchant's allowance for the period (privacy.services);
 this module only computes. See release_counts in services.py for the metered entry point.
@@ -22,12 +34,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from django.conf import settings
@@ -215,9 +228,44 @@ def member_digest(members: AbstractBitMap) -> str:
     return hmac.digest(_noise_key(), b"members\x00" + _canonical_bytes(members), "sha256").hex()
 
 
-def release_key(*, digest: str, measure: str, precision: str, data_version: str) -> str:
-    """What identifies a release: the ledger's key and the noise's seed. Never the query's text or the merchant."""
-    label = f"{MECHANISM_VERSION}\x00{measure}\x00{precision}\x00{data_version}\x00{digest}".encode()
+def canonical_subject(definition: Any) -> str:
+    """A question in one canonical form, from the segment language's JSON form (docs/segments.md).
+
+    AND and OR are flattened, their operands de-duplicated and sorted; NOT NOT x is x; a one-operand AND/OR is its
+    operand. So `a OR b`, `b OR (a OR a)` and `NOT NOT (b OR a)`, in text or JSON, are one subject. Deeper
+    equivalences (distributivity, De Morgan) are separate subjects: they get independent noise and are paid for.
+    """
+
+    def norm(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            op, value = next(iter(node.items()))
+            if op in ("and", "or") and isinstance(value, list):
+                operands: dict[str, Any] = {}
+                for child in (norm(c) for c in value):
+                    nested = child.get(op) if isinstance(child, dict) and len(child) == 1 else None
+                    for item in nested if isinstance(nested, list) else [child]:
+                        operands[_dumps(item)] = item
+                ordered = [operands[k] for k in sorted(operands)]
+                return ordered[0] if len(ordered) == 1 else {op: ordered}
+            if op == "not":
+                inner = norm(value)
+                if isinstance(inner, dict) and len(inner) == 1 and "not" in inner:
+                    return inner["not"]
+                return {"not": inner}
+        return node
+
+    return _dumps(norm(definition))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def release_key(*, subject: str, digest: str, measure: str, precision: str, data_version: str = "") -> str:
+    """What identifies a release: the ledger's key and the noise's seed (never the merchant)."""
+    subject_digest = hashlib.sha256(subject.encode()).hexdigest()
+    label = f"{MECHANISM_VERSION}\x00{subject_digest}\x00{measure}\x00{precision}\x00{data_version}\x00{digest}"
+    label = label.encode()
     return hmac.digest(_noise_key(), b"release\x00" + label, "sha256").hex()
 
 
@@ -366,10 +414,18 @@ def count_from_noisy(*, noisy: int, precision: str, key: str = "") -> ReleasedCo
     )
 
 
-def noisy_count(*, members: AbstractBitMap, precision: str, data_version: str = "", true_count: int | None = None):
-    """(release key, noisy count) of a member set, unmetered: the pure mechanism (the services meter it)."""
+def noisy_count(
+    *, subject: str, members: AbstractBitMap, precision: str, data_version: str = "", true_count: int | None = None
+) -> tuple[str, int]:
+    """(release key, noisy count) of a question's member set, unmetered: the pure mechanism (services meter it)."""
     spec = precision_spec(precision)
-    key = release_key(digest=member_digest(members), measure="count", precision=precision, data_version=data_version)
+    key = release_key(
+        subject=subject,
+        digest=member_digest(members),
+        measure="count",
+        precision=precision,
+        data_version=data_version,
+    )
     count = len(members) if true_count is None else true_count
     return key, count + keyed_noise(key=key, sigma=spec.sigma)
 
@@ -434,6 +490,7 @@ __all__ = [
     "ReleasedCount",
     "ReleasedSum",
     "attacker_success_bound",
+    "canonical_subject",
     "clamped_sum",
     "count_from_noisy",
     "epsilon_for_rho",

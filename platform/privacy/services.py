@@ -260,26 +260,30 @@ class PrivacyBudgetExhausted(Exception):
 def release_counts(
     *,
     merchant_id: int | None,
+    subjects: Sequence[str],
     member_sets: Sequence[AbstractBitMap],
     precision: str,
     data_version: str = "",
     charge: bool = True,
     true_counts: Sequence[int] | None = None,
 ) -> list[ReleasedCount]:
-    """Release the sizes of several member sets together (all or none: one budget check).
+    """Release the sizes of several questions' member sets together (all or none: one budget check).
 
-    Each set's noise is keyed by the set itself (privacy.release). With charge (a merchant asking), every set not
-    yet released to this merchant in the period spends its ρ, read-back repeats are free, and a shortfall raises
-    PrivacyBudgetExhausted before anything is released. charge=False is for background jobs (scheduled refreshes,
-    sends): the same numbers, never spent, never refused.
+    subjects: each question in its canonical form (privacy.release.canonical_subject), with a prefix naming what is
+    counted ("size:", "reachable:"). The noise is keyed by the subject and the set (privacy.release). With charge
+    (a merchant asking), every release not yet given to this merchant in the period spends its ρ, read-back
+    repeats are free, and a shortfall raises PrivacyBudgetExhausted before anything is released. charge=False is
+    for background jobs (scheduled refreshes, sends): the same numbers, never spent, never refused.
 
     true_counts: the sets' sizes when the caller has them already (defaults to len()).
     """
     spec = precision_spec(precision)
     counts = list(true_counts) if true_counts is not None else [len(m) for m in member_sets]
     keys = [
-        release_key(digest=member_digest(m), measure="count", precision=precision, data_version=data_version)
-        for m in member_sets
+        release_key(
+            subject=subject, digest=member_digest(m), measure="count", precision=precision, data_version=data_version
+        )
+        for subject, m in zip(subjects, member_sets, strict=True)
     ]
     if not charge or merchant_id is None:
         return [
@@ -298,17 +302,29 @@ def release_counts(
 
 
 def release_count(
-    *, merchant_id: int | None, members: AbstractBitMap, precision: str, data_version: str = "", charge: bool = True
+    *,
+    merchant_id: int | None,
+    subject: str,
+    members: AbstractBitMap,
+    precision: str,
+    data_version: str = "",
+    charge: bool = True,
 ) -> ReleasedCount:
-    """One set's size, released (see release_counts)."""
+    """One question's size, released (see release_counts)."""
     return release_counts(
-        merchant_id=merchant_id, member_sets=[members], precision=precision, data_version=data_version, charge=charge
+        merchant_id=merchant_id,
+        subjects=[subject],
+        member_sets=[members],
+        precision=precision,
+        data_version=data_version,
+        charge=charge,
     )[0]
 
 
 def release_sum(
     *,
     merchant_id: int | None,
+    subject: str,
     members: AbstractBitMap,
     values: Iterable[int],
     clamp: int,
@@ -326,10 +342,17 @@ def release_sum(
     spec = precision_spec(precision)
     total = clamped_sum(values, clamp=clamp)
     count = release_count(
-        merchant_id=merchant_id, members=members, precision=precision, data_version=data_version, charge=charge
+        merchant_id=merchant_id,
+        subject=subject,
+        members=members,
+        precision=precision,
+        data_version=data_version,
+        charge=charge,
     )
     measure = f"sum:{name}:{int(clamp)}"
-    key = release_key(digest=member_digest(members), measure=measure, precision=precision, data_version=data_version)
+    key = release_key(
+        subject=subject, digest=member_digest(members), measure=measure, precision=precision, data_version=data_version
+    )
     if not charge or merchant_id is None:
         noisy = total + clamp * keyed_noise(key=key, sigma=spec.sigma)
     else:

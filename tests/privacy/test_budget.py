@@ -23,21 +23,21 @@ def _at(monkeypatch, when: datetime) -> None:
 
 
 def test_a_new_release_spends_and_a_repeat_is_free(merchant):
-    first = release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
+    first = release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     status = budget_remaining(merchant_id=merchant.pk)
     assert status.spent == pytest.approx(PRECISIONS[STANDARD].rho) and status.releases == 1
-    again = release_count(merchant_id=merchant.pk, members=BitMap(SET_A), precision=STANDARD)
+    again = release_count(merchant_id=merchant.pk, subject="a", members=BitMap(SET_A), precision=STANDARD)
     assert again == first
     assert budget_remaining(merchant_id=merchant.pk).spent == pytest.approx(PRECISIONS[STANDARD].rho)
     # The number is the mechanism's for this set, whoever asks and however often.
-    key, noisy = noisy_count(members=SET_A, precision=STANDARD)
+    key, noisy = noisy_count(subject="a", members=SET_A, precision=STANDARD)
     assert first == count_from_noisy(noisy=noisy, precision=STANDARD, key=key)
     assert ReleaseLedger.objects.get(merchant=merchant).value == noisy
 
 
 def test_preview_and_standard_are_distinct_releases_at_their_own_cost(merchant):
-    release_counts(merchant_id=merchant.pk, member_sets=[SET_A, SET_B], precision=PREVIEW)
-    release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
+    release_counts(merchant_id=merchant.pk, subjects=["a", "b"], member_sets=[SET_A, SET_B], precision=PREVIEW)
+    release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     expected = 2 * PRECISIONS[PREVIEW].rho + PRECISIONS[STANDARD].rho
     assert budget_remaining(merchant_id=merchant.pk).spent == pytest.approx(expected)
     assert PRECISIONS[STANDARD].rho / PRECISIONS[PREVIEW].rho == pytest.approx(25)
@@ -46,20 +46,20 @@ def test_preview_and_standard_are_distinct_releases_at_their_own_cost(merchant):
 def test_exhaustion_refuses_new_releases_but_not_repeats_or_background_jobs(merchant, monkeypatch):
     _at(monkeypatch, datetime(2026, 3, 14, 10, 0, tzinfo=UTC))
     PrivacyBudget.objects.create(merchant=merchant, allowance_rho=PRECISIONS[STANDARD].rho * 1.5)
-    shown = release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
+    shown = release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     with pytest.raises(PrivacyBudgetExhausted) as refused:
-        release_count(merchant_id=merchant.pk, members=SET_B, precision=STANDARD)
+        release_count(merchant_id=merchant.pk, subject="b", members=SET_B, precision=STANDARD)
     assert refused.value.renews_at == datetime(2026, 4, 1, tzinfo=UTC)
     assert "2026-04-01 00:00 UTC" in str(refused.value)
     assert refused.value.needed == pytest.approx(PRECISIONS[STANDARD].rho)
     # All or none: a pair that includes an unpaid set is refused whole, and nothing is recorded.
     with pytest.raises(PrivacyBudgetExhausted):
-        release_counts(merchant_id=merchant.pk, member_sets=[SET_A, SET_B], precision=STANDARD)
+        release_counts(merchant_id=merchant.pk, subjects=["a", "b"], member_sets=[SET_A, SET_B], precision=STANDARD)
     assert ReleaseLedger.objects.filter(merchant=merchant).count() == 1
     # Already released: still free. Background jobs: same numbers, never spent, never refused.
-    assert release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD) == shown
-    background = release_count(merchant_id=merchant.pk, members=SET_B, precision=STANDARD, charge=False)
-    key, noisy = noisy_count(members=SET_B, precision=STANDARD)
+    assert release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD) == shown
+    background = release_count(merchant_id=merchant.pk, subject="b", members=SET_B, precision=STANDARD, charge=False)
+    key, noisy = noisy_count(subject="b", members=SET_B, precision=STANDARD)
     assert background == count_from_noisy(noisy=noisy, precision=STANDARD, key=key)
     assert budget_remaining(merchant_id=merchant.pk).releases == 1
 
@@ -67,13 +67,13 @@ def test_exhaustion_refuses_new_releases_but_not_repeats_or_background_jobs(merc
 def test_the_allowance_renews_with_the_period(merchant, monkeypatch):
     PrivacyBudget.objects.create(merchant=merchant, allowance_rho=PRECISIONS[STANDARD].rho)
     _at(monkeypatch, datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
-    release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
+    release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     with pytest.raises(PrivacyBudgetExhausted) as refused:
-        release_count(merchant_id=merchant.pk, members=SET_B, precision=STANDARD)
+        release_count(merchant_id=merchant.pk, subject="b", members=SET_B, precision=STANDARD)
     assert refused.value.renews_at == datetime(2027, 1, 1, tzinfo=UTC)
     _at(monkeypatch, datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC))
     assert budget_remaining(merchant_id=merchant.pk).spent == 0
-    release_count(merchant_id=merchant.pk, members=SET_B, precision=STANDARD)
+    release_count(merchant_id=merchant.pk, subject="b", members=SET_B, precision=STANDARD)
     assert BudgetPeriod.objects.get(merchant=merchant, period_start=date(2027, 1, 1)).releases == 1
 
 
@@ -95,16 +95,22 @@ def test_periods(settings, period, start, renews):
 def test_other_merchants_have_their_own_budget_and_the_same_numbers(merchant, other_merchant):
     PrivacyBudget.objects.create(merchant=merchant, allowance_rho=0.0)
     with pytest.raises(PrivacyBudgetExhausted):
-        release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
-    mine = release_count(merchant_id=other_merchant.pk, members=SET_A, precision=STANDARD, charge=False)
-    theirs = release_count(merchant_id=other_merchant.pk, members=SET_A, precision=STANDARD)
+        release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
+    mine = release_count(merchant_id=other_merchant.pk, subject="a", members=SET_A, precision=STANDARD, charge=False)
+    theirs = release_count(merchant_id=other_merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     assert mine == theirs  # one set, one number, for everyone (no averaging across merchants)
 
 
 def test_sums_are_clamped_noisy_and_spend_like_counts(merchant):
     values = [100] * (len(SET_A) - 1) + [10_000_000]  # one big spender cannot move the sum past the clamp
     total, count = release_sum(
-        merchant_id=merchant.pk, members=SET_A, values=values, clamp=500, name="revenue", data_version="events:42"
+        merchant_id=merchant.pk,
+        subject="a",
+        members=SET_A,
+        values=values,
+        clamp=500,
+        name="revenue",
+        data_version="events:42",
     )
     assert not total.suppressed and not count.suppressed
     assert abs(total.value - (100 * (len(SET_A) - 1) + 500)) <= total.error_bound * 3
@@ -112,10 +118,10 @@ def test_sums_are_clamped_noisy_and_spend_like_counts(merchant):
 
 
 def test_spending_is_audited_once_a_day_per_merchant(merchant, other_merchant):
-    release_counts(merchant_id=merchant.pk, member_sets=[SET_A, SET_B], precision=PREVIEW)
-    release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
-    release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)  # a repeat: not counted
-    release_count(merchant_id=other_merchant.pk, members=SET_A, precision=STANDARD)
+    release_counts(merchant_id=merchant.pk, subjects=["a", "b"], member_sets=[SET_A, SET_B], precision=PREVIEW)
+    release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
+    release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)  # a repeat: not counted
+    release_count(merchant_id=other_merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     assert not AuditEntry.objects.filter(action="privacy_budget.spent").exists()  # nothing per keystroke
     today = datetime.now(UTC).date()
     assert release_spending_audit(day=today) == 2
@@ -125,7 +131,7 @@ def test_spending_is_audited_once_a_day_per_merchant(merchant, other_merchant):
 
 
 def test_officers_set_allowances_and_see_spending(client, officer, merchant):
-    release_count(merchant_id=merchant.pk, members=SET_A, precision=STANDARD)
+    release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     client.force_login(officer)
     assert client.get("/admin/privacy/budgetperiod/").status_code == 200
     assert client.get("/admin/privacy/releaseledger/").status_code == 200

@@ -77,18 +77,18 @@ def test_digest_ignores_the_containers_property(runs, extra):
 
 def test_same_set_same_number_and_different_sets_independent_noise():
     members = BitMap(range(1000, 2500))
-    key, first = noisy_count(members=members, precision=STANDARD)
-    assert noisy_count(members=BitMap(members), precision=STANDARD) == (key, first)
+    key, first = noisy_count(subject="q", members=members, precision=STANDARD)
+    assert noisy_count(subject="q", members=BitMap(members), precision=STANDARD) == (key, first)
     # The data version and the precision are part of what is released; the query text is not.
-    assert noisy_count(members=members, precision=STANDARD, data_version="v2")[0] != key
-    assert noisy_count(members=members, precision=PREVIEW)[0] != key
+    assert noisy_count(subject="q", members=members, precision=STANDARD, data_version="v2")[0] != key
+    assert noisy_count(subject="q", members=members, precision=PREVIEW)[0] != key
 
 
 def test_the_noise_key_matters(settings):
     members = BitMap(range(500))
-    before = noisy_count(members=members, precision=STANDARD)
+    before = noisy_count(subject="q", members=members, precision=STANDARD)
     settings.RELEASE_NOISE_KEY = "another-key-entirely-for-this-test"
-    assert noisy_count(members=members, precision=STANDARD)[0] != before[0]
+    assert noisy_count(subject="q", members=members, precision=STANDARD)[0] != before[0]
 
 
 @pytest.mark.parametrize("precision", [STANDARD, PREVIEW])
@@ -164,3 +164,18 @@ def test_clamped_sum_bounds_each_consumer():
         release.clamped_sum([1], clamp=0)
     with pytest.raises(ReleaseError):
         release.precision_spec("exact")
+
+
+def test_one_question_has_one_canonical_subject():
+    sg = {"tag": {"family": "country", "value": "SG"}}
+    high = {"tag": {"family": "discount_sensitivity", "value": "high"}}
+    sports = {"tag": {"family": "interest", "value": "sports"}}
+    subject = release.canonical_subject
+    assert subject({"or": [sg, high]}) == subject({"or": [high, {"or": [sg, sg]}]})
+    assert subject({"not": {"not": {"or": [high, sg]}}}) == subject({"or": [sg, high]})
+    assert subject({"and": [sg]}) == subject(sg)
+    assert subject({"and": [sg, {"and": [high, sports]}]}) == subject({"and": [{"and": [sports, sg]}, high]})
+    # Different questions stay different, even where they happen to select the same consumers.
+    assert subject({"or": [sg, high]}) != subject({"and": [sg, high]})
+    assert subject({"or": [sg, {"and": [high, {"not": sg}]}]}) != subject({"or": [sg, high]})
+    assert subject({"not": sg}) != subject(sg)
