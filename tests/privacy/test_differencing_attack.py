@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from pyroaring import BitMap
 
-from privacy.models import PrivacyBudget
 from privacy.release import (
     PRECISIONS,
     PREVIEW,
@@ -107,7 +106,8 @@ def test_one_target_with_a_whole_budget_stays_within_the_documented_bound():
         for j in range(pairs):
             base = f"{t:032x}{j:031x}"
             before = count_from_noisy(noisy=1000 + keyed_noise(key=base + "0", sigma=20), precision=STANDARD)
-            after = count_from_noisy(noisy=1000 + int(has_x) + keyed_noise(key=base + "1", sigma=20), precision=STANDARD)
+            noisy = 1000 + int(has_x) + keyed_noise(key=base + "1", sigma=20)
+            after = count_from_noisy(noisy=noisy, precision=STANDARD)
             total += after.value - before.value
         right += (total > 0) == has_x
     success = right / len(hidden)
