@@ -125,8 +125,9 @@ def _process_caches_clear():
     """Every test starts with empty per-process caches.
 
     Test databases reuse ids and bitmap versions from one test to the next, so a cache keyed by them (tag and
-    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data.
+    live bitmaps, behavioural and snapshot bitmaps, loaded models, released figures) would hand one test another's data.
     """
+    from privacy.services import released_cache_clear
     from recommend.artefacts import cache_clear as models_cache_clear
     from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
     from tags.bitmaps import bitmap_cache_clear
@@ -135,6 +136,7 @@ def _process_caches_clear():
     behaviour_cache_invalidate()
     snapshot_cache_clear()
     models_cache_clear()
+    released_cache_clear()
     yield
 
 

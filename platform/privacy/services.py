@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -367,13 +368,37 @@ def release_sum(
     return sum_from_noisy(noisy=noisy, clamp=clamp, precision=precision, count=count, key=key), count
 
 
+# Repeats are the common case (a portal re-asks as the user types back and forth): released values already in the
+# ledger are remembered per process, so a repeat costs no query. Only committed rows enter it; a ledger row is never
+# changed or deleted (short of deleting the merchant), so an entry cannot go stale.
+_RELEASED: OrderedDict[tuple[int, date, str], int] = OrderedDict()
+_RELEASED_MAX = 200_000
+
+
+def released_cache_clear() -> None:
+    """Forget the per-process memory of released values (tests; the ledger itself is untouched)."""
+    _RELEASED.clear()
+
+
+def _remember(merchant_id: int, start: date, values: dict[str, int]) -> None:
+    for key, value in values.items():
+        _RELEASED[(merchant_id, start, key)] = value
+    while len(_RELEASED) > _RELEASED_MAX:
+        _RELEASED.popitem(last=False)
+
+
 def _ledger_release(
     *, merchant_id: int, keys: list[str], draw, rho_each: float, measure: str, precision: str
 ) -> dict[str, int]:
     """The released value of each key for this merchant this period: read back, or drawn and paid for."""
     start = period_start()
     wanted = set(keys)
-    found = _ledger_values(merchant_id=merchant_id, start=start, keys=wanted)
+    found = {k: _RELEASED[(merchant_id, start, k)] for k in wanted if (merchant_id, start, k) in _RELEASED}
+    if len(found) == len(wanted):
+        return found
+    read = _ledger_values(merchant_id=merchant_id, start=start, keys=wanted - found.keys())
+    _remember(merchant_id, start, read)
+    found.update(read)
     if wanted <= found.keys():
         return found
     with transaction.atomic():
@@ -406,7 +431,9 @@ def _ledger_release(
         BudgetPeriod.objects.filter(pk=period.pk).update(
             spent_rho=F("spent_rho") + needed, releases=F("releases") + len(rows), updated_at=now
         )
-        found.update({row.release_key: row.value for row in rows})
+        new = {row.release_key: row.value for row in rows}
+        transaction.on_commit(lambda: _remember(merchant_id, start, new))
+        found.update(new)
     return found
 
 
@@ -474,4 +501,5 @@ __all__ = [
     "release_counts",
     "release_spending_audit",
     "release_sum",
+    "released_cache_clear",
 ]
