@@ -65,7 +65,7 @@ def audience_estimate(
     """How many live consumers match, and how many of those may be messaged (express direct-marketing consent).
 
     Both counts leave through the release layer (privacy.services.release_counts): noisy with the precision's
-    scale, keyed by the question in canonical form and the member set counted (so the text and JSON forms and
+    scale, keyed by the question in canonical form and the exact value (so the text and JSON forms and
     reorderings of one question get the same numbers, and different questions independent noise), suppressed
     after the noise, and paid for from the merchant's privacy budget the first time each set is released in the
     period. Raises InvalidDefinition (400, with the position) for a bad expression, ProcessingNotPermitted when
@@ -80,7 +80,7 @@ def audience_estimate(
     size, reachable = release_counts(
         merchant_id=merchant.pk,
         subjects=[f"size:{subject}", f"reachable:{subject}"],
-        member_sets=[members, members & consent],
+        counts=[len(members), members.intersection_cardinality(consent)],
         precision=precision,
     )
     took_ms = (time.perf_counter() - started) * 1000

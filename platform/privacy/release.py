@@ -12,19 +12,21 @@ sampler OpenDP uses (rational arithmetic, no floating point), fed by a keyed str
 
 Consistency. The stream's seed is HMAC(RELEASE_NOISE_KEY, what is released): the *subject* (the question in a
 canonical form: `canonical_subject` flattens, sorts and de-duplicates AND/OR, drops double negations, so the text
-form, the JSON form and reorderings of one question are one subject), the measure, the precision, the data version,
-and a keyed digest of the member set counted. Not the merchant: the same question on the same data gets the same
-number for everyone, on every page, however often it is asked, so repetition cannot average the noise away.
+form, the JSON form and reorderings of one question are one subject), the measure, the precision, the data version
+and the exact value released. Not the merchant: the same question on the same data gets the same number for
+everyone, on every page, however often it is asked, so repetition cannot average the noise away.
 
-Why the subject and not the member set alone: noise keyed by the member set only is not differentially private.
-An attacker comparing `LA` with `LA OR (P AND interest:X)` for a unique P gets *identical* numbers when the target
-lacks X (the two sets are the same set, so the same noise) and different ones when it has X: equality gives the
-tag away every time (tests/privacy/test_differencing_attack.py measures it). Keyed by the subject, two different
-questions always get independent noise whatever the data, and each is paid for.
+Why the subject and not the member set: noise keyed by the member set is not differentially private. An attacker
+comparing `LA` with `LA OR (P AND interest:X)` for a unique P gets *identical* numbers when the target lacks X
+(the two are the same set, so the same noise) and different ones when it has X: equality gives the tag away
+(tests/privacy/test_differencing_attack.py measures it). Keyed by the subject, two different questions always
+get independent noise whatever the data, and each is paid for.
 
-The member-set digest stands in for the data version: when the data a question reads changes, its set changes and
-the noise is drawn afresh (and paid for again). Its residual leak, documented in docs/privacy.md: re-asking the
-same question shows whether its set changed since the last ask.
+Why the exact value is in the key: it stands in for the data version. When the data changes the value a question
+has, the noise is drawn afresh (and paid for again); were it not, the same noise on two different values would
+make their difference exact. When the value is unchanged, the same number comes back, which reveals only that the
+value did not change (the residual leak documented in docs/privacy.md; keying by the versions of every input the
+evaluation read removes it). It also costs nothing: no digest of a 10M-member set on the estimate's path.
 
 Budget. Each *new* distinct release spends its ρ from the merchant's allowance for the period (privacy.services);
 this module only computes. See release_counts in services.py for the metered entry point.
@@ -222,8 +224,8 @@ def _derun(data: bytes) -> bytes:
 def member_digest(members: AbstractBitMap) -> str:
     """A keyed digest of a set of consumer ids: HMAC-SHA256(RELEASE_NOISE_KEY, canonical serialisation).
 
-    Keyed, so the ledger's digests cannot be matched against guessed small sets; over the whole canonical
-    serialisation, so no two different sets share noise (sharing it would make their difference exact).
+    Not part of a release key (see the module docstring: keying noise by the member set is not private); kept for
+    callers that need a set's identity as a data version (a snapshot), and for the attack test that shows why.
     """
     return hmac.digest(_noise_key(), b"members\x00" + _canonical_bytes(members), "sha256").hex()
 
@@ -261,10 +263,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def release_key(*, subject: str, digest: str, measure: str, precision: str, data_version: str = "") -> str:
-    """What identifies a release: the ledger's key and the noise's seed (never the merchant)."""
+def release_key(*, subject: str, value: int, measure: str, precision: str, data_version: str = "") -> str:
+    """What identifies a release: the ledger's key and the noise's seed (never the merchant).
+
+    value is the exact value being released (a count, a clamped sum): see the module docstring for why.
+    """
     subject_digest = hashlib.sha256(subject.encode()).hexdigest()
-    label = f"{MECHANISM_VERSION}\x00{subject_digest}\x00{measure}\x00{precision}\x00{data_version}\x00{digest}"
+    label = f"{MECHANISM_VERSION}\x00{subject_digest}\x00{measure}\x00{precision}\x00{data_version}\x00{int(value)}"
     label = label.encode()
     return hmac.digest(_noise_key(), b"release\x00" + label, "sha256").hex()
 
@@ -414,20 +419,11 @@ def count_from_noisy(*, noisy: int, precision: str, key: str = "") -> ReleasedCo
     )
 
 
-def noisy_count(
-    *, subject: str, members: AbstractBitMap, precision: str, data_version: str = "", true_count: int | None = None
-) -> tuple[str, int]:
-    """(release key, noisy count) of a question's member set, unmetered: the pure mechanism (services meter it)."""
+def noisy_count(*, subject: str, count: int, precision: str, data_version: str = "") -> tuple[str, int]:
+    """(release key, noisy count) of a question, unmetered: the pure mechanism (the services meter it)."""
     spec = precision_spec(precision)
-    key = release_key(
-        subject=subject,
-        digest=member_digest(members),
-        measure="count",
-        precision=precision,
-        data_version=data_version,
-    )
-    count = len(members) if true_count is None else true_count
-    return key, count + keyed_noise(key=key, sigma=spec.sigma)
+    key = release_key(subject=subject, value=count, measure="count", precision=precision, data_version=data_version)
+    return key, int(count) + keyed_noise(key=key, sigma=spec.sigma)
 
 
 def clamped_sum(values: Iterable[int], *, clamp: int) -> int:

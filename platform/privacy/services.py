@@ -35,7 +35,6 @@ from .release import (
     clamped_sum,
     count_from_noisy,
     keyed_noise,
-    member_digest,
     precision_spec,
     release_key,
     sum_from_noisy,
@@ -262,39 +261,36 @@ def release_counts(
     *,
     merchant_id: int | None,
     subjects: Sequence[str],
-    member_sets: Sequence[AbstractBitMap],
+    counts: Sequence[int],
     precision: str,
     data_version: str = "",
     charge: bool = True,
-    true_counts: Sequence[int] | None = None,
 ) -> list[ReleasedCount]:
-    """Release the sizes of several questions' member sets together (all or none: one budget check).
+    """Release several questions' counts together (all or none: one budget check).
 
     subjects: each question in its canonical form (privacy.release.canonical_subject), with a prefix naming what is
-    counted ("size:", "reachable:"). The noise is keyed by the subject and the set (privacy.release). With charge
-    (a merchant asking), every release not yet given to this merchant in the period spends its ρ, read-back
-    repeats are free, and a shortfall raises PrivacyBudgetExhausted before anything is released. charge=False is
-    for background jobs (scheduled refreshes, sends): the same numbers, never spent, never refused.
-
-    true_counts: the sets' sizes when the caller has them already (defaults to len()).
+    counted ("size:", "reachable:"); counts: their exact values. The noise is keyed by the subject and the exact
+    value (privacy.release.release_key). With charge (a merchant asking), every release not yet given to this
+    merchant in the period spends its ρ, read-back repeats are free, and a shortfall raises PrivacyBudgetExhausted
+    before anything is released. charge=False is for background jobs (scheduled refreshes, sends): the same
+    numbers, never spent, never refused.
     """
     spec = precision_spec(precision)
-    counts = list(true_counts) if true_counts is not None else [len(m) for m in member_sets]
+    counts = [int(c) for c in counts]
     keys = [
-        release_key(
-            subject=subject, digest=member_digest(m), measure="count", precision=precision, data_version=data_version
-        )
-        for subject, m in zip(subjects, member_sets, strict=True)
+        release_key(subject=subject, value=c, measure="count", precision=precision, data_version=data_version)
+        for subject, c in zip(subjects, counts, strict=True)
     ]
+    value_of = dict(zip(keys, counts, strict=True))
     if not charge or merchant_id is None:
         return [
-            count_from_noisy(noisy=c + keyed_noise(key=k, sigma=spec.sigma), precision=precision, key=k)
-            for k, c in zip(keys, counts, strict=True)
+            count_from_noisy(noisy=value_of[k] + keyed_noise(key=k, sigma=spec.sigma), precision=precision, key=k)
+            for k in keys
         ]
     noisy = _ledger_release(
         merchant_id=merchant_id,
         keys=keys,
-        draw=lambda k: counts[keys.index(k)] + keyed_noise(key=k, sigma=spec.sigma),
+        draw=lambda k: value_of[k] + keyed_noise(key=k, sigma=spec.sigma),
         rho_each=spec.rho,
         measure="count",
         precision=precision,
@@ -306,16 +302,19 @@ def release_count(
     *,
     merchant_id: int | None,
     subject: str,
-    members: AbstractBitMap,
+    members: AbstractBitMap | None = None,
+    count: int | None = None,
     precision: str,
     data_version: str = "",
     charge: bool = True,
 ) -> ReleasedCount:
-    """One question's size, released (see release_counts)."""
+    """One question's count, released (see release_counts): give the member set or its size."""
+    if (members is None) == (count is None):
+        raise ValueError("Give exactly one of members or count.")
     return release_counts(
         merchant_id=merchant_id,
         subjects=[subject],
-        member_sets=[members],
+        counts=[len(members) if members is not None else int(count)],
         precision=precision,
         data_version=data_version,
         charge=charge,
@@ -330,15 +329,15 @@ def release_sum(
     values: Iterable[int],
     clamp: int,
     name: str,
-    data_version: str,
+    data_version: str = "",
     precision: str = STANDARD,
     charge: bool = True,
 ) -> tuple[ReleasedSum, ReleasedCount]:
     """A per-consumer clamped sum (e.g. revenue in minor units) over `members`, released with its count.
 
     values: one per member (the caller's per-consumer totals). Each is clamped to [0, clamp], so one consumer moves
-    the sum by at most clamp and the noise is scaled by it. data_version must change whenever the summed data
-    does (e.g. the events' high-water mark): the sum is not a function of the set alone.
+    the sum by at most clamp and the noise is scaled by it. The noise is keyed by the subject and the exact clamped
+    total, so it is drawn afresh whenever the total changes.
     """
     spec = precision_spec(precision)
     total = clamped_sum(values, clamp=clamp)
@@ -351,9 +350,7 @@ def release_sum(
         charge=charge,
     )
     measure = f"sum:{name}:{int(clamp)}"
-    key = release_key(
-        subject=subject, digest=member_digest(members), measure=measure, precision=precision, data_version=data_version
-    )
+    key = release_key(subject=subject, value=total, measure=measure, precision=precision, data_version=data_version)
     if not charge or merchant_id is None:
         noisy = total + clamp * keyed_noise(key=key, sigma=spec.sigma)
     else:

@@ -30,13 +30,13 @@ def test_a_new_release_spends_and_a_repeat_is_free(merchant):
     assert again == first
     assert budget_remaining(merchant_id=merchant.pk).spent == pytest.approx(PRECISIONS[STANDARD].rho)
     # The number is the mechanism's for this set, whoever asks and however often.
-    key, noisy = noisy_count(subject="a", members=SET_A, precision=STANDARD)
+    key, noisy = noisy_count(subject="a", count=len(SET_A), precision=STANDARD)
     assert first == count_from_noisy(noisy=noisy, precision=STANDARD, key=key)
     assert ReleaseLedger.objects.get(merchant=merchant).value == noisy
 
 
 def test_preview_and_standard_are_distinct_releases_at_their_own_cost(merchant):
-    release_counts(merchant_id=merchant.pk, subjects=["a", "b"], member_sets=[SET_A, SET_B], precision=PREVIEW)
+    release_counts(merchant_id=merchant.pk, subjects=["a", "b"], counts=[len(SET_A), len(SET_B)], precision=PREVIEW)
     release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     expected = 2 * PRECISIONS[PREVIEW].rho + PRECISIONS[STANDARD].rho
     assert budget_remaining(merchant_id=merchant.pk).spent == pytest.approx(expected)
@@ -54,12 +54,14 @@ def test_exhaustion_refuses_new_releases_but_not_repeats_or_background_jobs(merc
     assert refused.value.needed == pytest.approx(PRECISIONS[STANDARD].rho)
     # All or none: a pair that includes an unpaid set is refused whole, and nothing is recorded.
     with pytest.raises(PrivacyBudgetExhausted):
-        release_counts(merchant_id=merchant.pk, subjects=["a", "b"], member_sets=[SET_A, SET_B], precision=STANDARD)
+        release_counts(
+            merchant_id=merchant.pk, subjects=["a", "b"], counts=[len(SET_A), len(SET_B)], precision=STANDARD
+        )
     assert ReleaseLedger.objects.filter(merchant=merchant).count() == 1
     # Already released: still free. Background jobs: same numbers, never spent, never refused.
     assert release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD) == shown
     background = release_count(merchant_id=merchant.pk, subject="b", members=SET_B, precision=STANDARD, charge=False)
-    key, noisy = noisy_count(subject="b", members=SET_B, precision=STANDARD)
+    key, noisy = noisy_count(subject="b", count=len(SET_B), precision=STANDARD)
     assert background == count_from_noisy(noisy=noisy, precision=STANDARD, key=key)
     assert budget_remaining(merchant_id=merchant.pk).releases == 1
 
@@ -118,7 +120,7 @@ def test_sums_are_clamped_noisy_and_spend_like_counts(merchant):
 
 
 def test_spending_is_audited_once_a_day_per_merchant(merchant, other_merchant):
-    release_counts(merchant_id=merchant.pk, subjects=["a", "b"], member_sets=[SET_A, SET_B], precision=PREVIEW)
+    release_counts(merchant_id=merchant.pk, subjects=["a", "b"], counts=[len(SET_A), len(SET_B)], precision=PREVIEW)
     release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)
     release_count(merchant_id=merchant.pk, subject="a", members=SET_A, precision=STANDARD)  # a repeat: not counted
     release_count(merchant_id=other_merchant.pk, subject="a", members=SET_A, precision=STANDARD)

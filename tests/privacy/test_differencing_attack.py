@@ -57,7 +57,7 @@ def test_an_attacker_spending_a_whole_budget_does_no_better_than_guessing(mercha
             before, after = release_counts(
                 merchant_id=merchant.pk,
                 subjects=[f"size:segment:la-{i}", f"size:segment:la-{i} OR (P-{target} AND interest:X)"],
-                member_sets=[first, second],
+                counts=[len(first), len(second)],
                 precision=STANDARD,
             )
         except PrivacyBudgetExhausted:

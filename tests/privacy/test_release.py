@@ -75,20 +75,30 @@ def test_digest_ignores_the_containers_property(runs, extra):
     assert member_digest(optimised) == member_digest(_no_runs(sorted(values)))
 
 
-def test_same_set_same_number_and_different_sets_independent_noise():
+def test_same_question_same_value_same_number_and_a_changed_value_fresh_noise():
     members = BitMap(range(1000, 2500))
-    key, first = noisy_count(subject="q", members=members, precision=STANDARD)
-    assert noisy_count(subject="q", members=BitMap(members), precision=STANDARD) == (key, first)
-    # The data version and the precision are part of what is released; the query text is not.
-    assert noisy_count(subject="q", members=members, precision=STANDARD, data_version="v2")[0] != key
-    assert noisy_count(subject="q", members=members, precision=PREVIEW)[0] != key
+    key, first = noisy_count(subject="q", count=len(members), precision=STANDARD)
+    assert noisy_count(subject="q", count=len(BitMap(members)), precision=STANDARD) == (key, first)
+    # What is released is part of the key; the merchant is not (there is no merchant argument at all).
+    assert noisy_count(subject="q", count=len(members), precision=STANDARD, data_version="v2")[0] != key
+    assert noisy_count(subject="q", count=len(members), precision=PREVIEW)[0] != key
+    assert noisy_count(subject="other", count=len(members), precision=STANDARD)[0] != key
+    # The data moved the value by one: fresh noise, so two releases never differ by exactly the change.
+    changed_key, changed = noisy_count(subject="q", count=len(members) + 1, precision=STANDARD)
+    assert changed_key != key
+    differences = {
+        noisy_count(subject=f"q{i}", count=1001, precision=STANDARD)[1]
+        - noisy_count(subject=f"q{i}", count=1000, precision=STANDARD)[1]
+        for i in range(50)
+    }
+    assert len(differences) > 10  # not always exactly 1
 
 
 def test_the_noise_key_matters(settings):
     members = BitMap(range(500))
-    before = noisy_count(subject="q", members=members, precision=STANDARD)
+    before = noisy_count(subject="q", count=len(members), precision=STANDARD)
     settings.RELEASE_NOISE_KEY = "another-key-entirely-for-this-test"
-    assert noisy_count(subject="q", members=members, precision=STANDARD)[0] != before[0]
+    assert noisy_count(subject="q", count=len(members), precision=STANDARD)[0] != before[0]
 
 
 @pytest.mark.parametrize("precision", [STANDARD, PREVIEW])

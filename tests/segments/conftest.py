@@ -177,7 +177,7 @@ def released(merchant, expression: str, what: str = "size", precision: str = "st
     if what == "reachable":
         members = members & consented()
     subject = canonical_subject(to_json(definition_resolve(parse(expression), merchant=merchant).node))
-    key, noisy = noisy_count(subject=f"{what}:{subject}", members=members, precision=precision)
+    key, noisy = noisy_count(subject=f"{what}:{subject}", count=len(members), precision=precision)
     return count_from_noisy(noisy=noisy, precision=precision, key=key).public()
 
 

@@ -23,7 +23,7 @@ def make_segment(merchant, name="Outdoor SG", expression="country:SG AND interes
 def _shown(members, precision, subject):
     from privacy.release import count_from_noisy, noisy_count
 
-    key, noisy = noisy_count(subject=subject, members=members, precision=precision)
+    key, noisy = noisy_count(subject=subject, count=len(members), precision=precision)
     public = count_from_noisy(noisy=noisy, precision=precision, key=key).public()
     return {k: public[k] for k in ("display", "hidden", "error_bound", "precision")}
 
