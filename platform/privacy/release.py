@@ -475,6 +475,31 @@ def released_rate(numerator: ReleasedCount | ReleasedSum, denominator: ReleasedC
     return rate
 
 
+def released_lift(
+    *,
+    segment_count: ReleasedCount,
+    segment_size: ReleasedCount,
+    population_count: ReleasedCount,
+    population_size: ReleasedCount,
+) -> float | None:
+    """Lift = (segment share) / (population share), from four released counts only; None when any is hidden."""
+    segment_share = released_rate(segment_count, segment_size)
+    population_share = released_rate(population_count, population_size)
+    if segment_share is None or not population_share:
+        return None
+    return segment_share / population_share
+
+
+def released_jaccard(*, size: ReleasedCount, other_size: ReleasedCount, both: ReleasedCount) -> float | None:
+    """Jaccard index |A ∩ B| / |A ∪ B| from three released counts only (|A ∪ B| = |A| + |B| - |A ∩ B|)."""
+    if size.suppressed or other_size.suppressed or both.suppressed:
+        return None
+    union = size._noisy + other_size._noisy - both._noisy
+    if union <= 0:
+        return None
+    return min(1.0, max(0.0, both._noisy / union))
+
+
 __all__ = [
     "ERROR_PROBABILITY",
     "PRECISIONS",
@@ -496,6 +521,8 @@ __all__ = [
     "noisy_count",
     "precision_spec",
     "release_key",
+    "released_jaccard",
+    "released_lift",
     "released_rate",
     "sample_discrete_gaussian",
     "suppression_threshold",

@@ -189,3 +189,24 @@ def test_one_question_has_one_canonical_subject():
     assert subject({"or": [sg, high]}) != subject({"and": [sg, high]})
     assert subject({"or": [sg, {"and": [high, {"not": sg}]}]}) != subject({"or": [sg, high]})
     assert subject({"not": sg}) != subject(sg)
+
+
+def test_lift_and_overlap_come_from_released_numbers_only():
+    def shown(n):
+        return count_from_noisy(noisy=n, precision=STANDARD)
+
+    lift = release.released_lift(
+        segment_count=shown(300), segment_size=shown(1000), population_count=shown(3000), population_size=shown(30000)
+    )
+    assert lift == pytest.approx(3.0)
+    assert (
+        release.released_lift(
+            segment_count=shown(50),
+            segment_size=shown(1000),
+            population_count=shown(3000),
+            population_size=shown(30000),
+        )
+        is None
+    )
+    assert release.released_jaccard(size=shown(1000), other_size=shown(800), both=shown(600)) == pytest.approx(0.5)
+    assert release.released_jaccard(size=shown(1000), other_size=shown(800), both=shown(20)) is None

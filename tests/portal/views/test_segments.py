@@ -280,3 +280,30 @@ def test_tag_catalogue_shows_k_anonymous_reach(portal_client, population):
     tags = {f"{t['family']}:{t['value']}": t for t in portal_client.get("/tags/catalogue.json").json()["tags"]}
     assert tags["country:SG"]["reach"] == "400"
     assert tags["interest:chess"]["reach"] == "fewer than 100"
+
+
+def test_the_portal_and_the_api_show_one_question_the_same_number(portal_client, merchant_client, merchant, population):
+    """Two doors, two ways of writing one question, one number; and the second ask is free."""
+    from privacy.selectors import budget_remaining
+
+    portal = portal_client.post(
+        "/segments/estimate/",
+        json.dumps({"expression": "interest:outdoor OR country:SG", "precision": "standard"}),
+        content_type="application/json",
+    ).json()
+    spent = portal["budget"]["spent"]
+    api = merchant_client.post(
+        "/api/v1/audiences/estimate",
+        {
+            "definition": {
+                "or": [
+                    {"tag": {"family": "country", "value": "SG"}},
+                    {"tag": {"family": "interest", "value": "outdoor"}},
+                ]
+            }
+        },
+        format="json",
+    ).json()
+    assert api["size"]["display"] == portal["size"]["display"] and not api["size"]["hidden"]
+    assert api["reachable"]["display"] == portal["reachable"]["display"]
+    assert budget_remaining(merchant_id=merchant.pk).spent == spent
