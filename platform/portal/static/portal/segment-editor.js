@@ -196,6 +196,12 @@
     if (statusOut) statusOut.textContent = status;
   }
 
+  function budgetNote(budget) {
+    if (!budget || !budget.allowance) return "";
+    var left = Math.max(0, Math.round(100 * budget.remaining / budget.allowance));
+    return " Privacy budget left this period: " + left + " % (renews " + budget.renews_at.slice(0, 10) + ").";
+  }
+
   function runEstimate() {
     var text = editor.value;
     if (!text.trim()) {
@@ -234,7 +240,8 @@
         var bound = res.body.size.error_bound ? " (about; ± " + res.body.size.error_bound.toLocaleString() + ")" : "";
         setEstimate(res.body.size.display, res.body.reachable.display, "in " + res.body.took_ms + " ms",
           "Matches " + res.body.size.display + bound + " consumers; " + res.body.reachable.display +
-          " can be messaged. Estimates while typing are coarse previews; the saved segment's size is precise.");
+          " can be messaged. Estimates while typing are coarse previews; the saved segment's size is precise." +
+          budgetNote(res.body.budget));
       })
       .catch(function (err) {
         if (err && err.name === "AbortError") return;
