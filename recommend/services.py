@@ -21,6 +21,7 @@ from .algorithms import algorithm_create
 from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save
 from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
 from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
+from .memory import MemoryBudgetExceeded
 from .models import RecommenderModel, RunStatus, TrainingRun
 from .ranking import batch_chunk_size, rank_for_consumers
 from .selectors import serving
@@ -120,7 +121,9 @@ def recommender_train(
     """Train, evaluate against the popularity baseline, store the artefact, activate if it won, audit.
 
     Refuses (ProcessingNotPermitted, nothing written) without an approved
-    `recommendation` activity. When the data are unchanged since the last
+    `recommendation` activity. Raises MemoryBudgetExceeded, with the run
+    recorded as failed and its message as the error, when the algorithm
+    cannot fit the memory budget even at its smallest (recommend/memory.py). When the data are unchanged since the last
     successful run with the same configuration, records a skipped run instead
     of training again (a retried or duplicated task costs nothing).
     """
@@ -173,11 +176,23 @@ def recommender_train(
     try:
         if matrix.matrix.nnz == 0:
             raise ValueError("no interactions to train on: no events with a product and a positive weight")
+        # Refuse before the first fit when the model cannot fit the memory budget (MemoryBudgetExceeded).
+        users, items = matrix.shape
+        algorithm_create(config.algorithm, threads=threads, **config.params).memory_plan(
+            users=users, items=items, nnz=int(matrix.matrix.nnz)
+        )
         report = recommender_evaluate(config=config, events=events, threads=threads)
         model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
         stored_name, size = artefact_save(
             name=f"{run.pk}-{config.algorithm}.npz", arrays=artefact_arrays(model, matrix)
         )
+    except MemoryBudgetExceeded as exc:
+        exc.run_id = run.pk
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        )
+        logger.warning("recommend.training_over_memory_budget", extra={"fields": {"run": run.pk}})
+        raise
     except Exception as exc:
         TrainingRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
@@ -186,6 +201,7 @@ def recommender_train(
         raise
 
     metrics = report.as_dict(config)
+    metrics["memory"] = dict(model.fit_info)
     try:
         with transaction.atomic():
             record = RecommenderModel.objects.create(
