@@ -232,6 +232,8 @@ RETENTION_PURGE_BATCH = env_int("RETENTION_PURGE_BATCH", 5000)
 RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 20)
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)
 RECOMMEND_BATCH_CHUNK = env_int("RECOMMEND_BATCH_CHUNK", 8192)
+# A category or brand a merchant does not sell may be targeted only when this many merchants sell it.
+SEGMENT_SHARED_VALUE_MIN_MERCHANTS = env_int("SEGMENT_SHARED_VALUE_MIN_MERCHANTS", 3)
 # Memory model training may use, in MiB; 0 = half of the machine's (or container's) memory. recommend/memory.py
 RECOMMEND_MEMORY_BUDGET_MB = env_int("RECOMMEND_MEMORY_BUDGET_MB", 0)
 # How late a consumer or consent row may commit after its timestamp and still reach the fresh-on-read bitmaps
