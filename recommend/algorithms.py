@@ -131,7 +131,8 @@ class Recommender(ABC):
     def fit(self, interactions: sp.spmatrix) -> Recommender:
         # Before any copy: nnz before summing duplicates is an upper bound of the matrix's entries.
         users, items = interactions.shape
-        self.fit_info = self.memory_plan(users=users, items=items, nnz=int(interactions.nnz))
+        nnz = int(interactions.nnz) if sp.issparse(interactions) else int(np.count_nonzero(interactions))
+        self.fit_info = self.memory_plan(users=users, items=items, nnz=nnz)
         matrix = sp.csr_matrix(interactions, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.eliminate_zeros()
