@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -81,6 +81,7 @@ def training_config(
 class HoldoutReport:
     model: RankingMetrics
     baseline: RankingMetrics
+    memory: dict[str, Any] = field(default_factory=dict)  # the model's memory plan (Recommender.fit_info)
 
     @property
     def beats_baseline(self) -> bool:
@@ -112,7 +113,11 @@ def recommender_evaluate(*, config: TrainingConfig, events=None, threads: int | 
     )
     model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(holdout.train)
     baseline = algorithm_create("popular", threads=threads).fit(holdout.train)
-    return HoldoutReport(model=evaluate(model, holdout, k=config.k), baseline=evaluate(baseline, holdout, k=config.k))
+    return HoldoutReport(
+        model=evaluate(model, holdout, k=config.k),
+        baseline=evaluate(baseline, holdout, k=config.k),
+        memory=dict(model.fit_info),
+    )
 
 
 def recommender_train(
@@ -139,7 +144,11 @@ def recommender_train(
             .order_by("-started_at", "-id")
             .first()
         )
-        if previous is not None and previous.data_snapshot.get("hash") == snapshot["hash"]:
+        if (
+            previous is not None
+            and previous.data_snapshot.get("hash") == snapshot["hash"]
+            and _same_items_kept(config, matrix.shape, int(matrix.matrix.nnz), previous)
+        ):
             with transaction.atomic():
                 run = TrainingRun.objects.create(
                     algorithm=config.algorithm,
@@ -258,6 +267,19 @@ def recommender_train(
     )
     run.refresh_from_db()
     return run
+
+
+def _same_items_kept(config: TrainingConfig, shape: tuple[int, int], nnz: int, previous: TrainingRun) -> bool:
+    """Whether the memory budget lets the model keep the items the previous run kept (EASE caps its items by
+    the budget: a budget changed since means a different model from the same data)."""
+    kept_before = (previous.metrics or {}).get("memory", {}).get("items_kept")
+    if kept_before is None:
+        return True
+    try:
+        plan = algorithm_create(config.algorithm, **config.params).memory_plan(users=shape[0], items=shape[1], nnz=nnz)
+    except MemoryBudgetExceeded:
+        return True  # the previous model stands; training now would be refused
+    return plan.get("items_kept") == kept_before
 
 
 def models_prune(*, algorithm: str, keep: int | None = None) -> int:

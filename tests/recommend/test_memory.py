@@ -204,6 +204,14 @@ def test_command_trains_ease_with_the_cap_the_budget_allows(big_catalogue, appro
     table = run_command("--algorithm", "ease", "--params", '{"min_items": 200}', "--force")
     assert f"of {seen:,} products kept (limited by memory)" in table
 
+    # Same data, same budget: skipped. A larger budget keeps more products, so it trains again.
+    again = json.loads(run_command("--algorithm", "ease", "--params", '{"min_items": 200}', "--json"))
+    assert again["status"] == "skipped"
+    settings.RECOMMEND_MEMORY_BUDGET_MB = 24
+    larger = json.loads(run_command("--algorithm", "ease", "--params", '{"min_items": 200}', "--json"))
+    assert larger["status"] == "succeeded"
+    assert larger["memory"]["items_kept"] > plan["items_kept"]
+
 
 def test_command_refuses_cleanly_when_the_budget_is_too_small(big_catalogue, approve_activity, settings):
     approve_activity(Purpose.RECOMMENDATION)

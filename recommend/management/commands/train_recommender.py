@@ -129,6 +129,7 @@ class Command(BaseCommand):
                 "popular": {"params": {}, "metrics": report.baseline.as_dict()},
             },
             "beats_baseline": report.beats_baseline,
+            "memory": report.memory,
         }
 
     def _train(self, options: dict, params: dict) -> dict:
