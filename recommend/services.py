@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +21,7 @@ from .algorithms import algorithm_create
 from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save
 from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
 from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
+from .memory import MemoryBudgetExceeded
 from .models import RecommenderModel, RunStatus, TrainingRun
 from .ranking import batch_chunk_size, rank_for_consumers
 from .selectors import serving
@@ -80,6 +81,7 @@ def training_config(
 class HoldoutReport:
     model: RankingMetrics
     baseline: RankingMetrics
+    memory: dict[str, Any] = field(default_factory=dict)  # the model's memory plan (Recommender.fit_info)
 
     @property
     def beats_baseline(self) -> bool:
@@ -111,7 +113,11 @@ def recommender_evaluate(*, config: TrainingConfig, events=None, threads: int | 
     )
     model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(holdout.train)
     baseline = algorithm_create("popular", threads=threads).fit(holdout.train)
-    return HoldoutReport(model=evaluate(model, holdout, k=config.k), baseline=evaluate(baseline, holdout, k=config.k))
+    return HoldoutReport(
+        model=evaluate(model, holdout, k=config.k),
+        baseline=evaluate(baseline, holdout, k=config.k),
+        memory=dict(model.fit_info),
+    )
 
 
 def recommender_train(
@@ -120,7 +126,9 @@ def recommender_train(
     """Train, evaluate against the popularity baseline, store the artefact, activate if it won, audit.
 
     Refuses (ProcessingNotPermitted, nothing written) without an approved
-    `recommendation` activity. When the data are unchanged since the last
+    `recommendation` activity. Raises MemoryBudgetExceeded, with the run
+    recorded as failed and its message as the error, when the algorithm
+    cannot fit the memory budget even at its smallest (recommend/memory.py). When the data are unchanged since the last
     successful run with the same configuration, records a skipped run instead
     of training again (a retried or duplicated task costs nothing).
     """
@@ -136,7 +144,11 @@ def recommender_train(
             .order_by("-started_at", "-id")
             .first()
         )
-        if previous is not None and previous.data_snapshot.get("hash") == snapshot["hash"]:
+        if (
+            previous is not None
+            and previous.data_snapshot.get("hash") == snapshot["hash"]
+            and _same_items_kept(config, matrix.shape, int(matrix.matrix.nnz), previous)
+        ):
             with transaction.atomic():
                 run = TrainingRun.objects.create(
                     algorithm=config.algorithm,
@@ -173,11 +185,23 @@ def recommender_train(
     try:
         if matrix.matrix.nnz == 0:
             raise ValueError("no interactions to train on: no events with a product and a positive weight")
+        # Refuse before the first fit when the model cannot fit the memory budget (MemoryBudgetExceeded).
+        users, items = matrix.shape
+        algorithm_create(config.algorithm, threads=threads, **config.params).memory_plan(
+            users=users, items=items, nnz=int(matrix.matrix.nnz)
+        )
         report = recommender_evaluate(config=config, events=events, threads=threads)
         model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
         stored_name, size = artefact_save(
             name=f"{run.pk}-{config.algorithm}.npz", arrays=artefact_arrays(model, matrix)
         )
+    except MemoryBudgetExceeded as exc:
+        exc.run_id = run.pk
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        )
+        logger.warning("recommend.training_over_memory_budget", extra={"fields": {"run": run.pk}})
+        raise
     except Exception as exc:
         TrainingRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
@@ -186,6 +210,7 @@ def recommender_train(
         raise
 
     metrics = report.as_dict(config)
+    metrics["memory"] = dict(model.fit_info)
     try:
         with transaction.atomic():
             record = RecommenderModel.objects.create(
@@ -242,6 +267,19 @@ def recommender_train(
     )
     run.refresh_from_db()
     return run
+
+
+def _same_items_kept(config: TrainingConfig, shape: tuple[int, int], nnz: int, previous: TrainingRun) -> bool:
+    """Whether the memory budget lets the model keep the items the previous run kept (EASE caps its items by
+    the budget: a budget changed since means a different model from the same data)."""
+    kept_before = (previous.metrics or {}).get("memory", {}).get("items_kept")
+    if kept_before is None:
+        return True
+    try:
+        plan = algorithm_create(config.algorithm, **config.params).memory_plan(users=shape[0], items=shape[1], nnz=nnz)
+    except MemoryBudgetExceeded:
+        return True  # the previous model stands; training now would be refused
+    return plan.get("items_kept") == kept_before
 
 
 def models_prune(*, algorithm: str, keep: int | None = None) -> int:

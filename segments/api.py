@@ -32,6 +32,7 @@ from .services import (
     segment_update,
 )
 from .sources import public_count
+from .targeting import MAX_SUGGESTIONS, TARGETABLE_ARGS, targetable_values
 
 
 def _not_permitted(exc: ProcessingNotPermitted) -> Conflict:
@@ -306,6 +307,37 @@ class AudienceEstimateApi(OwnSegmentsApi):
                 }
             ).data
         )
+
+
+class ActionValuesQuery(serializers.Serializer):
+    argument = serializers.ChoiceField(choices=list(TARGETABLE_ARGS), help_text="category or brand")
+    prefix = serializers.CharField(required=False, default="", allow_blank=True, max_length=200, trim_whitespace=False)
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=MAX_SUGGESTIONS)
+
+
+class ActionValuesOutput(serializers.Serializer):
+    argument = serializers.CharField()
+    values = serializers.ListField(child=serializers.CharField())
+
+
+class ActionValuesApi(OwnSegmentsApi):
+    @extend_schema(
+        operation_id="audiences_values",
+        summary="Categories and brands you may target",
+        description="Suggestions for the category and brand arguments of actions such as "
+        'purchased(brand="...") : values in your own catalogue, and values sold by at least '
+        f"{settings.SEGMENT_SHARED_VALUE_MIN_MERCHANTS} merchants. Other values are refused in expressions.",
+        parameters=[ActionValuesQuery],
+        responses=ActionValuesOutput,
+    )
+    def get(self, request):
+        query = ActionValuesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        values = targetable_values(
+            merchant_id=self.merchant.pk, argument=data["argument"], prefix=data["prefix"], limit=data["limit"]
+        )
+        return Response(ActionValuesOutput({"argument": data["argument"], "values": values}).data)
 
 
 class SegmentsApi(MerchantAPIView):

@@ -134,11 +134,13 @@ def _process_caches_clear():
     from privacy.services import released_cache_clear
     from recommend.artefacts import cache_clear as models_cache_clear
     from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
+    from segments.targeting import targeting_cache_invalidate
     from tags.bitmaps import bitmap_cache_clear
 
     bitmap_cache_clear()
     behaviour_cache_invalidate()
     snapshot_cache_clear()
+    targeting_cache_invalidate()
     models_cache_clear()
     cache.clear()
     released_cache_clear()

@@ -268,6 +268,10 @@ CAMPAIGN_WEBHOOK_BATCH_SIZE = env_int("CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)  # del
 CAMPAIGN_WEBHOOK_ATTEMPTS = env_int("CAMPAIGN_WEBHOOK_ATTEMPTS", 4)
 CAMPAIGN_WEBHOOK_BACKOFF_S = env_float("CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)  # first retry's wait, doubled each time
 CAMPAIGN_WEBHOOK_TIMEOUT_S = env_float("CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
+# A category or brand a merchant does not sell may be targeted only when this many merchants sell it.
+SEGMENT_SHARED_VALUE_MIN_MERCHANTS = env_int("SEGMENT_SHARED_VALUE_MIN_MERCHANTS", 3)
+# Memory model training may use, in MiB; 0 = half of the machine's (or container's) memory. recommend/memory.py
+RECOMMEND_MEMORY_BUDGET_MB = env_int("RECOMMEND_MEMORY_BUDGET_MB", 0)
 # How late a consumer or consent row may commit after its timestamp and still reach the fresh-on-read bitmaps
 # before the next tagging run (tags.bitmaps.change_window_floor).
 FRESH_BITMAP_OVERLAP_SECONDS = env_int("FRESH_BITMAP_OVERLAP_SECONDS", 120)

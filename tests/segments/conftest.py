@@ -14,6 +14,7 @@ from consumers.models import Consumer, Event, EventType, Product
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 from privacy.services import ConsentChange, consents_record
 from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
+from segments.targeting import targeting_cache_invalidate
 from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store, tag_key
 from tags.consent_bitmap import consent_bitmap_rebuild
 from tags.models import ConsumerTag, Tag
@@ -60,6 +61,7 @@ def caches_clear() -> None:
     bitmap_cache_clear()
     behaviour_cache_invalidate()
     snapshot_cache_clear()
+    targeting_cache_invalidate()
 
 
 @dataclass

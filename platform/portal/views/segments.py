@@ -36,6 +36,7 @@ from segments.services import (
     segment_refresh_request,
     segment_update,
 )
+from segments.targeting import TARGETABLE_ARGS, targetable_values
 from tags.reach import public_count
 from tags.selectors import tag_families, tags_catalogue
 
@@ -404,3 +405,16 @@ def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
             "new_segment_url": reverse("portal:segment_new"),
         }
     )
+
+
+@require_GET
+@merchant_view()
+def action_values_json(request: HttpRequest) -> JsonResponse:
+    """Categories or brands (`argument`) starting with `prefix` that the merchant may name in actions: its own,
+    and those sold by enough merchants (segments/targeting.py), for the builder's suggestions inside quotes."""
+    argument = request.GET.get("argument", "")
+    if argument not in TARGETABLE_ARGS:
+        return JsonResponse({"error": f"argument must be one of {', '.join(TARGETABLE_ARGS)}"}, status=400)
+    prefix = request.GET.get("prefix", "")[:200]
+    values = targetable_values(merchant_id=request.portal.merchant.pk, argument=argument, prefix=prefix)
+    return JsonResponse({"argument": argument, "values": values})
