@@ -45,7 +45,7 @@ from psycopg.errors import UniqueViolation
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import ConsentKind, ConsentRecord, ConsentStatus, Purpose
-from privacy.pseudonyms import make_pseudonymiser
+from privacy.pseudonyms import InvalidIdentifier, make_pseudonymiser
 from privacy.services import ConsentChange, consents_record
 
 from .countries import country_code, country_from_address
@@ -206,6 +206,8 @@ def _consumer_pseudonym(value, pseudonymise: Callable[[str], str]) -> str:
         return pseudonymise(consumer)
     except UnicodeEncodeError:  # a lone surrogate cannot be encoded for the keyed hash
         raise _Bad("is not valid Unicode text") from None
+    except InvalidIdentifier as exc:  # a phone-shaped id that is no phone number; the message never quotes it
+        raise _Bad(str(exc)) from None
 
 
 def _text(value, max_length: int, *, required: bool = False) -> str:
