@@ -254,3 +254,26 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# --------------------------------------------------------------------------------------------------------------
+# Privacy hardening (issue 11): phone normalisation, the audit checkpoint, sign-in lockout.
+# Keep these together; the README's configuration table lists each variable.
+# --------------------------------------------------------------------------------------------------------------
+
+# Phone numbers without an international prefix are read as numbers of this region (ISO 3166 alpha-2) before
+# pseudonymisation, so "+65 9000 1234", "0065 9000 1234" and "9000 1234" are one consumer. Changing it changes
+# the pseudonym of every phone number written without a prefix: treat it as long-lived, like PSEUDONYM_KEY.
+PHONE_DEFAULT_REGION = (env_str("PHONE_DEFAULT_REGION", "SG") or "SG").upper()
+
+
+def _phone_region_check(region: str) -> None:
+    import phonenumbers
+
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImproperlyConfigured(f"PHONE_DEFAULT_REGION must be an ISO 3166 region code, got {region!r}")
+
+
+_phone_region_check(PHONE_DEFAULT_REGION)
+
+# The signed checkpoint of the audit chain's length and head, kept apart from the database (privacy.audit).
+AUDIT_CHECKPOINT_PATH = Path(env_str("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoint.json")))
