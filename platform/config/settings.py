@@ -277,3 +277,32 @@ _phone_region_check(PHONE_DEFAULT_REGION)
 
 # The signed checkpoint of the audit chain's length and head, kept apart from the database (privacy.audit).
 AUDIT_CHECKPOINT_PATH = Path(env_str("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoint.json")))
+
+# Sign-in lockout (django-axes) for the portal and the admin: after LOGIN_FAILURE_LIMIT failed attempts for one
+# username from one address, that pair is refused (HTTP 429, even with the right password) for
+# LOGIN_LOCKOUT_MINUTES, or until an officer unlocks it (admin, or `manage.py login_unlock`). API keys are not
+# passwords and are not affected.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as django-axes requires
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLE_ADMIN = False  # privacy.admin registers an officers' view with an audited unlock action
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are not kept: only failures matter here
+AXES_VERBOSE = False
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # its INFO line per failed attempt is noise; lockouts are audited
+# The client address: REMOTE_ADDR, unless LOGIN_TRUSTED_PROXIES proxies (e.g. 1 for the TLS terminator) put
+# it in X-Forwarded-For; trusting a header nobody strips would let a guesser pick a new address per attempt.
+LOGIN_TRUSTED_PROXIES = env_int("LOGIN_TRUSTED_PROXIES", 0)
+if LOGIN_TRUSTED_PROXIES:
+    AXES_IPWARE_PROXY_COUNT = LOGIN_TRUSTED_PROXIES
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
