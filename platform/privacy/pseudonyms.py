@@ -114,5 +114,25 @@ def merchant_pseudonym(*, merchant_id: int, pseudonym: str) -> str:
     return hmac.new(key, f"merchant:{merchant_id}:{pseudonym}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+# The rule before E.164 (phone numbers reduced to digits, leading zeros dropped unless written with "+"). Only for
+# retiring the pseudonyms it made (privacy.pseudonym_upgrade); never used for anything that arrives.
+_LEGACY_PHONE_CHARS = re.compile(r"[\s().\-]")
+_LEGACY_PHONE_SHAPE = re.compile(r"^\+?\d{6,15}$")
+
+
+def legacy_pseudonymise(raw: str) -> str:
+    """The pseudonym the pre-E.164 rule gave this identifier."""
+    value = str(raw).strip()
+    if "@" in value:
+        normalised = value.lower()
+    else:
+        compact = _LEGACY_PHONE_CHARS.sub("", value)
+        if _LEGACY_PHONE_SHAPE.match(compact):
+            normalised = compact if compact.startswith("+") else compact.lstrip("0") or "0"
+        else:
+            normalised = value
+    return hmac.new(_key(settings.PSEUDONYM_KEY), normalised.encode(), hashlib.sha256).hexdigest()
+
+
 def is_pseudonym(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
