@@ -61,7 +61,11 @@ def login_lockout_record(sender=None, *, request=None, username: str | None = No
     """
     username = username or ""
     address_digest = _digest("address", str(ip_address or ""))
-    if not cache.add(_audited_key(username, address_digest), 1, timeout=_lockout_seconds()):
+    try:
+        first = cache.add(_audited_key(username, address_digest), 1, timeout=_lockout_seconds())
+    except Exception:  # a cache outage must not turn a refused sign-in into a 500: audit it again rather than not
+        first = True
+    if not first:
         return
     details = {
         **_account(username),
