@@ -25,16 +25,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
+
+from dbtools.locks import AUDIT_CHAIN
 
 from .models import AuditEntry
 
 logger = logging.getLogger("dmp.privacy")
 
 GENESIS_HASH = "0" * 64
-# Any fixed number: serialises appends on PostgreSQL so two writers never chain to the same predecessor.
-_ADVISORY_LOCK_ID = 7_320_551_001
 
 
 def canonical_entry(
@@ -113,12 +113,11 @@ def audit_record(
     # Microsecond timestamps survive the round trip through every database backend.
     created_at = timezone.now()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_ID])
+        # Serialises appends on PostgreSQL, so two writers never chain to the same predecessor.
+        AUDIT_CHAIN.hold_for_transaction()
         last = AuditEntry.objects.order_by("-id").values_list("entry_hash", "seq").first()
         prev_hash, prev_seq = last if last is not None else (GENESIS_HASH, 0)
-        if prev_seq is None:  # not numbered (cannot happen after migration 0007): count once
+        if prev_seq is None:  # not numbered (cannot happen after migration 0008): count once
             prev_seq = AuditEntry.objects.count()
         canonical = canonical_entry(
             created_at=created_at,

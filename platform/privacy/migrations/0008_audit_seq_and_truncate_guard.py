@@ -46,7 +46,7 @@ def drop_truncate_guard(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("privacy", "0006_officer_permissions_and_schedules"),
+        ("privacy", "0007_privacy_budget"),
     ]
 
     operations = [
