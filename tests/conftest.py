@@ -148,6 +148,37 @@ def _process_caches_clear():
 
 
 @pytest.fixture(autouse=True)
+def _audit_checkpoint_per_test(settings, tmp_path):
+    """Each test gets its own signed audit checkpoint (a file in its tmp dir, and no cached copy).
+
+    The checkpoint lives outside the database on purpose, so it does not roll back with a test's transaction.
+    """
+    from django.core.cache import cache
+
+    from privacy.audit import CHECKPOINT_CACHE_KEY
+
+    settings.AUDIT_CHECKPOINT_PATH = tmp_path / "audit-checkpoint.json"
+    cache.delete(CHECKPOINT_CACHE_KEY)
+    yield
+    cache.delete(CHECKPOINT_CACHE_KEY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_truncate_allowed_in_the_test_database(django_db_setup, django_db_blocker):
+    """Transactional tests empty the tables with TRUNCATE after each test; the throwaway test database lets
+    them (production keeps privacy_auditentry_no_truncate; tests/privacy/test_audit_tail.py re-enables it)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'privacy_auditentry_no_truncate'")
+                if cursor.fetchone():  # absent in a database kept (--reuse-db) from before migration 0008
+                    cursor.execute("ALTER TABLE privacy_auditentry DISABLE TRIGGER privacy_auditentry_no_truncate")
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager_unless_worker(request):
     """Tasks run eagerly in-process, even in the PostgreSQL + Redis run, except in `worker` tests."""
     from config.celery import app as celery_app

@@ -296,3 +296,54 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# --------------------------------------------------------------------------------------------------------------
+# Privacy hardening (issue 11): phone normalisation, the audit checkpoint, sign-in lockout.
+# Keep these together; the README's configuration table lists each variable.
+# --------------------------------------------------------------------------------------------------------------
+
+# Phone numbers without an international prefix are read as numbers of this region (ISO 3166 alpha-2) before
+# pseudonymisation, so "+65 9000 1234", "0065 9000 1234" and "9000 1234" are one consumer. Changing it changes
+# the pseudonym of every phone number written without a prefix: treat it as long-lived, like PSEUDONYM_KEY.
+PHONE_DEFAULT_REGION = (env_str("PHONE_DEFAULT_REGION", "SG") or "SG").upper()
+
+
+def _phone_region_check(region: str) -> None:
+    import phonenumbers
+
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImproperlyConfigured(f"PHONE_DEFAULT_REGION must be an ISO 3166 region code, got {region!r}")
+
+
+_phone_region_check(PHONE_DEFAULT_REGION)
+
+# The signed checkpoint of the audit chain's length and head, kept apart from the database (privacy.audit).
+AUDIT_CHECKPOINT_PATH = Path(env_str("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoint.json")))
+
+# Sign-in lockout (django-axes) for the portal and the admin: after LOGIN_FAILURE_LIMIT failed attempts for one
+# username from one address, that pair is refused (HTTP 429, even with the right password) for
+# LOGIN_LOCKOUT_MINUTES, or until an officer unlocks it (admin, or `manage.py login_unlock`). API keys are not
+# passwords and are not affected.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as django-axes requires
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLE_ADMIN = False  # privacy.admin registers an officers' view with an audited unlock action
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are not kept: only failures matter here
+AXES_VERBOSE = False
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # its INFO line per failed attempt is noise; lockouts are audited
+# The client address: REMOTE_ADDR, unless API_NUM_PROXIES trusted proxies (e.g. 1 for the TLS terminator) put it
+# in X-Forwarded-For; trusting a header nobody strips would let a guesser pick a new address per attempt.
+if REST_FRAMEWORK["NUM_PROXIES"]:
+    AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]

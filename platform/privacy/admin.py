@@ -213,8 +213,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         if report.intact:
             self.message_user(request, f"Audit chain intact: {report.checked} entries verified.", messages.SUCCESS)
         else:
-            brk = report.first_break
-            self.message_user(request, f"Audit chain broken at entry {brk.entry_id}: {brk.reason}.", messages.ERROR)
+            self.message_user(request, f"{report.first_break.describe().capitalize()}.", messages.ERROR)
 
 
 class ReasonForm(forms.Form):
@@ -578,3 +577,53 @@ class ReleaseLedgerAdmin(ReadOnlyAdmin):
     list_display = ("released_at", "merchant", "precision", "measure", "rho", "value")
     list_filter = ("precision", "measure", "period_start")
     search_fields = ("merchant__name", "merchant__slug")
+
+
+# --------------------------------------------------------------------------- sign-in lockouts (django-axes)
+
+from axes.models import AccessAttempt, AccessFailureLog  # noqa: E402  (axes is installed after this app)
+
+from .logins import LoginUnlockError, login_unlock  # noqa: E402
+
+
+@admin.register(AccessAttempt)
+class LoginLockoutAdmin(ReadOnlyAdmin):
+    """Failed sign-ins per username and address; officers unlock with an audited action, never by deleting rows."""
+
+    list_display = ["username", "ip_address", "failures_since_start", "attempt_time", "locked"]
+    list_filter = ["attempt_time"]
+    search_fields = ["username", "ip_address"]
+    fields = ["username", "ip_address", "user_agent", "path_info", "failures_since_start", "attempt_time"]
+    actions = ["unlock_selected"]
+
+    @admin.display(boolean=True, description="locked")
+    def locked(self, obj: AccessAttempt) -> bool:
+        from django.conf import settings
+
+        return obj.failures_since_start >= settings.AXES_FAILURE_LIMIT
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        if not request.user.has_perm("axes.delete_accessattempt"):
+            actions.pop("unlock_selected", None)
+        return actions
+
+    @admin.action(description="Unlock the selected sign-ins (audited)")
+    def unlock_selected(self, request, queryset):
+        if not request.user.has_perm("axes.delete_accessattempt"):
+            raise PermissionDenied
+        removed = 0
+        for username, address in set(queryset.values_list("username", "ip_address")):
+            try:
+                removed += login_unlock(username=username or "", ip_address=address, actor=f"user:{request.user.pk}")
+            except LoginUnlockError:
+                continue
+        self.message_user(request, f"Unlocked: {removed} lockout record(s) removed.", messages.SUCCESS)
+
+
+@admin.register(AccessFailureLog)
+class LoginFailureLogAdmin(ReadOnlyAdmin):
+    list_display = ["username", "ip_address", "attempt_time", "locked_out"]
+    list_filter = ["locked_out", "attempt_time"]
+    search_fields = ["username", "ip_address"]

@@ -17,7 +17,7 @@ from merchants.api_base import MerchantAPIView, OperatorAPIView
 from merchants.errors import Conflict, Invalid, Unprocessable
 
 from .models import BudgetPeriod, CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
-from .pseudonyms import pseudonymise
+from .pseudonyms import InvalidIdentifier, normalise_identifier, pseudonymise
 from .risk_flags import (
     RiskReviewError,
     UnknownFlag,
@@ -37,6 +37,14 @@ class RawIdentifierField(serializers.CharField):
 
     def __init__(self, **kwargs):
         super().__init__(max_length=RAW_ID_MAX_LENGTH, trim_whitespace=True, write_only=True, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            normalise_identifier(value)  # a phone-shaped id must be a possible phone number
+        except InvalidIdentifier as exc:
+            raise serializers.ValidationError(f"This identifier {exc}.", code=exc.code) from None
+        return value
 
 
 class SubjectRequestInput(serializers.Serializer):

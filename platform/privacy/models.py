@@ -184,9 +184,12 @@ class AuditEntry(models.Model):
     """The tamper-evident audit log. Append-only; each entry's hash chains to the previous one.
 
     entry_hash = HMAC(AUDIT_KEY, prev_hash + canonical entry). On PostgreSQL a
-    trigger refuses UPDATE and DELETE. Entries never carry raw identifiers.
+    trigger refuses UPDATE, DELETE and TRUNCATE. `seq` numbers the chain from 1 so
+    the signed checkpoint (privacy.audit) can name its length cheaply. Entries
+    never carry raw identifiers.
     """
 
+    seq = models.BigIntegerField(unique=True, null=True, editable=False, help_text="position in the chain, from 1")
     created_at = models.DateTimeField()
     actor = models.CharField(max_length=100, help_text="user:<id>, apikey:<id>, task:<name> or command:<name>")
     merchant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
