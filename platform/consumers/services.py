@@ -278,6 +278,16 @@ def _quantity(value) -> int:
     return number
 
 
+# PostgreSQL stores offsets of at most 15:59 (and drops seconds); Python parses up to 23:59:59.999999. Offsets
+# are held to what both databases store, in whole minutes, so SQLite and PostgreSQL accept the same rows.
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+
+
+def _offset_storable(moment: datetime) -> bool:
+    offset = moment.utcoffset()
+    return offset is None or (abs(offset) <= MAX_UTC_OFFSET and offset % timedelta(minutes=1) == timedelta(0))
+
+
 def _moment(value, latest: datetime) -> datetime:
     """ISO 8601 text (or a datetime); no offset means UTC. Not before 1970, not more than a day ahead."""
     if isinstance(value, datetime):
@@ -298,6 +308,8 @@ def _moment(value, latest: datetime) -> datetime:
             moment.utcoffset()
         except (OverflowError, ValueError):
             raise _Bad("has an invalid time zone offset") from None
+        if not _offset_storable(moment):
+            raise _Bad("has a time zone offset out of range (at most ±15:59, in whole minutes)")
     try:
         if moment < EARLIEST:
             raise _Bad("is before 1970")
@@ -587,7 +599,12 @@ class _EventIngest:
                 occurred_at = fromisoformat(occurred_at) if type(occurred_at) is str else None
             except ValueError:
                 occurred_at = None
-            if occurred_at is None or occurred_at.tzinfo is None or not earliest <= occurred_at <= latest:
+            if (
+                occurred_at is None
+                or (tz := occurred_at.tzinfo) is None
+                or (tz is not UTC and not _offset_storable(occurred_at))
+                or not earliest <= occurred_at <= latest
+            ):
                 try:
                     occurred_at = _moment(get("occurred_at"), latest)
                 except _Bad as exc:
