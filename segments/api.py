@@ -9,20 +9,23 @@ significant figures above).
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django_celery_beat.validators import crontab_validator
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError, Conflict
+from merchants.pagination import BoundedLimitOffsetPagination, page_parameters
 from privacy.services import ProcessingNotPermitted
 
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
 from .models import RefreshPolicy, Segment, SegmentKind
 from .selectors import audience_estimate, segments_for_merchant
 from .services import (
+    CRONTAB_FIELDS,
     lookalike_create,
     segment_create,
     segment_crontab,
@@ -91,6 +94,24 @@ class EstimateOutput(serializers.Serializer):
     definition = serializers.JSONField(help_text="The same expression in the JSON form.")
 
 
+class CrontabField(serializers.CharField):
+    """Five crontab fields (minute hour day-of-month month day-of-week, UTC), checked before anything is written."""
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        parts = text.split()
+        if len(parts) != len(CRONTAB_FIELDS):
+            raise serializers.ValidationError(
+                f"Five fields are needed ({' '.join(CRONTAB_FIELDS)}, UTC), e.g. '0 9 * * 1'; {len(parts)} were given."
+            )
+        text = " ".join(parts)
+        try:
+            crontab_validator(text)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(f"Not a valid crontab: {'; '.join(exc.messages)}") from None
+        return text
+
+
 class SegmentInput(DefinitionInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -98,7 +119,7 @@ class SegmentInput(DefinitionInput):
         choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE
     )
     refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
-    crontab = serializers.CharField(
+    crontab = CrontabField(
         required=False,
         help_text='Custom policy only: "minute hour day-of-month month day-of-week" (UTC). Editable later in '
         "the admin as a periodic task.",
@@ -111,7 +132,7 @@ class SegmentUpdateInput(serializers.Serializer):
     expression = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     definition = serializers.JSONField(required=False)
     refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False)
-    crontab = serializers.CharField(required=False)
+    crontab = CrontabField(required=False)
 
     def validate(self, attrs):
         if "expression" in attrs and "definition" in attrs:
@@ -161,6 +182,13 @@ class SegmentOutput(serializers.Serializer):
     @_public_count_field
     def get_exited(self, segment):
         return self._count(segment, "snapshot_exited")
+
+
+class SegmentPageOutput(serializers.Serializer):
+    count = serializers.IntegerField(help_text="How many segments you have.")
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null on the first.")
+    results = SegmentOutput(many=True)
 
 
 class RefreshOutput(serializers.Serializer):
@@ -288,10 +316,11 @@ class SegmentsApi(MerchantAPIView):
         summary="List segments",
         description="Your segments with their latest snapshot's size, who entered and who left (counts as "
         "merchants may see them), refresh status and last error.",
-        responses=SegmentOutput(many=True),
+        parameters=page_parameters(),
+        responses=SegmentPageOutput,
     )
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
         return paginator.get_paginated_response(SegmentOutput(page, many=True).data)
 

@@ -13,8 +13,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from merchants.api_base import OperatorAPIView
+from merchants.api_base import IdField, OperatorAPIView
 from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.pagination import MAX_OFFSET
 
 from .models import CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
 from .pseudonyms import pseudonymise
@@ -99,9 +100,7 @@ class SubjectRequestDetail(OperatorAPIView):
 class CounterStatementInput(serializers.Serializer):
     consumer_id = RawIdentifierField(help_text="The consumer's identifier at the marketplace; pseudonymised at once.")
     statement = serializers.CharField(max_length=10_000, trim_whitespace=True)
-    flag = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, help_text="The risk flag contested; omit for all of them."
-    )
+    flag = IdField(required=False, allow_null=True, help_text="The risk flag contested; omit for all of them.")
 
 
 class CounterStatementOutput(serializers.Serializer):
@@ -148,7 +147,7 @@ class CounterStatementDetail(OperatorAPIView):
 
 class BlacklistQuery(serializers.Serializer):
     limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_OFFSET)
 
 
 class BlacklistFlagOutput(serializers.Serializer):
@@ -182,8 +181,16 @@ class BlacklistOutput(serializers.Serializer):
 class Blacklist(OperatorAPIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("limit", int, description="Consumers per page (1–1000, default 100)."),
-            OpenApiParameter("offset", int, description="Consumers to skip."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                description="Consumers per page (1–1000, default 100).",
+            ),
+            OpenApiParameter(
+                "offset",
+                {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                description="Consumers to skip.",
+            ),
         ],
         responses={200: BlacklistOutput},
         summary="The platform blacklist: consumers with active risk flags",
