@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError, Conflict
+from merchants.api_fields import ChoiceField
 from merchants.pagination import BoundedLimitOffsetPagination, page_parameters
 from privacy.services import ProcessingNotPermitted
 
@@ -115,10 +116,8 @@ class CrontabField(serializers.CharField):
 class SegmentInput(DefinitionInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    kind = serializers.ChoiceField(
-        choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE
-    )
-    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+    kind = ChoiceField(choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE)
+    refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
     crontab = CrontabField(
         required=False,
         help_text='Custom policy only: "minute hour day-of-month month day-of-week" (UTC). Editable later in '
@@ -131,7 +130,7 @@ class SegmentUpdateInput(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     expression = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     definition = serializers.JSONField(required=False)
-    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False)
+    refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False)
     crontab = CrontabField(required=False)
 
     def validate(self, attrs):
@@ -204,7 +203,7 @@ class LookalikeInput(serializers.Serializer):
     min_similarity = serializers.FloatField(
         required=False, help_text="Or take everyone at least this similar (0 to 1)."
     )
-    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+    refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
 
     def validate(self, attrs):
         if ("size" in attrs) == ("min_similarity" in attrs):

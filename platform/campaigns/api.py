@@ -12,6 +12,7 @@ from rest_framework.settings import api_settings
 
 from merchants.api_base import IdField, MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError
+from merchants.api_fields import ChoiceField
 from merchants.pagination import page_parameters
 from privacy.pseudonyms import is_pseudonym
 from segments.api import PublicCountSerializer
@@ -71,8 +72,8 @@ class CampaignInputSerializer(serializers.Serializer):
         allow_null=True,
         default=None,
     )
-    channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.INBOX)
-    schedule_kind = serializers.ChoiceField(choices=ScheduleKind.choices, default=ScheduleKind.NOW)
+    channel = ChoiceField(choices=Channel.choices, default=Channel.INBOX)
+    schedule_kind = ChoiceField(choices=ScheduleKind.choices, default=ScheduleKind.NOW)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     recurrence = serializers.CharField(
         max_length=100, required=False, allow_blank=True, default="", help_text="Crontab, e.g. '0 9 * * 1' (UTC)."
@@ -462,7 +463,7 @@ class InboxApi(OperatorAPIView):
 
 class TrackingEventSerializer(serializers.Serializer):
     delivery_id = IdField()
-    kind = serializers.ChoiceField(choices=TrackingKind.choices)
+    kind = ChoiceField(choices=TrackingKind.choices)
     occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
     order_value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     idempotency_key = serializers.CharField(

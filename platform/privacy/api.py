@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from merchants.api_base import IdField, OperatorAPIView
 from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.api_fields import ChoiceField
 from merchants.pagination import MAX_OFFSET
 
 from .models import CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
@@ -40,7 +41,7 @@ class RawIdentifierField(serializers.CharField):
 
 
 class SubjectRequestInput(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=RequestKind.choices)
+    kind = ChoiceField(choices=RequestKind.choices)
     consumer_id = RawIdentifierField(help_text="The consumer's identifier at the marketplace; pseudonymised at once.")
 
 

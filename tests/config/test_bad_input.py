@@ -169,3 +169,13 @@ def test_a_huge_flag_id_in_a_counter_statement_is_a_400_naming_flag(operator_cli
     response = operator_client.post("/api/v1/privacy/counter-statements", body, format="json")
     assert response.status_code == 400
     assert "flag" in error_of(response)["details"]
+
+
+# ------------------------------------------------------------------ unknown addresses under the API
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/api/v1/segments/abc", "/api/v1/privacy/requests/x%40y.z"])
+def test_an_unknown_api_address_is_a_json_404_that_does_not_repeat_it(merchant_client, path):
+    response = merchant_client.get(path)
+    assert response.status_code == 404
+    assert error_of(response) == {"code": "not_found", "message": "Not found."}
