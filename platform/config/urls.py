@@ -2,8 +2,8 @@
 
 from django.contrib import admin
 from django.http import JsonResponse
-from django.views.defaults import page_not_found
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 api_v1 = [
