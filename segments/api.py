@@ -17,8 +17,8 @@ from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView, get_scoped_or_404
-from merchants.api_errors import ApiError, Conflict
 from merchants.api_fields import ChoiceField
+from merchants.errors import Conflict
 from merchants.pagination import BoundedLimitOffsetPagination, page_parameters
 from privacy.services import ProcessingNotPermitted
 
@@ -37,7 +37,7 @@ from .services import (
 from .sources import public_count
 
 
-def _not_permitted(exc: ProcessingNotPermitted) -> ApiError:
+def _not_permitted(exc: ProcessingNotPermitted) -> Conflict:
     return Conflict(
         "Audience processing needs an approved processing activity for tagging; the platform's privacy officer "
         "has not approved one.",
@@ -247,7 +247,7 @@ def _segment_payload(segment: Segment, merchant) -> dict:
     return SegmentOutput(segments_for_merchant(merchant).get(pk=segment.pk)).data
 
 
-def _not_computed(exc: SegmentNotComputed) -> ApiError:
+def _not_computed(exc: SegmentNotComputed) -> Conflict:
     return Conflict(str(exc), code="segment_not_computed")
 
 

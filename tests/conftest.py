@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from dbtools.backend import on_postgresql
 from merchants.models import ApiKeyKind, Merchant, Role
 from merchants.services import api_key_issue, membership_grant, merchant_create
 from privacy.models import LegalBasis, ProcessingActivity, Purpose
@@ -21,7 +22,7 @@ from privacy.services import activity_approve
 
 
 def pytest_collection_modifyitems(config, items):
-    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    on_postgres = on_postgresql()
     has_broker = bool(settings.CELERY_BROKER_URL)
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
     skip_worker = pytest.mark.skip(reason="needs a real Celery broker (set CELERY_BROKER_URL) and PostgreSQL")
@@ -122,11 +123,14 @@ def all_purposes_approved(approve_activity) -> dict[str, ProcessingActivity]:
 
 @pytest.fixture(autouse=True)
 def _process_caches_clear():
-    """Every test starts with empty per-process caches.
+    """Every test starts with empty per-process caches, and an empty Django cache (rate-limit counts).
 
     Test databases reuse ids and bitmap versions from one test to the next, so a cache keyed by them (tag and
-    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data.
+    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data; and
+    the API's per-address limit would let one test's keyless requests throttle the next test's.
     """
+    from django.core.cache import cache
+
     from recommend.artefacts import cache_clear as models_cache_clear
     from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
     from tags.bitmaps import bitmap_cache_clear
@@ -135,6 +139,7 @@ def _process_caches_clear():
     behaviour_cache_invalidate()
     snapshot_cache_clear()
     models_cache_clear()
+    cache.clear()
     yield
 
 
