@@ -9,14 +9,17 @@ significant figures above).
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django_celery_beat.validators import crontab_validator
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView, get_scoped_or_404
+from merchants.api_fields import ChoiceField
 from merchants.errors import Conflict
+from merchants.pagination import BoundedLimitOffsetPagination, page_parameters
 from privacy.release import PRECISIONS, STANDARD
 from privacy.services import ProcessingNotPermitted
 
@@ -24,6 +27,7 @@ from .insights import SegmentNotComputed, segment_insights, segment_overlap
 from .models import RefreshPolicy, Segment, SegmentKind
 from .selectors import audience_estimate, segments_for_merchant
 from .services import (
+    CRONTAB_FIELDS,
     lookalike_create,
     segment_create,
     segment_crontab,
@@ -86,7 +90,7 @@ class DefinitionInput(serializers.Serializer):
 
 
 class EstimateInput(DefinitionInput):
-    precision = serializers.ChoiceField(
+    precision = ChoiceField(
         choices=sorted(PRECISIONS),
         required=False,
         default=STANDARD,
@@ -114,14 +118,30 @@ class EstimateOutput(serializers.Serializer):
     definition = serializers.JSONField(help_text="The same expression in the JSON form.")
 
 
+class CrontabField(serializers.CharField):
+    """Five crontab fields (minute hour day-of-month month day-of-week, UTC), checked before anything is written."""
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        parts = text.split()
+        if len(parts) != len(CRONTAB_FIELDS):
+            raise serializers.ValidationError(
+                f"Five fields are needed ({' '.join(CRONTAB_FIELDS)}, UTC), e.g. '0 9 * * 1'; {len(parts)} were given."
+            )
+        text = " ".join(parts)
+        try:
+            crontab_validator(text)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(f"Not a valid crontab: {'; '.join(exc.messages)}") from None
+        return text
+
+
 class SegmentInput(DefinitionInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    kind = serializers.ChoiceField(
-        choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE
-    )
-    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
-    crontab = serializers.CharField(
+    kind = ChoiceField(choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE)
+    refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+    crontab = CrontabField(
         required=False,
         help_text='Custom policy only: "minute hour day-of-month month day-of-week" (UTC). Editable later in '
         "the admin as a periodic task.",
@@ -133,8 +153,8 @@ class SegmentUpdateInput(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     expression = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     definition = serializers.JSONField(required=False)
-    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False)
-    crontab = serializers.CharField(required=False)
+    refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False)
+    crontab = CrontabField(required=False)
 
     def validate(self, attrs):
         if "expression" in attrs and "definition" in attrs:
@@ -186,6 +206,13 @@ class SegmentOutput(serializers.Serializer):
         return self._count(segment, "snapshot_exited")
 
 
+class SegmentPageOutput(serializers.Serializer):
+    count = serializers.IntegerField(help_text="How many segments you have.")
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null on the first.")
+    results = SegmentOutput(many=True)
+
+
 class RefreshOutput(serializers.Serializer):
     segment_id = serializers.IntegerField()
     version = serializers.IntegerField(help_text="The version this refresh will write; older queued runs skip.")
@@ -199,7 +226,7 @@ class LookalikeInput(serializers.Serializer):
     min_similarity = serializers.FloatField(
         required=False, help_text="Or take everyone at least this similar (0 to 1)."
     )
-    refresh_policy = serializers.ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+    refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
 
     def validate(self, attrs):
         if ("size" in attrs) == ("min_similarity" in attrs):
@@ -310,7 +337,7 @@ class AudienceEstimateApi(OwnSegmentsApi):
 
 
 class ActionValuesQuery(serializers.Serializer):
-    argument = serializers.ChoiceField(choices=list(TARGETABLE_ARGS), help_text="category or brand")
+    argument = ChoiceField(choices=list(TARGETABLE_ARGS), help_text="category or brand")
     prefix = serializers.CharField(required=False, default="", allow_blank=True, max_length=200, trim_whitespace=False)
     limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=MAX_SUGGESTIONS)
 
@@ -349,10 +376,11 @@ class SegmentsApi(MerchantAPIView):
         summary="List segments",
         description="Your segments with their latest snapshot's size, who entered and who left (counts as "
         "merchants may see them), refresh status and last error.",
-        responses=SegmentOutput(many=True),
+        parameters=page_parameters(),
+        responses=SegmentPageOutput,
     )
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
         return paginator.get_paginated_response(SegmentOutput(page, many=True).data)
 

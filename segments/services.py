@@ -103,7 +103,19 @@ def _check_persona(resolved: ResolvedDefinition) -> None:
         )
 
 
+CRONTAB_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+
+
 def _crontab_fields(crontab: str) -> dict[str, str]:
+    parts = crontab.split()
+    if len(parts) != len(CRONTAB_FIELDS):
+        raise Unprocessable(
+            f"The schedule is not a valid crontab: it needs five fields ({' '.join(CRONTAB_FIELDS)}), "
+            f"it has {len(parts)}.",
+            code="invalid_schedule",
+            details={"field": "crontab"},
+        )
+    crontab = " ".join(parts)
     try:
         crontab_validator(crontab)
     except ValidationError as exc:
@@ -113,7 +125,7 @@ def _crontab_fields(crontab: str) -> dict[str, str]:
             code="invalid_schedule",
             details={"field": "crontab"},
         ) from None
-    minute, hour, day_of_month, month_of_year, day_of_week = crontab.split()
+    minute, hour, day_of_month, month_of_year, day_of_week = parts
     return dict(
         minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week
     )

@@ -193,7 +193,12 @@ REST_FRAMEWORK = {
     # Proxies in front of the app whose X-Forwarded-For entries are trusted for the client address; unset: none,
     # the address is REMOTE_ADDR.
     "NUM_PROXIES": env_int("API_NUM_PROXIES", 0) or None,
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "merchants.pagination.BoundedLimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "merchants.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "merchants.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,

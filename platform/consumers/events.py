@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sized
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -36,6 +36,7 @@ from .ingestion import (
     make_source_digester,
     moment_value,
     money_value,
+    offset_storable,
     on_postgres,
     quantity_value,
     row_batches,
@@ -136,7 +137,12 @@ class EventIngest:
                 occurred_at = fromisoformat(occurred_at) if type(occurred_at) is str else None
             except ValueError:
                 occurred_at = None
-            if occurred_at is None or occurred_at.tzinfo is None or not earliest <= occurred_at <= latest:
+            if (
+                occurred_at is None
+                or (tz := occurred_at.tzinfo) is None
+                or (tz is not UTC and not offset_storable(occurred_at))
+                or not earliest <= occurred_at <= latest
+            ):
                 try:
                     occurred_at = moment_value(get("occurred_at"), latest)
                 except BadValue as exc:

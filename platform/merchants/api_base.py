@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db.models import Model, QuerySet
 from django.http import Http404
-from rest_framework import viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.views import APIView
 
 from .auth import ApiPrincipal
@@ -62,3 +62,16 @@ class MerchantAPIView(MerchantScopedMixin, APIView):
 
 class OperatorAPIView(APIView):
     permission_classes = [IsOperatorKey]
+
+
+# Database ids are signed 64-bit integers: a larger number is refused as input (SQLite overflows on it).
+MAX_ID = 2**63 - 1
+
+
+class IdField(serializers.IntegerField):
+    """An object id in a request body: a whole number from 1 to 2^63 - 1."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -76,6 +77,16 @@ def exception_handler(exc, context):
         return error_response(404, "not_found", "Not found.")
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            "too_large",
+            f"The request body is larger than {limit:,} bytes, the limit for this endpoint.",
+        )
+    if isinstance(exc, RecursionError):
+        # Nesting too deep to decode or to validate (a JSON body, or a JSON field inside one).
+        return error_response(status.HTTP_400_BAD_REQUEST, "parse_error", "The JSON body is nested too deeply.")
     response = drf_exception_handler(exc, context)
     if response is not None:
         code = getattr(exc, "default_code", "error")

@@ -13,8 +13,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from merchants.api_base import MerchantAPIView, OperatorAPIView
+from merchants.api_base import IdField, MerchantAPIView, OperatorAPIView
+from merchants.api_fields import ChoiceField
 from merchants.errors import Conflict, Invalid, Unprocessable
+from merchants.pagination import MAX_OFFSET
 
 from .models import BudgetPeriod, CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
 from .pseudonyms import InvalidIdentifier, normalise_identifier, pseudonymise
@@ -48,7 +50,7 @@ class RawIdentifierField(serializers.CharField):
 
 
 class SubjectRequestInput(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=RequestKind.choices)
+    kind = ChoiceField(choices=RequestKind.choices)
     consumer_id = RawIdentifierField(help_text="The consumer's identifier at the marketplace; pseudonymised at once.")
 
 
@@ -108,9 +110,7 @@ class SubjectRequestDetail(OperatorAPIView):
 class CounterStatementInput(serializers.Serializer):
     consumer_id = RawIdentifierField(help_text="The consumer's identifier at the marketplace; pseudonymised at once.")
     statement = serializers.CharField(max_length=10_000, trim_whitespace=True)
-    flag = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, help_text="The risk flag contested; omit for all of them."
-    )
+    flag = IdField(required=False, allow_null=True, help_text="The risk flag contested; omit for all of them.")
 
 
 class CounterStatementOutput(serializers.Serializer):
@@ -157,7 +157,7 @@ class CounterStatementDetail(OperatorAPIView):
 
 class BlacklistQuery(serializers.Serializer):
     limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)
-    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_OFFSET)
 
 
 class BlacklistFlagOutput(serializers.Serializer):
@@ -191,8 +191,16 @@ class BlacklistOutput(serializers.Serializer):
 class Blacklist(OperatorAPIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("limit", int, description="Consumers per page (1–1000, default 100)."),
-            OpenApiParameter("offset", int, description="Consumers to skip."),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                description="Consumers per page (1–1000, default 100).",
+            ),
+            OpenApiParameter(
+                "offset",
+                {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                description="Consumers to skip.",
+            ),
         ],
         responses={200: BlacklistOutput},
         summary="The platform blacklist: consumers with active risk flags",
