@@ -14,6 +14,7 @@ PRODUCTION_ENV = {
     "AUDIT_KEY": "a" * 40,
     "ALLOWED_HOSTS": "dmp.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/does_not_need_to_exist",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
 }
 
 
@@ -32,11 +33,20 @@ def test_production_check_deploy_is_clean():
 
 
 def test_production_refuses_to_start_without_each_secret():
-    for missing in ("SECRET_KEY", "PSEUDONYM_KEY", "AUDIT_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
+    for missing in ("SECRET_KEY", "PSEUDONYM_KEY", "AUDIT_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"):
         env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
         result = run_manage("check", env=env)
         assert result.returncode != 0
         assert missing in result.stderr
+
+
+def test_production_refuses_a_per_process_cache():
+    # Without a shared cache every gunicorn and Celery process counts API rate limits on its own.
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"}
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "REDIS_URL must be set when DMP_ENV=production" in result.stderr
+    assert "rate limits" in result.stderr
 
 
 def test_production_refuses_debug():
