@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -83,7 +83,7 @@ def _latest_approved_activity(purpose: str) -> tuple | None:
         return cursor.fetchone()
 
 
-def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_approve(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     activity.full_clean()  # the register's rules; raises ValidationError naming the field
     with transaction.atomic():
         activity.status = ActivityStatus.APPROVED
@@ -102,7 +102,7 @@ def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
-def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_suspend(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     with transaction.atomic():
         activity.status = ActivityStatus.SUSPENDED
         activity.save(update_fields=["status", "updated_at"])
@@ -118,7 +118,7 @@ def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
-def activity_revert_to_draft(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_revert_to_draft(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     """Save an edited activity back as a draft: an edit voids its approval, so it needs approving again.
 
     `activity` carries the officer's unsaved edits; they are saved with the new status.
