@@ -57,6 +57,9 @@ class SegmentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # segments are made by merchants (API, portal), where definitions are checked
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # and deleted there too, where a segment a campaign or another segment uses is refused
+
     @admin.action(description="Refresh the selected segments")
     def refresh_now(self, request, queryset):
         for segment_id in queryset.values_list("pk", flat=True):

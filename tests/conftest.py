@@ -126,11 +126,12 @@ def _process_caches_clear():
     """Every test starts with empty per-process caches, and an empty Django cache (rate-limit counts).
 
     Test databases reuse ids and bitmap versions from one test to the next, so a cache keyed by them (tag and
-    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data; and
-    the API's per-address limit would let one test's keyless requests throttle the next test's.
+    live bitmaps, behavioural and snapshot bitmaps, loaded models, released figures) would hand one test another's
+    data; and the API's per-address limit would let one test's keyless requests throttle the next test's.
     """
     from django.core.cache import cache
 
+    from privacy.services import released_cache_clear
     from recommend.artefacts import cache_clear as models_cache_clear
     from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
     from tags.bitmaps import bitmap_cache_clear
@@ -140,6 +141,7 @@ def _process_caches_clear():
     snapshot_cache_clear()
     models_cache_clear()
     cache.clear()
+    released_cache_clear()
     yield
 
 

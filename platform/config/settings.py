@@ -241,6 +241,20 @@ INGEST_WRITERS = env_int("INGEST_WRITERS", 2)  # PostgreSQL writer threads overl
 INGEST_MAX_ROWS_PER_REQUEST = env_int("INGEST_MAX_ROWS_PER_REQUEST", 50_000)
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 64 * 1024 * 1024)
 SUBJECT_REQUEST_DUE_DAYS = env_int("SUBJECT_REQUEST_DUE_DAYS", 30)
+
+# The release layer (privacy/release.py; docs/privacy.md, "Released numbers"): differential privacy for every
+# number a merchant sees. The noise is keyed by RELEASE_NOISE_KEY and by what is counted, so the same set always
+# gets the same number; each merchant spends a privacy budget (zCDP ρ) per period on new distinct releases.
+RELEASE_NOISE_KEY = env_required("RELEASE_NOISE_KEY", production=PRODUCTION, dev_default="dev-only-release-noise-key")
+if PRODUCTION and len(RELEASE_NOISE_KEY) < 32:
+    raise ImproperlyConfigured("RELEASE_NOISE_KEY must be at least 32 characters in production")
+PRIVACY_BUDGET_PERIOD = env_str("PRIVACY_BUDGET_PERIOD", "month")
+if PRIVACY_BUDGET_PERIOD not in ("month", "week", "day"):
+    raise ImproperlyConfigured("PRIVACY_BUDGET_PERIOD must be month, week or day")
+try:
+    PRIVACY_BUDGET_DEFAULT_RHO = float(env_str("PRIVACY_BUDGET_DEFAULT_RHO", "0.25"))
+except ValueError as _exc:
+    raise ImproperlyConfigured("PRIVACY_BUDGET_DEFAULT_RHO must be a number (zCDP rho per period)") from _exc
 RETENTION_PURGE_BATCH = env_int("RETENTION_PURGE_BATCH", 5000)
 RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 20)
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)

@@ -13,10 +13,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from merchants.api_base import OperatorAPIView
+from merchants.api_base import MerchantAPIView, OperatorAPIView
 from merchants.errors import Conflict, Invalid, Unprocessable
 
-from .models import CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
+from .models import BudgetPeriod, CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
 from .pseudonyms import pseudonymise
 from .risk_flags import (
     RiskReviewError,
@@ -26,6 +26,7 @@ from .risk_flags import (
     blacklist_summary,
     counter_statement_file,
 )
+from .selectors import budget_remaining
 from .subject_rights import DuplicateOpenRequest, SubjectRequestError, subject_request_submit
 
 RAW_ID_MAX_LENGTH = 320  # the longest e-mail address
@@ -203,3 +204,33 @@ class Blacklist(OperatorAPIView):
             "results": blacklist_page(limit=limit, offset=offset),
         }
         return Response(BlacklistOutput(body).data)
+
+
+# ------------------------------------------------------------------------------------------------ privacy budget
+
+
+class BudgetOutput(serializers.Serializer):
+    allowance = serializers.FloatField(help_text="Privacy loss (zCDP ρ) new releases may spend this period.")
+    spent = serializers.FloatField()
+    remaining = serializers.FloatField()
+    releases = serializers.IntegerField(help_text="New distinct figures released this period (repeats are free).")
+    period_start = serializers.DateField()
+    renews_at = serializers.DateTimeField()
+
+
+class PrivacyBudgetApi(MerchantAPIView):
+    """The calling merchant's privacy budget: what is left this period and when it renews."""
+
+    def scoped_queryset(self, merchant):
+        return BudgetPeriod.objects.filter(merchant=merchant)
+
+    @extend_schema(
+        operation_id="privacy_budget",
+        summary="Your privacy budget",
+        description="Every new figure the platform releases to you (an estimate of a set not asked about before "
+        "in this period) spends from a privacy budget; repeats are free. When it is spent, new estimates answer "
+        "429 privacy_budget_exhausted until renews_at. See docs/privacy.md.",
+        responses=BudgetOutput,
+    )
+    def get(self, request):
+        return Response(BudgetOutput(budget_remaining(merchant_id=self.merchant.pk).as_dict()).data)

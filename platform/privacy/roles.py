@@ -22,6 +22,11 @@ OFFICER_PERMISSIONS = (
     "view_counterstatement",
     "change_counterstatement",
     "view_suppression",
+    "view_privacybudget",
+    "add_privacybudget",
+    "change_privacybudget",
+    "view_budgetperiod",
+    "view_releaseledger",
 )
 
 

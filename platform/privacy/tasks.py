@@ -29,3 +29,18 @@ def audit_chain_verify_task() -> dict:
         logger.info("audit.chain_verified", extra={"fields": outcome})
     audit_record(actor="task:privacy.audit_chain_verify", action="audit.chain_verified", details=outcome)
     return outcome
+
+
+@shared_task(name="privacy.release_spending_audit", acks_late=True, autoretry_for=(OSError,), retry_backoff=True)
+def release_spending_audit_task(day: str | None = None) -> int:
+    """Audit yesterday's (or `day`'s, ISO date) privacy-budget spending: one entry per merchant (daily via beat)."""
+    from datetime import date, timedelta
+
+    from django.utils import timezone
+
+    from .services import release_spending_audit
+
+    target = date.fromisoformat(day) if day else timezone.now().date() - timedelta(days=1)
+    written = release_spending_audit(day=target)
+    logger.info("privacy_budget.audited", extra={"fields": {"day": target.isoformat(), "merchants": written}})
+    return written

@@ -196,6 +196,12 @@
     if (statusOut) statusOut.textContent = status;
   }
 
+  function budgetNote(budget) {
+    if (!budget || !budget.allowance) return "";
+    var left = Math.max(0, Math.round(100 * budget.remaining / budget.allowance));
+    return " Privacy budget left this period: " + left + " % (renews " + budget.renews_at.slice(0, 10) + ").";
+  }
+
   function runEstimate() {
     var text = editor.value;
     if (!text.trim()) {
@@ -218,6 +224,11 @@
       .then(function (res) {
         if (mine !== sequence) return; // a newer keystroke's answer is on its way
         estimateBox.setAttribute("aria-busy", "false");
+        if (res.status === 429) { // the privacy budget is spent: the message says when it renews
+          showError(null);
+          setEstimate("—", "—", "", res.body.error.message);
+          return;
+        }
         if (res.body.error) {
           showError(res.body.error, text);
           setEstimate("—", "—", "", res.body.error.message);
@@ -226,8 +237,11 @@
         showError(null);
         sizeOut.classList.toggle("text", !!res.body.size.hidden);
         reachOut.classList.toggle("text", !!res.body.reachable.hidden);
+        var bound = res.body.size.error_bound ? " (about; ± " + res.body.size.error_bound.toLocaleString() + ")" : "";
         setEstimate(res.body.size.display, res.body.reachable.display, "in " + res.body.took_ms + " ms",
-          "Matches " + res.body.size.display + " consumers; " + res.body.reachable.display + " can be messaged.");
+          "Matches " + res.body.size.display + bound + " consumers; " + res.body.reachable.display +
+          " can be messaged. Estimates while typing are coarse previews; the saved segment's size is precise." +
+          budgetNote(res.body.budget));
       })
       .catch(function (err) {
         if (err && err.name === "AbortError") return;
