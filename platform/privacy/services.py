@@ -335,12 +335,16 @@ def release_count(
     charge: bool = True,
 ) -> ReleasedCount:
     """One question's count, released (see release_counts): give the member set or its size."""
-    if (members is None) == (count is None):
+    if members is not None and count is None:
+        size = len(members)
+    elif count is not None and members is None:
+        size = int(count)
+    else:
         raise ValueError("Give exactly one of members or count.")
     return release_counts(
         merchant_id=merchant_id,
         subjects=[subject],
-        counts=[len(members) if members is not None else int(count)],
+        counts=[size],
         precision=precision,
         data_version=data_version,
         charge=charge,
