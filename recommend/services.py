@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from privacy.audit import audit_record
 from privacy.services import processing_basis_require
 
 from .algorithms import algorithm_create
-from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save
+from .artefacts import arrays_without_consumer, artefact_arrays, artefact_name, artefact_read, artefact_save
 from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
 from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
 from .memory import MemoryBudgetExceeded
@@ -292,7 +293,7 @@ def models_prune(*, algorithm: str, keep: int | None = None) -> int:
         .order_by("-created_at", "-id")[keep:]
     )
     for record in stale:
-        default_storage.delete(record.artefact.name)
+        default_storage.delete(artefact_name(record))
         RecommenderModel.objects.filter(pk=record.pk).update(artefact="", artefact_bytes=0)
     return len(stale)
 
@@ -338,12 +339,12 @@ def model_forget_consumer(*, consumer_id: int) -> int:
     rewritten = 0
     with transaction.atomic():
         for record in RecommenderModel.objects.select_for_update().exclude(artefact="").order_by("pk"):
-            if not default_storage.exists(record.artefact.name):
+            old_name = artefact_name(record)
+            if not default_storage.exists(old_name):
                 continue
-            reduced = arrays_without_consumer(artefact_read(record.artefact.name), consumer_id)
+            reduced = arrays_without_consumer(artefact_read(old_name), consumer_id)
             if reduced is None:
                 continue
-            old_name = record.artefact.name
             new_name, size = artefact_save(
                 name=f"{record.run_id}-{record.algorithm}-v{record.artefact_version + 1}.npz", arrays=reduced
             )
@@ -353,7 +354,7 @@ def model_forget_consumer(*, consumer_id: int) -> int:
                 artefact_version=F("artefact_version") + 1,
                 consumers=F("consumers") - 1,
             )
-            transaction.on_commit(lambda name=old_name: default_storage.delete(name))
+            transaction.on_commit(partial(default_storage.delete, old_name))
             rewritten += 1
     return rewritten
 

@@ -7,14 +7,16 @@ from django.contrib import admin, messages
 from .models import Segment, SegmentSnapshot
 from .services import segment_refresh_request
 
+SNAPSHOT_FIELDS = ("version", "status", "size", "entered", "exited", "computed_at", "duration_ms", "method", "error")
+
 
 class SnapshotInline(admin.TabularInline):
     model = SegmentSnapshot
     extra = 0
     can_delete = False
     ordering = ["-id"]
-    fields = ["version", "status", "size", "entered", "exited", "computed_at", "duration_ms", "method", "error"]
-    readonly_fields = fields
+    fields = SNAPSHOT_FIELDS
+    readonly_fields = SNAPSHOT_FIELDS
     show_change_link = False
 
     def has_add_permission(self, request, obj=None) -> bool:

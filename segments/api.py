@@ -236,7 +236,8 @@ class LookalikeInput(serializers.Serializer):
 
 class InsightValueSerializer(serializers.Serializer):
     value = serializers.CharField()
-    label = serializers.CharField()
+    # A field named like Field.label: DRF's metaclass moves declared fields off the class, which the stub cannot see.
+    label = serializers.CharField()  # type: ignore[assignment]
     suppressed = serializers.BooleanField(help_text="True when the cell is under the minimum audience: no figures.")
     segment_count = PublicCountSerializer(required=False)
     segment_share = serializers.FloatField(required=False)

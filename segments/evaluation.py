@@ -41,6 +41,7 @@ from .language import (
     SegmentSyntaxError,
     SegmentTerm,
     TagTerm,
+    Term,
     parse,
     terms,
     to_text,
@@ -91,6 +92,7 @@ def definition_resolve(
     id, family, value), when given, saves the tag query (bulk refreshes resolve many definitions at once).
     """
     found = terms(node)
+    t: Term  # the loops below walk the terms of one kind, then of another
     tag_terms = [t for t in found if isinstance(t, TagTerm)]
     canonical: dict[tuple[str, str], tuple[str, int]] = {}
     if tag_terms:
@@ -283,7 +285,7 @@ def segment_definition_node(segment: Segment) -> Node:
 
 def window_start(term: ActionTerm, now: datetime) -> datetime | None:
     hours = term.within_hours
-    if hours is None:
+    if hours is None or term.within is None:
         return None
     if term.within.endswith("h"):
         anchor = now.replace(minute=0, second=0, microsecond=0)
@@ -443,12 +445,12 @@ def evaluate_bitmap(
     version = _version if _version is not None else []
     tag_ids = sorted(set(resolved.tag_ids.values()))
     by_tag, live = bitmaps if bitmaps is not None else tag_bitmaps(tag_ids)
-    nested: dict[int, FrozenBitMap] = {}
+    nested: dict[int, BitMap | FrozenBitMap] = {}
     for segment_id in resolved.segment_ids:
         nested[segment_id] = _nested_segment_bitmap(segment_id, resolved.merchant_id, now, _stack, version)
     actions: dict[ActionTerm, FrozenBitMap] = {}
 
-    def leaf(term) -> FrozenBitMap:
+    def leaf(term) -> BitMap | FrozenBitMap:
         if isinstance(term, TagTerm):
             return by_tag[resolved.tag_ids[(term.family, term.value)]]
         if isinstance(term, SegmentTerm):
@@ -486,7 +488,7 @@ def evaluate_bitmap(
 
 def _nested_segment_bitmap(
     segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...], version: list[BehaviourVersion]
-) -> FrozenBitMap:
+) -> BitMap | FrozenBitMap:
     if segment_id in stack or len(stack) >= MAX_NESTING:
         raise NestingError(
             f"segment:{segment_id} includes itself through nested segments",

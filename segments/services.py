@@ -156,9 +156,10 @@ def _schedule_apply(segment: Segment, crontab: str | None) -> None:
 
 
 def segment_crontab(segment: Segment) -> str | None:
-    if segment.schedule_id is None or segment.schedule.crontab_id is None:
+    schedule = segment.schedule if segment.schedule_id is not None else None
+    if schedule is None or schedule.crontab_id is None:
         return None
-    c = segment.schedule.crontab
+    c = schedule.crontab
     return f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
 
 
@@ -243,7 +244,7 @@ def segment_update(
             segment.name = name
         if description is not _UNSET:
             segment.description = description
-        if changed_definition:
+        if changed_definition and resolved is not None:
             segment.definition = resolved.text
             segment.definition_json = to_json(resolved.node)
             segment.depends_on.set(resolved.segment_ids)

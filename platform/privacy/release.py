@@ -270,8 +270,7 @@ def release_key(*, subject: str, value: int, measure: str, precision: str, data_
     """
     subject_digest = hashlib.sha256(subject.encode()).hexdigest()
     label = f"{MECHANISM_VERSION}\x00{subject_digest}\x00{measure}\x00{precision}\x00{data_version}\x00{int(value)}"
-    label = label.encode()
-    return hmac.digest(_noise_key(), b"release\x00" + label, "sha256").hex()
+    return hmac.digest(_noise_key(), b"release\x00" + label.encode(), "sha256").hex()
 
 
 # ------------------------------------------------------------------------------------------------ exact sampler

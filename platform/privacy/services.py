@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, F, Sum
@@ -104,7 +104,7 @@ def _latest_approved_activity(purpose: str) -> tuple | None:
         return cursor.fetchone()
 
 
-def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_approve(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     activity.full_clean()  # the register's rules; raises ValidationError naming the field
     with transaction.atomic():
         activity.status = ActivityStatus.APPROVED
@@ -123,7 +123,7 @@ def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
-def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_suspend(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     with transaction.atomic():
         activity.status = ActivityStatus.SUSPENDED
         activity.save(update_fields=["status", "updated_at"])
@@ -139,7 +139,7 @@ def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
-def activity_revert_to_draft(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_revert_to_draft(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     """Save an edited activity back as a draft: an edit voids its approval, so it needs approving again.
 
     `activity` carries the officer's unsaved edits; they are saved with the new status.
@@ -335,12 +335,16 @@ def release_count(
     charge: bool = True,
 ) -> ReleasedCount:
     """One question's count, released (see release_counts): give the member set or its size."""
-    if (members is None) == (count is None):
+    if members is not None and count is None:
+        size = len(members)
+    elif count is not None and members is None:
+        size = int(count)
+    else:
         raise ValueError("Give exactly one of members or count.")
     return release_counts(
         merchant_id=merchant_id,
         subjects=[subject],
-        counts=[len(members) if members is not None else int(count)],
+        counts=[size],
         precision=precision,
         data_version=data_version,
         charge=charge,

@@ -199,16 +199,16 @@ class Command(BaseCommand):
                     line += f" (limited by {memory['items_limited_by']})"
             self.stdout.write(line)
         headers = ["algorithm", *[label.format(k=k) for _, label in METRIC_COLUMNS], "users"]
-        lines = []
+        rows: list[list[str]] = []
         for name, row in report["results"].items():
             metrics = row["metrics"]
             if not metrics:
-                lines.append([name, *["-"] * len(METRIC_COLUMNS), "-"])
+                rows.append([name, *["-"] * len(METRIC_COLUMNS), "-"])
                 continue
-            lines.append([name, *[f"{metrics[key]:.4f}" for key, _ in METRIC_COLUMNS], str(metrics["users"])])
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+            rows.append([name, *[f"{metrics[key]:.4f}" for key, _ in METRIC_COLUMNS], str(metrics["users"])])
+        widths = [max(len(h), *(len(cells[i]) for cells in rows)) for i, h in enumerate(headers)]
         self.stdout.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-        for line in lines:
-            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+        for cells in rows:
+            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
         if "beats_baseline" in report:
             self.stdout.write(f"beats the popularity baseline: {report['beats_baseline']}")
