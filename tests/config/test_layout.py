@@ -32,7 +32,20 @@ def platform_version() -> str:
 
 # The doors: modules that may speak HTTP. Everything else (services, selectors, tasks, models, commands) raises
 # the plain domain errors of merchants.errors and leaves HTTP to these.
-HTTP_DOOR_MODULES = {"api", "api_base", "api_errors", "api_urls", "auth", "permissions", "schema", "throttling", "urls"}
+HTTP_DOOR_MODULES = {
+    "api",
+    "api_base",
+    "api_errors",
+    "api_fields",
+    "api_urls",
+    "auth",
+    "pagination",
+    "parsers",
+    "permissions",
+    "schema",
+    "throttling",
+    "urls",
+}
 HTTP_IMPORTS = ("rest_framework", "drf_spectacular", "merchants.api_errors", "merchants.api_base")
 
 
