@@ -123,13 +123,13 @@ def _raw_copy(batches: list[str]) -> float:
     """Seconds to COPY the batches straight into consumers_event, one transaction each: the database's ceiling."""
     from django.db import connection, transaction
 
-    from consumers.writer import COPY_COLUMNS
+    from consumers.writer import EVENT_COLUMNS
+    from dbtools.pgcopy import copy_text
 
     started = time.perf_counter()
     for text in batches:
         with transaction.atomic(), connection.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY consumers_event ({COPY_COLUMNS}) FROM STDIN") as copy:
-                copy.write(text)
+            copy_text(cursor, "consumers_event", EVENT_COLUMNS, text)
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     return time.perf_counter() - started
 

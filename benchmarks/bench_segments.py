@@ -34,6 +34,7 @@ from pyroaring import BitMap
 
 from benchmarks import BenchContext, Row, percentile
 from dbtools.backend import on_sqlite
+from dbtools.pgcopy import copy_text
 
 FULL_CONSUMERS = 10_000_000
 FULL_SQL_CONSUMERS = 1_000_000
@@ -228,22 +229,27 @@ def _copy_sql_rows(tag_ids, arrays, n_sql: int) -> int:
     """Consumer and ConsumerTag rows for consumers 1..n_sql, loaded with COPY (foreign-key triggers off)."""
     stamp = "2025-12-31 00:00:00+00"  # a day before SOURCE_MARK, outside the fresh-on-read change window
     rows = 0
+
+    def consumer_chunks():
+        for start in range(1, n_sql + 1, 200_000):
+            stop = min(n_sql + 1, start + 200_000)
+            yield "".join(f"{i}\tb{i}\t\t\t\t{stamp}\t{stamp}\n" for i in range(start, stop))
+
+    def tag_chunks():
+        nonlocal rows
+        for key, array in arrays.items():
+            ids = array[array <= n_sql]
+            if ids.size:
+                suffix = f"\t{tag_ids[key]}\t{stamp}\n"
+                yield suffix.join(map(str, ids.tolist())) + suffix
+                rows += int(ids.size)
+
+    consumer_columns = ["id", "pseudonym", "age_range", "country", "gender", "created_at", "updated_at"]
     with connection.cursor() as cursor:
         raw = cursor.cursor
         raw.execute("SET session_replication_role = replica")
-        with raw.copy(
-            "COPY consumers_consumer (id, pseudonym, age_range, country, gender, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for start in range(1, n_sql + 1, 200_000):
-                stop = min(n_sql + 1, start + 200_000)
-                copy.write("".join(f"{i}\tb{i}\t\t\t\t{stamp}\t{stamp}\n" for i in range(start, stop)))
-        with raw.copy("COPY tags_consumertag (consumer_id, tag_id, assigned_at) FROM STDIN") as copy:
-            for key, array in arrays.items():
-                ids = array[array <= n_sql]
-                if ids.size:
-                    suffix = f"\t{tag_ids[key]}\t{stamp}\n"
-                    copy.write(suffix.join(map(str, ids.tolist())) + suffix)
-                    rows += int(ids.size)
+        copy_text(cursor, "consumers_consumer", consumer_columns, consumer_chunks())
+        copy_text(cursor, "tags_consumertag", ["consumer_id", "tag_id", "assigned_at"], tag_chunks())
         raw.execute("SET session_replication_role = DEFAULT")
         raw.execute("ANALYZE consumers_consumer")
         raw.execute("ANALYZE tags_consumertag")

@@ -170,7 +170,7 @@ def _audit_truncate_allowed_in_the_test_database(django_db_setup, django_db_bloc
     from django.db import connection
 
     with django_db_blocker.unblock():
-        if connection.vendor == "postgresql":
+        if on_postgresql():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'privacy_auditentry_no_truncate'")
                 if cursor.fetchone():  # absent in a database kept (--reuse-db) from before migration 0008

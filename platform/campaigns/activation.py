@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from enum import Enum
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from dbtools.locks import CAMPAIGN_RUN
 from privacy.audit import audit_record
 from privacy.services import ProcessingBasis
 
@@ -47,37 +48,19 @@ from .models import (
 
 logger = logging.getLogger("dmp.campaigns")
 
-# A two-key advisory lock (namespace, campaign id) guards one campaign's steps.
-RUN_LOCK_NAMESPACE = 7_320_552
-
 ERROR_CANCELLED = "not sent: the campaign was cancelled"
 
 
 # --- locks -----------------------------------------------------------------------------------------
 
 
-def _lock_key(campaign_id: int) -> int:
-    return campaign_id % 2_147_483_647
+def campaign_run_lock(campaign_id: int) -> AbstractContextManager[bool]:
+    """Yield True when this process may work on the campaign now (nobody else holds its lock).
 
-
-@contextmanager
-def campaign_run_lock(campaign_id: int) -> Iterator[bool]:
-    """Yield True when this process may work on the campaign now (nobody else holds its lock)."""
-    if connection.vendor != "postgresql":  # the embedded mode runs one process with eager tasks
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK_NAMESPACE, _lock_key(campaign_id)])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK_NAMESPACE, _lock_key(campaign_id)])
-            except DatabaseError:  # a broken connection has released the lock already
-                logger.warning("campaign.lock_release_failed", extra={"fields": {"campaign_id": campaign_id}})
+    A session lock per campaign (dbtools.locks.CAMPAIGN_RUN), tried without waiting; granted at once in the
+    embedded mode, which runs one process with eager tasks.
+    """
+    return CAMPAIGN_RUN.try_held(campaign_id)
 
 
 # --- the step ---------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ from django.utils import timezone
 from pyroaring import BitMap
 
 from consumers.models import Product
+from dbtools.backend import on_postgresql
+from dbtools.locks import CAMPAIGN_CAPS
+from dbtools.pgcopy import copy_rows, staging_table
 from privacy.services import ProcessingNotPermitted
 from recommend.services import recommend_for_consumers
 
@@ -32,10 +35,6 @@ from .models import (
     Phase,
 )
 
-# The caps namespace serialises delivery writes across campaigns so frequency caps hold under concurrent
-# launches (a two-key advisory lock: namespace, 0).
-CAPS_LOCK_NAMESPACE = 7_320_553
-
 ERROR_FREQUENCY_CAP = "not sent: the consumer reached a frequency cap while the campaign was being written"
 
 
@@ -49,10 +48,9 @@ def personalise_window() -> int:
 
 
 def _caps_lock() -> None:
-    """Inside a transaction: serialise cap checks and delivery writes across all campaigns."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [CAPS_LOCK_NAMESPACE])
+    """Inside a transaction: serialise cap checks and delivery writes across all campaigns (so frequency caps
+    hold under concurrent launches)."""
+    CAMPAIGN_CAPS.hold_for_transaction(0)
 
 
 class Catalogue:
@@ -140,6 +138,9 @@ class _Row:
 
 _STAGE_TABLE = "campaigns_delivery_stage"
 _STAGE_COLUMNS = ("consumer", "group", "product_ids", "title", "body", "status", "last_error")
+_STAGE_COLUMNS_SQL = (
+    'consumer_id bigint, "group" text, product_ids jsonb, title text, body text, status text, last_error text'
+)
 
 
 def _db_column(name: str) -> str:
@@ -159,27 +160,23 @@ def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> No
     """
     if not rows:
         return
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         quote = connection.ops.quote_name
         columns = [quote(_db_column(name)) for name in _STAGE_COLUMNS]
-        # COPY and INSERT share a transaction: the staging table empties at commit.
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE_TABLE} ("
-                'consumer_id bigint, "group" text, product_ids jsonb, title text, body text, status text, '
-                "last_error text) ON COMMIT DELETE ROWS"
+        with connection.cursor() as cursor, staging_table(cursor, _STAGE_TABLE, _STAGE_COLUMNS_SQL) as stage:
+            copy_rows(
+                cursor,
+                stage,
+                columns,
+                (
+                    (r.consumer_id, r.group, json.dumps(r.product_ids), r.title, r.body, r.status, r.last_error)
+                    for r in rows
+                ),
             )
-            # Empty it anyway: inside an enclosing transaction no commit has emptied it since the last batch.
-            cursor.execute(f"DELETE FROM {_STAGE_TABLE}")  # noqa: S608 - a constant table name
-            with cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row(
-                        (r.consumer_id, r.group, json.dumps(r.product_ids), r.title, r.body, r.status, r.last_error)
-                    )
             target = ", ".join([*columns, quote(_db_column("campaign")), quote("created_at"), quote("attempts")])
             cursor.execute(
                 f"INSERT INTO {quote(Delivery._meta.db_table)} ({target}) "  # noqa: S608 - names from model metadata only
-                f"SELECT {', '.join(columns)}, %s, %s, 0 FROM {_STAGE_TABLE} "
+                f"SELECT {', '.join(columns)}, %s, %s, 0 FROM {stage} "
                 f"ON CONFLICT ({quote(_db_column('campaign'))}, {quote(_db_column('consumer'))}) "
                 "DO NOTHING",
                 [campaign_id, created_at],

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from dbtools.backend import on_postgresql
 from privacy.pseudonyms import make_pseudonymiser
 
 from .ingestion import (
@@ -37,7 +38,6 @@ from .ingestion import (
     moment_value,
     money_value,
     offset_storable,
-    on_postgres,
     quantity_value,
     row_batches,
     text_value,
@@ -256,7 +256,7 @@ class EventIngest:
                 report.accepted = report.duplicates = report.consumers_created = report.products_created = 0
         elif (
             writers > 1
-            and on_postgres()
+            and on_postgresql()
             and not connection.in_atomic_block
             and not (isinstance(rows, Sized) and len(rows) <= batch_size)  # one batch: nothing to overlap
         ):
@@ -332,10 +332,10 @@ def events_ingest(
     a transaction always write in the calling thread.
     """
     if method is None:
-        method = "copy" if on_postgres() else "bulk_create"
+        method = "copy" if on_postgresql() else "bulk_create"
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}")
-    if method == "copy" and not on_postgres():
+    if method == "copy" and not on_postgresql():
         raise ValueError("the copy method needs PostgreSQL")
     size = batch_size_of(batch_size)
     writer_count = writers if writers is not None else settings.INGEST_WRITERS

@@ -30,7 +30,6 @@ from functools import lru_cache
 from itertools import islice
 
 from django.conf import settings
-from django.db import connection
 
 from privacy.pseudonyms import InvalidIdentifier
 
@@ -358,10 +357,6 @@ def batch_size_of(requested: int | None) -> int:
     if size < 1:
         raise ValueError("batch_size must be at least 1")
     return size
-
-
-def on_postgres() -> bool:
-    return connection.vendor == "postgresql"
 
 
 def ingest_log(event: str, report: IngestReport, started: float, **extra) -> None:

@@ -21,10 +21,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.errors import UniqueViolation
 
+from dbtools.backend import on_postgresql
+from dbtools.pgcopy import copy_text, staging_table
 from merchants.models import Merchant
 from privacy.audit import audit_record
 
-from .ingestion import BadValue, IngestReport, on_postgres, sql_chunks
+from .ingestion import BadValue, IngestReport, sql_chunks
 from .models import Consumer, Event, Product
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
@@ -70,7 +72,7 @@ class Resolver:
             return 0
         created = 0
         table = Consumer._meta.db_table
-        if on_postgres():
+        if on_postgresql():
             with connection.cursor() as cursor:
                 for chunk in sql_chunks(missing, 10_000):
                     cursor.execute(
@@ -124,6 +126,11 @@ EVENT_COLUMNS = (
 )
 COPY_COLUMNS = ", ".join(EVENT_COLUMNS)
 _STAGE_TABLE = "consumers_event_stage"
+_STAGE_COLUMNS = (
+    "source_key varchar(32), consumer_id bigint, merchant_id bigint, product_id bigint, event_type smallint, "
+    "occurred_at timestamptz, quantity integer, price numeric(12, 2), discount numeric(12, 2), "
+    "order_ref varchar(32), device varchar(32)"
+)
 
 
 @dataclass(slots=True)
@@ -175,7 +182,7 @@ class EventWriter:
             products_created = state.products_ensure(events)
             write_events = self._write_copy if self.method == "copy" else self._write_bulk_create
             inserted = write_events(events, state)
-            if on_postgres():
+            if on_postgresql():
                 # Run the deferred foreign-key checks now, before the audit entry takes the
                 # audit log's lock, so parallel writers do not queue behind each other's checks.
                 with connection.cursor() as cursor:
@@ -229,13 +236,9 @@ class EventWriter:
                 return 0
             text = self._copy_text(new, state)
             try:
-                # A savepoint, so only the COPY is undone on a conflict; psycopg's errors as Django's.
-                with (
-                    transaction.atomic(),
-                    connection.wrap_database_errors,
-                    cursor.cursor.copy(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN") as copy,
-                ):
-                    copy.write(text)
+                # A savepoint, so only the COPY is undone on a conflict (errors come out as Django's).
+                with transaction.atomic():
+                    copy_text(cursor, table, EVENT_COLUMNS, text)
                 return len(new)
             except IntegrityError as exc:
                 if not isinstance(exc.__cause__, UniqueViolation):
@@ -263,24 +266,13 @@ class EventWriter:
     @staticmethod
     def _write_staged(cursor, text: str) -> int:
         """COPY into a temporary staging table, then INSERT ... ON CONFLICT DO NOTHING: conflicts are skipped."""
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_TABLE} ("
-            "source_key varchar(32), consumer_id bigint, merchant_id bigint, product_id bigint, "
-            "event_type smallint, occurred_at timestamptz, quantity integer, price numeric(12, 2), "
-            "discount numeric(12, 2), order_ref varchar(32), device varchar(32))"
-        )
-        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
-        with (
-            connection.wrap_database_errors,
-            cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({COPY_COLUMNS}) FROM STDIN") as copy,
-        ):
-            copy.write(text)
-        cursor.execute(
-            f"INSERT INTO {Event._meta.db_table} ({COPY_COLUMNS}) "  # noqa: S608
-            f"SELECT {COPY_COLUMNS} FROM {_STAGE_TABLE} ON CONFLICT (source_key) DO NOTHING"
-        )
-        inserted = cursor.rowcount
-        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+        with staging_table(cursor, _STAGE_TABLE, _STAGE_COLUMNS) as stage:
+            copy_text(cursor, stage, EVENT_COLUMNS, text)
+            cursor.execute(
+                f"INSERT INTO {Event._meta.db_table} ({COPY_COLUMNS}) "  # noqa: S608
+                f"SELECT {COPY_COLUMNS} FROM {stage} ON CONFLICT (source_key) DO NOTHING"
+            )
+            inserted = cursor.rowcount
         return inserted
 
     def _write_bulk_create(self, events: list[EventRow], state: WriterState) -> int:

@@ -110,15 +110,17 @@ def copy_in(
     return rows
 
 
-def copy_text(cursor, table: str, columns: Sequence[str], data: str | bytes) -> None:
-    """`COPY table (columns) FROM STDIN` from one buffer of COPY text (tab-separated, `\\N` for NULL).
+def copy_text(cursor, table: str, columns: Sequence[str], data: str | bytes | Iterable[str | bytes]) -> None:
+    """`COPY table (columns) FROM STDIN` from COPY text (tab-separated, `\\N` for NULL): one buffer, or chunks.
 
     The caller escapes values (or, like the event writer, writes only digests, numbers and timestamps).
     `cursor` is Django's; errors come out as Django's database errors.
     """
     _check_names(table, columns)
+    chunks = [data] if isinstance(data, str | bytes) else data
     with connection.wrap_database_errors, cursor.cursor.copy(_copy_statement(table, columns)) as copy:
-        copy.write(data)
+        for chunk in chunks:
+            copy.write(chunk)
 
 
 def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:

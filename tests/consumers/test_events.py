@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,7 @@ from consumers.consents import consents_ingest
 from consumers.events import events_ingest
 from consumers.ingestion import make_source_digester
 from consumers.models import Consumer, Event, EventType, Product
+from dbtools.backend import on_postgresql
 from privacy.models import AuditEntry, ConsentRecord
 from privacy.pseudonyms import pseudonymise
 
@@ -280,7 +280,7 @@ def test_bad_arguments_are_refused(event_row):
         events_ingest(rows=[], actor="t", method="insert")
     with pytest.raises(ValueError, match="batch_size"):
         events_ingest(rows=[], actor="t", batch_size=0)
-    if connection.vendor != "postgresql":
+    if not on_postgresql():
         with pytest.raises(ValueError, match="PostgreSQL"):
             events_ingest(rows=[], actor="t", method="copy")
 

@@ -125,12 +125,23 @@ def test_a_known_consumer_can_be_addressed_by_its_raw_id(db):
     assert consumer_raw_id(2).startswith("+65 8")
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_the_command_prints_a_summary_and_validates_its_arguments(db):
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.StringIO(), Terminal()
     call_command(
         "seed_demo", "--consumers", "50", "--products", "30", "--events", "500", "--seed", "5", stdout=out, stderr=err
     )
     assert "50 consumers" in out.getvalue() and "events sent" in out.getvalue()
-    assert "seed_demo" in err.getvalue()  # the progress bar
+    assert "seed_demo" in err.getvalue()  # the progress bar, on a terminal
+    # Off a terminal (a log file, CI) there is no bar, only the summary.
+    out, log = io.StringIO(), io.StringIO()
+    call_command(
+        "seed_demo", "--consumers", "50", "--products", "30", "--events", "500", "--seed", "6", stdout=out, stderr=log
+    )
+    assert "events sent" in out.getvalue() and log.getvalue() == ""
     with pytest.raises(CommandError, match="--consumers must be at least 1"):
         call_command("seed_demo", "--consumers", "0")

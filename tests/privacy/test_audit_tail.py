@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
+from dbtools.backend import on_postgresql
 from privacy.audit import Checkpoint, audit_chain_verify, audit_record, checkpoint_load
 from privacy.models import AuditEntry
 
@@ -41,7 +42,7 @@ def run_verify() -> tuple[int, str]:
 def attack(sql: str, params: list | None = None) -> None:
     """What an attacker with the database owner's rights does (triggers off on PostgreSQL)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if on_postgresql():
             cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(sql, params or [])
 

@@ -7,6 +7,8 @@
 
 from django.db import migrations, models
 
+from dbtools.backend import on_postgresql
+
 NUMBER_POSTGRES = """
 ALTER TABLE privacy_auditentry DISABLE TRIGGER privacy_auditentry_append_only;
 UPDATE privacy_auditentry AS e SET seq = n.position
@@ -26,7 +28,7 @@ DROP_TRUNCATE_GUARD = "DROP TRIGGER IF EXISTS privacy_auditentry_no_truncate ON 
 
 
 def number_entries(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
+    if on_postgresql(schema_editor.connection):
         schema_editor.execute(NUMBER_POSTGRES, params=None)
         return
     AuditEntry = apps.get_model("privacy", "AuditEntry")
@@ -35,12 +37,12 @@ def number_entries(apps, schema_editor):
 
 
 def add_truncate_guard(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
+    if on_postgresql(schema_editor.connection):
         schema_editor.execute(TRUNCATE_GUARD, params=None)
 
 
 def drop_truncate_guard(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
+    if on_postgresql(schema_editor.connection):
         schema_editor.execute(DROP_TRUNCATE_GUARD, params=None)
 
 
