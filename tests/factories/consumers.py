@@ -67,9 +67,11 @@ def consumers_ingest(raw_ids: list[str], *, actor: str = "test", **profile) -> l
 
 
 def consumers_create(n: int, *, prefix: str = "shopper", **profile) -> list[Consumer]:
-    """n new consumers (fresh raw identifiers) in one ingestion call; in order."""
+    """n new consumers (fresh raw identifiers) in one ingestion call, in id order (ingestion inserts a batch in
+    pseudonym order, so the i-th consumer returned is the i-th id created, as tests that count on ids expect)."""
     run = next(_serial)
-    return consumers_ingest([f"{prefix}-{run}-{i}@example.org" for i in range(n)], **profile)
+    created = consumers_ingest([f"{prefix}-{run}-{i}@example.org" for i in range(n)], **profile)
+    return sorted(created, key=lambda consumer: consumer.pk)
 
 
 class ConsumerFactory(factory.django.DjangoModelFactory):
