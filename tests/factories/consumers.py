@@ -30,6 +30,19 @@ AGE_IN_RANGE = {
 
 _serial = itertools.count(1)
 
+# Raw identifiers of the consumers these factories made, by consumer id, so a test holding only an id can still
+# send events for that person (ids are reused from one test to the next; the latest maker wins).
+_raw_ids: dict[int, str] = {}
+
+
+def raw_id_of(consumer) -> str:
+    """The raw identifier a factory-made consumer (or its id) was ingested under."""
+    if isinstance(consumer, str):
+        return consumer
+    if isinstance(consumer, int):
+        return _raw_ids[consumer]
+    return getattr(consumer, "raw_id", None) or _raw_ids[consumer.pk]
+
 
 class IngestionRefused(AssertionError):
     """Test data the ingestion service rejected: the factory was called with bad values."""
@@ -63,6 +76,7 @@ def consumers_ingest(raw_ids: list[str], *, actor: str = "test", **profile) -> l
     consumers = [found[p] for p in pseudonyms]
     for consumer, raw_id in zip(consumers, raw_ids, strict=True):
         consumer.raw_id = raw_id
+        _raw_ids[consumer.pk] = raw_id
     return consumers
 
 
@@ -149,10 +163,11 @@ def event_row(
     category_path: str | None = None,
     brand: str | None = None,
 ) -> dict:
-    """One row as the operator sends it to the ingestion API."""
+    """One row as the operator sends it to the ingestion API. consumer: a factory-made Consumer, its id, or a
+    raw identifier; merchant: a Merchant or its slug."""
     row = {
         "event_id": event_id or f"test-event-row-{next(_serial)}",
-        "consumer_id": consumer if isinstance(consumer, str) else consumer.raw_id,
+        "consumer_id": raw_id_of(consumer),
         "merchant": merchant if isinstance(merchant, str) else merchant.slug,
         "sku": sku,
         "event_type": EventType(int(event_type)).label,
@@ -209,4 +224,5 @@ __all__ = [
     "consumers_ingest",
     "event_row",
     "events_ingest_rows",
+    "raw_id_of",
 ]
