@@ -18,6 +18,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.core.management import execute_from_command_line
 
+    from config.logformat import command_line_declare
+
+    # A person reads this command's output: its log lines stay off the console unless asked for (-v 2).
+    command_line_declare(sys.argv[1:])
     execute_from_command_line(sys.argv)
 
 

@@ -44,7 +44,7 @@ _MAX_CHUNK_SCORES = 20_000_000
 def default_threads() -> int:
     from django.conf import settings
 
-    return max(1, int(getattr(settings, "BLAS_THREADS", 1) or 1))
+    return max(1, settings.BLAS_THREADS)
 
 
 _controller = None

@@ -384,4 +384,4 @@ def _fill_from_popularity(
 
 
 def batch_chunk_size() -> int:
-    return int(getattr(settings, "RECOMMEND_BATCH_CHUNK", 8192))
+    return settings.RECOMMEND_BATCH_CHUNK

@@ -247,7 +247,7 @@ def recommender_train(
 def models_prune(*, algorithm: str, keep: int | None = None) -> int:
     """Delete the artefacts of all but the newest `keep` inactive models of an algorithm (their registry rows,
     with metrics, stay). Old artefacts are consumer data nobody serves; keeping few also keeps erasure cheap."""
-    keep = int(getattr(settings, "RECOMMEND_KEEP_INACTIVE_MODELS", 2)) if keep is None else keep
+    keep = settings.RECOMMEND_KEEP_INACTIVE_MODELS if keep is None else keep
     stale = list(
         RecommenderModel.objects.filter(algorithm=algorithm, is_active=False)
         .exclude(artefact="")

@@ -8,19 +8,21 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
+from config.celery import legacy_task_alias
 from privacy.services import ProcessingNotPermitted
 
 from .services import recommender_train, training_config
 
 logger = logging.getLogger("dmp.recommend")
 
-# What the nightly schedule trains: iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is the
-# fast factor model lookalikes fall back on (iALS has consumer factors too; the better active one is used).
-DEFAULT_SCHEDULED_ALGORITHMS = ("ials", "ease", "als")
+# Stable task names: messages and beat rows refer to these.
+TRAIN_TASK = "recommend.train"
+TRAIN_SCHEDULED_TASK = "recommend.train_scheduled"
 
 
 @shared_task(
     bind=True,
+    name=TRAIN_TASK,
     autoretry_for=(DatabaseError, OSError),
     retry_backoff=30,
     retry_backoff_max=600,
@@ -40,11 +42,17 @@ def recommender_train_task(self, algorithm: str, params: dict | None = None, act
     return run.pk
 
 
-@shared_task(acks_late=True)
+@shared_task(name=TRAIN_SCHEDULED_TASK, acks_late=True)
 def recommender_train_scheduled() -> list[str]:
     """The beat entry: one task per configured algorithm, each retried on its own."""
-    algorithms = getattr(settings, "RECOMMEND_SCHEDULED_ALGORITHMS", DEFAULT_SCHEDULED_ALGORITHMS)
+    algorithms = settings.RECOMMEND_SCHEDULED_ALGORITHMS
     results = []
     for algorithm in algorithms:
         results.append(recommender_train_task.delay(algorithm, None, "schedule").id)
     return results
+
+
+# The names these tasks had before they were named explicitly: queued messages under them still run (forwarded).
+# Remove one release after the rename.
+legacy_train = legacy_task_alias("recommend.tasks.recommender_train_task", recommender_train_task)
+legacy_train_scheduled = legacy_task_alias("recommend.tasks.recommender_train_scheduled", recommender_train_scheduled)

@@ -16,7 +16,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView, get_scoped_or_404
-from merchants.api_errors import ApiError, Conflict
+from merchants.errors import Conflict
 from privacy.services import ProcessingNotPermitted
 
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
@@ -33,7 +33,7 @@ from .services import (
 from .sources import public_count
 
 
-def _not_permitted(exc: ProcessingNotPermitted) -> ApiError:
+def _not_permitted(exc: ProcessingNotPermitted) -> Conflict:
     return Conflict(
         "Audience processing needs an approved processing activity for tagging; the platform's privacy officer "
         "has not approved one.",
@@ -220,7 +220,7 @@ def _segment_payload(segment: Segment, merchant) -> dict:
     return SegmentOutput(segments_for_merchant(merchant).get(pk=segment.pk)).data
 
 
-def _not_computed(exc: SegmentNotComputed) -> ApiError:
+def _not_computed(exc: SegmentNotComputed) -> Conflict:
     return Conflict(str(exc), code="segment_not_computed")
 
 

@@ -17,7 +17,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_beat.validators import crontab_validator
 from pyroaring import BitMap, FrozenBitMap
 
-from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
@@ -61,11 +61,11 @@ class RefreshFailed(Exception):
     """A refresh that cannot succeed by retrying (bad definition, no legal basis, seed too small)."""
 
 
-class InvalidDefinition(ApiError):
+class InvalidDefinition(Invalid):
     """A bad expression or definition, with where and why in `details` (position, found, expected)."""
 
     def __init__(self, error: SegmentSyntaxError):
-        super().__init__(str(error), code="invalid_expression", status_code=400, details=error.as_details())
+        super().__init__(str(error), code="invalid_expression", details=error.as_details())
         self.syntax_error = error
 
 
@@ -136,7 +136,7 @@ def _schedule_apply(segment: Segment, crontab: str | None) -> None:
         return
     segment.schedule = PeriodicTask.objects.create(
         name=f"segment {segment.pk}: refresh ({segment.merchant.slug})",
-        task="segments.tasks.segment_refresh_scheduled_task",
+        task="segments.refresh_scheduled",  # segments.tasks.REFRESH_SCHEDULED_TASK
         crontab=schedule,
         args=json.dumps([segment.pk]),
         description=f"Custom refresh schedule of segment {segment.pk}.",
@@ -390,7 +390,15 @@ def segment_refresh_run(*, segment_id: int, version: int, actor: str) -> Segment
     started = time.perf_counter()
     computed = _compute_members(segment)
     result = RefreshResult(segment_id, version, computed, (time.perf_counter() - started) * 1000)
-    return _snapshots_write([result], basis, actor).get(segment_id)
+    snapshot = _snapshots_write([result], basis, actor).get(segment_id)
+    if snapshot is not None:
+        logger.info(
+            "segment.refreshed",
+            extra={
+                "fields": {"segment_id": segment_id, "version": version, "duration_ms": round(result.duration_ms, 1)}
+            },
+        )
+    return snapshot
 
 
 def _refresh_basis() -> ProcessingBasis:
@@ -478,13 +486,6 @@ def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor
                 counts={"size": snapshot.size, "entered": snapshot.entered, "exited": snapshot.exited},
                 details={"version": r.version, "method": r.computed.method},
             )
-    for r in current:
-        logger.info(
-            "segment.refreshed",
-            extra={
-                "fields": {"segment_id": r.segment_id, "version": r.version, "duration_ms": round(r.duration_ms, 1)}
-            },
-        )
     return written
 
 
@@ -538,6 +539,7 @@ def segments_refresh_batch(*, segment_ids: list[int], actor: str) -> dict[str, i
                 segment_id=segment.pk, version=segment.pending_version, error=str(exc), final=True
             )
         return {"refreshed": 0, "failed": len(segments), "superseded": 0}
+    started_batch = time.perf_counter()
     inputs = RefreshInputs.load()
     results, failed = [], 0
     for segment in segments:
@@ -559,7 +561,22 @@ def segments_refresh_batch(*, segment_ids: list[int], actor: str) -> dict[str, i
             RefreshResult(segment.pk, segment.pending_version, computed, (time.perf_counter() - started) * 1000)
         )
     written = _snapshots_write(results, basis, actor)
-    return {"refreshed": len(written), "failed": failed, "superseded": len(results) - len(written)}
+    outcome = {"refreshed": len(written), "failed": failed, "superseded": len(results) - len(written)}
+    # One line for the batch (the audit log has an entry per segment); the slowest segment is the one to look at.
+    slowest = max(results, key=lambda r: r.duration_ms, default=None)
+    logger.info(
+        "segments.batch_refreshed",
+        extra={
+            "fields": {
+                "segments": len(segments),
+                **outcome,
+                "duration_ms": round((time.perf_counter() - started_batch) * 1000, 1),
+                "slowest_segment_id": slowest.segment_id if slowest else None,
+                "slowest_ms": round(slowest.duration_ms, 1) if slowest else None,
+            }
+        },
+    )
+    return outcome
 
 
 def segment_refresh(*, segment_id: int, actor: str) -> SegmentSnapshot:

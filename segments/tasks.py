@@ -9,6 +9,8 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.db import InterfaceError, OperationalError
 from django.db.models import Q
 
+from config.celery import legacy_task_alias
+
 from .models import Segment
 from .services import (
     RefreshFailed,
@@ -29,8 +31,14 @@ DUE_BATCH = 200  # segments taken per run of the due-refresh task
 REFRESH_BATCH = 25  # segments refreshed together by one batch task (bounded work, bounded memory)
 DUE_MAX_ROUNDS = 500  # a run re-queues itself for the next batch at most this many times
 
+# Stable task names: messages and beat rows refer to these, so moving or renaming a function never strands them.
+REFRESH_TASK = "segments.refresh_segment"
+REFRESH_SCHEDULED_TASK = "segments.refresh_scheduled"  # a segment's own schedule (segments.services creates it)
+REFRESH_BATCH_TASK = "segments.refresh_batch"
+REFRESH_DUE_TASK = "segments.refresh_due"
 
-@shared_task(bind=True, max_retries=REFRESH_MAX_RETRIES, acks_late=True)
+
+@shared_task(bind=True, name=REFRESH_TASK, max_retries=REFRESH_MAX_RETRIES, acks_late=True)
 def segment_refresh_task(self, segment_id: int, version: int) -> dict:
     """Materialise one version of one segment. Superseded versions skip themselves.
 
@@ -70,7 +78,7 @@ def segment_refresh_task(self, segment_id: int, version: int) -> dict:
     return {"segment_id": segment_id, "version": version, "snapshot_id": snapshot.pk, "size": snapshot.size}
 
 
-@shared_task(acks_late=True)
+@shared_task(name=REFRESH_SCHEDULED_TASK, acks_late=True)
 def segment_refresh_scheduled_task(segment_id: int) -> dict:
     """A custom schedule's tick (a django-celery-beat periodic task): queue a refresh of its segment."""
     try:
@@ -82,6 +90,7 @@ def segment_refresh_scheduled_task(segment_id: int) -> dict:
 
 @shared_task(
     bind=True,
+    name=REFRESH_BATCH_TASK,
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=RETRY_BACKOFF_SECONDS,
@@ -112,7 +121,7 @@ def segments_refresh_queue(*, segment_ids: list[int], actor: str) -> dict[str, i
     return totals
 
 
-@shared_task(acks_late=True)
+@shared_task(name=REFRESH_DUE_TASK, acks_late=True)
 def segments_refresh_due_task(policy: str | None = None, after_id: int = 0, round_number: int = 0) -> dict:
     """Refresh segments whose hourly or daily policy makes them due, a bounded batch per run.
 
@@ -128,3 +137,14 @@ def segments_refresh_due_task(policy: str | None = None, after_id: int = 0, roun
         else:
             logger.warning("segments.refresh_due_truncated", extra={"fields": {"after_id": batch[-1]}})
     return {"segments": len(batch), **outcome, "after_id": batch[-1] if batch else after_id, "round": round_number}
+
+
+# The names these tasks had before they were named explicitly (module.function). Messages already queued under
+# them, and beat rows not yet migrated, still run: each old name forwards to the task under its new name.
+# Remove once no worker can hold such a message (one release after the rename).
+legacy_refresh = legacy_task_alias("segments.tasks.segment_refresh_task", segment_refresh_task)
+legacy_refresh_scheduled = legacy_task_alias(
+    "segments.tasks.segment_refresh_scheduled_task", segment_refresh_scheduled_task
+)
+legacy_refresh_batch = legacy_task_alias("segments.tasks.segments_refresh_batch_task", segments_refresh_batch_task)
+legacy_refresh_due = legacy_task_alias("segments.tasks.segments_refresh_due_task", segments_refresh_due_task)

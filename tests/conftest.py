@@ -105,11 +105,14 @@ def all_purposes_approved(approve_activity) -> dict[str, ProcessingActivity]:
 
 @pytest.fixture(autouse=True)
 def _process_caches_clear():
-    """Every test starts with empty per-process caches.
+    """Every test starts with empty per-process caches, and an empty Django cache (rate-limit counts).
 
     Test databases reuse ids and bitmap versions from one test to the next, so a cache keyed by them (tag and
-    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data.
+    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data; and
+    the API's per-address limit would let one test's keyless requests throttle the next test's.
     """
+    from django.core.cache import cache
+
     from recommend.artefacts import cache_clear as models_cache_clear
     from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
     from tags.bitmaps import bitmap_cache_clear
@@ -118,6 +121,7 @@ def _process_caches_clear():
     behaviour_cache_invalidate()
     snapshot_cache_clear()
     models_cache_clear()
+    cache.clear()
     yield
 
 

@@ -80,11 +80,11 @@ def batch_size() -> int:
 
 def personalise_window() -> int:
     """Consumers per recommender call (a multiple of the write batch is best)."""
-    return max(1, int(getattr(settings, "CAMPAIGN_PERSONALISE_WINDOW", 50_000)))
+    return max(1, settings.CAMPAIGN_PERSONALISE_WINDOW)
 
 
 def webhook_batch_size() -> int:
-    return max(1, int(getattr(settings, "CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)))
+    return max(1, settings.CAMPAIGN_WEBHOOK_BATCH_SIZE)
 
 
 class ActivationRefused(Exception):

@@ -23,7 +23,7 @@ from pyroaring import BitMap
 
 from consumers.models import Product
 from consumers.subject_data import consumer_id_for_pseudonym
-from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose, Suppression, SuppressionScope
@@ -84,8 +84,8 @@ COUPON_CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 
-def _invalid(problems: dict[str, list[str]], message: str = "The campaign is not valid.") -> ApiError:
-    return ApiError(message, code="invalid", status_code=400, details=problems)
+def _invalid(problems: dict[str, list[str]], message: str = "The campaign is not valid.") -> Invalid:
+    return Invalid(message, code="invalid", details=problems)
 
 
 def crontab_parse(expression: str) -> dict[str, str]:
@@ -622,7 +622,7 @@ def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
         if problems:
             errors[str(index)] = problems
     if errors:
-        raise ApiError(
+        raise Invalid(
             "Some tracking events are not valid; none were recorded.", code="invalid", details={"events": errors}
         )
 

@@ -92,9 +92,9 @@ def webhook_post(payload: dict, *, max_attempts: int | None = None, backoff_s: f
     url = settings.OPERATOR_WEBHOOK_URL
     if not url:
         return WebhookResult(ok=False, attempts=0, error="no OPERATOR_WEBHOOK_URL is configured")
-    max_attempts = max_attempts or getattr(settings, "CAMPAIGN_WEBHOOK_ATTEMPTS", 4)
-    backoff_s = backoff_s if backoff_s is not None else getattr(settings, "CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)
-    timeout = getattr(settings, "CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
+    max_attempts = max_attempts or settings.CAMPAIGN_WEBHOOK_ATTEMPTS
+    backoff_s = backoff_s if backoff_s is not None else settings.CAMPAIGN_WEBHOOK_BACKOFF_S
+    timeout = settings.CAMPAIGN_WEBHOOK_TIMEOUT_S
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     error = ""
     for attempt in range(1, max_attempts + 1):

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_required, env_str
+from .env import env_bool, env_float, env_int, env_list, env_required, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent  # repository root
 VAR_DIR = Path(env_str("DMP_VAR_DIR", str(BASE_DIR / "var")))
@@ -113,10 +113,13 @@ if DATABASE_URL:
 elif PRODUCTION:
     raise ImproperlyConfigured("DATABASE_URL must be set when DMP_ENV=production")
 else:
+    SQLITE_PATH = Path(env_str("SQLITE_PATH", str(VAR_DIR / "dmp.sqlite3")))
+    # var/ is not in git: a fresh clone has none, and SQLite cannot create the directory of its file.
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "var" / "dmp.sqlite3")),
+            "NAME": str(SQLITE_PATH),
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
         }
     }
@@ -139,7 +142,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
-STATICFILES_DIRS = [BASE_DIR / "platform" / "portal" / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 STORAGES = {
@@ -153,6 +155,12 @@ STORAGES = {
 
 # Caches: Redis where configured (shared by web and workers), local memory otherwise.
 REDIS_URL = env_str("REDIS_URL")
+if PRODUCTION and not REDIS_URL:
+    # API rate limits count in the cache: a local-memory cache counts per process, so every gunicorn and Celery
+    # process would grant the full rate again.
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set when DMP_ENV=production: rate limits and caches must be shared by all processes"
+    )
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -179,7 +187,12 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["merchants.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env_str("API_THROTTLE_RATE", "6000/min"),
+        # Requests with no key or a bad key, per client address (merchants.throttling.AnonymousRateThrottle).
+        "anon": env_str("API_ANON_THROTTLE_RATE", "60/min"),
     },
+    # Proxies in front of the app whose X-Forwarded-For entries are trusted for the client address; unset: none,
+    # the address is REMOTE_ADDR.
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0) or None,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "merchants.api_errors.exception_handler",
@@ -232,6 +245,15 @@ RETENTION_PURGE_BATCH = env_int("RETENTION_PURGE_BATCH", 5000)
 RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 20)
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)
 RECOMMEND_BATCH_CHUNK = env_int("RECOMMEND_BATCH_CHUNK", 8192)
+RECOMMEND_KEEP_INACTIVE_MODELS = env_int("RECOMMEND_KEEP_INACTIVE_MODELS", 2)  # artefacts kept per algorithm
+# What the nightly training schedule trains: iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is
+# the fast factor model lookalikes fall back on.
+RECOMMEND_SCHEDULED_ALGORITHMS = env_list("RECOMMEND_SCHEDULED_ALGORITHMS", default=["ials", "ease", "als"])
+CAMPAIGN_PERSONALISE_WINDOW = env_int("CAMPAIGN_PERSONALISE_WINDOW", 50_000)  # consumers per recommender call
+CAMPAIGN_WEBHOOK_BATCH_SIZE = env_int("CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)  # deliveries per webhook POST
+CAMPAIGN_WEBHOOK_ATTEMPTS = env_int("CAMPAIGN_WEBHOOK_ATTEMPTS", 4)
+CAMPAIGN_WEBHOOK_BACKOFF_S = env_float("CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)  # first retry's wait, doubled each time
+CAMPAIGN_WEBHOOK_TIMEOUT_S = env_float("CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
 # How late a consumer or consent row may commit after its timestamp and still reach the fresh-on-read bitmaps
 # before the next tagging run (tags.bitmaps.change_window_floor).
 FRESH_BITMAP_OVERLAP_SECONDS = env_int("FRESH_BITMAP_OVERLAP_SECONDS", 120)
@@ -239,6 +261,8 @@ SHARED_DATA_DIR = Path(env_str("DMP_SHARED_DATA", str(BASE_DIR.parent / "shared"
 BLAS_THREADS = env_int("BLAS_THREADS", 1)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# Commands run by a person show WARNING and above on the console (their own output is the progress); see logformat.
+LOGGING_CONFIG = "config.logformat.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

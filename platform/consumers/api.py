@@ -27,16 +27,13 @@ from privacy.models import ConsentKind, ConsentStatus, Purpose
 
 from .services import IngestReport, consents_ingest, events_ingest, profiles_ingest
 
-DEFAULT_MAX_ROWS = 50_000
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-
 
 def max_rows() -> int:
-    return getattr(settings, "INGEST_MAX_ROWS_PER_REQUEST", DEFAULT_MAX_ROWS)
+    return settings.INGEST_MAX_ROWS_PER_REQUEST
 
 
 def max_body_bytes() -> int:
-    return getattr(settings, "INGEST_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    return settings.INGEST_MAX_BODY_BYTES
 
 
 class PayloadTooLarge(ApiError):
@@ -232,7 +229,7 @@ def _schema(*, summary: str, description: str, row: type[serializers.Serializer]
         summary=summary,
         description=description
         + f" Send a JSON array (`application/json`) or NDJSON (`application/x-ndjson`), at most "
-        f"{DEFAULT_MAX_ROWS:,} rows. Operator API keys only.",
+        f"{settings.INGEST_MAX_ROWS_PER_REQUEST:,} rows (INGEST_MAX_ROWS_PER_REQUEST). Operator API keys only.",
         parameters=[_ATOMIC],
         request={"application/json": row(many=True), "application/x-ndjson": row},
         responses={

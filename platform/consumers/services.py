@@ -62,7 +62,6 @@ MAX_EVENT_ID_LENGTH = 200
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)  # clocks drift; a day ahead is a bug, not drift
 METHODS = ("copy", "bulk_create")
-DEFAULT_WRITERS = 2  # settings.INGEST_WRITERS overrides
 
 EVENT_TYPE_NAMES = {**EVENT_TYPE_BY_NAME, "favorite": EVENT_TYPE_BY_NAME["favourite"]}
 GENDERS = {
@@ -1012,7 +1011,7 @@ def events_ingest(
     if method == "copy" and not _on_postgres():
         raise ValueError("the copy method needs PostgreSQL")
     size = _batch_size(batch_size)
-    writer_count = writers if writers is not None else getattr(settings, "INGEST_WRITERS", DEFAULT_WRITERS)
+    writer_count = writers if writers is not None else settings.INGEST_WRITERS
     started = time.perf_counter()
     report = _EventIngest(actor=actor, method=method, atomic=atomic).run(rows, size, max(1, writer_count))
     _log("ingest.events", report, started, method=method)

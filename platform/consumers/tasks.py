@@ -40,16 +40,16 @@ EVENT_DERIVED_TAG_FAMILIES = (
 
 
 def purge_batch_size() -> int:
-    return int(getattr(settings, "RETENTION_PURGE_BATCH", 5000))
+    return settings.RETENTION_PURGE_BATCH
 
 
 def purge_batches_per_task() -> int:
-    return int(getattr(settings, "RETENTION_PURGE_BATCHES_PER_TASK", 20))
+    return settings.RETENTION_PURGE_BATCHES_PER_TASK
 
 
 def purge_max_rounds() -> int:
     """How many times one run may re-queue itself; the next scheduled run carries on after that."""
-    return int(getattr(settings, "RETENTION_PURGE_MAX_ROUNDS", 50))
+    return settings.RETENTION_PURGE_MAX_ROUNDS
 
 
 @shared_task(name=RISK_SCAN_TASK, autoretry_for=(OperationalError, IntegrityError), retry_backoff=True, max_retries=5)

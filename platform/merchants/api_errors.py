@@ -1,8 +1,8 @@
 """One error shape for the whole API, and no request ever answered with a 500 page.
 
-Errors are `{"error": {"code": ..., "message": ..., "details": ...}}`. DRF's
-own exceptions keep their status; anything unexpected is logged with its
-traceback (never with request data, which may carry identifiers) and answered
+Errors are `{"error": {"code": ..., "message": ..., "details": ...}}`. The services' plain domain errors
+(`merchants.errors`) are turned into HTTP here and nowhere else in the API; DRF's own exceptions keep their status;
+anything unexpected is logged with its traceback (never with request data, which may carry identifiers) and answered
 with a generic 500 JSON body.
 """
 
@@ -16,11 +16,31 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .errors import Conflict, DomainError, Invalid, NotFound, Unprocessable
+
 logger = logging.getLogger("dmp.api")
 
 
+# The one table from a domain error's kind to its HTTP status; the portal's JSON answers use it too.
+DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
+    Invalid: status.HTTP_400_BAD_REQUEST,
+    NotFound: status.HTTP_404_NOT_FOUND,
+    Conflict: status.HTTP_409_CONFLICT,
+    Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
+}
+
+
+def domain_error_status(exc: DomainError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in DOMAIN_ERROR_STATUS:
+            return DOMAIN_ERROR_STATUS[kind]
+    return status.HTTP_400_BAD_REQUEST
+
+
 class ApiError(exceptions.APIException):
-    """A domain error with a status and machine-readable code. Raise from services through views."""
+    """An error of the API layer itself (a bad parameter, a body too large), with a status and a code.
+
+    Views raise it; services never do (they raise `merchants.errors`)."""
 
     def __init__(self, message: str, *, code: str, status_code: int = 400, details=None):
         super().__init__(detail=message, code=code)
@@ -28,16 +48,6 @@ class ApiError(exceptions.APIException):
         self.details = details
         self.error_code = code
         self.message = message
-
-
-class Conflict(ApiError):
-    def __init__(self, message: str, *, code: str = "conflict", details=None):
-        super().__init__(message, code=code, status_code=status.HTTP_409_CONFLICT, details=details)
-
-
-class Unprocessable(ApiError):
-    def __init__(self, message: str, *, code: str = "unprocessable", details=None):
-        super().__init__(message, code=code, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY, details=details)
 
 
 def error_response(status_code: int, code: str, message: str, details=None, headers=None) -> Response:
@@ -48,6 +58,8 @@ def error_response(status_code: int, code: str, message: str, details=None, head
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return error_response(domain_error_status(exc), exc.code, exc.message, exc.details)
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.error_code, exc.message, exc.details)
     if isinstance(exc, Http404):

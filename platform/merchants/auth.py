@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from django.db.models import Q
 from django.utils import timezone
@@ -11,6 +12,7 @@ from rest_framework import authentication, exceptions
 
 from .models import ApiKey, ApiKeyKind, Merchant
 from .services import key_digest
+from .throttling import throttle_unauthenticated
 
 # Writing last_used_at on every request would turn each read into a write;
 # once a minute is precise enough for "last used" in the portal.
@@ -45,21 +47,25 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
+        # Requests without a valid key are counted per client address here: DRF's own throttle check comes
+        # after the 401 or 403 these requests get, so it never sees them (merchants.throttling).
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
+            throttle_unauthenticated(request)
             return None
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != self.keyword.lower():
+            throttle_unauthenticated(request)
             return None
         raw_key = raw_key.strip()
         if not raw_key or " " in raw_key:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: expected 'Bearer <key>'.")
+            self.fail(request, "Malformed Authorization header: expected 'Bearer <key>'.")
         try:
             api_key = ApiKey.objects.select_related("merchant").get(key_digest=key_digest(raw_key))
         except ApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+            self.fail(request, "Invalid API key.")
         if api_key.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+            self.fail(request, "This API key has been revoked.")
         now = timezone.now()
         stale_before = now - LAST_USED_RESOLUTION
         if api_key.last_used_at is None or api_key.last_used_at < stale_before:
@@ -74,6 +80,10 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
                 api_key.last_used_at = now
         principal = ApiPrincipal(api_key_id=api_key.pk, kind=api_key.kind, merchant=api_key.merchant)
         return principal, api_key
+
+    def fail(self, request, message: str) -> NoReturn:
+        throttle_unauthenticated(request)
+        raise exceptions.AuthenticationFailed(message)
 
     def authenticate_header(self, request) -> str:
         return self.keyword

@@ -1,4 +1,5 @@
-"""Turning the services' domain errors into messages next to the form field they are about."""
+"""The portal's one place for the services' domain errors: a message next to the form field it is about, or the
+status of the JSON error the builder's script reads (the same status the API would answer)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ from dataclasses import dataclass
 
 from django import forms
 
-from merchants.api_errors import ApiError
+from merchants.api_errors import domain_error_status
+from merchants.errors import DomainError
 
 
-def form_error_from_service(form: forms.Form, exc: ApiError, *, field_by_code: dict[str, str]) -> None:
+def form_error_from_service(form: forms.Form, exc: DomainError, *, field_by_code: dict[str, str]) -> None:
     """Attach a service's refusal to the field it concerns (by its error code), or to the form as a whole."""
-    field = field_by_code.get(exc.error_code)
+    field = field_by_code.get(exc.code)
     form.add_error(field if field in form.fields else None, exc.message)
+
+
+def http_status_of(exc: DomainError) -> int:
+    """The status the portal's JSON endpoints answer a service's refusal with: the API's, from its one table."""
+    return domain_error_status(exc)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from merchants.api_base import OperatorAPIView
-from merchants.api_errors import ApiError, Conflict, Unprocessable
+from merchants.errors import Conflict, Invalid, Unprocessable
 
 from .models import CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
 from .pseudonyms import pseudonymise
@@ -83,7 +83,7 @@ class SubjectRequestCreate(OperatorAPIView):
         except DuplicateOpenRequest as exc:
             raise Conflict(str(exc), code=exc.code, details={"existing_request": exc.existing_id}) from None
         except SubjectRequestError as exc:
-            raise ApiError(str(exc), code=exc.code) from None
+            raise Invalid(str(exc), code=exc.code) from None
         return Response(SubjectRequestOutput(created).data, status=status.HTTP_201_CREATED)
 
 
@@ -133,7 +133,7 @@ class CounterStatementCreate(OperatorAPIView):
         except (UnknownSubject, UnknownFlag) as exc:
             raise Unprocessable(str(exc), code=exc.code) from None
         except RiskReviewError as exc:
-            raise ApiError(str(exc), code=exc.code) from None
+            raise Invalid(str(exc), code=exc.code) from None
         return Response(CounterStatementOutput(created).data, status=status.HTTP_201_CREATED)
 
 

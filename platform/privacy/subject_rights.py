@@ -47,8 +47,6 @@ from .subject_data import consumer_id_for, handlers
 
 logger = logging.getLogger("dmp.privacy")
 
-DEFAULT_DUE_DAYS = 30
-
 
 class SubjectRequestError(Exception):
     """A request cannot move the way it was asked to; the message says why (and never names the subject)."""
@@ -69,7 +67,7 @@ class RequestNotOpen(SubjectRequestError):
 
 
 def due_days() -> int:
-    return int(getattr(settings, "SUBJECT_REQUEST_DUE_DAYS", DEFAULT_DUE_DAYS))
+    return settings.SUBJECT_REQUEST_DUE_DAYS
 
 
 def subject_digest(pseudonym: str) -> str:

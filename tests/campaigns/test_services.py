@@ -13,7 +13,7 @@ from campaigns.services import (
     tracking_events_record,
 )
 from consumers.models import Consumer
-from merchants.api_errors import ApiError, Conflict
+from merchants.errors import Conflict, Invalid
 from privacy.models import AuditEntry, Suppression, SuppressionReason
 from privacy.pseudonyms import merchant_pseudonym
 
@@ -85,7 +85,7 @@ def test_tracking_refuses_bad_events_and_writes_nothing(sent_campaign):
     delivery = treated(sent_campaign).first()
     held_out = Delivery.objects.filter(campaign=sent_campaign, group=Group.CONTROL).first()
     now = timezone.now()
-    with pytest.raises(ApiError) as exc:
+    with pytest.raises(Invalid) as exc:
         tracking_events_record(
             events=[
                 TrackingInput(delivery.pk, "opened", now),

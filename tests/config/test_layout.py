@@ -28,3 +28,58 @@ def platform_version() -> str:
     import platform
 
     return platform.python_version()
+
+
+# The doors: modules that may speak HTTP. Everything else (services, selectors, tasks, models, commands) raises
+# the plain domain errors of merchants.errors and leaves HTTP to these.
+HTTP_DOOR_MODULES = {"api", "api_base", "api_errors", "api_urls", "auth", "permissions", "schema", "throttling", "urls"}
+HTTP_IMPORTS = ("rest_framework", "drf_spectacular", "merchants.api_errors", "merchants.api_base")
+
+
+def _app_modules():
+    for base in (ROOT / "platform", ROOT / "segments", ROOT / "recommend"):
+        for path in sorted(base.rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            if relative.parts[0] == "platform" and relative.parts[1] in ("config", "portal"):
+                continue
+            if "migrations" in relative.parts or path.stem in HTTP_DOOR_MODULES:
+                continue
+            yield path
+
+
+def _imported_names(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            prefix = "." * node.level
+            names.add(prefix + node.module)
+    return names
+
+
+def test_services_and_other_inner_modules_do_not_import_http_errors():
+    offenders = {}
+    for path in _app_modules():
+        bad = sorted(
+            name
+            for name in _imported_names(path)
+            if name.startswith(HTTP_IMPORTS) or name == ".api_errors" or name.endswith(".api") or name == ".api"
+        )
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert not offenders, f"only the API and portal turn errors into HTTP; these import HTTP classes: {offenders}"
+
+
+def test_service_errors_are_plain_domain_errors():
+    from rest_framework.exceptions import APIException
+
+    from campaigns import services as campaign_services
+    from merchants.errors import DomainError
+    from segments import services as segment_services
+
+    assert issubclass(segment_services.InvalidDefinition, DomainError)
+    assert not issubclass(segment_services.InvalidDefinition, APIException)
+    assert issubclass(campaign_services.Conflict, DomainError)

@@ -14,6 +14,7 @@ PRODUCTION_ENV = {
     "AUDIT_KEY": "a" * 40,
     "ALLOWED_HOSTS": "dmp.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/does_not_need_to_exist",
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
 }
 
 
@@ -32,11 +33,20 @@ def test_production_check_deploy_is_clean():
 
 
 def test_production_refuses_to_start_without_each_secret():
-    for missing in ("SECRET_KEY", "PSEUDONYM_KEY", "AUDIT_KEY", "ALLOWED_HOSTS", "DATABASE_URL"):
+    for missing in ("SECRET_KEY", "PSEUDONYM_KEY", "AUDIT_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"):
         env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
         result = run_manage("check", env=env)
         assert result.returncode != 0
         assert missing in result.stderr
+
+
+def test_production_refuses_a_per_process_cache():
+    # Without a shared cache every gunicorn and Celery process counts API rate limits on its own.
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "REDIS_URL"}
+    result = run_manage("check", env=env)
+    assert result.returncode != 0
+    assert "REDIS_URL must be set when DMP_ENV=production" in result.stderr
+    assert "rate limits" in result.stderr
 
 
 def test_production_refuses_debug():
@@ -63,3 +73,40 @@ def test_embedded_defaults_need_no_environment(settings):
         check=True,
     )
     assert result.stdout.split() == ["django.db.backends.sqlite3", "True"]
+
+
+def _embedded_connect(env: dict) -> subprocess.CompletedProcess:
+    """Open the embedded database in a clean process, as the first `manage.py migrate` of a fresh clone does."""
+    dropped = {"DATABASE_URL", "CELERY_BROKER_URL", "SQLITE_PATH", "DMP_VAR_DIR", "DMP_ENV"}
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path[:0]=['platform','.'];"
+            "import os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings';"
+            "import django; django.setup();"
+            "from django.db import connection; connection.ensure_connection();"
+            "print(connection.settings_dict['NAME'])",
+        ],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_embedded_database_directory_is_created_when_missing(tmp_path):
+    # A fresh clone has no var/ (it is not in git); `make demo` failed at migrate with "unable to open database file".
+    path = tmp_path / "fresh-clone" / "var" / "dmp.sqlite3"
+    result = _embedded_connect({"SQLITE_PATH": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert path.exists()
+
+
+def test_embedded_database_lives_in_the_var_dir(tmp_path):
+    var = tmp_path / "elsewhere"
+    result = _embedded_connect({"DMP_VAR_DIR": str(var)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(var / "dmp.sqlite3")
+    assert (var / "dmp.sqlite3").exists()

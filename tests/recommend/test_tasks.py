@@ -8,7 +8,7 @@ from recommend.tasks import recommender_train_scheduled, recommender_train_task
 
 def test_nightly_schedule_is_installed_by_migration(db):
     entry = PeriodicTask.objects.get(name="recommend: nightly training")
-    assert entry.task == "recommend.tasks.recommender_train_scheduled"
+    assert entry.task == "recommend.train_scheduled"
     assert entry.enabled
     assert (entry.crontab.hour, entry.crontab.minute) == ("3", "30")
 

@@ -10,7 +10,7 @@ from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from merchants.api_errors import Conflict, Unprocessable
+from merchants.errors import Conflict, Unprocessable
 from privacy.models import AuditEntry
 from segments import services
 from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentSnapshot, SegmentStatus, SnapshotStatus
@@ -195,7 +195,7 @@ def test_custom_policy_is_a_periodic_task(world, merchant, tagging_approved):
         crontab="15 */6 * * 1-5",
     )
     task = PeriodicTask.objects.get(pk=segment.schedule_id)
-    assert task.task == "segments.tasks.segment_refresh_scheduled_task" and task.args == f"[{segment.pk}]"
+    assert task.task == "segments.refresh_scheduled" and task.args == f"[{segment.pk}]"
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("15", "*/6", "1-5")
     assert services.segment_crontab(segment) == "15 */6 * * 1-5"
     with pytest.raises(Unprocessable, match="not a valid crontab"):
@@ -214,9 +214,7 @@ def test_scheduled_task_refreshes_its_segment(big_world, merchant, tagging_appro
 
 
 def test_beat_entries_for_hourly_and_daily_refresh_exist(db):
-    entries = dict(
-        PeriodicTask.objects.filter(task="segments.tasks.segments_refresh_due_task").values_list("name", "kwargs")
-    )
+    entries = dict(PeriodicTask.objects.filter(task="segments.refresh_due").values_list("name", "kwargs"))
     assert entries == {
         "segments: refresh hourly segments": '{"policy": "hourly"}',
         "segments: refresh daily segments": '{"policy": "daily"}',

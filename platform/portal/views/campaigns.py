@@ -26,7 +26,7 @@ from campaigns.services import (
     campaign_update,
 )
 from merchants.api_base import get_scoped_or_404
-from merchants.api_errors import ApiError
+from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
 from portal.charts import FunnelStage, funnel_chart, interval_chart, percent
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
@@ -104,7 +104,7 @@ def _save(request: HttpRequest, form: CampaignForm, campaign: Campaign | None) -
         if campaign is None:
             return campaign_create(merchant=request.portal.merchant, actor=_actor(request), **form.service_values())
         return campaign_update(campaign=campaign, actor=_actor(request), **form.service_values())
-    except ApiError as exc:
+    except DomainError as exc:
         problems = exc.details if isinstance(exc.details, dict) else {}
         for field, field_messages in problems.items():
             name = CAMPAIGN_FIELD_OF.get(field, field)
@@ -295,7 +295,7 @@ def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     campaign = _campaign_or_404(request, campaign_id)
     try:
         campaign_launch(campaign=campaign, actor=_actor(request))
-    except ApiError as exc:
+    except DomainError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         extra = " ".join(str(m) for ms in details.values() if isinstance(ms, list) for m in ms)
         messages.error(request, f"Not launched: {exc.message} {extra}".strip())
@@ -310,7 +310,7 @@ def campaign_cancel_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     campaign = _campaign_or_404(request, campaign_id)
     try:
         campaign_cancel(campaign=campaign, actor=_actor(request))
-    except ApiError as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"“{campaign.name}” cancelled: nothing more will be sent.")
@@ -323,7 +323,7 @@ def campaign_delete_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     campaign = _campaign_or_404(request, campaign_id)
     try:
         campaign_delete(campaign=campaign, actor=_actor(request))
-    except ApiError as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("portal:campaign_detail", campaign_id=campaign.pk)
     messages.success(request, f"Draft “{campaign.name}” deleted.")

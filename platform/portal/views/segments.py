@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from merchants.api_base import get_scoped_or_404
-from merchants.api_errors import ApiError
+from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
 from portal.charts import ComparisonRow, comparison_bars, line_chart
-from portal.errors import ExpressionProblem, form_error_from_service
+from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
 from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
 from privacy.services import ProcessingNotPermitted
@@ -141,11 +141,11 @@ def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | No
                 actor=_actor(request),
                 **schedule,
             )
-    except ApiError as exc:
+    except DomainError as exc:
         expression = data.get("expression") or ""
         form_error_from_service(form, exc, field_by_code=SEGMENT_FIELD_BY_CODE)
         problem = None
-        if exc.error_code == "invalid_expression":
+        if exc.code == "invalid_expression":
             problem = ExpressionProblem.from_details(expression, exc.message, exc.details)
         return None, problem
     return saved, None
@@ -208,8 +208,8 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
         estimate = audience_estimate(merchant=request.portal.merchant, expression=expression)
     except ProcessingNotPermitted:
         return _json_error(409, "processing_not_permitted", NOT_PERMITTED)
-    except ApiError as exc:
-        return _json_error(exc.status_code, exc.error_code, exc.message, exc.details)
+    except DomainError as exc:
+        return _json_error(http_status_of(exc), exc.code, exc.message, exc.details)
     return JsonResponse(
         {
             "size": {"display": estimate.size["display"], "hidden": estimate.size["hidden"]},
@@ -330,7 +330,7 @@ def segment_delete_view(request: HttpRequest, segment_id: int) -> HttpResponse:
     segment = _segment_or_404(request, segment_id)
     try:
         segment_delete(segment=segment, actor=_actor(request))
-    except ApiError as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("portal:segment_detail", segment_id=segment.pk)
     messages.success(request, f"Segment “{segment.name}” deleted.")
@@ -349,7 +349,7 @@ def segment_lookalike(request: HttpRequest, segment_id: int) -> HttpResponse:
             lookalike = lookalike_create(
                 seed=seed, name=data["name"], description=data["description"], actor=_actor(request), **recipe
             )
-        except ApiError as exc:
+        except DomainError as exc:
             form_error_from_service(form, exc, field_by_code=LOOKALIKE_FIELD_BY_CODE)
         else:
             messages.success(request, f"Lookalike “{lookalike.name}” created; it is being computed.")

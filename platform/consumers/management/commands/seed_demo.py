@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--merchants", type=int, default=4)
         parser.add_argument("--days", type=int, default=365, help="history length")
         parser.add_argument("--chunk", type=int, default=20_000, help="consumers generated and written per chunk")
-        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none off a terminal)")
 
     def handle(self, *args, consumers, products, events, seed, merchants, days, chunk, no_progress, **options):
         for name, value, least in (
@@ -41,7 +41,7 @@ class Command(BaseCommand):
             unit_scale=True,
             desc="seed_demo",
             file=getattr(self.stderr, "_out", None),
-            disable=no_progress,
+            disable=True if no_progress else None,  # None: a bar on a terminal, nothing in a log file
             mininterval=0.5,
         )
         try:

@@ -196,7 +196,6 @@ class Command(BaseCommand):
             products=self.options["products"],
             events=self.options["events"],
             seed=self.options["seed"],
-            no_progress=True,
             stdout=self.stdout,
         )
         return ""

@@ -1,0 +1,36 @@
+"""The nightly training entry refers to the tasks' explicit names."""
+
+from django.db import migrations
+
+RENAMES = {
+    "recommend.tasks.recommender_train_scheduled": "recommend.train_scheduled",
+    "recommend.tasks.recommender_train_task": "recommend.train",
+}
+
+
+def rename(apps, mapping):
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    PeriodicTasks = apps.get_model("django_celery_beat", "PeriodicTasks")
+    changed = sum(PeriodicTask.objects.filter(task=old).update(task=new) for old, new in mapping.items())
+    if changed:
+        # Tell a running beat that the schedule changed (what PeriodicTasks.changed() does outside migrations).
+        from django.utils import timezone
+
+        PeriodicTasks.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})
+
+
+def forwards(apps, schema_editor):
+    rename(apps, RENAMES)
+
+
+def backwards(apps, schema_editor):
+    rename(apps, {new: old for old, new in RENAMES.items()})
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("recommend", "0003_ials_algorithm"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(forwards, backwards)]
