@@ -20,7 +20,7 @@ from campaigns.activation import (
 )
 from campaigns.models import Campaign, CampaignStatus
 from privacy.models import ConsentKind, ConsentStatus, Purpose
-from tests.factories import ProductFactory, TaggingRunFactory, consents_record_for, consumers_ingest
+from tests.factories import ProductFactory, SegmentFactory, TaggingRunFactory, consents_record_for, consumers_ingest
 
 
 def make_consumers(n: int, *, start: int = 0) -> list[int]:
@@ -150,12 +150,7 @@ class SegmentWorld:
         )
 
     def segment(self, name: str, expression: str, *, merchant=None, refresh: bool = True):
-        from segments.services import segment_create, segment_refresh
-
-        segment = segment_create(merchant=merchant or self.merchant, name=name, actor="test", expression=expression)
-        if refresh:
-            segment_refresh(segment_id=segment.pk, actor="test")
-        return segment
+        return SegmentFactory(merchant=merchant or self.merchant, name=name, expression=expression, refresh=refresh)
 
 
 @pytest.fixture
