@@ -21,14 +21,14 @@ def main() -> int:
     import django
 
     django.setup()
-    from django.conf import settings
 
     from benchmarks import BenchContext, Row
+    from dbtools.backend import on_postgresql
 
     ctx = BenchContext(
         scale=float(os.environ.get("BENCH_SCALE", "1.0")),
         only=[s for s in os.environ.get("BENCH_ONLY", "").split(",") if s],
-        on_postgres=settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        on_postgres=on_postgresql(),
     )
     rows: list[Row] = []
     names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))

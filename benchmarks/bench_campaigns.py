@@ -259,10 +259,10 @@ def _personalisation_available() -> tuple[bool, str]:
 @contextmanager
 def _timed_recommender():
     """Adds up the time spent inside the recommender during the write phase (measurement only)."""
-    from campaigns import activation
+    from campaigns import deliveries
 
     spent = [0.0]
-    original = activation._recommendations
+    original = deliveries._recommendations
 
     def timed(campaign, consumer_ids):
         started = time.perf_counter()
@@ -271,11 +271,11 @@ def _timed_recommender():
         finally:
             spent[0] += time.perf_counter() - started
 
-    activation._recommendations = timed
+    deliveries._recommendations = timed
     try:
         yield spent
     finally:
-        activation._recommendations = original
+        deliveries._recommendations = original
 
 
 def _launch(merchant, members, segment, *, personalised: int) -> dict[str, float]:
@@ -286,18 +286,11 @@ def _launch(merchant, members, segment, *, personalised: int) -> dict[str, float
     """
     from django.utils import timezone
 
-    from campaigns.activation import (
-        SegmentMembers,
-        _run_context,
-        audience_resolve,
-        campaign_audience_freeze,
-        campaign_complete,
-        campaign_run_begin,
-        campaign_segment_members,
-        deliveries_dispatch_batch,
-        deliveries_write_batch,
-        direct_marketing_basis,
-    )
+    from campaigns.activation import campaign_complete, campaign_run_begin
+    from campaigns.audience import SegmentMembers, audience_resolve, campaign_audience_freeze, campaign_segment_members
+    from campaigns.basis import direct_marketing_basis
+    from campaigns.deliveries import deliveries_write_batch, run_context
+    from campaigns.dispatch import deliveries_dispatch_batch
     from campaigns.models import Campaign, CampaignStatus, Phase
 
     campaign = Campaign.objects.create(
@@ -326,7 +319,7 @@ def _launch(merchant, members, segment, *, personalised: int) -> dict[str, float
     timings["resolve"] = time.perf_counter() - start
 
     mark = time.perf_counter()
-    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     with _timed_recommender() as recommender_seconds:
         while deliveries_write_batch(ctx=ctx, run_token=token):
             pass
@@ -359,12 +352,12 @@ def _write_comparison(merchant, members, n: int) -> tuple[float, float]:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from campaigns import activation
+    from campaigns import deliveries
     from campaigns.models import Campaign, Delivery, DeliveryStatus, Group
 
     ids = [int(i) for i in members[:n]]
     rows = [
-        activation._Row(cid, Group.TREATMENT, [1, 2, 3, 4, 5], "Bench Outdoor: picked for you", "x" * 80, "pending")
+        deliveries._Row(cid, Group.TREATMENT, [1, 2, 3, 4, 5], "Bench Outdoor: picked for you", "x" * 80, "pending")
         for cid in ids
     ]
     results = []
@@ -374,7 +367,7 @@ def _write_comparison(merchant, members, n: int) -> tuple[float, float]:
         for offset in range(0, len(rows), 10_000):
             with transaction.atomic():
                 if vendor == "postgresql":
-                    activation._insert_rows(campaign.pk, rows[offset : offset + 10_000], timezone.now())
+                    deliveries._insert_rows(campaign.pk, rows[offset : offset + 10_000], timezone.now())
                 else:
                     Delivery.objects.bulk_create(
                         [

@@ -107,11 +107,11 @@ def _stored_events_as_copy_text(batch_size: int) -> list[str]:
     """The benchmark's stored events, as the COPY text batches the service wrote."""
     from django.db import connection
 
-    from consumers.services import _COPY_COLUMNS
+    from consumers.writer import COPY_COLUMNS
 
     buffer = bytearray()
     with connection.cursor() as cursor:
-        query = f"COPY (SELECT {_COPY_COLUMNS} FROM consumers_event ORDER BY id) TO STDOUT"
+        query = f"COPY (SELECT {COPY_COLUMNS} FROM consumers_event ORDER BY id) TO STDOUT"
         with cursor.cursor.copy(query) as copy:
             for data in copy:
                 buffer += data
@@ -123,12 +123,12 @@ def _raw_copy(batches: list[str]) -> float:
     """Seconds to COPY the batches straight into consumers_event, one transaction each: the database's ceiling."""
     from django.db import connection, transaction
 
-    from consumers.services import _COPY_COLUMNS
+    from consumers.writer import COPY_COLUMNS
 
     started = time.perf_counter()
     for text in batches:
         with transaction.atomic(), connection.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY consumers_event ({_COPY_COLUMNS}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY consumers_event ({COPY_COLUMNS}) FROM STDIN") as copy:
                 copy.write(text)
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     return time.perf_counter() - started
@@ -140,7 +140,7 @@ def run(ctx: BenchContext) -> list[Row]:
 
     from django.conf import settings
 
-    from consumers.services import _EventIngest, events_ingest
+    from consumers.events import EventIngest, events_ingest
     from merchants.models import Merchant
 
     count = max(1000, int(FULL_EVENTS * ctx.scale))
@@ -155,7 +155,7 @@ def run(ctx: BenchContext) -> list[Row]:
     validate_rates = []
     for attempt in range(repeat):
         _label(rows, f"validate-{attempt}")
-        ingest = _EventIngest(actor="benchmark:ingest", method="copy", atomic=False)
+        ingest = EventIngest(actor="benchmark:ingest", method="copy", atomic=False)
         started = time.perf_counter()
         for start in range(0, count, 20_000):
             ingest.validate(rows[start : start + 20_000], start + 1)

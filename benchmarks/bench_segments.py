@@ -33,6 +33,7 @@ from django.db import connection
 from pyroaring import BitMap
 
 from benchmarks import BenchContext, Row, percentile
+from dbtools.backend import on_sqlite
 
 FULL_CONSUMERS = 10_000_000
 FULL_SQL_CONSUMERS = 1_000_000
@@ -170,7 +171,7 @@ def scratch_database():
     original_name = db["NAME"]
     test = db.setdefault("TEST", {})
     previous_test_name = test.get("NAME")
-    if connection.vendor == "sqlite":
+    if on_sqlite():
         test["NAME"] = str(settings.VAR_DIR / "bench_segments.sqlite3")
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     else:

@@ -141,8 +141,8 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
     from django.db import DatabaseError, connection
 
     from consumers.models import Consumer, Event, Product
+    from dbtools.pgcopy import Column, copy_in
     from merchants.models import Merchant
-    from tags.pgcopy import Column, copy_in
 
     rng = np.random.default_rng(20240601)
     event_table, consumer_table, product_table = (m._meta.db_table for m in (Event, Consumer, Product))

@@ -26,11 +26,11 @@ import numpy as np
 import scipy.sparse as sp
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from consumers.models import Event, EventType, Product
+from dbtools.backend import on_postgresql
 
 from .artefacts import LoadedModel
 from .interactions import DEFAULT_EVENT_WEIGHTS
@@ -48,7 +48,7 @@ SOURCE_POPULAR = "popular"
 
 def _in_chunk_size() -> int:
     # SQLite caps bound parameters per statement; PostgreSQL takes large arrays happily.
-    return 900 if connection.vendor == "sqlite" else 20_000
+    return 20_000 if on_postgresql() else 900
 
 
 def _chunks(values: Sequence[int], size: int) -> Iterable[list[int]]:

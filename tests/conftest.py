@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from dbtools.backend import on_postgresql
 from merchants.models import ApiKeyKind, Merchant, Role
 from privacy.models import ProcessingActivity
 from tests.factories import (
@@ -27,7 +28,7 @@ from tests.factories import (
 
 
 def pytest_collection_modifyitems(config, items):
-    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    on_postgres = on_postgresql()
     has_broker = bool(settings.CELERY_BROKER_URL)
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
     skip_worker = pytest.mark.skip(reason="needs a real Celery broker (set CELERY_BROKER_URL) and PostgreSQL")

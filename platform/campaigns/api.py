@@ -15,6 +15,8 @@ from merchants.api_errors import ApiError
 from privacy.pseudonyms import is_pseudonym
 from segments.api import PublicCountSerializer
 
+from .export import EXPORT_MAX_PAGE, InvalidCursor, campaign_audience_export
+from .inbox import inbox_messages_take
 from .models import (
     MAX_CONTROL_SHARE,
     MAX_PERSONALISED_PRODUCTS,
@@ -30,20 +32,9 @@ from .selectors import (
     campaigns_for_merchant,
     public_funnel,
 )
-from .services import (
-    EXPORT_MAX_PAGE,
-    InvalidCursor,
-    TrackingInput,
-    campaign_audience_export,
-    campaign_cancel,
-    campaign_create,
-    campaign_delete,
-    campaign_launch,
-    campaign_update,
-    inbox_messages_take,
-    tracking_events_record,
-)
+from .services import campaign_cancel, campaign_create, campaign_delete, campaign_launch, campaign_update
 from .stats import Z_95
+from .tracking import TrackingInput, tracking_events_record
 
 # --- serializers -----------------------------------------------------------------------------------------
 

@@ -1,19 +1,17 @@
-"""Write operations on campaigns: create, edit, launch, cancel; recurring occurrences and resuming stalled runs;
-the operator's inbox and tracking; the merchant's audience export."""
+"""Write operations on campaigns: the merchant's create, edit, launch, cancel; recurring occurrences and resuming
+stalled runs. The operator's inbox, tracking and the merchant's audience export live in `inbox.py`, `tracking.py`
+and `export.py`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from celery.schedules import crontab
 from django.conf import settings
-from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -21,44 +19,25 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 from pyroaring import BitMap
 
-from consumers.models import Product
-from consumers.subject_data import consumer_id_for_pseudonym
 from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
-from privacy.models import Purpose, Suppression, SuppressionScope
-from privacy.pseudonyms import merchant_pseudonym
+from privacy.models import Purpose
 from privacy.selectors import suppressed_consumer_ids
 from segments.models import Segment
 from segments.selectors import segment_latest_snapshot, snapshot_members
 from tags.selectors import direct_marketing_consent_bitmap
 
-from .activation import (
-    ERROR_CANCELLED,
-    ERROR_CONSENT_WITHDRAWN,
-    ERROR_SUPPRESSED,
-    ActivationRefused,
-    audience_too_small_reason,
-    campaign_run_lock,
-    campaign_stop_pending,
-    consumers_consented,
-    consumers_reachable,
-    direct_marketing_basis,
-    personalisation_basis_check,
-)
+from .activation import ERROR_CANCELLED, campaign_run_lock, campaign_stop_pending
+from .basis import ActivationRefused, audience_too_small_reason, direct_marketing_basis, personalisation_basis_check
 from .messages import template_problems
 from .models import (
     FINISHED_STATUSES,
     Campaign,
     CampaignStatus,
     Channel,
-    Delivery,
     DeliveryStatus,
-    Group,
-    Phase,
     ScheduleKind,
-    TrackingEvent,
-    TrackingKind,
 )
 
 logger = logging.getLogger("dmp.campaigns")
@@ -464,267 +443,3 @@ def campaigns_resume_stalled(*, min_idle_s: float) -> int:
     for campaign_id in lost_starts:
         campaign_activate_task.delay(campaign_id)
     return len(to_step) + len(lost_starts)
-
-
-# --- the operator's inbox ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InboxMessage:
-    delivery_id: int
-    campaign_id: int
-    store_name: str
-    title: str
-    body: str
-    coupon_code: str
-    products: list[dict]
-    sent_at: datetime
-
-
-@dataclass(frozen=True)
-class _Reach:
-    consented: bool
-    suppressed_all: bool
-    suppressed_offers: bool
-
-    def allows(self, *, has_offer: bool) -> bool:
-        return self.consented and not self.suppressed_all and not (has_offer and self.suppressed_offers)
-
-    @property
-    def why_not(self) -> str:
-        reason = ERROR_CONSENT_WITHDRAWN if not self.consented else ERROR_SUPPRESSED
-        return reason.replace("before dispatch", "before the message was read")
-
-
-def _reach_now(consumer_id: int) -> _Reach:
-    """Whether one consumer may receive messages now, from current consent and suppressions."""
-    consented = consumer_id in consumers_consented([consumer_id])
-    scopes = set(
-        Suppression.objects.filter(consumer_id=consumer_id, lifted_at__isnull=True).values_list("scope", flat=True)
-    )
-    return _Reach(consented, SuppressionScope.ALL in scopes, SuppressionScope.OFFERS in scopes)
-
-
-def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage] | None:
-    """The consumer's unread inbox messages, marked as delivered; None when the pseudonym is unknown.
-
-    Consent is checked again here: a message published before a withdrawal is withdrawn, not shown.
-    Concurrent reads never return the same message twice (rows are locked, locked ones skipped).
-    """
-    consumer_id = consumer_id_for_pseudonym(pseudonym)
-    if consumer_id is None:
-        return None
-    now = timezone.now()
-    reach = _reach_now(consumer_id)
-    with transaction.atomic():
-        rows = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                consumer_id=consumer_id,
-                status=DeliveryStatus.DISPATCHED,
-                delivered_at__isnull=True,
-                campaign__channel=Channel.INBOX,
-            )
-            .select_related("campaign", "campaign__merchant")
-            .order_by("dispatched_at", "pk")[:limit]
-        )
-        shown = [d for d in rows if reach.allows(has_offer=d.campaign.has_offer)]
-        withdrawn = [d for d in rows if not reach.allows(has_offer=d.campaign.has_offer)]
-        Delivery.objects.filter(pk__in=[d.pk for d in shown]).update(delivered_at=now)
-        if withdrawn:
-            Delivery.objects.filter(pk__in=[d.pk for d in withdrawn]).update(
-                status=DeliveryStatus.WITHDRAWN, last_error=reach.why_not
-            )
-            per_campaign: dict[int, int] = {}
-            for delivery in withdrawn:
-                per_campaign[delivery.campaign_id] = per_campaign.get(delivery.campaign_id, 0) + 1
-            for campaign_id, n in per_campaign.items():
-                Campaign.objects.filter(pk=campaign_id).update(
-                    withdrawn_count=F("withdrawn_count") + n, dispatched_count=F("dispatched_count") - n
-                )
-    titles = _product_details({pid for d in shown for pid in d.product_ids}, shown)
-    return [
-        InboxMessage(
-            delivery_id=d.pk,
-            campaign_id=d.campaign_id,
-            store_name=d.campaign.merchant.name,
-            title=d.title,
-            body=d.body,
-            coupon_code=d.campaign.coupon_code,
-            products=[titles[pid] for pid in d.product_ids if pid in titles],
-            sent_at=d.dispatched_at,
-        )
-        for d in shown
-    ]
-
-
-def _product_details(product_ids: set[int], deliveries: list[Delivery]) -> dict[int, dict]:
-    merchants = {d.campaign.merchant_id for d in deliveries}
-    rows = Product.objects.filter(pk__in=product_ids, merchant_id__in=merchants).values("pk", "sku", "title", "price")
-    return {
-        r["pk"]: {
-            "id": r["pk"],
-            "sku": r["sku"],
-            "title": r["title"],
-            "price": None if r["price"] is None else str(r["price"]),
-        }
-        for r in rows
-    }
-
-
-# --- tracking -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrackingInput:
-    delivery_id: int
-    kind: str
-    occurred_at: datetime
-    order_value: Decimal | None = None
-    idempotency_key: str = ""
-
-
-@dataclass(frozen=True)
-class TrackingResult:
-    recorded: int
-    duplicates: int
-
-
-def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
-    """Record opened/clicked/converted events per delivery; re-posting an event changes nothing.
-
-    Without an idempotency key an event is keyed by its kind, so each delivery has at most one
-    open, one click and one conversion; send distinct keys (e.g. order ids) to record several.
-    All events are checked first; one bad event rejects the request and nothing is written.
-    """
-    now = timezone.now()
-    ids = {e.delivery_id for e in events}
-    deliveries = {
-        pk: (group, status)
-        for pk, group, status in Delivery.objects.filter(pk__in=ids).values_list("pk", "group", "status")
-    }
-    errors: dict[str, dict[str, list[str]]] = {}
-    for index, event in enumerate(events):
-        found = deliveries.get(event.delivery_id)
-        problems: dict[str, list[str]] = {}
-        if found is None:
-            problems["delivery_id"] = [f"Delivery {event.delivery_id} was not found."]
-        elif found != (Group.TREATMENT, DeliveryStatus.DISPATCHED):
-            problems["delivery_id"] = [
-                f"Delivery {event.delivery_id} was never sent (it is {found[1]}), so it cannot be {event.kind}."
-            ]
-        if event.kind != TrackingKind.CONVERTED and event.order_value is not None:
-            problems["order_value"] = ["Only a conversion carries an order value."]
-        if event.order_value is not None and event.order_value < 0:
-            problems["order_value"] = ["An order value cannot be negative."]
-        if event.occurred_at > now + timedelta(minutes=5):
-            problems["occurred_at"] = ["occurred_at is in the future."]
-        if problems:
-            errors[str(index)] = problems
-    if errors:
-        raise Invalid(
-            "Some tracking events are not valid; none were recorded.", code="invalid", details={"events": errors}
-        )
-
-    wanted: dict[tuple[int, str], TrackingInput] = {}
-    for event in events:
-        wanted.setdefault((event.delivery_id, event.idempotency_key or event.kind), event)
-    with transaction.atomic():
-        existing = set(
-            TrackingEvent.objects.filter(
-                delivery_id__in=ids, idempotency_key__in={key for _, key in wanted}
-            ).values_list("delivery_id", "idempotency_key")
-        )
-        new = [
-            TrackingEvent(
-                delivery_id=delivery_id,
-                kind=event.kind,
-                order_value=event.order_value,
-                occurred_at=event.occurred_at,
-                idempotency_key=key,
-            )
-            for (delivery_id, key), event in wanted.items()
-            if (delivery_id, key) not in existing
-        ]
-        TrackingEvent.objects.bulk_create(new, ignore_conflicts=True)
-    return TrackingResult(recorded=len(new), duplicates=len(events) - len(new))
-
-
-# --- the merchant's audience export --------------------------------------------------------------
-
-EXPORT_CURSOR_SALT = "campaigns.audience-export"
-EXPORT_MAX_PAGE = 10_000
-
-
-@dataclass(frozen=True)
-class ExportPage:
-    pseudonyms: list[str]
-    next_cursor: str | None
-
-
-class InvalidCursor(ValueError):
-    pass
-
-
-def export_cursor_read(*, campaign_id: int, cursor: str | None) -> int:
-    """The last delivery id a page ended at (0 for the first page); the cursor is signed and campaign-bound."""
-    if not cursor:
-        return 0
-    try:
-        value = signing.loads(cursor, salt=EXPORT_CURSOR_SALT)
-    except signing.BadSignature as exc:
-        raise InvalidCursor("The cursor is not valid; use the 'next' link of the previous page.") from exc
-    if not isinstance(value, dict) or value.get("c") != campaign_id or not isinstance(value.get("d"), int):
-        raise InvalidCursor("The cursor belongs to another export; use the 'next' link of the previous page.")
-    return value["d"]
-
-
-def campaign_audience_export(*, campaign: Campaign, actor: str, cursor: str | None, limit: int) -> ExportPage:
-    """One page of the consented treatment audience, as merchant-scoped pseudonyms. Audited per page.
-
-    Consent and suppressions are checked at export time, so a consumer who has withdrawn since the
-    send is not exported.
-    """
-    if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.COMPLETED) or (
-        campaign.status == CampaignStatus.RUNNING and campaign.phase not in (Phase.DISPATCHING, Phase.DONE)
-    ):
-        raise Conflict(
-            "The audience is resolved when the campaign runs; it can be exported once its deliveries are "
-            f"written (the campaign is {campaign.status}).",
-            code="audience_not_ready",
-            details={"status": campaign.status},
-        )
-    try:
-        basis = direct_marketing_basis()
-    except ActivationRefused as exc:
-        raise Conflict(exc.reason, code=exc.code) from exc
-    after = export_cursor_read(campaign_id=campaign.pk, cursor=cursor)
-    limit = max(1, min(limit, EXPORT_MAX_PAGE))
-    rows = list(
-        Delivery.objects.filter(campaign_id=campaign.pk, group=Group.TREATMENT, pk__gt=after)
-        .exclude(status=DeliveryStatus.WITHDRAWN)
-        .order_by("pk")
-        .values_list("pk", "consumer_id", "consumer__pseudonym")[:limit]
-    )
-    reachable = consumers_reachable([r[1] for r in rows], has_offer=campaign.has_offer)
-    pseudonyms = [
-        merchant_pseudonym(merchant_id=campaign.merchant_id, pseudonym=pseudonym)
-        for _pk, consumer_id, pseudonym in rows
-        if consumer_id in reachable
-    ]
-    next_cursor = (
-        signing.dumps({"c": campaign.pk, "d": rows[-1][0]}, salt=EXPORT_CURSOR_SALT) if len(rows) == limit else None
-    )
-    audit_record(
-        actor=actor,
-        action="campaign.audience_exported",
-        merchant_id=campaign.merchant_id,
-        purpose=basis.purpose,
-        legal_basis=basis.legal_basis,
-        activity_id=basis.activity_id,
-        object_type="Campaign",
-        object_id=campaign.pk,
-        counts={"exported": len(pseudonyms), "not_reachable_now": len(rows) - len(pseudonyms)},
-        details={"first_page": after == 0, "last_page": next_cursor is None},
-    )
-    return ExportPage(pseudonyms=pseudonyms, next_cursor=next_cursor)

@@ -1,4 +1,5 @@
-"""Celery entry points: thin, taking ids. The work and its guarantees live in activation.py and services.py."""
+"""Celery entry points: thin, taking ids. The work and its guarantees live in activation.py (and the modules it
+drives) and services.py."""
 
 from __future__ import annotations
 

@@ -25,7 +25,10 @@ from merchants.api_base import OperatorAPIView
 from merchants.api_errors import ApiError, error_response
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 
-from .services import IngestReport, consents_ingest, events_ingest, profiles_ingest
+from .consents import consents_ingest
+from .events import events_ingest
+from .ingestion import IngestReport
+from .profiles import profiles_ingest
 
 
 def max_rows() -> int:

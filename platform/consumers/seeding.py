@@ -36,9 +36,11 @@ from decimal import Decimal
 import numpy as np
 from django.db import transaction
 
+from .consents import consents_ingest
+from .events import events_ingest
 from .importers import merchant_for_import
 from .models import Product
-from .services import consents_ingest, events_ingest, profiles_ingest
+from .profiles import profiles_ingest
 
 ACTOR = "command:seed_demo"
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from privacy.services import ProcessingNotPermitted
 
+from .purge import events_purge_expired_run
 from .risk import risk_scan
-from .services import events_purge_expired_run
 
 logger = logging.getLogger("dmp.consumers")
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
+
+from dbtools.locks import AUDIT_CHAIN
 
 from .models import AuditEntry
 
 GENESIS_HASH = "0" * 64
-# Any fixed number: serialises appends on PostgreSQL so two writers never chain to the same predecessor.
-_ADVISORY_LOCK_ID = 7_320_551_001
 
 
 def canonical_entry(
@@ -96,9 +96,8 @@ def audit_record(
     # Microsecond timestamps survive the round trip through every database backend.
     created_at = timezone.now()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_ID])
+        # Serialises appends on PostgreSQL, so two writers never chain to the same predecessor.
+        AUDIT_CHAIN.hold_for_transaction()
         last = AuditEntry.objects.order_by("-id").values_list("entry_hash", flat=True).first()
         prev_hash = last or GENESIS_HASH
         canonical = canonical_entry(

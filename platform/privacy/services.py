@@ -179,42 +179,58 @@ def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, in
             key = (c.consumer_id, c.purpose)
             if key not in latest or c.occurred_at >= latest[key].occurred_at:
                 latest[key] = c
-        existing = {
-            (s.consumer_id, s.purpose): s
-            for s in ConsentState.objects.select_for_update().filter(
-                consumer_id__in={k[0] for k in latest}, purpose__in={k[1] for k in latest}
-            )
-        }
-        to_create, to_update = [], []
-        for key, c in latest.items():
-            state = existing.get(key)
-            if state is None:
-                to_create.append(
-                    ConsentState(
-                        consumer_id=c.consumer_id,
-                        purpose=c.purpose,
-                        status=c.status,
-                        kind=c.kind,
-                        occurred_at=c.occurred_at,
-                    )
-                )
-            elif c.occurred_at >= state.occurred_at:
-                state.status, state.kind, state.occurred_at = c.status, c.kind, c.occurred_at
-                state.updated_at = timezone.now()  # bulk_update skips auto_now; readers key on updated_at
-                to_update.append(state)
-        ConsentState.objects.bulk_create(to_create)
-        ConsentState.objects.bulk_update(to_update, ["status", "kind", "occurred_at", "updated_at"])
+        state_changed = _consent_states_apply(latest)
         withdrawn = sum(1 for c in latest.values() if c.status == ConsentStatus.WITHDRAWN)
         audit_record(
             actor=actor,
             action="consent.recorded",
             counts={
                 "records": len(changes),
-                "state_changed": len(to_create) + len(to_update),
+                "state_changed": state_changed,
                 "withdrawn": withdrawn,
             },
         )
-    return {"recorded": len(changes), "state_changed": len(to_create) + len(to_update)}
+    return {"recorded": len(changes), "state_changed": state_changed}
+
+
+def _consent_states_apply(latest: dict[tuple[int, str], ConsentChange]) -> int:
+    """Make each (consumer, purpose) state follow its latest decision; safe against concurrent writers.
+
+    Two requests may carry the first decision for the same consumer at the same moment. The missing states are
+    therefore inserted with ON CONFLICT DO NOTHING: the database makes the second writer wait for the first and
+    then skip its insert instead of failing on the unique constraint. Every state is then locked and re-read, and
+    a decision replaces it only when it is at least as recent, so the latest decision by decision time wins
+    whatever order the requests commit in. Inserts and locks go in (consumer, purpose) order, so two writers
+    never wait on each other in a cycle. Returns how many states were created or changed.
+    """
+    keys = sorted(latest)
+    consumer_ids = {consumer_id for consumer_id, _ in keys}
+    purposes = {purpose for _, purpose in keys}
+    in_keys = ConsentState.objects.filter(consumer_id__in=consumer_ids, purpose__in=purposes)
+    existed = {key for key in in_keys.values_list("consumer_id", "purpose") if key in latest}
+    ConsentState.objects.bulk_create(
+        [
+            ConsentState(
+                consumer_id=c.consumer_id, purpose=c.purpose, status=c.status, kind=c.kind, occurred_at=c.occurred_at
+            )
+            for c in (latest[key] for key in keys if key not in existed)
+        ],
+        ignore_conflicts=True,
+    )
+    changed, to_update = 0, []
+    for state in in_keys.select_for_update().order_by("consumer_id", "purpose"):
+        c = latest.get((state.consumer_id, state.purpose))
+        if c is None:
+            continue
+        decision = (c.status, c.kind, c.occurred_at)
+        if (c.consumer_id, c.purpose) not in existed and (state.status, state.kind, state.occurred_at) == decision:
+            changed += 1  # the row this call inserted (or an identical decision a concurrent writer stored)
+        elif c.occurred_at >= state.occurred_at:
+            state.status, state.kind, state.occurred_at = decision
+            state.updated_at = timezone.now()  # bulk_update skips auto_now; readers key on updated_at
+            to_update.append(state)
+    ConsentState.objects.bulk_update(to_update, ["status", "kind", "occurred_at", "updated_at"])
+    return changed + len(to_update)
 
 
 __all__ = [

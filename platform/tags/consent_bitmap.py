@@ -29,6 +29,8 @@ from django.db.models import Max
 from django.utils import timezone
 from pyroaring import BitMap, FrozenBitMap
 
+from dbtools.backend import on_postgresql
+from dbtools.pgcopy import Column, packed_expression
 from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStatus, Purpose
 
 from .bitmaps import (
@@ -44,14 +46,13 @@ from .bitmaps import (
     fresh_on_read,
 )
 from .inputs import packed_query
-from .pgcopy import Column, packed_expression
 
 
 def _opt_in_ids():
     rows = ConsentState.objects.filter(
         purpose=Purpose.DIRECT_MARKETING, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS
     ).values_list("consumer_id", flat=True)
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         sql, params = rows.query.sql_with_params()
         column = Column("id", "int8")
         query = f"SELECT {packed_expression([('consumer_id', column)])} FROM ({sql}) AS opt_in"  # noqa: S608

@@ -2,7 +2,7 @@
 
 Rules work set-wise over these arrays (grouping, sorting, bincount) instead of
 looping over consumers. On PostgreSQL the arrays come from binary COPY
-(tags.pgcopy); elsewhere (SQLite in development and tests) from the ORM. Both
+(dbtools.pgcopy); elsewhere (SQLite in development and tests) from the ORM. Both
 paths produce identical arrays, so every rule runs the same code on both.
 
 Events are read for the retention window ending at `as_of` (events older than
@@ -26,9 +26,10 @@ from django.db import connection, connections
 from django.utils.text import slugify
 
 from consumers.models import Consumer, Event, EventType, Product
+from dbtools.backend import on_postgresql
+from dbtools.pgcopy import Column, packed_decode, packed_expression, page_range_condition, page_ranges
 
 from .arrays import sorted_unique
-from .pgcopy import Column, packed_decode, packed_expression, page_range_condition, page_ranges
 
 SECONDS_PER_DAY = 86_400
 
@@ -133,7 +134,7 @@ class TaggingInput:
         self.as_of_ts = as_of.timestamp()
         self.lookback_days = lookback_days or settings.EVENT_RETENTION_DAYS
         self.since = as_of - timedelta(days=self.lookback_days)
-        self._loader: _Loader = _PostgresLoader() if connection.vendor == "postgresql" else _OrmLoader()
+        self._loader: _Loader = _PostgresLoader() if on_postgresql() else _OrmLoader()
         self._profiles: dict[str, Encoded] = {}
         self.timings: dict[str, float] = {}
 
@@ -338,12 +339,12 @@ class _PostgresLoader(_Loader):
 
 def consumer_ids_all() -> np.ndarray:
     """Every consumer id, as an int64 array."""
-    loader = _PostgresLoader() if connection.vendor == "postgresql" else _OrmLoader()
+    loader = _PostgresLoader() if on_postgresql() else _OrmLoader()
     return loader.consumer_ids()
 
 
 def packed_query(statement: str, params: list, columns: list[Column]) -> dict[str, np.ndarray]:
-    """Run a query returning one packed bytea (see tags.pgcopy.packed_expression) and decode it."""
+    """Run a query returning one packed bytea (see dbtools.pgcopy.packed_expression) and decode it."""
     connection.ensure_connection()
     # A plain (server-binding) psycopg cursor: Django's client-binding cursors cannot ask for binary
     # results, and bytea in text form would travel hex-encoded at twice the size.

@@ -15,6 +15,9 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from pyroaring import BitMap
 
+from dbtools.backend import on_postgresql
+from dbtools.locks import TAGGING
+from dbtools.pgcopy import Column, copy_in, packed_expression, pg_timestamp, staging_table
 from privacy.audit import audit_record
 from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
@@ -24,9 +27,7 @@ from .bitmaps import bitmap_from_ids, bitmap_store, tag_key
 from .consent_bitmap import consent_bitmap_rebuild
 from .inputs import TaggingInput, packed_query
 from .live_bitmap import live_bitmap_rebuild
-from .locks import tagging_run_lock
 from .models import ConsumerTag, RunStatus, Tag, TaggingRun
-from .pgcopy import Column, copy_in, packed_expression, pg_timestamp
 from .rules import Assignments, TagRule, rules_for
 
 logger = logging.getLogger("dmp.tags")
@@ -88,7 +89,7 @@ def tags_compute(
     started = time.perf_counter()
     as_of = as_of or timezone.now()
     assigned_at = timezone.now()
-    with tagging_run_lock():
+    with TAGGING.held():
         # Only the holder of the lock runs, so any other run still marked running died mid-way.
         TaggingRun.objects.filter(status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
@@ -174,7 +175,7 @@ def _can_write_in_background() -> bool:
     in one) a second connection could not see the caller's uncommitted rows,
     so families are written inline on the caller's connection instead.
     """
-    return connection.vendor == "postgresql" and not connection.in_atomic_block
+    return on_postgresql() and not connection.in_atomic_block
 
 
 class _FamilyWriter:
@@ -346,7 +347,7 @@ def _rows_read(tag_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The family's current rows: consumer ids, tag ids, scores (NaN for none)."""
     if not tag_ids:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         columns = [Column("consumer", "int8"), Column("tag", "int8"), Column("score", "float8")]
         packed = packed_expression(
             [("consumer_id", columns[0]), ("tag_id", columns[1]), ("COALESCE(score, 'NaN'::float8)", columns[2])]
@@ -367,17 +368,18 @@ def _rows_delete_pairs(consumer_ids: np.ndarray, tag_ids: np.ndarray) -> None:
     if consumer_ids.size == 0:
         return
     table = ConsumerTag._meta.db_table
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE tags_doomed (tag_id int8, consumer_id int8) ON COMMIT DROP")
-            columns = [Column("tag_id", "int8"), Column("consumer_id", "int8")]
-            copy_in(cursor.cursor, "tags_doomed", columns, {"tag_id": tag_ids, "consumer_id": consumer_ids})
-            cursor.execute("ANALYZE tags_doomed")
+    if on_postgresql():
+        columns = [Column("tag_id", "int8"), Column("consumer_id", "int8")]
+        with (
+            connection.cursor() as cursor,
+            staging_table(cursor, "tags_doomed", "tag_id int8, consumer_id int8") as stage,
+        ):
+            copy_in(cursor.cursor, stage, columns, {"tag_id": tag_ids, "consumer_id": consumer_ids})
+            cursor.execute(f"ANALYZE {stage}")
             cursor.execute(
-                f'DELETE FROM "{table}" t USING tags_doomed d '  # noqa: S608
+                f'DELETE FROM "{table}" t USING {stage} d '  # noqa: S608
                 "WHERE t.tag_id = d.tag_id AND t.consumer_id = d.consumer_id"
             )
-            cursor.execute("DROP TABLE tags_doomed")
         return
     for tag_id in sorted_unique(tag_ids).tolist():
         members = consumer_ids[tag_ids == tag_id].tolist()
@@ -437,7 +439,7 @@ def _rows_delete(tag_ids: list[int]) -> None:
 def _rows_insert(consumer_ids: np.ndarray, tag_ids: np.ndarray, scores: np.ndarray | None, assigned_at) -> None:
     if consumer_ids.size == 0:
         return
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         columns = [
             Column("consumer_id", "int8"),
             Column("tag_id", "int8"),

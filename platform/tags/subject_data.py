@@ -6,9 +6,9 @@ from django.db import transaction
 from django.db.models import F
 from pyroaring import BitMap, FrozenBitMap
 
+from dbtools.locks import TAGGING
 from privacy.subject_data import SubjectDataHandler, register
 
-from .locks import tagging_transaction_lock
 from .models import StoredBitmap, Tag
 from .selectors import consumer_tag_rows, consumer_tags
 
@@ -38,7 +38,7 @@ def tags_erase(consumer_id: int) -> dict[str, int]:
     two bitmaps in between, or it would see the consumer's rows still there.
     """
     with transaction.atomic():
-        tagging_transaction_lock()
+        TAGGING.hold_for_transaction()
         rows = consumer_tag_rows(consumer_id)
         held = list(rows.values_list("tag_id", flat=True))
         deleted, _ = rows.delete()

@@ -9,16 +9,10 @@ import pytest
 from django.utils import timezone
 from pyroaring import BitMap
 
-from campaigns.activation import (
-    SegmentMembers,
-    StepOutcome,
-    audience_resolve,
-    campaign_activation_step,
-    campaign_audience_freeze,
-    campaign_run_begin,
-    direct_marketing_basis,
-)
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.activation import StepOutcome, campaign_activation_step, campaign_run_begin
+from campaigns.audience import SegmentMembers, audience_resolve, campaign_audience_freeze
+from campaigns.basis import direct_marketing_basis
+from campaigns.models import Campaign, CampaignStatus, Delivery, Group
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 from tests.factories import ProductFactory, SegmentFactory, TaggingRunFactory, consents_record_for, consumers_ingest
 
@@ -156,3 +150,13 @@ class SegmentWorld:
 @pytest.fixture
 def world(merchant, all_purposes_approved):
     return SegmentWorld(merchant)
+
+
+@pytest.fixture
+def sent_campaign(merchant, dm_approved, consented_consumers):
+    """A campaign activated and dispatched to the consented consumers (inbox channel)."""
+    return run_activation(make_campaign(merchant, body_template="Your picks"), consented_consumers)
+
+
+def treated(campaign):
+    return Delivery.objects.filter(campaign=campaign, group=Group.TREATMENT).select_related("consumer").order_by("pk")

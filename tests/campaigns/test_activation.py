@@ -6,15 +6,9 @@ import pytest
 from django.utils import timezone
 from pyroaring import BitMap
 
-from campaigns.activation import (
-    ERROR_CONSENT_WITHDRAWN,
-    ERROR_FREQUENCY_CAP,
-    StepOutcome,
-    _run_context,
-    campaign_activation_step,
-    campaign_run_begin,
-    deliveries_write_batch,
-)
+from campaigns.activation import StepOutcome, campaign_activation_step, campaign_run_begin
+from campaigns.deliveries import ERROR_FREQUENCY_CAP, deliveries_write_batch, run_context
+from campaigns.dispatch import ERROR_CONSENT_WITHDRAWN
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Group, Phase
 from campaigns.services import campaigns_resume_stalled
 from privacy.models import AuditEntry, ConsentKind, Purpose, Suppression, SuppressionReason, SuppressionScope
@@ -75,7 +69,7 @@ def test_withdrawal_after_activation_but_before_dispatch_stops_the_message(merch
     token = campaign_run_begin(campaign_id=campaign.pk)
     freeze_audience(campaign, ids)
     campaign.refresh_from_db()
-    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     while deliveries_write_batch(ctx=ctx, run_token=token):
         pass
     Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)
@@ -199,7 +193,7 @@ def test_a_crashed_run_resumes_from_the_database_without_loss_or_duplicates(merc
     token = campaign_run_begin(campaign_id=campaign.pk)
     freeze_audience(campaign, ids)
     # one batch is written, then the worker "dies": nothing re-queues the chain
-    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     assert deliveries_write_batch(ctx=ctx, run_token=token)
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.RUNNING and campaign.written_count == 40
@@ -248,7 +242,7 @@ def test_progress_is_visible_while_it_runs(merchant, dm_approved, settings):
     campaign = make_campaign(merchant)
     token = campaign_run_begin(campaign_id=campaign.pk)
     freeze_audience(campaign, ids)
-    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     deliveries_write_batch(ctx=ctx, run_token=token)
     deliveries_write_batch(ctx=ctx, run_token=token)
     campaign.refresh_from_db()
@@ -264,7 +258,7 @@ def test_a_cancelled_campaign_stops_and_withdraws_what_was_not_sent(merchant, dm
     campaign = make_campaign(merchant)
     token = campaign_run_begin(campaign_id=campaign.pk)
     freeze_audience(campaign, ids)
-    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     deliveries_write_batch(ctx=ctx, run_token=token)
     campaign_cancel(campaign=campaign, actor="apikey:test")
     assert run_steps(campaign, token) == StepOutcome.DONE
@@ -304,7 +298,7 @@ def test_inserting_a_batch_twice_keeps_the_first_rows(merchant):
     """The bulk writer (COPY + ON CONFLICT on PostgreSQL, bulk_create elsewhere) never doubles or overwrites."""
     from django.db import transaction
 
-    from campaigns.activation import _insert_rows, _Row
+    from campaigns.deliveries import _insert_rows, _Row
 
     ids = make_consumers(30)
     campaign = make_campaign(merchant)

@@ -167,7 +167,8 @@ def test_webhook_failures_are_recorded_on_deliveries_and_the_campaign(
 def test_a_withdrawal_before_dispatch_keeps_the_message_off_the_webhook(
     merchant, dm_approved, consented_consumers, receiver
 ):
-    from campaigns.activation import _run_context, campaign_run_begin, deliveries_write_batch
+    from campaigns.activation import campaign_run_begin
+    from campaigns.deliveries import deliveries_write_batch, run_context
     from campaigns.models import Campaign, Phase
 
     from .conftest import freeze_audience, run_steps, withdraw_consent
@@ -175,7 +176,7 @@ def test_a_withdrawal_before_dispatch_keeps_the_message_off_the_webhook(
     campaign = make_campaign(merchant, channel=Channel.WEBHOOK, control_share=Decimal("0"))
     token = campaign_run_begin(campaign_id=campaign.pk)
     freeze_audience(campaign, consented_consumers)
-    ctx = _run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     while deliveries_write_batch(ctx=ctx, run_token=token):
         pass
     Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)

@@ -83,3 +83,49 @@ def test_service_errors_are_plain_domain_errors():
     assert issubclass(segment_services.InvalidDefinition, DomainError)
     assert not issubclass(segment_services.InvalidDefinition, APIException)
     assert issubclass(campaign_services.Conflict, DomainError)
+
+
+# Layers, lowest first: a package imports only from its own layer and the ones below (docs/architecture.md).
+# dbtools is layer 0, database plumbing that every layer may use; config is wiring (its urls are layer 7).
+LAYERS = {
+    "dbtools": 0,
+    "config": 1,
+    "merchants": 1,
+    "privacy": 1,
+    "consumers": 2,
+    "tags": 3,
+    "recommend": 4,
+    "segments": 5,
+    "campaigns": 6,
+    "portal": 7,
+}
+
+
+def _package_modules():
+    for package in LAYERS:
+        base = ROOT / ("platform" if package not in ("segments", "recommend") else "") / package
+        for path in sorted(base.rglob("*.py")):
+            if "migrations" in path.relative_to(base).parts:
+                continue
+            yield package, path
+
+
+def test_packages_import_only_from_their_layer_and_below():
+    offenders = {}
+    for package, path in _package_modules():
+        layer = 7 if path.relative_to(ROOT).parts[-2:] == ("config", "urls.py") else LAYERS[package]
+        above = sorted(
+            name
+            for name in _imported_names(path)
+            if name.split(".")[0] in LAYERS and LAYERS[name.split(".")[0]] > layer and not name.startswith(".")
+        )
+        if above:
+            offenders[str(path.relative_to(ROOT))] = above
+    assert not offenders, f"imports from a higher layer: {offenders}"
+
+
+def test_dbtools_is_the_lowest_layer():
+    for package, path in _package_modules():
+        if package == "dbtools":
+            imported = {name.split(".")[0] for name in _imported_names(path) if not name.startswith(".")}
+            assert not imported & set(LAYERS), path

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from threading import Barrier, Thread
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.models import Consumer, Event
-from privacy.models import ConsentRecord
+from consumers.profiles import profiles_ingest
+from merchants.models import ApiKeyKind
+from merchants.services import api_key_issue
+from privacy.models import ConsentRecord, ConsentState
+from privacy.pseudonyms import pseudonymise
 
 EVENTS = "/api/v1/ingest/events"
 PROFILES = "/api/v1/ingest/profiles"
@@ -183,6 +191,86 @@ def test_consents_endpoint(operator_client):
     assert response.status_code == 200, response.content
     assert response.json()["accepted"] == 1
     assert ConsentRecord.objects.get().status == "granted"
+
+
+# Concurrent first consents: the figure for the hardening issue. Rounds × clients × consumers requests' rows.
+RACE_ROUNDS, RACE_CLIENTS, RACE_CONSUMERS = 4, 8, 40
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_consents_lose_no_decision_and_never_fail(live_server):
+    """Several clients send first consents for the same consumers at the same moment, over real HTTP.
+
+    Each client's request carries every consumer's decision at its own time (client i at minute i, granted and
+    withdrawn alternating), so the decision at the latest minute must be the state, whatever order the server
+    commits them in; every request is accepted whole, and each consumer ends with exactly one state row.
+    """
+    key = api_key_issue(kind=ApiKeyKind.OPERATOR, name="race").raw_key
+    base = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    statuses: list[int] = []
+    sent = 0
+
+    def body(round_no: int, client: int) -> bytes:
+        rows = [
+            {
+                "consumer_id": f"race-{round_no}-{n}@example.com",
+                "purpose": "direct_marketing",
+                "status": "granted" if client % 2 == 0 else "withdrawn",
+                "kind": "express",
+                "source": f"app:client-{client}",
+                "occurred_at": (base + timedelta(minutes=client)).isoformat(),
+            }
+            for n in range(RACE_CONSUMERS)
+        ]
+        return ndjson(rows).encode()
+
+    for round_no in range(RACE_ROUNDS):
+        # The consumers are known already (their profiles came first), as on a live marketplace: only their
+        # consent state is new, so nothing but the state row itself orders the concurrent requests.
+        profiles = [{"consumer_id": f"race-{round_no}-{n}@example.com", "country": "SG"} for n in range(RACE_CONSUMERS)]
+        assert profiles_ingest(rows=profiles, actor="test").accepted == RACE_CONSUMERS
+        start = Barrier(RACE_CLIENTS)
+
+        def send(client: int, payload: bytes, start: Barrier = start) -> None:
+            request = Request(  # noqa: S310 - the test's own live server
+                live_server.url + CONSENTS,
+                data=payload,
+                method="POST",
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"},
+            )
+            start.wait()
+            try:
+                with urlopen(request, timeout=60) as response:  # noqa: S310
+                    statuses.append(response.status)
+            except HTTPError as exc:
+                statuses.append(exc.code)
+
+        payloads = [body(round_no, client) for client in range(RACE_CLIENTS)]
+        threads = [Thread(target=send, args=(c, payloads[c])) for c in range(RACE_CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sent += RACE_CLIENTS * RACE_CONSUMERS
+
+    failures = [s for s in statuses if s >= 500]
+    print(f"concurrent first consents sent: {sent}, requests: {len(statuses)}, 5xx: {len(failures)}")
+    assert len(statuses) == RACE_ROUNDS * RACE_CLIENTS
+    assert failures == [], f"{len(failures)} of {len(statuses)} concurrent consent requests failed with a 5xx"
+    assert statuses == [200] * len(statuses)
+    last = RACE_CLIENTS - 1
+    winner = "granted" if last % 2 == 0 else "withdrawn"
+    for round_no in range(RACE_ROUNDS):
+        pseudonyms = [pseudonymise(f"race-{round_no}-{n}@example.com") for n in range(RACE_CONSUMERS)]
+        states = list(
+            ConsentState.objects.filter(consumer__pseudonym__in=pseudonyms).values_list(
+                "consumer__pseudonym", "status", "occurred_at"
+            )
+        )
+        assert len(states) == RACE_CONSUMERS, "exactly one state per consumer"
+        assert {(status, at) for _, status, at in states} == {(winner, base + timedelta(minutes=last))}
+        assert ConsentRecord.objects.filter(consumer__pseudonym__in=pseudonyms).count() == RACE_CONSUMERS * RACE_CLIENTS
 
 
 def test_the_schema_documents_the_endpoints(client):

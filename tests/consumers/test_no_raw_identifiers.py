@@ -11,7 +11,9 @@ import pytest
 from django.db import connection
 
 from config.logformat import StructuredFormatter
-from consumers.services import consents_ingest, events_ingest, profiles_ingest
+from consumers.consents import consents_ingest
+from consumers.events import events_ingest
+from consumers.profiles import profiles_ingest
 from privacy.models import AuditEntry
 from privacy.pseudonyms import normalise_identifier
 

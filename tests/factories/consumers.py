@@ -14,7 +14,9 @@ import factory
 from django.utils import timezone
 
 from consumers.models import AgeRange, Consumer, Event, EventType, Product
-from consumers.services import events_ingest, make_source_digester, profiles_ingest
+from consumers.events import events_ingest
+from consumers.ingestion import make_source_digester
+from consumers.profiles import profiles_ingest
 from privacy.pseudonyms import pseudonymise
 
 # An age inside each range: the ingestion service takes ages (or birth dates), never ranges.

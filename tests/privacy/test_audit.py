@@ -2,6 +2,7 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
+from dbtools.backend import on_postgresql
 from privacy.audit import audit_chain_verify, audit_record
 from privacy.models import AuditEntry
 
@@ -27,7 +28,7 @@ def run_verify() -> tuple[int, str]:
 def tamper(sql: str, params: list) -> None:
     """Edit a row by hand, as an attacker with database access would (bypassing the trigger on PostgreSQL)."""
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if on_postgresql():
             cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(sql, params)
 

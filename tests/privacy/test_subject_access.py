@@ -1,6 +1,6 @@
 import pytest
 
-from consumers.services import make_source_digester
+from consumers.ingestion import make_source_digester
 from privacy.models import AuditEntry, Purpose, RequestStatus
 from privacy.subject_data import handlers
 from privacy.subject_rights import (

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.models import EventType
+from dbtools.pgcopy import Column, CopyFormatError, copy_in, packed_decode, packed_expression, pg_timestamp
 from tags.inputs import TaggingInput, _OrmLoader, packed_query
-from tags.pgcopy import Column, CopyFormatError, copy_in, packed_decode, packed_expression, pg_timestamp
 from tags.rules import RULES
 
 from .conftest import AS_OF

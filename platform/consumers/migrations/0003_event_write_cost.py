@@ -12,11 +12,13 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from dbtools.backend import on_postgresql
+
 OCCURRED_AT_INDEX = "consumers_e_occurre_924db7_idx"
 
 
 def occurred_at_brin(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
+    if not on_postgresql(schema_editor.connection):
         return
     schema_editor.execute(f"DROP INDEX IF EXISTS {OCCURRED_AT_INDEX}")
     schema_editor.execute(
@@ -25,7 +27,7 @@ def occurred_at_brin(apps, schema_editor):
 
 
 def occurred_at_btree(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
+    if not on_postgresql(schema_editor.connection):
         return
     schema_editor.execute(f"DROP INDEX IF EXISTS {OCCURRED_AT_INDEX}")
     schema_editor.execute(f"CREATE INDEX {OCCURRED_AT_INDEX} ON consumers_event (occurred_at)")

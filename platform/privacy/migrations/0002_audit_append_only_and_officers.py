@@ -3,6 +3,8 @@ and privacy officers get a group with exactly the permissions they need."""
 
 from django.db import migrations
 
+from dbtools.backend import on_postgresql
+
 TRIGGER_SQL = """
 CREATE OR REPLACE FUNCTION privacy_auditentry_refuse_change() RETURNS trigger AS $$
 BEGIN
@@ -31,12 +33,12 @@ OFFICER_PERMISSIONS = {
 
 
 def add_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
+    if on_postgresql(schema_editor.connection):
         schema_editor.execute(TRIGGER_SQL, params=None)
 
 
 def drop_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
+    if on_postgresql(schema_editor.connection):
         schema_editor.execute(DROP_SQL, params=None)
 
 

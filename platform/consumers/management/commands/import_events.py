@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from consumers.events import events_ingest
 from consumers.importers import (
     DEFAULT_MERCHANTS,
     FORMATS,
@@ -18,7 +19,8 @@ from consumers.importers import (
     ImportSummary,
     merchant_for_import,
 )
-from consumers.services import IngestReport, events_ingest, profiles_ingest
+from consumers.ingestion import IngestReport
+from consumers.profiles import profiles_ingest
 
 ACTOR = "command:import_events"
 

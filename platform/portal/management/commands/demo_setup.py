@@ -352,7 +352,8 @@ def demo_campaign_run(*, merchant: Merchant, stdout, seed: int) -> str:
 
     from campaigns.models import CampaignStatus, Delivery, DeliveryStatus
     from campaigns.models import Group as DeliveryGroup
-    from campaigns.services import TrackingInput, campaign_create, campaign_launch, tracking_events_record
+    from campaigns.services import campaign_create, campaign_launch
+    from campaigns.tracking import TrackingInput, tracking_events_record
     from segments.models import Segment
 
     include = list(
@@ -415,9 +416,9 @@ def demo_campaign_run(*, merchant: Merchant, stdout, seed: int) -> str:
 
 def _demo_purchases_ingest(*, merchant: Merchant, purchases, rng, campaign_id: int) -> int:
     """Post the purchases through ingestion as the operator would: raw ids (seed_demo's), pseudonymised there."""
+    from consumers.events import events_ingest
     from consumers.models import Consumer, Product
     from consumers.seeding import consumer_raw_id
-    from consumers.services import events_ingest
     from privacy.pseudonyms import make_pseudonymiser
 
     if not purchases:

@@ -1,8 +1,12 @@
-"""Moving rows between PostgreSQL and numpy arrays without a Python object per value.
+"""COPY on PostgreSQL: fast writes (binary from numpy, text, rows), staging tables, and packed reads into numpy.
 
 Writes: binary COPY FROM STDIN. With fixed-width columns every row of the
 binary format has the same length, so a block of rows is one numpy structured
-array.
+array. Text COPY (`copy_text`) and row COPY (`copy_rows`) for mixed columns.
+
+Staging: `staging_table` gives an empty temporary table for this transaction;
+COPY into it, then move the rows with one statement (INSERT ... SELECT ... ON
+CONFLICT DO NOTHING, or DELETE ... USING). COPY itself cannot skip conflicts.
 
 Reads: packed aggregation. The server packs rows into one bytea of fixed-width
 big-endian values (string_agg over the types' send functions), which numpy
@@ -12,10 +16,13 @@ and so several Python calls, per row: about twice as slow for the events table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+from django.db import connection, transaction
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -101,6 +108,56 @@ def copy_in(
             copy.write(encode_rows(columns, part))
         copy.write(TRAILER)
     return rows
+
+
+def copy_text(cursor, table: str, columns: Sequence[str], data: str | bytes) -> None:
+    """`COPY table (columns) FROM STDIN` from one buffer of COPY text (tab-separated, `\\N` for NULL).
+
+    The caller escapes values (or, like the event writer, writes only digests, numbers and timestamps).
+    `cursor` is Django's; errors come out as Django's database errors.
+    """
+    _check_names(table, columns)
+    with connection.wrap_database_errors, cursor.cursor.copy(_copy_statement(table, columns)) as copy:
+        copy.write(data)
+
+
+def copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """`COPY table (columns) FROM STDIN` from Python rows (psycopg adapts and escapes each value)."""
+    _check_names(table, columns)
+    with connection.wrap_database_errors, cursor.cursor.copy(_copy_statement(table, columns)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+@contextmanager
+def staging_table(cursor, name: str, columns_sql: str) -> Iterator[str]:
+    """An empty temporary staging table for the block, inside one transaction; yields its name.
+
+    Created once per database session (`ON COMMIT DELETE ROWS`), emptied on entry (inside an enclosing
+    transaction no commit has emptied it since its last use) and on the way out. COPY into it, then move its
+    rows with one statement. `columns_sql` is the column list, e.g. `"tag_id int8, consumer_id int8"`;
+    names are constants of the caller, never input.
+    """
+    _check_names(name, [])
+    with transaction.atomic():
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({columns_sql}) ON COMMIT DELETE ROWS")
+        cursor.execute(f"TRUNCATE {name}")
+        yield name
+        cursor.execute(f"TRUNCATE {name}")
+
+
+_NAME = re.compile(r'^"?[A-Za-z_][A-Za-z0-9_]*"?$')
+
+
+def _check_names(table: str, columns: Sequence[str]) -> None:
+    # Table and column names are interpolated into COPY statements: they must be plain identifiers.
+    for name in (table, *columns):
+        if not _NAME.match(name):
+            raise ValueError(f"not a plain SQL identifier: {name!r}")
+
+
+def _copy_statement(table: str, columns: Sequence[str]) -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN"
 
 
 def pg_timestamp(unix_seconds: float) -> int:

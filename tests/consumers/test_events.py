@@ -1,4 +1,4 @@
-"""Ingestion services: precise rejection, nothing half-written, idempotence, profiles and consents."""
+"""Event ingestion: precise rejection, nothing half-written, idempotence, COPY and bulk_create alike."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.events import events_ingest
+from consumers.ingestion import make_source_digester
 from consumers.models import Consumer, Event, EventType, Product
-from consumers.services import (
-    age_range_for,
-    consents_ingest,
-    events_ingest,
-    make_source_digester,
-    profiles_ingest,
-)
-from privacy.models import AuditEntry, ConsentRecord, ConsentState
+from privacy.models import AuditEntry
 from privacy.pseudonyms import pseudonymise
 
 
@@ -317,162 +312,6 @@ def test_parallel_writers_write_every_batch_once(merchant, event_row):
     assert sum(e.counts["written"] for e in AuditEntry.objects.filter(action="ingest.events")) == 400
 
 
-# ------------------------------------------------------------------ profiles
-
-
-@pytest.mark.parametrize(
-    "age,bucket",
-    [(0, "under-18"), (17, "under-18"), (18, "18-24"), (24, "18-24"), (25, "25-34"), (44, "35-44"), (64, "55-64")]
-    + [(65, "65-plus"), (130, "65-plus")],
-)
-def test_age_buckets(age, bucket):
-    assert age_range_for(age) == bucket
-
-
-def test_profiles_store_only_age_range_country_and_gender(db):
-    today = datetime.now(tz=UTC).date()
-    born = today.replace(year=today.year - 30)
-    report = profiles_ingest(
-        rows=[
-            {"consumer_id": "p1@example.com", "age": 41, "country": "United Kingdom", "gender": "Female"},
-            {"consumer_id": "p2@example.com", "birth_date": born.isoformat(), "country": "EIRE"},
-            {"consumer_id": "p3@example.com", "address": "1 Raffles Place\n#20-01\nSingapore 048616", "gender": "m"},
-            {"consumer_id": "p4@example.com", "country": "sgp", "age": "19"},
-        ],
-        actor="test",
-    )
-    assert report.ok and report.accepted == 4 and report.consumers_created == 4
-    got = {c.pseudonym: (c.age_range, c.country, c.gender) for c in Consumer.objects.all()}
-    assert got == {
-        pseudonymise("p1@example.com"): ("35-44", "GB", "f"),
-        pseudonymise("p2@example.com"): ("25-34", "IE", ""),
-        pseudonymise("p3@example.com"): ("", "SG", "m"),
-        pseudonymise("p4@example.com"): ("18-24", "SG", ""),
-    }
-
-
-def test_a_profile_update_keeps_attributes_it_does_not_mention(db):
-    profiles_ingest(rows=[{"consumer_id": "k@example.com", "age": 30, "country": "MY", "gender": "x"}], actor="t")
-    report = profiles_ingest(rows=[{"consumer_id": "K@example.com", "country": "Thailand"}], actor="t")
-    assert (report.accepted, report.consumers_created) == (1, 0)
-    consumer = Consumer.objects.get()
-    assert (consumer.age_range, consumer.country, consumer.gender) == ("25-34", "TH", "x")
-
-
-def test_bad_profiles_are_reported_precisely_and_not_written(db):
-    report = profiles_ingest(
-        rows=[
-            {"consumer_id": "ok@example.com", "age": 22},
-            {"consumer_id": "x@example.com", "age": 140},
-            {"consumer_id": "y@example.com", "birth_date": "31/12/1990"},
-            {"consumer_id": "z@example.com", "country": "Atlantis"},
-            {"consumer_id": "w@example.com", "address": "somewhere nice"},
-            {"consumer_id": "v@example.com", "gender": "sometimes"},
-            {"age": 30},
-        ],
-        actor="test",
-    )
-    assert [(e.row, e.field) for e in report.rejected] == [
-        (2, "age"),
-        (3, "birth_date"),
-        (4, "country"),
-        (5, "address"),
-        (6, "gender"),
-        (7, "consumer_id"),
-    ]
-    assert Consumer.objects.count() == 1
-    atomic = profiles_ingest(rows=[{"consumer_id": "n@example.com"}, {"age": 1}], actor="test", atomic=True)
-    assert atomic.rolled_back and Consumer.objects.count() == 1
-
-
-# ------------------------------------------------------------------ consents
-
-
-def test_consents_go_to_the_ledger_and_the_latest_decision_wins(db):
-    rows = [
-        {
-            "consumer_id": "c@example.com",
-            "purpose": "direct_marketing",
-            "status": "granted",
-            "source": "app:signup",
-            "occurred_at": "2024-01-01T00:00:00Z",
-        },
-        {
-            "consumer_id": "C@example.com",
-            "purpose": "direct_marketing",
-            "status": "withdrawn",
-            "kind": "express",
-            "source": "app:settings",
-            "occurred_at": "2024-03-01T00:00:00Z",
-        },
-        {
-            "consumer_id": "d@example.com",
-            "purpose": "direct_marketing",
-            "status": "granted",
-            "kind": "deemed",
-            "source": "notice:v2",
-            "occurred_at": "2024-02-01T00:00:00Z",
-        },
-    ]
-    report = consents_ingest(rows=rows, actor="test")
-    assert report.ok and report.accepted == 3 and report.consumers_created == 2
-    assert ConsentRecord.objects.count() == 3
-    states = {s.consumer.pseudonym: (s.status, s.kind) for s in ConsentState.objects.select_related("consumer")}
-    assert states == {
-        pseudonymise("c@example.com"): ("withdrawn", "express"),
-        pseudonymise("d@example.com"): ("granted", "deemed"),
-    }
-
-
-def test_bad_consents_are_reported_precisely_and_not_written(db):
-    good = {
-        "consumer_id": "e@example.com",
-        "purpose": "direct_marketing",
-        "status": "granted",
-        "source": "app",
-        "occurred_at": "2024-01-01T00:00:00Z",
-    }
-    report = consents_ingest(
-        rows=[
-            good,
-            {**good, "purpose": "spam"},
-            {**good, "status": "maybe", "kind": "implied"},
-            {**good, "source": ""},
-            {**good, "occurred_at": "2999-01-01T00:00:00Z"},
-        ],
-        actor="test",
-    )
-    assert [(e.row, e.field) for e in report.rejected] == [
-        (2, "purpose"),
-        (3, "status"),
-        (3, "kind"),
-        (4, "source"),
-        (5, "occurred_at"),
-    ]
-    assert ConsentRecord.objects.count() == 1
-
-
-def test_resending_consents_records_nothing_twice(db):
-    rows = [
-        {
-            "consumer_id": f"r{i}@example.com",
-            "purpose": "direct_marketing",
-            "status": "granted",
-            "source": "app",
-            "occurred_at": "2024-01-01T00:00:00+08:00",
-        }
-        for i in range(5)
-    ]
-    first = consents_ingest(rows=rows + [rows[0]], actor="test")
-    assert (first.accepted, first.duplicates) == (5, 1)
-    second = consents_ingest(rows=rows, actor="test", batch_size=2)
-    assert (second.accepted, second.duplicates) == (0, 5)
-    assert ConsentRecord.objects.count() == 5
-    # A different decision for the same consumer is new.
-    third = consents_ingest(rows=[{**rows[0], "status": "withdrawn", "occurred_at": "2024-02-01"}], actor="test")
-    assert third.accepted == 1 and ConsentRecord.objects.count() == 6
-
-
 @pytest.mark.postgres
 def test_a_consumer_erased_between_batches_is_recreated_not_referenced(event_row):
     """The writer's cached id is stale after an erasure: the foreign key refuses it and the batch is retried."""
@@ -531,29 +370,3 @@ def test_an_event_stored_by_a_concurrent_writer_after_the_lookup_is_a_duplicate_
     thread.join()
     assert (report.accepted, report.duplicates, report.rejected) == (1, 1, [])
     assert Event.objects.count() == 3
-
-
-@pytest.mark.parametrize(
-    "value,reason",
-    [
-        (None, "is required"),
-        (True, "must be a string or an integer"),
-        ("a" * 321, "is too long (at most 320 characters)"),
-        ("\ud800@example.com", "is not valid Unicode text"),
-    ],
-)
-def test_events_profiles_and_consents_reject_a_bad_consumer_id_alike(event_row, value, reason):
-    consent = {
-        "purpose": "direct_marketing",
-        "status": "granted",
-        "source": "app",
-        "occurred_at": "2024-01-01T00:00:00Z",
-    }
-    reports = [
-        events_ingest(rows=[event_row(consumer_id=value)], actor="test"),
-        profiles_ingest(rows=[{"consumer_id": value, "country": "MY"}], actor="test"),
-        consents_ingest(rows=[{"consumer_id": value, **consent}], actor="test"),
-    ]
-    for report in reports:
-        assert [(e.row, e.field, e.reason) for e in report.rejected] == [(1, "consumer_id", reason)]
-    assert Consumer.objects.count() == 0

@@ -1,0 +1,326 @@
+"""Writing deliveries: personalise, render and write one delivery per consumer of the frozen audience, one batch
+at a time, under the cross-campaign frequency-cap lock."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from pyroaring import BitMap
+
+from consumers.models import Product
+from privacy.services import ProcessingNotPermitted
+from recommend.services import recommend_for_consumers
+
+from .assignment import control_mask
+from .audience import consumers_in, frequency_capped_consumers, members_array
+from .basis import ActivationRefused
+from .messages import CompiledTemplate, ProductInfo, campaign_constants
+from .models import (
+    Campaign,
+    CampaignAudience,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Group,
+    Phase,
+)
+
+# The caps namespace serialises delivery writes across campaigns so frequency caps hold under concurrent
+# launches (a two-key advisory lock: namespace, 0).
+CAPS_LOCK_NAMESPACE = 7_320_553
+
+ERROR_FREQUENCY_CAP = "not sent: the consumer reached a frequency cap while the campaign was being written"
+
+
+def batch_size() -> int:
+    return max(1, int(settings.CAMPAIGN_BATCH_SIZE))
+
+
+def personalise_window() -> int:
+    """Consumers per recommender call (a multiple of the write batch is best)."""
+    return max(1, settings.CAMPAIGN_PERSONALISE_WINDOW)
+
+
+def _caps_lock() -> None:
+    """Inside a transaction: serialise cap checks and delivery writes across all campaigns."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [CAPS_LOCK_NAMESPACE])
+
+
+class Catalogue:
+    """Titles and prices of the merchant's own products, loaded as recommendations mention them."""
+
+    def __init__(self, merchant_id: int):
+        self.merchant_id = merchant_id
+        self.products: dict[int, ProductInfo | None] = {}
+
+    def load(self, product_ids: set[int]) -> None:
+        missing = [pid for pid in product_ids if pid not in self.products]
+        for start in range(0, len(missing), 5000):
+            chunk = missing[start : start + 5000]
+            found = Product.objects.filter(merchant_id=self.merchant_id, pk__in=chunk).values_list(
+                "pk", "title", "price"
+            )
+            for pk, title, price in found:
+                self.products[pk] = ProductInfo(title=title, price=price)
+            for pid in chunk:
+                # Anything not in this merchant's catalogue is dropped: messages never show others' products.
+                self.products.setdefault(pid, None)
+
+
+@dataclass
+class Renderer:
+    campaign: Campaign
+    title: CompiledTemplate
+    body: CompiledTemplate
+    catalogue: Catalogue
+
+    @classmethod
+    def for_campaign(cls, campaign: Campaign) -> Renderer:
+        constants = campaign_constants(
+            store_name=campaign.merchant.name,
+            coupon_code=campaign.coupon_code,
+            discount_percent=campaign.discount_percent,
+        )
+        return cls(
+            campaign=campaign,
+            title=CompiledTemplate(campaign.title_template, constants=constants),
+            body=CompiledTemplate(campaign.body_template, constants=constants),
+            catalogue=Catalogue(campaign.merchant_id),
+        )
+
+
+def _recommendations(campaign: Campaign, consumer_ids: list[int]) -> dict[int, list[int]]:
+    if campaign.personalised_products == 0 or not consumer_ids:
+        return {}
+    try:
+        return recommend_for_consumers(
+            merchant_id=campaign.merchant_id,
+            consumer_ids=consumer_ids,
+            n=campaign.personalised_products,
+            exclude_purchased=True,
+        )
+    except ProcessingNotPermitted as exc:
+        raise ActivationRefused(
+            f"Personalisation needs an approved recommendation processing activity ({exc.reason}). Set the "
+            "number of personalised products to 0, or ask a privacy officer to approve one.",
+            code="personalisation_failed",
+        ) from exc
+    except (DatabaseError, MemoryError):
+        raise
+    except Exception as exc:  # the recommender's own refusal (no trained model, ...) is for the merchant to read
+        raise ActivationRefused(f"Personalisation failed: {str(exc)[:300]}", code="personalisation_failed") from exc
+
+
+TITLE_MAX = 400
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class _Row:
+    consumer_id: int
+    group: str
+    product_ids: list[int]
+    title: str
+    body: str
+    status: str
+    last_error: str = ""
+
+
+_STAGE_TABLE = "campaigns_delivery_stage"
+_STAGE_COLUMNS = ("consumer", "group", "product_ids", "title", "body", "status", "last_error")
+
+
+def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> None:
+    """Write a batch of deliveries with ON CONFLICT (campaign, consumer) DO NOTHING.
+
+    On PostgreSQL the rows are COPYed into a temporary staging table (emptied at commit) and moved with
+    one INSERT … SELECT … ON CONFLICT DO NOTHING: about three times faster than binding arrays or
+    bulk_create (benchmarks/bench_campaigns.py compares them). Elsewhere, bulk_create(ignore_conflicts).
+    """
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        meta, quote = Delivery._meta, connection.ops.quote_name
+        columns = [quote(meta.get_field(name).column) for name in _STAGE_COLUMNS]
+        # COPY and INSERT share a transaction: the staging table empties at commit.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE_TABLE} ("
+                'consumer_id bigint, "group" text, product_ids jsonb, title text, body text, status text, '
+                "last_error text) ON COMMIT DELETE ROWS"
+            )
+            # Empty it anyway: inside an enclosing transaction no commit has emptied it since the last batch.
+            cursor.execute(f"DELETE FROM {_STAGE_TABLE}")  # noqa: S608 - a constant table name
+            with cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(
+                        (r.consumer_id, r.group, json.dumps(r.product_ids), r.title, r.body, r.status, r.last_error)
+                    )
+            target = ", ".join(
+                [*columns, quote(meta.get_field("campaign").column), quote("created_at"), quote("attempts")]
+            )
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({target}) "  # noqa: S608 - names from model metadata only
+                f"SELECT {', '.join(columns)}, %s, %s, 0 FROM {_STAGE_TABLE} "
+                f"ON CONFLICT ({quote(meta.get_field('campaign').column)}, {quote(meta.get_field('consumer').column)}) "
+                "DO NOTHING",
+                [campaign_id, created_at],
+            )
+        return
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                campaign_id=campaign_id,
+                consumer_id=r.consumer_id,
+                group=r.group,
+                product_ids=r.product_ids,
+                title=r.title,
+                body=r.body,
+                status=r.status,
+                created_at=created_at,
+                last_error=r.last_error,
+            )
+            for r in rows
+        ],
+        ignore_conflicts=True,
+        batch_size=2000,
+    )
+
+
+@dataclass
+class RunContext:
+    """What a step loads once and reuses for all its batches."""
+
+    campaign: Campaign
+    members: np.ndarray
+    renderer: Renderer
+    # Recommendations fetched ahead for the next window of the audience, consumed batch by batch.
+    recommended: dict[int, list[int]] = field(default_factory=dict)
+    recommended_through: int = -1  # the last audience position the window covers
+
+    def recommendations_for(self, start: int, stop: int, treatment_ids: list[int]) -> dict[int, list[int]]:
+        """The batch's recommendations, asking the recommender once per window of PERSONALISE_WINDOW consumers.
+
+        The batch recommender does per-call work (catalogue, popularity, the consumers' purchases) that pays
+        off over large calls; a window is still bounded, and a crash costs at most one window's ranking.
+        """
+        if self.campaign.personalised_products == 0 or not treatment_ids:
+            return {}
+        if stop - 1 > self.recommended_through:
+            window = self.members[start : start + max(personalise_window(), stop - start)]
+            in_control = control_mask(self.campaign.pk, window, self.campaign.control_share)
+            self.recommended = _recommendations(self.campaign, [int(i) for i in window[~in_control]])
+            self.recommended_through = start + len(window) - 1
+        return {cid: self.recommended.pop(cid) for cid in treatment_ids if cid in self.recommended}
+
+
+def run_context(campaign: Campaign) -> RunContext:
+    audience = CampaignAudience.objects.filter(campaign_id=campaign.pk).values_list("members", flat=True).first()
+    members = members_array(BitMap.deserialize(bytes(audience))) if audience is not None else np.empty(0, np.uint32)
+    return RunContext(campaign=campaign, members=members, renderer=Renderer.for_campaign(campaign))
+
+
+class Superseded(Exception):
+    """The campaign changed under this step (cancelled, resumed elsewhere): stop quietly."""
+
+
+def lock_campaign_for_batch(campaign_id: int, run_token: int, **expected) -> Campaign:
+    campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+    if campaign.status != CampaignStatus.RUNNING or campaign.run_token != run_token:
+        raise Superseded
+    for name, value in expected.items():
+        if getattr(campaign, name) != value:
+            raise Superseded
+    return campaign
+
+
+def deliveries_write_batch(*, ctx: RunContext, run_token: int) -> bool:
+    """Personalise, render and write the next batch of the audience. Returns False when all are written."""
+    campaign = ctx.campaign
+    start = int(np.searchsorted(ctx.members, campaign.write_cursor, side="right"))
+    ids = ctx.members[start : start + batch_size()]
+    if len(ids) == 0:
+        return False
+    in_control = control_mask(campaign.pk, ids, campaign.control_share)
+    treatment_ids = [int(i) for i in ids[~in_control]]
+    recommended = ctx.recommendations_for(start, start + len(ids), treatment_ids)
+    renderer = ctx.renderer
+    n_products = campaign.personalised_products
+    if recommended:
+        renderer.catalogue.load({pid for pids in recommended.values() for pid in pids[:n_products]})
+    products = renderer.catalogue.products
+
+    rows_by_consumer: dict[int, _Row] = {}
+    personalised_ids: set[int] = set()
+    for consumer_id, control in zip(ids.tolist(), in_control.tolist(), strict=True):
+        if control:
+            rows_by_consumer[consumer_id] = _Row(consumer_id, Group.CONTROL, [], "", "", DeliveryStatus.HELD_OUT)
+            continue
+        product_ids = [pid for pid in recommended.get(consumer_id, ())[: n_products * 2] if products.get(pid)]
+        product_ids = product_ids[:n_products]
+        infos = [products[pid] for pid in product_ids]
+        if product_ids:
+            personalised_ids.add(consumer_id)
+        rows_by_consumer[consumer_id] = _Row(
+            consumer_id,
+            Group.TREATMENT,
+            product_ids,
+            _clip(renderer.title.render(infos), TITLE_MAX),
+            renderer.body.render(infos),
+            DeliveryStatus.PENDING,
+        )
+
+    last_id = int(ids[-1])
+    now = timezone.now()
+    with transaction.atomic():
+        lock_campaign_for_batch(campaign.pk, run_token, write_cursor=campaign.write_cursor, phase=Phase.WRITING)
+        _caps_lock()
+        existing = (
+            set(
+                Delivery.objects.filter(consumers_in(list(rows_by_consumer)), campaign_id=campaign.pk).values_list(
+                    "consumer_id", flat=True
+                )
+            )
+            & rows_by_consumer.keys()
+        )
+        capped = frequency_capped_consumers(
+            merchant_id=campaign.merchant_id,
+            frequency_cap=campaign.frequency_cap,
+            frequency_window_days=campaign.frequency_window_days,
+            now=now,
+            consumer_ids=[cid for cid in treatment_ids if cid not in existing],
+            exclude_campaign_id=campaign.pk,
+        )
+        rows = []
+        for consumer_id, row in rows_by_consumer.items():
+            if consumer_id in existing:
+                continue
+            if consumer_id in capped:
+                row = _Row(consumer_id, Group.TREATMENT, [], "", "", DeliveryStatus.WITHDRAWN, ERROR_FREQUENCY_CAP)
+            rows.append(row)
+        _insert_rows(campaign.pk, rows, now)
+        written = len(rows)
+        personalised = sum(1 for r in rows if r.consumer_id in personalised_ids and r.status == DeliveryStatus.PENDING)
+        withdrawn = sum(1 for r in rows if r.status == DeliveryStatus.WITHDRAWN)
+        Campaign.objects.filter(pk=campaign.pk).update(
+            written_count=F("written_count") + written,
+            personalised_count=F("personalised_count") + personalised,
+            withdrawn_count=F("withdrawn_count") + withdrawn,
+            write_cursor=last_id,
+            heartbeat_at=now,
+            updated_at=now,
+        )
+    campaign.write_cursor = last_id
+    return True

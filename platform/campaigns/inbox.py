@@ -1,0 +1,125 @@
+"""The operator's inbox: the messages a consumer may read now, taken (marked delivered) as they are read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from consumers.models import Product
+from consumers.subject_data import consumer_id_for_pseudonym
+from privacy.models import Suppression, SuppressionScope
+
+from .dispatch import ERROR_CONSENT_WITHDRAWN, ERROR_SUPPRESSED, consumers_consented
+from .models import (
+    Campaign,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+)
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    delivery_id: int
+    campaign_id: int
+    store_name: str
+    title: str
+    body: str
+    coupon_code: str
+    products: list[dict]
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class _Reach:
+    consented: bool
+    suppressed_all: bool
+    suppressed_offers: bool
+
+    def allows(self, *, has_offer: bool) -> bool:
+        return self.consented and not self.suppressed_all and not (has_offer and self.suppressed_offers)
+
+    @property
+    def why_not(self) -> str:
+        reason = ERROR_CONSENT_WITHDRAWN if not self.consented else ERROR_SUPPRESSED
+        return reason.replace("before dispatch", "before the message was read")
+
+
+def _reach_now(consumer_id: int) -> _Reach:
+    """Whether one consumer may receive messages now, from current consent and suppressions."""
+    consented = consumer_id in consumers_consented([consumer_id])
+    scopes = set(
+        Suppression.objects.filter(consumer_id=consumer_id, lifted_at__isnull=True).values_list("scope", flat=True)
+    )
+    return _Reach(consented, SuppressionScope.ALL in scopes, SuppressionScope.OFFERS in scopes)
+
+
+def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage] | None:
+    """The consumer's unread inbox messages, marked as delivered; None when the pseudonym is unknown.
+
+    Consent is checked again here: a message published before a withdrawal is withdrawn, not shown.
+    Concurrent reads never return the same message twice (rows are locked, locked ones skipped).
+    """
+    consumer_id = consumer_id_for_pseudonym(pseudonym)
+    if consumer_id is None:
+        return None
+    now = timezone.now()
+    reach = _reach_now(consumer_id)
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                consumer_id=consumer_id,
+                status=DeliveryStatus.DISPATCHED,
+                delivered_at__isnull=True,
+                campaign__channel=Channel.INBOX,
+            )
+            .select_related("campaign", "campaign__merchant")
+            .order_by("dispatched_at", "pk")[:limit]
+        )
+        shown = [d for d in rows if reach.allows(has_offer=d.campaign.has_offer)]
+        withdrawn = [d for d in rows if not reach.allows(has_offer=d.campaign.has_offer)]
+        Delivery.objects.filter(pk__in=[d.pk for d in shown]).update(delivered_at=now)
+        if withdrawn:
+            Delivery.objects.filter(pk__in=[d.pk for d in withdrawn]).update(
+                status=DeliveryStatus.WITHDRAWN, last_error=reach.why_not
+            )
+            per_campaign: dict[int, int] = {}
+            for delivery in withdrawn:
+                per_campaign[delivery.campaign_id] = per_campaign.get(delivery.campaign_id, 0) + 1
+            for campaign_id, n in per_campaign.items():
+                Campaign.objects.filter(pk=campaign_id).update(
+                    withdrawn_count=F("withdrawn_count") + n, dispatched_count=F("dispatched_count") - n
+                )
+    titles = _product_details({pid for d in shown for pid in d.product_ids}, shown)
+    return [
+        InboxMessage(
+            delivery_id=d.pk,
+            campaign_id=d.campaign_id,
+            store_name=d.campaign.merchant.name,
+            title=d.title,
+            body=d.body,
+            coupon_code=d.campaign.coupon_code,
+            products=[titles[pid] for pid in d.product_ids if pid in titles],
+            sent_at=d.dispatched_at,
+        )
+        for d in shown
+    ]
+
+
+def _product_details(product_ids: set[int], deliveries: list[Delivery]) -> dict[int, dict]:
+    merchants = {d.campaign.merchant_id for d in deliveries}
+    rows = Product.objects.filter(pk__in=product_ids, merchant_id__in=merchants).values("pk", "sku", "title", "price")
+    return {
+        r["pk"]: {
+            "id": r["pk"],
+            "sku": r["sku"],
+            "title": r["title"],
+            "price": None if r["price"] is None else str(r["price"]),
+        }
+        for r in rows
+    }

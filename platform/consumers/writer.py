@@ -1,0 +1,385 @@
+"""The database writer of ingestion: consumers and products ensured, events written in one batch transaction.
+
+On PostgreSQL the events of a batch whose source keys are not stored yet are
+`COPY`-ed straight into the event table (a temporary staging table and
+`INSERT ... ON CONFLICT (source_key) DO NOTHING` only when a concurrent writer
+stored one of those keys meanwhile); elsewhere (and on request, for comparison)
+through Django's `bulk_create(ignore_conflicts=True)`. Either way re-sending a
+batch creates no duplicates.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from psycopg.errors import UniqueViolation
+
+from merchants.models import Merchant
+from privacy.audit import audit_record
+
+from .ingestion import BadValue, IngestReport, on_postgres, sql_chunks
+from .models import Consumer, Event, Product
+
+_SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+_MAX_CACHED_CONSUMERS = 1_000_000
+
+
+class Resolver:
+    """Per-call caches of merchants, consumers and products, so each is looked up once per call."""
+
+    def __init__(self) -> None:
+        self.merchants: dict[str, int | None] = {}
+        self.consumer_ids: dict[str, int] = {}
+
+    def merchant_id(self, value) -> int:
+        if value is None or value == "":
+            raise BadValue("is required")
+        if not isinstance(value, str):
+            raise BadValue("must be a merchant slug (text)")
+        found = self.merchants.get(value, 0)
+        if found == 0:
+            slug = value.strip()
+            found = (
+                Merchant.objects.filter(slug=slug).values_list("id", flat=True).first() if _SLUG.match(slug) else None
+            )
+            if len(self.merchants) < 10_000:
+                self.merchants[value] = found
+        if found is None:
+            raise BadValue("no merchant has this slug")
+        return found
+
+    def consumers_ensure(self, pseudonyms: Iterable[str]) -> int:
+        """Make sure a Consumer row exists for each pseudonym; return how many were created.
+
+        ON CONFLICT DO NOTHING, then one read for the ids, so two ingests racing
+        on the same new consumer both end with the same row.
+        """
+        cache = self.consumer_ids
+        needed = set(pseudonyms)
+        if len(cache) + len(needed) > _MAX_CACHED_CONSUMERS:
+            cache.clear()  # bounded memory on huge imports; this batch's ids are fetched again below
+        missing = sorted(p for p in needed if p not in cache)
+        if not missing:
+            return 0
+        created = 0
+        table = Consumer._meta.db_table
+        if on_postgres():
+            with connection.cursor() as cursor:
+                for chunk in sql_chunks(missing, 10_000):
+                    cursor.execute(
+                        f"INSERT INTO {table} (pseudonym, age_range, country, gender, created_at, updated_at) "  # noqa: S608
+                        "SELECT p, '', '', '', now(), now() FROM unnest(%s::text[]) AS p "
+                        "ON CONFLICT (pseudonym) DO NOTHING RETURNING id, pseudonym",
+                        [chunk],
+                    )
+                    inserted = cursor.fetchall()
+                    created += len(inserted)
+                    cache.update((p, i) for i, p in inserted)
+                    rest = [p for p in chunk if p not in cache]
+                    if rest:
+                        cursor.execute(
+                            f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY(%s::text[])",  # noqa: S608
+                            [rest],
+                        )
+                        cache.update((p, i) for i, p in cursor.fetchall())
+        else:
+            for chunk in sql_chunks(missing):
+                found = Consumer.objects.filter(pseudonym__in=chunk).values_list("id", "pseudonym")
+                cache.update((p, i) for i, p in found)
+            new = [p for p in missing if p not in cache]
+            if new:
+                now = timezone.now()
+                Consumer.objects.bulk_create(
+                    [Consumer(pseudonym=p, created_at=now, updated_at=now) for p in new],
+                    ignore_conflicts=True,
+                    batch_size=2000,
+                )
+                created = len(new)
+                for chunk in sql_chunks(new):
+                    cache.update(
+                        (p, i) for i, p in Consumer.objects.filter(pseudonym__in=chunk).values_list("id", "pseudonym")
+                    )
+        return created
+
+
+EVENT_COLUMNS = (
+    "source_key",
+    "consumer_id",
+    "merchant_id",
+    "product_id",
+    "event_type",
+    "occurred_at",
+    "quantity",
+    "price",
+    "discount",
+    "order_ref",
+    "device",
+)
+COPY_COLUMNS = ", ".join(EVENT_COLUMNS)
+_STAGE_TABLE = "consumers_event_stage"
+
+
+@dataclass(slots=True)
+class EventRow:
+    row: int
+    source_key: str
+    pseudonym: str
+    merchant_id: int
+    sku: str
+    event_type: int
+    occurred_at: datetime
+    quantity: int
+    price: Decimal | None
+    discount: Decimal
+    order_ref: str
+    device: str
+    product: tuple[str, str, str] | None  # (title, category_path, brand) when the row carries any
+
+
+class EventWriter:
+    """Writes validated event batches (in the calling thread or a writer thread, each with its own WriterState)
+    and adds what it wrote to the shared report."""
+
+    def __init__(self, *, actor: str, method: str, report: IngestReport) -> None:
+        self.actor = actor
+        self.method = method
+        self.report = report
+        self.lock = threading.Lock()
+
+    def write(self, good: list[EventRow], state: WriterState) -> None:
+        if not good:
+            return
+        unique: dict[str, EventRow] = {}
+        for event in good:
+            if event.source_key not in unique:
+                unique[event.source_key] = event
+        events = list(unique.values())
+        try:
+            self._write_batch(good, events, state)
+        except IntegrityError:
+            # A consumer or product cached from an earlier batch was deleted meanwhile (an erasure):
+            # the foreign keys refused the batch. Forget the cached ids and try once more.
+            state.reset()
+            self._write_batch(good, events, state)
+
+    def _write_batch(self, good: list[EventRow], events: list[EventRow], state: WriterState) -> None:
+        with transaction.atomic():
+            consumers_created = state.resolver.consumers_ensure(e.pseudonym for e in events)
+            products_created = state.products_ensure(events)
+            write_events = self._write_copy if self.method == "copy" else self._write_bulk_create
+            inserted = write_events(events, state)
+            if on_postgres():
+                # Run the deferred foreign-key checks now, before the audit entry takes the
+                # audit log's lock, so parallel writers do not queue behind each other's checks.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            per_merchant: dict[int, int] = {}
+            for event in events:
+                per_merchant[event.merchant_id] = per_merchant.get(event.merchant_id, 0) + 1
+            audit_record(
+                actor=self.actor,
+                action="ingest.events",
+                merchant_id=next(iter(per_merchant)) if len(per_merchant) == 1 else None,
+                object_type="Event",
+                counts={
+                    "rows": len(good),
+                    "written": inserted,
+                    "duplicates": len(good) - inserted,
+                    "consumers_created": consumers_created,
+                    "products_created": products_created,
+                },
+                details={
+                    "rows": [good[0].row, good[-1].row],
+                    "method": self.method,
+                    "events_by_merchant": {str(k): v for k, v in sorted(per_merchant.items())},
+                },
+            )
+        with self.lock:
+            report = self.report
+            report.accepted += inserted
+            report.duplicates += len(good) - inserted
+            report.consumers_created += consumers_created
+            report.products_created += products_created
+
+    def _write_copy(self, events: list[EventRow], state: WriterState) -> int:
+        """COPY the batch's new events straight into the event table; returns how many were written.
+
+        One indexed lookup finds the source keys already stored (a re-send), and
+        only the rest is copied, so the common case needs no staging table. A
+        concurrent writer can still store one of those keys between the lookup
+        and the COPY: the unique index then refuses the COPY, which is undone to
+        its savepoint and redone through the staging table with ON CONFLICT.
+        """
+        table = Event._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT source_key FROM {table} WHERE source_key = ANY(%s)",  # noqa: S608
+                [[e.source_key for e in events]],
+            )
+            stored = {key for (key,) in cursor.fetchall()}
+            new = [e for e in events if e.source_key not in stored] if stored else events
+            if not new:
+                return 0
+            text = self._copy_text(new, state)
+            try:
+                # A savepoint, so only the COPY is undone on a conflict; psycopg's errors as Django's.
+                with (
+                    transaction.atomic(),
+                    connection.wrap_database_errors,
+                    cursor.cursor.copy(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN") as copy,
+                ):
+                    copy.write(text)
+                return len(new)
+            except IntegrityError as exc:
+                if not isinstance(exc.__cause__, UniqueViolation):
+                    raise
+            return self._write_staged(cursor, text)
+
+    @staticmethod
+    def _copy_text(events: list[EventRow], state: WriterState) -> str:
+        """The events as COPY text, one buffer.
+
+        Every value is a digest, a number or a timestamp, so nothing needs COPY escaping.
+        """
+        consumers = state.resolver.consumer_ids
+        products = state.products
+        null = "\\N"
+        return "".join(
+            [
+                f"{e.source_key}\t{consumers[e.pseudonym]}\t{e.merchant_id}\t{products[(e.merchant_id, e.sku)]}\t"
+                f"{e.event_type}\t{e.occurred_at.isoformat()}\t{e.quantity}\t"
+                f"{null if e.price is None else e.price}\t{e.discount}\t{e.order_ref}\t{e.device}\n"
+                for e in events
+            ]
+        )
+
+    @staticmethod
+    def _write_staged(cursor, text: str) -> int:
+        """COPY into a temporary staging table, then INSERT ... ON CONFLICT DO NOTHING: conflicts are skipped."""
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE_TABLE} ("
+            "source_key varchar(32), consumer_id bigint, merchant_id bigint, product_id bigint, "
+            "event_type smallint, occurred_at timestamptz, quantity integer, price numeric(12, 2), "
+            "discount numeric(12, 2), order_ref varchar(32), device varchar(32))"
+        )
+        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {_STAGE_TABLE} ({COPY_COLUMNS}) FROM STDIN") as copy,
+        ):
+            copy.write(text)
+        cursor.execute(
+            f"INSERT INTO {Event._meta.db_table} ({COPY_COLUMNS}) "  # noqa: S608
+            f"SELECT {COPY_COLUMNS} FROM {_STAGE_TABLE} ON CONFLICT (source_key) DO NOTHING"
+        )
+        inserted = cursor.rowcount
+        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+        return inserted
+
+    def _write_bulk_create(self, events: list[EventRow], state: WriterState) -> int:
+        keys = [e.source_key for e in events]
+        already: set[str] = set()
+        for chunk in sql_chunks(keys):
+            already.update(Event.objects.filter(source_key__in=chunk).values_list("source_key", flat=True))
+        consumers = state.resolver.consumer_ids
+        products = state.products
+        Event.objects.bulk_create(
+            [
+                Event(
+                    source_key=e.source_key,
+                    consumer_id=consumers[e.pseudonym],
+                    merchant_id=e.merchant_id,
+                    product_id=products[(e.merchant_id, e.sku)],
+                    event_type=e.event_type,
+                    occurred_at=e.occurred_at,
+                    quantity=e.quantity,
+                    price=e.price,
+                    discount=e.discount,
+                    order_ref=e.order_ref,
+                    device=e.device,
+                )
+                for e in events
+                if e.source_key not in already
+            ],
+            ignore_conflicts=True,
+            batch_size=2000,
+        )
+        return len(events) - len(already)
+
+
+class WriterState:
+    """What one writer (thread) knows: consumer and product ids it has itself seen committed or created."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.resolver = Resolver()
+        self.products: dict[tuple[int, str], int] = {}
+        self.product_attrs: dict[tuple[int, str], tuple[str, str, str]] = {}
+
+    def products_ensure(self, events: list[EventRow]) -> int:
+        """Create unknown (merchant, sku) products and apply the attributes rows carry (the last row wins).
+
+        One upsert for the products that are new or whose attributes changed; an
+        attribute a row leaves empty keeps its stored value.
+        """
+        cache = self.products
+        attrs = self.product_attrs
+        wanted: dict[tuple[int, str], tuple[tuple[str, str, str] | None, Decimal | None]] = {}
+        for event in events:
+            key = (event.merchant_id, event.sku)
+            known = key in cache and (event.product is None or attrs.get(key) == event.product)
+            if not known and (event.product is not None or key not in wanted):
+                wanted[key] = (event.product, event.price)
+        if not wanted:
+            return 0
+        keys = sorted(wanted)  # one order for every writer: concurrent upserts cannot deadlock
+        table = Product._meta.db_table
+        now = timezone.now()
+        keep = "CASE WHEN excluded.{0} <> '' THEN excluded.{0} ELSE " + table + ".{0} END"
+        changed = " OR ".join(f"(excluded.{c} <> '' AND excluded.{c} <> {table}.{c})" for c in _PRODUCT_ATTRS)
+        with connection.cursor() as cursor:
+            before = self._product_ids(cursor, keys)
+            for chunk in sql_chunks(keys, 1000):
+                params: list = []
+                for merchant_id, sku in chunk:
+                    product, price = wanted[(merchant_id, sku)]
+                    title, path, brand = product or ("", "", "")
+                    params.extend((merchant_id, sku, title, path, path.split("/", 1)[0][:100], brand, price, now))
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+                cursor.execute(
+                    f"INSERT INTO {table} (merchant_id, sku, title, category_path, category, brand, price, created_at) "  # noqa: S608
+                    f"VALUES {values} ON CONFLICT (merchant_id, sku) DO UPDATE SET "
+                    + ", ".join(f"{c} = {keep.format(c)}" for c in (*_PRODUCT_ATTRS, "category"))
+                    + f" WHERE {changed}",
+                    params,
+                )
+            cache.update(before)
+            cache.update(self._product_ids(cursor, [key for key in keys if key not in before]))
+        for key, (product, _price) in wanted.items():
+            if product is not None:
+                attrs[key] = product
+        return len(keys) - len(before)
+
+    @staticmethod
+    def _product_ids(cursor, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        found: dict[tuple[int, str], int] = {}
+        for chunk in sql_chunks(keys, 500):
+            where = " OR ".join(["(merchant_id = %s AND sku = %s)"] * len(chunk))
+            cursor.execute(
+                f"SELECT id, merchant_id, sku FROM {Product._meta.db_table} WHERE {where}",  # noqa: S608
+                [value for key in chunk for value in key],
+            )
+            found.update(((merchant_id, sku), pk) for pk, merchant_id, sku in cursor.fetchall())
+        return found
+
+
+_PRODUCT_ATTRS = ("title", "category_path", "brand")
