@@ -13,9 +13,9 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from consumers.models import AgeRange, Consumer, Event, EventType, Product
 from consumers.events import events_ingest
 from consumers.ingestion import make_source_digester
+from consumers.models import AgeRange, Consumer, Event, EventType, Product
 from consumers.profiles import profiles_ingest
 from privacy.pseudonyms import pseudonymise
 
