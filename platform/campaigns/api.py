@@ -10,8 +10,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from merchants.api_base import MerchantAPIView, OperatorAPIView, get_scoped_or_404
+from merchants.api_base import IdField, MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError
+from merchants.api_fields import ChoiceField
+from merchants.pagination import page_parameters
 from privacy.pseudonyms import is_pseudonym
 from segments.api import PublicCountSerializer
 
@@ -42,11 +44,9 @@ from .tracking import TrackingInput, tracking_events_record
 class CampaignInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     include_segment_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), min_length=1, max_length=50, help_text="Your segments to reach."
+        child=IdField(), min_length=1, max_length=50, help_text="Your segments to reach."
     )
-    exclude_segment_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), max_length=50, required=False, default=list
-    )
+    exclude_segment_ids = serializers.ListField(child=IdField(), max_length=50, required=False, default=list)
     title_template = serializers.CharField(
         max_length=200,
         help_text="Placeholders: {store_name}, {offer}, {coupon_code}, {discount}, {products}, "
@@ -63,8 +63,8 @@ class CampaignInputSerializer(serializers.Serializer):
         allow_null=True,
         default=None,
     )
-    channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.INBOX)
-    schedule_kind = serializers.ChoiceField(choices=ScheduleKind.choices, default=ScheduleKind.NOW)
+    channel = ChoiceField(choices=Channel.choices, default=Channel.INBOX)
+    schedule_kind = ChoiceField(choices=ScheduleKind.choices, default=ScheduleKind.NOW)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     recurrence = serializers.CharField(
         max_length=100, required=False, allow_blank=True, default="", help_text="Crontab, e.g. '0 9 * * 1' (UTC)."
@@ -181,10 +181,7 @@ class CampaignListCreateApi(_CampaignScoped):
         operation_id="campaigns_list",
         summary="Your campaigns, newest first",
         responses={200: CampaignListSerializer},
-        parameters=[
-            OpenApiParameter("limit", int, description="Page size (default 100)."),
-            OpenApiParameter("offset", int, description="Where the page starts."),
-        ],
+        parameters=page_parameters(),
     )
     def get(self, request):
         paginator = api_settings.DEFAULT_PAGINATION_CLASS()
@@ -456,8 +453,8 @@ class InboxApi(OperatorAPIView):
 
 
 class TrackingEventSerializer(serializers.Serializer):
-    delivery_id = serializers.IntegerField(min_value=1)
-    kind = serializers.ChoiceField(choices=TrackingKind.choices)
+    delivery_id = IdField()
+    kind = ChoiceField(choices=TrackingKind.choices)
     occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
     order_value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     idempotency_key = serializers.CharField(

@@ -1,7 +1,9 @@
 """URL wiring (layer 7): the admin, the REST API under /api/v1/, its schema and docs, the portal."""
 
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 api_v1 = [
@@ -29,3 +31,13 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("", include("portal.urls")),
 ]
+
+
+def not_found(request, exception=None):
+    """The API answers an unknown address in its own error shape (never repeating the address); the rest, a page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found

@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sized
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -36,6 +36,7 @@ from .ingestion import (
     make_source_digester,
     moment_value,
     money_value,
+    offset_storable,
     on_postgres,
     quantity_value,
     row_batches,
@@ -129,6 +130,7 @@ class EventIngest:
                 if event_type is None:
                     reason = "is required" if kind in (None, "") else "must be one of " + ", ".join(EVENT_TYPE_BY_NAME)
                     bad.append(RowError(row_no, "event_type", reason))
+                    event_type = 0
 
             occurred_at = get("occurred_at")
             try:
@@ -136,7 +138,12 @@ class EventIngest:
                 occurred_at = fromisoformat(occurred_at) if type(occurred_at) is str else None
             except ValueError:
                 occurred_at = None
-            if occurred_at is None or occurred_at.tzinfo is None or not earliest <= occurred_at <= latest:
+            if (
+                occurred_at is None
+                or (tz := occurred_at.tzinfo) is None
+                or (tz is not UTC and not offset_storable(occurred_at))
+                or not earliest <= occurred_at <= latest
+            ):
                 try:
                     occurred_at = moment_value(get("occurred_at"), latest)
                 except BadValue as exc:
@@ -196,14 +203,17 @@ class EventIngest:
                     title = text_value(title, 300)
                 except BadValue as exc:
                     bad.append(RowError(row_no, "title", str(exc)))
+                    title = ""
                 try:
                     category_path = _category_path(category_path)
                 except BadValue as exc:
                     bad.append(RowError(row_no, "category_path", str(exc)))
+                    category_path = ""
                 try:
                     brand = text_value(brand, 100)
                 except BadValue as exc:
                     bad.append(RowError(row_no, "brand", str(exc)))
+                    brand = ""
                 product = (title, category_path, brand)
 
             if bad:

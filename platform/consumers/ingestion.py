@@ -32,6 +32,8 @@ from itertools import islice
 from django.conf import settings
 from django.db import connection
 
+from privacy.pseudonyms import InvalidIdentifier
+
 from .models import AgeRange
 
 logger = logging.getLogger("dmp.ingest")
@@ -170,6 +172,8 @@ def consumer_pseudonym(value, pseudonymise: Callable[[str], str]) -> str:
         return pseudonymise(consumer)
     except UnicodeEncodeError:  # a lone surrogate cannot be encoded for the keyed hash
         raise BadValue("is not valid Unicode text") from None
+    except InvalidIdentifier as exc:  # a phone-shaped id that is no phone number; the message never quotes it
+        raise BadValue(str(exc)) from None
 
 
 def text_value(value, max_length: int, *, required: bool = False) -> str:
@@ -242,6 +246,16 @@ def quantity_value(value) -> int:
     return number
 
 
+# PostgreSQL stores offsets of at most 15:59 (and drops seconds); Python parses up to 23:59:59.999999. Offsets
+# are held to what both databases store, in whole minutes, so SQLite and PostgreSQL accept the same rows.
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
+
+
+def offset_storable(moment: datetime) -> bool:
+    offset = moment.utcoffset()
+    return offset is None or (abs(offset) <= MAX_UTC_OFFSET and offset % timedelta(minutes=1) == timedelta(0))
+
+
 def moment_value(value, latest: datetime) -> datetime:
     """ISO 8601 text (or a datetime); no offset means UTC. Not before 1970, not more than a day ahead."""
     if isinstance(value, datetime):
@@ -262,6 +276,8 @@ def moment_value(value, latest: datetime) -> datetime:
             moment.utcoffset()
         except (OverflowError, ValueError):
             raise BadValue("has an invalid time zone offset") from None
+        if not offset_storable(moment):
+            raise BadValue("has a time zone offset out of range (at most ±15:59, in whole minutes)")
     try:
         if moment < EARLIEST:
             raise BadValue("is before 1970")

@@ -7,14 +7,18 @@ is the same 404 as a missing one.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.db.models import Model, QuerySet
 from django.http import Http404
-from rest_framework import viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.views import APIView
 
 from .auth import ApiPrincipal
 from .models import Merchant
 from .permissions import IsMerchantKey, IsOperatorKey
+
+_M = TypeVar("_M", bound=Model)
 
 
 class ScopeMissing(RuntimeError):
@@ -28,7 +32,7 @@ def request_merchant(request) -> Merchant:
     return user.merchant
 
 
-def get_scoped_or_404(queryset: QuerySet, **lookup) -> Model:
+def get_scoped_or_404(queryset: QuerySet[_M], **lookup) -> _M:
     """Fetch one object from an already merchant-scoped queryset; missing and foreign are both 404."""
     try:
         return queryset.get(**lookup)
@@ -62,3 +66,16 @@ class MerchantAPIView(MerchantScopedMixin, APIView):
 
 class OperatorAPIView(APIView):
     permission_classes = [IsOperatorKey]
+
+
+# Database ids are signed 64-bit integers: a larger number is refused as input (SQLite overflows on it).
+MAX_ID = 2**63 - 1
+
+
+class IdField(serializers.IntegerField):
+    """An object id in a request body: a whole number from 1 to 2^63 - 1."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)

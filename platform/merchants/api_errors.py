@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import Conflict, DomainError, Invalid, NotFound, Unprocessable
+from .errors import Conflict, DomainError, Invalid, LimitExceeded, NotFound, Unprocessable
 
 logger = logging.getLogger("dmp.api")
 
@@ -27,7 +28,15 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
     Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    LimitExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
 }
+
+
+def domain_error_headers(exc: DomainError) -> dict[str, str] | None:
+    """Headers a refusal carries: `Retry-After` (seconds) when a spent quota says when it renews."""
+    if isinstance(exc, LimitExceeded) and exc.retry_after_seconds is not None:
+        return {"Retry-After": str(max(1, exc.retry_after_seconds))}
+    return None
 
 
 def domain_error_status(exc: DomainError) -> int:
@@ -59,13 +68,25 @@ def error_response(status_code: int, code: str, message: str, details=None, head
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return error_response(domain_error_status(exc), exc.code, exc.message, exc.details)
+        return error_response(
+            domain_error_status(exc), exc.code, exc.message, exc.details, headers=domain_error_headers(exc)
+        )
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.error_code, exc.message, exc.details)
     if isinstance(exc, Http404):
         return error_response(404, "not_found", "Not found.")
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            "too_large",
+            f"The request body is larger than {limit:,} bytes, the limit for this endpoint.",
+        )
+    if isinstance(exc, RecursionError):
+        # Nesting too deep to decode or to validate (a JSON body, or a JSON field inside one).
+        return error_response(status.HTTP_400_BAD_REQUEST, "parse_error", "The JSON body is nested too deeply.")
     response = drf_exception_handler(exc, context)
     if response is not None:
         code = getattr(exc, "default_code", "error")

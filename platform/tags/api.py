@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from merchants.api_base import MerchantAPIView
+from merchants.api_fields import ChoiceField
 
 from .models import Tag
 from .reach import public_count
@@ -46,7 +47,7 @@ class TagCatalogueOutput(serializers.Serializer):
 
 
 class TagListQuery(serializers.Serializer):
-    family = serializers.ChoiceField(choices=list(FAMILIES), required=False, help_text="Only this family.")
+    family = ChoiceField(choices=list(FAMILIES), required=False, help_text="Only this family.")
 
 
 class TagListApi(MerchantAPIView):

@@ -10,10 +10,11 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.consents import consents_ingest
 from consumers.events import events_ingest
 from consumers.ingestion import make_source_digester
 from consumers.models import Consumer, Event, EventType, Product
-from privacy.models import AuditEntry
+from privacy.models import AuditEntry, ConsentRecord
 from privacy.pseudonyms import pseudonymise
 
 
@@ -165,6 +166,45 @@ def test_an_event_in_the_future_is_rejected_but_a_naive_time_is_taken_as_utc(eve
 def test_offsets_are_respected(event_row):
     events_ingest(rows=[event_row(occurred_at="2024-05-01T20:00:00+08:00")], actor="test")
     assert Event.objects.get().occurred_at == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+UNSTORABLE_OFFSETS = [
+    "2024-05-01T12:30:00+16:00",  # beyond PostgreSQL's +15:59
+    "2024-05-01T12:30:00-23:59",
+    "2024-05-01T12:30:00+05:30:15",  # sub-minute
+    "2024-05-01T12:30:00+05:30:00.5",  # fractional seconds
+]
+
+
+@pytest.mark.parametrize("moment", UNSTORABLE_OFFSETS)
+def test_an_offset_the_database_cannot_store_is_rejected_with_its_row_on_every_backend(event_row, moment):
+    """Python parses these and SQLite kept them; PostgreSQL refused them and rolled back the whole batch (a 500)."""
+    report = events_ingest(rows=[event_row(), event_row(occurred_at=moment), event_row()], actor="test")
+    assert [(e.row, e.field) for e in report.rejected] == [(2, "occurred_at")]
+    assert "offset" in report.rejected[0].reason
+    assert Event.objects.count() == report.accepted == 2
+
+
+@pytest.mark.parametrize("moment", ["2024-05-01T12:30:00+15:59", "2024-05-01T12:30:00-15:59", "2024-05-01T12:30+05:45"])
+def test_offsets_up_to_fifteen_fifty_nine_in_whole_minutes_are_kept(event_row, moment):
+    report = events_ingest(rows=[event_row(occurred_at=moment)], actor="test")
+    assert report.ok and Event.objects.count() == 1
+
+
+@pytest.mark.parametrize("moment", UNSTORABLE_OFFSETS[:2])
+def test_a_consent_with_an_unstorable_offset_is_rejected_with_its_row(db, moment):
+    rows = [
+        {
+            "consumer_id": "someone@example.com",
+            "purpose": "direct_marketing",
+            "status": "granted",
+            "source": "test",
+            "occurred_at": moment,
+        }
+    ]
+    report = consents_ingest(rows=rows, actor="test")
+    assert [(e.row, e.field) for e in report.rejected] == [(1, "occurred_at")]
+    assert ConsentRecord.objects.count() == 0
 
 
 def test_prices_are_rounded_to_cents_and_integers_accepted(event_row):

@@ -249,6 +249,22 @@ def test_generic_csv_uses_the_ingestion_fields(merchant, tmp_path):
     assert Product.objects.get(sku="A").title == "Apple"
 
 
+def test_generic_csv_refuses_an_unstorable_offset_by_row_and_imports_the_rest(merchant, tmp_path):
+    path = write_csv(
+        tmp_path / "events.csv",
+        ["event_id", "consumer_id", "sku", "event_type", "occurred_at"],
+        [
+            ["e1", "x@example.com", "A", "view", "2024-01-01T10:00:00Z"],
+            ["e2", "x@example.com", "A", "view", "2024-01-01T10:00:00+18:00"],
+            ["e3", "x@example.com", "A", "view", "2024-01-01T10:00:00+05:30"],
+        ],
+    )
+    summary, _ = import_events("--format", "csv", str(path), "--merchant", merchant.slug, "--no-progress")
+    assert (summary["accepted"], summary["rejected"]) == (2, 1)
+    assert [reason.split(":")[0] for reason in summary["rejected_by_reason"]] == ["occurred_at"]
+    assert Event.objects.count() == 2
+
+
 def test_generic_csv_needs_a_merchant_column_or_option(db, tmp_path):
     path = write_csv(tmp_path / "e.csv", ["event_id", "consumer_id", "sku", "event_type", "occurred_at"], [])
     with pytest.raises(CommandError, match="merchant"):
