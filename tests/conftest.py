@@ -16,9 +16,15 @@ from rest_framework.test import APIClient
 
 from dbtools.backend import on_postgresql
 from merchants.models import ApiKeyKind, Merchant, Role
-from merchants.services import api_key_issue, membership_grant, merchant_create
-from privacy.models import LegalBasis, ProcessingActivity, Purpose
-from privacy.services import activity_approve
+from privacy.models import ProcessingActivity
+from tests.factories import (
+    LAWFUL_ACTIVITIES,
+    ApiKeyFactory,
+    MerchantFactory,
+    OfficerFactory,
+    ProcessingActivityFactory,
+    member_create,
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,12 +50,12 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def merchant(db) -> Merchant:
-    return merchant_create(slug="acme", name="Acme Outdoor")
+    return MerchantFactory(slug="acme", name="Acme Outdoor")
 
 
 @pytest.fixture
 def other_merchant(db) -> Merchant:
-    return merchant_create(slug="globex", name="Globex Beauty")
+    return MerchantFactory(slug="globex", name="Globex Beauty")
 
 
 def _client_for(raw_key: str) -> APIClient:
@@ -60,46 +66,27 @@ def _client_for(raw_key: str) -> APIClient:
 
 @pytest.fixture
 def merchant_client(merchant) -> APIClient:
-    return _client_for(api_key_issue(kind=ApiKeyKind.MERCHANT, name="test", merchant=merchant).raw_key)
+    return _client_for(ApiKeyFactory(merchant=merchant).raw_key)
 
 
 @pytest.fixture
 def other_merchant_client(other_merchant) -> APIClient:
-    return _client_for(api_key_issue(kind=ApiKeyKind.MERCHANT, name="test", merchant=other_merchant).raw_key)
+    return _client_for(ApiKeyFactory(merchant=other_merchant).raw_key)
 
 
 @pytest.fixture
 def operator_client(db) -> APIClient:
-    return _client_for(api_key_issue(kind=ApiKeyKind.OPERATOR, name="operator").raw_key)
+    return _client_for(ApiKeyFactory(kind=ApiKeyKind.OPERATOR, name="operator").raw_key)
 
 
 @pytest.fixture
-def officer(django_user_model):
-    from django.contrib.auth.models import Group
-
-    user = django_user_model.objects.create_user(username="officer", password="officer-pass-123", is_staff=True)
-    user.groups.add(Group.objects.get(name="Privacy officers"))
-    return user
+def officer(db):
+    return OfficerFactory(username="officer", password="officer-pass-123")
 
 
 @pytest.fixture
-def merchant_user(django_user_model, merchant):
-    user = django_user_model.objects.create_user(username="marketer", password="marketer-pass-123")
-    membership_grant(user=user, merchant=merchant, role=Role.MARKETER)
-    return user
-
-
-LAWFUL_ACTIVITIES = {
-    Purpose.TAGGING: dict(legal_basis=LegalBasis.BUSINESS_IMPROVEMENT, assessment="Cannot be done anonymously."),
-    Purpose.RECOMMENDATION: dict(legal_basis=LegalBasis.BUSINESS_IMPROVEMENT, assessment="Needs behaviour."),
-    Purpose.DIRECT_MARKETING: dict(legal_basis=LegalBasis.CONSENT),
-    Purpose.RISK_CONTROL: dict(
-        legal_basis=LegalBasis.LEGITIMATE_INTERESTS,
-        assessment="Balancing test: fraud losses outweigh the limited adverse effect.",
-        disclosure_url="https://marketplace.example/privacy/legitimate-interests",
-        counter_statement_channel="In-app form under Privacy > Counter statement",
-    ),
-}
+def merchant_user(merchant):
+    return member_create(merchant=merchant, role=Role.MARKETER, username="marketer", password="marketer-pass-123")
 
 
 @pytest.fixture
@@ -107,11 +94,7 @@ def approve_activity(db, officer):
     """approve_activity(purpose) -> an approved, lawful ProcessingActivity for that purpose."""
 
     def approve(purpose: str, **overrides) -> ProcessingActivity:
-        fields = {**LAWFUL_ACTIVITIES[purpose], **overrides}
-        activity = ProcessingActivity.objects.create(
-            name=f"{purpose} activity", purpose=purpose, description=f"Processing for {purpose}.", **fields
-        )
-        return activity_approve(activity=activity, officer=officer)
+        return ProcessingActivityFactory(purpose=purpose, officer=officer, **overrides)
 
     return approve
 

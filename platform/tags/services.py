@@ -70,6 +70,7 @@ def tags_compute(
     actor: str,
     as_of: datetime | None = None,
     progress: Progress | None = None,
+    rules: list[TagRule] | None = None,
 ) -> TaggingReport:
     """Run the tagging rules and replace each family's tags, rows and bitmaps, one family per transaction.
 
@@ -78,9 +79,12 @@ def tags_compute(
     family that does not exist. Idempotent: the same data and as_of give the
     same tags. Returns what was written; every run is recorded as a
     TaggingRun and audited once with counts per family.
+
+    rules, when given, are run instead of the catalogue's rules for `families`
+    (a one-off backfill, or test data made the way a real run makes it).
     """
     basis = processing_basis_require(purpose=Purpose.TAGGING)
-    rules = rules_for(families)
+    rules = rules_for(families) if rules is None else list(rules)
     say = progress or (lambda message: None)
     started = time.perf_counter()
     as_of = as_of or timezone.now()

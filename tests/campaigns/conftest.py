@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -14,38 +13,18 @@ from campaigns.activation import StepOutcome, campaign_activation_step, campaign
 from campaigns.audience import SegmentMembers, audience_resolve, campaign_audience_freeze
 from campaigns.basis import direct_marketing_basis
 from campaigns.models import Campaign, CampaignStatus, Delivery, Group
-from consumers.models import Consumer, Product
 from privacy.models import ConsentKind, ConsentStatus, Purpose
-from privacy.services import ConsentChange, consents_record
+from tests.factories import ProductFactory, SegmentFactory, TaggingRunFactory, consents_record_for, consumers_ingest
 
 
 def make_consumers(n: int, *, start: int = 0) -> list[int]:
-    """n consumers with distinct pseudonyms; returns their ids in order."""
-    consumers = [
-        Consumer(pseudonym=hashlib.sha256(f"test-consumer-{start + i}".encode()).hexdigest()) for i in range(n)
-    ]
-    Consumer.objects.bulk_create(consumers, batch_size=5000)
-    pseudonyms = [c.pseudonym for c in consumers]
-    by_pseudonym = dict(Consumer.objects.filter(pseudonym__in=pseudonyms).values_list("pseudonym", "pk"))
-    return [by_pseudonym[p] for p in pseudonyms]
+    """n consumers ingested under raw ids numbered from `start`; returns their ids, in id order."""
+    consumers = consumers_ingest([f"campaign-shopper-{start + i}@example.org" for i in range(n)])
+    return sorted(consumer.pk for consumer in consumers)
 
 
 def record_consent(consumer_ids, *, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS, when=None) -> None:
-    when = when or timezone.now()
-    consents_record(
-        changes=[
-            ConsentChange(
-                consumer_id=cid,
-                purpose=Purpose.DIRECT_MARKETING,
-                status=status,
-                kind=kind,
-                source="test",
-                occurred_at=when,
-            )
-            for cid in consumer_ids
-        ],
-        actor="test",
-    )
+    consents_record_for(consumer_ids, purpose=Purpose.DIRECT_MARKETING, status=status, kind=kind, when=when)
 
 
 def withdraw_consent(consumer_ids) -> None:
@@ -124,10 +103,10 @@ def consented_consumers(db):
 def catalogue(merchant, other_merchant):
     """Five products of the merchant and one of another merchant."""
     own = [
-        Product.objects.create(merchant=merchant, sku=f"SKU-{i}", title=f"Tent {i}", price=Decimal(f"{10 + i}.50"))
+        ProductFactory(merchant=merchant, sku=f"SKU-{i}", title=f"Tent {i}", price=Decimal(f"{10 + i}.50"))
         for i in range(1, 6)
     ]
-    foreign = Product.objects.create(merchant=other_merchant, sku="X-1", title="Lipstick", price=Decimal("9.99"))
+    foreign = ProductFactory(merchant=other_merchant, sku="X-1", title="Lipstick", price=Decimal("9.99"))
     return own, foreign
 
 
@@ -149,37 +128,23 @@ class SegmentWorld:
     """Consumers tagged country:SG (by default 200) and country:MY (100); the first `consented` of them have
     express opt-in consent (by default 250: all of SG, half of MY).
 
-    Tags are rows and bitmaps, as tagging leaves them; segments are made through segments.services.
+    Tags come from a tagging run (rows and bitmaps as tagging leaves them); segments are made through
+    segments.services.
     """
 
     def __init__(self, merchant, *, sg: int = 200, my: int = 100, consented: int = 250):
-        from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmap_store, tag_key
-        from tags.models import ConsumerTag, Tag
-
         self.merchant = merchant
         self.ids = make_consumers(sg + my, start=50_000)
         record_consent(self.ids[:consented])
-        now = timezone.now()
-        for value, members in (("SG", self.ids[:sg]), ("MY", self.ids[sg:])):
-            tag, _ = Tag.objects.get_or_create(
-                family="country",
-                value=value,
-                defaults=dict(label=value, definition=f"Lives in {value}.", rule_version="t1"),
-            )
-            ConsumerTag.objects.bulk_create(
-                [ConsumerTag(consumer_id=c, tag=tag, assigned_at=now) for c in members], batch_size=5000
-            )
-            bitmap_store(key=tag_key(tag.pk), bitmap=BitMap(members))
-        bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(self.ids))
-        bitmap_store(key=DIRECT_MARKETING_CONSENT_KEY, bitmap=BitMap(self.ids[:consented]))
+        TaggingRunFactory(
+            tags={("country", "SG"): self.ids[:sg], ("country", "MY"): self.ids[sg:]},
+            keep=True,
+            label=lambda family, value: value,
+            definition=lambda family, value: f"Lives in {value}.",
+        )
 
     def segment(self, name: str, expression: str, *, merchant=None, refresh: bool = True):
-        from segments.services import segment_create, segment_refresh
-
-        segment = segment_create(merchant=merchant or self.merchant, name=name, actor="test", expression=expression)
-        if refresh:
-            segment_refresh(segment_id=segment.pk, actor="test")
-        return segment
+        return SegmentFactory(merchant=merchant or self.merchant, name=name, expression=expression, refresh=refresh)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 
 from merchants.models import Role
-from merchants.services import membership_grant
+from tests.factories import member_create
 
 
 @pytest.fixture
@@ -14,10 +14,8 @@ def portal_client(merchant_user) -> Client:
 
 
 @pytest.fixture
-def analyst(django_user_model, merchant):
-    user = django_user_model.objects.create_user(username="analyst", password="analyst-pass-123")
-    membership_grant(user=user, merchant=merchant, role=Role.ANALYST)
-    return user
+def analyst(merchant):
+    return member_create(merchant=merchant, role=Role.ANALYST, username="analyst", password="analyst-pass-123")
 
 
 @pytest.fixture
@@ -27,7 +25,7 @@ def analyst_client(analyst) -> Client:
     return client
 
 
-# --- a small tagged population, built directly (what a tagging run leaves behind: rows, counts, bitmaps) ---
+# --- a small tagged population, made as ingestion, the consent ledger and a tagging run leave it ---
 
 
 class Population:
@@ -38,62 +36,20 @@ class Population:
         self.tags = {}
 
     def build(self, n: int, tags: dict, consented) -> "Population":
-        from django.utils import timezone
-        from pyroaring import BitMap
+        from tags.models import Tag
+        from tests.factories import TaggingRunFactory, consents_record_for, consumers_create
 
-        from consumers.models import Consumer
-        from privacy.models import ConsentKind, ConsentStatus, Purpose
-        from privacy.services import ConsentChange, consents_record
-        from tags.bitmaps import (
-            DIRECT_MARKETING_CONSENT_KEY,
-            LIVE_CONSUMERS_KEY,
-            bitmap_cache_clear,
-            bitmap_store,
-            tag_key,
+        self.consumers += consumers_create(n, prefix="portal")
+        consents_record_for([self.consumers[i].pk for i in consented])
+        TaggingRunFactory(
+            tags={key: [self.consumers[i].pk for i in indexes] for key, indexes in tags.items()},
+            keep=True,
+            label=lambda family, value: value.replace("_", " ").title(),
+            definition=lambda family, value: f"{family} is {value}.",
+            rule_version="1",
         )
-        from tags.models import ConsumerTag, Tag
-
-        start = len(self.consumers)
-        self.consumers += Consumer.objects.bulk_create(
-            Consumer(pseudonym=f"portal-test-{start + i:06d}") for i in range(n)
-        )
-        now = timezone.now()
-        for (family, value), indexes in tags.items():
-            tag, _ = Tag.objects.get_or_create(
-                family=family,
-                value=value,
-                defaults={
-                    "label": value.replace("_", " ").title(),
-                    "definition": f"{family} is {value}.",
-                    "rule_version": "1",
-                },
-            )
-            self.tags[(family, value)] = tag
-            ConsumerTag.objects.bulk_create(
-                [ConsumerTag(consumer=self.consumers[i], tag=tag, assigned_at=now) for i in indexes],
-                ignore_conflicts=True,
-            )
-        for tag in Tag.objects.all():
-            members = BitMap(ConsumerTag.objects.filter(tag=tag).values_list("consumer_id", flat=True))
-            bitmap_store(key=tag_key(tag.pk), bitmap=members)
-            Tag.objects.filter(pk=tag.pk).update(consumer_count=len(members))
-        bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(c.pk for c in self.consumers))
-        consents_record(
-            changes=[
-                ConsentChange(
-                    consumer_id=self.consumers[i].pk,
-                    purpose=Purpose.DIRECT_MARKETING,
-                    status=ConsentStatus.GRANTED,
-                    kind=ConsentKind.EXPRESS,
-                    source="test",
-                    occurred_at=now,
-                )
-                for i in consented
-            ],
-            actor="test",
-        )
-        bitmap_store(key=DIRECT_MARKETING_CONSENT_KEY, bitmap=BitMap(self.consumers[i].pk for i in consented))
-        bitmap_cache_clear()
+        for family, value in tags:
+            self.tags[(family, value)] = Tag.objects.get(family=family, value=value)
         return self
 
 

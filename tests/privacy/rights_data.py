@@ -6,7 +6,6 @@ import json
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import count
 
 from django.db import connection
 from django.utils import timezone
@@ -14,23 +13,22 @@ from pyroaring import FrozenBitMap
 
 from consumers.models import Consumer, Event, EventType, Product
 from merchants.models import Merchant
-from privacy.pseudonyms import merchant_pseudonym, pseudonymise
+from privacy.pseudonyms import merchant_pseudonym
+from tests.factories import ConsumerFactory, EventFactory, ProductFactory
 
-_source = count(1)
+# Events name a product (ingestion requires a sku); events a test sends without one are about this item.
+DEFAULT_SKU = "test-item"
 
 
 def make_consumer(raw_id: str, **profile) -> Consumer:
+    """A consumer ingested under raw_id, by default aged 25-34, in SG, female."""
     fields = {"age_range": "25-34", "country": "SG", "gender": "f", **profile}
-    return Consumer.objects.create(pseudonym=pseudonymise(raw_id), **fields)
+    return ConsumerFactory(raw_id=raw_id, **fields)
 
 
 def make_product(merchant: Merchant, sku: str, **fields) -> Product:
-    product, _ = Product.objects.get_or_create(
-        merchant=merchant,
-        sku=sku,
-        defaults={"title": f"Product {sku}", "category": "outdoor", "category_path": "outdoor/tents", **fields},
-    )
-    return product
+    fields = {"title": f"Product {sku}", "category_path": "outdoor/tents", **fields}
+    return ProductFactory(merchant=merchant, sku=sku, **fields)
 
 
 def make_event(
@@ -46,18 +44,17 @@ def make_event(
     order_ref: str = "",
     price: str | Decimal | None = "10.00",
 ) -> Event:
-    consumer_id = consumer if isinstance(consumer, int) else consumer.pk
-    return Event.objects.create(
-        source_key=f"t{next(_source):030d}",
-        consumer_id=consumer_id,
+    """One event sent through ingestion (device and order are source ids; the service stores their digests)."""
+    return EventFactory(
+        consumer=consumer,
         merchant=merchant,
-        product=product,
+        sku=product.sku if product is not None else DEFAULT_SKU,
         event_type=event_type,
         occurred_at=at or timezone.now() - timedelta(days=days_ago),
-        price=Decimal(price) if price is not None else None,
-        discount=Decimal(discount),
-        order_ref=order_ref,
-        device=device,
+        price=price,
+        discount=discount,
+        order_id=order_ref,
+        device_id=device,
     )
 
 

@@ -1,5 +1,6 @@
 import pytest
 
+from consumers.ingestion import make_source_digester
 from privacy.models import AuditEntry, Purpose, RequestStatus
 from privacy.subject_data import handlers
 from privacy.subject_rights import (
@@ -49,7 +50,7 @@ def test_access_document_holds_everything_about_the_consumer_and_nothing_else(ca
     )
     assert purchase["product_sku"] == "sku-0"
     assert purchase["discount"] == "2.50"
-    assert purchase["device"] == "dev-1"
+    assert purchase["device"] == make_source_digester()("device:dev-1")  # as ingestion stores it
 
     history = section["consent_history"]
     assert [(c["purpose"], c["status"]) for c in history if c["purpose"] == "direct_marketing"] == [

@@ -165,12 +165,18 @@ def test_a_failing_handler_rolls_the_whole_erasure_back(two_consumers, officer):
 def test_erasure_removes_the_consumer_from_every_stored_bitmap(two_consumers, officer):
     from pyroaring import BitMap
 
-    from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store, bitmaps_load
-    from tags.models import StoredBitmap
+    from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmaps_load, tag_key
+    from tags.models import StoredBitmap, Tag
+    from tests.factories import tags_assign
 
     alice, bob = two_consumers
-    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap([alice.pk, bob.pk]))
-    bitmap_store(key="tag:999", bitmap=BitMap([alice.pk]))
+    tags_assign({("interest", "outdoor"): [alice.pk]})  # stores the tag's bitmap and the live consumers'
+    tag = Tag.objects.get(family="interest", value="outdoor")
+    bitmap_cache_clear()
+    assert bitmaps_load([LIVE_CONSUMERS_KEY, tag_key(tag.pk)]) == {
+        LIVE_CONSUMERS_KEY: BitMap([alice.pk, bob.pk]),
+        tag_key(tag.pk): BitMap([alice.pk]),
+    }
     erase(RAW, officer)
     bitmap_cache_clear()
     for key, bitmap in bitmaps_load(StoredBitmap.objects.values_list("key", flat=True)).items():

@@ -1,4 +1,5 @@
-"""Fixtures for the recommender tests: synthetic data with planted structure, in memory and in the database."""
+"""Fixtures for the recommender tests: synthetic data with planted structure, in memory and in the database
+(products from the catalogue factory, consumers and events through ingestion)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from consumers.models import Consumer, Event, EventType, Product
+from consumers.models import Consumer, EventType, Product
 from merchants.models import Merchant
 from recommend import artefacts, ranking
+from tests.factories import ProductFactory, consumers_create, event_row, events_ingest_rows
 
 
 def planted_matrix(
@@ -76,26 +78,20 @@ def build_marketplace(
     rng = np.random.default_rng(seed)
     products: dict[int, list[Product]] = {}
     for m in (merchant, other_merchant):
-        rows = []
         for c, category in enumerate(GROUP_CATEGORIES):
             for i in range(10):
-                rows.append(
-                    Product(
-                        merchant=m,
-                        sku=f"{m.slug}-{seed}-{category}-{i}",
-                        title=f"{category} item {i}",
-                        category=category,
-                        category_path=f"{category}/sub{i % 3}",
-                        brand=f"brand{c}",
-                        price="10.00",
-                    )
+                ProductFactory(
+                    merchant=m,
+                    sku=f"{m.slug}-{seed}-{category}-{i}",
+                    title=f"{category} item {i}",
+                    category_path=f"{category}/sub{i % 3}",
+                    brand=f"brand{c}",
+                    price="10.00",
                 )
-        Product.objects.bulk_create(rows)
         products[m.pk] = list(Product.objects.filter(merchant=m).order_by("id"))
-    people = Consumer.objects.bulk_create([Consumer(pseudonym=f"{seed:02d}{i:062x}") for i in range(consumers)])
-    people = list(Consumer.objects.order_by("id"))[-consumers:]
+    people = consumers_create(consumers, prefix=f"marketplace-{seed}")
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    events = []
+    rows = []
     purchases: dict[tuple[int, int], set[int]] = {}
     group_of = {}
     serial = 0
@@ -113,19 +109,19 @@ def build_marketplace(
                 )
                 kind = rng.choice([EventType.VIEW, EventType.VIEW, EventType.CLICK, EventType.CART, EventType.PURCHASE])
                 serial += 1
-                events.append(
-                    Event(
-                        source_key=f"t{seed}-{serial}",
+                rows.append(
+                    event_row(
+                        event_id=f"t{seed}-{serial}",
                         consumer=person,
                         merchant=m,
-                        product=product,
+                        sku=product.sku,
                         event_type=int(kind),
                         occurred_at=start + timedelta(hours=serial),
                     )
                 )
                 if kind == EventType.PURCHASE:
                     purchases.setdefault((person.pk, m.pk), set()).add(product.pk)
-    Event.objects.bulk_create(events, batch_size=2000)
+    events_ingest_rows(rows)
     return Marketplace(
         merchant=merchant,
         other_merchant=other_merchant,

@@ -1,8 +1,7 @@
-"""Test worlds for segments: consumers, tags (rows and bitmaps), events and consent, built directly."""
+"""Test worlds for segments: consumers (ingested), tags (given to a real tagging run), events and consent."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -10,16 +9,20 @@ import pytest
 from django.utils import timezone
 from pyroaring import BitMap
 
-from consumers.models import Consumer, Event, EventType, Product
-from privacy.models import ConsentKind, ConsentStatus, Purpose
-from privacy.services import ConsentChange, consents_record
+from consumers.models import Consumer, EventType, Product
+from privacy.models import ConsentStatus, Purpose
 from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
 from segments.targeting import targeting_cache_invalidate
-from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store, tag_key
-from tags.consent_bitmap import consent_bitmap_rebuild
-from tags.models import ConsumerTag, Tag
-
-_counter = itertools.count()
+from tags.bitmaps import bitmap_cache_clear
+from tags.models import Tag
+from tests.factories import (
+    ProductFactory,
+    TaggingRunFactory,
+    consents_record_for,
+    consumers_create,
+    event_row,
+    events_ingest_rows,
+)
 
 CATALOGUE = {
     "country": ["SG", "MY", "TH", "ID"],
@@ -31,30 +34,10 @@ CATALOGUE = {
 
 
 def catalogue_create(catalogue: dict[str, list[str]] | None = None) -> dict[tuple[str, str], Tag]:
-    tags = {}
-    for family, values in (catalogue or CATALOGUE).items():
-        for value in values:
-            tag, _ = Tag.objects.get_or_create(
-                family=family,
-                value=value,
-                defaults=dict(
-                    label=f"{family} {value}", definition=f"Consumers tagged {family}={value}.", rule_version="t1"
-                ),
-            )
-            tags[(family, value)] = tag
-    return tags
-
-
-def bitmaps_rebuild() -> None:
-    """Rebuild the tag, live-consumer and consent bitmaps from rows (what tagging does after it writes)."""
-    by_tag: dict[int, BitMap] = {tag_id: BitMap() for tag_id in Tag.objects.values_list("id", flat=True)}
-    for tag_id, consumer_id in ConsumerTag.objects.values_list("tag_id", "consumer_id"):
-        by_tag[tag_id].add(consumer_id)
-    for tag_id, bitmap in by_tag.items():
-        bitmap_store(key=tag_key(tag_id), bitmap=bitmap)
-        Tag.objects.filter(pk=tag_id).update(consumer_count=len(bitmap))
-    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(Consumer.objects.values_list("id", flat=True)))
-    consent_bitmap_rebuild()
+    """The families' catalogue, as a tagging run in which nobody holds a tag leaves it."""
+    catalogue = catalogue or CATALOGUE
+    TaggingRunFactory(catalogue=catalogue, keep=True)
+    return {(tag.family, tag.value): tag for tag in Tag.objects.filter(family__in=list(catalogue))}
 
 
 def caches_clear() -> None:
@@ -62,51 +45,39 @@ def caches_clear() -> None:
     behaviour_cache_invalidate()
     snapshot_cache_clear()
     targeting_cache_invalidate()
+    targeting_cache_invalidate()
 
 
 @dataclass
 class World:
-    """Consumers (by index), their tags, and helpers to add more."""
+    """Consumers (by index), their tags, and helpers to add more.
+
+    tag() notes assignments; rebuild() gives them (with every tag already held) to a tagging run.
+    """
 
     tags: dict[tuple[str, str], Tag]
     consumers: list[Consumer] = field(default_factory=list)
+    pending: dict[tuple[str, str], set[int]] = field(default_factory=dict)
 
     def ids(self, indexes) -> BitMap:
         return BitMap(self.consumers[i].pk for i in indexes)
 
     def add_consumers(self, n: int) -> list[Consumer]:
-        run = next(_counter)
-        created = Consumer.objects.bulk_create(Consumer(pseudonym=f"t{run}-{i}") for i in range(n))
+        created = consumers_create(n, prefix="segments-world")
         self.consumers.extend(created)
         return created
 
     def tag(self, indexes, family: str, value: str) -> None:
-        tag = self.tags[(family, value)]
-        now = timezone.now()
-        ConsumerTag.objects.bulk_create(
-            [ConsumerTag(consumer=self.consumers[i], tag=tag, assigned_at=now) for i in indexes],
-            ignore_conflicts=True,
-        )
+        self.pending.setdefault((family, value), set()).update(self.consumers[i].pk for i in indexes)
 
     def rebuild(self) -> None:
-        bitmaps_rebuild()
+        pending, self.pending = self.pending, {}
+        TaggingRunFactory(tags=pending, catalogue=CATALOGUE, keep=True)
         caches_clear()
 
     def consent(self, indexes, *, status=ConsentStatus.GRANTED, when=None) -> None:
-        when = when or timezone.now()
-        consents_record(
-            changes=[
-                ConsentChange(
-                    consumer_id=self.consumers[i].pk,
-                    purpose=Purpose.DIRECT_MARKETING,
-                    status=status,
-                    kind=ConsentKind.EXPRESS,
-                    source="test",
-                    occurred_at=when,
-                )
-                for i in indexes
-            ],
-            actor="test",
+        consents_record_for(
+            [self.consumers[i].pk for i in indexes], purpose=Purpose.DIRECT_MARKETING, status=status, when=when
         )
 
 
@@ -133,31 +104,32 @@ def big_world(world, merchant) -> World:
 
 @pytest.fixture
 def products(merchant, other_merchant) -> dict[str, Product]:
+    def product(merchant, sku, category_path, brand):
+        return ProductFactory(
+            merchant=merchant, sku=sku, title="", category_path=category_path, brand=brand, price=None
+        )
+
     return {
-        "lipstick": Product.objects.create(
-            merchant=merchant, sku="L1", category="beauty", category_path="beauty/makeup", brand="Glow"
-        ),
-        "serum": Product.objects.create(
-            merchant=other_merchant, sku="S1", category="beauty", category_path="beauty/skincare", brand="Dew"
-        ),
-        "tent": Product.objects.create(
-            merchant=merchant, sku="T1", category="outdoor", category_path="outdoor/camping", brand="Peak"
-        ),
+        "lipstick": product(merchant, "L1", "beauty/makeup", "Glow"),
+        "serum": product(other_merchant, "S1", "beauty/skincare", "Dew"),
+        "tent": product(merchant, "T1", "outdoor/camping", "Peak"),
     }
 
 
 def event_add(consumer: Consumer, product: Product, event_type: int, *, days_ago: float = 1, n: int = 1) -> None:
-    now = timezone.now()
-    Event.objects.bulk_create(
-        Event(
-            source_key=f"e{next(_counter)}",
-            consumer=consumer,
-            merchant=product.merchant,
-            product=product,
-            event_type=event_type,
-            occurred_at=now - timedelta(days=days_ago),
-        )
-        for _ in range(n)
+    """n events of the consumer with the product, sent through ingestion."""
+    occurred_at = timezone.now() - timedelta(days=days_ago)
+    events_ingest_rows(
+        [
+            event_row(
+                consumer=consumer,
+                merchant=product.merchant,
+                sku=product.sku,
+                event_type=event_type,
+                occurred_at=occurred_at,
+            )
+            for _ in range(n)
+        ]
     )
 
 
@@ -166,7 +138,7 @@ def tagging_approved(approve_activity):
     return approve_activity(Purpose.TAGGING)
 
 
-__all__ = ["CATALOGUE", "EventType", "World", "bitmaps_rebuild", "caches_clear", "catalogue_create", "event_add"]
+__all__ = ["CATALOGUE", "EventType", "World", "caches_clear", "catalogue_create", "event_add"]
 
 
 def released(merchant, expression: str, what: str = "size", precision: str = "standard") -> dict:

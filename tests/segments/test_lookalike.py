@@ -108,7 +108,7 @@ def test_lookalikes_use_the_active_recommendation_models_consumer_factors(
     from recommend import artefacts
     from recommend.models import RecommenderModel
     from recommend.services import recommender_train, training_config
-    from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_store
+    from tests.factories import bitmaps_refresh
     from tests.recommend.conftest import build_marketplace
 
     from .conftest import caches_clear
@@ -117,7 +117,7 @@ def test_lookalikes_use_the_active_recommendation_models_consumer_factors(
     artefacts.cache_clear()
     caches_clear()
     market = build_marketplace(merchant, other_merchant, consumers=640)
-    bitmap_store(key=LIVE_CONSUMERS_KEY, bitmap=BitMap(c.pk for c in market.consumers))
+    bitmaps_refresh()  # the live-consumer bitmap, as a tagging run stores it
     run = recommender_train(
         config=training_config(algorithm="als", params=dict(factors=16, iterations=15)), actor="test", force=True
     )

@@ -287,3 +287,22 @@ def test_a_run_left_running_by_a_dead_process_is_marked_abandoned(world, approve
     dead.refresh_from_db()
     assert dead.status == RunStatus.FAILED and "Abandoned" in dead.error
     assert TaggingRun.objects.exclude(pk=dead.pk).get().status == RunStatus.SUCCEEDED
+
+
+def test_given_rules_go_through_the_same_pipeline_as_the_catalogue(world, approve_activity):
+    """tags_compute(rules=...) (what test data and one-off backfills use) writes like a real run: rows, counts,
+    bitmaps, the live and consent bitmaps, a recorded run and one audit entry."""
+    from tests.factories import GivenRule
+
+    approve_activity("tagging")
+    consumers = world.consumers(3)
+    rule = GivenRule("interest", {"sports": [consumers[0].pk, consumers[2].pk]}, values=["books"])
+    report = tags_compute(rules=[rule], actor="test")
+    sports = Tag.objects.get(family="interest", value="sports")
+    assert family_rows("interest") == {(consumers[0].pk, "sports"), (consumers[2].pk, "sports")}
+    assert sports.consumer_count == 2 and Tag.objects.get(family="interest", value="books").consumer_count == 0
+    assert set(bitmap_load(tag_key(sports.pk))) == {consumers[0].pk, consumers[2].pk}
+    assert set(bitmap_load(LIVE_CONSUMERS_KEY)) >= {c.pk for c in consumers}
+    run = TaggingRun.objects.get(pk=report.run_id)
+    assert run.status == RunStatus.SUCCEEDED and run.families == ["interest"]
+    assert AuditEntry.objects.filter(action="tags.computed", object_id=str(run.pk)).count() == 1

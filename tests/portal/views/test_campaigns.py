@@ -5,17 +5,15 @@ import pytest
 
 from campaigns.models import Campaign, Delivery
 from campaigns.selectors import public_count
-from campaigns.services import campaign_create
 from segments.services import segment_create, segment_refresh
+from tests.factories import CampaignFactory, SegmentFactory
 
 
 @pytest.fixture
 def audience(population, merchant, approve_activity):
     """A refreshed segment of 400 SG consumers (300 of them opted in) and the direct-marketing basis."""
     approve_activity("direct_marketing")
-    segment = segment_create(merchant=merchant, name="Singapore", expression="country:SG", actor="test")
-    segment_refresh(segment_id=segment.pk, actor="test")
-    return segment
+    return SegmentFactory(merchant=merchant, name="Singapore", expression="country:SG", refresh=True)
 
 
 def wizard_data(segment, **overrides):
@@ -40,7 +38,7 @@ def wizard_data(segment, **overrides):
 def draft(merchant, segment, **overrides):
     values = {
         "name": "Weekend sale",
-        "include_segment_ids": [segment.pk],
+        "include_segments": [segment],
         "title_template": "{discount} off",
         "body_template": "Code {coupon_code}",
         "coupon_code": "WEEKEND",
@@ -49,7 +47,7 @@ def draft(merchant, segment, **overrides):
         "control_share": Decimal("0.2"),
     }
     values.update(overrides)
-    return campaign_create(merchant=merchant, actor="test", **values)
+    return CampaignFactory(merchant=merchant, actor="test", **values)
 
 
 def test_wizard_saves_a_draft_with_every_setting(portal_client, audience, merchant):
