@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 # `make demo-check` runs the same steps on a smaller marketplace than the README's demo, to keep CI short.
 DEMO_CHECK_ARGS ?= --consumers 1500 --products 300 --events 40000 --replay 2
 
-.PHONY: install test lint demo demo-check bench serve worker beat migrate clean e2e
+.PHONY: install test lint typecheck demo demo-check bench serve worker beat migrate clean e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ install: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -54,4 +57,4 @@ beat: install
 	PYTHONPATH=platform:. $(VENV)/bin/celery -A config beat --loglevel=INFO
 
 clean:
-	rm -rf $(VENV) var staticfiles artifacts .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var staticfiles artifacts .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -34,11 +34,16 @@ import scipy.linalg
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
+from .memory import MemoryBudgetExceeded, csr_bytes, memory_budget_bytes
+
 logger = logging.getLogger("dmp.recommend")
 
 # Scores at or below this mean "not rankable" (excluded, or outside the allowed items).
 _MASKED = np.float32(-np.finfo(np.float32).max)
 _MAX_CHUNK_SCORES = 20_000_000
+# A dense score chunk costs about 16 bytes per score at its peak (the float32 scores, the masked copy and the
+# top-n selection's candidates), so a chunk never takes more than this share of the memory budget.
+_CHUNK_BYTES_PER_SCORE = 16
 
 
 def default_threads() -> int:
@@ -74,7 +79,7 @@ class Recommender(ABC):
     # implicit parallelises with its own OpenMP loops and wants single-threaded BLAS underneath.
     single_threaded_blas_in_fit: ClassVar[bool] = False
 
-    def __init__(self, *, threads: int | None = None, **params: Any):
+    def __init__(self, *, threads: int | None = None, memory_budget: int | None = None, **params: Any):
         unknown = set(params) - set(self.defaults)
         if unknown:
             raise ValueError(
@@ -83,12 +88,51 @@ class Recommender(ABC):
             )
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.threads = threads if threads is not None else default_threads()
+        # Bytes; None means the configured budget (recommend.memory.memory_budget_bytes), read when needed.
+        self.memory_budget = memory_budget
         self.n_users = 0
         self.n_items = 0
+        self.fit_info: dict[str, Any] = {}
+
+    # -- memory ----------------------------------------------------------------------------------------------
+
+    def budget_bytes(self) -> int:
+        return int(self.memory_budget) if self.memory_budget is not None else memory_budget_bytes()
+
+    def memory_estimate(self, *, users: int, items: int, nnz: int) -> int:
+        """Peak bytes fit() allocates for a users x items matrix with nnz entries (the caller's matrix aside),
+        with a margin for what the arithmetic leaves out (small temporaries, the allocator's slack)."""
+        return _with_margin(csr_bytes(users, nnz) + self._fit_bytes(users, items, nnz))
+
+    def _fit_bytes(self, users: int, items: int, nnz: int) -> int:
+        """Bytes the algorithm itself allocates on top of fit()'s float32 copy of the matrix."""
+        return 0
+
+    def memory_plan(self, *, users: int, items: int, nnz: int) -> dict[str, Any]:
+        """Check the estimate against the budget before anything is allocated; raise MemoryBudgetExceeded when
+        it does not fit. Returns what was planned (stored with the training run)."""
+        budget = self.budget_bytes()
+        needed = self.memory_estimate(users=users, items=items, nnz=nnz)
+        if needed > budget:
+            raise MemoryBudgetExceeded(
+                algorithm=self.name,
+                needed_bytes=needed,
+                budget_bytes=budget,
+                what=_shape_text(users, items, nnz),
+                advice=self._budget_advice(),
+            )
+        return {"memory_budget_bytes": budget, "memory_estimate_bytes": needed}
+
+    def _budget_advice(self) -> str:
+        return "raise the budget, or train on fewer consumers and products"
 
     # -- fitting ---------------------------------------------------------------------------------------------
 
     def fit(self, interactions: sp.spmatrix) -> Recommender:
+        # Before any copy: nnz before summing duplicates is an upper bound of the matrix's entries.
+        users, items = interactions.shape
+        nnz = int(interactions.nnz) if sp.issparse(interactions) else int(np.count_nonzero(interactions))
+        self.fit_info = self.memory_plan(users=users, items=items, nnz=nnz)
         matrix = sp.csr_matrix(interactions, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.eliminate_zeros()
@@ -140,9 +184,11 @@ class Recommender(ABC):
         top_scores = np.full((n_users, n), _MASKED, dtype=np.float32)
         if n_users == 0 or (items is not None and items.size == 0):
             return ids, top_scores
-        # Bound a chunk's dense score matrix to about 80 MB whatever the catalogue's width.
+        # Bound a chunk's dense score matrix to about 80 MB whatever the catalogue's width, and its peak to a
+        # quarter of the memory budget.
         width = self.n_items if items is None else items.size
-        chunk_size = max(64, min(chunk_size, _MAX_CHUNK_SCORES // max(width, 1)))
+        max_scores = min(_MAX_CHUNK_SCORES, self.budget_bytes() // (4 * _CHUNK_BYTES_PER_SCORE))
+        chunk_size = max(64, min(chunk_size, max_scores // max(width, 1)))
         with pinned_threads(self.threads):
             for start in range(0, n_users, chunk_size):
                 stop = min(n_users, start + chunk_size)
@@ -232,6 +278,18 @@ class Recommender(ABC):
         return np.where(user_rows < self.n_users, user_rows, -1)
 
 
+# Estimates are multiplied by this: measured peaks (tracemalloc) came to 0.3-1.0 of the arithmetic, never above.
+_ESTIMATE_MARGIN = 1.05
+
+
+def _with_margin(size: int) -> int:
+    return int(size * _ESTIMATE_MARGIN)
+
+
+def _shape_text(users: int, items: int, nnz: int) -> str:
+    return f"on {users:,} consumers x {items:,} products ({nnz:,} interactions)"
+
+
 def _sorted_unique(values) -> np.ndarray:
     """As np.unique, without its sort when the values already are sorted and distinct (the hot path)."""
     values = np.asarray(values, dtype=np.int64)
@@ -308,6 +366,9 @@ class Popularity(Recommender):
 
     name = "popular"
     defaults = {}
+
+    def _fit_bytes(self, users, items, nnz):
+        return csr_bytes(users, nnz) + items * 16  # the binary copy; the column sums
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         self.popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel().astype(np.float32)
@@ -404,6 +465,15 @@ class ALS(_FactorModel):
         "random_state": 42,
     }
 
+    def _fit_bytes(self, users, items, nnz):
+        # implicit keeps the matrix and its transpose (and, with alpha, scaled copies); two factor matrices
+        # in implicit's model and ours.
+        copies = 4 if self.params["bm25"] else 3
+        return copies * csr_bytes(max(users, items), nnz) + 2 * (users + items) * int(self.params["factors"]) * 4
+
+    def _budget_advice(self) -> str:
+        return "raise the budget, or use fewer factors"
+
     def _weighted(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
         if not self.params["bm25"]:
             return matrix
@@ -468,6 +538,13 @@ class BPR(_FactorModel):
         "random_state": 42,
     }
 
+    def _fit_bytes(self, users, items, nnz):
+        # The binary copy and implicit's own copies of it; factors (with the bias column), implicit's and ours.
+        return 3 * csr_bytes(max(users, items), nnz) + 2 * (users + items) * (int(self.params["factors"]) + 1) * 4
+
+    def _budget_advice(self) -> str:
+        return "raise the budget, or use fewer factors"
+
     def _fit(self, matrix):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
@@ -526,6 +603,24 @@ class IALS(_FactorModel):
         "random_state": 42,
     }
 
+    # A batch of row systems holds about this many float64 cells per array (see _solve_rows).
+    solve_cells = 2_000_000
+
+    def _fit_bytes(self, users, items, nnz):
+        factors = int(self.params["factors"])
+        vectors = (users + items) * factors
+        # X and its transpose; the float64 factors of two successive half-steps and the float32 results; the
+        # per-row bookkeeping of a half-step; about six arrays of a batch of row systems.
+        return (
+            2 * csr_bytes(max(users, items), nnz)
+            + vectors * (8 * 2 + 4)
+            + max(users, items) * 8 * 4
+            + 6 * self.solve_cells * 8
+        )
+
+    def _budget_advice(self) -> str:
+        return "raise the budget, or use fewer factors"
+
     def _fit(self, matrix):
         params = self.params
         X = _binary(matrix) if params["binary"] else matrix
@@ -545,8 +640,9 @@ class IALS(_FactorModel):
         self.user_factors = np.ascontiguousarray(users, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(items, dtype=np.float32)
 
-    def _solve_rows(self, rows: sp.csr_matrix, other: np.ndarray, *, cells: int = 2_000_000) -> np.ndarray:
+    def _solve_rows(self, rows: sp.csr_matrix, other: np.ndarray, *, cells: int | None = None) -> np.ndarray:
         """For each row r of `rows`: (sum c h hᵀ + α0·HᵀH + λ_r I) w = sum c h over the row's columns, H = `other`."""
+        cells = self.solve_cells if cells is None else cells
         alpha0 = float(self.params["unobserved_weight"])
         other = np.asarray(other, dtype=np.float64)
         n, d = rows.shape[0], other.shape[1]
@@ -604,6 +700,17 @@ class ItemKNN(Recommender):
     single_threaded_blas_in_fit = True
     defaults = {"similarity": "bm25", "neighbours": 400, "bm25_k1": 0.6, "bm25_b": 0.75}
 
+    def _fit_bytes(self, users, items, nnz):
+        neighbours = min(int(self.params["neighbours"]), items)
+        # Weighted float64 copies of the matrix (the weighting, its transpose, implicit's input); the
+        # neighbour lists as implicit builds them (float64 values, indices, row ids) and our float32 copy;
+        # one dense accumulator row per thread.
+        weighted = nnz * (8 + 4) + (max(users, items) + 1) * 8
+        return 3 * weighted + items * neighbours * (2 * 20 + 8) + self.threads * items * 16
+
+    def _budget_advice(self) -> str:
+        return "raise the budget, or use fewer neighbours"
+
     def _fit(self, matrix):
         from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normalize
 
@@ -648,11 +755,13 @@ class EASE(Recommender):
     in proportion to their frequency; dropout=0 is plain EASE.
 
     The inverse is O(items³) time and O(items²) memory: about 1 s for 2k
-    items, minutes for 20k, and 50k items need about 10 GB (float32). Items
-    beyond `max_items` (the least popular) get no learned weights: they are
-    scored zero and never recommended by this model. The stored weight matrix
-    is dense up to `dense_items` items, otherwise pruned to the `keep_per_item`
-    largest weights per target item.
+    items, minutes for 20k. The model keeps the most popular items, as many as
+    `max_items` and the memory budget allow (two dense items x items matrices
+    at the peak: 8 bytes a cell up to 10,000 items, 4 beyond), and refuses to
+    train when the budget fits fewer than `min_items`. Items left out get no
+    learned weights: they are scored zero and never recommended by this model.
+    The stored weight matrix is dense up to `dense_items` items, otherwise
+    pruned to the `keep_per_item` largest weights per target item.
     """
 
     name = "ease"
@@ -661,38 +770,121 @@ class EASE(Recommender):
         "dropout": 0.8,
         "binary": True,
         "max_items": 50_000,
+        "min_items": 1_000,
         "dense_items": 8_000,
         "keep_per_item": 500,
     }
+    # Double precision up to this many items; beyond, single precision halves the memory.
+    float64_items = 10_000
+    # Cells of one block of the Gram product (and of one block of the pruning), whatever the item count.
+    block_cells = 1 << 22
+
+    def _block(self, n: int) -> int:
+        return max(1, min(n, self.block_cells // max(n, 1)))
+
+    def _ease_bytes(self, users: int, items: int, nnz: int, n: int) -> int:
+        """Peak bytes of a fit that keeps n items (besides fit()'s own copy of the matrix)."""
+        cell = 8 if n <= self.float64_items else 4
+        keep = min(int(self.params["keep_per_item"]), n)
+        block = self._block(n) * n
+        # The binary copy, its kept columns, their transpose; the popularity counts.
+        matrices = 3 * csr_bytes(max(users, items), nnz) + items * 24
+        phases = (
+            n * n * cell + block * 12,  # the Gram matrix, filled a block of rows at a time (sparse, then dense)
+            2 * n * n * cell,  # its Cholesky factor (in place) and the inverse (in place of an identity)
+            n * n * cell + (n * n * 4 if cell == 8 else 0),  # the weights, and their float32 copy
+            # the float32 weights, a block of selection temporaries (|w|, -|w|, int64 positions), the kept entries
+            n * n * 4
+            + (min(n * n, self.block_cells) * 16 + n * keep * 32 if n > int(self.params["dense_items"]) else 0),
+        )
+        return matrices + max(phases)
+
+    def _fit_bytes(self, users, items, nnz):
+        return self._ease_bytes(users, items, nnz, min(items, int(self.params["max_items"])))
+
+    def _ease_total(self, users: int, items: int, nnz: int, n: int) -> int:
+        return _with_margin(csr_bytes(users, nnz) + self._ease_bytes(users, items, nnz, n))
+
+    def items_for_budget(self, *, users: int, items: int, nnz: int, budget: int) -> int:
+        """The most items (at most max_items) whose fit stays within `budget` bytes; 0 when none does."""
+        ceiling = min(items, int(self.params["max_items"]))
+
+        def fits(n: int) -> bool:
+            return self._ease_total(users, items, nnz, n) <= budget
+
+        best = 0
+        # The estimate grows with n within each precision, and drops where single precision takes over.
+        for low, high in ((1, min(ceiling, self.float64_items)), (self.float64_items + 1, ceiling)):
+            if low > high or not fits(low):
+                continue
+            while low < high:
+                middle = (low + high + 1) // 2
+                if fits(middle):
+                    low = middle
+                else:
+                    high = middle - 1
+            best = max(best, low)
+        return best
+
+    def memory_plan(self, *, users, items, nnz):
+        budget = self.budget_bytes()
+        ceiling = min(items, int(self.params["max_items"]))
+        floor = min(ceiling, max(int(self.params["min_items"]), 1))
+        chosen = self.items_for_budget(users=users, items=items, nnz=nnz, budget=budget)
+        if chosen < floor:
+            raise MemoryBudgetExceeded(
+                algorithm=self.name,
+                needed_bytes=self._ease_total(users, items, nnz, floor),
+                budget_bytes=budget,
+                what=f"{_shape_text(users, items, nnz)} with its minimum of {floor:,} products (min_items)",
+                advice=f"it fits {chosen:,}. Raise the budget, or lower min_items",
+            )
+        self._item_cap = chosen
+        return {
+            "memory_budget_bytes": budget,
+            "memory_estimate_bytes": self._ease_total(users, items, nnz, chosen),
+            "items": items,
+            "items_kept": chosen,
+            "items_limited_by": "memory" if chosen < ceiling else ("max_items" if ceiling < items else None),
+        }
 
     def _fit(self, matrix):
         X = _binary(matrix) if self.params["binary"] else matrix
         n_items = X.shape[1]
         popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel()
-        max_items = int(self.params["max_items"])
-        if n_items > max_items:
-            kept = np.sort(np.argsort(-popularity, kind="stable")[:max_items])
-        else:
-            kept = np.arange(n_items)
-        Xk = X[:, kept]
-        dtype = np.float64 if kept.size <= 10_000 else np.float32
-        gram = np.asarray((Xk.T @ Xk).todense(), dtype=dtype)
+        cap = getattr(self, "_item_cap", min(n_items, int(self.params["max_items"])))
+        kept = np.sort(np.argsort(-popularity, kind="stable")[:cap]) if n_items > cap else np.arange(n_items)
+        n = kept.size
+        Xk = X[:, kept].tocsr()
+        XkT = Xk.T.tocsr()
+        dtype = np.float64 if n <= self.float64_items else np.float32
+        # The Gram matrix XᵀX, dense, filled a block of rows at a time: the sparse product of a block is
+        # bounded, where the whole product could hold n² entries besides the dense copy.
+        gram = np.empty((n, n), dtype=dtype)
+        step = self._block(n)
+        for start in range(0, n, step):
+            gram[start : start + step] = (XkT[start : start + step] @ Xk).toarray()
+        del XkT
         diag = np.diag(gram).copy()
         dropout = float(self.params["dropout"])
-        penalty = float(self.params["l2"]) + (dropout / (1.0 - dropout)) * diag
-        gram[np.diag_indices_from(gram)] += penalty
-        # P = G⁻¹ through Cholesky, in place: the one big allocation is the Gram matrix itself.
-        factor, _ = scipy.linalg.cho_factor(gram, lower=True, overwrite_a=True, check_finite=False)
-        precision = scipy.linalg.cho_solve((factor, True), np.eye(kept.size, dtype=dtype), check_finite=False)
-        del factor, gram
-        weights = precision / (-np.diag(precision))[None, :]
+        gram[np.diag_indices_from(gram)] += float(self.params["l2"]) + (dropout / (1.0 - dropout)) * diag
+        # P = G⁻¹ through Cholesky, both in place: G is symmetric, so its transpose is the same matrix in the
+        # column-major order LAPACK works in, and the inverse overwrites an identity. Two n x n arrays at most.
+        factor, _ = scipy.linalg.cho_factor(gram.T, lower=True, overwrite_a=True, check_finite=False)
+        identity = np.eye(n, dtype=dtype, order="F")
+        precision = scipy.linalg.cho_solve((factor, True), identity, overwrite_b=True, check_finite=False)
+        del factor, gram, identity
+        # P is symmetric too: its transpose is the same matrix, row-major. B = -P / diag(P), column by column.
+        weights = precision.T
+        weights /= -np.diag(weights).copy()[None, :]
         np.fill_diagonal(weights, 0.0)
-        weights = weights.astype(np.float32)
+        del precision
+        weights = weights.astype(np.float32, copy=False)
         self.kept = kept
-        if kept.size <= int(self.params["dense_items"]):
-            self.weights: np.ndarray | sp.csr_matrix = weights
+        if n <= int(self.params["dense_items"]):
+            self.weights: np.ndarray | sp.csr_matrix = np.ascontiguousarray(weights)
         else:
-            self.weights = _prune_columns(weights, int(self.params["keep_per_item"]))
+            self.weights = _prune_columns(weights, int(self.params["keep_per_item"]), block_cells=self.block_cells)
 
     def _restrict(self, items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Positions in `kept` of the requested items and their positions in the score row."""
@@ -743,12 +935,20 @@ class EASE(Recommender):
             )
 
 
-def _prune_columns(weights: np.ndarray, keep: int) -> sp.csr_matrix:
-    """Keep the `keep` largest-magnitude weights feeding each target item (column)."""
-    keep = min(keep, weights.shape[0])
-    rows = np.argpartition(-np.abs(weights), keep - 1, axis=0)[:keep]
-    cols = np.broadcast_to(np.arange(weights.shape[1]), rows.shape)
-    values = weights[rows, cols]
+def _prune_columns(weights: np.ndarray, keep: int, *, block_cells: int = 1 << 22) -> sp.csr_matrix:
+    """Keep the `keep` largest-magnitude weights feeding each target item (column), a block of columns at a time
+    (selecting over the whole matrix at once would need an n x n index array)."""
+    n_rows, n_cols = weights.shape
+    keep = min(keep, n_rows)
+    step = max(1, block_cells // max(n_rows, 1))
+    rows = np.empty((keep, n_cols), dtype=np.int32)
+    values = np.empty((keep, n_cols), dtype=np.float32)
+    for start in range(0, n_cols, step):
+        block = weights[:, start : start + step]
+        top = np.argpartition(-np.abs(block), keep - 1, axis=0)[:keep]
+        rows[:, start : start + step] = top
+        values[:, start : start + step] = np.take_along_axis(block, top, axis=0)
+    cols = np.broadcast_to(np.arange(n_cols, dtype=np.int32), rows.shape)
     return sp.csr_matrix((values.ravel(), (rows.ravel(), cols.ravel())), shape=weights.shape, dtype=np.float32)
 
 

@@ -35,7 +35,8 @@ class RecommendedProduct(serializers.Serializer):
     category = serializers.CharField()
     brand = serializers.CharField()
     price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
-    source = serializers.ChoiceField(
+    # A field named like Field.source: DRF's metaclass moves declared fields off the class, which the stub cannot see.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
         choices=["model", "interest", "popular"],
         help_text="model: the recommender; interest: popular in the consumer's strongest interest category "
         "(for similar products: the product's category); popular: the merchant's most popular products.",

@@ -74,7 +74,8 @@ def artefact_arrays(recommender: Recommender, matrix: InteractionMatrix) -> dict
 
 def artefact_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    # numpy's stub types the keyword arrays as if one of them could be its allow_pickle flag; they are all arrays.
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
@@ -83,6 +84,13 @@ def artefact_save(*, name: str, arrays: dict[str, np.ndarray]) -> tuple[str, int
     data = artefact_bytes(arrays)
     stored = default_storage.save(f"{ARTEFACT_DIR}/{name}", ContentFile(data))
     return stored, len(data)
+
+
+def artefact_name(record: RecommenderModel) -> str:
+    """The storage name of a model's artefact; a row without one has nothing to read."""
+    if not record.artefact.name:
+        raise FileNotFoundError(f"recommender model {record.pk} has no artefact file")
+    return record.artefact.name
 
 
 def artefact_read(name: str) -> dict[str, np.ndarray]:
@@ -124,7 +132,7 @@ def model_load(record: RecommenderModel) -> LoadedModel:
         cached = _cache.get(record.pk)
         if cached is not None and cached.version == record.artefact_version:
             return cached
-        loaded = model_from_arrays(record, artefact_read(record.artefact.name))
+        loaded = model_from_arrays(record, artefact_read(artefact_name(record)))
         # Keep a handful: the serving model, the factor model lookalikes use, and a previous one during a switch.
         while len(_cache) >= 4:
             _cache.pop(next(iter(_cache)))

@@ -255,14 +255,14 @@ def rank_for_consumers(
     """Top-n of the merchant's catalogue for every consumer id (duplicates collapse)."""
     if n < 1:
         raise ValueError("n must be at least 1")
-    consumer_ids = np.unique(np.asarray(list(consumer_ids), dtype=np.int64))
+    unique_ids = np.unique(np.asarray(list(consumer_ids), dtype=np.int64))
     results = RankedLists()
-    if consumer_ids.size == 0:
+    if unique_ids.size == 0:
         return results
-    catalogue = merchant_catalogue(merchant_id, fresh=consumer_ids.size > 1)
+    catalogue = merchant_catalogue(merchant_id, fresh=unique_ids.size > 1)
 
     bought_consumers, bought_products = (
-        purchases_by_consumer(merchant_id, consumer_ids.tolist())
+        purchases_by_consumer(merchant_id, unique_ids.tolist())
         if exclude_purchased
         else (np.empty(0, np.int64), np.empty(0, np.int64))
     )
@@ -270,18 +270,18 @@ def rank_for_consumers(
     needs_fallback: list[int] = []
     if model is not None and catalogue.product_ids.size:
         items = catalogue.model_columns(model)
-        rows = model.rows_for(consumer_ids)
+        rows = model.rows_for(unique_ids)
         cold = np.flatnonzero(rows < 0)
         cold_history = sp.csr_matrix((0, model.product_ids.size), dtype=np.float32)
         if cold.size:
             # Consumers the model has not seen are folded in from their live events.
-            cold_history = event_histories(model, consumer_ids[cold].tolist(), _model_event_weights(model))
+            cold_history = event_histories(model, unique_ids[cold].tolist(), _model_event_weights(model))
             has_history = np.diff(cold_history.indptr) > 0
             rankable = np.sort(np.concatenate([np.flatnonzero(rows >= 0), cold[has_history]]))
         else:
             rankable = np.flatnonzero(rows >= 0)
-        # Purchases as (position in consumer_ids, model column), sorted by position.
-        positions = np.searchsorted(consumer_ids, bought_consumers)
+        # Purchases as (position in unique_ids, model column), sorted by position.
+        positions = np.searchsorted(unique_ids, bought_consumers)
         columns = model.columns_for(bought_products)
         keep = columns >= 0
         order = np.argsort(positions[keep], kind="stable")
@@ -301,7 +301,7 @@ def rank_for_consumers(
             ids, _ = model.recommender.recommend(history, user_rows=rows[chunk], n=n, exclude=exclude, items=items)
             products = np.where(ids >= 0, model.product_ids[np.maximum(ids, 0)], -1)
             complete = ids[:, -1] >= 0  # -1 pads short lists at the end
-            chunk_consumers = consumer_ids[chunk]
+            chunk_consumers = unique_ids[chunk]
             # Complete lists go straight into the dict (zip of two lists, no per-consumer Python work).
             results.product_ids.update(
                 zip(chunk_consumers[complete].tolist(), products[complete].tolist(), strict=True)
@@ -311,11 +311,11 @@ def rank_for_consumers(
             ):
                 results.product_ids[consumer_id] = [p for p in picks if p >= 0]
                 needs_fallback.append(consumer_id)
-        ranked = np.zeros(consumer_ids.size, dtype=bool)
+        ranked = np.zeros(unique_ids.size, dtype=np.bool_)
         ranked[rankable] = True
-        needs_fallback.extend(consumer_ids[~ranked].tolist())
+        needs_fallback.extend(unique_ids[~ranked].tolist())
     else:
-        needs_fallback = consumer_ids.tolist()
+        needs_fallback = unique_ids.tolist()
 
     if needs_fallback:
         _fill_from_popularity(

@@ -12,7 +12,7 @@ import numpy as np
 from consumers.models import Product
 from privacy.services import ProcessingNotPermitted, processing_basis_require
 
-from .artefacts import LoadedModel, artefact_read, model_load
+from .artefacts import LoadedModel, artefact_name, artefact_read, model_load
 from .models import Algorithm, RecommenderModel
 from .ranking import (
     SOURCE_INTEREST,
@@ -188,7 +188,7 @@ def consumer_model_presence(consumer_id: int) -> list[dict[str, Any]]:
         try:
             loaded = model_load(record) if record.is_active else None
             consumer_ids = (
-                loaded.consumer_ids if loaded is not None else artefact_read(record.artefact.name)["consumer_ids"]
+                loaded.consumer_ids if loaded is not None else artefact_read(artefact_name(record))["consumer_ids"]
             )
         except (OSError, KeyError, ValueError):
             continue

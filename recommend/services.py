@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -18,9 +19,10 @@ from privacy.audit import audit_record
 from privacy.services import processing_basis_require
 
 from .algorithms import algorithm_create
-from .artefacts import arrays_without_consumer, artefact_arrays, artefact_read, artefact_save
+from .artefacts import arrays_without_consumer, artefact_arrays, artefact_name, artefact_read, artefact_save
 from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
 from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
+from .memory import MemoryBudgetExceeded
 from .models import RecommenderModel, RunStatus, TrainingRun
 from .ranking import batch_chunk_size, rank_for_consumers
 from .selectors import serving
@@ -80,6 +82,7 @@ def training_config(
 class HoldoutReport:
     model: RankingMetrics
     baseline: RankingMetrics
+    memory: dict[str, Any] = field(default_factory=dict)  # the model's memory plan (Recommender.fit_info)
 
     @property
     def beats_baseline(self) -> bool:
@@ -111,7 +114,11 @@ def recommender_evaluate(*, config: TrainingConfig, events=None, threads: int | 
     )
     model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(holdout.train)
     baseline = algorithm_create("popular", threads=threads).fit(holdout.train)
-    return HoldoutReport(model=evaluate(model, holdout, k=config.k), baseline=evaluate(baseline, holdout, k=config.k))
+    return HoldoutReport(
+        model=evaluate(model, holdout, k=config.k),
+        baseline=evaluate(baseline, holdout, k=config.k),
+        memory=dict(model.fit_info),
+    )
 
 
 def recommender_train(
@@ -120,7 +127,9 @@ def recommender_train(
     """Train, evaluate against the popularity baseline, store the artefact, activate if it won, audit.
 
     Refuses (ProcessingNotPermitted, nothing written) without an approved
-    `recommendation` activity. When the data are unchanged since the last
+    `recommendation` activity. Raises MemoryBudgetExceeded, with the run
+    recorded as failed and its message as the error, when the algorithm
+    cannot fit the memory budget even at its smallest (recommend/memory.py). When the data are unchanged since the last
     successful run with the same configuration, records a skipped run instead
     of training again (a retried or duplicated task costs nothing).
     """
@@ -136,7 +145,11 @@ def recommender_train(
             .order_by("-started_at", "-id")
             .first()
         )
-        if previous is not None and previous.data_snapshot.get("hash") == snapshot["hash"]:
+        if (
+            previous is not None
+            and previous.data_snapshot.get("hash") == snapshot["hash"]
+            and _same_items_kept(config, matrix.shape, int(matrix.matrix.nnz), previous)
+        ):
             with transaction.atomic():
                 run = TrainingRun.objects.create(
                     algorithm=config.algorithm,
@@ -173,11 +186,23 @@ def recommender_train(
     try:
         if matrix.matrix.nnz == 0:
             raise ValueError("no interactions to train on: no events with a product and a positive weight")
+        # Refuse before the first fit when the model cannot fit the memory budget (MemoryBudgetExceeded).
+        users, items = matrix.shape
+        algorithm_create(config.algorithm, threads=threads, **config.params).memory_plan(
+            users=users, items=items, nnz=int(matrix.matrix.nnz)
+        )
         report = recommender_evaluate(config=config, events=events, threads=threads)
         model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
         stored_name, size = artefact_save(
             name=f"{run.pk}-{config.algorithm}.npz", arrays=artefact_arrays(model, matrix)
         )
+    except MemoryBudgetExceeded as exc:
+        exc.run_id = run.pk
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
+        )
+        logger.warning("recommend.training_over_memory_budget", extra={"fields": {"run": run.pk}})
+        raise
     except Exception as exc:
         TrainingRun.objects.filter(pk=run.pk).update(
             status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=timezone.now()
@@ -186,6 +211,7 @@ def recommender_train(
         raise
 
     metrics = report.as_dict(config)
+    metrics["memory"] = dict(model.fit_info)
     try:
         with transaction.atomic():
             record = RecommenderModel.objects.create(
@@ -244,6 +270,19 @@ def recommender_train(
     return run
 
 
+def _same_items_kept(config: TrainingConfig, shape: tuple[int, int], nnz: int, previous: TrainingRun) -> bool:
+    """Whether the memory budget lets the model keep the items the previous run kept (EASE caps its items by
+    the budget: a budget changed since means a different model from the same data)."""
+    kept_before = (previous.metrics or {}).get("memory", {}).get("items_kept")
+    if kept_before is None:
+        return True
+    try:
+        plan = algorithm_create(config.algorithm, **config.params).memory_plan(users=shape[0], items=shape[1], nnz=nnz)
+    except MemoryBudgetExceeded:
+        return True  # the previous model stands; training now would be refused
+    return plan.get("items_kept") == kept_before
+
+
 def models_prune(*, algorithm: str, keep: int | None = None) -> int:
     """Delete the artefacts of all but the newest `keep` inactive models of an algorithm (their registry rows,
     with metrics, stay). Old artefacts are consumer data nobody serves; keeping few also keeps erasure cheap."""
@@ -254,7 +293,7 @@ def models_prune(*, algorithm: str, keep: int | None = None) -> int:
         .order_by("-created_at", "-id")[keep:]
     )
     for record in stale:
-        default_storage.delete(record.artefact.name)
+        default_storage.delete(artefact_name(record))
         RecommenderModel.objects.filter(pk=record.pk).update(artefact="", artefact_bytes=0)
     return len(stale)
 
@@ -300,12 +339,12 @@ def model_forget_consumer(*, consumer_id: int) -> int:
     rewritten = 0
     with transaction.atomic():
         for record in RecommenderModel.objects.select_for_update().exclude(artefact="").order_by("pk"):
-            if not default_storage.exists(record.artefact.name):
+            old_name = artefact_name(record)
+            if not default_storage.exists(old_name):
                 continue
-            reduced = arrays_without_consumer(artefact_read(record.artefact.name), consumer_id)
+            reduced = arrays_without_consumer(artefact_read(old_name), consumer_id)
             if reduced is None:
                 continue
-            old_name = record.artefact.name
             new_name, size = artefact_save(
                 name=f"{record.run_id}-{record.algorithm}-v{record.artefact_version + 1}.npz", arrays=reduced
             )
@@ -315,7 +354,7 @@ def model_forget_consumer(*, consumer_id: int) -> int:
                 artefact_version=F("artefact_version") + 1,
                 consumers=F("consumers") - 1,
             )
-            transaction.on_commit(lambda name=old_name: default_storage.delete(name))
+            transaction.on_commit(partial(default_storage.delete, old_name))
             rewritten += 1
     return rewritten
 

@@ -11,6 +11,7 @@ from django.db import DatabaseError
 from config.celery import legacy_task_alias
 from privacy.services import ProcessingNotPermitted
 
+from .memory import MemoryBudgetExceeded
 from .services import recommender_train, training_config
 
 logger = logging.getLogger("dmp.recommend")
@@ -31,7 +32,8 @@ TRAIN_SCHEDULED_TASK = "recommend.train_scheduled"
     acks_late=True,
 )
 def recommender_train_task(self, algorithm: str, params: dict | None = None, actor: str = "schedule") -> int | None:
-    """Train one algorithm; returns the TrainingRun id, or None when refused for want of a legal basis."""
+    """Train one algorithm; returns the TrainingRun id (failed when over the memory budget), or None when refused
+    for want of a legal basis."""
     config = training_config(algorithm=algorithm, params=params or {})
     try:
         run = recommender_train(config=config, actor=actor)
@@ -39,6 +41,13 @@ def recommender_train_task(self, algorithm: str, params: dict | None = None, act
         # Not retried: nothing changes until a privacy officer approves an activity.
         logger.warning("recommend.training_refused", extra={"fields": {"algorithm": algorithm, "reason": exc.reason}})
         return None
+    except MemoryBudgetExceeded as exc:
+        # Not retried either: the run is recorded as failed with the message; it needs a larger budget.
+        logger.warning(
+            "recommend.training_refused",
+            extra={"fields": {"algorithm": algorithm, "run": exc.run_id, "reason": "memory_budget"}},
+        )
+        return exc.run_id
     return run.pk
 
 

@@ -52,6 +52,7 @@ def production_env() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "PSEUDONYM_KEY": secrets.token_urlsafe(32),
         "AUDIT_KEY": secrets.token_urlsafe(32),
+        "RELEASE_NOISE_KEY": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONPATH": f"{ROOT / 'platform'}:{ROOT}",
         "DMP_VAR_DIR": tempfile.mkdtemp(prefix="dmp-smoke-var-"),

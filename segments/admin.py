@@ -7,14 +7,16 @@ from django.contrib import admin, messages
 from .models import Segment, SegmentSnapshot
 from .services import segment_refresh_request
 
+SNAPSHOT_FIELDS = ("version", "status", "size", "entered", "exited", "computed_at", "duration_ms", "method", "error")
+
 
 class SnapshotInline(admin.TabularInline):
     model = SegmentSnapshot
     extra = 0
     can_delete = False
     ordering = ["-id"]
-    fields = ["version", "status", "size", "entered", "exited", "computed_at", "duration_ms", "method", "error"]
-    readonly_fields = fields
+    fields = SNAPSHOT_FIELDS
+    readonly_fields = SNAPSHOT_FIELDS
     show_change_link = False
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -54,6 +56,9 @@ class SegmentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # segments are made by merchants (API, portal), where definitions are checked
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # and deleted there too, where a segment a campaign or another segment uses is refused
 
     @admin.action(description="Refresh the selected segments")
     def refresh_now(self, request, queryset):

@@ -20,6 +20,7 @@ from merchants.api_base import MerchantAPIView, get_scoped_or_404
 from merchants.api_fields import ChoiceField
 from merchants.errors import Conflict
 from merchants.pagination import BoundedLimitOffsetPagination, page_parameters
+from privacy.release import PRECISIONS, STANDARD
 from privacy.services import ProcessingNotPermitted
 
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
@@ -35,6 +36,7 @@ from .services import (
     segment_update,
 )
 from .sources import public_count
+from .targeting import MAX_SUGGESTIONS, TARGETABLE_ARGS, targetable_values
 
 
 def _not_permitted(exc: ProcessingNotPermitted) -> Conflict:
@@ -87,9 +89,30 @@ class DefinitionInput(serializers.Serializer):
         return attrs
 
 
+class EstimateInput(DefinitionInput):
+    precision = ChoiceField(
+        choices=sorted(PRECISIONS),
+        required=False,
+        default=STANDARD,
+        help_text="standard (±44 at 95 %, costs ρ 0.0025 of the period's privacy budget when new) or preview "
+        "(±246, coarse, 1/25 of the cost: for estimates while typing). Repeats of a set already released are free.",
+    )
+
+
+class ReleasedCountSerializer(PublicCountSerializer):
+    size = serializers.IntegerField(
+        allow_null=True, help_text="The released (noisy, rounded) count; null when suppressed."
+    )
+    hidden = serializers.BooleanField(help_text="True when the released count is under the suppression threshold.")
+    error_bound = serializers.IntegerField(
+        allow_null=True, help_text="|size - true count| is at most this with probability 95 %; null when hidden."
+    )
+    precision = serializers.CharField()
+
+
 class EstimateOutput(serializers.Serializer):
-    size = PublicCountSerializer()
-    reachable = PublicCountSerializer(help_text="Of those, consumers with express direct-marketing consent.")
+    size = ReleasedCountSerializer()
+    reachable = ReleasedCountSerializer(help_text="Of those, consumers with express direct-marketing consent.")
     took_ms = serializers.FloatField()
     expression = serializers.CharField(help_text="The expression in canonical text form.")
     definition = serializers.JSONField(help_text="The same expression in the JSON form.")
@@ -215,7 +238,8 @@ class LookalikeInput(serializers.Serializer):
 
 class InsightValueSerializer(serializers.Serializer):
     value = serializers.CharField()
-    label = serializers.CharField()
+    # A field named like Field.label: DRF's metaclass moves declared fields off the class, which the stub cannot see.
+    label = serializers.CharField()  # type: ignore[assignment]
     suppressed = serializers.BooleanField(help_text="True when the cell is under the minimum audience: no figures.")
     segment_count = PublicCountSerializer(required=False)
     segment_share = serializers.FloatField(required=False)
@@ -283,13 +307,20 @@ class AudienceEstimateApi(OwnSegmentsApi):
         operation_id="audiences_estimate",
         summary="Estimate an audience",
         description="How many live consumers match an expression, and how many of them have express "
-        f"direct-marketing consent. Below {settings.MIN_AUDIENCE} a count reads 'fewer than "
-        f"{settings.MIN_AUDIENCE}'; above, it is rounded to two significant figures.",
-        request=DefinitionInput,
-        responses={200: EstimateOutput, 400: _BAD_EXPRESSION, 409: OpenApiResponse(description="No legal basis.")},
+        "direct-marketing consent, released with differential privacy: noisy (the same set always gets the same "
+        "number), rounded, with a 95 % error bound, and hidden under a threshold calibrated to the noise. Each "
+        "new set released spends from the merchant's privacy budget for the period; repeats are free. When the "
+        "budget is spent: 429 privacy_budget_exhausted with renews_at and Retry-After.",
+        request=EstimateInput,
+        responses={
+            200: EstimateOutput,
+            400: _BAD_EXPRESSION,
+            409: OpenApiResponse(description="No legal basis."),
+            429: OpenApiResponse(description="The privacy budget for the period is spent; details.renews_at."),
+        },
     )
     def post(self, request):
-        payload = DefinitionInput(data=_request_data(request))
+        payload = EstimateInput(data=_request_data(request))
         payload.is_valid(raise_exception=True)
         try:
             estimate = audience_estimate(merchant=self.merchant, **payload.validated_data)
@@ -306,6 +337,37 @@ class AudienceEstimateApi(OwnSegmentsApi):
                 }
             ).data
         )
+
+
+class ActionValuesQuery(serializers.Serializer):
+    argument = ChoiceField(choices=list(TARGETABLE_ARGS), help_text="category or brand")
+    prefix = serializers.CharField(required=False, default="", allow_blank=True, max_length=200, trim_whitespace=False)
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=MAX_SUGGESTIONS)
+
+
+class ActionValuesOutput(serializers.Serializer):
+    argument = serializers.CharField()
+    values = serializers.ListField(child=serializers.CharField())
+
+
+class ActionValuesApi(OwnSegmentsApi):
+    @extend_schema(
+        operation_id="audiences_values",
+        summary="Categories and brands you may target",
+        description="Suggestions for the category and brand arguments of actions such as "
+        'purchased(brand="...") : values in your own catalogue, and values sold by at least '
+        f"{settings.SEGMENT_SHARED_VALUE_MIN_MERCHANTS} merchants. Other values are refused in expressions.",
+        parameters=[ActionValuesQuery],
+        responses=ActionValuesOutput,
+    )
+    def get(self, request):
+        query = ActionValuesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        values = targetable_values(
+            merchant_id=self.merchant.pk, argument=data["argument"], prefix=data["prefix"], limit=data["limit"]
+        )
+        return Response(ActionValuesOutput({"argument": data["argument"], "values": values}).data)
 
 
 class SegmentsApi(MerchantAPIView):

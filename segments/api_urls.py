@@ -6,6 +6,7 @@ from . import api
 
 urlpatterns = [
     path("audiences/estimate", api.AudienceEstimateApi.as_view(), name="audiences-estimate"),
+    path("audiences/values", api.ActionValuesApi.as_view(), name="audiences-values"),
     path("segments/", api.SegmentsApi.as_view(), name="segments"),
     path("segments/<int:segment_id>", api.SegmentDetailApi.as_view(), name="segment-detail"),
     path("segments/<int:segment_id>/refresh", api.SegmentRefreshApi.as_view(), name="segment-refresh"),

@@ -41,12 +41,14 @@ from .language import (
     SegmentSyntaxError,
     SegmentTerm,
     TagTerm,
+    Term,
     parse,
     terms,
     to_text,
 )
 from .models import Segment, SegmentKind, SegmentSnapshot, SnapshotStatus
 from .sources import live_consumers_queryset, tag_bitmaps
+from .targeting import ValueNotTargetable, action_terms_check, nested_refusal, product_condition
 
 ACTION_EVENT_TYPES = {
     "viewed": EventType.VIEW,
@@ -90,6 +92,7 @@ def definition_resolve(
     id, family, value), when given, saves the tag query (bulk refreshes resolve many definitions at once).
     """
     found = terms(node)
+    t: Term  # the loops below walk the terms of one kind, then of another
     tag_terms = [t for t in found if isinstance(t, TagTerm)]
     canonical: dict[tuple[str, str], tuple[str, int]] = {}
     if tag_terms:
@@ -146,8 +149,9 @@ def definition_resolve(
                     expected=[],
                     text=text,
                 )
+        edges = _depends_on_edges(merchant)
         if segment_id is not None:
-            path = _cycle_path(merchant, start=referenced, target=segment_id)
+            path = _cycle_path(edges, start=referenced, target=segment_id)
             if path is not None:
                 t = next(t for t in segment_terms if t.segment_id == path[0])
                 chain = " → ".join(f"segment:{s}" for s in [segment_id, *path])
@@ -159,8 +163,9 @@ def definition_resolve(
                     text=text,
                 )
 
-    for t in found:
-        if isinstance(t, ActionTerm) and t.merchant is not None and t.merchant.casefold() != merchant.slug.casefold():
+    actions = [t for t in found if isinstance(t, ActionTerm)]
+    for t in actions:
+        if t.merchant is not None and t.merchant.casefold() != merchant.slug.casefold():
             # Behaviour at other merchants is theirs: a merchant may narrow an action to its own store only.
             raise SegmentSyntaxError(
                 f"Unknown merchant '{t.merchant}'; actions can be narrowed to your own merchant ({merchant.slug})",
@@ -169,6 +174,11 @@ def definition_resolve(
                 expected=[merchant.slug],
                 text=text,
             )
+    # Categories and brands: the merchant's own, or sold by enough merchants (segments/targeting.py); the same
+    # for the segments this one names, however deep, so both evaluators refuse alike.
+    action_terms_check(actions, merchant_id=merchant.pk, text=text)
+    if referenced:
+        _nested_targeting_check(merchant, segment_terms, edges, text)
 
     def canonicalise(n: Node) -> Node:
         if isinstance(n, TagTerm):
@@ -199,14 +209,59 @@ def _flatten(canonical: dict[tuple[str, str], tuple[str, int]]):
         yield family, value, tag_id
 
 
-def _cycle_path(merchant: Merchant, *, start: set[int], target: int) -> list[int] | None:
-    """A path of depends_on edges from one of `start` to `target`, if any (breadth first)."""
+def _depends_on_edges(merchant: Merchant) -> dict[int, list[int]]:
+    """The merchant's segment:ID edges (which segment names which)."""
     edges: dict[int, list[int]] = {}
     through = Segment.depends_on.through
     for from_id, to_id in through.objects.filter(from_segment__merchant=merchant).values_list(
         "from_segment_id", "to_segment_id"
     ):
         edges.setdefault(from_id, []).append(to_id)
+    return edges
+
+
+def _nested_targeting_check(
+    merchant: Merchant, segment_terms: list[SegmentTerm], edges: dict[int, list[int]], text: str | None
+) -> None:
+    """Refuse, at the segment:ID term, a named segment (or one it names) whose rule targets a category or brand
+    the merchant may no longer target: its snapshot must not carry a refused condition into a new audience."""
+    via: dict[int, SegmentTerm] = {}  # every segment reachable, with the term of this expression that leads to it
+    for t in segment_terms:
+        queue = [t.segment_id]
+        while queue:
+            current = queue.pop()
+            if current in via:
+                continue
+            via[current] = t
+            queue.extend(edges.get(current, []))
+    definitions = dict(
+        Segment.objects.for_merchant(merchant)
+        .filter(pk__in=list(via))
+        .exclude(kind=SegmentKind.LOOKALIKE)
+        .values_list("pk", "definition")
+    )
+    for nested_id, term in via.items():
+        definition = definitions.get(nested_id)
+        if not definition:
+            continue
+        try:
+            nested = parse(definition)
+        except SegmentSyntaxError:
+            continue  # reported when that segment itself is evaluated
+        what = nested_refusal([n for n in terms(nested) if isinstance(n, ActionTerm)], merchant_id=merchant.pk)
+        if what is not None:
+            raise ValueNotTargetable(
+                f"segment:{nested_id} targets {what}, which is not in your catalogue and is sold by too few "
+                "merchants to target",
+                position=_at(term.pos, ".segment"),
+                found=f"segment:{term.segment_id}",
+                expected=[],
+                text=text,
+            )
+
+
+def _cycle_path(edges: dict[int, list[int]], *, start: set[int], target: int) -> list[int] | None:
+    """A path of depends_on edges from one of `start` to `target`, if any (breadth first)."""
     queue = [[s] for s in sorted(start)]
     seen = set(start)
     while queue:
@@ -230,7 +285,7 @@ def segment_definition_node(segment: Segment) -> Node:
 
 def window_start(term: ActionTerm, now: datetime) -> datetime | None:
     hours = term.within_hours
-    if hours is None:
+    if hours is None or term.within is None:
         return None
     if term.within.endswith("h"):
         anchor = now.replace(minute=0, second=0, microsecond=0)
@@ -244,14 +299,8 @@ def behaviour_queryset(term: ActionTerm, *, merchant_id: int, now: datetime) -> 
     events = Event.objects.filter(event_type=ACTION_EVENT_TYPES[term.action])
     if term.merchant is not None:
         events = events.filter(merchant_id=merchant_id)
-    if term.category is not None:
-        events = events.filter(
-            Q(product__category__iexact=term.category)
-            | Q(product__category_path__iexact=term.category)
-            | Q(product__category_path__istartswith=term.category + "/")
-        )
-    if term.brand is not None:
-        events = events.filter(product__brand__iexact=term.brand)
+    if term.category is not None or term.brand is not None:
+        events = events.filter(product_condition(category=term.category, brand=term.brand, prefix="product__"))
     start = window_start(term, now)
     if start is not None:
         events = events.filter(occurred_at__gte=start)
@@ -396,12 +445,12 @@ def evaluate_bitmap(
     version = _version if _version is not None else []
     tag_ids = sorted(set(resolved.tag_ids.values()))
     by_tag, live = bitmaps if bitmaps is not None else tag_bitmaps(tag_ids)
-    nested: dict[int, FrozenBitMap] = {}
+    nested: dict[int, BitMap | FrozenBitMap] = {}
     for segment_id in resolved.segment_ids:
         nested[segment_id] = _nested_segment_bitmap(segment_id, resolved.merchant_id, now, _stack, version)
     actions: dict[ActionTerm, FrozenBitMap] = {}
 
-    def leaf(term) -> FrozenBitMap:
+    def leaf(term) -> BitMap | FrozenBitMap:
         if isinstance(term, TagTerm):
             return by_tag[resolved.tag_ids[(term.family, term.value)]]
         if isinstance(term, SegmentTerm):
@@ -439,7 +488,7 @@ def evaluate_bitmap(
 
 def _nested_segment_bitmap(
     segment_id: int, merchant_id: int, now: datetime, stack: tuple[int, ...], version: list[BehaviourVersion]
-) -> FrozenBitMap:
+) -> BitMap | FrozenBitMap:
     if segment_id in stack or len(stack) >= MAX_NESTING:
         raise NestingError(
             f"segment:{segment_id} includes itself through nested segments",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from pyroaring import BitMap
@@ -73,7 +74,7 @@ def segment_insights(*, segment: Segment) -> dict:
     members = members & live
     minimum = settings.MIN_AUDIENCE
     size, population = len(members), len(live)
-    result = {"segment_id": segment.pk, "size": public_count(size), "families": []}
+    result: dict[str, Any] = {"segment_id": segment.pk, "size": public_count(size), "families": []}
     if size < minimum or population == 0:
         return result  # nothing about a hidden audience is shown, not even its make-up
     families: dict[str, list[InsightCell]] = {}

@@ -73,12 +73,13 @@ class SegmentSyntaxError(ValueError):
         self.found = found
         self.expected = list(expected or [])
         if isinstance(position, int):
-            self.offset = max(0, position)
-            self.path = None
-            before = (text or "")[: self.offset]
-            self.line = before.count("\n") + 1
-            self.column = self.offset - (before.rfind("\n") + 1) + 1
-            self.position: int | str = self.offset + 1
+            offset = max(0, position)
+            before = (text or "")[:offset]
+            self.offset: int | None = offset
+            self.path: str | None = None
+            self.line: int | None = before.count("\n") + 1
+            self.column: int | None = offset - (before.rfind("\n") + 1) + 1
+            self.position: int | str = offset + 1
             where = f"column {self.column}" if self.line == 1 else f"line {self.line}, column {self.column}"
         else:
             self.offset = None
@@ -136,7 +137,10 @@ class ActionTerm:
     def within_hours(self) -> int | None:
         if self.within is None:
             return None
-        number, unit = _WITHIN_RE.match(self.within).groups()
+        match = _WITHIN_RE.match(self.within)
+        if match is None:  # the parser only builds terms whose window matched
+            raise ValueError(f"not a window: {self.within!r}")
+        number, unit = match.groups()
         return int(number) * WITHIN_UNITS[unit]
 
 

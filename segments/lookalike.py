@@ -156,6 +156,8 @@ def _select(
     if min_similarity is not None:
         chosen = ids[scores >= min_similarity]
     else:
+        if size is None:
+            raise ValueError("a lookalike needs a size or a minimum similarity")
         n = min(int(size), ids.size)
         # Highest score first, lower id first among equals: sort by (-score, id).
         order = np.lexsort((ids, -scores))[:n]

@@ -27,7 +27,7 @@ class SegmentStatus(models.TextChoices):
     FAILED = "failed", "Refresh failed"
 
 
-class SegmentQuerySet(models.QuerySet):
+class SegmentQuerySet(models.QuerySet["Segment"]):
     def for_merchant(self, merchant: Merchant | int) -> SegmentQuerySet:
         """The one way API and portal code reaches segments: scoped to a merchant."""
         return self.filter(merchant=merchant)

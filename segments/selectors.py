@@ -11,13 +11,14 @@ from pyroaring import BitMap
 
 from merchants.models import Merchant
 from privacy.models import Purpose
-from privacy.services import processing_basis_require
+from privacy.release import STANDARD, canonical_subject
+from privacy.services import processing_basis_require, release_counts
 
 from .evaluation import evaluate_bitmap, latest_snapshot, snapshot_bitmap
 from .language import to_json
 from .models import Segment, SegmentSnapshot, SnapshotStatus
 from .services import definition_compile
-from .sources import estimate_bitmaps, public_count
+from .sources import estimate_bitmaps
 
 ESTIMATE_PURPOSE = Purpose.TAGGING
 
@@ -51,29 +52,41 @@ def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:
 
 @dataclass(frozen=True)
 class AudienceEstimate:
-    size: dict  # public_count: {"size", "display", "hidden"}
+    size: dict  # a released count: {"size", "display", "hidden", "error_bound", "precision"}
     reachable: dict
     took_ms: float
     expression: str
     definition: dict[str, Any]
 
 
-def audience_estimate(*, merchant: Merchant, expression: Any = None, definition: Any = None) -> AudienceEstimate:
+def audience_estimate(
+    *, merchant: Merchant, expression: Any = None, definition: Any = None, precision: str = STANDARD
+) -> AudienceEstimate:
     """How many live consumers match, and how many of those may be messaged (express direct-marketing consent).
 
-    Raises InvalidDefinition (400, with the position) for a bad expression and ProcessingNotPermitted when no
-    tagging activity is approved. Counts come back as merchants may see them.
+    Both counts leave through the release layer (privacy.services.release_counts): noisy with the precision's
+    scale, keyed by the question in canonical form and the exact value (so the text and JSON forms and
+    reorderings of one question get the same numbers, and different questions independent noise), suppressed
+    after the noise, and paid for from the merchant's privacy budget the first time each set is released in the
+    period. Raises InvalidDefinition (400, with the position) for a bad expression, ProcessingNotPermitted when
+    no tagging activity is approved, and PrivacyBudgetExhausted when the budget cannot pay for a new release.
     """
     started = time.perf_counter()
     resolved = definition_compile(merchant=merchant, expression=expression, definition=definition)
     processing_basis_require(purpose=ESTIMATE_PURPOSE)
     by_tag, live, consent = estimate_bitmaps(sorted(set(resolved.tag_ids.values())))
     members = evaluate_bitmap(resolved, bitmaps=(by_tag, live))
-    reachable = members.intersection_cardinality(consent)
+    subject = canonical_subject(to_json(resolved.node))
+    size, reachable = release_counts(
+        merchant_id=merchant.pk,
+        subjects=[f"size:{subject}", f"reachable:{subject}"],
+        counts=[len(members), members.intersection_cardinality(consent)],
+        precision=precision,
+    )
     took_ms = (time.perf_counter() - started) * 1000
     return AudienceEstimate(
-        size=public_count(len(members)),
-        reachable=public_count(reachable),
+        size=size.public(),
+        reachable=reachable.public(),
         took_ms=round(took_ms, 3),
         expression=resolved.text,
         definition=to_json(resolved.node),

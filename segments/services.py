@@ -159,9 +159,10 @@ def _schedule_apply(segment: Segment, crontab: str | None) -> None:
 
 
 def segment_crontab(segment: Segment) -> str | None:
-    if segment.schedule_id is None or segment.schedule.crontab_id is None:
+    schedule = segment.schedule if segment.schedule_id is not None else None
+    if schedule is None or schedule.crontab_id is None:
         return None
-    c = segment.schedule.crontab
+    c = schedule.crontab
     return f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
 
 
@@ -246,7 +247,7 @@ def segment_update(
             segment.name = name
         if description is not _UNSET:
             segment.description = description
-        if changed_definition:
+        if changed_definition and resolved is not None:
             segment.definition = resolved.text
             segment.definition_json = to_json(resolved.node)
             segment.depends_on.set(resolved.segment_ids)
@@ -262,28 +263,61 @@ def segment_update(
     return segment
 
 
+# Campaigns (a layer above) name the segments they include and exclude through these relations on Segment; a
+# segment is read through them, never by importing campaigns.
+CAMPAIGN_RELATIONS = ("campaigns_including", "campaigns_excluding")
+NAMES_SHOWN = 5
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(map(repr, names[:NAMES_SHOWN]))
+    return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"
+
+
+def _campaigns_using(segment: Segment) -> list[str]:
+    """Names of the campaigns, in any status, that include or exclude the segment."""
+    names: set[str] = set()
+    for relation in CAMPAIGN_RELATIONS:
+        names.update(getattr(segment, relation).values_list("name", flat=True))
+    return sorted(names)
+
+
 def segment_delete(*, segment: Segment, actor: str) -> None:
-    dependents = list(segment.dependents.values_list("name", flat=True)[:5])
-    if dependents:
-        raise Conflict(
-            f"Segment {segment.name!r} is used by {', '.join(map(repr, dependents))}; change those first.",
-            code="segment_in_use",
-        )
-    lookalikes = list(segment.lookalikes.values_list("name", flat=True)[:5])
-    if lookalikes:
-        raise Conflict(
-            f"Segment {segment.name!r} is the seed of {', '.join(map(repr, lookalikes))}; delete those first.",
-            code="segment_in_use",
-        )
-    try:
-        with transaction.atomic():
-            schedule_id = segment.schedule_id
-            segment.delete()
-            if schedule_id is not None:
-                PeriodicTask.objects.filter(pk=schedule_id).delete()
-    except ProtectedError:
-        raise Conflict(f"Segment {segment.name!r} is used by a campaign.", code="segment_in_use") from None
-    logger.info("segment.deleted", extra={"fields": {"segment_id": segment.pk, "actor": actor}})
+    """Delete a segment nothing uses. Refused (Conflict, nothing changed) while another segment names it, it seeds a
+    lookalike, or any campaign uses it: a finished campaign keeps the segments it was sent to as its record."""
+    segment_id = segment.pk
+    with transaction.atomic():
+        segment = Segment.objects.select_for_update().get(pk=segment_id)
+        dependents = sorted(segment.dependents.values_list("name", flat=True))
+        if dependents:
+            raise Conflict(
+                f"Segment {segment.name!r} is used by {_names(dependents)}; change those first.",
+                code="segment_in_use",
+            )
+        lookalikes = sorted(segment.lookalikes.values_list("name", flat=True))
+        if lookalikes:
+            raise Conflict(
+                f"Segment {segment.name!r} is the seed of {_names(lookalikes)}; delete those first.",
+                code="segment_in_use",
+            )
+        campaigns = _campaigns_using(segment)
+        if campaigns:
+            raise Conflict(
+                f"Segment {segment.name!r} is used by the campaign{'s' if len(campaigns) > 1 else ''} "
+                f"{_names(campaigns)}; a campaign keeps the segments it was sent to as its record, so the segment "
+                "cannot be deleted while a campaign uses it.",
+                code="segment_in_use",
+                details={"campaigns": campaigns[:NAMES_SHOWN]},
+            )
+        try:
+            with transaction.atomic():
+                schedule_id = segment.schedule_id
+                segment.delete()
+                if schedule_id is not None:
+                    PeriodicTask.objects.filter(pk=schedule_id).delete()
+        except ProtectedError:
+            raise Conflict(f"Segment {segment.name!r} is used by a campaign.", code="segment_in_use") from None
+    logger.info("segment.deleted", extra={"fields": {"segment_id": segment_id, "actor": actor}})
 
 
 # ------------------------------------------------------------------------------------------------ refresh

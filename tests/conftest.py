@@ -126,20 +126,55 @@ def _process_caches_clear():
     """Every test starts with empty per-process caches, and an empty Django cache (rate-limit counts).
 
     Test databases reuse ids and bitmap versions from one test to the next, so a cache keyed by them (tag and
-    live bitmaps, behavioural and snapshot bitmaps, loaded models) would hand one test another's data; and
-    the API's per-address limit would let one test's keyless requests throttle the next test's.
+    live bitmaps, behavioural and snapshot bitmaps, loaded models, released figures) would hand one test another's
+    data; and the API's per-address limit would let one test's keyless requests throttle the next test's.
     """
     from django.core.cache import cache
 
+    from privacy.services import released_cache_clear
     from recommend.artefacts import cache_clear as models_cache_clear
     from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
+    from segments.targeting import targeting_cache_invalidate
     from tags.bitmaps import bitmap_cache_clear
 
     bitmap_cache_clear()
     behaviour_cache_invalidate()
     snapshot_cache_clear()
+    targeting_cache_invalidate()
     models_cache_clear()
     cache.clear()
+    released_cache_clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _audit_checkpoint_per_test(settings, tmp_path):
+    """Each test gets its own signed audit checkpoint (a file in its tmp dir, and no cached copy).
+
+    The checkpoint lives outside the database on purpose, so it does not roll back with a test's transaction.
+    """
+    from django.core.cache import cache
+
+    from privacy.audit import CHECKPOINT_CACHE_KEY
+
+    settings.AUDIT_CHECKPOINT_PATH = tmp_path / "audit-checkpoint.json"
+    cache.delete(CHECKPOINT_CACHE_KEY)
+    yield
+    cache.delete(CHECKPOINT_CACHE_KEY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_truncate_allowed_in_the_test_database(django_db_setup, django_db_blocker):
+    """Transactional tests empty the tables with TRUNCATE after each test; the throwaway test database lets
+    them (production keeps privacy_auditentry_no_truncate; tests/privacy/test_audit_tail.py re-enables it)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'privacy_auditentry_no_truncate'")
+                if cursor.fetchone():  # absent in a database kept (--reuse-db) from before migration 0008
+                    cursor.execute("ALTER TABLE privacy_auditentry DISABLE TRIGGER privacy_auditentry_no_truncate")
     yield
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 from pyroaring import BitMap
 
@@ -142,6 +142,14 @@ _STAGE_TABLE = "campaigns_delivery_stage"
 _STAGE_COLUMNS = ("consumer", "group", "product_ids", "title", "body", "status", "last_error")
 
 
+def _db_column(name: str) -> str:
+    """The database column of one of Delivery's concrete fields."""
+    field = Delivery._meta.get_field(name)
+    if not isinstance(field, Field) or not field.column:
+        raise LookupError(f"Delivery.{name} is not a column")
+    return field.column
+
+
 def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> None:
     """Write a batch of deliveries with ON CONFLICT (campaign, consumer) DO NOTHING.
 
@@ -152,8 +160,8 @@ def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> No
     if not rows:
         return
     if connection.vendor == "postgresql":
-        meta, quote = Delivery._meta, connection.ops.quote_name
-        columns = [quote(meta.get_field(name).column) for name in _STAGE_COLUMNS]
+        quote = connection.ops.quote_name
+        columns = [quote(_db_column(name)) for name in _STAGE_COLUMNS]
         # COPY and INSERT share a transaction: the staging table empties at commit.
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
@@ -168,13 +176,11 @@ def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> No
                     copy.write_row(
                         (r.consumer_id, r.group, json.dumps(r.product_ids), r.title, r.body, r.status, r.last_error)
                     )
-            target = ", ".join(
-                [*columns, quote(meta.get_field("campaign").column), quote("created_at"), quote("attempts")]
-            )
+            target = ", ".join([*columns, quote(_db_column("campaign")), quote("created_at"), quote("attempts")])
             cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({target}) "  # noqa: S608 - names from model metadata only
+                f"INSERT INTO {quote(Delivery._meta.db_table)} ({target}) "  # noqa: S608 - names from model metadata only
                 f"SELECT {', '.join(columns)}, %s, %s, 0 FROM {_STAGE_TABLE} "
-                f"ON CONFLICT ({quote(meta.get_field('campaign').column)}, {quote(meta.get_field('consumer').column)}) "
+                f"ON CONFLICT ({quote(_db_column('campaign'))}, {quote(_db_column('consumer'))}) "
                 "DO NOTHING",
                 [campaign_id, created_at],
             )
@@ -270,7 +276,7 @@ def deliveries_write_batch(*, ctx: RunContext, run_token: int) -> bool:
             continue
         product_ids = [pid for pid in recommended.get(consumer_id, ())[: n_products * 2] if products.get(pid)]
         product_ids = product_ids[:n_products]
-        infos = [products[pid] for pid in product_ids]
+        infos = [info for pid in product_ids if (info := products[pid]) is not None]
         if product_ids:
             personalised_ids.add(consumer_id)
         rows_by_consumer[consumer_id] = _Row(

@@ -133,22 +133,22 @@ def deliveries_dispatch_batch(*, ctx: RunContext, run_token: int) -> bool:
             withdrawn += pending_now.filter(consumer_id__in=consumers).update(
                 status=DeliveryStatus.WITHDRAWN, last_error=reason
             )
-        for lo, hi, result in outcomes:
+        for lo, hi, outcome in outcomes:
             sent = pending_now.filter(consumer_id__gte=lo, consumer_id__lte=hi)
-            if result is None:
+            if outcome is None:
                 dispatched += sent.update(status=DeliveryStatus.DISPATCHED, dispatched_at=now)
-            elif result.ok:
+            elif outcome.ok:
                 dispatched += sent.update(
                     status=DeliveryStatus.DISPATCHED,
                     dispatched_at=now,
                     delivered_at=now,
-                    attempts=F("attempts") + result.attempts,
+                    attempts=F("attempts") + outcome.attempts,
                 )
             else:
                 failed += sent.update(
                     status=DeliveryStatus.FAILED,
-                    last_error=result.error[:500],
-                    attempts=F("attempts") + result.attempts,
+                    last_error=outcome.error[:500],
+                    attempts=F("attempts") + outcome.attempts,
                 )
         Campaign.objects.filter(pk=campaign.pk).update(
             dispatched_count=F("dispatched_count") + dispatched,

@@ -31,7 +31,7 @@ class InboxMessage:
     body: str
     coupon_code: str
     products: list[dict]
-    sent_at: datetime
+    sent_at: datetime | None  # the delivery's dispatched_at: set whenever a delivery is marked dispatched
 
 
 @dataclass(frozen=True)

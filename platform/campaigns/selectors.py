@@ -233,7 +233,9 @@ def campaign_funnels(campaign: Campaign) -> dict[str, GroupFunnel]:
         converted_n=Count("pk", filter=converted),
         revenue=Sum("value", filter=converted),
     )
-    funnels = {group: GroupFunnel(0, 0, 0, 0, 0, 0, 0, Decimal("0")) for group in (Group.TREATMENT, Group.CONTROL)}
+    funnels: dict[str, GroupFunnel] = {
+        group: GroupFunnel(0, 0, 0, 0, 0, 0, 0, Decimal("0")) for group in (Group.TREATMENT, Group.CONTROL)
+    }
     for row in aggregated.order_by():
         funnels[row["group"]] = GroupFunnel(
             size=row["size"],

@@ -170,6 +170,23 @@ def _values_of(campaign: Campaign) -> dict[str, Any]:
     return values
 
 
+def _segments_lock(merchant: Merchant, values: dict[str, Any]) -> None:
+    """Lock the segments a campaign is about to name, and make sure they still exist.
+
+    segment_delete locks the segment it deletes and refuses while a campaign names it, so between the two one
+    waits for the other: a segment is never deleted from under a campaign being saved.
+    """
+    wanted = {int(i) for field in SEGMENT_FIELDS for i in (values.get(field) or [])}
+    found = set(_segments_for(merchant).select_for_update().filter(pk__in=wanted).values_list("pk", flat=True))
+    problems: dict[str, list[str]] = {}
+    for field in SEGMENT_FIELDS:
+        for segment_id in values.get(field) or []:
+            if int(segment_id) not in found:
+                problems.setdefault(field, []).append(f"Segment {segment_id} was not found.")
+    if problems:
+        raise _invalid(problems)
+
+
 def campaign_create(*, merchant: Merchant, actor: str, **values) -> Campaign:
     problems = campaign_problems(merchant=merchant, values=values)
     if problems:
@@ -178,6 +195,7 @@ def campaign_create(*, merchant: Merchant, actor: str, **values) -> Campaign:
     _apply(campaign, values)
     _full_clean(campaign)
     with transaction.atomic():
+        _segments_lock(merchant, values)
         campaign.save()
         campaign.include_segments.set(values.get("include_segment_ids") or [])
         campaign.exclude_segments.set(values.get("exclude_segment_ids") or [])
@@ -213,6 +231,8 @@ def campaign_update(*, campaign: Campaign, actor: str, **changes) -> Campaign:
             raise _invalid(problems)
         _apply(campaign, values)
         _full_clean(campaign)
+        if any(field in changes for field in SEGMENT_FIELDS):
+            _segments_lock(campaign.merchant, values)
         campaign.save()
         if "include_segment_ids" in changes:
             campaign.include_segments.set(values["include_segment_ids"])

@@ -246,6 +246,20 @@ INGEST_WRITERS = env_int("INGEST_WRITERS", 2)  # PostgreSQL writer threads overl
 INGEST_MAX_ROWS_PER_REQUEST = env_int("INGEST_MAX_ROWS_PER_REQUEST", 50_000)
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 64 * 1024 * 1024)
 SUBJECT_REQUEST_DUE_DAYS = env_int("SUBJECT_REQUEST_DUE_DAYS", 30)
+
+# The release layer (privacy/release.py; docs/privacy.md, "Released numbers"): differential privacy for every
+# number a merchant sees. The noise is keyed by RELEASE_NOISE_KEY and by what is counted, so the same set always
+# gets the same number; each merchant spends a privacy budget (zCDP ρ) per period on new distinct releases.
+RELEASE_NOISE_KEY = env_required("RELEASE_NOISE_KEY", production=PRODUCTION, dev_default="dev-only-release-noise-key")
+if PRODUCTION and len(RELEASE_NOISE_KEY) < 32:
+    raise ImproperlyConfigured("RELEASE_NOISE_KEY must be at least 32 characters in production")
+PRIVACY_BUDGET_PERIOD = env_str("PRIVACY_BUDGET_PERIOD", "month")
+if PRIVACY_BUDGET_PERIOD not in ("month", "week", "day"):
+    raise ImproperlyConfigured("PRIVACY_BUDGET_PERIOD must be month, week or day")
+try:
+    PRIVACY_BUDGET_DEFAULT_RHO = float(env_str("PRIVACY_BUDGET_DEFAULT_RHO", "0.25"))
+except ValueError as _exc:
+    raise ImproperlyConfigured("PRIVACY_BUDGET_DEFAULT_RHO must be a number (zCDP rho per period)") from _exc
 RETENTION_PURGE_BATCH = env_int("RETENTION_PURGE_BATCH", 5000)
 RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 20)
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)
@@ -259,6 +273,10 @@ CAMPAIGN_WEBHOOK_BATCH_SIZE = env_int("CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)  # del
 CAMPAIGN_WEBHOOK_ATTEMPTS = env_int("CAMPAIGN_WEBHOOK_ATTEMPTS", 4)
 CAMPAIGN_WEBHOOK_BACKOFF_S = env_float("CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)  # first retry's wait, doubled each time
 CAMPAIGN_WEBHOOK_TIMEOUT_S = env_float("CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
+# A category or brand a merchant does not sell may be targeted only when this many merchants sell it.
+SEGMENT_SHARED_VALUE_MIN_MERCHANTS = env_int("SEGMENT_SHARED_VALUE_MIN_MERCHANTS", 3)
+# Memory model training may use, in MiB; 0 = half of the machine's (or container's) memory. recommend/memory.py
+RECOMMEND_MEMORY_BUDGET_MB = env_int("RECOMMEND_MEMORY_BUDGET_MB", 0)
 # How late a consumer or consent row may commit after its timestamp and still reach the fresh-on-read bitmaps
 # before the next tagging run (tags.bitmaps.change_window_floor).
 FRESH_BITMAP_OVERLAP_SECONDS = env_int("FRESH_BITMAP_OVERLAP_SECONDS", 120)
@@ -283,3 +301,54 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# --------------------------------------------------------------------------------------------------------------
+# Privacy hardening (issue 11): phone normalisation, the audit checkpoint, sign-in lockout.
+# Keep these together; the README's configuration table lists each variable.
+# --------------------------------------------------------------------------------------------------------------
+
+# Phone numbers without an international prefix are read as numbers of this region (ISO 3166 alpha-2) before
+# pseudonymisation, so "+65 9000 1234", "0065 9000 1234" and "9000 1234" are one consumer. Changing it changes
+# the pseudonym of every phone number written without a prefix: treat it as long-lived, like PSEUDONYM_KEY.
+PHONE_DEFAULT_REGION = (env_str("PHONE_DEFAULT_REGION", "SG") or "SG").upper()
+
+
+def _phone_region_check(region: str) -> None:
+    import phonenumbers
+
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ImproperlyConfigured(f"PHONE_DEFAULT_REGION must be an ISO 3166 region code, got {region!r}")
+
+
+_phone_region_check(PHONE_DEFAULT_REGION)
+
+# The signed checkpoint of the audit chain's length and head, kept apart from the database (privacy.audit).
+AUDIT_CHECKPOINT_PATH = Path(env_str("AUDIT_CHECKPOINT_PATH", str(VAR_DIR / "audit-checkpoint.json")))
+
+# Sign-in lockout (django-axes) for the portal and the admin: after LOGIN_FAILURE_LIMIT failed attempts for one
+# username from one address, that pair is refused (HTTP 429, even with the right password) for
+# LOGIN_LOCKOUT_MINUTES, or until an officer unlocks it (admin, or `manage.py login_unlock`). API keys are not
+# passwords and are not affected.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as django-axes requires
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLE_ADMIN = False  # privacy.admin registers an officers' view with an audited unlock action
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are not kept: only failures matter here
+AXES_VERBOSE = False
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # its INFO line per failed attempt is noise; lockouts are audited
+# The client address: REMOTE_ADDR, unless API_NUM_PROXIES trusted proxies (e.g. 1 for the TLS terminator) put it
+# in X-Forwarded-For; trusting a header nobody strips would let a guesser pick a new address per attempt.
+if REST_FRAMEWORK["NUM_PROXIES"]:
+    AXES_IPWARE_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]

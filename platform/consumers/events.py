@@ -130,6 +130,7 @@ class EventIngest:
                 if event_type is None:
                     reason = "is required" if kind in (None, "") else "must be one of " + ", ".join(EVENT_TYPE_BY_NAME)
                     bad.append(RowError(row_no, "event_type", reason))
+                    event_type = 0
 
             occurred_at = get("occurred_at")
             try:
@@ -202,14 +203,17 @@ class EventIngest:
                     title = text_value(title, 300)
                 except BadValue as exc:
                     bad.append(RowError(row_no, "title", str(exc)))
+                    title = ""
                 try:
                     category_path = _category_path(category_path)
                 except BadValue as exc:
                     bad.append(RowError(row_no, "category_path", str(exc)))
+                    category_path = ""
                 try:
                     brand = text_value(brand, 100)
                 except BadValue as exc:
                     bad.append(RowError(row_no, "brand", str(exc)))
+                    brand = ""
                 product = (title, category_path, brand)
 
             if bad:

@@ -32,6 +32,8 @@ from itertools import islice
 from django.conf import settings
 from django.db import connection
 
+from privacy.pseudonyms import InvalidIdentifier
+
 from .models import AgeRange
 
 logger = logging.getLogger("dmp.ingest")
@@ -170,6 +172,8 @@ def consumer_pseudonym(value, pseudonymise: Callable[[str], str]) -> str:
         return pseudonymise(consumer)
     except UnicodeEncodeError:  # a lone surrogate cannot be encoded for the keyed hash
         raise BadValue("is not valid Unicode text") from None
+    except InvalidIdentifier as exc:  # a phone-shaped id that is no phone number; the message never quotes it
+        raise BadValue(str(exc)) from None
 
 
 def text_value(value, max_length: int, *, required: bool = False) -> str:

@@ -7,6 +7,8 @@ is the same 404 as a missing one.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from rest_framework import serializers, viewsets
@@ -15,6 +17,8 @@ from rest_framework.views import APIView
 from .auth import ApiPrincipal
 from .models import Merchant
 from .permissions import IsMerchantKey, IsOperatorKey
+
+_M = TypeVar("_M", bound=Model)
 
 
 class ScopeMissing(RuntimeError):
@@ -28,7 +32,7 @@ def request_merchant(request) -> Merchant:
     return user.merchant
 
 
-def get_scoped_or_404(queryset: QuerySet, **lookup) -> Model:
+def get_scoped_or_404(queryset: QuerySet[_M], **lookup) -> _M:
     """Fetch one object from an already merchant-scoped queryset; missing and foreign are both 404."""
     try:
         return queryset.get(**lookup)

@@ -17,7 +17,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import Conflict, DomainError, Invalid, NotFound, Unprocessable
+from .errors import Conflict, DomainError, Invalid, LimitExceeded, NotFound, Unprocessable
 
 logger = logging.getLogger("dmp.api")
 
@@ -28,7 +28,15 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
     Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    LimitExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
 }
+
+
+def domain_error_headers(exc: DomainError) -> dict[str, str] | None:
+    """Headers a refusal carries: `Retry-After` (seconds) when a spent quota says when it renews."""
+    if isinstance(exc, LimitExceeded) and exc.retry_after_seconds is not None:
+        return {"Retry-After": str(max(1, exc.retry_after_seconds))}
+    return None
 
 
 def domain_error_status(exc: DomainError) -> int:
@@ -60,7 +68,9 @@ def error_response(status_code: int, code: str, message: str, details=None, head
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return error_response(domain_error_status(exc), exc.code, exc.message, exc.details)
+        return error_response(
+            domain_error_status(exc), exc.code, exc.message, exc.details, headers=domain_error_headers(exc)
+        )
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.error_code, exc.message, exc.details)
     if isinstance(exc, Http404):

@@ -65,3 +65,14 @@ class Unprocessable(DomainError):
     """Well-formed input the platform cannot act on as it stands (HTTP 422)."""
 
     default_code = "unprocessable"
+
+
+class LimitExceeded(DomainError):
+    """A quota is spent for now (HTTP 429); `retry_after_seconds` says when asking again can succeed."""
+
+    default_code = "limit_exceeded"
+
+    @property
+    def retry_after_seconds(self) -> int | None:
+        value = self._detail("retry_after_seconds")
+        return int(value) if value is not None else None

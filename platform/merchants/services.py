@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,13 +32,13 @@ def merchant_create(*, slug: str, name: str) -> Merchant:
     return merchant
 
 
-def membership_grant(*, user: AbstractBaseUser, merchant: Merchant, role: str = Role.ANALYST) -> Membership:
+def membership_grant(*, user: User, merchant: Merchant, role: str = Role.ANALYST) -> Membership:
     membership, _ = Membership.objects.update_or_create(user=user, merchant=merchant, defaults={"role": role})
     return membership
 
 
 def api_key_issue(
-    *, kind: str, name: str, merchant: Merchant | None = None, created_by: AbstractBaseUser | None = None
+    *, kind: str, name: str, merchant: Merchant | None = None, created_by: User | None = None
 ) -> IssuedKey:
     if kind == ApiKeyKind.MERCHANT and merchant is None:
         raise ValueError("a merchant key needs a merchant")

@@ -37,6 +37,7 @@ urlpatterns = [
     path("segments/<id:segment_id>/lookalike/", segments.segment_lookalike, name="segment_lookalike"),
     path("tags/", tags.tag_explorer, name="tags"),
     path("tags/catalogue.json", segments.tag_catalogue_json, name="tag_catalogue_json"),
+    path("segments/values.json", segments.action_values_json, name="action_values_json"),
     path("campaigns/", campaigns.campaign_list, name="campaigns"),
     path("campaigns/new/", campaigns.campaign_new, name="campaign_new"),
     path("campaigns/preview/", campaigns.campaign_preview_json, name="campaign_preview_json"),

@@ -18,15 +18,18 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from .audit import audit_chain_verify
+from .audit import audit_chain_verify, audit_record
 from .models import (
     ActivityStatus,
     AuditEntry,
+    BudgetPeriod,
     ConsentRecord,
     ConsentState,
     CounterStatement,
     DataSubjectRequest,
+    PrivacyBudget,
     ProcessingActivity,
+    ReleaseLedger,
     RiskFlag,
     RiskFlagStatus,
     StatementStatus,
@@ -34,6 +37,7 @@ from .models import (
 )
 from .records import processing_record_export
 from .risk_flags import RiskReviewError, counter_statement_dismiss, counter_statement_uphold, risk_flags_lift
+from .selectors import budget_allowance, budget_remaining
 from .services import activity_approve, activity_revert_to_draft, activity_suspend
 from .subject_rights import (
     SubjectRequestError,
@@ -209,8 +213,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         if report.intact:
             self.message_user(request, f"Audit chain intact: {report.checked} entries verified.", messages.SUCCESS)
         else:
-            brk = report.first_break
-            self.message_user(request, f"Audit chain broken at entry {brk.entry_id}: {brk.reason}.", messages.ERROR)
+            self.message_user(request, f"{report.first_break.describe().capitalize()}.", messages.ERROR)
 
 
 class ReasonForm(forms.Form):
@@ -519,3 +522,108 @@ class CounterStatementAdmin(admin.ModelAdmin):
 class SuppressionAdmin(ReadOnlyAdmin):
     list_display = ["id", "consumer_id", "reason", "scope", "reference", "created_at", "lifted_at"]
     list_filter = ["reason", "scope", ("lifted_at", admin.EmptyFieldListFilter)]
+
+
+# ------------------------------------------------------------------------------------------------ privacy budget
+
+
+@admin.register(PrivacyBudget)
+class PrivacyBudgetAdmin(admin.ModelAdmin):
+    """Officers set a merchant's allowance per period; merchants without a row have the documented default."""
+
+    list_display = ("merchant", "allowance_rho", "spent_this_period", "remaining_this_period", "updated_at")
+    search_fields = ("merchant__name", "merchant__slug")
+    fields = ("merchant", "allowance_rho", "note", "updated_by", "updated_at")
+    readonly_fields = ("updated_by", "updated_at")
+
+    @admin.display(description="spent this period (ρ)")
+    def spent_this_period(self, obj: PrivacyBudget) -> str:
+        return f"{budget_remaining(merchant_id=obj.merchant_id).spent:.4f}"
+
+    @admin.display(description="remaining (ρ)")
+    def remaining_this_period(self, obj: PrivacyBudget) -> str:
+        return f"{budget_remaining(merchant_id=obj.merchant_id).remaining:.4f}"
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=f"user:{request.user.pk}",
+            action="privacy_budget.allowance_set",
+            merchant_id=obj.merchant_id,
+            object_type="PrivacyBudget",
+            object_id=obj.pk,
+            details={"allowance_rho": obj.allowance_rho, "note": obj.note},
+        )
+
+
+@admin.register(BudgetPeriod)
+class BudgetPeriodAdmin(ReadOnlyAdmin):
+    """Each merchant's spending per period: new distinct releases and the ρ they cost (repeats are free)."""
+
+    list_display = ("merchant", "period_start", "spent_rho", "releases", "allowance", "updated_at")
+    list_filter = ("period_start",)
+    search_fields = ("merchant__name", "merchant__slug")
+
+    @admin.display(description="allowance (ρ)")
+    def allowance(self, obj: BudgetPeriod) -> float:
+        return budget_allowance(merchant_id=obj.merchant_id)
+
+
+@admin.register(ReleaseLedger)
+class ReleaseLedgerAdmin(ReadOnlyAdmin):
+    """Every distinct release given to a merchant: what it cost and the noisy value released (officers only)."""
+
+    list_display = ("released_at", "merchant", "precision", "measure", "rho", "value")
+    list_filter = ("precision", "measure", "period_start")
+    search_fields = ("merchant__name", "merchant__slug")
+
+
+# --------------------------------------------------------------------------- sign-in lockouts (django-axes)
+
+from axes.models import AccessAttempt, AccessFailureLog  # noqa: E402  (axes is installed after this app)
+
+from .logins import LoginUnlockError, login_unlock  # noqa: E402
+
+
+@admin.register(AccessAttempt)
+class LoginLockoutAdmin(ReadOnlyAdmin):
+    """Failed sign-ins per username and address; officers unlock with an audited action, never by deleting rows."""
+
+    list_display = ["username", "ip_address", "failures_since_start", "attempt_time", "locked"]
+    list_filter = ["attempt_time"]
+    search_fields = ["username", "ip_address"]
+    fields = ["username", "ip_address", "user_agent", "path_info", "failures_since_start", "attempt_time"]
+    actions = ["unlock_selected"]
+
+    @admin.display(boolean=True, description="locked")
+    def locked(self, obj: AccessAttempt) -> bool:
+        from django.conf import settings
+
+        return obj.failures_since_start >= settings.AXES_FAILURE_LIMIT
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        if not request.user.has_perm("axes.delete_accessattempt"):
+            actions.pop("unlock_selected", None)
+        return actions
+
+    @admin.action(description="Unlock the selected sign-ins (audited)")
+    def unlock_selected(self, request, queryset):
+        if not request.user.has_perm("axes.delete_accessattempt"):
+            raise PermissionDenied
+        removed = 0
+        for username, address in set(queryset.values_list("username", "ip_address")):
+            try:
+                removed += login_unlock(username=username or "", ip_address=address, actor=f"user:{request.user.pk}")
+            except LoginUnlockError:
+                continue
+        self.message_user(request, f"Unlocked: {removed} lockout record(s) removed.", messages.SUCCESS)
+
+
+@admin.register(AccessFailureLog)
+class LoginFailureLogAdmin(ReadOnlyAdmin):
+    list_display = ["username", "ip_address", "attempt_time", "locked_out"]
+    list_filter = ["locked_out", "attempt_time"]
+    search_fields = ["username", "ip_address"]

@@ -13,13 +13,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from merchants.api_base import IdField, OperatorAPIView
+from merchants.api_base import IdField, MerchantAPIView, OperatorAPIView
 from merchants.api_fields import ChoiceField
 from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.pagination import MAX_OFFSET
 
-from .models import CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
-from .pseudonyms import pseudonymise
+from .models import BudgetPeriod, CounterStatement, DataSubjectRequest, RequestKind, RequestStatus
+from .pseudonyms import InvalidIdentifier, normalise_identifier, pseudonymise
 from .risk_flags import (
     RiskReviewError,
     UnknownFlag,
@@ -28,6 +28,7 @@ from .risk_flags import (
     blacklist_summary,
     counter_statement_file,
 )
+from .selectors import budget_remaining
 from .subject_rights import DuplicateOpenRequest, SubjectRequestError, subject_request_submit
 
 RAW_ID_MAX_LENGTH = 320  # the longest e-mail address
@@ -38,6 +39,14 @@ class RawIdentifierField(serializers.CharField):
 
     def __init__(self, **kwargs):
         super().__init__(max_length=RAW_ID_MAX_LENGTH, trim_whitespace=True, write_only=True, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            normalise_identifier(value)  # a phone-shaped id must be a possible phone number
+        except InvalidIdentifier as exc:
+            raise serializers.ValidationError(f"This identifier {exc}.", code=exc.code) from None
+        return value
 
 
 class SubjectRequestInput(serializers.Serializer):
@@ -211,3 +220,33 @@ class Blacklist(OperatorAPIView):
             "results": blacklist_page(limit=limit, offset=offset),
         }
         return Response(BlacklistOutput(body).data)
+
+
+# ------------------------------------------------------------------------------------------------ privacy budget
+
+
+class BudgetOutput(serializers.Serializer):
+    allowance = serializers.FloatField(help_text="Privacy loss (zCDP ρ) new releases may spend this period.")
+    spent = serializers.FloatField()
+    remaining = serializers.FloatField()
+    releases = serializers.IntegerField(help_text="New distinct figures released this period (repeats are free).")
+    period_start = serializers.DateField()
+    renews_at = serializers.DateTimeField()
+
+
+class PrivacyBudgetApi(MerchantAPIView):
+    """The calling merchant's privacy budget: what is left this period and when it renews."""
+
+    def scoped_queryset(self, merchant):
+        return BudgetPeriod.objects.filter(merchant=merchant)
+
+    @extend_schema(
+        operation_id="privacy_budget",
+        summary="Your privacy budget",
+        description="Every new figure the platform releases to you (an estimate of a set not asked about before "
+        "in this period) spends from a privacy budget; repeats are free. When it is spent, new estimates answer "
+        "429 privacy_budget_exhausted until renews_at. See docs/privacy.md.",
+        responses=BudgetOutput,
+    )
+    def get(self, request):
+        return Response(BudgetOutput(budget_remaining(merchant_id=self.merchant.pk).as_dict()).data)

@@ -1,4 +1,5 @@
-"""Privacy endpoints under /api/v1/ (operator keys): data-subject requests, counter statements, blacklist."""
+"""Privacy endpoints under /api/v1/: data-subject requests, counter statements, blacklist (operator keys); the
+privacy budget (merchant keys)."""
 
 from django.urls import path
 
@@ -14,4 +15,5 @@ urlpatterns = [
         name="privacy-counter-statement-detail",
     ),
     path("privacy/blacklist", api.Blacklist.as_view(), name="privacy-blacklist"),
+    path("privacy/budget", api.PrivacyBudgetApi.as_view(), name="privacy-budget"),  # merchant keys
 ]

@@ -184,9 +184,12 @@ class AuditEntry(models.Model):
     """The tamper-evident audit log. Append-only; each entry's hash chains to the previous one.
 
     entry_hash = HMAC(AUDIT_KEY, prev_hash + canonical entry). On PostgreSQL a
-    trigger refuses UPDATE and DELETE. Entries never carry raw identifiers.
+    trigger refuses UPDATE, DELETE and TRUNCATE. `seq` numbers the chain from 1 so
+    the signed checkpoint (privacy.audit) can name its length cheaply. Entries
+    never carry raw identifiers.
     """
 
+    seq = models.BigIntegerField(unique=True, null=True, editable=False, help_text="position in the chain, from 1")
     created_at = models.DateTimeField()
     actor = models.CharField(max_length=100, help_text="user:<id>, apikey:<id>, task:<name> or command:<name>")
     merchant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
@@ -381,3 +384,75 @@ class CounterStatement(models.Model):
 
     def __str__(self) -> str:
         return f"counter statement #{self.pk} ({self.get_status_display()})"
+
+
+# ------------------------------------------------------------------------------------------------ privacy budget
+# The release layer's accounting (privacy/release.py, docs/privacy.md "Released numbers"): what each merchant may
+# spend per period, what it has spent, and every distinct release it has been given (repeats are free).
+
+
+class PrivacyBudget(models.Model):
+    """A merchant's allowance of privacy loss per period (zCDP ρ), set by a privacy officer.
+
+    Without a row the merchant has settings.PRIVACY_BUDGET_DEFAULT_RHO.
+    """
+
+    merchant = models.OneToOneField("merchants.Merchant", on_delete=models.CASCADE, related_name="privacy_budget")
+    allowance_rho = models.FloatField(
+        help_text="Privacy loss (zCDP ρ) the merchant's new releases may spend per period. A standard estimate "
+        "costs 0.0025 (two counts at ρ = 0.00125), a preview 0.0001. See docs/privacy.md."
+    )
+    note = models.CharField(max_length=300, blank=True, help_text="Why this merchant's allowance differs.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"privacy budget of merchant {self.merchant_id}: ρ {self.allowance_rho} per period"
+
+    def clean(self) -> None:
+        if self.allowance_rho is not None and not (0 <= self.allowance_rho <= 10):
+            raise ValidationError({"allowance_rho": "An allowance is between 0 and 10 (ρ)."})
+
+
+class BudgetPeriod(models.Model):
+    """What a merchant has spent in one period: the row new releases lock and add to."""
+
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.CASCADE, related_name="budget_periods")
+    period_start = models.DateField()
+    spent_rho = models.FloatField(default=0.0)
+    releases = models.PositiveIntegerField(default=0, help_text="New distinct releases (repeats are free).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant", "period_start"], name="budget_period_once")]
+        ordering = ["-period_start", "merchant_id"]
+
+    def __str__(self) -> str:
+        return f"merchant {self.merchant_id}, period from {self.period_start}: ρ {self.spent_rho:.4f} spent"
+
+
+class ReleaseLedger(models.Model):
+    """One distinct release given to a merchant in a period, keyed by what was counted (never the query text).
+
+    value is the noisy count (or sum) released, unrounded: a repeat reads it back instead of drawing again.
+    """
+
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateField()
+    release_key = models.CharField(max_length=64)
+    measure = models.CharField(max_length=64, default="count")
+    precision = models.CharField(max_length=16)
+    rho = models.FloatField()
+    value = models.BigIntegerField()
+    released_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "period_start", "release_key"], name="release_once_per_period")
+        ]
+        indexes = [models.Index(fields=["released_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.precision} {self.measure} release to merchant {self.merchant_id} ({self.released_at:%Y-%m-%d})"

@@ -22,7 +22,14 @@ OFFICER_PERMISSIONS = (
     "view_counterstatement",
     "change_counterstatement",
     "view_suppression",
+    "view_privacybudget",
+    "add_privacybudget",
+    "change_privacybudget",
+    "view_budgetperiod",
+    "view_releaseledger",
 )
+# Sign-in lockouts (django-axes): officers see them and unlock (privacy.logins).
+OFFICER_LOGIN_PERMISSIONS = ("view_accessattempt", "delete_accessattempt", "view_accessfailurelog")
 
 
 def officer_group_sync(**_signal_kwargs) -> None:
@@ -30,5 +37,6 @@ def officer_group_sync(**_signal_kwargs) -> None:
 
     group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
     group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="privacy", codename__in=OFFICER_PERMISSIONS)
+        *Permission.objects.filter(content_type__app_label="privacy", codename__in=OFFICER_PERMISSIONS),
+        *Permission.objects.filter(content_type__app_label="axes", codename__in=OFFICER_LOGIN_PERMISSIONS),
     )

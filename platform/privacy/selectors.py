@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.conf import settings
 from django.db.models import QuerySet
 
+from .budget import period_renews_at, period_start
 from .models import ActivityStatus, ConsentKind, ConsentState, ConsentStatus, ProcessingActivity, Purpose
 
 
@@ -24,3 +29,53 @@ def suppressed_consumer_ids(*, has_offer: bool) -> QuerySet:
 
     scopes = [SuppressionScope.ALL, SuppressionScope.OFFERS] if has_offer else [SuppressionScope.ALL]
     return Suppression.objects.filter(lifted_at__isnull=True, scope__in=scopes).values_list("consumer_id", flat=True)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A merchant's privacy budget in the current period (zCDP ρ)."""
+
+    allowance: float
+    spent: float
+    releases: int
+    period_start: date
+    renews_at: datetime
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.allowance - self.spent)
+
+    def as_dict(self) -> dict:
+        return {
+            "allowance": round(self.allowance, 6),
+            "spent": round(self.spent, 6),
+            "remaining": round(self.remaining, 6),
+            "releases": self.releases,
+            "period_start": self.period_start.isoformat(),
+            "renews_at": self.renews_at.isoformat(),
+        }
+
+
+def budget_allowance(*, merchant_id: int) -> float:
+    """The officer's allowance for the merchant, or the documented default (settings.PRIVACY_BUDGET_DEFAULT_RHO)."""
+    from .models import PrivacyBudget
+
+    allowance = PrivacyBudget.objects.filter(merchant_id=merchant_id).values_list("allowance_rho", flat=True).first()
+    return float(settings.PRIVACY_BUDGET_DEFAULT_RHO if allowance is None else allowance)
+
+
+def budget_remaining(*, merchant_id: int, at: datetime | None = None) -> BudgetStatus:
+    """What the merchant may still spend on new releases this period, and when the allowance renews."""
+    from .models import BudgetPeriod
+
+    start = period_start(at)
+    row = (
+        BudgetPeriod.objects.filter(merchant_id=merchant_id, period_start=start).values("spent_rho", "releases").first()
+    )
+    return BudgetStatus(
+        allowance=budget_allowance(merchant_id=merchant_id),
+        spent=float(row["spent_rho"]) if row else 0.0,
+        releases=int(row["releases"]) if row else 0,
+        period_start=start,
+        renews_at=period_renews_at(start),
+    )

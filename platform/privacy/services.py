@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Count, F, Sum
 from django.utils import timezone
+from pyroaring import AbstractBitMap
+
+from merchants.errors import LimitExceeded
 
 from .audit import audit_record
+from .budget import period_renews_at, period_start
 from .models import (
     ActivityStatus,
+    BudgetPeriod,
     ConsentKind,
     ConsentRecord,
     ConsentState,
     ConsentStatus,
     ProcessingActivity,
     Purpose,
+    ReleaseLedger,
     rule_violations,
 )
+from .release import (
+    STANDARD,
+    ReleasedCount,
+    ReleasedSum,
+    clamped_sum,
+    count_from_noisy,
+    keyed_noise,
+    precision_spec,
+    release_key,
+    sum_from_noisy,
+)
+from .selectors import budget_allowance, budget_remaining
 
 
 class ProcessingNotPermitted(Exception):
@@ -83,7 +104,7 @@ def _latest_approved_activity(purpose: str) -> tuple | None:
         return cursor.fetchone()
 
 
-def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_approve(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     activity.full_clean()  # the register's rules; raises ValidationError naming the field
     with transaction.atomic():
         activity.status = ActivityStatus.APPROVED
@@ -102,7 +123,7 @@ def activity_approve(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
-def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_suspend(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     with transaction.atomic():
         activity.status = ActivityStatus.SUSPENDED
         activity.save(update_fields=["status", "updated_at"])
@@ -118,7 +139,7 @@ def activity_suspend(*, activity: ProcessingActivity, officer: AbstractBaseUser)
     return activity
 
 
-def activity_revert_to_draft(*, activity: ProcessingActivity, officer: AbstractBaseUser) -> ProcessingActivity:
+def activity_revert_to_draft(*, activity: ProcessingActivity, officer: User) -> ProcessingActivity:
     """Save an edited activity back as a draft: an edit voids its approval, so it needs approving again.
 
     `activity` carries the officer's unsaved edits; they are saved with the new status.
@@ -233,14 +254,279 @@ def _consent_states_apply(latest: dict[tuple[int, str], ConsentChange]) -> int:
     return changed + len(to_update)
 
 
+# ------------------------------------------------------------------------------------------------ released numbers
+
+
+class PrivacyBudgetExhausted(LimitExceeded):
+    """A merchant asked for a new release its privacy budget for the period cannot pay for (HTTP 429 at the doors).
+
+    Repeats of figures already released stay free and keep working; so do background jobs (charge=False).
+    """
+
+    def __init__(self, *, renews_at: datetime, allowance: float, spent: float, needed: float):
+        self.renews_at = renews_at
+        self.allowance = allowance
+        self.spent = spent
+        self.needed = needed
+        super().__init__(
+            f"The privacy budget for this period is spent (ρ {spent:.4f} of {allowance:.4f} used; this needs "
+            f"{needed:.4f} more). New figures are available again from {renews_at:%Y-%m-%d %H:%M} UTC; figures "
+            "already released can still be viewed.",
+            code="privacy_budget_exhausted",
+            details={
+                "renews_at": renews_at.isoformat(),
+                "allowance": round(allowance, 6),
+                "spent": round(spent, 6),
+                "needed": round(needed, 6),
+                "retry_after_seconds": max(1, int((renews_at - timezone.now()).total_seconds())),
+            },
+        )
+
+
+def release_counts(
+    *,
+    merchant_id: int | None,
+    subjects: Sequence[str],
+    counts: Sequence[int],
+    precision: str,
+    data_version: str = "",
+    charge: bool = True,
+) -> list[ReleasedCount]:
+    """Release several questions' counts together (all or none: one budget check).
+
+    subjects: each question in its canonical form (privacy.release.canonical_subject), with a prefix naming what is
+    counted ("size:", "reachable:"); counts: their exact values. The noise is keyed by the subject and the exact
+    value (privacy.release.release_key). With charge (a merchant asking), every release not yet given to this
+    merchant in the period spends its ρ, read-back repeats are free, and a shortfall raises PrivacyBudgetExhausted
+    before anything is released. charge=False is for background jobs (scheduled refreshes, sends): the same
+    numbers, never spent, never refused.
+    """
+    spec = precision_spec(precision)
+    counts = [int(c) for c in counts]
+    keys = [
+        release_key(subject=subject, value=c, measure="count", precision=precision, data_version=data_version)
+        for subject, c in zip(subjects, counts, strict=True)
+    ]
+    value_of = dict(zip(keys, counts, strict=True))
+    if not charge or merchant_id is None:
+        return [
+            count_from_noisy(noisy=value_of[k] + keyed_noise(key=k, sigma=spec.sigma), precision=precision, key=k)
+            for k in keys
+        ]
+    noisy = _ledger_release(
+        merchant_id=merchant_id,
+        keys=keys,
+        draw=lambda k: value_of[k] + keyed_noise(key=k, sigma=spec.sigma),
+        rho_each=spec.rho,
+        measure="count",
+        precision=precision,
+    )
+    return [count_from_noisy(noisy=noisy[k], precision=precision, key=k) for k in keys]
+
+
+def release_count(
+    *,
+    merchant_id: int | None,
+    subject: str,
+    members: AbstractBitMap | None = None,
+    count: int | None = None,
+    precision: str,
+    data_version: str = "",
+    charge: bool = True,
+) -> ReleasedCount:
+    """One question's count, released (see release_counts): give the member set or its size."""
+    if members is not None and count is None:
+        size = len(members)
+    elif count is not None and members is None:
+        size = int(count)
+    else:
+        raise ValueError("Give exactly one of members or count.")
+    return release_counts(
+        merchant_id=merchant_id,
+        subjects=[subject],
+        counts=[size],
+        precision=precision,
+        data_version=data_version,
+        charge=charge,
+    )[0]
+
+
+def release_sum(
+    *,
+    merchant_id: int | None,
+    subject: str,
+    members: AbstractBitMap,
+    values: Iterable[int],
+    clamp: int,
+    name: str,
+    data_version: str = "",
+    precision: str = STANDARD,
+    charge: bool = True,
+) -> tuple[ReleasedSum, ReleasedCount]:
+    """A per-consumer clamped sum (e.g. revenue in minor units) over `members`, released with its count.
+
+    values: one per member (the caller's per-consumer totals). Each is clamped to [0, clamp], so one consumer moves
+    the sum by at most clamp and the noise is scaled by it. The noise is keyed by the subject and the exact clamped
+    total, so it is drawn afresh whenever the total changes.
+    """
+    spec = precision_spec(precision)
+    total = clamped_sum(values, clamp=clamp)
+    count = release_count(
+        merchant_id=merchant_id,
+        subject=subject,
+        members=members,
+        precision=precision,
+        data_version=data_version,
+        charge=charge,
+    )
+    measure = f"sum:{name}:{int(clamp)}"
+    key = release_key(subject=subject, value=total, measure=measure, precision=precision, data_version=data_version)
+    if not charge or merchant_id is None:
+        noisy = total + clamp * keyed_noise(key=key, sigma=spec.sigma)
+    else:
+        noisy = _ledger_release(
+            merchant_id=merchant_id,
+            keys=[key],
+            draw=lambda k: total + clamp * keyed_noise(key=k, sigma=spec.sigma),
+            rho_each=spec.rho,
+            measure=measure,
+            precision=precision,
+        )[key]
+    return sum_from_noisy(noisy=noisy, clamp=clamp, precision=precision, count=count, key=key), count
+
+
+# Repeats are the common case (a portal re-asks as the user types back and forth): released values already in the
+# ledger are remembered per process, so a repeat costs no query. Only committed rows enter it; a ledger row is never
+# changed or deleted (short of deleting the merchant), so an entry cannot go stale.
+_RELEASED: OrderedDict[tuple[int, date, str], int] = OrderedDict()
+_RELEASED_MAX = 200_000
+
+
+def released_cache_clear() -> None:
+    """Forget the per-process memory of released values (tests; the ledger itself is untouched)."""
+    _RELEASED.clear()
+
+
+def _remember(merchant_id: int, start: date, values: dict[str, int]) -> None:
+    for key, value in values.items():
+        _RELEASED[(merchant_id, start, key)] = value
+    while len(_RELEASED) > _RELEASED_MAX:
+        _RELEASED.popitem(last=False)
+
+
+def _ledger_release(
+    *, merchant_id: int, keys: list[str], draw, rho_each: float, measure: str, precision: str
+) -> dict[str, int]:
+    """The released value of each key for this merchant this period: read back, or drawn and paid for."""
+    start = period_start()
+    wanted = set(keys)
+    found = {k: _RELEASED[(merchant_id, start, k)] for k in wanted if (merchant_id, start, k) in _RELEASED}
+    if len(found) == len(wanted):
+        return found
+    read = _ledger_values(merchant_id=merchant_id, start=start, keys=wanted - found.keys())
+    _remember(merchant_id, start, read)
+    found.update(read)
+    if wanted <= found.keys():
+        return found
+    with transaction.atomic():
+        period, _ = BudgetPeriod.objects.select_for_update().get_or_create(merchant_id=merchant_id, period_start=start)
+        found.update(_ledger_values(merchant_id=merchant_id, start=start, keys=wanted - found.keys()))  # a racing twin
+        missing = sorted(wanted - found.keys())
+        if not missing:
+            return found
+        needed = rho_each * len(missing)
+        allowance = budget_allowance(merchant_id=merchant_id)
+        if period.spent_rho + needed > allowance + 1e-12:
+            raise PrivacyBudgetExhausted(
+                renews_at=period_renews_at(start), allowance=allowance, spent=period.spent_rho, needed=needed
+            )
+        now = timezone.now()
+        rows = [
+            ReleaseLedger(
+                merchant_id=merchant_id,
+                period_start=start,
+                release_key=k,
+                measure=measure,
+                precision=precision,
+                rho=rho_each,
+                value=draw(k),
+                released_at=now,
+            )
+            for k in missing
+        ]
+        ReleaseLedger.objects.bulk_create(rows)
+        BudgetPeriod.objects.filter(pk=period.pk).update(
+            spent_rho=F("spent_rho") + needed, releases=F("releases") + len(rows), updated_at=now
+        )
+        new = {row.release_key: row.value for row in rows}
+        transaction.on_commit(lambda: _remember(merchant_id, start, new))
+        found.update(new)
+    return found
+
+
+def _ledger_values(*, merchant_id: int, start, keys: set[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    return dict(
+        ReleaseLedger.objects.filter(merchant_id=merchant_id, period_start=start, release_key__in=keys).values_list(
+            "release_key", "value"
+        )
+    )
+
+
+def release_spending_audit(*, day: date) -> int:
+    """One audit entry per merchant that spent budget on `day` (UTC): releases and ρ by precision.
+
+    Spending is audited in aggregate, once a day, never per keystroke. Returns the number of entries written.
+    """
+    begin = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = begin + timedelta(days=1)
+    per_merchant: dict[int, dict] = {}
+    rows = (
+        ReleaseLedger.objects.filter(released_at__gte=begin, released_at__lt=end)
+        .values("merchant_id", "precision")
+        .annotate(releases=Count("id"), rho=Sum("rho"))
+        .order_by("merchant_id", "precision")
+    )
+    for row in rows:
+        entry = per_merchant.setdefault(row["merchant_id"], {"releases": 0, "rho": 0.0})
+        entry["releases"] += row["releases"]
+        entry["rho"] += float(row["rho"] or 0.0)
+        entry[f"releases_{row['precision']}"] = row["releases"]
+    with transaction.atomic():
+        for merchant_id, counts in per_merchant.items():
+            status = budget_remaining(merchant_id=merchant_id, at=begin)
+            audit_record(
+                actor="task:privacy.release_spending_audit",
+                action="privacy_budget.spent",
+                merchant_id=merchant_id,
+                purpose=Purpose.TAGGING,
+                object_type="BudgetPeriod",
+                object_id=status.period_start.isoformat(),
+                counts={**counts, "rho": round(counts["rho"], 6)},
+                details={
+                    "day": day.isoformat(),
+                    "period_spent_rho": round(status.spent, 6),
+                    "allowance_rho": status.allowance,
+                },
+            )
+    return len(per_merchant)
+
+
 __all__ = [
     "ConsentChange",
     "ConsentKind",
     "ConsentStatus",
+    "PrivacyBudgetExhausted",
     "ProcessingBasis",
     "ProcessingNotPermitted",
     "activity_approve",
     "activity_suspend",
     "consents_record",
     "processing_basis_require",
+    "release_count",
+    "release_counts",
+    "release_spending_audit",
+    "release_sum",
+    "released_cache_clear",
 ]

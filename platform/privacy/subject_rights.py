@@ -41,7 +41,7 @@ from .models import (
     SuppressionReason,
     SuppressionScope,
 )
-from .pseudonyms import pseudonymise
+from .pseudonyms import InvalidIdentifier, pseudonymise
 from .services import ConsentChange, consents_record
 from .subject_data import consumer_id_for, handlers
 
@@ -52,6 +52,10 @@ class SubjectRequestError(Exception):
     """A request cannot move the way it was asked to; the message says why (and never names the subject)."""
 
     code = "invalid_request_state"
+
+
+class InvalidSubjectIdentifier(SubjectRequestError):
+    code = "invalid_identifier"
 
 
 class DuplicateOpenRequest(SubjectRequestError):
@@ -93,7 +97,10 @@ def subject_request_submit(*, kind: str, raw_identifier: str, actor: str) -> Dat
     """
     if kind not in RequestKind.values:
         raise SubjectRequestError(f"Unknown request kind {kind!r}; expected one of {', '.join(RequestKind.values)}.")
-    pseudonym = pseudonymise(raw_identifier)
+    try:
+        pseudonym = pseudonymise(raw_identifier)
+    except InvalidIdentifier as exc:
+        raise InvalidSubjectIdentifier(f"The consumer identifier {exc}.") from None
     digest = subject_digest(pseudonym)
     now = timezone.now()
     existing = _open_request_id(digest, kind)

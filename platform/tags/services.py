@@ -442,7 +442,11 @@ def _rows_insert(consumer_ids: np.ndarray, tag_ids: np.ndarray, scores: np.ndarr
             Column("score", "float8", nullable_all=scores is None),
             Column("assigned_at", "timestamptz"),
         ]
-        arrays = {"consumer_id": consumer_ids, "tag_id": tag_ids, "assigned_at": pg_timestamp(assigned_at.timestamp())}
+        arrays: dict[str, np.ndarray | int | float] = {
+            "consumer_id": consumer_ids,
+            "tag_id": tag_ids,
+            "assigned_at": pg_timestamp(assigned_at.timestamp()),
+        }
         if scores is not None:
             arrays["score"] = scores
         with connection.cursor() as cursor:

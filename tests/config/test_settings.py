@@ -12,6 +12,7 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "x" * 60 + "-production-secret-key-for-tests",
     "PSEUDONYM_KEY": "p" * 40,
     "AUDIT_KEY": "a" * 40,
+    "RELEASE_NOISE_KEY": "r" * 40,
     "ALLOWED_HOSTS": "dmp.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/does_not_need_to_exist",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
@@ -33,7 +34,15 @@ def test_production_check_deploy_is_clean():
 
 
 def test_production_refuses_to_start_without_each_secret():
-    for missing in ("SECRET_KEY", "PSEUDONYM_KEY", "AUDIT_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"):
+    for missing in (
+        "SECRET_KEY",
+        "PSEUDONYM_KEY",
+        "AUDIT_KEY",
+        "RELEASE_NOISE_KEY",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "REDIS_URL",
+    ):
         env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
         result = run_manage("check", env=env)
         assert result.returncode != 0

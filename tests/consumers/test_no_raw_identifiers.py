@@ -21,7 +21,7 @@ RAW_IDS = [
     "Alice.Liddell+promo@Wonderland.example",
     "bob_the_builder@example.COM",
     "+65 9876 1234",
-    "(415) 555-0199",
+    "+1 (415) 555-0199",
     "+44 20 7946 0958",
     "carol-7741@mail.example.org",
 ]
@@ -32,6 +32,8 @@ def forbidden_strings() -> set[str]:
     for raw in RAW_IDS:
         normalised = normalise_identifier(raw)
         values |= {raw, raw.lower(), normalised, normalised.lstrip("+")}
+        if normalised.startswith("+"):  # E.164: the national number alone is identifying too
+            values.add(normalised[3:])
         if "@" in raw:
             values.add(raw.split("@")[0].lower())  # the local part alone is identifying too
     return values

@@ -14,6 +14,7 @@ from consumers.models import Consumer, Event, EventType, Product
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 from privacy.services import ConsentChange, consents_record
 from segments.evaluation import behaviour_cache_invalidate, snapshot_cache_clear
+from segments.targeting import targeting_cache_invalidate
 from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_cache_clear, bitmap_store, tag_key
 from tags.consent_bitmap import consent_bitmap_rebuild
 from tags.models import ConsumerTag, Tag
@@ -60,6 +61,7 @@ def caches_clear() -> None:
     bitmap_cache_clear()
     behaviour_cache_invalidate()
     snapshot_cache_clear()
+    targeting_cache_invalidate()
 
 
 @dataclass
@@ -165,3 +167,30 @@ def tagging_approved(approve_activity):
 
 
 __all__ = ["CATALOGUE", "EventType", "World", "bitmaps_rebuild", "caches_clear", "catalogue_create", "event_add"]
+
+
+def released(merchant, expression: str, what: str = "size", precision: str = "standard") -> dict:
+    """What the release layer shows for this question (its size, or its reachable part) on the current data."""
+    from privacy.release import canonical_subject, count_from_noisy, noisy_count
+    from segments.evaluation import definition_resolve
+    from segments.language import parse, to_json
+
+    members = members_of(merchant, expression)
+    if what == "reachable":
+        members = members & consented()
+    subject = canonical_subject(to_json(definition_resolve(parse(expression), merchant=merchant).node))
+    key, noisy = noisy_count(subject=f"{what}:{subject}", count=len(members), precision=precision)
+    return count_from_noisy(noisy=noisy, precision=precision, key=key).public()
+
+
+def members_of(merchant, expression: str) -> BitMap:
+    from segments.evaluation import definition_resolve, evaluate_bitmap
+    from segments.language import parse
+
+    return evaluate_bitmap(definition_resolve(parse(expression), merchant=merchant))
+
+
+def consented() -> BitMap:
+    from segments.sources import estimate_bitmaps
+
+    return BitMap(estimate_bitmaps([])[2])

@@ -10,7 +10,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.models import Event, EventType
+from consumers.models import Event, EventType, Product
 from segments.evaluation import (
     behaviour_bitmap,
     definition_resolve,
@@ -84,6 +84,12 @@ def test_bitmap_and_sql_evaluators_agree(world, merchant, products, tagging_appr
     try:
         with transaction.atomic():
             caches_clear()
+            # Every category and brand pair the actions draw is in the merchant's own catalogue, so all are
+            # targetable (segments/targeting.py; its refusals have their own test).
+            for sku, path, brand in (("X1", "outdoor/camping", "Glow"), ("X2", "beauty/makeup", "Peak")):
+                Product.objects.create(
+                    merchant=merchant, sku=sku, category=path.split("/")[0], category_path=path, brand=brand
+                )
             world.consumers = []
             world.add_consumers(n)
             for index, tags in enumerate(assignments):
@@ -172,7 +178,8 @@ def test_actions_may_only_be_narrowed_to_the_merchants_own_store(world, merchant
     )
 
 
-def test_behaviour_predicates(world, merchant, products):
+def test_behaviour_predicates(world, merchant, products, settings):
+    settings.SEGMENT_SHARED_VALUE_MIN_MERCHANTS = 1  # any category sold anywhere may be named (the predicates)
     world.add_consumers(4)
     c0, c1, c2, c3 = world.consumers
     event_add(c0, products["lipstick"], EventType.PURCHASE, days_ago=2, n=2)

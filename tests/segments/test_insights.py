@@ -9,15 +9,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from segments.evaluation import definition_resolve, evaluate_bitmap
 from segments.insights import round_ratio, segment_insights, segment_overlap
-from segments.language import parse
 from segments.selectors import audience_estimate
 from segments.services import segment_create, segment_refresh
 from tags.models import ConsumerTag
 from tags.reach import round_significant
 
-from .conftest import caches_clear
+from .conftest import caches_clear, released
 
 EXPRESSIONS = [
     "country:SG",
@@ -68,8 +66,9 @@ def test_no_figure_reveals_an_audience_below_the_minimum(world, merchant, taggin
             world.tag(range(0, min(odd * 2, sg + extra), 2), "age_range", "25-34")
             world.rebuild()
             for expression in (first, second):
-                true_size = len(evaluate_bitmap(definition_resolve(parse(expression), merchant=merchant)))
-                _assert_public(audience_estimate(merchant=merchant, expression=expression).size, true_size)
+                # Estimates leave through the release layer: exactly its number for this question on this data.
+                shown = audience_estimate(merchant=merchant, expression=expression).size
+                assert shown == released(merchant, expression)
             a = segment_create(merchant=merchant, name="a", actor="test", expression=first)
             b = segment_create(merchant=merchant, name="b", actor="test", expression=second)
             members_a = segment_refresh(segment_id=a.pk, actor="test").members_bitmap()

@@ -15,12 +15,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from merchants.api_base import get_scoped_or_404
+from merchants.api_errors import domain_error_headers
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
 from portal.charts import ComparisonRow, comparison_bars, line_chart
 from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
 from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
+from privacy.release import PREVIEW, STANDARD
+from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
 from segments.models import Segment, SegmentKind, SegmentStatus, SnapshotStatus
@@ -33,6 +36,7 @@ from segments.services import (
     segment_refresh_request,
     segment_update,
 )
+from segments.targeting import TARGETABLE_ARGS, targetable_values
 from tags.reach import public_count
 from tags.selectors import tag_families, tags_catalogue
 
@@ -204,27 +208,50 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
     expression = payload.get("expression") if isinstance(payload, dict) else None
     if not isinstance(expression, str):
         return _json_error(400, "bad_request", "Send the expression as text.")
+    # While typing: the cheap, coarse preview; the builder asks for a standard release only on request.
+    precision = payload.get("precision", PREVIEW)
+    if precision not in (PREVIEW, STANDARD):
+        return _json_error(400, "bad_request", "precision is preview or standard.")
     try:
-        estimate = audience_estimate(merchant=request.portal.merchant, expression=expression)
+        estimate = audience_estimate(merchant=request.portal.merchant, expression=expression, precision=precision)
     except ProcessingNotPermitted:
         return _json_error(409, "processing_not_permitted", NOT_PERMITTED)
     except DomainError as exc:
-        return _json_error(http_status_of(exc), exc.code, exc.message, exc.details)
+        response = _json_error(http_status_of(exc), exc.code, exc.message, exc.details)
+        for header, value in (domain_error_headers(exc) or {}).items():
+            response[header] = value
+        return response
     return JsonResponse(
         {
-            "size": {"display": estimate.size["display"], "hidden": estimate.size["hidden"]},
-            "reachable": {"display": estimate.reachable["display"], "hidden": estimate.reachable["hidden"]},
+            "size": _estimate_count(estimate.size),
+            "reachable": _estimate_count(estimate.reachable),
             "took_ms": round(estimate.took_ms, 1),
             "expression": estimate.expression,
+            "budget": budget_remaining(merchant_id=request.portal.merchant.pk).as_dict(),
         }
     )
+
+
+def _estimate_count(released: dict) -> dict:
+    """A released count for the builder: its display, whether hidden, and "± bound" when shown."""
+    bound = released.get("error_bound")
+    return {
+        "display": released["display"],
+        "hidden": released["hidden"],
+        "error_bound": bound,
+        "precision": released.get("precision"),
+    }
 
 
 def _json_error(status: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
     error = {"code": code, "message": message}
     if isinstance(details, dict):
         error.update(
-            {k: details[k] for k in ("position", "offset", "line", "column", "expected", "found") if k in details}
+            {
+                k: details[k]
+                for k in ("position", "offset", "line", "column", "expected", "found", "renews_at")
+                if k in details
+            }
         )
     return JsonResponse({"error": error}, status=status)
 
@@ -378,3 +405,16 @@ def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
             "new_segment_url": reverse("portal:segment_new"),
         }
     )
+
+
+@require_GET
+@merchant_view()
+def action_values_json(request: HttpRequest) -> JsonResponse:
+    """Categories or brands (`argument`) starting with `prefix` that the merchant may name in actions: its own,
+    and those sold by enough merchants (segments/targeting.py), for the builder's suggestions inside quotes."""
+    argument = request.GET.get("argument", "")
+    if argument not in TARGETABLE_ARGS:
+        return JsonResponse({"error": f"argument must be one of {', '.join(TARGETABLE_ARGS)}"}, status=400)
+    prefix = request.GET.get("prefix", "")[:200]
+    values = targetable_values(merchant_id=request.portal.merchant.pk, argument=argument, prefix=prefix)
+    return JsonResponse({"argument": argument, "values": values})

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from recommend.algorithms import ALGORITHMS, algorithm_create
 from recommend.evaluation import DEFAULT_RATIO, DEFAULT_SEED, evaluate, movielens_holdout, movielens_load
+from recommend.memory import MemoryBudgetExceeded, megabytes
 
 METRIC_COLUMNS = (
     ("precision_at_k", "P@{k}"),
@@ -58,15 +59,19 @@ class Command(BaseCommand):
             algorithm_create(options["algorithm"], **params)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if options["dataset"]:
-            name, path = options["dataset"]
-            if name != "movielens":
-                raise CommandError(f"unknown dataset {name!r}; supported: movielens")
-            report = self._movielens(options["algorithm"], params, path, options["k"], options["threads"])
-        elif options["evaluate"]:
-            report = self._evaluate(options, params)
-        else:
-            report = self._train(options, params)
+        try:
+            if options["dataset"]:
+                name, path = options["dataset"]
+                if name != "movielens":
+                    raise CommandError(f"unknown dataset {name!r}; supported: movielens")
+                report = self._movielens(options["algorithm"], params, path, options["k"], options["threads"])
+            elif options["evaluate"]:
+                report = self._evaluate(options, params)
+            else:
+                report = self._train(options, params)
+        except MemoryBudgetExceeded as exc:
+            run = f" (training run {exc.run_id} recorded as failed)" if exc.run_id else ""
+            raise CommandError(f"{exc}{run}") from None
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
         else:
@@ -86,7 +91,7 @@ class Command(BaseCommand):
             model = algorithm_create(name, threads=threads, **model_params).fit(holdout.train)
             metrics = evaluate(model, holdout, k=k).as_dict()
             metrics["seconds"] = round(time.perf_counter() - started, 3)
-            rows[name] = {"params": model.params, "metrics": metrics}
+            rows[name] = {"params": model.params, "metrics": metrics, "memory": model.fit_info}
         return {
             "protocol": "movielens-100k",
             "split": {
@@ -100,6 +105,7 @@ class Command(BaseCommand):
             },
             "k": k,
             "algorithm": algorithm,
+            "memory": rows[algorithm]["memory"],
             "results": rows,
         }
 
@@ -123,6 +129,7 @@ class Command(BaseCommand):
                 "popular": {"params": {}, "metrics": report.baseline.as_dict()},
             },
             "beats_baseline": report.beats_baseline,
+            "memory": report.memory,
         }
 
     def _train(self, options: dict, params: dict) -> dict:
@@ -147,6 +154,7 @@ class Command(BaseCommand):
             "status": run.status,
             "model": model.pk if model else None,
             "activated": bool(model and model.is_active),
+            "memory": metrics.get("memory", {}),
             "data_snapshot": run.data_snapshot,
             "results": {
                 config.algorithm: {"params": dict(config.params), "metrics": metrics.get("model", {})},
@@ -179,17 +187,28 @@ class Command(BaseCommand):
         for key in ("run", "status", "model", "activated"):
             if key in report:
                 self.stdout.write(f"{key}: {report[key]}")
+        memory = report.get("memory") or {}
+        if memory:
+            line = (
+                f"memory: about {megabytes(memory['memory_estimate_bytes'])} planned, "
+                f"budget {megabytes(memory['memory_budget_bytes'])}"
+            )
+            if "items_kept" in memory:
+                line += f"; {memory['items_kept']:,} of {memory['items']:,} products kept"
+                if memory.get("items_limited_by"):
+                    line += f" (limited by {memory['items_limited_by']})"
+            self.stdout.write(line)
         headers = ["algorithm", *[label.format(k=k) for _, label in METRIC_COLUMNS], "users"]
-        lines = []
+        rows: list[list[str]] = []
         for name, row in report["results"].items():
             metrics = row["metrics"]
             if not metrics:
-                lines.append([name, *["-"] * len(METRIC_COLUMNS), "-"])
+                rows.append([name, *["-"] * len(METRIC_COLUMNS), "-"])
                 continue
-            lines.append([name, *[f"{metrics[key]:.4f}" for key, _ in METRIC_COLUMNS], str(metrics["users"])])
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+            rows.append([name, *[f"{metrics[key]:.4f}" for key, _ in METRIC_COLUMNS], str(metrics["users"])])
+        widths = [max(len(h), *(len(cells[i]) for cells in rows)) for i, h in enumerate(headers)]
         self.stdout.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-        for line in lines:
-            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+        for cells in rows:
+            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
         if "beats_baseline" in report:
             self.stdout.write(f"beats the popularity baseline: {report['beats_baseline']}")

@@ -20,16 +20,53 @@ def make_segment(merchant, name="Outdoor SG", expression="country:SG AND interes
 # --- the live estimate ----------------------------------------------------------------------------------------
 
 
-def test_estimate_rounds_and_separates_reachable(portal_client, population):
+def _shown(members, precision, subject):
+    from privacy.release import count_from_noisy, noisy_count
+
+    key, noisy = noisy_count(subject=subject, count=len(members), precision=precision)
+    public = count_from_noisy(noisy=noisy, precision=precision, key=key).public()
+    return {k: public[k] for k in ("display", "hidden", "error_bound", "precision")}
+
+
+def _members(merchant, expression):
+    from segments.evaluation import definition_resolve, evaluate_bitmap
+    from segments.language import parse
+
+    return evaluate_bitmap(definition_resolve(parse(expression), merchant=merchant))
+
+
+def test_estimate_previews_while_typing_and_separates_reachable(portal_client, population, merchant):
+    from segments.sources import estimate_bitmaps
+
     body = estimate(portal_client, "country:SG").json()
-    assert body["size"] == {"display": "400", "hidden": False}
-    assert body["reachable"] == {"display": "300", "hidden": False}
+    sg = _members(merchant, "country:SG")
+    subject = '{"tag":{"family":"country","value":"SG"}}'
+    assert body["size"] == _shown(sg, "preview", f"size:{subject}")
+    assert body["reachable"] == _shown(sg & estimate_bitmaps([])[2], "preview", f"reachable:{subject}")
+    assert body["budget"]["spent"] > 0 and body["budget"]["remaining"] < body["budget"]["allowance"]
+    precise = portal_client.post(
+        "/segments/estimate/",
+        json.dumps({"expression": "country:SG", "precision": "standard"}),
+        content_type="application/json",
+    ).json()
+    assert precise["size"] == _shown(sg, "standard", f"size:{subject}")
+    assert precise["size"]["display"] != "fewer than 170" and abs(int(precise["size"]["display"]) - 400) <= 44
 
 
 def test_estimate_hides_small_audiences(portal_client, population):
     body = estimate(portal_client, "interest:chess").json()
-    assert body["size"] == {"display": "fewer than 100", "hidden": True}
-    assert "50" not in json.dumps(body)
+    assert body["size"] == {"display": "fewer than 500", "hidden": True, "error_bound": None, "precision": "preview"}
+    assert "50," not in json.dumps(body) and ": 50" not in json.dumps(body)
+
+
+def test_estimate_refused_when_the_budget_is_spent(portal_client, population, merchant):
+    from privacy.models import PrivacyBudget
+
+    PrivacyBudget.objects.create(merchant=merchant, allowance_rho=0.0)
+    response = estimate(portal_client, "country:SG")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "privacy_budget_exhausted"
+    assert "renews_at" in response.json()["error"] and int(response["Retry-After"]) > 0
 
 
 def test_estimate_names_the_position_of_a_mistake(portal_client, population):
@@ -227,6 +264,28 @@ def test_delete_removes_the_segment(portal_client, population, merchant):
     assert not Segment.objects.filter(pk=segment.pk).exists()
 
 
+def test_a_segment_a_campaign_uses_is_kept_and_the_page_says_which_campaign(portal_client, population, merchant):
+    from campaigns.models import Campaign
+    from campaigns.services import campaign_create
+
+    segment = make_segment(merchant)
+    campaign = campaign_create(
+        merchant=merchant,
+        actor="test",
+        name="Weekend sale",
+        include_segment_ids=[segment.pk],
+        title_template="Hello",
+        body_template="From {store_name}",
+        personalised_products=0,
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(status="completed")
+    response = portal_client.post(f"/segments/{segment.pk}/delete/", follow=True)
+    assert response.redirect_chain == [(f"/segments/{segment.pk}/", 302)]
+    assert "used by the campaign &#x27;Weekend sale&#x27;" in response.content.decode()
+    assert Segment.objects.filter(pk=segment.pk).exists()
+    assert list(campaign.include_segments.values_list("pk", flat=True)) == [segment.pk]
+
+
 def test_analysts_build_segments_but_the_page_offers_no_campaign(analyst_client, population, merchant):
     segment = make_segment(merchant)
     page = analyst_client.get(f"/segments/{segment.pk}/").content.decode()
@@ -243,3 +302,30 @@ def test_tag_catalogue_shows_k_anonymous_reach(portal_client, population):
     tags = {f"{t['family']}:{t['value']}": t for t in portal_client.get("/tags/catalogue.json").json()["tags"]}
     assert tags["country:SG"]["reach"] == "400"
     assert tags["interest:chess"]["reach"] == "fewer than 100"
+
+
+def test_the_portal_and_the_api_show_one_question_the_same_number(portal_client, merchant_client, merchant, population):
+    """Two doors, two ways of writing one question, one number; and the second ask is free."""
+    from privacy.selectors import budget_remaining
+
+    portal = portal_client.post(
+        "/segments/estimate/",
+        json.dumps({"expression": "interest:outdoor OR country:SG", "precision": "standard"}),
+        content_type="application/json",
+    ).json()
+    spent = portal["budget"]["spent"]
+    api = merchant_client.post(
+        "/api/v1/audiences/estimate",
+        {
+            "definition": {
+                "or": [
+                    {"tag": {"family": "country", "value": "SG"}},
+                    {"tag": {"family": "interest", "value": "outdoor"}},
+                ]
+            }
+        },
+        format="json",
+    ).json()
+    assert api["size"]["display"] == portal["size"]["display"] and not api["size"]["hidden"]
+    assert api["reachable"]["display"] == portal["reachable"]["display"]
+    assert budget_remaining(merchant_id=merchant.pk).spent == spent

@@ -2,7 +2,8 @@
    and a visual rule builder that writes the same segment language into the text editor.
 
    Markup contract (templates/portal/segments/_editor.html):
-     textarea[data-segment-editor] with data-estimate-url and data-tags-url
+     textarea[data-segment-editor] with data-estimate-url, data-tags-url and data-values-url (the categories and
+     brands the merchant may name in actions, offered inside category="..." and brand="...")
      #expr-suggestions (listbox), #expr-error (error box), [data-estimate] region with
      [data-estimate-size], [data-estimate-reachable], [data-estimate-took], and the builder in [data-rule-builder].
    Without JavaScript the form still submits and the server validates the expression. */
@@ -14,6 +15,7 @@
 
   var estimateUrl = editor.getAttribute("data-estimate-url");
   var tagsUrl = editor.getAttribute("data-tags-url");
+  var valuesUrl = editor.getAttribute("data-values-url");
   var list = document.getElementById("expr-suggestions");
   var errorBox = document.getElementById("expr-error");
   var estimateBox = document.querySelector("[data-estimate]");
@@ -130,7 +132,47 @@
     }
   }
 
+  /* Inside category="..." or brand="...": the values the server says this merchant may target. */
+  var valueCache = {};
+  var valueRequest = 0;
+
+  function quotedArgument() {
+    var caret = editor.selectionStart;
+    var match = /\b(category|brand)\s*=\s*"([^"\\]*)$/i.exec(editor.value.slice(0, caret));
+    if (!match) return null;
+    return { argument: match[1].toLowerCase(), prefix: match[2], start: caret - match[2].length };
+  }
+
+  function fetchValues(argument, prefix) {
+    var key = argument + "\u0000" + prefix;
+    if (valueCache[key]) return Promise.resolve(valueCache[key]);
+    var url = valuesUrl + "?argument=" + encodeURIComponent(argument) + "&prefix=" + encodeURIComponent(prefix);
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : { values: [] }; })
+      .then(function (data) { valueCache[key] = data.values || []; return valueCache[key]; })
+      .catch(function () { return []; });
+  }
+
+  function suggestValues(context) {
+    var request = ++valueRequest;
+    fetchValues(context.argument, context.prefix).then(function (values) {
+      if (request !== valueRequest) return; // typed on since
+      var closing = editor.value.charAt(editor.selectionStart) === '"';
+      tokenStart = context.start;
+      items = values.map(function (value) {
+        var escaped = value.replace(/\\/g, "\\\\").replace(/"/g, '\\"');
+        var insert = closing ? escaped : escaped + '"';
+        return { insert: insert, text: value, hint: "a " + context.argument + " you may target", caret: escaped.length + 1 };
+      });
+      active = items.length ? 0 : -1;
+      renderList();
+    });
+  }
+
   function suggest() {
+    var context = valuesUrl ? quotedArgument() : null;
+    if (context) { suggestValues(context); return; }
+    valueRequest++;
     items = suggestionsFor(currentToken());
     active = items.length ? 0 : -1;
     renderList();
@@ -196,6 +238,12 @@
     if (statusOut) statusOut.textContent = status;
   }
 
+  function budgetNote(budget) {
+    if (!budget || !budget.allowance) return "";
+    var left = Math.max(0, Math.round(100 * budget.remaining / budget.allowance));
+    return " Privacy budget left this period: " + left + " % (renews " + budget.renews_at.slice(0, 10) + ").";
+  }
+
   function runEstimate() {
     var text = editor.value;
     if (!text.trim()) {
@@ -218,6 +266,11 @@
       .then(function (res) {
         if (mine !== sequence) return; // a newer keystroke's answer is on its way
         estimateBox.setAttribute("aria-busy", "false");
+        if (res.status === 429) { // the privacy budget is spent: the message says when it renews
+          showError(null);
+          setEstimate("—", "—", "", res.body.error.message);
+          return;
+        }
         if (res.body.error) {
           showError(res.body.error, text);
           setEstimate("—", "—", "", res.body.error.message);
@@ -226,8 +279,11 @@
         showError(null);
         sizeOut.classList.toggle("text", !!res.body.size.hidden);
         reachOut.classList.toggle("text", !!res.body.reachable.hidden);
+        var bound = res.body.size.error_bound ? " (about; ± " + res.body.size.error_bound.toLocaleString() + ")" : "";
         setEstimate(res.body.size.display, res.body.reachable.display, "in " + res.body.took_ms + " ms",
-          "Matches " + res.body.size.display + " consumers; " + res.body.reachable.display + " can be messaged.");
+          "Matches " + res.body.size.display + bound + " consumers; " + res.body.reachable.display +
+          " can be messaged. Estimates while typing are coarse previews; the saved segment's size is precise." +
+          budgetNote(res.body.budget));
       })
       .catch(function (err) {
         if (err && err.name === "AbortError") return;
