@@ -222,7 +222,9 @@ class RefreshOutput(serializers.Serializer):
 class LookalikeInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    size = serializers.IntegerField(required=False, min_value=1, help_text="Take the N most similar consumers.")
+    size = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**31 - 1, help_text="Take the N most similar consumers."
+    )
     min_similarity = serializers.FloatField(
         required=False, help_text="Or take everyone at least this similar (0 to 1)."
     )

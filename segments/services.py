@@ -64,13 +64,16 @@ class RefreshFailed(Exception):
 class InvalidDefinition(Invalid):
     """A bad expression or definition, with where and why in `details` (position, found, expected)."""
 
-    def __init__(self, error: SegmentSyntaxError):
-        super().__init__(str(error), code="invalid_expression", details=error.as_details())
+    def __init__(self, error: SegmentSyntaxError, *, field: str | None = None):
+        details = error.as_details()
+        if field and isinstance(details, dict):
+            details = {"field": field, **details}
+        super().__init__(str(error), code="invalid_expression", details=details)
         self.syntax_error = error
 
 
-def _invalid(error: SegmentSyntaxError) -> InvalidDefinition:
-    return InvalidDefinition(error)
+def _invalid(error: SegmentSyntaxError, *, field: str | None = None) -> InvalidDefinition:
+    return InvalidDefinition(error, field=field)
 
 
 # ------------------------------------------------------------------------------------------------ definitions
@@ -90,7 +93,7 @@ def definition_compile(
             node, merchant=merchant, text=expression if isinstance(expression, str) else None, segment_id=segment_id
         )
     except SegmentSyntaxError as exc:
-        raise _invalid(exc) from None
+        raise _invalid(exc, field="expression" if expression is not None else "definition") from None
 
 
 def _check_persona(resolved: ResolvedDefinition) -> None:

@@ -179,3 +179,18 @@ def test_an_unknown_api_address_is_a_json_404_that_does_not_repeat_it(merchant_c
     response = merchant_client.get(path)
     assert response.status_code == 404
     assert error_of(response) == {"code": "not_found", "message": "Not found."}
+
+
+# ------------------------------------------------------------------ the schema tells the truth
+
+
+def test_the_schema_documents_the_segment_list_as_a_page_with_bounded_parameters(client):
+    schema = client.get("/api/v1/schema/?format=json").json()
+    operation = schema["paths"]["/api/v1/segments/"]["get"]
+    body = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    ref = body["$ref"].rsplit("/", 1)[-1]
+    page = schema["components"]["schemas"][ref]
+    assert page["type"] == "object"
+    assert set(page["properties"]) == {"count", "next", "previous", "results"}
+    limits = {p["name"]: p["schema"] for p in operation["parameters"]}
+    assert limits["limit"]["maximum"] == 1000 and limits["offset"]["minimum"] == 0
