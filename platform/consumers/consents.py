@@ -90,9 +90,6 @@ def _consents_validate(
     return good
 
 
-_CONSENT_RECORD_CHUNK = 1000
-
-
 def _consents_not_yet_recorded(changes: list[ConsentChange]) -> list[ConsentChange]:
     """Drop decisions the ledger already holds (same consumer, purpose, status, kind, source and time).
 
@@ -148,23 +145,32 @@ def consents_ingest(
                 )
             )
             new = _consents_not_yet_recorded(changes)
-            # Sub-batches keep the ledger's state update (one UPDATE ... CASE per call) small.
-            for chunk in sql_chunks(new, _CONSENT_RECORD_CHUNK):
-                consents_record(changes=chunk, actor=actor)
+            # One call for the whole batch: it locks every state of the batch, in key order, before it takes
+            # the audit log's lock. Recording it in parts would take the audit lock after the first part and
+            # then wait for more states, which a concurrent batch or objection may hold while it waits for the
+            # audit lock: a deadlock, and PostgreSQL fails one of the two.
+            consents_record(changes=new, actor=actor)
         report.accepted += len(new)
         report.duplicates += len(good) - len(new)
         report.consumers_created += created
 
+    # An atomic request is one transaction, so it is written once, after every row is checked: written batch by
+    # batch, its second batch would lock consent states after the first had taken the audit lock (see write).
+    # The request's row limit bounds what is held meanwhile.
+    pending: list[_ConsentRow] = []
     try:
         with transaction.atomic() if atomic else nullcontext():
             for chunk in row_batches(rows, size):
                 good = _consents_validate(chunk, next_row, report.rejected, pseudonymise, latest)
                 next_row += len(chunk)
                 report.valid += len(good)
-                if not (atomic and report.rejected):
+                if not atomic:
                     write(good)
+                elif not report.rejected:
+                    pending.extend(good)
             if atomic and report.rejected:
                 raise RollBack
+            write(pending)
     except RollBack:
         report.rolled_back = True
         report.accepted = report.duplicates = report.consumers_created = 0

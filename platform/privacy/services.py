@@ -173,15 +173,32 @@ class ConsentChange:
     occurred_at: datetime
 
 
+# Consumers per statement when the consent states are inserted and locked (well under every backend's
+# parameter limit), and rows per UPDATE ... CASE when they are written back.
+_STATE_CHUNK = 900
+_WRITE_BATCH = 1000
+
+
 def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, int]:
     """Append consent events to the ledger and bring the derived current state up to date.
 
     The latest event by occurred_at wins, so late-arriving older events are
     kept in the ledger without overriding a newer decision.
+
+    Any number of changes is recorded in one transaction, with one lock order whatever their order or number:
+    first every (consumer, purpose) state of the whole batch, by key, then the ledger, then the audit log's lock
+    (for one entry). Two batches over the same consumers, or a batch and an objection, therefore never hold one
+    of these while waiting for another the other holds; a caller must not take the audit lock before calling.
     """
     if not changes:
         return {"recorded": 0, "state_changed": 0}
     with transaction.atomic():
+        latest: dict[tuple[int, str], ConsentChange] = {}
+        for c in changes:
+            key = (c.consumer_id, c.purpose)
+            if key not in latest or c.occurred_at >= latest[key].occurred_at:
+                latest[key] = c
+        state_changed = _consent_states_apply(latest)
         ConsentRecord.objects.bulk_create(
             [
                 ConsentRecord(
@@ -193,14 +210,9 @@ def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, in
                     occurred_at=c.occurred_at,
                 )
                 for c in changes
-            ]
+            ],
+            batch_size=_WRITE_BATCH,
         )
-        latest: dict[tuple[int, str], ConsentChange] = {}
-        for c in changes:
-            key = (c.consumer_id, c.purpose)
-            if key not in latest or c.occurred_at >= latest[key].occurred_at:
-                latest[key] = c
-        state_changed = _consent_states_apply(latest)
         withdrawn = sum(1 for c in latest.values() if c.status == ConsentStatus.WITHDRAWN)
         audit_record(
             actor=actor,
@@ -214,6 +226,22 @@ def consents_record(*, changes: list[ConsentChange], actor: str) -> dict[str, in
     return {"recorded": len(changes), "state_changed": state_changed}
 
 
+def _consumer_chunks(keys: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+    """Sorted keys in parts of at most _STATE_CHUNK consumers, each consumer's keys all in one part."""
+    parts: list[list[tuple[int, str]]] = []
+    consumers = 0
+    previous = None
+    for key in keys:
+        if key[0] != previous:
+            if not parts or consumers == _STATE_CHUNK:
+                parts.append([])
+                consumers = 0
+            consumers += 1
+            previous = key[0]
+        parts[-1].append(key)
+    return parts
+
+
 def _consent_states_apply(latest: dict[tuple[int, str], ConsentChange]) -> int:
     """Make each (consumer, purpose) state follow its latest decision; safe against concurrent writers.
 
@@ -221,36 +249,52 @@ def _consent_states_apply(latest: dict[tuple[int, str], ConsentChange]) -> int:
     therefore inserted with ON CONFLICT DO NOTHING: the database makes the second writer wait for the first and
     then skip its insert instead of failing on the unique constraint. Every state is then locked and re-read, and
     a decision replaces it only when it is at least as recent, so the latest decision by decision time wins
-    whatever order the requests commit in. Inserts and locks go in (consumer, purpose) order, so two writers
-    never wait on each other in a cycle. Returns how many states were created or changed.
+    whatever order the requests commit in. Returns how many states were created or changed.
+
+    The order is the same for every writer, so two never wait on each other in a cycle: first the missing states
+    of the whole batch are inserted, then all its states are locked, each pass in (consumer, purpose) order over
+    the whole batch. The passes go in parts of whole consumers, so the parts' order is the keys' order too.
     """
-    keys = sorted(latest)
-    consumer_ids = {consumer_id for consumer_id, _ in keys}
-    purposes = {purpose for _, purpose in keys}
-    in_keys = ConsentState.objects.filter(consumer_id__in=consumer_ids, purpose__in=purposes)
-    existed = {key for key in in_keys.values_list("consumer_id", "purpose") if key in latest}
-    ConsentState.objects.bulk_create(
-        [
-            ConsentState(
-                consumer_id=c.consumer_id, purpose=c.purpose, status=c.status, kind=c.kind, occurred_at=c.occurred_at
-            )
-            for c in (latest[key] for key in keys if key not in existed)
-        ],
-        ignore_conflicts=True,
-    )
+    parts = _consumer_chunks(sorted(latest))
+
+    def in_part(part: list[tuple[int, str]]):
+        consumer_ids = {consumer_id for consumer_id, _ in part}
+        purposes = {purpose for _, purpose in part}
+        return ConsentState.objects.filter(consumer_id__in=consumer_ids, purpose__in=purposes)
+
+    existed: set[tuple[int, str]] = set()
+    for part in parts:
+        found = {key for key in in_part(part).values_list("consumer_id", "purpose") if key in latest}
+        existed |= found
+        ConsentState.objects.bulk_create(
+            [
+                ConsentState(
+                    consumer_id=c.consumer_id,
+                    purpose=c.purpose,
+                    status=c.status,
+                    kind=c.kind,
+                    occurred_at=c.occurred_at,
+                )
+                for c in (latest[key] for key in part if key not in found)
+            ],
+            ignore_conflicts=True,
+        )
     changed, to_update = 0, []
-    for state in in_keys.select_for_update().order_by("consumer_id", "purpose"):
-        c = latest.get((state.consumer_id, state.purpose))
-        if c is None:
-            continue
-        decision = (c.status, c.kind, c.occurred_at)
-        if (c.consumer_id, c.purpose) not in existed and (state.status, state.kind, state.occurred_at) == decision:
-            changed += 1  # the row this call inserted (or an identical decision a concurrent writer stored)
-        elif c.occurred_at >= state.occurred_at:
-            state.status, state.kind, state.occurred_at = decision
-            state.updated_at = timezone.now()  # bulk_update skips auto_now; readers key on updated_at
-            to_update.append(state)
-    ConsentState.objects.bulk_update(to_update, ["status", "kind", "occurred_at", "updated_at"])
+    for part in parts:
+        for state in in_part(part).select_for_update().order_by("consumer_id", "purpose"):
+            c = latest.get((state.consumer_id, state.purpose))
+            if c is None:
+                continue
+            decision = (c.status, c.kind, c.occurred_at)
+            if (c.consumer_id, c.purpose) not in existed and (state.status, state.kind, state.occurred_at) == decision:
+                changed += 1  # the row this call inserted (or an identical decision a concurrent writer stored)
+            elif c.occurred_at >= state.occurred_at:
+                state.status, state.kind, state.occurred_at = decision
+                state.updated_at = timezone.now()  # bulk_update skips auto_now; readers key on updated_at
+                to_update.append(state)
+    ConsentState.objects.bulk_update(
+        to_update, ["status", "kind", "occurred_at", "updated_at"], batch_size=_WRITE_BATCH
+    )
     return changed + len(to_update)
 
 

@@ -90,3 +90,33 @@ def test_resending_consents_records_nothing_twice(db):
     # A different decision for the same consumer is new.
     third = consents_ingest(rows=[{**rows[0], "status": "withdrawn", "occurred_at": "2024-02-01"}], actor="test")
     assert third.accepted == 1 and ConsentRecord.objects.count() == 6
+
+
+def test_a_large_atomic_request_is_recorded_in_one_pass_with_one_audit_entry(db):
+    """More consumers than one part of the state pass (900), two purposes each, sent in several small batches.
+
+    An atomic request is written once after every row is checked, and a batch of any size once, so its consent
+    states are all locked before the audit log's lock is taken; the latest decision still wins everywhere.
+    """
+    from privacy.models import AuditEntry
+
+    consumers = 950
+    rows = [
+        {
+            "consumer_id": f"big-{n}@example.com",
+            "purpose": purpose,
+            "status": status,
+            "source": "app:bulk",
+            "occurred_at": at,
+        }
+        for status, at in (("withdrawn", "2024-03-01T00:00:00Z"), ("granted", "2024-01-01T00:00:00Z"))
+        for n in reversed(range(consumers))
+        for purpose in ("direct_marketing", "tagging")
+    ]
+    before = AuditEntry.objects.filter(action="consent.recorded").count()
+    report = consents_ingest(rows=rows, actor="test", batch_size=700, atomic=True)
+    assert report.ok and report.accepted == len(rows) and report.consumers_created == consumers
+    assert AuditEntry.objects.filter(action="consent.recorded").count() == before + 1
+    assert ConsentRecord.objects.count() == len(rows)
+    states = list(ConsentState.objects.values_list("status", flat=True))
+    assert len(states) == consumers * 2 and set(states) == {"withdrawn"}
