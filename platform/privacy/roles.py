@@ -27,6 +27,9 @@ OFFICER_PERMISSIONS = (
     "change_privacybudget",
     "view_budgetperiod",
     "view_releaseledger",
+    "view_messagingpolicy",
+    "add_messagingpolicy",
+    "change_messagingpolicy",
 )
 
 
