@@ -112,21 +112,34 @@ def active_suppressions(*, scope: str, at: datetime | None = None) -> QuerySet[S
     return rows.filter(created_at__lte=at).filter(Q(lifted_at__isnull=True) | Q(lifted_at__gt=at))
 
 
+def _minor(prefix: str = "") -> Q:
+    """The minors part's condition on a consumer row (prefix: the path to it, e.g. "consumer__")."""
+    return Q(**{f"{prefix}age_range__in": sorted(MINOR_AGE_RANGES)})
+
+
 @dataclass(frozen=True)
 class Part:
     """One blocking part of the rule: a reason, when it applies, and the consumers it blocks (a queryset whose
-    `consumer_field` holds consumer ids)."""
+    `consumer_field` holds consumer ids). `on_states`, when given, is the same condition as a filter on
+    ConsentState rows (a join instead of a subquery over the whole table)."""
 
     name: str
     applies: Callable[[Rule], bool]
     rows: Callable[[datetime | None], QuerySet]
     consumer_field: str = "consumer_id"
+    on_states: Callable[[datetime | None], Q] | None = None
 
     def consumer_ids(self, *, at: datetime | None = None, within: Q | None = None) -> QuerySet:
         rows = self.rows(at)
         if within is not None:
             rows = rows.filter(within)
         return rows.values_list(self.consumer_field, flat=True)
+
+    def states_filter(self, *, at: datetime | None = None) -> Q:
+        """The ConsentState rows of the consumers this part blocks."""
+        if self.on_states is not None:
+            return self.on_states(at)
+        return Q(consumer_id__in=self.rows(at).values(self.consumer_field))
 
 
 PARTS: list[Part] = [
@@ -143,8 +156,9 @@ PARTS: list[Part] = [
     Part(
         name="minors",
         applies=lambda rule: not rule.minors_allowed,
-        rows=lambda at: _consumer_model().objects.filter(age_range__in=MINOR_AGE_RANGES),
+        rows=lambda at: _consumer_model().objects.filter(_minor()),
         consumer_field="id",
+        on_states=lambda at: _minor("consumer__"),
     ),
 ]
 PARTS_BY_NAME = {part.name: part for part in PARTS}
@@ -170,7 +184,7 @@ def messageable_consumer_ids(
     if within is not None:
         rows = rows.filter(within)
     for part in rule.blocking:
-        rows = rows.exclude(consumer_id__in=part.consumer_ids(at=at))
+        rows = rows.exclude(part.states_filter(at=at))
     return rows.values_list("consumer_id", flat=True)
 
 
