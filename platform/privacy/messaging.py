@@ -239,8 +239,10 @@ def may_message(
 ) -> Decision:
     """The per-consumer form: may a message (with an offer or not) reach this consumer now, and if not, why.
 
-    `merchant_id` names the sender; the rule does not depend on it today (consent to direct marketing and
-    suppressions are platform-wide), it is taken so callers state who is asking.
+    `at` (default: now) is when the message would go: suppressions count from their creation until they are
+    lifted; consent and the age range are read as they stand (the ledger's current state). `merchant_id` names
+    the sender; the rule does not depend on it today (consent to direct marketing and suppressions are
+    platform-wide), it is taken so callers state who is asking.
     """
     del merchant_id
     reasons = messaging_refusals([consumer_id], with_offer=with_offer, at=at)
