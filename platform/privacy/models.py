@@ -175,10 +175,6 @@ class ConsentState(models.Model):
     def __str__(self) -> str:
         return f"consumer {self.consumer_id} {self.purpose}: {self.status} ({self.kind})"
 
-    @property
-    def is_express_opt_in(self) -> bool:
-        return self.status == ConsentStatus.GRANTED and self.kind == ConsentKind.EXPRESS
-
 
 class AuditEntry(models.Model):
     """The tamper-evident audit log. Append-only; each entry's hash chains to the previous one.
