@@ -112,7 +112,10 @@ class ReleasedCountSerializer(PublicCountSerializer):
 
 class EstimateOutput(serializers.Serializer):
     size = ReleasedCountSerializer()
-    reachable = ReleasedCountSerializer(help_text="Of those, consumers with express direct-marketing consent.")
+    reachable = ReleasedCountSerializer(
+        help_text="Of those, consumers a message without an offer may reach now: express direct-marketing "
+        "consent, no objection or suppression, not under 18 unless privacy officers allow it."
+    )
     took_ms = serializers.FloatField()
     expression = serializers.CharField(help_text="The expression in canonical text form.")
     definition = serializers.JSONField(help_text="The same expression in the JSON form.")

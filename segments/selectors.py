@@ -18,7 +18,7 @@ from .evaluation import evaluate_bitmap, latest_snapshot, snapshot_bitmap
 from .language import to_json
 from .models import Segment, SegmentSnapshot, SnapshotStatus
 from .services import definition_compile
-from .sources import estimate_bitmaps
+from .sources import estimate_bitmaps, reachable_bitmap
 
 ESTIMATE_PURPOSE = Purpose.TAGGING
 
@@ -62,7 +62,8 @@ class AudienceEstimate:
 def audience_estimate(
     *, merchant: Merchant, expression: Any = None, definition: Any = None, precision: str = STANDARD
 ) -> AudienceEstimate:
-    """How many live consumers match, and how many of those may be messaged (express direct-marketing consent).
+    """How many live consumers match, and how many of those a message may reach (privacy.messaging's rule: express
+    direct-marketing consent, no suppression, not a minor unless officers allow it; without an offer).
 
     Both counts leave through the release layer (privacy.services.release_counts): noisy with the precision's
     scale, keyed by the question in canonical form and the exact value (so the text and JSON forms and
@@ -80,7 +81,7 @@ def audience_estimate(
     size, reachable = release_counts(
         merchant_id=merchant.pk,
         subjects=[f"size:{subject}", f"reachable:{subject}"],
-        counts=[len(members), members.intersection_cardinality(consent)],
+        counts=[len(members), members.intersection_cardinality(reachable_bitmap(consent=consent, exact=False))],
         precision=precision,
     )
     took_ms = (time.perf_counter() - started) * 1000

@@ -10,13 +10,14 @@ from pyroaring import FrozenBitMap
 from consumers.models import Consumer
 from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmaps_load, tag_key
 from tags.reach import public_count
-from tags.selectors import live_consumers_bitmap
+from tags.selectors import live_consumers_bitmap, reachable_bitmap
 
 __all__ = [
     "estimate_bitmaps",
     "live_consumers_bitmap",
     "live_consumers_queryset",
     "public_count",
+    "reachable_bitmap",
     "tag_bitmaps",
 ]
 

@@ -1,5 +1,5 @@
-"""Audience resolution: fresh segment members, minus exclusions, suppressions and frequency caps, intersected with
-express direct-marketing consent; frozen as a bitmap with the launch's audit entry."""
+"""Audience resolution: fresh segment members, minus exclusions and frequency caps, intersected with the consumers
+privacy.messaging's rule lets a message reach now; frozen as a bitmap with the launch's audit entry."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ from django.utils import timezone
 from pyroaring import BitMap
 
 from privacy.audit import audit_record
-from privacy.selectors import suppressed_consumer_ids
 from privacy.services import ProcessingBasis
 from segments.models import Segment, SegmentSnapshot
 from segments.selectors import snapshot_members
 from segments.services import segment_refresh
-from tags.selectors import direct_marketing_consent_bitmap
+from tags.selectors import ReachableParts, reachable_parts
 
 from .assignment import control_mask
 from .basis import ActivationRefused, audience_too_small_reason
@@ -117,14 +116,10 @@ def frequency_capped_consumers(
     return set(rows) if consumer_ids is None else set(rows) & set(consumer_ids)
 
 
-def _bitmap_of(values) -> BitMap:
-    return BitMap(values.iterator(chunk_size=50_000))
-
-
 def audience_resolve(
     *, campaign: Campaign, include: Sequence[SegmentMembers], exclude: Sequence[SegmentMembers], now: datetime
 ) -> AudienceResolution:
-    """included segments − excluded − suppressed − frequency-capped, ∩ current express opt-in consent.
+    """included segments − excluded − frequency-capped, ∩ those privacy.messaging's rule lets a message reach now.
 
     Takes the segments' member bitmaps, so it can be tested (and reused) without refreshing segments.
     """
@@ -133,9 +128,6 @@ def audience_resolve(
     counts = {"included": len(included)}
     remaining = included - excluded
     counts["excluded"] = counts["included"] - len(remaining)
-    after = remaining - _bitmap_of(suppressed_consumer_ids(has_offer=campaign.has_offer))
-    counts["suppressed"] = len(remaining) - len(after)
-    remaining = after
     capped = frequency_capped_consumers(
         merchant_id=campaign.merchant_id,
         frequency_cap=campaign.frequency_cap,
@@ -146,16 +138,32 @@ def audience_resolve(
     after = remaining - BitMap(capped)
     counts["frequency_capped"] = len(remaining) - len(after)
     remaining = after
-    # The consent bitmap (tags layer) is brought up to date with every recorded change on each call; each
-    # dispatch batch re-checks the consent ledger's current state as well, which is the final word.
-    after = remaining & direct_marketing_consent_bitmap()
-    counts["not_consented"] = len(remaining) - len(after)
+    # "May this consumer be messaged now" (privacy.messaging: express opt-in, suppressions, offers, minors) as a
+    # bitmap, read exactly (the consent bitmap is brought up to date with every recorded change on each call).
+    # Each dispatch batch re-checks the rule in SQL as well, which is the final word.
+    parts = reachable_parts(with_offer=campaign.has_offer, exact=True)
+    after = remaining & parts.reachable()
+    counts.update(_refusal_counts(remaining - after, parts))
     counts["audience"] = len(after)
     segments = {
         "include": [{"segment_id": s.segment_id, "definition_sha256": s.definition_sha256} for s in include],
         "exclude": [{"segment_id": s.segment_id, "definition_sha256": s.definition_sha256} for s in exclude],
     }
     return AudienceResolution(members=after, counts=counts, segments=segments)
+
+
+def _refusal_counts(refused: BitMap, parts: ReachableParts) -> dict[str, int]:
+    """How many consumers each part of the rule kept out, for the launch audit entry: those without express
+    opt-in consent, then of the rest, the suppressed (for every campaign or for offers) and then minors."""
+    counts = {"not_consented": len(refused - parts.opted_in)}
+    rest = refused & parts.opted_in
+    suppressed = BitMap()
+    for name in ("suppressed_all", "suppressed_offers"):
+        suppressed |= parts.blocked.get(name, BitMap())
+    counts["suppressed"] = rest.intersection_cardinality(suppressed)
+    rest -= suppressed
+    counts["minors"] = rest.intersection_cardinality(parts.blocked.get("minors", BitMap()))
+    return counts
 
 
 def segment_definition_sha256(segment: Segment, snapshot: SegmentSnapshot | None = None) -> str:

@@ -1,5 +1,6 @@
-"""Dispatch: send the written messages batch by batch (inbox or the operator's webhook), re-checking consent and
-suppressions per batch so a withdrawal stops a message that was not sent yet."""
+"""Dispatch: send the written messages batch by batch (inbox or the operator's webhook), re-checking per batch
+"may this consumer be messaged now" (privacy.messaging: consent, suppressions, minors) so a withdrawal stops a
+message that was not sent yet."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from privacy.models import ConsentKind, ConsentState, ConsentStatus, Purpose, Suppression, SuppressionScope
+from privacy.messaging import Reason, messageable_consumer_ids, messaging_refusals
 
 from .audience import consumers_in
 from .basis import ActivationRefused
@@ -27,44 +28,43 @@ from .webhook import WebhookResult, webhook_post
 
 ERROR_CONSENT_WITHDRAWN = "not sent: the consumer's direct-marketing consent was withdrawn before dispatch"
 ERROR_SUPPRESSED = "not sent: the consumer was suppressed (objection, risk flag or blacklist) before dispatch"
+ERROR_MINOR = "not sent: the consumer is under 18 and direct marketing to minors is not allowed"
 
 
 def webhook_batch_size() -> int:
     return max(1, settings.CAMPAIGN_WEBHOOK_BATCH_SIZE)
 
 
-def consumers_consented(ids: Sequence[int]) -> set[int]:
-    """Of these consumers, those whose current direct-marketing consent is an express opt-in."""
-    return set(
-        ConsentState.objects.filter(
-            consumers_in(ids),
-            purpose=Purpose.DIRECT_MARKETING,
-            status=ConsentStatus.GRANTED,
-            kind=ConsentKind.EXPRESS,
-        ).values_list("consumer_id", flat=True)
-    ) & set(ids)
-
-
 def consumers_reachable(consumer_ids: Sequence[int], *, has_offer: bool) -> set[int]:
-    """Of these consumers, those who may receive a message right now: express opt-in consent, not suppressed."""
+    """Of these consumers, those a message may reach right now (privacy.messaging's rule, in SQL)."""
     if not consumer_ids:
         return set()
-    scopes = [SuppressionScope.ALL, SuppressionScope.OFFERS] if has_offer else [SuppressionScope.ALL]
-    suppressed = set(
-        Suppression.objects.filter(consumers_in(consumer_ids), lifted_at__isnull=True, scope__in=scopes).values_list(
-            "consumer_id", flat=True
-        )
-    )
-    return consumers_consented(consumer_ids) - suppressed
+    allowed = messageable_consumer_ids(with_offer=has_offer, within=consumers_in(consumer_ids))
+    return set(allowed) & set(consumer_ids)
 
 
-def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int]) -> dict[int, str]:
-    """Why each unreachable consumer is withdrawn (consent first, since it is what the law asks for)."""
+WITHDRAWAL_REASONS = {
+    Reason.ERASED: ERROR_CONSENT_WITHDRAWN,
+    Reason.NO_EXPRESS_CONSENT: ERROR_CONSENT_WITHDRAWN,
+    Reason.OBJECTION: ERROR_SUPPRESSED,
+    Reason.SUPPRESSED: ERROR_SUPPRESSED,
+    Reason.OFFER_SUPPRESSED: ERROR_SUPPRESSED,
+    Reason.MINOR: ERROR_MINOR,
+}
+
+
+def withdrawal_message(reason: str) -> str:
+    """The delivery's last_error for a refusal of privacy.messaging's rule."""
+    return WITHDRAWAL_REASONS.get(reason, ERROR_SUPPRESSED)
+
+
+def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int], *, has_offer: bool) -> dict[int, str]:
+    """Why each unreachable consumer is withdrawn (the rule's reason: consent first, since the law asks for it)."""
     unreachable = [cid for cid in consumer_ids if cid not in reachable]
     if not unreachable:
         return {}
-    consented = consumers_consented(unreachable)
-    return {cid: (ERROR_SUPPRESSED if cid in consented else ERROR_CONSENT_WITHDRAWN) for cid in unreachable}
+    refusals = messaging_refusals(unreachable, with_offer=has_offer)
+    return {cid: withdrawal_message(refusals.get(cid, Reason.CHANGED)) for cid in unreachable}
 
 
 def _product_payload(product_ids: list[int], catalogue: Catalogue) -> list[dict]:
@@ -97,7 +97,7 @@ def deliveries_dispatch_batch(*, ctx: RunContext, run_token: int) -> bool:
     first_id, last_id = campaign.dispatch_cursor, rows[-1]["consumer_id"]
     pending = [r for r in rows if r["status"] == DeliveryStatus.PENDING]
     reachable = consumers_reachable([r["consumer_id"] for r in pending], has_offer=campaign.has_offer)
-    withdrawn_reason = _withdrawal_reasons([r["consumer_id"] for r in pending], reachable)
+    withdrawn_reason = _withdrawal_reasons([r["consumer_id"] for r in pending], reachable, has_offer=campaign.has_offer)
     to_send = [r for r in pending if r["consumer_id"] in reachable]
 
     # Requests made: (first and last consumer id of the slice sent, webhook result; None for the inbox).

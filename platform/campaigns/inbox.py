@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from consumers.models import Product
 from consumers.subject_data import consumer_id_for_pseudonym
-from privacy.models import Suppression, SuppressionScope
+from privacy.messaging import Decision, may_message
 
-from .dispatch import ERROR_CONSENT_WITHDRAWN, ERROR_SUPPRESSED, consumers_consented
+from .dispatch import withdrawal_message
 from .models import (
     Campaign,
     Channel,
@@ -36,32 +36,32 @@ class InboxMessage:
 
 @dataclass(frozen=True)
 class _Reach:
-    consented: bool
-    suppressed_all: bool
-    suppressed_offers: bool
+    """The rule's decisions for this consumer now, for a message without and with an offer."""
 
-    def allows(self, *, has_offer: bool) -> bool:
-        return self.consented and not self.suppressed_all and not (has_offer and self.suppressed_offers)
+    plain: Decision
+    offer: Decision
 
-    @property
-    def why_not(self) -> str:
-        reason = ERROR_CONSENT_WITHDRAWN if not self.consented else ERROR_SUPPRESSED
+    def decision(self, *, has_offer: bool) -> Decision:
+        return self.offer if has_offer else self.plain
+
+    def why_not(self, *, has_offer: bool) -> str:
+        reason = withdrawal_message(self.decision(has_offer=has_offer).reason)
         return reason.replace("before dispatch", "before the message was read")
 
 
 def _reach_now(consumer_id: int) -> _Reach:
-    """Whether one consumer may receive messages now, from current consent and suppressions."""
-    consented = consumer_id in consumers_consented([consumer_id])
-    scopes = set(
-        Suppression.objects.filter(consumer_id=consumer_id, lifted_at__isnull=True).values_list("scope", flat=True)
+    """May messages reach this consumer now (privacy.messaging's rule, per consumer)."""
+    return _Reach(
+        plain=may_message(consumer_id=consumer_id, with_offer=False),
+        offer=may_message(consumer_id=consumer_id, with_offer=True),
     )
-    return _Reach(consented, SuppressionScope.ALL in scopes, SuppressionScope.OFFERS in scopes)
 
 
 def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage] | None:
     """The consumer's unread inbox messages, marked as delivered; None when the pseudonym is unknown.
 
-    Consent is checked again here: a message published before a withdrawal is withdrawn, not shown.
+    "May this consumer be messaged now" (privacy.messaging) is checked again here: a message published before a
+    withdrawal, an objection or a change of the rule (e.g. minors) is withdrawn, not shown.
     Concurrent reads never return the same message twice (rows are locked, locked ones skipped).
     """
     consumer_id = consumer_id_for_pseudonym(pseudonym)
@@ -81,13 +81,16 @@ def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage
             .select_related("campaign", "campaign__merchant")
             .order_by("dispatched_at", "pk")[:limit]
         )
-        shown = [d for d in rows if reach.allows(has_offer=d.campaign.has_offer)]
-        withdrawn = [d for d in rows if not reach.allows(has_offer=d.campaign.has_offer)]
+        shown = [d for d in rows if reach.decision(has_offer=d.campaign.has_offer).allowed]
+        withdrawn = [d for d in rows if not reach.decision(has_offer=d.campaign.has_offer).allowed]
         Delivery.objects.filter(pk__in=[d.pk for d in shown]).update(delivered_at=now)
+        for has_offer in (False, True):
+            ids = [d.pk for d in withdrawn if d.campaign.has_offer == has_offer]
+            if ids:
+                Delivery.objects.filter(pk__in=ids).update(
+                    status=DeliveryStatus.WITHDRAWN, last_error=reach.why_not(has_offer=has_offer)
+                )
         if withdrawn:
-            Delivery.objects.filter(pk__in=[d.pk for d in withdrawn]).update(
-                status=DeliveryStatus.WITHDRAWN, last_error=reach.why_not
-            )
             per_campaign: dict[int, int] = {}
             for delivery in withdrawn:
                 per_campaign[delivery.campaign_id] = per_campaign.get(delivery.campaign_id, 0) + 1

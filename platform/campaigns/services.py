@@ -23,10 +23,9 @@ from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
-from privacy.selectors import suppressed_consumer_ids
 from segments.models import Segment
 from segments.selectors import segment_latest_snapshot, snapshot_members
-from tags.selectors import direct_marketing_consent_bitmap
+from tags.selectors import reachable_bitmap
 
 from .activation import ERROR_CANCELLED, campaign_run_lock, campaign_stop_pending
 from .basis import ActivationRefused, audience_too_small_reason, direct_marketing_basis, personalisation_basis_check
@@ -285,8 +284,7 @@ def audience_precheck(campaign: Campaign) -> int | None:
     audience = BitMap.union(*include) if include else BitMap()
     if exclude:
         audience -= BitMap.union(*exclude)
-    audience &= direct_marketing_consent_bitmap()
-    audience -= BitMap(suppressed_consumer_ids(has_offer=campaign.has_offer).iterator(chunk_size=50_000))
+    audience &= reachable_bitmap(with_offer=campaign.has_offer)  # privacy.messaging's rule
     return len(audience)
 
 

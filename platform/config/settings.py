@@ -260,6 +260,10 @@ try:
     PRIVACY_BUDGET_DEFAULT_RHO = float(env_str("PRIVACY_BUDGET_DEFAULT_RHO", "0.25"))
 except ValueError as _exc:
     raise ImproperlyConfigured("PRIVACY_BUDGET_DEFAULT_RHO must be a number (zCDP rho per period)") from _exc
+# "May this consumer be messaged now" (privacy/messaging.py; docs/privacy.md): consumers in the under-18 age range
+# are never targeted by direct marketing unless privacy officers allow it. This is the default; officers override it
+# in the admin (Messaging policy), audited.
+DIRECT_MARKETING_MINORS_ALLOWED = env_bool("DIRECT_MARKETING_MINORS_ALLOWED", False)
 RETENTION_PURGE_BATCH = env_int("RETENTION_PURGE_BATCH", 5000)
 RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 20)
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from django.db import models
 
 from merchants.models import Merchant
+from privacy.models import MINOR_AGE_RANGE
 
 
 class AgeRange(models.TextChoices):
-    UNDER_18 = "under-18", "Under 18"
+    UNDER_18 = MINOR_AGE_RANGE, "Under 18"
     A18_24 = "18-24", "18–24"
     A25_34 = "25-34", "25–34"
     A35_44 = "35-44", "35–44"

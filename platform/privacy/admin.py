@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .audit import audit_chain_verify, audit_record
+from .messaging import minors_allowed
 from .models import (
     ActivityStatus,
     AuditEntry,
@@ -27,6 +28,7 @@ from .models import (
     ConsentState,
     CounterStatement,
     DataSubjectRequest,
+    MessagingPolicy,
     PrivacyBudget,
     ProcessingActivity,
     ReleaseLedger,
@@ -522,6 +524,39 @@ class CounterStatementAdmin(admin.ModelAdmin):
 class SuppressionAdmin(ReadOnlyAdmin):
     list_display = ["id", "consumer_id", "reason", "scope", "reference", "created_at", "lifted_at"]
     list_filter = ["reason", "scope", ("lifted_at", admin.EmptyFieldListFilter)]
+
+
+# ------------------------------------------------------------------------------------------------ messaging policy
+
+
+@admin.register(MessagingPolicy)
+class MessagingPolicyAdmin(admin.ModelAdmin):
+    """The officers' settings of "may this consumer be messaged now" (privacy/messaging.py): one row at most."""
+
+    list_display = ("__str__", "minors_allowed", "in_force", "note", "updated_by", "updated_at")
+    fields = ("minors_allowed", "note", "updated_by", "updated_at")
+    readonly_fields = ("updated_by", "updated_at")
+
+    @admin.display(description="minors may be messaged (in force)", boolean=True)
+    def in_force(self, obj: MessagingPolicy) -> bool:
+        return minors_allowed()
+
+    def has_add_permission(self, request) -> bool:
+        return super().has_add_permission(request) and not MessagingPolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # set the field to empty instead: the environment default then applies, and it is audited
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=f"user:{request.user.pk}",
+            action="messaging_policy.set",
+            object_type="MessagingPolicy",
+            object_id=obj.pk,
+            details={"minors_allowed": obj.minors_allowed, "in_force": minors_allowed(), "note": obj.note},
+        )
 
 
 # ------------------------------------------------------------------------------------------------ privacy budget

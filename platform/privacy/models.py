@@ -175,10 +175,6 @@ class ConsentState(models.Model):
     def __str__(self) -> str:
         return f"consumer {self.consumer_id} {self.purpose}: {self.status} ({self.kind})"
 
-    @property
-    def is_express_opt_in(self) -> bool:
-        return self.status == ConsentStatus.GRANTED and self.kind == ConsentKind.EXPRESS
-
 
 class AuditEntry(models.Model):
     """The tamper-evident audit log. Append-only; each entry's hash chains to the previous one.
@@ -456,3 +452,46 @@ class ReleaseLedger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.precision} {self.measure} release to merchant {self.merchant_id} ({self.released_at:%Y-%m-%d})"
+
+
+# ------------------------------------------------------------------------------------------------ messaging policy
+# "May this consumer be messaged now" is defined once, in privacy/messaging.py. What officers control of it lives here.
+
+# The age ranges of minors. consumers.models.AgeRange takes its under-18 value from here, so the rule and the
+# consumer profile cannot drift apart.
+MINOR_AGE_RANGE = "under-18"
+MINOR_AGE_RANGES: frozenset[str] = frozenset({MINOR_AGE_RANGE})
+
+
+class MessagingPolicy(models.Model):
+    """The officers' settings of the messaging rule: one row at most (pk 1). Without it the environment default
+    (settings.DIRECT_MARKETING_MINORS_ALLOWED) applies. Every change is audited (messaging_policy.set)."""
+
+    minors_allowed = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Whether consumers in the under-18 age range may receive direct marketing. Empty: the "
+        "environment default (DIRECT_MARKETING_MINORS_ALLOWED, off unless set).",
+    )
+    note = models.CharField(
+        max_length=300, blank=True, help_text="Why (required when allowing minors), e.g. the assessment's reference."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "messaging policy"
+        verbose_name_plural = "messaging policy"
+
+    def __str__(self) -> str:
+        return "messaging policy"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1  # a singleton
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if self.minors_allowed and not self.note.strip():
+            raise ValidationError({"note": "Say why direct marketing may reach minors (the assessment's reference)."})

@@ -27,6 +27,9 @@ OFFICER_PERMISSIONS = (
     "change_privacybudget",
     "view_budgetperiod",
     "view_releaseledger",
+    "view_messagingpolicy",
+    "add_messagingpolicy",
+    "change_messagingpolicy",
 )
 # Sign-in lockouts (django-axes): officers see them and unlock (privacy.logins).
 OFFICER_LOGIN_PERMISSIONS = ("view_accessattempt", "delete_accessattempt", "view_accessfailurelog")

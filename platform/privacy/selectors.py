@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from .budget import period_renews_at, period_start
-from .models import ActivityStatus, ConsentKind, ConsentState, ConsentStatus, ProcessingActivity, Purpose
+from .messaging import PARTS_BY_NAME, opted_in_states
+from .models import ActivityStatus, ProcessingActivity
 
 
 def approved_activities() -> QuerySet[ProcessingActivity]:
@@ -17,18 +18,16 @@ def approved_activities() -> QuerySet[ProcessingActivity]:
 
 
 def direct_marketing_opt_in_consumer_ids() -> QuerySet:
-    """Consumer ids whose current direct-marketing consent is an express opt-in."""
-    return ConsentState.objects.filter(
-        purpose=Purpose.DIRECT_MARKETING, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS
-    ).values_list("consumer_id", flat=True)
+    """Consumer ids whose current direct-marketing consent is an express opt-in (privacy.messaging, part 2)."""
+    return opted_in_states().values_list("consumer_id", flat=True)
 
 
 def suppressed_consumer_ids(*, has_offer: bool) -> QuerySet:
-    """Consumers that a campaign must not reach: every active suppression, and offer-only ones for offers."""
-    from .models import Suppression, SuppressionScope
-
-    scopes = [SuppressionScope.ALL, SuppressionScope.OFFERS] if has_offer else [SuppressionScope.ALL]
-    return Suppression.objects.filter(lifted_at__isnull=True, scope__in=scopes).values_list("consumer_id", flat=True)
+    """Consumers that active suppressions keep from a campaign: every-campaign ones, and offer-only ones for offers
+    (privacy.messaging's suppression parts; the whole rule is privacy.messaging.messageable_consumer_ids)."""
+    parts = [PARTS_BY_NAME["suppressed_all"], *([PARTS_BY_NAME["suppressed_offers"]] if has_offer else [])]
+    query = parts[0].consumer_ids()
+    return query.union(*(p.consumer_ids() for p in parts[1:])) if len(parts) > 1 else query
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The direct-marketing consent bitmap: consumers whose current consent is an express opt-in.
+"""The direct-marketing consent bitmap (consumers whose current consent is an express opt-in), and the bitmap form
+of "may this consumer be messaged now" built on it from privacy.messaging's parts (`reachable_bitmap`).
 
 Estimates read it on every request, so it must reflect a withdrawal at once
 yet cost next to nothing when nothing changed. It is stored with a source
@@ -21,6 +22,7 @@ only for records newer than the mark (tags.bitmaps, "change windows").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -31,7 +33,8 @@ from pyroaring import BitMap, FrozenBitMap
 
 from dbtools.backend import on_postgresql
 from dbtools.pgcopy import Column, packed_expression
-from privacy.models import ConsentKind, ConsentRecord, ConsentState, ConsentStatus, Purpose
+from privacy.messaging import PARTS_BY_NAME, Rule, messaging_rule, opted_in_states, reachable_combine
+from privacy.models import MINOR_AGE_RANGES, ConsentRecord, Purpose
 
 from .bitmaps import (
     DIRECT_MARKETING_CONSENT_KEY,
@@ -40,18 +43,18 @@ from .bitmaps import (
     bitmap_load_marked,
     bitmap_store,
     bitmap_store_if_version,
+    bitmaps_load,
     change_window_checked,
     change_window_floor,
     db_datetime,
     fresh_on_read,
+    tag_key,
 )
 from .inputs import packed_query
 
 
 def _opt_in_ids():
-    rows = ConsentState.objects.filter(
-        purpose=Purpose.DIRECT_MARKETING, status=ConsentStatus.GRANTED, kind=ConsentKind.EXPRESS
-    ).values_list("consumer_id", flat=True)
+    rows = opted_in_states().values_list("consumer_id", flat=True)
     if on_postgresql():
         sql, params = rows.query.sql_with_params()
         column = Column("id", "int8")
@@ -90,14 +93,7 @@ def consent_bitmap_refresh(stored: MarkedBitmap) -> FrozenBitMap:
         )
         return stored.bitmap
     touched = {consumer_id for consumer_id, _ in changes}
-    granted = BitMap(
-        ConsentState.objects.filter(
-            purpose=Purpose.DIRECT_MARKETING,
-            consumer_id__in=touched,
-            status=ConsentStatus.GRANTED,
-            kind=ConsentKind.EXPRESS,
-        ).values_list("consumer_id", flat=True)
-    )
+    granted = BitMap(opted_in_states().filter(consumer_id__in=touched).values_list("consumer_id", flat=True))
     other = BitMap(touched) - granted  # withdrawn, deemed, or no state any more
     newest = max(recorded_at for _, recorded_at in changes)
     mark = newest if stored.source_mark is None else max(stored.source_mark, newest)
@@ -141,3 +137,56 @@ def _recorded_since(floor) -> list[tuple[int, object]]:
 
 
 fresh_on_read(DIRECT_MARKETING_CONSENT_KEY, consent_bitmap_refresh)
+
+
+# ------------------------------------------------------------------------------------------------ reachable
+
+
+@dataclass(frozen=True)
+class ReachableParts:
+    """The rule's inputs as bitmaps: the opted-in consumers and each applicable part's blocked consumers."""
+
+    rule: Rule
+    opted_in: FrozenBitMap
+    blocked: dict[str, BitMap]
+
+    def reachable(self) -> FrozenBitMap:
+        return FrozenBitMap(reachable_combine(opted_in=BitMap(self.opted_in), blocked=self.blocked, rule=self.rule))
+
+
+def reachable_parts(
+    *, with_offer: bool = False, consent: FrozenBitMap | None = None, exact: bool = True, rule: Rule | None = None
+) -> ReachableParts:
+    """privacy.messaging's parts as bitmaps, each read from privacy's own definition of the part.
+
+    Part 2 is the consent bitmap (fresh on read; pass `consent` when already loaded). With `exact=False`
+    (estimates, which must stay fast) the minors part comes from the tag index: the `age_range` bitmaps of
+    privacy's MINOR_AGE_RANGES, built by the last tagging run from the same column; a profile changed since then
+    is caught by the exact forms (activation, every dispatch batch, the inbox). Erased consumers are in no bitmap
+    (tags.subject_data removes them from all).
+    """
+    rule = rule or messaging_rule(with_offer=with_offer)
+    opted_in = consent_bitmap_current() if consent is None else consent
+    blocked: dict[str, BitMap] = {}
+    for part in rule.blocking:
+        if part is PARTS_BY_NAME["minors"] and not exact:
+            blocked[part.name] = _minors_from_tags()
+        else:
+            ids = np.fromiter(part.consumer_ids().iterator(chunk_size=50_000), dtype=np.int64)
+            blocked[part.name] = bitmap_from_ids(ids)
+    return ReachableParts(rule=rule, opted_in=opted_in, blocked=blocked)
+
+
+def reachable_bitmap(
+    *, with_offer: bool = False, consent: FrozenBitMap | None = None, exact: bool = True, rule: Rule | None = None
+) -> FrozenBitMap:
+    """Consumers a message (with an offer or not) may reach now: privacy.messaging's rule as a bitmap."""
+    return reachable_parts(with_offer=with_offer, consent=consent, exact=exact, rule=rule).reachable()
+
+
+def _minors_from_tags() -> BitMap:
+    from .models import Tag
+
+    tag_ids = list(Tag.objects.filter(family="age_range", value__in=MINOR_AGE_RANGES).values_list("id", flat=True))
+    loaded = bitmaps_load([tag_key(tag_id) for tag_id in tag_ids])
+    return BitMap.union(*loaded.values()) if loaded else BitMap()

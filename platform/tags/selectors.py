@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import connection
 from pyroaring import FrozenBitMap
 
-from .consent_bitmap import consent_bitmap_current
+from .consent_bitmap import ReachableParts, consent_bitmap_current, reachable_bitmap, reachable_parts
 from .live_bitmap import live_bitmap_current
 from .models import ConsumerTag, Tag, TaggingRun
 from .rules import RULES
@@ -100,6 +100,9 @@ def direct_marketing_consent_bitmap() -> FrozenBitMap:
     (see tags.consent_bitmap).
     """
     return consent_bitmap_current()
+
+
+__all__ = ["ReachableParts", "reachable_bitmap", "reachable_parts"]  # privacy.messaging's rule as bitmaps
 
 
 @dataclass(frozen=True)

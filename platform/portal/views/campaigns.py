@@ -33,7 +33,7 @@ from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from recommend.selectors import recommendations_for
 from segments.selectors import segment_latest_snapshot, segments_for_merchant, snapshot_members
-from tags.selectors import direct_marketing_consent_bitmap
+from tags.selectors import reachable_bitmap
 
 STATUS_BADGE = {
     CampaignStatus.DRAFT: "",
@@ -155,14 +155,15 @@ def campaign_edit(request: HttpRequest, campaign_id: int) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ preview
 
 
-def _sample_consumer(merchant, segment_ids: list[int]) -> int | None:
-    """A consumer the campaign would reach (in the first included segment, with consent), never shown to anyone.
+def _sample_consumer(merchant, segment_ids: list[int], *, with_offer: bool) -> int | None:
+    """A consumer the campaign would reach (in the first included segment, one privacy.messaging's rule lets a
+    message reach now), never shown to anyone.
 
     None when no included segment has a reachable member: the preview then shows the popular fallback, which
     is what such a consumer would get.
     """
     own = set(segments_for_merchant(merchant).filter(pk__in=segment_ids).values_list("pk", flat=True))
-    consent = direct_marketing_consent_bitmap()
+    consent = reachable_bitmap(with_offer=with_offer)
     for segment_id in (s for s in segment_ids if s in own):
         snapshot = segment_latest_snapshot(segment_id=segment_id)
         if snapshot is None:
@@ -220,7 +221,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
             problems[field] = found
     if problems:
         return JsonResponse({"problems": problems})
-    consumer_id = _sample_consumer(merchant, segment_ids)
+    consumer_id = _sample_consumer(merchant, segment_ids, with_offer=bool(coupon or discount))
     products = _sample_products(merchant, consumer_id, n_products)
     constants = campaign_constants(store_name=merchant.name, coupon_code=coupon, discount_percent=discount)
     if consumer_id is None:
@@ -274,7 +275,9 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         reach = audience_precheck(campaign)
         context["reach"] = None if reach is None else campaign_count(reach)
         context["reach_too_small"] = reach is not None and reach < settings.MIN_AUDIENCE
-        consumer_id = _sample_consumer(campaign.merchant, [s.pk for s in context["include"]])
+        consumer_id = _sample_consumer(
+            campaign.merchant, [s.pk for s in context["include"]], with_offer=campaign.has_offer
+        )
         products = _sample_products(campaign.merchant, consumer_id, campaign.personalised_products)
         constants = campaign_constants(
             store_name=campaign.merchant.name,
