@@ -2,8 +2,8 @@
 
 Thin views: each operation validates its input with a small serializer, calls one service or selector, and
 shapes the answer. Every segment is reached through the caller's merchant scope, so another merchant's id is
-the same 404 as a missing one. Counts are shown as merchants may see them (hidden below MIN_AUDIENCE, two
-significant figures above).
+the same 404 as a missing one. Every count is released through the privacy layer (segments.figures,
+segments.insights): noisy, the same number on every page, small ones suppressed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from merchants.pagination import BoundedLimitOffsetPagination, page_parameters
 from privacy.release import PRECISIONS, STANDARD
 from privacy.services import ProcessingNotPermitted
 
+from .figures import segment_figures
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
 from .models import RefreshPolicy, Segment, SegmentKind
 from .selectors import audience_estimate, segments_for_merchant
@@ -35,7 +36,6 @@ from .services import (
     segment_refresh_request,
     segment_update,
 )
-from .sources import public_count
 from .targeting import MAX_SUGGESTIONS, TARGETABLE_ARGS, targetable_values
 
 
@@ -63,9 +63,18 @@ def _request_data(request) -> dict:
 
 
 class PublicCountSerializer(serializers.Serializer):
-    size = serializers.IntegerField(allow_null=True, help_text="Rounded to two significant figures; null when hidden.")
-    display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 100".')
-    hidden = serializers.BooleanField(help_text="True when the true count is below the minimum audience.")
+    size = serializers.IntegerField(
+        allow_null=True, help_text="The released (noisy, rounded) count; null when suppressed or withheld."
+    )
+    display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 170".')
+    hidden = serializers.BooleanField(help_text="True when the released count is under the suppression threshold.")
+    error_bound = serializers.IntegerField(
+        allow_null=True, required=False, help_text="|size - true count| is at most this with probability 95 %."
+    )
+    precision = serializers.CharField(required=False)
+    withheld = serializers.BooleanField(
+        required=False, help_text="True when not released because the merchant's privacy budget is spent."
+    )
 
 
 _public_count_field = extend_schema_field(PublicCountSerializer(allow_null=True))
@@ -191,22 +200,26 @@ class SegmentOutput(serializers.Serializer):
     def get_crontab(self, segment) -> str | None:
         return segment_crontab(segment)
 
-    def _count(self, segment, attr):
-        if getattr(segment, "snapshot_id", None) is None:
-            return None
-        return public_count(getattr(segment, attr))
+    def _count(self, segment, measure):
+        """The released figure (segments.figures): from context["figures"] when the view released a page's
+        figures together, else released for this one segment."""
+        figures = self.context.get("figures")
+        if figures is None or segment.pk not in figures:
+            figures = segment_figures(merchant_id=segment.merchant_id, segments=[segment])
+        count = figures.get(segment.pk, {}).get(measure)
+        return None if count is None else count.public()
 
     @_public_count_field
     def get_size(self, segment):
-        return self._count(segment, "snapshot_size")
+        return self._count(segment, "size")
 
     @_public_count_field
     def get_entered(self, segment):
-        return self._count(segment, "snapshot_entered")
+        return self._count(segment, "entered")
 
     @_public_count_field
     def get_exited(self, segment):
-        return self._count(segment, "snapshot_exited")
+        return self._count(segment, "exited")
 
 
 class SegmentPageOutput(serializers.Serializer):
@@ -388,7 +401,8 @@ class SegmentsApi(MerchantAPIView):
     def get(self, request):
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(self.get_queryset(), request, view=self)
-        return paginator.get_paginated_response(SegmentOutput(page, many=True).data)
+        figures = segment_figures(merchant_id=self.merchant.pk, segments=page)
+        return paginator.get_paginated_response(SegmentOutput(page, many=True, context={"figures": figures}).data)
 
     @extend_schema(
         operation_id="segments_create",
@@ -466,26 +480,31 @@ class SegmentInsightsApi(OwnSegmentsApi):
         operation_id="segments_insights",
         summary="Segment insights",
         description="For each tag family, the segment's distribution against all live consumers, with lift. "
-        f"Cells under {settings.MIN_AUDIENCE} consumers are suppressed.",
+        "Every count is released with privacy noise (cells coarse, at the preview precision); shares and lift are "
+        "computed from released counts; a cell whose released count is under the threshold is suppressed.",
         responses={200: InsightsOutput, 409: OpenApiResponse(description="Not computed yet, or no legal basis.")},
     )
     def get(self, request, segment_id: int):
         segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
-        return _computed_response(InsightsOutput, lambda: segment_insights(segment=segment))
+        return _computed_response(
+            InsightsOutput, lambda: segment_insights(segment=segment, merchant_id=self.merchant.pk)
+        )
 
 
 class SegmentOverlapApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="segments_overlap",
         summary="Overlap of two segments",
-        description="Sizes of both segments and of their intersection, and the Jaccard index. Below "
-        f"{settings.MIN_AUDIENCE} a count is hidden; the Jaccard index is hidden with the intersection.",
+        description="Released sizes of both segments (the numbers on the list) and of their intersection, and the "
+        "Jaccard index computed from those three; hidden with any of them.",
         responses={200: OverlapOutput, 409: OpenApiResponse(description="Not computed yet, or no legal basis.")},
     )
     def get(self, request, segment_id: int, other_id: int):
         segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
         other = get_scoped_or_404(self.get_queryset(), pk=other_id)
-        return _computed_response(OverlapOutput, lambda: segment_overlap(segment=segment, other=other))
+        return _computed_response(
+            OverlapOutput, lambda: segment_overlap(segment=segment, other=other, merchant_id=self.merchant.pk)
+        )
 
 
 class SegmentLookalikeApi(OwnSegmentsApi):

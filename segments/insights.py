@@ -1,9 +1,16 @@
 """What a segment looks like against the whole live population, and how two segments overlap.
 
-Every figure a merchant sees goes through the same rules as an estimate: a count below MIN_AUDIENCE is hidden
-("fewer than 100"), and counts above it are rounded to two significant figures. An insight cell whose segment
-count or population count is below MIN_AUDIENCE is suppressed entirely (its share and lift would give the count
-away); shares and lifts are rounded to two significant figures as well.
+Every figure a merchant sees is released through the privacy layer, and shares, lifts and the Jaccard index are
+computed from released counts only (privacy.release.released_rate / released_lift / released_jaccard):
+
+    segment:<id>:size                      the segment's size, as on the list (standard)
+    population:live                        the live population, as on the dashboard (standard)
+    segment:<id>:tag:<family>:<value>      members holding the tag (preview: a page has one per tag)
+    tag:<family>:<value>:reach             consumers holding it, as in the tag catalogue (preview)
+    overlap:segment:<a>:segment:<b>:both   members of both, a < b (standard)
+
+A cell whose released segment or population count is suppressed is suppressed entirely; a segment whose released
+size is suppressed shows nothing of its make-up. Shares and lifts are rounded to two significant figures.
 """
 
 from __future__ import annotations
@@ -12,16 +19,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from pyroaring import BitMap
-
 from privacy.models import Purpose
-from privacy.services import processing_basis_require
+from privacy.release import PREVIEW, STANDARD, released_jaccard, released_lift, released_rate
+from privacy.services import processing_basis_require, release_figures
 from tags.models import Tag
+from tags.reach import REACH_PRECISION, tag_reach_subject
 
+from .figures import segment_subject
 from .models import Segment
 from .selectors import segment_latest_snapshot, snapshot_members
-from .sources import live_consumers_bitmap, public_count, tag_bitmaps
+from .sources import live_consumers_bitmap, tag_bitmaps
 
 
 class SegmentNotComputed(Exception):
@@ -34,11 +41,18 @@ def round_ratio(x: float, figures: int = 2) -> float:
     return round(x, figures - 1 - math.floor(math.log10(abs(x))))
 
 
-def _members(segment: Segment) -> BitMap:
+POPULATION_SUBJECT = "population:live"
+
+
+def _snapshot(segment: Segment):
     snapshot = segment_latest_snapshot(segment_id=segment.pk)
     if snapshot is None or not snapshot.members_kept:
         raise SegmentNotComputed(f"Segment {segment.name!r} has not been computed yet; refresh it first.")
-    return snapshot_members(snapshot)
+    return snapshot
+
+
+def _ratio(x: float | None) -> float | None:
+    return None if x is None else round_ratio(x)
 
 
 @dataclass(frozen=True)
@@ -65,61 +79,95 @@ class InsightCell:
         return data
 
 
-def segment_insights(*, segment: Segment) -> dict:
-    """For each tag family: the segment's distribution against the live population, with lift."""
+def segment_insights(*, segment: Segment, merchant_id: int | None) -> dict:
+    """For each tag family: the segment's distribution against the live population, with lift, all released."""
     processing_basis_require(purpose=Purpose.TAGGING)
-    members = _members(segment)
+    snapshot = _snapshot(segment)
     tags = list(Tag.objects.order_by("family", "value").values_list("id", "family", "value", "label"))
     by_tag, live = tag_bitmaps([t[0] for t in tags])  # the tags and the live consumers, in one state query
-    members = members & live
-    minimum = settings.MIN_AUDIENCE
-    size, population = len(members), len(live)
-    result: dict[str, Any] = {"segment_id": segment.pk, "size": public_count(size), "families": []}
-    if size < minimum or population == 0:
+    members = snapshot_members(snapshot) & live
+    size, population = release_figures(
+        merchant_id=merchant_id,
+        figures=[(segment_subject(segment.pk, "size"), snapshot.size), (POPULATION_SUBJECT, len(live))],
+        precision=STANDARD,
+    )
+    result: dict[str, Any] = {"segment_id": segment.pk, "size": size.public(), "families": []}
+    if size.suppressed or population.suppressed:
         return result  # nothing about a hidden audience is shown, not even its make-up
+    cells = release_figures(
+        merchant_id=merchant_id,
+        figures=[
+            (f"{segment_subject(segment.pk, 'tag')}:{family}:{value}", members.intersection_cardinality(by_tag[tid]))
+            for tid, family, value, _ in tags
+        ],
+        precision=PREVIEW,
+    )
+    reach = release_figures(
+        merchant_id=merchant_id,
+        figures=[
+            (tag_reach_subject(family, value), live.intersection_cardinality(by_tag[tid]))
+            for tid, family, value, _ in tags
+        ],
+        precision=REACH_PRECISION,
+    )
     families: dict[str, list[InsightCell]] = {}
-    for tag_id, family, value, label in tags:
-        bitmap = by_tag[tag_id]
-        in_segment = members.intersection_cardinality(bitmap)
-        in_population = live.intersection_cardinality(bitmap)
-        if in_segment < minimum or in_population < minimum:
+    for (_, family, value, label), in_segment, in_population in zip(tags, cells, reach, strict=True):
+        if in_segment.suppressed or in_population.suppressed:
             cell = InsightCell(value=value, label=label or value, suppressed=True)
         else:
-            segment_share = in_segment / size
-            population_share = in_population / population
             cell = InsightCell(
                 value=value,
                 label=label or value,
                 suppressed=False,
-                segment_count=public_count(in_segment),
-                segment_share=round_ratio(segment_share),
-                population_count=public_count(in_population),
-                population_share=round_ratio(population_share),
-                lift=round_ratio(segment_share / population_share),
+                segment_count=in_segment.public(),
+                segment_share=_ratio(released_rate(in_segment, size)),
+                population_count=in_population.public(),
+                population_share=_ratio(released_rate(in_population, population)),
+                lift=_ratio(
+                    released_lift(
+                        segment_count=in_segment,
+                        segment_size=size,
+                        population_count=in_population,
+                        population_size=population,
+                    )
+                ),
             )
         families.setdefault(family, []).append(cell)
-    for family, cells in families.items():
-        cells.sort(key=lambda c: (c.suppressed, -(c.lift or 0), c.value))
-        result["families"].append({"family": family, "values": [c.as_dict() for c in cells]})
+    for family, family_cells in families.items():
+        family_cells.sort(key=lambda c: (c.suppressed, -(c.lift or 0), c.value))
+        result["families"].append({"family": family, "values": [c.as_dict() for c in family_cells]})
     return result
 
 
-def segment_overlap(*, segment: Segment, other: Segment) -> dict:
-    """Sizes of A, B and A∩B, and the Jaccard index, with the same hiding rules.
+def overlap_subject(segment_id: int, other_id: int) -> str:
+    low, high = sorted((segment_id, other_id))
+    return f"overlap:segment:{low}:segment:{high}:both"
 
-    The union is not shown: with A and B it would give away an intersection that is hidden.
+
+def segment_overlap(*, segment: Segment, other: Segment, merchant_id: int | None) -> dict:
+    """Sizes of A, B and A∩B, and the Jaccard index from those three released counts.
+
+    The sizes are the segments' released sizes (the numbers on the list); the union is not shown.
     """
     processing_basis_require(purpose=Purpose.TAGGING)
     live = live_consumers_bitmap()
-    a, b = _members(segment) & live, _members(other) & live
-    both = a.intersection_cardinality(b)
-    either = a.union_cardinality(b)
-    hidden = both < settings.MIN_AUDIENCE
+    first, second = _snapshot(segment), _snapshot(other)
+    both = (snapshot_members(first) & live).intersection_cardinality(snapshot_members(second) & live)
+    size, other_size, both_count = release_figures(
+        merchant_id=merchant_id,
+        figures=[
+            (segment_subject(segment.pk, "size"), first.size),
+            (segment_subject(other.pk, "size"), second.size),
+            (overlap_subject(segment.pk, other.pk), both),
+        ],
+        precision=STANDARD,
+    )
+    jaccard = released_jaccard(size=size, other_size=other_size, both=both_count)
     return {
         "segment_id": segment.pk,
         "other_id": other.pk,
-        "size": public_count(len(a)),
-        "other_size": public_count(len(b)),
-        "both": public_count(both),
-        "jaccard": None if hidden or either == 0 else round_ratio(both / either),
+        "size": size.public(),
+        "other_size": other_size.public(),
+        "both": both_count.public(),
+        "jaccard": _ratio(jaccard),
     }

@@ -1,5 +1,5 @@
 """What segments read from the layers below: the tag bitmaps, the live consumers (the universe NOT is taken
-against), direct-marketing consent, and how a count is shown to a merchant. One place, so the evaluators,
+against), and direct-marketing consent. One place, so the evaluators,
 insights and lookalikes agree on them."""
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from pyroaring import FrozenBitMap
 
 from consumers.models import Consumer
 from tags.bitmaps import DIRECT_MARKETING_CONSENT_KEY, LIVE_CONSUMERS_KEY, bitmaps_load, tag_key
-from tags.reach import public_count
 from tags.selectors import live_consumers_bitmap, reachable_bitmap
 
 __all__ = [
     "estimate_bitmaps",
     "live_consumers_bitmap",
     "live_consumers_queryset",
-    "public_count",
     "reachable_bitmap",
     "tag_bitmaps",
 ]

@@ -252,3 +252,14 @@ def celery_worker_process(transactional_db, tmp_path):
     yield worker
     worker.stop(kill=True)
     celery_app.control.purge()
+
+
+@pytest.fixture
+def fine_preview(monkeypatch, settings):
+    """A preview precision fine enough for a world of a few hundred consumers to show insight cells and tag reach
+    (σ 2, hidden under 107), and a budget large enough to pay for it: for tests of what pages compute from
+    released figures, not of the mechanism's scale."""
+    from privacy.release import PRECISIONS, PrecisionSpec
+
+    monkeypatch.setitem(PRECISIONS, "preview", PrecisionSpec("preview", sigma=2, quantum=1))
+    settings.PRIVACY_BUDGET_DEFAULT_RHO = 1000.0

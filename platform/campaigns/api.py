@@ -28,11 +28,10 @@ from .models import (
     TrackingKind,
 )
 from .selectors import (
-    PublicCount,
+    PublicFunnel,
     campaign_progress,
-    campaign_report,
+    campaign_report_public,
     campaigns_for_merchant,
-    public_funnel,
 )
 from .services import campaign_cancel, campaign_create, campaign_delete, campaign_launch, campaign_update
 from .stats import Z_95
@@ -85,20 +84,20 @@ class CampaignInputSerializer(serializers.Serializer):
     attribution_window_days = serializers.IntegerField(min_value=1, max_value=90, default=7)
 
 
-def _count(n: PublicCount) -> dict:
-    """The platform's shape for merchant-visible counts (as tags and segments), so all read the same."""
-    return {"size": n.value, "display": n.display, "hidden": n.value is None}
+def _count(n) -> dict | None:
+    """The platform's shape for merchant-visible counts (a released count, as tags and segments)."""
+    return None if n is None else n.public()
 
 
 class ProgressSerializer(serializers.Serializer):
     phase = serializers.CharField()
     percent_written = serializers.IntegerField()
     percent_dispatched = serializers.IntegerField()
-    audience = PublicCountSerializer()
-    written = PublicCountSerializer()
-    dispatched = PublicCountSerializer()
-    withdrawn = PublicCountSerializer()
-    failed = PublicCountSerializer()
+    audience = PublicCountSerializer(allow_null=True, help_text="Released once the launch is done; null before.")
+    written = PublicCountSerializer(allow_null=True)
+    dispatched = PublicCountSerializer(allow_null=True)
+    withdrawn = PublicCountSerializer(allow_null=True)
+    failed = PublicCountSerializer(allow_null=True)
 
 
 class CampaignOutputSerializer(serializers.Serializer):
@@ -280,8 +279,15 @@ class GroupReportSerializer(serializers.Serializer):
     opened = PublicCountSerializer()
     clicked = PublicCountSerializer()
     converted = PublicCountSerializer()
-    conversion_rate = serializers.FloatField(allow_null=True)
-    attributed_revenue = serializers.DecimalField(max_digits=16, decimal_places=2)
+    conversion_rate = serializers.FloatField(
+        allow_null=True, help_text="Released converted / released size; null when either is hidden."
+    )
+    attributed_revenue = serializers.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        allow_null=True,
+        help_text="Released sum of each converted consumer's revenue, clamped per consumer; null when hidden.",
+    )
     revenue_per_consumer = serializers.DecimalField(max_digits=16, decimal_places=2, allow_null=True)
 
 
@@ -307,8 +313,7 @@ class ReportSerializer(serializers.Serializer):
     note = serializers.CharField()
 
 
-def _group_data(funnel) -> dict:
-    shown = public_funnel(funnel)
+def _group_data(shown: PublicFunnel) -> dict:
     return {
         "size": _count(shown.size),
         "sent": _count(shown.sent),
@@ -318,7 +323,7 @@ def _group_data(funnel) -> dict:
         "clicked": _count(shown.clicked),
         "converted": _count(shown.converted),
         "conversion_rate": shown.conversion_rate,
-        "attributed_revenue": shown.revenue,
+        "attributed_revenue": None if shown.revenue.value is None else Decimal(shown.revenue.value) / 100,
         "revenue_per_consumer": shown.revenue_per_consumer,
     }
 
@@ -332,9 +337,9 @@ class CampaignReportApi(_CampaignScoped):
         responses=ReportSerializer,
     )
     def get(self, request, pk: int):
-        report = campaign_report(self.campaign(pk))
+        report = campaign_report_public(self.campaign(pk))
         uplift = None
-        if report.uplift_reported and report.uplift.absolute is not None:
+        if report.uplift is not None and report.uplift.absolute is not None:
             uplift = {
                 "absolute": report.uplift.absolute,
                 "ci_low": report.uplift.ci_low,
@@ -343,8 +348,8 @@ class CampaignReportApi(_CampaignScoped):
                 "relative": report.uplift.relative,
                 "z": report.uplift.z,
                 "p_value": report.uplift.p_value,
-                "method": f"difference of two proportions; Wald interval ±{Z_95:.4f}·SE (unpooled); "
-                "pooled two-proportion z test",
+                "method": "from released counts only; difference of two proportions; "
+                f"Wald interval ±{Z_95:.4f}·SE (unpooled); pooled two-proportion z test",
             }
         data = {
             "campaign_id": report.campaign_id,

@@ -22,11 +22,12 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce, Greatest
+from pyroaring import BitMap
 
 from consumers.models import Event, EventType
 from merchants.models import Merchant
-from tags.reach import public_count as tags_public_count
-from tags.reach import round_significant
+from privacy.release import STANDARD, ReleasedCount, ReleasedSum, released_rate
+from privacy.services import release_figure_sum, release_figures
 
 from .models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
 from .stats import Uplift, uplift_two_proportions
@@ -37,61 +38,84 @@ def campaigns_for_merchant(merchant: Merchant | int) -> QuerySet[Campaign]:
     return Campaign.objects.filter(merchant=merchant).select_related("merchant")
 
 
-@dataclass(frozen=True)
-class PublicCount:
-    """A count of consumers as a merchant may see it: hidden below MIN_AUDIENCE, else 2 significant figures."""
-
-    value: int | None
-    display: str
-
-
-def round_2sf(n: int) -> int:
-    return round_significant(n, 2)
-
-
-def public_count(n: int) -> PublicCount:
-    """The platform's one rule and wording for counts merchants see (tags.reach.public_count)."""
-    shown = tags_public_count(n)
-    return PublicCount(shown["size"], shown["display"])
+# Every figure of a campaign a merchant sees is released through the privacy layer (privacy.services
+# .release_figures) under a subject naming what is counted, so the list, the page, the report and the API agree:
+#   campaign:<id>:audience / :written / :dispatched / :withdrawn / :failed      progress (once the launch is done)
+#   campaign:<id>:group:<treatment|control>:<size|sent|...|converted>          the report's funnels
+# A campaign's figures stop changing once it is done, so each is paid for once and then read back free.
+CAMPAIGN_PRECISION = STANDARD
+# Revenue is released as a per-consumer clamped sum (minor units): one consumer adds at most this much, and the
+# noise is scaled to it (±39 × clamp at 95 %, two significant figures of that bound for display).
+REVENUE_CLAMP_MINOR = 100_00
 
 
-def public_count_or_zero(n: int) -> PublicCount:
-    """As public_count, but a true zero is shown as 0 (nothing happened is not a small cell)."""
-    return PublicCount(0, "0") if n == 0 else public_count(n)
+def campaign_subject(campaign_id: int, measure: str, group: str | None = None) -> str:
+    return f"campaign:{campaign_id}:group:{group}:{measure}" if group else f"campaign:{campaign_id}:{measure}"
 
 
 @dataclass(frozen=True)
 class Progress:
+    """Where a launch is. Counts are released once the launch is done (None before: a moving count would be a
+    new release at every poll); while it runs, the percentages are the job's progress in 10 % steps."""
+
     phase: str
     percent_written: int
     percent_dispatched: int
-    audience: PublicCount
-    written: PublicCount
-    dispatched: PublicCount
-    withdrawn: PublicCount
-    failed: PublicCount
+    audience: ReleasedCount | None
+    written: ReleasedCount | None
+    dispatched: ReleasedCount | None
+    withdrawn: ReleasedCount | None
+    failed: ReleasedCount | None
+
+
+PROGRESS_MEASURES = ("audience", "written", "dispatched", "withdrawn", "failed")
+
+
+def campaigns_audience(campaigns: list[Campaign]) -> dict[int, ReleasedCount]:
+    """The released audience of each launched campaign (the number its page and the API show)."""
+    launched = [c for c in campaigns if c.phase == Phase.DONE or c.status in _FINISHED]
+    released = release_figures(
+        merchant_id=launched[0].merchant_id if launched else None,
+        figures=[(campaign_subject(c.pk, "audience"), c.audience_count) for c in launched],
+        precision=CAMPAIGN_PRECISION,
+    )
+    return {c.pk: count for c, count in zip(launched, released, strict=True)}
+
+
+_FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
 
 
 def campaign_progress(campaign: Campaign) -> Progress:
-    """Where a launch is, as merchants may see it (counts rounded, small ones hidden)."""
-    audience = campaign.audience_count
-    treatment = campaign.treatment_count
+    """Where a launch is, as merchants may see it: released counts once done, coarse percentages while running."""
+    done = campaign.phase == Phase.DONE or campaign.status in _FINISHED
+    if done:
+        exact = {
+            "audience": campaign.audience_count,
+            "written": campaign.written_count,
+            "dispatched": campaign.dispatched_count,
+            "withdrawn": campaign.withdrawn_count,
+            "failed": campaign.failed_count,
+        }
+        released = release_figures(
+            merchant_id=campaign.merchant_id,
+            figures=[(campaign_subject(campaign.pk, m), exact[m]) for m in PROGRESS_MEASURES],
+            precision=CAMPAIGN_PRECISION,
+        )
+        counts = dict(zip(PROGRESS_MEASURES, released, strict=True))
+    else:
+        counts = dict.fromkeys(PROGRESS_MEASURES)
 
-    def percent(done: int, total: int) -> int:
+    def percent(done_n: int, total: int) -> int:
         if campaign.status == CampaignStatus.COMPLETED:
             return 100
-        return min(100, int(100 * done / total)) if total else 0
+        return min(100, 10 * int(10 * done_n / total)) if total else 0
 
     settled = campaign.dispatched_count + campaign.withdrawn_count + campaign.failed_count
     return Progress(
         phase=campaign.phase,
-        percent_written=percent(campaign.written_count, audience),
-        percent_dispatched=percent(settled, treatment),
-        audience=public_count_or_zero(audience),
-        written=public_count_or_zero(campaign.written_count),
-        dispatched=public_count_or_zero(campaign.dispatched_count),
-        withdrawn=public_count_or_zero(campaign.withdrawn_count),
-        failed=public_count_or_zero(campaign.failed_count),
+        percent_written=percent(campaign.written_count, campaign.audience_count),
+        percent_dispatched=percent(settled, campaign.treatment_count),
+        **counts,
     )
 
 
@@ -120,37 +144,114 @@ class GroupFunnel:
         return (self.revenue / self.size).quantize(Decimal("0.01")) if self.size else None
 
 
+FUNNEL_MEASURES = ("size", "sent", "withdrawn", "failed", "opened", "clicked", "converted")
+
+
 @dataclass(frozen=True)
 class PublicFunnel:
-    """One group's funnel as merchants may see it: counts through public_count_or_zero, and the per-consumer
-    rates hidden for a group under MIN_AUDIENCE (with its size hidden, a rate would give it away)."""
+    """One group's funnel as merchants may see it: every count released, the revenue a released clamped sum, and
+    the rates computed from released figures only (hidden with either side, so a rate never gives a hidden count
+    away: "bought: fewer than 170" comes with no conversion rate)."""
 
-    size: PublicCount
-    sent: PublicCount
-    withdrawn: PublicCount
-    failed: PublicCount
-    opened: PublicCount
-    clicked: PublicCount
-    converted: PublicCount
+    size: ReleasedCount
+    sent: ReleasedCount
+    withdrawn: ReleasedCount
+    failed: ReleasedCount
+    opened: ReleasedCount
+    clicked: ReleasedCount
+    converted: ReleasedCount
     conversion_rate: float | None
-    revenue: Decimal
+    revenue: ReleasedSum
     revenue_per_consumer: Decimal | None
 
+    def share(self, measure: str) -> float | None:
+        """A step's share of the group, from released figures."""
+        return released_rate(getattr(self, measure), self.size)
 
-def public_funnel(funnel: GroupFunnel) -> PublicFunnel:
-    """The one rule for what of a group's funnel merchants see, shared by the API and the portal."""
-    large_enough = funnel.size >= settings.MIN_AUDIENCE
+
+@dataclass(frozen=True)
+class PublicReport:
+    """The report as merchants see it (API, portal): released figures and what is computed from them only."""
+
+    campaign_id: int
+    status: str
+    attribution_window_days: int
+    treatment: PublicFunnel
+    control: PublicFunnel
+    uplift: Uplift | None
+    incremental_revenue: Decimal | None
+    note: str
+
+
+def _minor_to_money(minor: float) -> Decimal:
+    return (Decimal(str(minor)) / 100).quantize(Decimal("0.01"))
+
+
+def _public_funnel(campaign: Campaign, group: str, funnel: GroupFunnel, revenue_values: dict[int, int]) -> PublicFunnel:
+    released = release_figures(
+        merchant_id=campaign.merchant_id,
+        figures=[(campaign_subject(campaign.pk, m, group), getattr(funnel, m)) for m in FUNNEL_MEASURES],
+        precision=CAMPAIGN_PRECISION,
+    )
+    counts = dict(zip(FUNNEL_MEASURES, released, strict=True))
+    revenue, _ = release_figure_sum(
+        merchant_id=campaign.merchant_id,
+        subject=campaign_subject(campaign.pk, "converted", group),
+        members=BitMap(revenue_values),
+        values=[revenue_values[c] for c in sorted(revenue_values)],
+        clamp=REVENUE_CLAMP_MINOR,
+        name="revenue",
+        precision=CAMPAIGN_PRECISION,
+    )
+    per_consumer = released_rate(revenue, counts["size"])
     return PublicFunnel(
-        size=public_count_or_zero(funnel.size),
-        sent=public_count_or_zero(funnel.sent),
-        withdrawn=public_count_or_zero(funnel.withdrawn),
-        failed=public_count_or_zero(funnel.failed),
-        opened=public_count_or_zero(funnel.opened),
-        clicked=public_count_or_zero(funnel.clicked),
-        converted=public_count_or_zero(funnel.converted),
-        conversion_rate=funnel.conversion_rate if large_enough else None,
-        revenue=funnel.revenue,
-        revenue_per_consumer=funnel.revenue_per_consumer if large_enough else None,
+        **counts,
+        conversion_rate=released_rate(counts["converted"], counts["size"]),
+        revenue=revenue,
+        revenue_per_consumer=None if per_consumer is None else _minor_to_money(per_consumer),
+    )
+
+
+def campaign_report_public(campaign: Campaign) -> PublicReport:
+    """The report a merchant sees: the funnels released, uplift and its interval and incremental revenue computed
+    from released numbers only (never from exact ones)."""
+    report = campaign_report(campaign)
+    values = campaign_conversion_values(campaign)
+    treatment = _public_funnel(campaign, Group.TREATMENT, report.treatment, values[Group.TREATMENT])
+    control = _public_funnel(campaign, Group.CONTROL, report.control, values[Group.CONTROL])
+    uplift = None
+    if not any(c.suppressed for c in (treatment.size, treatment.converted, control.size, control.converted)):
+        n_t, n_c = treatment.size._noisy, control.size._noisy
+        uplift = uplift_two_proportions(
+            treatment_conversions=min(n_t, max(0, treatment.converted._noisy)),
+            treatment_size=n_t,
+            control_conversions=min(n_c, max(0, control.converted._noisy)),
+            control_size=n_c,
+        )
+    if campaign.phase in (Phase.NONE, Phase.RESOLVING) and campaign.status != CampaignStatus.COMPLETED:
+        note = "The campaign has not been sent yet."
+    elif uplift is None:
+        note = (
+            "Uplift is reported only when both the treatment and the control group, and their conversions, are "
+            "large enough to be shown; raise the control share or widen the audience."
+        )
+    else:
+        note = ""
+    incremental = None
+    if uplift is not None and treatment.revenue.value is not None and control.revenue.value is not None:
+        t_rate = released_rate(treatment.revenue, treatment.size)
+        c_rate = released_rate(control.revenue, control.size)
+        if t_rate is not None and c_rate is not None:
+            incremental = _minor_to_money((t_rate - c_rate) * treatment.size._noisy)
+    return PublicReport(
+        campaign_id=report.campaign_id,
+        status=report.status,
+        attribution_window_days=report.attribution_window_days,
+        treatment=treatment,
+        control=control,
+        uplift=uplift,
+        incremental_revenue=incremental,
+        note=note,
     )
 
 
@@ -175,14 +276,8 @@ def _purchase_value():
     )
 
 
-def campaign_funnels(campaign: Campaign) -> dict[str, GroupFunnel]:
-    """Per group: size, sent, opened, clicked, converted and attributed revenue.
-
-    A delivery converts when, within the attribution window after its send (the dispatch time for
-    treatment, the assignment time for the held-out control), the operator tracked a conversion for
-    it or the consumer made an ingested purchase of this merchant's products. Its revenue is the
-    larger of the two sources, so one order reported both ways is not counted twice.
-    """
+def _delivery_rows(campaign: Campaign):
+    """The campaign's deliveries annotated with opened, clicked, converted (Q) and value: see campaign_funnels."""
     window = timedelta(days=campaign.attribution_window_days)
     deliveries = Delivery.objects.filter(campaign_id=campaign.pk).annotate(
         sent_at=Coalesce("dispatched_at", "created_at"),
@@ -223,6 +318,30 @@ def campaign_funnels(campaign: Campaign) -> dict[str, GroupFunnel]:
         ),
     )
     converted = Q(has_purchase=True) | Q(has_tracked=True)
+    return rows, converted
+
+
+def campaign_conversion_values(campaign: Campaign) -> dict[str, dict[int, int]]:
+    """Per group: {consumer id: attributed revenue in minor units} of each converted delivery (one per consumer),
+    the per-consumer values the released revenue clamps."""
+    rows, converted = _delivery_rows(campaign)
+    values: dict[str, dict[int, int]] = {Group.TREATMENT: {}, Group.CONTROL: {}}
+    for group, consumer_id, value in rows.filter(converted).values_list("group", "consumer_id", "value"):
+        minor = int((Decimal(value or 0) * 100).to_integral_value())
+        values.setdefault(group, {})[consumer_id] = values.get(group, {}).get(consumer_id, 0) + minor
+    return values
+
+
+def campaign_funnels(campaign: Campaign) -> dict[str, GroupFunnel]:
+    """Per group: size, sent, opened, clicked, converted and attributed revenue (exact: for the release layer and
+    officers; merchants see campaign_report_public).
+
+    A delivery converts when, within the attribution window after its send (the dispatch time for
+    treatment, the assignment time for the held-out control), the operator tracked a conversion for
+    it or the consumer made an ingested purchase of this merchant's products. Its revenue is the
+    larger of the two sources, so one order reported both ways is not counted twice.
+    """
+    rows, converted = _delivery_rows(campaign)
     aggregated = rows.values("group").annotate(
         size=Count("pk"),
         sent=Count("pk", filter=Q(status=DeliveryStatus.DISPATCHED)),

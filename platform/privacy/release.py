@@ -376,6 +376,7 @@ class ReleasedCount:
     precision: str
     key: str = ""
     _noisy: int = 0  # unrounded noisy count, for released_rate (never shown)
+    withheld: bool = False  # not released: the merchant's budget could not pay for it (see withheld_count)
 
     def public(self) -> dict:
         """The shape counts have across the API: {"size", "display", "hidden"}, plus the error bound."""
@@ -385,7 +386,25 @@ class ReleasedCount:
             "hidden": self.suppressed,
             "error_bound": None if self.suppressed else self.error_bound,
             "precision": self.precision,
+            "withheld": self.withheld,
         }
+
+
+def withheld_count(*, precision: str, renews_at: Any) -> ReleasedCount:
+    """A figure that was not released because the privacy budget is spent: shown as such, never as a number.
+
+    Carries no information about the true count (no noise was drawn for it); rates over it are hidden too.
+    """
+    spec = precision_spec(precision)
+    return ReleasedCount(
+        value=None,
+        suppressed=True,
+        display=f"not released until {renews_at:%Y-%m-%d} (privacy budget spent)",
+        error_bound=noise_bound(spec.sigma, ERROR_PROBABILITY),
+        threshold=suppression_threshold(precision),
+        precision=precision,
+        withheld=True,
+    )
 
 
 def count_from_noisy(*, noisy: int, precision: str, key: str = "") -> ReleasedCount:
@@ -525,4 +544,5 @@ __all__ = [
     "released_rate",
     "sample_discrete_gaussian",
     "suppression_threshold",
+    "withheld_count",
 ]

@@ -40,6 +40,7 @@ from .release import (
     precision_spec,
     release_key,
     sum_from_noisy,
+    withheld_count,
 )
 from .selectors import budget_allowance, budget_remaining
 
@@ -395,6 +396,85 @@ def release_count(
     )[0]
 
 
+def release_figures(
+    *,
+    merchant_id: int | None,
+    figures: Sequence[tuple[str, int]],
+    precision: str = STANDARD,
+    charge: bool = True,
+) -> list[ReleasedCount]:
+    """Release the counts a page or report shows, (subject, exact count) each; never refuses.
+
+    For views of figures that already exist (a saved segment's size, a campaign report, tag reach): the same
+    numbers as release_counts (one subject, one value, one number on every page), paid once per period and free
+    on every repeat. When the budget cannot pay for the new ones, the page still renders: figures this merchant
+    was already given this period are read back, and the rest are withheld (withheld_count: "not released until
+    <renewal>", no number, no noise drawn), so a spent budget never shows a fresh figure and never breaks a page.
+    """
+    if not figures:
+        return []
+    subjects = [subject for subject, _ in figures]
+    counts = [int(count) for _, count in figures]
+    try:
+        return release_counts(
+            merchant_id=merchant_id, subjects=subjects, counts=counts, precision=precision, charge=charge
+        )
+    except PrivacyBudgetExhausted as exc:
+        keys = [
+            release_key(subject=subject, value=c, measure="count", precision=precision)
+            for subject, c in zip(subjects, counts, strict=True)
+        ]
+        known = _ledger_values(merchant_id=merchant_id, start=period_start(), keys=set(keys))
+        return [
+            count_from_noisy(noisy=known[k], precision=precision, key=k)
+            if k in known
+            else withheld_count(precision=precision, renews_at=exc.renews_at)
+            for k in keys
+        ]
+
+
+def release_figure_sum(
+    *,
+    merchant_id: int | None,
+    subject: str,
+    members: AbstractBitMap,
+    values: Iterable[int],
+    clamp: int,
+    name: str,
+    precision: str = STANDARD,
+    charge: bool = True,
+) -> tuple[ReleasedSum, ReleasedCount]:
+    """release_sum for a report (a clamped per-consumer sum and its count), withheld instead of refused."""
+    try:
+        return release_sum(
+            merchant_id=merchant_id,
+            subject=subject,
+            members=members,
+            values=values,
+            clamp=clamp,
+            name=name,
+            precision=precision,
+            charge=charge,
+        )
+    except PrivacyBudgetExhausted as exc:
+        (count,) = release_figures(
+            merchant_id=merchant_id, figures=[(subject, len(members))], precision=precision, charge=charge
+        )
+        spec = precision_spec(precision)
+        bound = spec.sigma * clamp
+        withheld = ReleasedSum(
+            None, True, f"not released until {exc.renews_at:%Y-%m-%d} (privacy budget spent)", bound, precision
+        )
+        if count.withheld:
+            return withheld, count
+        total = clamped_sum(values, clamp=clamp)
+        key = release_key(subject=subject, value=total, measure=f"sum:{name}:{int(clamp)}", precision=precision)
+        known = _ledger_values(merchant_id=merchant_id, start=period_start(), keys={key})
+        if key not in known:
+            return withheld, count
+        return sum_from_noisy(noisy=known[key], clamp=clamp, precision=precision, count=count, key=key), count
+
+
 def release_sum(
     *,
     merchant_id: int | None,
@@ -570,6 +650,8 @@ __all__ = [
     "processing_basis_require",
     "release_count",
     "release_counts",
+    "release_figure_sum",
+    "release_figures",
     "release_spending_audit",
     "release_sum",
     "released_cache_clear",

@@ -1,8 +1,8 @@
 """The tag catalogue for merchants: GET /api/v1/tags/.
 
 The catalogue is the same for every merchant (tags describe the marketplace's
-consumers, not a merchant's data); reach is k-anonymous through
-tags.reach.public_count.
+consumers, not a merchant's data); reach is released through the privacy layer
+(tags.reach.released_reach), the same number on every page.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ from merchants.api_base import MerchantAPIView
 from merchants.api_fields import ChoiceField
 
 from .models import Tag
-from .reach import public_count
+from .reach import released_reach
 from .rules import FAMILIES
 from .selectors import tag_families, tags_catalogue
 
 
 class ReachOutput(serializers.Serializer):
-    size = serializers.IntegerField(allow_null=True, help_text="Rounded to two significant figures; null if hidden.")
-    display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 100".')
-    hidden = serializers.BooleanField(help_text="True below the minimum audience size.")
+    size = serializers.IntegerField(allow_null=True, help_text="The released (noisy, rounded) reach; null if hidden.")
+    display = serializers.CharField(help_text='e.g. "12,000" or "fewer than 500".')
+    hidden = serializers.BooleanField(help_text="True when the released reach is under the suppression threshold.")
+    error_bound = serializers.IntegerField(allow_null=True, help_text="95 % bound on |size - true reach|.")
+    precision = serializers.CharField()
+    withheld = serializers.BooleanField(help_text="True when not released: the privacy budget is spent.")
 
 
 class TagOutput(serializers.Serializer):
@@ -64,14 +67,16 @@ class TagListApi(MerchantAPIView):
         query.is_valid(raise_exception=True)
         wanted = query.validated_data.get("family")
         by_family: dict[str, list[dict]] = {}
-        for tag in tags_catalogue(family=wanted):
+        tags = tags_catalogue(family=wanted)
+        reaches = released_reach(merchant_id=self.merchant.pk, tags=tags)
+        for tag, reach in zip(tags, reaches, strict=True):
             by_family.setdefault(tag.family, []).append(
                 {
                     "tag": tag.code,
                     "value": tag.value,
                     "label": tag.label,
                     "definition": tag.definition,
-                    "reach": public_count(tag.consumer_count),
+                    "reach": reach.public(),
                 }
             )
         families = [

@@ -1,37 +1,40 @@
-"""How counts of consumers are shown to merchants: hidden below MIN_AUDIENCE, two significant figures above.
+"""How a tag's reach is shown to merchants: released through the privacy layer, never read.
 
-Every endpoint that reveals an audience size (tags, estimates, insights,
-overlaps) goes through public_count, so a small audience is never revealed
-anywhere and exact figures stay with privacy officers.
+Every page and endpoint that shows a tag's reach (the catalogue API, the tag explorer, the builder's catalogue,
+the population column of segment insights) releases it under one subject, `tag:<family>:<value>:reach`, so one
+tag shows one number everywhere. The catalogue lists every tag at once, so reach is released at the preview
+precision (1/25 of a standard count's cost; a catalogue of a hundred tags costs ρ 0.005, once per tagging run
+that changes a count, free on every repeat). See docs/privacy.md, "What is released where".
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Iterable
+from typing import Protocol
 
-from django.conf import settings
+from privacy.release import PREVIEW, ReleasedCount
+from privacy.services import release_figures
 
-
-def round_significant(n: int, figures: int = 2) -> int:
-    """n rounded half-up to `figures` significant figures (12,345 -> 12,000; 1,250 -> 1,300)."""
-    if n == 0:
-        return 0
-    exponent = len(str(abs(int(n)))) - figures
-    if exponent <= 0:
-        return int(n)
-    quantum = Decimal(10) ** exponent
-    return int((Decimal(int(n)) / quantum).quantize(Decimal(1), rounding=ROUND_HALF_UP) * quantum)
+REACH_PRECISION = PREVIEW
 
 
-def public_count(n: int | None) -> dict:
-    """What a merchant may see of a count: {"size", "display", "hidden"}.
+class _Tag(Protocol):
+    family: str
+    value: str
+    consumer_count: int
 
-    Below settings.MIN_AUDIENCE (or unknown): size None, display "fewer than
-    100", hidden True. Otherwise size rounded to two significant figures and
-    display with thousands separators ("12,000").
-    """
-    threshold = settings.MIN_AUDIENCE
-    if n is None or n < threshold:
-        return {"size": None, "display": f"fewer than {threshold:,}", "hidden": True}
-    size = round_significant(int(n), 2)
-    return {"size": size, "display": f"{size:,}", "hidden": False}
+
+def tag_reach_subject(family: str, value: str) -> str:
+    """What a tag's reach counts: the consumers holding family:value."""
+    return f"tag:{family}:{value}:reach"
+
+
+def released_reach(*, merchant_id: int | None, tags: Iterable[_Tag], charge: bool = True) -> list[ReleasedCount]:
+    """Each tag's reach as the merchant may see it (in the order given)."""
+    tags = list(tags)
+    return release_figures(
+        merchant_id=merchant_id,
+        figures=[(tag_reach_subject(t.family, t.value), t.consumer_count) for t in tags],
+        precision=REACH_PRECISION,
+        charge=charge,
+    )

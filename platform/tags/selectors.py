@@ -28,7 +28,7 @@ class TagInfo:
     definition: str
     rule_version: str
     purpose: str
-    consumer_count: int  # exact: pass through tags.reach.public_count before showing a merchant
+    consumer_count: int  # exact: shown to merchants only through tags.reach.released_reach
 
     @property
     def code(self) -> str:

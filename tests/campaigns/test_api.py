@@ -10,9 +10,11 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Group
+from campaigns.selectors import campaign_subject
 from campaigns.tasks import campaign_activate_task, campaign_occurrence_task
 from consumers.models import Consumer
 from privacy.models import AuditEntry, Purpose
+from tests.release_helpers import released_public
 
 URL = "/api/v1/campaigns/"
 _names = itertools.count()
@@ -48,7 +50,7 @@ def launch(client, campaign_id, django_capture_on_commit_callbacks):
 def test_create_and_read_a_draft(merchant_client, world):
     created = create(merchant_client, world)
     assert created["status"] == "draft" and created["channel"] == "inbox"
-    assert created["progress"]["audience"] == {"size": 0, "display": "0", "hidden": False}
+    assert created["progress"]["audience"] is None  # released once the launch is done
     fetched = merchant_client.get(f"{URL}{created['id']}").json()
     assert fetched["include_segment_ids"] == created["include_segment_ids"]
     listed = merchant_client.get(URL).json()
@@ -228,9 +230,13 @@ def test_report_and_audience_export(merchant_client, world, django_capture_on_co
     created = create(merchant_client, world)
     launch(merchant_client, created["id"], django_capture_on_commit_callbacks)
     report = merchant_client.get(f"{URL}{created['id']}/report").json()
-    assert report["treatment"]["size"]["size"] + (report["control"]["size"]["size"] or 0) in range(180, 221)
-    assert report["uplift"] is None  # a 10% control group of 200 is under the minimum
-    assert "at least 100" in report["note"]
+    campaign = Campaign.objects.get(pk=created["id"])
+    for group, exact in (("treatment", campaign.treatment_count), ("control", campaign.control_count)):
+        subject = campaign_subject(campaign.pk, "size", group)
+        assert report[group]["size"] == released_public(subject, exact)
+    assert report["control"]["size"]["hidden"] and report["control"]["conversion_rate"] is None
+    assert report["uplift"] is None  # a 10% control group of 200 is under the threshold
+    assert "large enough to be shown" in report["note"]
 
     page = merchant_client.get(f"{URL}{created['id']}/audience?limit=50").json()
     assert len(page["results"]) == 50 and page["next"].startswith("http://testserver/")

@@ -5,22 +5,19 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import CampaignStatus, Delivery, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
-from campaigns.selectors import campaign_progress, campaign_report, public_count, round_2sf
-from campaigns.stats import Z_95
+from campaigns.selectors import (
+    REVENUE_CLAMP_MINOR,
+    campaign_progress,
+    campaign_report,
+    campaign_report_public,
+    campaign_subject,
+)
+from campaigns.stats import Z_95, uplift_two_proportions
 from consumers.models import Event, EventType, Product
+from privacy.release import clamped_sum, keyed_noise, release_key, released_rate, sum_from_noisy
+from tests.release_helpers import released_count, released_public
 
 from .conftest import make_campaign, make_consumers
-
-
-@pytest.mark.parametrize(("n", "rounded"), [(100, 100), (123, 120), (1_234, 1_200), (98_765, 99_000), (999, 1000)])
-def test_counts_are_rounded_to_two_significant_figures(n, rounded):
-    assert round_2sf(n) == rounded
-    assert public_count(n).value == rounded
-
-
-def test_small_counts_are_hidden():
-    count = public_count(99)
-    assert count.value is None and count.display == "fewer than 100"
 
 
 def _deliveries(campaign, consumer_ids, group, sent_at):
@@ -92,7 +89,7 @@ def test_report_reads_conversions_for_both_groups_and_matches_the_formula(mercha
     for d in control[40:50]:
         _purchase(d.consumer_id, other_merchant, foreign, sent + timedelta(days=1))
 
-    report = campaign_report(campaign)
+    report = campaign_report(campaign)  # exact: what the release layer is given, never shown to merchants
     t, c = report.treatment, report.control
     assert (t.size, t.sent, t.opened, t.clicked, t.converted) == (300, 300, 150, 70, 60)
     assert (c.size, c.converted) == (200, 20)
@@ -107,6 +104,42 @@ def test_report_reads_conversions_for_both_groups_and_matches_the_formula(mercha
     expected_incremental = (t.revenue / 300 - c.revenue / 200) * 300
     assert report.incremental_revenue == expected_incremental.quantize(Decimal("0.01"))
 
+    # What the merchant sees: every count released under its subject, rates and uplift from released counts only.
+    shown = campaign_report_public(campaign)
+    for group, exact in (("treatment", t), ("control", c)):
+        funnel = getattr(shown, group)
+        for measure in ("size", "sent", "opened", "clicked", "converted"):
+            subject = campaign_subject(campaign.pk, measure, group)
+            assert getattr(funnel, measure).public() == released_public(subject, getattr(exact, measure))
+        size = released_count(campaign_subject(campaign.pk, "size", group), exact.size)
+        converted = released_count(campaign_subject(campaign.pk, "converted", group), exact.converted)
+        assert funnel.conversion_rate == released_rate(converted, size)
+        assert funnel.conversion_rate != exact.conversion_rate
+    # Revenue: a per-consumer clamped sum (one order reported both ways counts once, at 30).
+    per_consumer = [30_00] + [25_00] * 39 + [19_00] * 20
+    total = clamped_sum(per_consumer, clamp=REVENUE_CLAMP_MINOR)
+    subject = campaign_subject(campaign.pk, "converted", "treatment")
+    key = release_key(subject=subject, value=total, measure=f"sum:revenue:{REVENUE_CLAMP_MINOR}", precision="standard")
+    noisy = total + REVENUE_CLAMP_MINOR * keyed_noise(key=key, sigma=20)
+    expected = sum_from_noisy(
+        noisy=noisy, clamp=REVENUE_CLAMP_MINOR, precision="standard", count=released_count(subject, 60)
+    )
+    assert shown.treatment.revenue.value == expected.value
+    t_size = released_count(campaign_subject(campaign.pk, "size", "treatment"), 300)
+    c_size = released_count(campaign_subject(campaign.pk, "size", "control"), 200)
+    t_conv = released_count(campaign_subject(campaign.pk, "converted", "treatment"), 60)
+    c_conv = released_count(campaign_subject(campaign.pk, "converted", "control"), 20)
+    if not c_conv.suppressed:
+        expected_uplift = uplift_two_proportions(
+            treatment_conversions=t_conv._noisy,
+            treatment_size=t_size._noisy,
+            control_conversions=c_conv._noisy,
+            control_size=c_size._noisy,
+        )
+        assert shown.uplift == expected_uplift
+    else:  # control's 20 buyers are below the threshold: no uplift, no rate that would give them away
+        assert shown.uplift is None and shown.control.conversion_rate is None and shown.incremental_revenue is None
+
 
 def test_uplift_is_not_reported_for_a_control_group_under_the_minimum(merchant):
     campaign = make_campaign(merchant, status=CampaignStatus.COMPLETED, phase=Phase.DONE)
@@ -116,6 +149,8 @@ def test_uplift_is_not_reported_for_a_control_group_under_the_minimum(merchant):
     _deliveries(campaign, ids[200:], Group.CONTROL, now)
     report = campaign_report(campaign)
     assert not report.uplift_reported and "at least 100" in report.note
+    shown = campaign_report_public(campaign)
+    assert shown.uplift is None and "large enough to be shown" in shown.note
 
 
 def test_progress_shows_rounded_counts_and_percentages(merchant):
@@ -131,7 +166,12 @@ def test_progress_shows_rounded_counts_and_percentages(merchant):
         withdrawn_count=12,
     )
     progress = campaign_progress(campaign)
-    assert progress.audience.value == 12_000 and progress.written.value == 12_000
-    assert progress.dispatched.value == 5_600
-    assert progress.withdrawn.value is None and progress.withdrawn.display == "fewer than 100"
+    # While the launch runs, no count is released (a moving count would be a new release at every poll).
+    assert progress.audience is None and progress.dispatched is None and progress.withdrawn is None
     assert progress.percent_written == 100 and progress.percent_dispatched == 50
+
+    campaign.phase, campaign.status = Phase.DONE, CampaignStatus.COMPLETED
+    progress = campaign_progress(campaign)
+    assert progress.audience.public() == released_public(campaign_subject(campaign.pk, "audience"), 12_345)
+    assert progress.dispatched.public() == released_public(campaign_subject(campaign.pk, "dispatched"), 5_555)
+    assert progress.withdrawn.value is None and progress.withdrawn.display.startswith("fewer than")

@@ -151,6 +151,7 @@ def test_rounding_and_display():
         "hidden": False,
         "error_bound": noise_bound(20, 0.95) + 5,
         "precision": STANDARD,
+        "withheld": False,
     }
     assert count_from_noisy(noisy=1_234, precision=STANDARD).value == 1_230
     assert count_from_noisy(noisy=12_345, precision=PREVIEW).value == 12_300

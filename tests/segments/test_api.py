@@ -8,8 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privacy.models import ConsentStatus
+from privacy.release import released_jaccard, released_lift, released_rate
+from segments.insights import overlap_subject, round_ratio
 from segments.models import Segment, SegmentStatus
 from segments.services import segment_create, segment_refresh
+from tests.release_helpers import released_count, released_public
 
 from .conftest import consented, members_of, released
 
@@ -92,7 +95,14 @@ def test_estimate_json_form(ready, merchant_client):
 
 def test_small_estimates_never_reveal_the_number(ready, merchant_client):
     body = estimate(merchant_client, "interest:sports AND discount_sensitivity:high").json()  # 100-149: 50
-    hidden = {"size": None, "display": "fewer than 170", "hidden": True, "error_bound": None, "precision": "standard"}
+    hidden = {
+        "size": None,
+        "display": "fewer than 170",
+        "hidden": True,
+        "error_bound": None,
+        "precision": "standard",
+        "withheld": False,
+    }
     assert body["size"] == hidden
     assert body["reachable"] == hidden
     body = estimate(merchant_client, "country:TH").json()
@@ -276,11 +286,14 @@ def test_segment_crud(ready, merchant_client, django_capture_on_commit_callbacks
     assert created["expression"] == "country:SG" and created["refresh_policy"] == "daily"
     segment_id = created["id"]
     detail = merchant_client.get(f"/api/v1/segments/{segment_id}").json()
-    assert detail["status"] == "ready" and detail["size"] == {"size": 200, "display": "200", "hidden": False}
-    assert detail["entered"]["size"] == 200 and detail["exited"]["hidden"] is True
+    # Sizes are released under the segment's subject: the same number on the list, the detail and every page.
+    assert detail["status"] == "ready" and detail["size"] == released_public(f"segment:{segment_id}:size", 200)
+    assert detail["entered"] == released_public(f"segment:{segment_id}:entered", 200)
+    assert detail["exited"]["hidden"] is True and detail["exited"]["size"] is None
 
     listing = merchant_client.get("/api/v1/segments/").json()
     assert listing["count"] == 1 and listing["results"][0]["id"] == segment_id
+    assert listing["results"][0]["size"] == detail["size"]
 
     with django_capture_on_commit_callbacks(execute=True):
         response = merchant_client.patch(
@@ -288,7 +301,8 @@ def test_segment_crud(ready, merchant_client, django_capture_on_commit_callbacks
         )
     assert response.status_code == 200
     body = merchant_client.get(f"/api/v1/segments/{segment_id}").json()
-    assert body["size"]["size"] == 150 and body["exited"]["display"] == "fewer than 100" and body["version"] == 2
+    assert body["size"] == released_public(f"segment:{segment_id}:size", 150) and body["version"] == 2
+    assert body["exited"] == released_public(f"segment:{segment_id}:exited", 50) and body["exited"]["hidden"]
 
     response = merchant_client.patch(f"/api/v1/segments/{segment_id}", {"expression": "country:"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["details"]["position"] == 9
@@ -397,20 +411,39 @@ def _ready_segment(merchant, name, expression):
     return segment
 
 
-def test_insights_show_lift_and_suppress_small_cells(ready, merchant, merchant_client):
+def test_insights_show_lift_from_released_counts_and_suppress_small_cells(
+    ready, merchant, merchant_client, fine_preview
+):
     segment = _ready_segment(merchant, "sg", "country:SG")  # 0-199
     body = merchant_client.get(f"/api/v1/segments/{segment.pk}/insights").json()
-    assert body["size"]["size"] == 200
+    assert body["size"] == released_public(f"segment:{segment.pk}:size", 200)
+    size = released_count(f"segment:{segment.pk}:size", 200)
+    population = released_count("population:live", 400)
     families = {f["family"]: {v["value"]: v for v in f["values"]} for f in body["families"]}
+
+    def expected(family, value, in_segment, overall):
+        cell = released_count(f"segment:{segment.pk}:tag:{family}:{value}", in_segment, "preview")
+        reach = released_count(f"tag:{family}:{value}:reach", overall, "preview")
+        lift = released_lift(segment_count=cell, segment_size=size, population_count=reach, population_size=population)
+        if lift is None:
+            return None, None, None
+        return cell.public(), round_ratio(released_rate(cell, size)), round_ratio(lift)
+
+    for family, value, in_segment, overall in [
+        ("country", "SG", 200, 200),
+        ("interest", "sports", 150, 150),  # 150 of 200 in the segment, 150 of 400 overall
+        ("discount_sensitivity", "high", 100, 200),  # 100-199 in segment; overall 200
+        ("age_range", "25-34", 100, 200),  # odd: 100 of 200; 200 of 400
+    ]:
+        cell = families[family][value]
+        count, share, lift = expected(family, value, in_segment, overall)
+        if count is None:
+            assert cell["suppressed"] and "segment_count" not in cell
+        else:
+            assert cell["segment_count"] == count and cell["segment_share"] == share and cell["lift"] == lift
     sg = families["country"]["SG"]
-    assert sg["segment_share"] == 1.0 and sg["population_share"] == 0.5 and sg["lift"] == 2.0
+    assert not sg["suppressed"] and 1.5 < sg["lift"] < 2.5  # released, so near the true 2.0, not exactly it
     assert families["country"]["MY"] == {"value": "MY", "label": "country MY", "suppressed": True}
-    sports = families["interest"]["sports"]  # 150 of 200 in the segment, 150 of 400 overall
-    assert sports["segment_count"]["size"] == 150 and sports["lift"] == 2.0
-    high = families["discount_sensitivity"]["high"]  # 100-199 in segment: 100; overall 200
-    assert high["segment_count"]["size"] == 100 and high["lift"] == 1.0
-    age = families["age_range"]["25-34"]  # odd: 100 of 200; 200 of 400
-    assert age["lift"] == 1.0
 
 
 def test_insights_and_overlap_hide_small_audiences(ready, merchant, merchant_client):
@@ -418,18 +451,27 @@ def test_insights_and_overlap_hide_small_audiences(ready, merchant, merchant_cli
     body = merchant_client.get(f"/api/v1/segments/{small.pk}/insights").json()
     assert body == {
         "segment_id": small.pk,
-        "size": {"size": None, "display": "fewer than 100", "hidden": True},
+        "size": released_public(f"segment:{small.pk}:size", 50),
         "families": [],
     }
+    assert body["size"]["hidden"] is True
     sg = _ready_segment(merchant, "sg", "country:SG")
     my = _ready_segment(merchant, "my", "country:MY OR interest:sports AND discount_sensitivity:high")  # 200 + 50
     body = merchant_client.get(f"/api/v1/segments/{sg.pk}/overlap/{my.pk}").json()
-    assert body["size"]["size"] == 200 and body["other_size"]["size"] == 250
-    assert body["both"] == {"size": None, "display": "fewer than 100", "hidden": True} and body["jaccard"] is None
+    assert body["size"] == released_public(f"segment:{sg.pk}:size", 200)
+    assert body["other_size"] == released_public(f"segment:{my.pk}:size", 250)
+    assert body["both"]["hidden"] is True and body["jaccard"] is None
     assert "50" not in str(body["both"])
     high = _ready_segment(merchant, "high", "discount_sensitivity:high")  # 100-299
     body = merchant_client.get(f"/api/v1/segments/{sg.pk}/overlap/{high.pk}").json()
-    assert body["both"]["size"] == 100 and body["jaccard"] == 0.33
+    both = released_count(overlap_subject(sg.pk, high.pk), 100)
+    assert body["both"] == both.public()
+    jaccard = released_jaccard(
+        size=released_count(f"segment:{sg.pk}:size", 200),
+        other_size=released_count(f"segment:{high.pk}:size", 200),
+        both=both,
+    )
+    assert body["jaccard"] == (None if jaccard is None else round_ratio(jaccard))
 
 
 def test_insights_before_the_first_refresh_is_a_409(ready, merchant, merchant_client):
@@ -451,7 +493,7 @@ def test_lookalike_endpoint(ready, merchant, merchant_client, django_capture_on_
     assert response.json()["kind"] == "lookalike"
     body = merchant_client.get(f"/api/v1/segments/{response.json()['id']}").json()
     assert body["seed_segment_id"] == seed.pk
-    assert body["status"] == "ready" and body["size"]["size"] == 100
+    assert body["status"] == "ready" and body["size"] == released_public(f"segment:{body['id']}:size", 100)
     assert body["lookalike"] == {"size": 100, "method": "classifier"}
 
     small = _ready_segment(merchant, "small", "interest:sports AND discount_sensitivity:high")

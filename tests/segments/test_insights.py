@@ -1,4 +1,5 @@
-"""Small audiences stay hidden in every figure: estimates, insights and overlaps (property-based)."""
+"""Every figure of estimates, insights and overlaps is the release layer's, and small audiences stay hidden
+(property-based)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from segments.insights import round_ratio, segment_insights, segment_overlap
+from privacy.release import released_jaccard
+from segments.insights import overlap_subject, round_ratio, segment_insights, segment_overlap
 from segments.selectors import audience_estimate
 from segments.services import segment_create, segment_refresh
 from tags.models import ConsumerTag
-from tags.reach import round_significant
+from tests.release_helpers import released_count, released_public
 
 from .conftest import caches_clear, released
 
@@ -33,12 +35,11 @@ class _Rollback(Exception):
     pass
 
 
-def _assert_public(count: dict, true_value: int) -> None:
+def _assert_released(count: dict, subject: str, true_value: int, precision: str = "standard") -> None:
+    """The figure is the release layer's for this subject and value; below MIN_AUDIENCE it is never a number."""
+    assert count == released_public(subject, true_value, precision)
     if true_value < settings.MIN_AUDIENCE:
-        assert count == {"size": None, "display": f"fewer than {settings.MIN_AUDIENCE}", "hidden": True}
-    else:
-        assert count["hidden"] is False and count["size"] == round_significant(true_value)
-        assert count["display"] == f"{count['size']:,}"
+        assert count["hidden"] is True and count["size"] is None
 
 
 @hypothesis_settings(
@@ -74,19 +75,23 @@ def test_no_figure_reveals_an_audience_below_the_minimum(world, merchant, taggin
             members_a = segment_refresh(segment_id=a.pk, actor="test").members_bitmap()
             members_b = segment_refresh(segment_id=b.pk, actor="test").members_bitmap()
 
-            overlap = segment_overlap(segment=a, other=b)
-            _assert_public(overlap["size"], len(members_a))
-            _assert_public(overlap["other_size"], len(members_b))
+            overlap = segment_overlap(segment=a, other=b, merchant_id=merchant.pk)
+            _assert_released(overlap["size"], f"segment:{a.pk}:size", len(members_a))
+            _assert_released(overlap["other_size"], f"segment:{b.pk}:size", len(members_b))
             both = len(members_a & members_b)
-            _assert_public(overlap["both"], both)
+            _assert_released(overlap["both"], overlap_subject(a.pk, b.pk), both)
+            jaccard = released_jaccard(
+                size=released_count(f"segment:{a.pk}:size", len(members_a)),
+                other_size=released_count(f"segment:{b.pk}:size", len(members_b)),
+                both=released_count(overlap_subject(a.pk, b.pk), both),
+            )
+            assert overlap["jaccard"] == (None if jaccard is None else round_ratio(jaccard))
             if both < settings.MIN_AUDIENCE:
                 assert overlap["jaccard"] is None
-            else:
-                assert overlap["jaccard"] == round_ratio(both / len(members_a | members_b))
 
-            insights = segment_insights(segment=a)
-            _assert_public(insights["size"], len(members_a))
-            if len(members_a) < settings.MIN_AUDIENCE:
+            insights = segment_insights(segment=a, merchant_id=merchant.pk)
+            _assert_released(insights["size"], f"segment:{a.pk}:size", len(members_a))
+            if insights["size"]["hidden"]:
                 assert insights["families"] == []
             for family in insights["families"]:
                 for cell in family["values"]:
@@ -97,7 +102,8 @@ def test_no_figure_reveals_an_audience_below_the_minimum(world, merchant, taggin
                         assert set(cell) == {"value", "label", "suppressed"}
                     else:
                         assert in_segment >= settings.MIN_AUDIENCE
-                        _assert_public(cell["segment_count"], in_segment)
+                        subject = f"segment:{a.pk}:tag:{family['family']}:{cell['value']}"
+                        _assert_released(cell["segment_count"], subject, in_segment, "preview")
             raise _Rollback
     except _Rollback:
         pass

@@ -1,4 +1,4 @@
-"""GET /api/v1/tags/: the catalogue with definitions and k-anonymous reach."""
+"""GET /api/v1/tags/: the catalogue with definitions and released reach."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from tags.reach import REACH_PRECISION
 from tags.services import tags_compute
+from tests.release_helpers import released_public
 
 from .conftest import AS_OF
 
@@ -34,7 +36,7 @@ def test_lists_families_tags_definitions_and_reach(merchant_client, tagged):
     sg = tag_entry(body, "country:SG")
     assert sg["label"] == "Singapore"
     assert "Singapore (SG)" in sg["definition"]
-    assert sg["reach"] == {"size": 150, "display": "150", "hidden": False}
+    assert sg["reach"] == released_public("tag:country:SG:reach", 150, REACH_PRECISION)
     persona = next(f for f in body["families"] if f["family"] == "persona")
     assert persona["tags"] == [] and persona["description"]
 
@@ -42,7 +44,8 @@ def test_lists_families_tags_definitions_and_reach(merchant_client, tagged):
 def test_small_reach_is_hidden_and_never_revealed(merchant_client, tagged):
     response = merchant_client.get(URL)
     gb = tag_entry(response.json(), "country:GB")
-    assert gb["reach"] == {"size": None, "display": "fewer than 100", "hidden": True}
+    assert gb["reach"] == released_public("tag:country:GB:reach", 37, REACH_PRECISION)
+    assert gb["reach"]["hidden"] is True and gb["reach"]["size"] is None
     assert "37" not in json.dumps(gb)
     empty = tag_entry(response.json(), "age_range:65-plus")
     assert empty["reach"]["hidden"] is True

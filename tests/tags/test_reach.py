@@ -1,41 +1,40 @@
+"""A tag's reach leaves through the release layer: one subject per tag, one number everywhere, small ones hidden."""
+
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
+from dataclasses import dataclass
 
-from tags.reach import public_count, round_significant
+import pytest
 
-
-def test_small_counts_are_hidden_and_large_ones_rounded(settings):
-    settings.MIN_AUDIENCE = 100
-    assert public_count(0) == {"size": None, "display": "fewer than 100", "hidden": True}
-    assert public_count(99) == {"size": None, "display": "fewer than 100", "hidden": True}
-    assert public_count(None)["hidden"] is True
-    assert public_count(100) == {"size": 100, "display": "100", "hidden": False}
-    assert public_count(12_345) == {"size": 12_000, "display": "12,000", "hidden": False}
-    assert public_count(1_250) == {"size": 1_300, "display": "1,300", "hidden": False}
-    assert public_count(999) == {"size": 1_000, "display": "1,000", "hidden": False}
+from privacy.release import suppression_threshold
+from tags.reach import REACH_PRECISION, released_reach, tag_reach_subject
+from tests.release_helpers import released_public
 
 
-def test_the_threshold_follows_the_setting(settings):
-    settings.MIN_AUDIENCE = 500
-    assert public_count(450) == {"size": None, "display": "fewer than 500", "hidden": True}
+@dataclass
+class _Tag:
+    family: str
+    value: str
+    consumer_count: int
 
 
-@given(st.integers(min_value=100, max_value=10**12))
-def test_rounding_keeps_two_significant_figures_and_stays_close(n):
-    size = public_count(n)["size"]
-    assert len(str(size).rstrip("0")) <= 2
-    assert abs(size - n) <= 0.05 * n
+@pytest.mark.django_db
+def test_reach_is_the_release_of_its_subject(merchant):
+    tags = [_Tag("country", "SG", 12_345), _Tag("interest", "sports", 99), _Tag("interest", "beauty", 0)]
+    shown = [r.public() for r in released_reach(merchant_id=merchant.pk, tags=tags)]
+    assert shown == [
+        released_public(tag_reach_subject(t.family, t.value), t.consumer_count, REACH_PRECISION) for t in tags
+    ]
+    assert shown[0]["size"] != 12_345 and abs(shown[0]["size"] - 12_345) <= shown[0]["error_bound"] * 3
+    for hidden in shown[1:]:
+        assert hidden["hidden"] and hidden["size"] is None and "99" not in hidden["display"]
 
 
-@given(st.integers(min_value=0, max_value=99))
-def test_no_number_below_the_threshold_ever_shows(n):
-    shown = public_count(n)
-    assert shown["size"] is None and str(n) not in shown["display"].replace("100", "")
-
-
-def test_round_significant_half_up():
-    assert round_significant(125, 2) == 130
-    assert round_significant(124, 2) == 120
-    assert round_significant(7, 2) == 7
+@pytest.mark.django_db
+def test_the_same_tag_gets_the_same_number_for_every_merchant_and_repeat(merchant, other_merchant):
+    tags = [_Tag("country", "SG", 5_000)]
+    first = released_reach(merchant_id=merchant.pk, tags=tags)[0]
+    again = released_reach(merchant_id=merchant.pk, tags=tags)[0]
+    other = released_reach(merchant_id=other_merchant.pk, tags=tags)[0]
+    assert first.value == again.value == other.value
+    assert suppression_threshold(REACH_PRECISION) > 100

@@ -15,8 +15,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
 from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase
-from campaigns.selectors import campaign_progress, campaign_report, campaigns_for_merchant, public_funnel
-from campaigns.selectors import public_count as campaign_count
+from campaigns.selectors import (
+    CAMPAIGN_PRECISION,
+    campaign_progress,
+    campaign_report_public,
+    campaign_subject,
+    campaigns_audience,
+    campaigns_for_merchant,
+)
 from campaigns.services import (
     audience_precheck,
     campaign_cancel,
@@ -31,7 +37,9 @@ from portal.access import Capability, merchant_view
 from portal.charts import FunnelStage, funnel_chart, interval_chart, percent
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
+from privacy.services import release_figures
 from recommend.selectors import recommendations_for
+from segments.figures import segment_figures
 from segments.selectors import segment_latest_snapshot, segments_for_merchant, snapshot_members
 from tags.selectors import reachable_bitmap
 
@@ -63,10 +71,9 @@ def _segments(request: HttpRequest):
 
 @merchant_view()
 def campaign_list(request: HttpRequest) -> HttpResponse:
-    rows = [
-        {"campaign": c, "badge": STATUS_BADGE.get(c.status, ""), "audience": campaign_count(c.audience_count)}
-        for c in campaigns_for_merchant(request.portal.merchant).filter(parent__isnull=True)[:200]
-    ]
+    campaigns = list(campaigns_for_merchant(request.portal.merchant).filter(parent__isnull=True)[:200])
+    audience = campaigns_audience(campaigns)
+    rows = [{"campaign": c, "badge": STATUS_BADGE.get(c.status, ""), "audience": audience.get(c.pk)} for c in campaigns]
     return page(request, "portal/campaigns/list.html", {"rows": rows}, section="campaigns")
 
 
@@ -74,10 +81,11 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
 
 
 def _segment_sizes(segments) -> dict[int, str]:
-    return {
-        s.pk: campaign_count(s.snapshot_size).display if s.snapshot_id is not None else "not computed yet"
-        for s in segments
-    }
+    """Each segment's released size (the number on the segment list)."""
+    segments = list(segments)
+    merchant_id = segments[0].merchant_id if segments else None
+    figures = segment_figures(merchant_id=merchant_id, segments=segments, measures=("size",))
+    return {s.pk: figures[s.pk]["size"].display if s.pk in figures else "not computed yet" for s in segments}
 
 
 def _form(request, segments, **kwargs) -> CampaignForm:
@@ -273,7 +281,15 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     }
     if campaign.status == CampaignStatus.DRAFT:
         reach = audience_precheck(campaign)
-        context["reach"] = None if reach is None else campaign_count(reach)
+        context["reach"] = (
+            None
+            if reach is None
+            else release_figures(
+                merchant_id=campaign.merchant_id,
+                figures=[(campaign_subject(campaign.pk, "audience"), reach)],
+                precision=CAMPAIGN_PRECISION,
+            )[0]
+        )
         context["reach_too_small"] = reach is not None and reach < settings.MIN_AUDIENCE
         consumer_id = _sample_consumer(
             campaign.merchant, [s.pk for s in context["include"]], with_offer=campaign.has_offer
@@ -346,8 +362,8 @@ def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonRespon
             "phase": PHASE_LABEL.get(campaign.phase, ""),
             "percent_written": progress.percent_written,
             "percent_dispatched": progress.percent_dispatched,
-            "audience": progress.audience.display,
-            "dispatched": progress.dispatched.display,
+            "audience": progress.audience.display if progress.audience else "in progress",
+            "dispatched": progress.dispatched.display if progress.dispatched else "in progress",
             "failure_reason": campaign.failure_reason,
             "finished": campaign.status in FINISHED_STATUSES,
             "report_url": reverse("portal:campaign_report", kwargs={"campaign_id": campaign.pk}),
@@ -361,11 +377,10 @@ def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonRespon
 @merchant_view()
 def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = _campaign_or_404(request, campaign_id)
-    report = campaign_report(campaign)
+    report = campaign_report_public(campaign)
     minimum = settings.MIN_AUDIENCE
     groups = []
-    for key, label, funnel in (("treatment", "Received it", report.treatment), ("control", "Held out", report.control)):
-        shown = public_funnel(funnel)
+    for key, label, shown in (("treatment", "Received it", report.treatment), ("control", "Held out", report.control)):
         groups.append(
             {
                 "key": key,
@@ -377,35 +392,31 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
                 "converted": shown.converted,
                 "conversion_rate": None if shown.conversion_rate is None else percent(shown.conversion_rate, 1),
                 "revenue": shown.revenue,
+                "revenue_shown": None if shown.revenue.value is None else Decimal(shown.revenue.value) / 100,
                 "revenue_per_consumer": shown.revenue_per_consumer,
             }
         )
     treatment, control = groups
 
-    def share(count, group) -> float | None:
-        """A step's share of its group, from the figures the merchant sees (never from a hidden count)."""
-        if count.value is None or not group["size"].value:
-            return None
-        return count.value / group["size"].value
-
     def hidden(count) -> str:
-        return f"<{minimum}" if count.value is None else ""
+        return "hidden" if count.value is None else ""
 
+    in_group = (
+        None if report.treatment.size.suppressed else 1.0,
+        None if report.control.size.suppressed else 1.0,
+    )
     stages = [
-        FunnelStage("In the group", (1.0 if treatment["size"].value else None, 1.0 if control["size"].value else None)),
-        FunnelStage("Sent", (share(treatment["sent"], treatment), None), (hidden(treatment["sent"]), "")),
-        FunnelStage("Opened", (share(treatment["opened"], treatment), None), (hidden(treatment["opened"]), "")),
-        FunnelStage("Clicked", (share(treatment["clicked"], treatment), None), (hidden(treatment["clicked"]), "")),
+        FunnelStage("In the group", in_group),
+        FunnelStage("Sent", (report.treatment.share("sent"), None), (hidden(treatment["sent"]), "")),
+        FunnelStage("Opened", (report.treatment.share("opened"), None), (hidden(treatment["opened"]), "")),
+        FunnelStage("Clicked", (report.treatment.share("clicked"), None), (hidden(treatment["clicked"]), "")),
         FunnelStage(
             "Bought",
-            (
-                report.treatment.conversion_rate if treatment["conversion_rate"] else None,
-                report.control.conversion_rate if control["conversion_rate"] else None,
-            ),
+            (report.treatment.conversion_rate, report.control.conversion_rate),
             (hidden(treatment["converted"]), hidden(control["converted"])),
         ),
     ]
-    uplift = report.uplift if report.uplift_reported and report.uplift.absolute is not None else None
+    uplift = report.uplift if report.uplift is not None and report.uplift.absolute is not None else None
     uplift_text = None
     if uplift is not None:
         uplift_text = {

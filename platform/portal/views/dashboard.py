@@ -9,31 +9,43 @@ from campaigns.selectors import campaigns_for_merchant
 from portal.access import merchant_view
 from portal.rendering import page
 from portal.views.campaigns import STATUS_BADGE
+from privacy.release import STANDARD, released_rate
+from privacy.services import release_figures
+from segments.figures import segment_figures
+from segments.insights import POPULATION_SUBJECT
 from segments.selectors import segments_for_merchant
-from tags.reach import public_count
-from tags.selectors import direct_marketing_consent_bitmap, live_consumers_bitmap, tagging_last_run
+from tags.selectors import live_consumers_bitmap, reachable_bitmap, tagging_last_run
 
 RECENT = 5
+REACHABLE_SUBJECT = "population:reachable"
 
 
 @merchant_view()
 def dashboard(request: HttpRequest) -> HttpResponse:
     merchant = request.portal.merchant
     live = live_consumers_bitmap()
-    reachable = live.intersection_cardinality(direct_marketing_consent_bitmap())
-    segments = segments_for_merchant(merchant).order_by("-last_refreshed_at", "-updated_at")[:RECENT]
+    # privacy.messaging's rule (consent, suppressions, minors), as the builder's reachable count uses it.
+    reachable = live.intersection_cardinality(reachable_bitmap(exact=False))
+    segments = list(segments_for_merchant(merchant).order_by("-last_refreshed_at", "-updated_at")[:RECENT])
     campaigns = campaigns_for_merchant(merchant).filter(parent__isnull=True).order_by("-created_at")[:RECENT]
+    # The population as insights show it, the reachable part; the share only from those two released numbers.
+    population, reachable_count = release_figures(
+        merchant_id=merchant.pk,
+        figures=[(POPULATION_SUBJECT, len(live)), (REACHABLE_SUBJECT, reachable)],
+        precision=STANDARD,
+    )
+    share = released_rate(reachable_count, population)
+    sizes = segment_figures(merchant_id=merchant.pk, segments=segments, measures=("size",))
     return page(
         request,
         "portal/dashboard.html",
         {
-            "population": public_count(len(live)),
-            "reachable": public_count(reachable),
-            "reachable_share": round(100 * reachable / len(live)) if len(live) >= settings.MIN_AUDIENCE else None,
+            "population": population.public(),
+            "reachable": reachable_count.public(),
+            "reachable_share": None if share is None else round(100 * share),
             "last_run": tagging_last_run(),
             "segments": [
-                {"segment": s, "size": public_count(s.snapshot_size) if s.snapshot_id is not None else None}
-                for s in segments
+                {"segment": s, "size": sizes[s.pk]["size"].public() if s.pk in sizes else None} for s in segments
             ],
             "campaigns": [{"campaign": c, "badge": STATUS_BADGE.get(c.status, "")} for c in campaigns],
             "min_audience": settings.MIN_AUDIENCE,

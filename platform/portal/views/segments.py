@@ -25,6 +25,7 @@ from portal.rendering import page
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
+from segments.figures import history_figures, segment_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
 from segments.models import Segment, SegmentKind, SegmentStatus, SnapshotStatus
 from segments.selectors import audience_estimate, segments_for_merchant
@@ -37,7 +38,7 @@ from segments.services import (
     segment_update,
 )
 from segments.targeting import TARGETABLE_ARGS, targetable_values
-from tags.reach import public_count
+from tags.reach import released_reach
 from tags.selectors import tag_families, tags_catalogue
 
 SEGMENT_FIELD_BY_CODE = {
@@ -65,30 +66,46 @@ class SizePoint:
     computed_at: datetime
     ok: bool
     error: str
-    size: dict  # public counts ({"size", "display", "hidden"}): hidden below MIN_AUDIENCE, rounded above
-    entered: dict
-    exited: dict
+    size: dict | None  # released counts (ReleasedCount.public()); None for a failed refresh
+    entered: dict | None
+    exited: dict | None
 
 
 HISTORY_LENGTH = 60
 
 
-def _size_history(segment: Segment) -> list[SizePoint]:
-    """The segment's last refreshes, oldest first, with every figure as a merchant may see it."""
-    snapshots = segment.snapshots.order_by("-computed_at", "-id").values_list(
-        "computed_at", "status", "error", "size", "entered", "exited"
-    )[:HISTORY_LENGTH]
-    return [
-        SizePoint(
-            computed_at=computed_at,
-            ok=status == SnapshotStatus.READY,
-            error=error,
-            size=public_count(size),
-            entered=public_count(entered),
-            exited=public_count(exited),
+def _size_history(segment: Segment, merchant_id: int) -> list[SizePoint]:
+    """The segment's last refreshes, oldest first, with every figure released (segments.figures)."""
+    snapshots = list(
+        reversed(
+            segment.snapshots.order_by("-computed_at", "-id").values_list(
+                "computed_at", "status", "error", "size", "entered", "exited"
+            )[:HISTORY_LENGTH]
         )
-        for computed_at, status, error, size, entered, exited in reversed(snapshots)
-    ]
+    )
+    ready = [row for row in snapshots if row[1] == SnapshotStatus.READY]
+    released = iter(
+        history_figures(
+            merchant_id=merchant_id,
+            segment_id=segment.pk,
+            points=[(size or 0, entered or 0, exited or 0) for *_, size, entered, exited in ready],
+        )
+    )
+    points = []
+    for computed_at, status, error, *_ in snapshots:
+        ok = status == SnapshotStatus.READY
+        figures = {k: v.public() for k, v in next(released).items()} if ok else {}
+        points.append(
+            SizePoint(
+                computed_at=computed_at,
+                ok=ok,
+                error=error,
+                size=figures.get("size"),
+                entered=figures.get("entered"),
+                exited=figures.get("exited"),
+            )
+        )
+    return points
 
 
 def _segment_or_404(request: HttpRequest, segment_id: int) -> Segment:
@@ -101,8 +118,10 @@ def _segment_or_404(request: HttpRequest, segment_id: int) -> Segment:
 @merchant_view()
 def segment_list(request: HttpRequest) -> HttpResponse:
     rows = []
-    for segment in segments_for_merchant(request.portal.merchant):
-        size = public_count(segment.snapshot_size) if segment.snapshot_id is not None else None
+    segments = list(segments_for_merchant(request.portal.merchant))
+    figures = segment_figures(merchant_id=request.portal.merchant.pk, segments=segments, measures=("size",))
+    for segment in segments:
+        size = figures[segment.pk]["size"].public() if segment.pk in figures else None
         rows.append({"segment": segment, "size": size, "kind": KIND_LABELS.get(segment.kind, segment.kind)})
     return page(request, "portal/segments/list.html", {"rows": rows}, section="segments")
 
@@ -267,16 +286,17 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> HttpResponse:
     merchant = request.portal.merchant
-    history = _size_history(segment)
+    history = _size_history(segment, merchant.pk)
     points = [(h.computed_at, h.size["size"]) for h in history if h.ok]  # None where hidden
     others = segments_for_merchant(merchant).exclude(pk=segment.pk)
     overlap_form = OverlapForm(request.GET or None, segments=others)
+    current = segment_figures(merchant_id=merchant.pk, segments=[segment]).get(segment.pk, {})
     context = {
         "segment": segment,
-        "size": public_count(segment.snapshot_size) if segment.snapshot_id is not None else None,
+        "size": current["size"].public() if "size" in current else None,
         # The first refresh has no "before" to compare with: everyone "joined", which says nothing.
-        "entered": public_count(segment.snapshot_entered) if len(history) > 1 else None,
-        "exited": public_count(segment.snapshot_exited) if len(history) > 1 else None,
+        "entered": current["entered"].public() if len(history) > 1 and "entered" in current else None,
+        "exited": current["exited"].public() if len(history) > 1 and "exited" in current else None,
         "history": list(reversed(history))[:10],
         "size_chart": line_chart(
             points, title=f"Size of “{segment.name}” over time", empty_message="Not computed yet."
@@ -295,7 +315,7 @@ def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> Ht
 
 def _insights(segment: Segment) -> dict:
     try:
-        insights = segment_insights(segment=segment)
+        insights = segment_insights(segment=segment, merchant_id=segment.merchant_id)
     except SegmentNotComputed:
         return {"insights_note": "Insights appear once the segment has been computed."}
     except ProcessingNotPermitted:
@@ -329,13 +349,13 @@ def _insights(segment: Segment) -> dict:
     families.sort(key=lambda f: not f["cells"])
     note = ""
     if insights["size"]["hidden"]:
-        note = f"This segment has fewer than {settings.MIN_AUDIENCE} consumers, so nothing about its make-up is shown."
+        note = "This segment is too small for its make-up to be shown."
     return {"insight_families": families, "insights_note": note}
 
 
 def _overlap(segment: Segment, other: Segment) -> dict:
     try:
-        return {"other": other, **segment_overlap(segment=segment, other=other)}
+        return {"other": other, **segment_overlap(segment=segment, other=other, merchant_id=segment.merchant_id)}
     except SegmentNotComputed as exc:
         return {"other": other, "error": str(exc)}
     except ProcessingNotPermitted:
@@ -390,17 +410,14 @@ def segment_lookalike(request: HttpRequest, segment_id: int) -> HttpResponse:
 @require_GET
 @merchant_view()
 def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
-    """The tag catalogue for the builder's autocomplete and rule rows, with each tag's k-anonymous reach."""
+    """The tag catalogue for the builder's autocomplete and rule rows, with each tag's released reach."""
+    tags = tags_catalogue()
+    reaches = released_reach(merchant_id=request.portal.merchant.pk, tags=tags)
     return JsonResponse(
         {
             "tags": [
-                {
-                    "family": tag.family,
-                    "value": tag.value,
-                    "label": tag.label,
-                    "reach": public_count(tag.consumer_count)["display"],
-                }
-                for tag in tags_catalogue()
+                {"family": tag.family, "value": tag.value, "label": tag.label, "reach": reach.display}
+                for tag, reach in zip(tags, reaches, strict=True)
             ],
             "new_segment_url": reverse("portal:segment_new"),
         }

@@ -1,5 +1,5 @@
 """The tag explorer: every tag family, its values with plain-language definitions, and each one's reach
-(hidden below the minimum audience, rounded above)."""
+(released through the privacy layer: tags.reach.released_reach)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.utils.http import urlencode
 
 from portal.access import merchant_view
 from portal.rendering import page
-from tags.reach import public_count
+from tags.reach import released_reach
 from tags.selectors import tag_families, tagging_last_run, tags_catalogue
 
 
@@ -18,11 +18,14 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     needle = query.lower()
     by_family: dict[str, list[dict]] = {}
-    for tag in tags_catalogue():
-        text = f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower()
-        if needle and needle not in text:
-            continue
-        reach = public_count(tag.consumer_count)
+    tags = [
+        tag
+        for tag in tags_catalogue()
+        if not needle or needle in f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower()
+    ]
+    reaches = released_reach(merchant_id=request.portal.merchant.pk, tags=tags)
+    for tag, released in zip(tags, reaches, strict=True):
+        reach = released.public()
         by_family.setdefault(tag.family, []).append(
             {
                 "code": tag.code,

@@ -1,11 +1,16 @@
+from privacy.release import released_rate
 from segments.services import segment_create, segment_refresh
+from tests.release_helpers import released_count
 
 
 def test_dashboard_shows_population_and_reachable_population(portal_client, population):
     page = portal_client.get("/").content.decode()
-    assert 'data-testid="population">600<' in page
-    assert 'data-testid="reachable">300<' in page
-    assert "50% gave express opt-in consent" in page
+    shown_population = released_count("population:live", 600)
+    shown_reachable = released_count("population:reachable", 300)
+    assert f'data-testid="population">{shown_population.display}<' in page
+    assert f'data-testid="reachable">{shown_reachable.display}<' in page
+    share = round(100 * released_rate(shown_reachable, shown_population))
+    assert f"{share}% gave express opt-in consent" in page
 
 
 def test_dashboard_lists_recent_segments_with_status(portal_client, population, merchant, other_merchant):
@@ -20,5 +25,5 @@ def test_dashboard_lists_recent_segments_with_status(portal_client, population, 
 
 def test_empty_marketplace_hides_counts(portal_client):
     page = portal_client.get("/").content.decode()
-    assert 'data-testid="population">fewer than 100<' in page
+    assert 'data-testid="population">fewer than 170<' in page
     assert "No segments yet" in page

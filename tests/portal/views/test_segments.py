@@ -4,6 +4,8 @@ import pytest
 
 from segments.models import Segment, SegmentSnapshot
 from segments.services import segment_create, segment_refresh
+from tags.reach import REACH_PRECISION
+from tests.release_helpers import released_public
 
 
 def estimate(client, expression):
@@ -187,13 +189,13 @@ def test_editing_changes_the_definition(portal_client, population, merchant):
 # --- the segment page -------------------------------------------------------------------------------------------
 
 
-def test_segment_page_draws_size_history_and_insights(portal_client, population, merchant):
+def test_segment_page_draws_size_history_and_insights(portal_client, population, merchant, fine_preview):
     segment = make_segment(merchant, expression="interest:outdoor")
     page = portal_client.get(f"/segments/{segment.pk}/").content.decode()
     assert "Size over time" in page and '<svg class="chart"' in page
     insights = page.split("Who is in it")[1].split("Overlap with another segment")[0]
-    # All 250 outdoor fans are in SG: a 100% share against 400/600 of everyone, lift 1.5.
-    assert "×1.5" in insights
+    # All 250 outdoor fans are in SG: a 100% share against 400/600 of everyone, lift 1.5 (released: near it).
+    assert "×1.5" in insights or "×1.4" in insights or "×1.6" in insights
     # Chess fans (50) are under the minimum audience: no bar, no figure, only a note.
     assert "Chess" not in insights and "1 more value" in insights
 
@@ -298,10 +300,12 @@ def test_empty_list_invites_the_first_segment(portal_client, population):
     assert "No segments yet" in page
 
 
-def test_tag_catalogue_shows_k_anonymous_reach(portal_client, population):
+def test_tag_catalogue_shows_released_reach(portal_client, population):
     tags = {f"{t['family']}:{t['value']}": t for t in portal_client.get("/tags/catalogue.json").json()["tags"]}
-    assert tags["country:SG"]["reach"] == "400"
-    assert tags["interest:chess"]["reach"] == "fewer than 100"
+    assert tags["country:SG"]["reach"] == released_public("tag:country:SG:reach", 400, REACH_PRECISION)["display"]
+    assert tags["interest:chess"]["reach"].startswith("fewer than")
+    explorer = portal_client.get("/tags/").content.decode().split("country:SG")[1].split("</tr>")[0]
+    assert tags["country:SG"]["reach"] in explorer  # one tag, one number on every page
 
 
 def test_the_portal_and_the_api_show_one_question_the_same_number(portal_client, merchant_client, merchant, population):
