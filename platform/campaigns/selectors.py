@@ -101,7 +101,7 @@ def campaign_progress(campaign: Campaign) -> Progress:
             figures=[(campaign_subject(campaign.pk, m), exact[m]) for m in PROGRESS_MEASURES],
             precision=CAMPAIGN_PRECISION,
         )
-        counts = dict(zip(PROGRESS_MEASURES, released, strict=True))
+        counts: dict[str, ReleasedCount | None] = dict(zip(PROGRESS_MEASURES, released, strict=True))
     else:
         counts = dict.fromkeys(PROGRESS_MEASURES)
 

@@ -420,6 +420,7 @@ def release_figures(
             merchant_id=merchant_id, subjects=subjects, counts=counts, precision=precision, charge=charge
         )
     except PrivacyBudgetExhausted as exc:
+        assert merchant_id is not None  # only a merchant's charged release can find its budget spent
         keys = [
             release_key(subject=subject, value=c, measure="count", precision=precision)
             for subject, c in zip(subjects, counts, strict=True)
@@ -469,6 +470,7 @@ def release_figure_sum(
             return withheld, count
         total = clamped_sum(values, clamp=clamp)
         key = release_key(subject=subject, value=total, measure=f"sum:{name}:{int(clamp)}", precision=precision)
+        assert merchant_id is not None  # only a merchant's charged release can find its budget spent
         known = _ledger_values(merchant_id=merchant_id, start=period_start(), keys={key})
         if key not in known:
             return withheld, count
