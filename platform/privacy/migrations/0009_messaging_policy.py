@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('privacy', '0007_privacy_budget'),
+        ('privacy', '0008_audit_seq_and_truncate_guard'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
