@@ -16,6 +16,12 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (DEBUG|INFO|WARNING|ERROR|CRIT
 # Variables of the test run itself that would point the command elsewhere than a fresh embedded database.
 DROPPED = {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "DMP_ENV", "LOG_LEVEL"}
 
+# The commands always run on a fresh embedded database, whatever the suite runs on: the PostgreSQL run would only
+# repeat the SQLite run's minute of work.
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="runs on a fresh embedded database; the SQLite run covers it"
+)
+
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
