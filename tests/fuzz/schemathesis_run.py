@@ -81,7 +81,8 @@ def main() -> int:
     options = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dmp-fuzz-"))
-    report_dir = options.report_dir or work / "reports"
+    # Absolute: schemathesis runs in the work directory, and a relative path would land its reports there.
+    report_dir = (options.report_dir or work / "reports").resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
