@@ -19,6 +19,14 @@ class RefreshPolicy(models.TextChoices):
     HOURLY = "hourly", "Every hour"
     DAILY = "daily", "Every day"
     CUSTOM = "custom", "Custom schedule (edit its periodic task in the admin)"
+    REALTIME = "realtime", "Real-time (as events, profiles and consents arrive)"
+
+
+class SegmentScope(models.TextChoices):
+    """Whom a segment counts: the whole marketplace, or only consumers who interacted with the merchant's store."""
+
+    MARKETPLACE = "marketplace", "The whole marketplace"
+    MY_CUSTOMERS = "my_customers", "My customers (consumers who interacted with my store)"
 
 
 class SegmentStatus(models.TextChoices):
@@ -63,6 +71,7 @@ class Segment(models.Model):
         null=True, blank=True, help_text="Lookalikes: size or min_similarity, and the method last used."
     )
     refresh_policy = models.CharField(max_length=16, choices=RefreshPolicy.choices, default=RefreshPolicy.MANUAL)
+    scope = models.CharField(max_length=16, choices=SegmentScope.choices, default=SegmentScope.MARKETPLACE)
     schedule = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         null=True,
@@ -133,3 +142,29 @@ class SegmentSnapshot(models.Model):
         bitmap = BitMap(members)
         bitmap.run_optimize()
         return bitmap.serialize()
+
+
+class TransitionKind(models.TextChoices):
+    ENTERED = "entered", "Entered"
+    EXITED = "exited", "Exited"
+
+
+class MembershipTransition(models.Model):
+    """One consumer entering or leaving one segment, and when: written by batch refreshes and streaming updates.
+
+    Journeys triggered by "entering a segment" read these. `consumer_id` is the internal integer id (the bitmap
+    id), never an identifier a merchant can see.
+    """
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="transitions")
+    consumer_id = models.BigIntegerField()
+    kind = models.CharField(max_length=8, choices=TransitionKind.choices)
+    at = models.DateTimeField(db_index=True)
+    source = models.CharField(max_length=16, blank=True, help_text="refresh, stream or sweep.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["segment", "-id"], name="transition_segment_latest")]
+
+    def __str__(self) -> str:
+        return f"segment {self.segment_id}: consumer #{self.consumer_id} {self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"

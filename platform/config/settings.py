@@ -66,10 +66,12 @@ INSTALLED_APPS = [
     "tags",
     # Layer 4
     "recommend",
+    "predict",
     # Layer 5
     "segments",
     # Layer 6
     "campaigns",
+    "journeys",
     # Layer 7
     "portal",
 ]

@@ -108,8 +108,10 @@ LAYERS = {
     "consumers": 2,
     "tags": 3,
     "recommend": 4,
+    "predict": 4,  # above recommend in practice: it reads the recommender's factors; recommend never imports it
     "segments": 5,
     "campaigns": 6,
+    "journeys": 6,  # sends by the campaigns' rules; campaigns never imports journeys
     "portal": 7,
 }
 

@@ -1,0 +1,1 @@
+"""Predicted traits (propensity, churn, value, next order) trained with temporal validation and published as tags."""

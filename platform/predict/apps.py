@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PredictConfig(AppConfig):
+    name = "predict"
+    verbose_name = "Predicted traits"
