@@ -135,6 +135,9 @@ class RecommendationsAPI(OperatorAPIView):
 
 
 class SimilarProductsAPI(MerchantAPIView):
+    """Products of your own catalogue that consumers engage with together with this one, ranked by the active
+    recommender's item similarity; a product the model has not seen gets an empty list."""
+
     def scoped_queryset(self, merchant):
         return Product.objects.filter(merchant=merchant)
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_celery_beat.validators import crontab_validator
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
@@ -98,6 +104,27 @@ class DefinitionInput(serializers.Serializer):
         return attrs
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "Text form",
+            value={"expression": 'country:SG AND purchased(category="outdoor", within="30d")', "precision": "preview"},
+            request_only=True,
+        ),
+        OpenApiExample(
+            "JSON form",
+            value={
+                "definition": {
+                    "and": [
+                        {"tag": {"family": "country", "value": "SG"}},
+                        {"not": {"tag": {"family": "discount_sensitivity", "value": "high"}}},
+                    ]
+                }
+            },
+            request_only=True,
+        ),
+    ]
+)
 class EstimateInput(DefinitionInput):
     precision = ChoiceField(
         choices=sorted(PRECISIONS),
@@ -148,6 +175,19 @@ class CrontabField(serializers.CharField):
         return text
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A daily-refreshed segment",
+            value={
+                "name": "Outdoor shoppers in Singapore",
+                "expression": 'country:SG AND (interest:sports OR purchased(category="outdoor", within="90d"))',
+                "refresh_policy": "daily",
+            },
+            request_only=True,
+        )
+    ]
+)
 class SegmentInput(DefinitionInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")

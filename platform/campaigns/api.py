@@ -5,7 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -40,6 +46,22 @@ from .tracking import TrackingInput, tracking_events_record
 # --- serializers -----------------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(
+    examples=[
+        OpenApiExample(
+            "A one-off campaign with an offer",
+            value={
+                "name": "Rainy-season gear",
+                "include_segment_ids": [12],
+                "title_template": "{store_name}: {offer}",
+                "body_template": "Picked for you: {products}. Use {coupon_code} at checkout.",
+                "coupon_code": "RAIN10",
+                "discount_percent": "10.00",
+            },
+            request_only=True,
+        )
+    ]
+)
 class CampaignInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     include_segment_ids = serializers.ListField(

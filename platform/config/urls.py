@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_v1 = [
     path("", include("consumers.api_urls")),
@@ -19,11 +20,9 @@ api_v1 = [
         SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
         name="api-docs",
     ),
-    path(
-        "redoc/",
-        SpectacularRedocView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
-        name="api-redoc",
-    ),
+    # One reference page. Redoc's bundle always fetches its vendor's logo from a CDN, and the platform's pages load
+    # nothing from outside it; the old address leads to the Swagger UI page, which the sidecar serves whole.
+    path("redoc/", RedirectView.as_view(pattern_name="api-docs", permanent=True), name="api-redoc"),
 ]
 
 urlpatterns = [

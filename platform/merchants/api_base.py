@@ -41,7 +41,9 @@ def get_scoped_or_404(queryset: QuerySet[_M], **lookup) -> _M:
 
 
 class MerchantScopedMixin:
-    """Gives `self.merchant` and requires `scoped_queryset(merchant)`."""
+    # Gives `self.merchant` and requires `scoped_queryset(merchant)`. A comment, not a docstring: the schema
+    # generator reads an operation's description from the view's docstring, inherited ones included, and this
+    # text is for the project's engineers, not the API's readers.
 
     permission_classes = [IsMerchantKey]
 

@@ -99,6 +99,8 @@ class SubjectRequestCreate(OperatorAPIView):
 
 
 class SubjectRequestDetail(OperatorAPIView):
+    """The request's status and due date; once completed, its result (an access document, or what erasure removed)."""
+
     @extend_schema(responses={200: SubjectRequestOutput}, summary="A data-subject request and its result")
     def get(self, request, pk: int):
         found = DataSubjectRequest.objects.filter(pk=pk).first()
@@ -147,6 +149,8 @@ class CounterStatementCreate(OperatorAPIView):
 
 
 class CounterStatementDetail(OperatorAPIView):
+    """The statement's review status, and the officer's decision once it has been reviewed."""
+
     @extend_schema(responses={200: CounterStatementOutput}, summary="A counter statement and its review")
     def get(self, request, pk: int):
         found = CounterStatement.objects.filter(pk=pk).first()

@@ -54,6 +54,9 @@ class TagListQuery(serializers.Serializer):
 
 
 class TagListApi(MerchantAPIView):
+    """Every tag a segment can name, grouped by family, with its definition and its reach: how many live consumers
+    carry it, released with privacy noise (the same figure every time it is asked in the period)."""
+
     def scoped_queryset(self, merchant):
         return Tag.objects.all()  # the catalogue is platform-wide: every merchant sees the same tags
 
