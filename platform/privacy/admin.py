@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -39,16 +40,71 @@ from .models import (
 )
 from .records import processing_record_export
 from .risk_flags import RiskReviewError, counter_statement_dismiss, counter_statement_uphold, risk_flags_lift
-from .selectors import budget_allowance, budget_remaining
+from .selectors import actor_labels, budget_allowance, budget_remaining
 from .services import activity_approve, activity_revert_to_draft, activity_suspend
 from .subject_rights import (
     SubjectRequestError,
     open_requests,
     overdue_requests,
+    section_counts,
+    subject_request_preview,
     subject_request_process,
     subject_request_reject,
     subject_request_start,
 )
+
+# The audit actors' names for the list page being rendered, resolved in one query per kind (see actor_column).
+_ACTOR_LABELS: ContextVar[dict[str, str] | None] = ContextVar("actor_labels", default=None)
+
+
+def _with_actor_labels(changelist, field: str = "actor"):
+    _ACTOR_LABELS.set(actor_labels({getattr(row, field) for row in changelist.result_list}))
+    return changelist
+
+
+def actor_name(actor: str) -> str:
+    labels = _ACTOR_LABELS.get() or {}
+    return labels[actor] if actor in labels else actor_labels([actor])[actor]
+
+
+class ActivityForm(forms.ModelForm):
+    """The register's form. Changing an approved or suspended activity sends it back to draft, which stops every
+    job relying on it until an officer approves it again: the officer confirms that before anything is saved."""
+
+    confirm_return_to_draft = forms.BooleanField(
+        required=False,
+        label="I understand that saving returns this activity to draft",
+        help_text="Launches, sends and jobs that rely on it are refused until it is approved again.",
+    )
+
+    class Meta:
+        model = ProcessingActivity
+        fields = [
+            "name",
+            "purpose",
+            "legal_basis",
+            "description",
+            "assessment",
+            "disclosure_url",
+            "counter_statement_channel",
+            "data_categories",
+            "recipients",
+            "retention",
+            "safeguards",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        changed = [name for name in self.changed_data if name != "confirm_return_to_draft"]
+        stored = self.instance.status if self.instance.pk else ActivityStatus.DRAFT
+        if changed and stored != ActivityStatus.DRAFT and not cleaned.get("confirm_return_to_draft"):
+            self.add_error(
+                "confirm_return_to_draft",
+                f"This activity is {self.instance.get_status_display().lower()}. Saving these changes returns it to "
+                "draft, and every launch, send and job relying on it is refused until it is approved again. Tick "
+                "the box to save anyway.",
+            )
+        return cleaned
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -70,6 +126,7 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
     list_filter = ["purpose", "legal_basis", "status"]
     search_fields = ["name", "description"]
     readonly_fields = ["status", "approved_by", "approved_at", "created_at", "updated_at"]
+    form = ActivityForm
     actions = ["approve_selected", "suspend_selected", "export_record_csv", "export_record_json"]
     # Adds "Save and approve" and "Suspend" buttons; the rules' errors then show next to their fields.
     change_form_template = "admin/privacy/processingactivity/change_form.html"
@@ -96,11 +153,24 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or obj.status == ActivityStatus.DRAFT:
+            return fieldsets
+        return [*fieldsets, ("Return to draft", {"fields": ["confirm_return_to_draft"]})]
+
     def save_model(self, request, obj, form, change):
-        # Any edit of an approved (or suspended) activity sends it back for approval, through the audited service.
-        # `status` is read-only in the form, so obj.status is still the stored one here.
-        if change and form.changed_data and obj.status != ActivityStatus.DRAFT:
+        # Any edit of an approved (or suspended) activity sends it back for approval, through the audited service;
+        # the form made the officer confirm it. `status` is read-only in the form, so obj.status is the stored one.
+        changed = [name for name in form.changed_data if name != "confirm_return_to_draft"]
+        if change and changed and obj.status != ActivityStatus.DRAFT:
             activity_revert_to_draft(activity=obj, officer=request.user)
+            self.message_user(
+                request,
+                f"“{obj.name}” was changed and is back in draft: launches, sends and jobs relying on it are refused "
+                "until it is approved again.",
+                messages.WARNING,
+            )
             return
         super().save_model(request, obj, form, change)
 
@@ -184,7 +254,7 @@ class ConsentStateAdmin(ReadOnlyAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "created_at", "actor", "action", "merchant_id", "purpose", "legal_basis", "counts"]
+    list_display = ["id", "created_at", "actor_column", "action", "merchant_id", "purpose", "legal_basis", "counts"]
     list_filter = ["action", "purpose", "legal_basis"]
     search_fields = ["action", "actor", "object_id"]
     date_hierarchy = "created_at"
@@ -208,6 +278,16 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    def get_changelist_instance(self, request):
+        return _with_actor_labels(super().get_changelist_instance(request))
+
+    @admin.display(description="actor", ordering="actor")
+    def actor_column(self, obj: AuditEntry) -> str:
+        return actor_name(obj.actor)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "actor_column"]
 
     @admin.action(description="Verify the whole audit chain")
     def verify_chain(self, request, queryset):
@@ -286,7 +366,7 @@ class OverdueFilter(admin.SimpleListFilter):
 class DataSubjectRequestAdmin(admin.ModelAdmin):
     """The officers' queue. Requests arrive through the operator API; officers process or reject them."""
 
-    list_display = ["id", "kind", "status", "received_at", "due_at", "overdue", "handled_by", "completed_at", "error"]
+    list_display = ["id", "kind", "status", "received_at", "due_at", "deadline", "handled_by", "completed_at", "error"]
     list_filter = [OverdueFilter, "status", "kind"]
     date_hierarchy = "received_at"
     ordering = ["due_at"]
@@ -299,12 +379,14 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         "started_at",
         "completed_at",
         "handled_by",
-        "submitted_by",
+        "submitted_by_name",
         "rejection_reason",
         "error",
-        "result_pretty",
+        "result_summary",
     ]
     readonly_fields = fields
+    # The confirmation page previews each request by counting what is held about its subject: keep it bounded.
+    preview_limit = 50
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -317,13 +399,92 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.display(boolean=True, description="overdue")
-    def overdue(self, obj: DataSubjectRequest) -> bool:
-        return obj.is_open and obj.due_at < timezone.now()
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.result_download_view)
+        return [
+            path("<int:pk>/result.json", download, name="privacy_datasubjectrequest_result"),
+            *super().get_urls(),
+        ]
+
+    def get_changelist_instance(self, request):
+        return _with_actor_labels(super().get_changelist_instance(request), field="submitted_by")
+
+    @admin.display(description="deadline", ordering="due_at")
+    def deadline(self, obj: DataSubjectRequest):
+        # Words, not a ✓/✗: a closed request has no deadline left, and an open one is either late or not yet due.
+        if not obj.is_open:
+            return "—"
+        days = (obj.due_at - timezone.now()).total_seconds() / 86400
+        if days < 0:
+            late = max(1, int(-days))
+            return format_html('<strong class="deadline-overdue">Overdue by {} day{}</strong>', late, "s"[late == 1 :])
+        left = int(days)
+        return "Due today" if left == 0 else f"Due in {left} day{'s'[left == 1 :]}"
+
+    @admin.display(description="submitted by")
+    def submitted_by_name(self, obj: DataSubjectRequest) -> str:
+        return actor_name(obj.submitted_by)
 
     @admin.display(description="result")
-    def result_pretty(self, obj: DataSubjectRequest):
-        return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2, ensure_ascii=False))
+    def result_summary(self, obj: DataSubjectRequest):
+        """A readable summary of the result, and the whole document as a download (never a page-long dump)."""
+        result = obj.result or {}
+        if not result:
+            return "No result yet."
+        download = reverse("admin:privacy_datasubjectrequest_result", args=[obj.pk])
+        if "redacted" in result:
+            return "The access document was redacted: the subject was later erased."
+        if obj.kind == "access":
+            counts = section_counts(result.get("sections", {}))
+            headline = (
+                f"Access document generated {result.get('generated_at', '')[:16].replace('T', ' ')} UTC: "
+                f"{sum(counts.values())} records in {len([n for n in counts.values() if n])} parts."
+                if result.get("subject_known")
+                else "The platform held nothing about this consumer; the document says so."
+            )
+        elif obj.kind == "erasure":
+            counts = {
+                f"{part}.{table}": n
+                for part, tables in result.get("removed", {}).items()
+                for table, n in tables.items()
+            }
+            headline = f"Erased {result.get('total_rows_removed', 0)} records."
+        else:
+            counts = {}
+            headline = (
+                "Direct-marketing consent withdrawn and every future message suppressed."
+                if result.get("consent_withdrawn") or result.get("suppressed")
+                else "The platform held nothing about this consumer."
+            )
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td class='numeric'>{}</td></tr>", sorted((k, n) for k, n in counts.items() if n)
+        )
+        table = format_html("<table class='result-summary'><tbody>{}</tbody></table>", rows) if counts else ""
+        return format_html(
+            '<p>{}</p>{}<p><a class="button" href="{}">Download the whole result (JSON)</a></p>',
+            headline,
+            table,
+            download,
+        )
+
+    def result_download_view(self, request, pk: int):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        found = DataSubjectRequest.objects.filter(pk=pk).first()
+        if found is None:
+            raise Http404
+        audit_record(
+            actor=f"user:{request.user.pk}",
+            action="subject_request.result_downloaded",
+            object_type="DataSubjectRequest",
+            object_id=found.pk,
+            details={"kind": found.kind},
+        )
+        response = HttpResponse(
+            json.dumps(found.result, indent=2, ensure_ascii=False), content_type="application/json; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="data-subject-request-{found.pk}-{found.kind}.json"'
+        return response
 
     @admin.action(description="Mark the selected as in progress (taken on)", permissions=["change"])
     def start_selected(self, request, queryset):
@@ -338,6 +499,8 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Process and complete the selected (access, erasure, objection)", permissions=["change"])
     def process_selected(self, request, queryset):
+        if not request.POST.get("confirmed"):
+            return self._process_confirmation(request, queryset)
         for item in queryset:
             try:
                 done = subject_request_process(request_id=item.pk, officer=request.user)
@@ -348,6 +511,31 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
                 self.message_user(request, f"Request {item.pk} was not completed: {item.error}", messages.ERROR)
             else:
                 self.message_user(request, f"Request {done.pk} ({done.kind}) completed.", messages.SUCCESS)
+
+    def _process_confirmation(self, request, queryset):
+        """The page between choosing and processing: what each request will do, erasures counted record by record."""
+        selected = list(queryset.order_by("due_at", "id")[: self.preview_limit + 1])
+        if len(selected) > self.preview_limit:
+            self.message_user(
+                request,
+                f"Select at most {self.preview_limit} requests at a time: each is previewed before it is processed.",
+                messages.WARNING,
+            )
+            return None
+        previews = [
+            (item, subject_request_preview(request_id=item.pk, officer=request.user) if item.is_open else None)
+            for item in selected
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Process data-subject requests?",
+            "previews": previews,
+            "erasures": sum(1 for item, preview in previews if preview and item.kind == "erasure"),
+            "open_count": sum(1 for _, preview in previews if preview),
+            "action": "process_selected",
+        }
+        return TemplateResponse(request, "admin/privacy/process_confirm.html", context)
 
     @admin.action(description="Reject the selected, with a reason", permissions=["change"])
     def reject_selected(self, request, queryset):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+
+from merchants.models import ApiKey
 
 from .budget import period_renews_at, period_start
 from .messaging import PARTS_BY_NAME, opted_in_states
@@ -78,3 +82,29 @@ def budget_remaining(*, merchant_id: int, at: datetime | None = None) -> BudgetS
         period_start=start,
         renews_at=period_renews_at(start),
     )
+
+
+def actor_labels(actors: Iterable[str]) -> dict[str, str]:
+    """Readable names for audit actors (`user:1` → "officer (user 1)", `apikey:5` → "API key “CRM sync” of Acme").
+
+    One query per kind, whatever the number of entries: for the audit log's list page. Actors that name nothing
+    (a deleted user, a task or a command) keep their own text.
+    """
+    wanted: dict[str, set[int]] = {"user": set(), "apikey": set()}
+    for actor in actors:
+        kind, _, ident = actor.partition(":")
+        if kind in wanted and ident.isdigit():
+            wanted[kind].add(int(ident))
+    labels = {actor: actor for actor in actors}
+    if wanted["user"]:
+        for pk, username in get_user_model().objects.filter(pk__in=wanted["user"]).values_list("pk", "username"):
+            labels[f"user:{pk}"] = f"{username} (user {pk})"
+    if wanted["apikey"]:
+        for key in ApiKey.objects.filter(pk__in=wanted["apikey"]).select_related("merchant"):
+            owner = key.merchant.name if key.merchant is not None else "the operator"
+            labels[f"apikey:{key.pk}"] = f"API key “{key.name}” of {owner}"
+    for actor in labels:
+        kind, _, name = actor.partition(":")
+        if kind in ("task", "command") and labels[actor] == actor:
+            labels[actor] = f"{'scheduled task' if kind == 'task' else 'command'} {name}"
+    return labels

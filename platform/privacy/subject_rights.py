@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -278,14 +279,64 @@ def _carry_out_access(request: DataSubjectRequest, actor: str, stage: dict) -> t
         **document,
         "subject_requests": _request_history(request),
     }
+    return document, section_counts(document["sections"])
+
+
+def section_counts(sections: dict) -> dict[str, int]:
+    """How many records each part of an access document holds, as `handler.table` → count."""
     counts = {}
-    for name, section in document["sections"].items():
+    for name, section in sections.items():
         if isinstance(section, dict):
             for key, value in section.items():
                 counts[f"{name}.{key}"] = len(value) if isinstance(value, list) else 1
         else:
             counts[name] = len(section) if isinstance(section, list) else 1
-    return document, counts
+    return counts
+
+
+@dataclass(frozen=True)
+class RequestPreview:
+    """What processing a request will do, for the officer's confirmation page, before anything is changed."""
+
+    request_id: int
+    kind: str
+    subject_known: bool
+    held: dict[str, int]  # `handler.table` → records held about the subject (what an erasure removes)
+    consequence: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.held.values())
+
+
+def subject_request_preview(*, request_id: int, officer: AbstractBaseUser) -> RequestPreview:
+    """Count what the platform holds about the request's subject and say what processing will do. Changes nothing
+    but the audit log, which records that an officer looked (the counts, never the records)."""
+    request = DataSubjectRequest.objects.get(pk=request_id)
+    document = subject_access_document(pseudonym=request.pseudonym) if request.pseudonym else {"sections": {}}
+    held = {key: n for key, n in section_counts(document["sections"]).items() if n}
+    known = bool(document.get("subject_known"))
+    if request.kind == RequestKind.ERASURE:
+        consequence = (
+            f"Erases {sum(held.values())} records about this consumer from every part of the platform, removes "
+            "them from segment snapshots and bitmaps, and blanks the pseudonym on all their requests. This cannot "
+            "be undone."
+            if known
+            else "The platform holds nothing about this consumer; the request is completed with nothing erased."
+        )
+    elif request.kind == RequestKind.ACCESS:
+        consequence = f"Generates an access document listing the {sum(held.values())} records held."
+    else:
+        consequence = "Withdraws direct-marketing consent and suppresses every future message to this consumer."
+    audit_record(
+        actor=_officer_actor(officer, "system"),
+        action="subject_request.previewed",
+        object_type="DataSubjectRequest",
+        object_id=request.pk,
+        counts=held,
+        details={"kind": request.kind, "subject_known": known},
+    )
+    return RequestPreview(request.pk, request.kind, known, held, consequence)
 
 
 def _carry_out_erasure(request: DataSubjectRequest, actor: str, stage: dict) -> tuple[dict, dict]:

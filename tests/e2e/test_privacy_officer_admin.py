@@ -104,3 +104,34 @@ def test_officer_desk_lists_the_subject_rights_queues(browsing, officer):
     expect(page).not_to_have_url(re.compile(r"[?&]e=1"))
     expect(page.locator("#result_list")).to_contain_text("Access")
     browsing.shot("subject_requests_queue")
+
+
+def test_erasure_from_the_queue_shows_what_will_be_erased_before_anything_is(browsing, officer, merchant):
+    from consumers.models import Consumer
+    from privacy.subject_rights import subject_request_submit
+    from tests.privacy.rights_data import make_consumer, make_event
+
+    consumer = make_consumer("erase-me@example.com")
+    make_event(consumer, merchant)
+    make_event(consumer, merchant)
+    request = subject_request_submit(kind="erasure", raw_identifier="erase-me@example.com", actor="apikey:1")
+    browsing.sign_in("officer", "officer-pass-123", path="/admin/login/")
+    page = browsing.page
+    browsing.goto("/admin/privacy/datasubjectrequest/")
+    page.locator(f"input[name='_selected_action'][value='{request.pk}']").check()
+    page.locator("select[name='action']").select_option("process_selected")
+    page.get_by_role("button", name="Go").click()
+
+    expect(page.get_by_role("heading", name=re.compile(f"Request {request.pk}: Erasure"))).to_be_visible()
+    expect(page.locator(".errornote")).to_contain_text("cannot be undone")
+    expect(page.get_by_role("table", name="What will be erased")).to_contain_text("consumers.events")
+    browsing.shot("erasure_confirmation")
+    assert Consumer.objects.filter(pk=consumer.pk).exists()  # nothing erased by looking
+
+    page.get_by_role("button", name=re.compile("Yes, erase and process 1")).click()
+    expect(page.locator(".messagelist")).to_contain_text(f"Request {request.pk} (erasure) completed")
+    assert not Consumer.objects.filter(pk=consumer.pk).exists()
+    browsing.goto(f"/admin/privacy/datasubjectrequest/{request.pk}/change/")
+    expect(page.get_by_text(re.compile(r"Erased \d+ records"))).to_be_visible()
+    expect(page.get_by_role("link", name="Download the whole result (JSON)")).to_be_visible()
+    browsing.shot("erasure_result")

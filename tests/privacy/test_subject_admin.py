@@ -59,14 +59,26 @@ def test_officer_processes_an_erasure_from_the_admin(officer_client, officer, me
     request.refresh_from_db()
     assert (request.status, request.handled_by) == (RequestStatus.IN_PROGRESS, officer)
 
-    response = act(officer_client, REQUESTS, "process_selected", [request.pk])
+    # First a confirmation page that says what will be erased; nothing is erased yet.
+    confirmation = act(officer_client, REQUESTS, "process_selected", [request.pk])
+    assert confirmation.status_code == 200
+    page = confirmation.content.decode()
+    assert "cannot be undone" in page
+    assert "What will be erased" in page
+    assert "consumers.events" in page
+    request.refresh_from_db()
+    assert request.status == RequestStatus.IN_PROGRESS
+    assert Consumer.objects.filter(pk=consumer.pk).exists()
+
+    response = act(officer_client, REQUESTS, "process_selected", [request.pk], confirmed="1")
     assert response.status_code == 302
     request.refresh_from_db()
     assert request.status == RequestStatus.COMPLETED
     assert request.result["removed"]["consumers"]["events"] == 1
     assert not Consumer.objects.filter(pk=consumer.pk).exists()
     detail = officer_client.get(f"{REQUESTS}{request.pk}/change/").content.decode()
-    assert "total_rows_removed" in detail
+    assert "Erased " in detail
+    assert "Download the whole result" in detail
 
 
 def test_rejecting_asks_for_a_reason_first(officer_client, officer):
@@ -87,7 +99,9 @@ def test_rejecting_asks_for_a_reason_first(officer_client, officer):
     assert (request.status, request.rejection_reason) == (RequestStatus.REJECTED, "Identity not verified.")
     assert AuditEntry.objects.filter(action="subject_request.rejected", actor=f"user:{officer.pk}").exists()
     # A closed request cannot be processed afterwards.
-    act(officer_client, REQUESTS, "process_selected", [request.pk])
+    confirmation = act(officer_client, REQUESTS, "process_selected", [request.pk])
+    assert "Already rejected" in confirmation.content.decode()
+    act(officer_client, REQUESTS, "process_selected", [request.pk], confirmed="1")
     request.refresh_from_db()
     assert request.status == RequestStatus.REJECTED
 
