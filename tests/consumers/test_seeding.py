@@ -145,3 +145,14 @@ def test_the_command_prints_a_summary_and_validates_its_arguments(db):
     assert "events sent" in out.getvalue() and log.getvalue() == ""
     with pytest.raises(CommandError, match="--consumers must be at least 1"):
         call_command("seed_demo", "--consumers", "0")
+
+
+def test_every_store_sells_what_its_name_says(db):
+    """The demo's outdoor store recommended comics and laptops while 15 % of each catalogue was random."""
+    from consumers.models import Product
+    from consumers.seeding import MERCHANTS
+
+    seed_marketplace(seed=5, consumers=200, products=800, events=2_000, merchants=len(MERCHANTS), now=NOW)
+    for slug, name, focus in MERCHANTS:
+        sold = set(Product.objects.filter(merchant__slug=slug).values_list("category", flat=True).distinct())
+        assert sold and sold <= set(focus), f"{name} sells {sorted(sold - set(focus))}"
