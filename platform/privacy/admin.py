@@ -97,7 +97,9 @@ class ActivityForm(forms.ModelForm):
         cleaned = super().clean()
         changed = [name for name in self.changed_data if name != "confirm_return_to_draft"]
         stored = self.instance.status if self.instance.pk else ActivityStatus.DRAFT
-        if changed and stored != ActivityStatus.DRAFT and not cleaned.get("confirm_return_to_draft"):
+        # "Save and approve" re-approves at once, so nothing is left in draft: no confirmation needed.
+        approving = getattr(self, "approving", False)
+        if changed and stored != ActivityStatus.DRAFT and not approving and not cleaned.get("confirm_return_to_draft"):
             self.add_error(
                 "confirm_return_to_draft",
                 f"This activity is {self.instance.get_status_display().lower()}. Saving these changes returns it to "
@@ -152,6 +154,11 @@ class ProcessingActivityAdmin(admin.ModelAdmin):
         ("Record of processing", {"fields": ["data_categories", "recipients", "retention", "safeguards"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.approving = "_approve" in request.POST
+        return form
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)

@@ -135,3 +135,22 @@ def test_erasure_from_the_queue_shows_what_will_be_erased_before_anything_is(bro
     expect(page.get_by_text(re.compile(r"Erased \d+ records"))).to_be_visible()
     expect(page.get_by_role("link", name="Download the whole result (JSON)")).to_be_visible()
     browsing.shot("erasure_result")
+
+
+def test_editing_an_approved_activity_is_confirmed_first(browsing, officer, drafts, approve_activity):
+    activity = approve_activity(Purpose.DIRECT_MARKETING)
+    browsing.sign_in("officer", "officer-pass-123", path="/admin/login/")
+    page = browsing.page
+    browsing.goto(f"/admin/privacy/processingactivity/{activity.pk}/change/")
+    page.get_by_label("Description").fill("Now also e-mail.")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".field-confirm_return_to_draft .errorlist")).to_contain_text("Tick the box to save anyway")
+    browsing.shot("activity_edit_needs_confirmation")
+    activity.refresh_from_db()
+    assert activity.status == "approved"
+
+    page.get_by_label("I understand that saving returns this activity to draft").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("is back in draft")
+    activity.refresh_from_db()
+    assert (activity.status, activity.description) == ("draft", "Now also e-mail.")
