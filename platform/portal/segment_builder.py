@@ -34,26 +34,35 @@ SUGGESTED_VALUES = {"category": "category", "brand": "brand", "merchant": "merch
 MAX_SEGMENTS_OFFERED = 500
 
 
-def _probe(name: str, value: Any) -> dict[str, Any] | None:
-    """The JSON form of an action that has `name=value`, or None when the language refuses the value."""
+PROBE_VALUES: tuple[Any, ...] = (2, "2", "30d", "tents")
+
+
+def _probe(name: str, value: Any) -> language.Node | None:
+    """An action that has `name=value`, or None when the language refuses the value."""
     try:
-        return language.to_json(language.from_json({"action": language.ACTIONS[0], name: value}))
+        return language.from_json({"action": language.ACTIONS[0], name: value})
     except language.SegmentSyntaxError:
         return None
 
 
 @cache
 def action_arguments() -> tuple[dict[str, Any], ...]:
-    """Every action argument the language accepts, in its canonical order, with what kind of value it takes."""
+    """Every action argument the language accepts, in its canonical order: whether it takes a number, whether the
+    canonical text quotes it, and the default the canonical form leaves out."""
     arguments = []
     for name in language.ACTION_ARGS:
-        as_number = _probe(name, 2)
-        numeric = as_number is not None and isinstance(as_number.get(name), int | float)
+        numeric, quoted = False, True
+        for value in PROBE_VALUES:
+            node = _probe(name, value)
+            if node is not None and name in language.to_json(node):
+                shown = language.to_json(node)[name]
+                numeric = isinstance(shown, int | float) and not isinstance(shown, bool)
+                quoted = f'{name}="' in language.to_text(node)
+                break
         default = None
-        if numeric:
-            one = _probe(name, 1)
-            if one is not None and name not in one:
-                default = 1  # the canonical form leaves it out (min_count=1 means "at least once")
+        one = _probe(name, 1) if numeric else None
+        if one is not None and name not in language.to_json(one):
+            default = 1  # the canonical form leaves it out (min_count=1 means "at least once")
         label, help_text = ARGUMENT_LABELS.get(name, (name.replace("_", " ").capitalize(), ""))
         arguments.append(
             {
@@ -61,6 +70,7 @@ def action_arguments() -> tuple[dict[str, Any], ...]:
                 "label": label,
                 "help": help_text,
                 "kind": "number" if numeric else "text",
+                "quoted": quoted,
                 "default": default,
                 "suggest": SUGGESTED_VALUES.get(name, ""),
             }

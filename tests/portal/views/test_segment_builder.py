@@ -65,6 +65,7 @@ def test_the_vocabulary_follows_the_language(merchant):
     assert [a["name"] for a in arguments] == list(language.ACTION_ARGS)
     by_name = {a["name"]: a for a in arguments}
     assert by_name["min_count"]["kind"] == "number" and by_name["min_count"]["default"] == 1
+    assert by_name["min_count"]["quoted"] is False and by_name["within"]["quoted"] is True
     assert by_name["within"]["kind"] == "text" and by_name["category"]["suggest"] == "category"
     vocabulary = builder_vocabulary(merchant=merchant)
     assert [a["name"] for a in vocabulary["actions"]] == list(language.ACTIONS)

@@ -111,27 +111,31 @@
   }
 
   /* ------------------------------------------------------------ JSON form -> canonical text (language.to_text) */
-  function jsonText(json) {
-    if (json.or) return json.or.map(jsonText).join(" OR ");
-    if (json.and) return json.and.map(function (n) { return n.or ? "(" + jsonText(n) + ")" : jsonText(n); }).join(" AND ");
+  function jsonText(json, vocabulary) {
+    var text = function (n) { return jsonText(n, vocabulary); };
+    if (json.or) return json.or.map(text).join(" OR ");
+    if (json.and) return json.and.map(function (n) { return n.or ? "(" + text(n) + ")" : text(n); }).join(" AND ");
     if (Object.prototype.hasOwnProperty.call(json, "not")) {
-      var inner = jsonText(json.not);
+      var inner = text(json.not);
       return json.not.and || json.not.or ? "NOT (" + inner + ")" : "NOT " + inner;
     }
     if (json.tag) return json.tag.family + ":" + quoteValue(json.tag.value);
     if (Object.prototype.hasOwnProperty.call(json, "segment")) return "segment:" + json.segment;
+    // Quoted as the vocabulary says the server quotes that argument; an argument it does not describe, by type.
+    var order = argumentOrder(vocabulary);
     var args = [];
     Object.keys(json).forEach(function (name) {
       if (name === "action") return;
       var value = json[name];
-      args.push(typeof value === "number" ? name + "=" + value : name + '="' + escapeValue(value) + '"');
+      var quoted = order[name] ? order[name].spec.quoted !== false : typeof value !== "number";
+      args.push(quoted ? name + '="' + escapeValue(value) + '"' : name + "=" + value);
     });
     return json.action + "(" + args.join(", ") + ")";
   }
 
   function toText(node, vocabulary) {
     var json = toJson(node, vocabulary);
-    return json === null ? "" : jsonText(json);
+    return json === null ? "" : jsonText(json, vocabulary);
   }
 
   /* ------------------------------------------------------------ helpers for the builder */
