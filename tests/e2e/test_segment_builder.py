@@ -63,6 +63,8 @@ def shoot_all_sizes(browsing, name: str) -> None:
         browsing.shot(f"{name}_{label}")
         width = browsing.page.evaluate("document.documentElement.scrollWidth")
         assert width <= size["width"], f"{name} scrolls sideways at {size['width']} px ({width} px wide)"
+    browsing.page.locator("[data-rule-builder]").scroll_into_view_if_needed()
+    browsing.shot(f"{name}_phone_rules", full_page=False)
     browsing.page.set_viewport_size(LAPTOP)
 
 
@@ -92,6 +94,9 @@ def test_round_trip_on_a_saved_segment(shop):
     expect(editor).to_have_value(f"country:SG AND interest:outdoor AND NOT segment:{shop.base.pk} AND {TENTS}")
     action.get_by_label("Add a condition").select_option("brand")
     action.get_by_label("Brand", exact=True).fill("Aether")
+    # Values are suggested: brands the merchant may target, and each tag value with its released reach.
+    expect(page.locator("#rb-suggest-brand option")).to_have_count(1)
+    expect(page.locator("#rb-values-country option[value=SG]")).to_have_attribute("label", re.compile("reach"))
     with_brand = r'purchased\(category="tents", brand="Aether", within="30d", min_count=2\)$'
     expect(editor).to_have_value(re.compile(with_brand))
 
