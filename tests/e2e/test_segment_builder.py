@@ -167,6 +167,15 @@ def test_changing_a_rules_family_or_kind_keeps_the_rule(shop):
     second.get_by_label("Kind").select_option("tag")
     expect(editor).to_have_value("interest:outdoor AND country:SG")
 
+    # Removing a rule is a step Undo takes back.
+    second.get_by_role("button", name="Remove rule 2").click()
+    expect(rules(page)).to_have_count(1)
+    expect(editor).to_have_value("interest:outdoor")
+    expect(page.get_by_role("status").filter(has_text="Removed")).to_have_count(1)
+    page.keyboard.press("Control+z")
+    expect(rules(page)).to_have_count(2)
+    expect(editor).to_have_value("interest:outdoor AND country:SG")
+
 
 def test_unparsable_text_keeps_the_rules_and_the_text(shop):
     browsing, page = shop, shop.page
