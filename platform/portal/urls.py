@@ -30,6 +30,7 @@ urlpatterns = [
     path("segments/", segments.segment_list, name="segments"),
     path("segments/new/", segments.segment_new, name="segment_new"),
     path("segments/estimate/", segments.estimate_json, name="estimate_json"),
+    path("segments/parse/", segments.parse_json, name="segment_parse_json"),
     path("segments/<id:segment_id>/", segments.segment_detail, name="segment_detail"),
     path("segments/<id:segment_id>/edit/", segments.segment_edit, name="segment_edit"),
     path("segments/<id:segment_id>/refresh/", segments.segment_refresh, name="segment_refresh"),

@@ -56,6 +56,7 @@ PORTAL_ACTIONS = {
     "campaigns/<id:campaign_id>/cancel/",
     "campaigns/<id:campaign_id>/delete/",
     "segments/estimate/",  # POSTed below with an expression
+    "segments/parse/",  # the builder's parser: the expression's JSON form and canonical text, no counts
     "campaigns/preview/",  # a message preview: text and products, no counts
 }
 

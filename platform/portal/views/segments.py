@@ -22,6 +22,7 @@ from portal.charts import ComparisonRow, comparison_bars, line_chart
 from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
 from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
+from portal.segment_builder import builder_vocabulary, expression_canonical
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
@@ -133,7 +134,15 @@ def _builder(request, *, form: SegmentForm, segment: Segment | None, problem=Non
     return page(
         request,
         "portal/segments/builder.html",
-        {"form": form, "segment": segment, "problem": problem, "min_audience": settings.MIN_AUDIENCE},
+        {
+            "form": form,
+            "segment": segment,
+            "problem": problem,
+            "min_audience": settings.MIN_AUDIENCE,
+            "builder_vocabulary": builder_vocabulary(
+                merchant=request.portal.merchant, exclude_segment_id=segment.pk if segment else None
+            ),
+        },
         section="segments",
         status=status,
     )
@@ -251,6 +260,24 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
     )
 
 
+@require_POST
+@merchant_view()
+def parse_json(request: HttpRequest) -> JsonResponse:
+    """Text to the builder and back: `{"expression": text}` or `{"definition": json}` gives the JSON form and the
+    canonical text, or a 400 with the syntax error's position. Purely syntactic, so it spends no privacy budget."""
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, RecursionError):
+        return _json_error(400, "bad_request", "The request body must be JSON.")
+    if not isinstance(payload, dict):
+        return _json_error(400, "bad_request", "Send an object with the expression or the definition.")
+    try:
+        canonical = expression_canonical(expression=payload.get("expression"), definition=payload.get("definition"))
+    except DomainError as exc:
+        return _json_error(http_status_of(exc), exc.code, exc.message, exc.details)
+    return JsonResponse(canonical)
+
+
 def _estimate_count(released: dict) -> dict:
     """A released count for the builder: its display, whether hidden, and "± bound" when shown."""
     bound = released.get("error_bound")
@@ -268,7 +295,7 @@ def _json_error(status: int, code: str, message: str, details: dict | None = Non
         error.update(
             {
                 k: details[k]
-                for k in ("position", "offset", "line", "column", "expected", "found", "renews_at")
+                for k in ("position", "offset", "line", "column", "path", "expected", "found", "renews_at")
                 if k in details
             }
         )
