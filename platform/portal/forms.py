@@ -37,6 +37,12 @@ REFRESH_CHOICES = [
     ("custom", "On a schedule (cron, UTC)"),
 ]
 
+# Whom a segment counts (segments.models.SegmentScope), in the words the portal shows next to every count.
+SCOPE_CHOICES = [
+    ("marketplace", "In the whole marketplace"),
+    ("my_customers", "Among my customers"),
+]
+
 
 class SegmentForm(forms.Form):
     """What a merchant types; the segment services check the expression and the schedule."""
@@ -60,6 +66,13 @@ class SegmentForm(forms.Form):
         error_messages={"required": "Say who is in the segment: type an expression or add a rule below."},
     )
     refresh_policy = forms.ChoiceField(label="Keep it up to date", choices=REFRESH_CHOICES, initial="manual")
+    scope = forms.ChoiceField(
+        label="Count",
+        choices=SCOPE_CHOICES,
+        initial="marketplace",
+        required=False,
+        help_text="Your customers are consumers who viewed, carted, favourited or bought anything at your store.",
+    )
     crontab = forms.CharField(
         label="Schedule",
         required=False,
@@ -86,6 +99,9 @@ class SegmentForm(forms.Form):
         if not name:
             raise forms.ValidationError("Give the segment a name.")
         return name
+
+    def clean_scope(self) -> str:
+        return self.cleaned_data.get("scope") or "marketplace"
 
     def clean(self):
         data = super().clean()
