@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from consumers.models import Product
 from merchants.models import Merchant
 from privacy.models import Purpose
-from privacy.release import PREVIEW, STANDARD, canonical_subject
+from privacy.release import PREVIEW, STANDARD, ReleasedCount, canonical_subject
 from privacy.services import processing_basis_require, release_counts, release_figures
+from tags.reach import REACH_PRECISION, released_reach, tag_reach_subject
 
 from .evaluation import (
     behaviour_version,
@@ -26,7 +27,7 @@ from .evaluation import (
 from .language import to_json
 from .models import Segment, SegmentScope, SegmentSnapshot, SnapshotStatus
 from .services import definition_compile
-from .sources import estimate_bitmaps, reachable_bitmap
+from .sources import estimate_bitmaps, reachable_bitmap, tag_bitmaps
 from .targeting import MAX_SUGGESTIONS, TARGETABLE_ARGS, targetable_values
 
 ESTIMATE_PURPOSE = Purpose.TAGGING
@@ -127,6 +128,48 @@ def action_value_suggestions(
         ValueSuggestion(value=value, label=label, reach=count.public())
         for (value, label), count in zip(pairs, released, strict=True)
     ]
+
+
+def scope_customers(*, merchant_id: int, scope: str) -> FrozenBitMap | None:
+    """The merchant's customers when the scope is my_customers, else None (the whole marketplace)."""
+    return customers_bitmap(merchant_id=merchant_id) if scope == SegmentScope.MY_CUSTOMERS else None
+
+
+def tag_reach_in_scope(*, merchant_id: int, tags: list, scope: str) -> list[ReleasedCount]:
+    """Each tag's reach as the merchant may see it in the scope: the marketplace's is tags.reach's (one number
+    everywhere, `tag:<f>:<v>:reach`); among the merchant's customers it is the tag's bitmap intersected with
+    them, released as `tag:<f>:<v>:reach:my_customers:<merchant>` at the same (preview) precision."""
+    customers = scope_customers(merchant_id=merchant_id, scope=scope)
+    if customers is None:
+        return released_reach(merchant_id=merchant_id, tags=tags)
+    by_tag, _live = tag_bitmaps(sorted({tag.tag_id for tag in tags}), with_live=False)
+    figures = [
+        (
+            scoped_subject(tag_reach_subject(tag.family, tag.value), scope=scope, merchant_id=merchant_id),
+            by_tag[tag.tag_id].intersection_cardinality(customers),
+        )
+        for tag in tags
+    ]
+    return release_figures(merchant_id=merchant_id, figures=figures, precision=REACH_PRECISION)
+
+
+def population_in_scope(*, merchant_id: int, scope: str, live: FrozenBitMap, reachable: FrozenBitMap) -> tuple:
+    """(population, reachable population) released in the scope; the marketplace's under `population:live` and
+    `population:reachable`, the merchant's customers' with the scope and merchant appended."""
+    customers = scope_customers(merchant_id=merchant_id, scope=scope)
+    members = live if customers is None else live & customers
+    population, reachable_count = release_figures(
+        merchant_id=merchant_id,
+        figures=[
+            (scoped_subject("population:live", scope=scope, merchant_id=merchant_id), len(members)),
+            (
+                scoped_subject("population:reachable", scope=scope, merchant_id=merchant_id),
+                members.intersection_cardinality(reachable),
+            ),
+        ],
+        precision=STANDARD,
+    )
+    return population, reachable_count
 
 
 def scoped_subject(subject: str, *, scope: str, merchant_id: int) -> str:

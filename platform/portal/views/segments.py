@@ -22,6 +22,7 @@ from portal.charts import ComparisonRow, comparison_bars, line_chart
 from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
 from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
+from portal.scope import SCOPE_LABELS, scope_of
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
@@ -107,19 +108,6 @@ def _size_history(segment: Segment, merchant_id: int) -> list[SizePoint]:
     return points
 
 
-# What every count says about whom it counts (docs/portal.md).
-SCOPE_LABELS = {
-    SegmentScope.MARKETPLACE: "in the whole marketplace",
-    SegmentScope.MY_CUSTOMERS: "among your customers",
-}
-
-
-def _default_scope(request: HttpRequest) -> str:
-    """The scope a new segment starts with: the one asked for (?scope=), else the whole marketplace."""
-    asked = request.GET.get("scope", "")
-    return asked if asked in SegmentScope.values else SegmentScope.MARKETPLACE
-
-
 def _segment_or_404(request: HttpRequest, segment_id: int) -> Segment:
     return get_scoped_or_404(segments_for_merchant(request.portal.merchant), pk=segment_id)
 
@@ -191,7 +179,7 @@ def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | No
 @merchant_view(Capability.EDIT_SEGMENTS)
 def segment_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        initial = {"expression": request.GET.get("expression", "")[:2000], "scope": _default_scope(request)}
+        initial = {"expression": request.GET.get("expression", "")[:2000], "scope": scope_of(request)}
         return _builder(request, form=SegmentForm(initial=initial), segment=None)
     form = SegmentForm(request.POST)
     if form.is_valid():
