@@ -21,9 +21,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import BigIntegerField, Count, F, Max, Min, Q, QuerySet, Sum, Value
+from django.db.models import BigIntegerField, Count, DecimalField, F, Max, Min, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Round
 from django.utils import timezone
 from pyroaring import BitMap, FrozenBitMap
@@ -326,7 +327,14 @@ def _cents(amount) -> int:
 # An event's amount in hundredths of its currency unit: unit price paid x quantity (no price counts 0). Rounded
 # to whole hundredths and summed as integers, so both databases compare amounts exactly (SQLite keeps decimals
 # as floating point).
-EVENT_CENTS = Cast(Round(Coalesce(F("price"), Value(0)) * Value(100)), BigIntegerField()) * F("quantity")
+EVENT_CENTS = Cast(
+    Round(
+        Coalesce(F("price"), Value(Decimal(0)), output_field=DecimalField(max_digits=12, decimal_places=2))
+        * Value(100),
+        output_field=DecimalField(max_digits=15, decimal_places=0),
+    ),
+    BigIntegerField(),
+) * F("quantity")
 
 
 def matching_events(term: ActionTerm, *, merchant_id: int, now: datetime) -> QuerySet:
