@@ -67,10 +67,9 @@ class SegmentForm(forms.Form):
     )
     refresh_policy = forms.ChoiceField(label="Keep it up to date", choices=REFRESH_CHOICES, initial="manual")
     scope = forms.ChoiceField(
-        label="Count",
+        label="Count consumers",
         choices=SCOPE_CHOICES,
         initial="marketplace",
-        required=False,
         help_text="Your customers are consumers who viewed, carted, favourited or bought anything at your store.",
     )
     crontab = forms.CharField(
@@ -83,6 +82,10 @@ class SegmentForm(forms.Form):
 
     def __init__(self, *args, lookalike: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.is_bound and "scope" not in self.data:
+            # A form posted without the select (a lookalike's, which has none; an older page): the default.
+            self.data = self.data.copy()
+            self.data["scope"] = "marketplace"
         if lookalike:
             # A lookalike is defined by its seed; only its name, description and refresh policy change.
             self.fields["expression"].required = False
@@ -99,9 +102,6 @@ class SegmentForm(forms.Form):
         if not name:
             raise forms.ValidationError("Give the segment a name.")
         return name
-
-    def clean_scope(self) -> str:
-        return self.cleaned_data.get("scope") or "marketplace"
 
     def clean(self):
         data = super().clean()

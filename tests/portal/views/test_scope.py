@@ -95,7 +95,7 @@ def test_tag_explorer_and_dashboard_switch_scope_and_remember_it(portal_client, 
     assert sg["display"] in page
     # Remembered for the merchant: the dashboard (and the next visit) counts its customers too.
     dashboard = portal_client.get("/").content.decode()
-    assert "Your customers" in dashboard and "among your customers" in dashboard
+    assert "Reachable by your campaigns, among your customers" in dashboard
     assert released_public(f"population:live:my_customers:{merchant.pk}", 150)["display"] in dashboard
     dashboard = portal_client.get("/", {"scope": "marketplace"}).content.decode()
     assert released_public("population:live", 600)["display"] in dashboard
