@@ -108,3 +108,13 @@ def test_a_saved_my_customers_segment_refreshes_among_them(customers, merchant, 
         merchant=merchant, name="MY", expression="country:MY", actor="test", scope=SegmentScope.MY_CUSTOMERS
     )
     assert segment_refresh(segment_id=segment.pk, actor="test").size == 50
+
+
+def test_builder_suggestions_offer_own_products_with_released_reach_in_the_scope(portal_client, customers, merchant):
+    body = portal_client.get("/segments/values.json", {"argument": "product", "scope": "my_customers"}).json()
+    assert body["values"] == ["P1"] and body["scope_label"] == "among your customers"
+    (item,) = body["items"]
+    expected = released_public(f"product:{merchant.pk}:P1:reach:my_customers:{merchant.pk}", 150, "preview")
+    assert item["reach"]["display"] == expected["display"]
+    assert portal_client.get("/segments/values.json", {"argument": "colour"}).status_code == 400
+    assert portal_client.get("/segments/values.json", {"argument": "brand", "scope": "all"}).status_code == 400
