@@ -28,8 +28,8 @@ class SnapshotInline(admin.TabularInline):
 
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "merchant", "kind", "refresh_policy", "status", "version", "last_refreshed_at"]
-    list_filter = ["kind", "refresh_policy", "status", "merchant"]
+    list_display = ["name", "merchant", "kind", "scope", "refresh_policy", "status", "version", "last_refreshed_at"]
+    list_filter = ["kind", "scope", "refresh_policy", "status", "merchant"]
     search_fields = ["name", "merchant__slug"]
     readonly_fields = [
         "merchant",
@@ -38,6 +38,7 @@ class SegmentAdmin(admin.ModelAdmin):
         "definition_json",
         "seed",
         "lookalike_spec",
+        "scope",
         "refresh_policy",
         "schedule",
         "pending_version",

@@ -31,8 +31,8 @@ from privacy.services import ProcessingNotPermitted
 
 from .figures import segment_figures
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
-from .models import RefreshPolicy, Segment, SegmentKind
-from .selectors import audience_estimate, segments_for_merchant
+from .models import RefreshPolicy, Segment, SegmentKind, SegmentScope
+from .selectors import SUGGESTED_ARGS, action_value_suggestions, audience_estimate, segments_for_merchant
 from .services import (
     CRONTAB_FIELDS,
     lookalike_create,
@@ -42,7 +42,7 @@ from .services import (
     segment_refresh_request,
     segment_update,
 )
-from .targeting import MAX_SUGGESTIONS, TARGETABLE_ARGS, targetable_values
+from .targeting import MAX_SUGGESTIONS
 
 
 def _not_permitted(exc: ProcessingNotPermitted) -> Conflict:
@@ -104,6 +104,12 @@ class DefinitionInput(serializers.Serializer):
         return attrs
 
 
+SCOPE_HELP = (
+    "marketplace (default): everyone in the marketplace; my_customers: only consumers who interacted with your "
+    "store (any event: a view, a cart, a purchase ...)."
+)
+
+
 @extend_schema_serializer(
     examples=[
         OpenApiExample(
@@ -126,6 +132,9 @@ class DefinitionInput(serializers.Serializer):
     ]
 )
 class EstimateInput(DefinitionInput):
+    scope = ChoiceField(
+        choices=SegmentScope.values, required=False, default=SegmentScope.MARKETPLACE, help_text=SCOPE_HELP
+    )
     precision = ChoiceField(
         choices=sorted(PRECISIONS),
         required=False,
@@ -155,6 +164,7 @@ class EstimateOutput(serializers.Serializer):
     took_ms = serializers.FloatField()
     expression = serializers.CharField(help_text="The expression in canonical text form.")
     definition = serializers.JSONField(help_text="The same expression in the JSON form.")
+    scope = serializers.CharField(help_text="Whom the counts are among: marketplace or my_customers.")
 
 
 class CrontabField(serializers.CharField):
@@ -193,6 +203,9 @@ class SegmentInput(DefinitionInput):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     kind = ChoiceField(choices=[SegmentKind.RULE, SegmentKind.PERSONA], required=False, default=SegmentKind.RULE)
     refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False, default="manual")
+    scope = ChoiceField(
+        choices=SegmentScope.values, required=False, default=SegmentScope.MARKETPLACE, help_text=SCOPE_HELP
+    )
     crontab = CrontabField(
         required=False,
         help_text='Custom policy only: "minute hour day-of-month month day-of-week" (UTC). Editable later in '
@@ -206,6 +219,7 @@ class SegmentUpdateInput(serializers.Serializer):
     expression = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     definition = serializers.JSONField(required=False)
     refresh_policy = ChoiceField(choices=RefreshPolicy.choices, required=False)
+    scope = ChoiceField(choices=SegmentScope.values, required=False, help_text=SCOPE_HELP)
     crontab = CrontabField(required=False)
 
     def validate(self, attrs):
@@ -224,6 +238,7 @@ class SegmentOutput(serializers.Serializer):
     seed_segment_id = serializers.IntegerField(source="seed_id", allow_null=True)
     lookalike = serializers.JSONField(source="lookalike_spec", allow_null=True)
     refresh_policy = serializers.CharField()
+    scope = serializers.CharField(help_text="Whom it counts (and its size is among): marketplace or my_customers.")
     crontab = serializers.SerializerMethodField()
     status = serializers.CharField()
     last_error = serializers.CharField()
@@ -390,29 +405,46 @@ class AudienceEstimateApi(OwnSegmentsApi):
                     "took_ms": estimate.took_ms,
                     "expression": estimate.expression,
                     "definition": estimate.definition,
+                    "scope": estimate.scope,
                 }
             ).data
         )
 
 
 class ActionValuesQuery(serializers.Serializer):
-    argument = ChoiceField(choices=list(TARGETABLE_ARGS), help_text="category or brand")
+    argument = ChoiceField(choices=list(SUGGESTED_ARGS), help_text="category, brand or product (your own SKUs)")
     prefix = serializers.CharField(required=False, default="", allow_blank=True, max_length=200, trim_whitespace=False)
     limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=MAX_SUGGESTIONS)
+    scope = ChoiceField(
+        choices=SegmentScope.values, required=False, default=SegmentScope.MARKETPLACE, help_text=SCOPE_HELP
+    )
+
+
+class ValueItemOutput(serializers.Serializer):
+    value = serializers.CharField(help_text="What to write in the action: a category, a brand or a SKU.")
+    display = serializers.CharField(help_text="What to show: a product's title, else the value.")
+    reach = ReleasedCountSerializer(
+        help_text="Consumers with any event on it (in the scope), released with privacy noise at the preview "
+        "precision; never exact."
+    )
 
 
 class ActionValuesOutput(serializers.Serializer):
     argument = serializers.CharField()
-    values = serializers.ListField(child=serializers.CharField())
+    scope = serializers.CharField()
+    values = serializers.ListField(child=serializers.CharField(), help_text="The values alone, as in items.")
+    items = ValueItemOutput(many=True)
 
 
 class ActionValuesApi(OwnSegmentsApi):
     @extend_schema(
         operation_id="audiences_values",
-        summary="Categories and brands you may target",
-        description="Suggestions for the category and brand arguments of actions such as "
-        'purchased(brand="...") : values in your own catalogue, and values sold by at least '
-        f"{settings.SEGMENT_SHARED_VALUE_MIN_MERCHANTS} merchants. Other values are refused in expressions.",
+        summary="Categories, brands and products you may target, with their reach",
+        description="Suggestions for the category, brand and product arguments of actions such as "
+        'purchased(brand="...") : categories and brands in your own catalogue or sold by at least '
+        f"{settings.SEGMENT_SHARED_VALUE_MIN_MERCHANTS} merchants, and your own products (by SKU or title). "
+        "Other values are refused in expressions. Each comes with its reach (consumers with any event on it, "
+        "in the scope), released with privacy noise.",
         parameters=[ActionValuesQuery],
         responses=ActionValuesOutput,
     )
@@ -420,10 +452,17 @@ class ActionValuesApi(OwnSegmentsApi):
         query = ActionValuesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data
-        values = targetable_values(
-            merchant_id=self.merchant.pk, argument=data["argument"], prefix=data["prefix"], limit=data["limit"]
+        items = action_value_suggestions(merchant_id=self.merchant.pk, **data)
+        return Response(
+            ActionValuesOutput(
+                {
+                    "argument": data["argument"],
+                    "scope": data["scope"],
+                    "values": [item.value for item in items],
+                    "items": [{"value": i.value, "display": i.label, "reach": i.reach} for i in items],
+                }
+            ).data
         )
-        return Response(ActionValuesOutput({"argument": data["argument"], "values": values}).data)
 
 
 class SegmentsApi(MerchantAPIView):

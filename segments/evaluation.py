@@ -21,18 +21,21 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import BigIntegerField, Count, DecimalField, F, Max, Min, Q, QuerySet, Sum, Value
+from django.db.models.functions import Cast, Coalesce, Round
 from django.utils import timezone
 from pyroaring import BitMap, FrozenBitMap
 
-from consumers.models import Event, EventType
+from consumers.models import Event, EventType, Product
 from merchants.models import Merchant
 from tags.models import ConsumerTag, Tag
 from tags.selectors import tag_catalogue_rows
 
 from .language import (
+    MONEY_ARGS,
     ActionTerm,
     And,
     Node,
@@ -45,8 +48,9 @@ from .language import (
     parse,
     terms,
     to_text,
+    window_hours,
 )
-from .models import Segment, SegmentKind, SegmentSnapshot, SnapshotStatus
+from .models import Segment, SegmentKind, SegmentScope, SegmentSnapshot, SnapshotStatus
 from .sources import live_consumers_queryset, tag_bitmaps
 from .targeting import ValueNotTargetable, action_terms_check, nested_refusal, product_condition
 
@@ -174,6 +178,21 @@ def definition_resolve(
                 expected=[merchant.slug],
                 text=text,
             )
+    products = {t.product for t in actions if t.product is not None}
+    if products:
+        own_products = set(
+            Product.objects.filter(merchant_id=merchant.pk, sku__in=products).values_list("sku", flat=True)
+        )
+        for t in actions:
+            if t.product is not None and t.product not in own_products:
+                # Products are named by SKU in the merchant's own catalogue only (other stores' are theirs).
+                raise SegmentSyntaxError(
+                    f"Unknown product '{t.product}'; name a SKU of your own catalogue",
+                    position=t.position_of("product"),
+                    found=t.product,
+                    expected=["a SKU of your catalogue"],
+                    text=text,
+                )
     # Categories and brands: the merchant's own, or sold by enough merchants (segments/targeting.py); the same
     # for the segments this one names, however deep, so both evaluators refuse alike.
     action_terms_check(actions, merchant_id=merchant.pk, text=text)
@@ -283,30 +302,106 @@ def segment_definition_node(segment: Segment) -> Node:
 # ------------------------------------------------------------------------------------------------ behaviour
 
 
-def window_start(term: ActionTerm, now: datetime) -> datetime | None:
-    hours = term.within_hours
-    if hours is None or term.within is None:
+def aligned_start(window: str | None, now: datetime) -> datetime | None:
+    """The start of a window such as 12h or 30d: hours aligned to the start of the hour, days and weeks to the
+    start of the UTC day."""
+    hours = window_hours(window)
+    if hours is None or window is None:
         return None
-    if term.within.endswith("h"):
+    if window.endswith("h"):
         anchor = now.replace(minute=0, second=0, microsecond=0)
     else:
         anchor = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return anchor - timedelta(hours=hours)
 
 
-def behaviour_queryset(term: ActionTerm, *, merchant_id: int, now: datetime) -> QuerySet:
-    """Consumer ids (a values queryset) who did the action, as SQL."""
+def window_start(term: ActionTerm, now: datetime) -> datetime | None:
+    return aligned_start(term.within, now)
+
+
+def _cents(amount) -> int:
+    """An amount (at most two decimals, checked by the parser) in hundredths, exactly."""
+    return int(amount * 100)
+
+
+# An event's amount in hundredths of its currency unit: unit price paid x quantity (no price counts 0). Rounded
+# to whole hundredths and summed as integers, so both databases compare amounts exactly (SQLite keeps decimals
+# as floating point).
+EVENT_CENTS = Cast(
+    Round(
+        Coalesce(F("price"), Value(Decimal(0)), output_field=DecimalField(max_digits=12, decimal_places=2))
+        * Value(100),
+        output_field=DecimalField(max_digits=15, decimal_places=0),
+    ),
+    BigIntegerField(),
+) * F("quantity")
+
+
+def matching_events(term: ActionTerm, *, merchant_id: int, now: datetime) -> QuerySet:
+    """The events an action term looks at: type, store, product, category, brand and the `within` window."""
     events = Event.objects.filter(event_type=ACTION_EVENT_TYPES[term.action])
     if term.merchant is not None:
         events = events.filter(merchant_id=merchant_id)
+    if term.product is not None:
+        events = events.filter(merchant_id=merchant_id, product__merchant_id=merchant_id, product__sku=term.product)
     if term.category is not None or term.brand is not None:
         events = events.filter(product_condition(category=term.category, brand=term.brand, prefix="product__"))
     start = window_start(term, now)
     if start is not None:
         events = events.filter(occurred_at__gte=start)
-    if term.min_count > 1:
-        return events.values("consumer_id").annotate(n=Count("id")).filter(n__gte=term.min_count).values("consumer_id")
-    return events.values("consumer_id")
+    return events
+
+
+def behaviour_queryset(term: ActionTerm, *, merchant_id: int, now: datetime) -> QuerySet:
+    """Consumer ids (a values queryset), as SQL, with at least one matching event whose matching events meet the
+    term's conditions: count, spend, average order value, first and last occurrence.
+
+    Consumers with no matching event at all are not in it; a term that includes them (`includes_none`, such as
+    max_count=0) is this set plus everyone without a matching event (see `plain_term`).
+    """
+    events = matching_events(term, merchant_id=merchant_id, now=now)
+    low = max(term.min_count, 1)
+    if low == 1 and not term.has_aggregates:
+        return events.values("consumer_id")
+    grouped = events.values("consumer_id").annotate(n=Count("id"))
+    condition = Q(n__gte=low) if low > 1 else Q()
+    if term.max_count is not None:
+        condition &= Q(n__lte=term.max_count)
+    if any(getattr(term, arg) is not None for arg in MONEY_ARGS):
+        grouped = grouped.annotate(spend=Sum(EVENT_CENTS))
+        if term.min_spend is not None:
+            condition &= Q(spend__gte=_cents(term.min_spend))
+        if term.max_spend is not None:
+            condition &= Q(spend__lte=_cents(term.max_spend))
+        # The average order value (spend / orders) compared without dividing: spend >= n x amount.
+        if term.min_avg_order is not None:
+            condition &= Q(spend__gte=F("n") * _cents(term.min_avg_order))
+        if term.max_avg_order is not None:
+            condition &= Q(spend__lte=F("n") * _cents(term.max_avg_order))
+    first_start = aligned_start(term.first_within, now)
+    if first_start is not None:
+        grouped = grouped.annotate(first=Min("occurred_at"))
+        condition &= Q(first__gte=first_start)
+    last_start = aligned_start(term.last_before, now)
+    if last_start is not None:
+        grouped = grouped.annotate(last=Max("occurred_at"))
+        condition &= Q(last__lt=last_start)
+    return grouped.filter(condition).values("consumer_id")
+
+
+def plain_term(term: ActionTerm) -> ActionTerm:
+    """The same events with no conditions on them: consumers with at least one matching event."""
+    return replace(
+        term,
+        min_count=1,
+        max_count=None,
+        min_spend=None,
+        max_spend=None,
+        min_avg_order=None,
+        max_avg_order=None,
+        first_within=None,
+        last_before=None,
+    )
 
 
 BEHAVIOUR_GENERATION_KEY = "segments:behaviour:generation"
@@ -336,9 +431,10 @@ def behaviour_cache_key(
     term: ActionTerm, *, merchant_id: int, now: datetime, version: BehaviourVersion | None = None
 ) -> str:
     v = version if version is not None else behaviour_version()
-    start = window_start(term, now)
-    scope = merchant_id if term.merchant is not None else "all"
-    raw = f"{v.generation}|{v.low}|{v.high}|{start.isoformat() if start else '-'}|{scope}|{to_text(term)}"
+    starts = [aligned_start(getattr(term, arg), now) for arg in ("within", "first_within", "last_before")]
+    windows = ",".join(start.isoformat() if start else "-" for start in starts)
+    scope = merchant_id if term.merchant is not None or term.product is not None else "all"
+    raw = f"{v.generation}|{v.low}|{v.high}|{windows}|{scope}|{to_text(term)}"
     return "segments:behaviour:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -378,6 +474,72 @@ def behaviour_cache_invalidate() -> None:
         cache.set(BEHAVIOUR_GENERATION_KEY, 1, None)
     with _behaviour_lock:
         _behaviour_cache.clear()
+
+
+def customers_bitmap(*, merchant_id: int, version: BehaviourVersion | None = None) -> FrozenBitMap:
+    """A merchant's customers (scope my_customers): consumers with any event at its store. Cached like the
+    behavioural bitmaps, until the events change."""
+    v = version if version is not None else behaviour_version()
+    key = "segments:customers:" + hashlib.sha256(f"{v.generation}|{v.low}|{v.high}|{merchant_id}".encode()).hexdigest()
+    with _behaviour_lock:
+        hit = _behaviour_cache.get(key)
+        if hit is not None:
+            _behaviour_cache.move_to_end(key)
+            return hit
+    shared = cache.get(key)
+    if shared is not None:
+        bitmap = FrozenBitMap.deserialize(shared)
+    else:
+        ids = customers_queryset(merchant_id=merchant_id).values_list("consumer_id", flat=True)
+        bitmap = FrozenBitMap(ids.distinct().iterator(chunk_size=20000))
+        cache.set(key, bitmap.serialize(), BEHAVIOUR_CACHE_SECONDS)
+    with _behaviour_lock:
+        _behaviour_cache[key] = bitmap
+        while len(_behaviour_cache) > _PROCESS_CACHE_SIZE:
+            _behaviour_cache.popitem(last=False)
+    return bitmap
+
+
+def customers_queryset(*, merchant_id: int) -> QuerySet:
+    """The SQL of a merchant's customers: consumer ids of every event at its store (any type)."""
+    return Event.objects.filter(merchant_id=merchant_id).values("consumer_id")
+
+
+def value_reach_bitmap(
+    *, merchant_id: int, argument: str, value: str, version: BehaviourVersion | None = None
+) -> FrozenBitMap:
+    """Consumers with any event (view, cart, purchase, ...) on products matching a catalogue value: a category
+    or brand (as actions match them) or, for `product`, the merchant's own SKU. Cached like behaviour bitmaps."""
+    v = version if version is not None else behaviour_version()
+    raw = f"{v.generation}|{v.low}|{v.high}|{merchant_id}|{argument}|{value}"
+    key = "segments:value-reach:" + hashlib.sha256(raw.encode()).hexdigest()
+    with _behaviour_lock:
+        hit = _behaviour_cache.get(key)
+        if hit is not None:
+            _behaviour_cache.move_to_end(key)
+            return hit
+    shared = cache.get(key)
+    if shared is not None:
+        bitmap = FrozenBitMap.deserialize(shared)
+    else:
+        if argument == "product":
+            events = Event.objects.filter(merchant_id=merchant_id, product__merchant_id=merchant_id, product__sku=value)
+        else:
+            events = Event.objects.filter(product_condition(**{argument: value}, prefix="product__"))
+        ids = events.values_list("consumer_id", flat=True).distinct()
+        bitmap = FrozenBitMap(ids.iterator(chunk_size=20000))
+        cache.set(key, bitmap.serialize(), BEHAVIOUR_CACHE_SECONDS)
+    with _behaviour_lock:
+        _behaviour_cache[key] = bitmap
+        while len(_behaviour_cache) > _PROCESS_CACHE_SIZE:
+            _behaviour_cache.popitem(last=False)
+    return bitmap
+
+
+def scope_check(scope: str) -> str:
+    if scope not in SegmentScope.values:
+        raise ValueError(f"scope must be one of {', '.join(SegmentScope.values)}")
+    return scope
 
 
 # ------------------------------------------------------------------------------------------------ snapshots
@@ -430,10 +592,12 @@ def evaluate_bitmap(
     *,
     now: datetime | None = None,
     bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap] | None = None,
+    scope: str = SegmentScope.MARKETPLACE,
     _stack: tuple[int, ...] = (),
     _version: list[BehaviourVersion] | None = None,
 ) -> BitMap | FrozenBitMap:
-    """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers.
+    """The members (consumer ids) of a resolved expression, by bitmap algebra. Always within the live consumers,
+    and with scope my_customers within the merchant's customers (consumers with any event at its store).
 
     `bitmaps` (tag bitmaps by tag id, and the live consumers), when given, saves loading them: bulk refreshes
     load every tag once for many segments.
@@ -442,6 +606,7 @@ def evaluate_bitmap(
     call, when the first action term needs it, and shared with nested segments.
     """
     now = now or timezone.now()
+    scope_check(scope)
     version = _version if _version is not None else []
     tag_ids = sorted(set(resolved.tag_ids.values()))
     by_tag, live = bitmaps if bitmaps is not None else tag_bitmaps(tag_ids)
@@ -458,7 +623,14 @@ def evaluate_bitmap(
         if term not in actions:
             if not version:
                 version.append(behaviour_version())
-            actions[term] = behaviour_bitmap(term, merchant_id=resolved.merchant_id, now=now, version=version[0])
+            did = behaviour_bitmap(term, merchant_id=resolved.merchant_id, now=now, version=version[0])
+            if term.includes_none:
+                # max_count=0 and the like: also everyone with no matching event at all.
+                anyone = behaviour_bitmap(
+                    plain_term(term), merchant_id=resolved.merchant_id, now=now, version=version[0]
+                )
+                did = FrozenBitMap(did | (live - anyone))
+            actions[term] = did
         return actions[term]
 
     # Every operation makes one new bitmap (of the type of its left operand) and copies nothing: the leaves are
@@ -483,7 +655,12 @@ def evaluate_bitmap(
             return live - walk(node.operand)
         return leaf(node)
 
-    return walk(resolved.node) & live
+    members = walk(resolved.node) & live
+    if scope == SegmentScope.MY_CUSTOMERS:
+        if not version:
+            version.append(behaviour_version())
+        members &= customers_bitmap(merchant_id=resolved.merchant_id, version=version[0])
+    return members
 
 
 def _nested_segment_bitmap(
@@ -503,7 +680,7 @@ def _nested_segment_bitmap(
     if segment.kind == SegmentKind.LOOKALIKE or not segment.definition:
         return FrozenBitMap()  # a lookalike with no snapshot yet has no members yet
     inner = definition_resolve(segment_definition_node(segment), merchant=segment.merchant, text=segment.definition)
-    return evaluate_bitmap(inner, now=now, _stack=(*stack, segment_id), _version=version)
+    return evaluate_bitmap(inner, now=now, scope=segment.scope, _stack=(*stack, segment_id), _version=version)
 
 
 # ------------------------------------------------------------------------------------------------ SQL evaluator
@@ -529,7 +706,11 @@ def sql_condition(resolved: ResolvedDefinition, *, now: datetime, _stack: tuple[
             tag_id = resolved.tag_ids[(node.family, node.value)]
             return Q(pk__in=ConsumerTag.objects.filter(tag_id=tag_id).values("consumer_id"))
         if isinstance(node, ActionTerm):
-            return Q(pk__in=behaviour_queryset(node, merchant_id=resolved.merchant_id, now=now))
+            did = Q(pk__in=behaviour_queryset(node, merchant_id=resolved.merchant_id, now=now))
+            if node.includes_none:
+                anyone = matching_events(node, merchant_id=resolved.merchant_id, now=now).values("consumer_id")
+                return did | ~Q(pk__in=anyone)
+            return did
         return _nested_segment_condition(node.segment_id, resolved.merchant_id, now, _stack)
 
     return walk(resolved.node)
@@ -549,21 +730,34 @@ def _nested_segment_condition(segment_id: int, merchant_id: int, now: datetime, 
         members = list(snapshot_bitmap(snapshot.pk, snapshot.size)) if snapshot and snapshot.members_kept else []
         return Q(pk__in=members)
     inner = definition_resolve(segment_definition_node(segment), merchant=segment.merchant, text=segment.definition)
-    return sql_condition(inner, now=now, _stack=(*stack, segment_id))
+    return sql_condition(inner, now=now, _stack=(*stack, segment_id)) & _scope_condition(segment.scope, merchant_id)
 
 
-def sql_queryset(resolved: ResolvedDefinition, *, now: datetime | None = None) -> QuerySet:
+def _scope_condition(scope: str, merchant_id: int) -> Q:
+    if scope_check(scope) == SegmentScope.MY_CUSTOMERS:
+        return Q(pk__in=customers_queryset(merchant_id=merchant_id))
+    return Q()
+
+
+def sql_queryset(
+    resolved: ResolvedDefinition, *, now: datetime | None = None, scope: str = SegmentScope.MARKETPLACE
+) -> QuerySet:
     now = now or timezone.now()
     universe = live_consumers_queryset()
-    return universe.filter(sql_condition(resolved, now=now)).values_list("pk", flat=True)
+    condition = sql_condition(resolved, now=now) & _scope_condition(scope, resolved.merchant_id)
+    return universe.filter(condition).values_list("pk", flat=True)
 
 
-def evaluate_sql(resolved: ResolvedDefinition, *, now: datetime | None = None) -> BitMap:
-    return BitMap(sql_queryset(resolved, now=now).iterator(chunk_size=20000))
+def evaluate_sql(
+    resolved: ResolvedDefinition, *, now: datetime | None = None, scope: str = SegmentScope.MARKETPLACE
+) -> BitMap:
+    return BitMap(sql_queryset(resolved, now=now, scope=scope).iterator(chunk_size=20000))
 
 
-def count_sql(resolved: ResolvedDefinition, *, now: datetime | None = None) -> int:
-    return sql_queryset(resolved, now=now).count()
+def count_sql(
+    resolved: ResolvedDefinition, *, now: datetime | None = None, scope: str = SegmentScope.MARKETPLACE
+) -> int:
+    return sql_queryset(resolved, now=now, scope=scope).count()
 
 
 __all__ = [
@@ -571,6 +765,7 @@ __all__ = [
     "behaviour_bitmap",
     "behaviour_cache_invalidate",
     "count_sql",
+    "customers_bitmap",
     "definition_resolve",
     "evaluate_bitmap",
     "evaluate_sql",

@@ -19,6 +19,11 @@ The JSON form mirrors the tree::
     {"tag": {"family": "country", "value": "SG"}}  {"segment": 12}
     {"action": "purchased", "category": "beauty", "brand": ..., "merchant": ..., "within": "30d", "min_count": 2}
 
+Actions also take count, spend and occurrence conditions (docs/segments.md): `max_count` (0 means "did not"),
+`min_spend`/`max_spend` and `min_avg_order`/`max_avg_order` (purchased only; amounts in the events' currency
+units as stored), `first_within` (the first matching event falls in the window) and `last_before` (there was a
+matching event, but none in the window), and `product` (a SKU of the merchant's own catalogue).
+
 Parsing is purely syntactic: whether a tag exists, a segment is the merchant's own or a merchant slug is allowed
 is checked by `segments.evaluation.definition_resolve`, which raises the same `SegmentSyntaxError` at the
 term's position. No input makes this module raise anything but `SegmentSyntaxError`: nesting, length and term
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 MAX_EXPRESSION_LENGTH = 10_000
@@ -37,13 +43,34 @@ MAX_DEPTH = 48  # parentheses and NOTs nested inside each other
 MAX_TERMS = 200  # tags, segments and actions in one expression
 
 ACTIONS = ("viewed", "carted", "favourited", "purchased")
-ACTION_ARGS = ("category", "brand", "merchant", "within", "min_count")
+ACTION_ARGS = (
+    "category",
+    "brand",
+    "product",
+    "merchant",
+    "within",
+    "min_count",
+    "max_count",
+    "min_spend",
+    "max_spend",
+    "min_avg_order",
+    "max_avg_order",
+    "first_within",
+    "last_before",
+)
+COUNT_ARGS = ("min_count", "max_count")
+MONEY_ARGS = ("min_spend", "max_spend", "min_avg_order", "max_avg_order")
+WINDOW_ARGS = ("within", "first_within", "last_before")
+# Conditions on what a consumer's matching events add up to; they need at least one event.
+AGGREGATE_ARGS = (*MONEY_ARGS, "first_within", "last_before")
+MAX_MONEY = Decimal("10000000000")  # ten billion currency units
 WITHIN_UNITS = {"h": 1, "d": 24, "w": 24 * 7}  # hours per unit
 MAX_WITHIN_HOURS = 5 * 366 * 24  # five years; events are not kept that long anyway
 MAX_MIN_COUNT = 1_000_000
 
 _FAMILY_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 _WITHIN_RE = re.compile(r"([0-9]{1,7})([hdw])\Z")
+_MONEY_RE = re.compile(r"[0-9]{1,11}(\.[0-9]{1,2})?\Z")
 _SPECIAL = set("():,=\"'")
 _BARE_VALUE_RE = re.compile(r"[^\s():,=\"']+\Z")
 _KEYWORDS = {"and", "or", "not"}
@@ -126,6 +153,14 @@ class ActionTerm:
     merchant: str | None = None
     within: str | None = None
     min_count: int = 1
+    product: str | None = None
+    max_count: int | None = None
+    min_spend: Decimal | None = None
+    max_spend: Decimal | None = None
+    min_avg_order: Decimal | None = None
+    max_avg_order: Decimal | None = None
+    first_within: str | None = None
+    last_before: str | None = None
     pos: int | str = field(default=0, compare=False)
     # Where each argument's value starts, for errors found later (an unknown merchant, say).
     arg_pos: tuple[tuple[str, int | str], ...] = field(default=(), compare=False)
@@ -134,14 +169,40 @@ class ActionTerm:
         return dict(self.arg_pos).get(arg, self.pos)
 
     @property
+    def default_min_count(self) -> int:
+        """min_count when not written: 1 ("did it"), or 0 when a max_count is given (so max_count=0 is "did not")."""
+        return 0 if self.max_count is not None else 1
+
+    @property
     def within_hours(self) -> int | None:
-        if self.within is None:
-            return None
-        match = _WITHIN_RE.match(self.within)
-        if match is None:  # the parser only builds terms whose window matched
-            raise ValueError(f"not a window: {self.within!r}")
-        number, unit = match.groups()
-        return int(number) * WITHIN_UNITS[unit]
+        return window_hours(self.within)
+
+    @property
+    def has_aggregates(self) -> bool:
+        """Whether the term puts conditions on a consumer's matching events beyond their count."""
+        return self.max_count is not None or any(getattr(self, arg) is not None for arg in AGGREGATE_ARGS)
+
+    @property
+    def includes_none(self) -> bool:
+        """Whether a consumer with no matching event at all is in the term (min_count=0: "did not" or "at most")."""
+        return (
+            self.min_count == 0
+            and self.min_spend in (None, Decimal(0))
+            and not any(
+                getattr(self, arg) is not None
+                for arg in ("min_avg_order", "max_avg_order", "first_within", "last_before")
+            )
+        )
+
+
+def window_hours(window: str | None) -> int | None:
+    if window is None:
+        return None
+    match = _WITHIN_RE.match(window)
+    if match is None:  # the parser only builds terms whose window matched
+        raise ValueError(f"not a window: {window!r}")
+    number, unit = match.groups()
+    return int(number) * WITHIN_UNITS[unit]
 
 
 @dataclass(frozen=True)
@@ -468,42 +529,64 @@ class _Parser:
                     [",", ")"],
                 )
         self.advance()  # ")"
-        return ActionTerm(action=name_token.text.lower(), pos=name_token.pos, arg_pos=tuple(positions), **args)
+        return _action_term(name_token.text.lower(), args, list(positions), name_token.pos, self.text)
 
 
 def _action_arg(arg: str, raw: Any, pos: int | str, text: str | None) -> Any:
     """Validate one action argument's value; errors name its position."""
-    if arg == "min_count":
+    if arg in COUNT_ARGS:
+        lowest = 0  # min_count=0 is refused on its own later (it needs a max_count)
+        expected = ["an integer >= 1" if arg == "min_count" else "an integer >= 0"]
         if isinstance(raw, bool) or not isinstance(raw, int | str):
-            raise SegmentSyntaxError(
-                "min_count must be a whole number", position=pos, found=_show(raw), expected=["an integer >= 1"]
-            )
-        value_text = str(raw)
+            raise SegmentSyntaxError(f"{arg} must be a whole number", position=pos, found=_show(raw), expected=expected)
+        value_text = str(raw).strip()
         if not re.fullmatch(r"-?[0-9]{1,9}", value_text):
             raise SegmentSyntaxError(
-                "min_count must be a whole number",
-                position=pos,
-                found=_show(raw),
-                expected=["an integer >= 1"],
-                text=text,
+                f"{arg} must be a whole number", position=pos, found=_show(raw), expected=expected, text=text
             )
         value = int(value_text)
-        if value < 1 or value > MAX_MIN_COUNT:
+        if value < lowest or value > MAX_MIN_COUNT:
             raise SegmentSyntaxError(
-                f"min_count must be between 1 and {MAX_MIN_COUNT:,}",
+                f"{arg} must be between {lowest} and {MAX_MIN_COUNT:,}",
                 position=pos,
                 found=value_text,
-                expected=["an integer >= 1"],
+                expected=expected,
                 text=text,
             )
         return value
+    if arg in MONEY_ARGS:
+        expected = ["an amount such as 50 or 49.99"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise SegmentSyntaxError(
+                f"{arg} must be an amount", position=pos, found=_show(raw), expected=expected, text=text
+            )
+        value_text = (repr(raw) if isinstance(raw, float) else str(raw)).strip()
+        if not _MONEY_RE.match(value_text):
+            raise SegmentSyntaxError(
+                f"{arg} must be an amount of at least 0 with at most two decimals, such as 50 or 49.99",
+                position=pos,
+                found=_show(raw),
+                expected=expected,
+                text=text,
+            )
+        try:
+            amount = Decimal(value_text)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+            raise SegmentSyntaxError(
+                f"{arg} must be an amount", position=pos, found=_show(raw), expected=expected, text=text
+            ) from None
+        if amount > MAX_MONEY:
+            raise SegmentSyntaxError(
+                f"{arg} must be at most {MAX_MONEY:,}", position=pos, found=value_text, expected=expected, text=text
+            )
+        return money_normal(amount)
     if not isinstance(raw, str):
         raise SegmentSyntaxError(f"{arg} must be text", position=pos, found=_show(raw), expected=[f"a {arg} value"])
-    if arg == "within":
+    if arg in WINDOW_ARGS:
         match = _WITHIN_RE.match(raw.strip().lower())
         if not match:
             raise SegmentSyntaxError(
-                "within must be a number of hours, days or weeks such as 12h, 30d or 8w",
+                f"{arg} must be a number of hours, days or weeks such as 12h, 30d or 8w",
                 position=pos,
                 found=_show(raw),
                 expected=["a duration like 12h, 30d or 8w"],
@@ -513,7 +596,7 @@ def _action_arg(arg: str, raw: Any, pos: int | str, text: str | None) -> Any:
         hours = number * WITHIN_UNITS[unit]
         if number < 1 or hours > MAX_WITHIN_HOURS:
             raise SegmentSyntaxError(
-                "within must be at least 1h and at most five years",
+                f"{arg} must be at least 1h and at most five years",
                 position=pos,
                 found=_show(raw),
                 expected=["a duration like 12h, 30d or 8w"],
@@ -525,6 +608,84 @@ def _action_arg(arg: str, raw: Any, pos: int | str, text: str | None) -> Any:
             f"{arg} must be 1 to 200 characters", position=pos, found=_show(raw), expected=[f"a {arg} value"], text=text
         )
     return raw
+
+
+def money_normal(amount: Decimal) -> Decimal:
+    """One spelling per amount (50, 50.0 and 50.00 are the same condition): no trailing zeros, no exponent."""
+    normal = amount.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral_value() else normal
+
+
+def money_text(amount: Decimal) -> str:
+    return format(amount, "f")
+
+
+def _action_term(
+    action: str,
+    args: dict[str, Any],
+    positions: list[tuple[str, Any]],
+    pos: int | str,
+    text: str | None,
+) -> ActionTerm:
+    """Build an action term from validated arguments, checking how they combine; errors name the argument."""
+    where = dict(positions)
+
+    def refuse(arg: str, message: str, expected: list[str]) -> SegmentSyntaxError:
+        return SegmentSyntaxError(
+            message, position=where.get(arg, pos), found=_shown_arg(arg, args.get(arg)), expected=expected, text=text
+        )
+
+    if action != "purchased":
+        for arg in MONEY_ARGS:
+            if arg in args:
+                raise refuse(arg, f"{arg} applies to purchased() only: other actions have no amount", ["purchased"])
+    if "max_count" in args and "min_count" not in args:
+        args["min_count"] = 0
+    if args.get("min_count") == 0 and "max_count" not in args:
+        raise refuse(
+            "min_count",
+            "min_count=0 matches everyone; write max_count=0 for consumers who did not, or max_count=N for at most N",
+            ["an integer >= 1", "max_count"],
+        )
+    if "max_count" in args and args["max_count"] < args["min_count"]:
+        raise refuse("max_count", f"max_count is below min_count ({args['min_count']})", [f">= {args['min_count']}"])
+    for low, high in (("min_spend", "max_spend"), ("min_avg_order", "max_avg_order")):
+        if low in args and high in args and args[high] < args[low]:
+            raise refuse(high, f"{high} is below {low} ({money_text(args[low])})", [f">= {money_text(args[low])}"])
+    if args.get("max_count") == 0:
+        for arg in AGGREGATE_ARGS:
+            if arg in args:
+                raise refuse(
+                    arg,
+                    f"max_count=0 selects consumers with no matching event, who have no {_ARG_NOUN[arg]}; "
+                    f"drop {arg} or max_count",
+                    [f"no {arg} with max_count=0"],
+                )
+    if "within" in args:
+        for arg in ("first_within", "last_before"):
+            if arg in args:
+                raise refuse(
+                    arg,
+                    f"{arg} looks at all matching events, so it cannot be combined with within; drop one of them",
+                    [f"{arg} without within"],
+                )
+    return ActionTerm(action=action, pos=pos, arg_pos=tuple(positions), **args)
+
+
+_ARG_NOUN = {
+    "min_spend": "spend",
+    "max_spend": "spend",
+    "min_avg_order": "order value",
+    "max_avg_order": "order value",
+    "first_within": "first event",
+    "last_before": "last event",
+}
+
+
+def _shown_arg(arg: str, value: Any) -> str:
+    if value is None:
+        return arg
+    return money_text(value) if isinstance(value, Decimal) else str(value)
 
 
 def _show(value: Any) -> str:
@@ -660,7 +821,7 @@ def _action_from_json(data: dict, path: str, counter: list[int]) -> ActionTerm:
             raise SegmentSyntaxError(f"Argument {arg} given twice", position=f"{path}.{key}", found=arg, expected=[])
         args[arg] = _action_arg(arg, raw, f"{path}.{key}", None)
         positions.append((arg, f"{path}.{key}"))
-    return ActionTerm(action=action.lower(), pos=path, arg_pos=tuple(positions), **args)
+    return _action_term(action.lower(), args, list(positions), path, None)
 
 
 def _json_type(value: Any) -> str:
@@ -681,11 +842,21 @@ def to_json(node: Node) -> dict[str, Any]:
     if isinstance(node, SegmentTerm):
         return {"segment": node.segment_id}
     data: dict[str, Any] = {"action": node.action}
+    for arg, value in _written_args(node):
+        # Amounts are JSON numbers: whole ones as integers, others as the shortest float that reads back the same.
+        data[arg] = (int(value) if value == value.to_integral_value() else float(value)) if arg in MONEY_ARGS else value
+    return data
+
+
+def _written_args(node: ActionTerm) -> list[tuple[str, Any]]:
+    """The arguments the canonical forms write, in ACTION_ARGS order: defaults are left out."""
+    written = []
     for arg in ACTION_ARGS:
         value = getattr(node, arg)
-        if value is not None and not (arg == "min_count" and value == 1):
-            data[arg] = value
-    return data
+        if value is None or (arg == "min_count" and value == node.default_min_count):
+            continue
+        written.append((arg, value))
+    return written
 
 
 # ------------------------------------------------------------------------------------------------ text form
@@ -712,11 +883,13 @@ def to_text(node: Node) -> str:
     if isinstance(node, SegmentTerm):
         return f"segment:{node.segment_id}"
     args = []
-    for arg in ACTION_ARGS:
-        value = getattr(node, arg)
-        if value is None or (arg == "min_count" and value == 1):
-            continue
-        args.append(f"{arg}={value}" if arg == "min_count" else f'{arg}="{_escape(value)}"')
+    for arg, value in _written_args(node):
+        if arg in COUNT_ARGS:
+            args.append(f"{arg}={value}")
+        elif arg in MONEY_ARGS:
+            args.append(f"{arg}={money_text(value)}")
+        else:
+            args.append(f'{arg}="{_escape(value)}"')
     return f"{node.action}({', '.join(args)})"
 
 

@@ -40,6 +40,7 @@ from .models import (
     RefreshPolicy,
     Segment,
     SegmentKind,
+    SegmentScope,
     SegmentSnapshot,
     SegmentStatus,
     SnapshotStatus,
@@ -180,8 +181,12 @@ def segment_create(
     refresh_policy: str = RefreshPolicy.MANUAL,
     crontab: str | None = None,
     description: str = "",
+    scope: str = SegmentScope.MARKETPLACE,
 ) -> Segment:
-    """A rule or persona segment from an expression (text) or definition (JSON); its first refresh is queued."""
+    """A rule or persona segment from an expression (text) or definition (JSON); its first refresh is queued.
+
+    `scope`: whom it counts, the whole marketplace or only the merchant's customers (consumers with any event
+    at its store)."""
     if kind not in (SegmentKind.RULE, SegmentKind.PERSONA):
         raise Unprocessable("Lookalike segments are made from a seed segment (POST segments/{id}/lookalike).")
     resolved = definition_compile(merchant=merchant, expression=expression, definition=definition)
@@ -200,6 +205,7 @@ def segment_create(
                     definition=resolved.text,
                     definition_json=to_json(resolved.node),
                     refresh_policy=refresh_policy,
+                    scope=_scope_valid(scope),
                     created_by=actor,
                 )
         except IntegrityError:
@@ -225,8 +231,10 @@ def segment_update(
     definition: Any = None,
     refresh_policy: str | None = None,
     crontab: str | None = None,
+    scope: str | None = None,
 ) -> Segment:
-    """Edit a segment. A changed definition is checked (cycles included) and triggers a refresh after commit."""
+    """Edit a segment. A changed definition or scope is checked (cycles included) and triggers a refresh after
+    commit."""
     resolved = None
     if expression is not None or definition is not None:
         if segment.kind == SegmentKind.LOOKALIKE:
@@ -241,13 +249,21 @@ def segment_update(
     with transaction.atomic():
         segment = Segment.objects.select_for_update().select_related("merchant").get(pk=segment.pk)
         changed_definition = resolved is not None and resolved.text != segment.definition
+        if scope is not None and _scope_valid(scope) != segment.scope:
+            if segment.kind == SegmentKind.LOOKALIKE:
+                raise Unprocessable(
+                    "A lookalike segment takes its audience from its seed; change the seed's scope instead.",
+                    code="not_editable",
+                )
+            segment.scope = scope
+            changed_definition = True  # a new membership: refresh
         if name is not _UNSET and name != segment.name:
             if Segment.objects.for_merchant(segment.merchant).filter(name=name).exclude(pk=segment.pk).exists():
                 raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
             segment.name = name
         if description is not _UNSET:
             segment.description = description
-        if changed_definition and resolved is not None:
+        if resolved is not None and resolved.text != segment.definition:
             segment.definition = resolved.text
             segment.definition_json = to_json(resolved.node)
             segment.depends_on.set(resolved.segment_ids)
@@ -261,6 +277,16 @@ def segment_update(
         if changed_definition:
             segment_refresh_request(segment_id=segment.pk, actor=actor)
     return segment
+
+
+def _scope_valid(scope: str) -> str:
+    if scope not in SegmentScope.values:
+        raise Invalid(
+            f"scope must be one of {', '.join(SegmentScope.values)}",
+            code="invalid_scope",
+            details={"field": "scope", "found": str(scope)[:40], "expected": list(SegmentScope.values)},
+        )
+    return scope
 
 
 # Campaigns (a layer above) name the segments they include and exclude through these relations on Segment; a
@@ -415,7 +441,7 @@ def _compute_members(segment: Segment, inputs: RefreshInputs | None = None) -> C
         )
     except SegmentSyntaxError as exc:
         raise RefreshFailed(f"The definition no longer works: {exc}") from None
-    members = evaluate_bitmap(resolved, bitmaps=inputs.bitmaps if inputs else None)
+    members = evaluate_bitmap(resolved, bitmaps=inputs.bitmaps if inputs else None, scope=segment.scope)
     return ComputedMembers(BitMap(members), "bitmap", resolved.text, {})
 
 

@@ -37,6 +37,12 @@ REFRESH_CHOICES = [
     ("custom", "On a schedule (cron, UTC)"),
 ]
 
+# Whom a segment counts (segments.models.SegmentScope), in the words the portal shows next to every count.
+SCOPE_CHOICES = [
+    ("marketplace", "In the whole marketplace"),
+    ("my_customers", "Among my customers"),
+]
+
 
 class SegmentForm(forms.Form):
     """What a merchant types; the segment services check the expression and the schedule."""
@@ -60,6 +66,12 @@ class SegmentForm(forms.Form):
         error_messages={"required": "Say who is in the segment: type an expression or add a rule below."},
     )
     refresh_policy = forms.ChoiceField(label="Keep it up to date", choices=REFRESH_CHOICES, initial="manual")
+    scope = forms.ChoiceField(
+        label="Count consumers",
+        choices=SCOPE_CHOICES,
+        initial="marketplace",
+        help_text="Your customers are consumers who viewed, carted, favourited or bought anything at your store.",
+    )
     crontab = forms.CharField(
         label="Schedule",
         required=False,
@@ -70,6 +82,10 @@ class SegmentForm(forms.Form):
 
     def __init__(self, *args, lookalike: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.is_bound and "scope" not in self.data:
+            # A form posted without the select (a lookalike's, which has none; an older page): the default.
+            self.data = self.data.copy()
+            self.data["scope"] = "marketplace"
         if lookalike:
             # A lookalike is defined by its seed; only its name, description and refresh policy change.
             self.fields["expression"].required = False

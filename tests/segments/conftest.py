@@ -116,8 +116,17 @@ def products(merchant, other_merchant) -> dict[str, Product]:
     }
 
 
-def event_add(consumer: Consumer, product: Product, event_type: int, *, days_ago: float = 1, n: int = 1) -> None:
-    """n events of the consumer with the product, sent through ingestion."""
+def event_add(
+    consumer: Consumer,
+    product: Product,
+    event_type: int,
+    *,
+    days_ago: float = 1,
+    n: int = 1,
+    price: str | None = None,
+    quantity: int = 1,
+) -> None:
+    """n events of the consumer with the product, sent through ingestion (price: the unit price paid)."""
     occurred_at = timezone.now() - timedelta(days=days_ago)
     events_ingest_rows(
         [
@@ -127,6 +136,8 @@ def event_add(consumer: Consumer, product: Product, event_type: int, *, days_ago
                 sku=product.sku,
                 event_type=event_type,
                 occurred_at=occurred_at,
+                price=price,
+                quantity=quantity,
             )
             for _ in range(n)
         ]

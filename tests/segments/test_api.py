@@ -561,3 +561,99 @@ def test_openapi_schema_documents_the_segment_endpoints(db, client):
         "/api/v1/segments/{segment_id}/lookalike",
     ):
         assert any(p.rstrip("/") == path.rstrip("/") for p in paths), (path, sorted(paths))
+
+
+# ------------------------------------------------------------------------------------------------ scope
+
+
+@pytest.fixture
+def customers(ready, products):
+    """Consumers 0-249 have an event at the merchant's store (its customers); 250-399 only at another's."""
+    from tests.factories import event_row, events_ingest_rows
+
+    from .conftest import EventType, caches_clear
+
+    rows = [
+        event_row(consumer=c, merchant=products["lipstick"].merchant, sku="L1", event_type=EventType.VIEW)
+        for c in ready.consumers[:250]
+    ] + [
+        event_row(consumer=c, merchant=products["serum"].merchant, sku="S1", event_type=EventType.PURCHASE)
+        for c in ready.consumers[250:]
+    ]
+    events_ingest_rows(rows)
+    caches_clear()
+    return ready
+
+
+def test_estimate_in_my_customers_counts_only_the_merchants_customers(customers, merchant, merchant_client):
+    from privacy.release import canonical_subject
+    from segments.evaluation import definition_resolve
+    from segments.language import parse, to_json
+
+    whole = merchant_client.post(ESTIMATE, {"expression": "country:MY"}, format="json").json()
+    mine = merchant_client.post(ESTIMATE, {"expression": "country:MY", "scope": "my_customers"}, format="json")
+    assert mine.status_code == 200, mine.json()
+    mine = mine.json()
+    assert whole["scope"] == "marketplace" and mine["scope"] == "my_customers"
+    subject = canonical_subject(to_json(definition_resolve(parse("country:MY"), merchant=merchant).node))
+    # 200-399 are in MY; of them 200-249 are the merchant's customers. The scope is in the released subject.
+    assert whole["size"] == released_public(f"size:{subject}", 200)
+    assert mine["size"] == released_public(f"size:{subject}:my_customers:{merchant.pk}", 50)
+    bad = merchant_client.post(ESTIMATE, {"expression": "country:MY", "scope": "everyone"}, format="json")
+    assert bad.status_code == 400 and "scope" in str(bad.json())
+
+
+def test_a_saved_segment_keeps_its_scope_and_refreshes_by_it(
+    customers, merchant, merchant_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        created = merchant_client.post(
+            "/api/v1/segments/",
+            {"name": "MY customers", "expression": "country:MY", "scope": "my_customers"},
+            format="json",
+        )
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert body["scope"] == "my_customers"
+    segment = Segment.objects.get(pk=body["id"])
+    snapshot = segment.snapshots.get()
+    assert snapshot.size == 50
+    assert merchant_client.get(f"/api/v1/segments/{segment.pk}").json()["size"] == released_public(
+        f"segment:{segment.pk}:size", 50
+    )
+    # Switching the scope is a new membership: it refreshes.
+    with django_capture_on_commit_callbacks(execute=True):
+        patched = merchant_client.patch(f"/api/v1/segments/{segment.pk}", {"scope": "marketplace"}, format="json")
+    assert patched.status_code == 200 and patched.json()["scope"] == "marketplace"
+    assert segment.snapshots.order_by("-id").first().size == 200
+    refused = merchant_client.patch(f"/api/v1/segments/{segment.pk}", {"scope": "mine"}, format="json")
+    assert refused.status_code == 400
+
+
+def test_new_conditions_through_the_estimate(customers, merchant, merchant_client):
+    response = merchant_client.post(
+        ESTIMATE, {"expression": 'viewed(merchant="acme", max_count=0) AND country:MY'}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["expression"] == 'viewed(merchant="acme", max_count=0) AND country:MY'
+    assert len(members_of(merchant, 'viewed(merchant="acme", max_count=0) AND country:MY')) == 150
+    bad = merchant_client.post(ESTIMATE, {"expression": "viewed(min_spend=10)"}, format="json")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["details"]["column"] == 18
+    unknown = merchant_client.post(ESTIMATE, {"expression": 'purchased(product="S1")'}, format="json")
+    assert unknown.status_code == 400 and "Unknown product" in unknown.json()["error"]["message"]
+
+
+def test_values_offer_products_and_released_reach(customers, merchant, merchant_client):
+    response = merchant_client.get("/api/v1/audiences/values", {"argument": "product", "prefix": "l"})
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["values"] == ["L1"] and body["scope"] == "marketplace"
+    (item,) = body["items"]
+    assert item["reach"] == released_public(f"product:{merchant.pk}:L1:reach", 250, "preview")
+    mine = merchant_client.get("/api/v1/audiences/values", {"argument": "brand", "scope": "my_customers"}).json()
+    reach = {i["value"]: i["reach"] for i in mine["items"]}
+    assert reach["Glow"] == released_public(f"value:brand:glow:reach:my_customers:{merchant.pk}", 250, "preview")
+    # Another merchant's product is not offered.
+    foreign = merchant_client.get("/api/v1/audiences/values", {"argument": "product", "prefix": "S"}).json()
+    assert foreign["values"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import transaction
@@ -17,8 +18,20 @@ from segments.evaluation import (
     evaluate_bitmap,
     evaluate_sql,
 )
-from segments.language import ActionTerm, And, Not, Or, SegmentSyntaxError, SegmentTerm, TagTerm, parse
-from segments.models import Segment
+from segments.language import (
+    MONEY_ARGS,
+    ActionTerm,
+    And,
+    Not,
+    Or,
+    SegmentSyntaxError,
+    SegmentTerm,
+    TagTerm,
+    from_json,
+    parse,
+    to_json,
+)
+from segments.models import Segment, SegmentScope
 from segments.services import segment_create, segment_refresh
 
 from .conftest import caches_clear, event_add
@@ -31,16 +44,49 @@ TAG_CHOICES = [
     ("interest", "home & living"),
     ("discount_sensitivity", "high"),
 ]
-ACTION_CHOICES = st.builds(
-    ActionTerm,
-    st.sampled_from(["viewed", "carted", "purchased"]),
-    category=st.none() | st.sampled_from(["beauty", "outdoor", "beauty/makeup"]),
-    brand=st.none() | st.sampled_from(["Glow", "peak"]),
-    merchant=st.none() | st.just("acme"),
-    within=st.none() | st.sampled_from(["12h", "3d", "2w"]),
-    min_count=st.integers(1, 3),
+
+
+def _valid_action(args: dict):
+    try:
+        return from_json({key: value for key, value in args.items() if value is not None})
+    except SegmentSyntaxError:
+        return None  # arguments that do not combine (max below min, within with last_before, ...)
+
+
+_AMOUNTS = st.sampled_from(["0", "5", "12.5", "20", "40.01", "75"])
+ACTION_CHOICES = (
+    st.fixed_dictionaries(
+        {
+            "action": st.sampled_from(["viewed", "carted", "purchased"]),
+            "category": st.none() | st.sampled_from(["beauty", "outdoor", "beauty/makeup"]),
+            "brand": st.none() | st.sampled_from(["Glow", "peak"]),
+            "product": st.none() | st.sampled_from(["L1", "T1"]),
+            "merchant": st.none() | st.just("acme"),
+            "within": st.none() | st.sampled_from(["12h", "3d", "2w"]),
+            "min_count": st.none() | st.integers(1, 3),
+            "max_count": st.none() | st.integers(0, 3),
+            "min_spend": st.none() | _AMOUNTS,
+            "max_spend": st.none() | _AMOUNTS,
+            "min_avg_order": st.none() | _AMOUNTS,
+            "max_avg_order": st.none() | _AMOUNTS,
+            "first_within": st.none() | st.sampled_from(["2d", "1w"]),
+            "last_before": st.none() | st.sampled_from(["12h", "5d"]),
+        }
+    )
+    .map(lambda args: args if args["action"] == "purchased" else {**args, **dict.fromkeys(MONEY_ARGS)})
+    .map(_valid_action)
+    .filter(lambda term: term is not None)
 )
 EVENT_TYPES = [EventType.VIEW, EventType.CART, EventType.PURCHASE]
+SCOPES = st.sampled_from(SegmentScope.values)
+EVENTS = st.tuples(
+    st.integers(0, 29),
+    st.sampled_from(["lipstick", "serum", "tent"]),
+    st.sampled_from(EVENT_TYPES),
+    st.floats(0.01, 30),
+    st.none() | st.sampled_from(["0.99", "5.00", "12.50", "19.99", "40.01"]),
+    st.integers(1, 3),
+)
 
 
 class _Rollback(Exception):
@@ -70,17 +116,7 @@ def test_bitmap_and_sql_evaluators_agree(world, merchant, products, tagging_appr
     """Random tag assignments, random events, a nested segment, random expressions: the same members."""
     n = data.draw(st.integers(5, 30), label="consumers")
     assignments = data.draw(st.lists(st.sets(st.sampled_from(TAG_CHOICES), max_size=4), min_size=n, max_size=n))
-    events = data.draw(
-        st.lists(
-            st.tuples(
-                st.integers(0, n - 1),
-                st.sampled_from(sorted(products)),
-                st.sampled_from(EVENT_TYPES),
-                st.floats(0.01, 30),
-            ),
-            max_size=40,
-        )
-    )
+    events = data.draw(st.lists(EVENTS, max_size=40), label="events")
     try:
         with transaction.atomic():
             caches_clear()
@@ -95,8 +131,15 @@ def test_bitmap_and_sql_evaluators_agree(world, merchant, products, tagging_appr
             for index, tags in enumerate(assignments):
                 for family, value in tags:
                     world.tag([index], family, value)
-            for index, product, event_type, days_ago in events:
-                event_add(world.consumers[index], products[product], event_type, days_ago=days_ago)
+            for index, product, event_type, days_ago, price, quantity in events:
+                event_add(
+                    world.consumers[index % n],
+                    products[product],
+                    event_type,
+                    days_ago=days_ago,
+                    price=price,
+                    quantity=quantity,
+                )
             world.rebuild()
 
             tag_leaves = st.sampled_from(TAG_CHOICES).map(lambda fv: TagTerm(*fv))
@@ -105,15 +148,124 @@ def test_bitmap_and_sql_evaluators_agree(world, merchant, products, tagging_appr
                 merchant=merchant,
                 name="nested",
                 actor="test",
-                definition=__import__("segments.language", fromlist=["to_json"]).to_json(inner),
+                definition=to_json(inner),
             )
+            # The nested segment's own scope: its snapshot (bitmap) and its rule re-evaluated (SQL) honour it.
+            Segment.objects.filter(pk=nested.pk).update(scope=data.draw(SCOPES, label="nested scope"))
             segment_refresh(segment_id=nested.pk, actor="test")
             leaves = tag_leaves | ACTION_CHOICES | st.just(SegmentTerm(nested.pk))
             now = timezone.now()
             for _ in range(3):
                 tree = data.draw(_tree(leaves), label="expression")
+                scope = data.draw(SCOPES, label="scope")
                 resolved = definition_resolve(tree, merchant=merchant)
-                assert evaluate_bitmap(resolved, now=now) == evaluate_sql(resolved, now=now), resolved.text
+                bitmap = evaluate_bitmap(resolved, now=now, scope=scope)
+                assert bitmap == evaluate_sql(resolved, now=now, scope=scope), (scope, resolved.text)
+            raise _Rollback
+    except _Rollback:
+        pass
+    finally:
+        caches_clear()
+
+
+def _python_members(term: ActionTerm, *, merchant, consumers, now) -> set[int]:
+    """The action term written again in Python over the event rows: who it selects."""
+    from segments.evaluation import ACTION_EVENT_TYPES, aligned_start
+
+    rows = Event.objects.filter(event_type=ACTION_EVENT_TYPES[term.action]).values(
+        "consumer_id",
+        "merchant_id",
+        "occurred_at",
+        "price",
+        "quantity",
+        "product__sku",
+        "product__merchant_id",
+        "product__category_path",
+        "product__brand",
+    )
+    within = aligned_start(term.within, now)
+
+    def matches(row) -> bool:
+        path = row["product__category_path"] or ""
+        return (
+            (term.merchant is None or row["merchant_id"] == merchant.pk)
+            and (
+                term.product is None
+                or (row["product__merchant_id"] == merchant.pk and row["product__sku"] == term.product)
+            )
+            and (term.brand is None or (row["product__brand"] or "").lower() == term.brand.lower())
+            and (
+                term.category is None
+                or path.split("/")[0].lower() == term.category.lower()
+                or path.lower() == term.category.lower()
+                or path.lower().startswith(term.category.lower() + "/")
+            )
+            and (within is None or row["occurred_at"] >= within)
+        )
+
+    per: dict[int, list] = {}
+    for row in rows:
+        if matches(row):
+            per.setdefault(row["consumer_id"], []).append(row)
+    first_start, last_start = aligned_start(term.first_within, now), aligned_start(term.last_before, now)
+    chosen = set()
+    for consumer in consumers:
+        mine = per.get(consumer.pk, [])
+        count = len(mine)
+        spend = sum((Decimal(r["price"] or 0) * r["quantity"] for r in mine), Decimal(0))
+        checks = [count >= term.min_count, term.max_count is None or count <= term.max_count]
+        checks += [term.min_spend is None or spend >= term.min_spend, term.max_spend is None or spend <= term.max_spend]
+        if term.min_avg_order is not None or term.max_avg_order is not None:
+            average = spend / count if count else None
+            checks.append(average is not None and (term.min_avg_order is None or average >= term.min_avg_order))
+            checks.append(average is not None and (term.max_avg_order is None or average <= term.max_avg_order))
+        if first_start is not None:
+            checks.append(bool(mine) and min(r["occurred_at"] for r in mine) >= first_start)
+        if last_start is not None:
+            checks.append(bool(mine) and max(r["occurred_at"] for r in mine) < last_start)
+        if all(checks):
+            chosen.add(consumer.pk)
+    return chosen
+
+
+@pytest.mark.django_db(transaction=False)
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_action_conditions_match_the_rule_written_in_python(world, merchant, products, data):
+    """Counts, spend, average order value, first and last occurrence, did-not: both evaluators against the
+    definition (docs/segments.md) computed again in Python from the event rows."""
+    n = data.draw(st.integers(3, 12), label="consumers")
+    events = data.draw(st.lists(EVENTS, max_size=30), label="events")
+    try:
+        with transaction.atomic():
+            caches_clear()
+            for sku, path, brand in (("X1", "outdoor/camping", "Glow"), ("X2", "beauty/makeup", "Peak")):
+                Product.objects.create(
+                    merchant=merchant, sku=sku, category=path.split("/")[0], category_path=path, brand=brand
+                )
+            world.consumers = []
+            world.add_consumers(n)
+            for index, product, event_type, days_ago, price, quantity in events:
+                event_add(
+                    world.consumers[index % n],
+                    products[product],
+                    event_type,
+                    days_ago=days_ago,
+                    price=price,
+                    quantity=quantity,
+                )
+            world.rebuild()
+            now = timezone.now()
+            for _ in range(4):
+                term = data.draw(ACTION_CHOICES, label="action")
+                resolved = definition_resolve(term, merchant=merchant)
+                expected = _python_members(term, merchant=merchant, consumers=world.consumers, now=now)
+                assert set(evaluate_bitmap(resolved, now=now)) == expected, resolved.text
+                assert set(evaluate_sql(resolved, now=now)) == expected, resolved.text
             raise _Rollback
     except _Rollback:
         pass

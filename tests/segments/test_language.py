@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -74,6 +75,78 @@ def test_every_action_with_every_argument():
         node = parse(f'{action}(category="a b", brand=Glow, merchant=acme, within=2w, min_count=3)')
         assert node == ActionTerm(action, category="a b", brand="Glow", merchant="acme", within="2w", min_count=3)
     assert parse("carted()") == ActionTerm("carted")
+
+
+def test_spend_count_and_occurrence_arguments():
+    node = parse(
+        'purchased(min_spend=50, max_count=3, max_spend="120.50", min_avg_order=20.0, max_avg_order=80, '
+        'first_within="90d", last_before=4w, product="SKU 1")'
+    )
+    assert node == ActionTerm(
+        "purchased",
+        product="SKU 1",
+        min_count=0,
+        max_count=3,
+        min_spend=Decimal("50"),
+        max_spend=Decimal("120.5"),
+        min_avg_order=Decimal("20"),
+        max_avg_order=Decimal("80"),
+        first_within="90d",
+        last_before="4w",
+    )
+    # Canonical: arguments in one order, amounts without trailing zeros, the default min_count left out.
+    assert to_text(node) == (
+        'purchased(product="SKU 1", max_count=3, min_spend=50, max_spend=120.5, min_avg_order=20, '
+        'max_avg_order=80, first_within="90d", last_before="4w")'
+    )
+    assert to_json(node)["max_spend"] == 120.5 and to_json(node)["min_spend"] == 50
+
+
+def test_max_count_zero_means_did_not():
+    node = parse('viewed(category=beauty, within="30d", max_count=0)')
+    assert node.min_count == 0 and node.max_count == 0 and node.includes_none
+    assert to_text(node) == 'viewed(category="beauty", within="30d", max_count=0)'
+    # With max_count, min_count defaults to 0 ("at most N", zero included); written out when it is not.
+    assert parse("purchased(max_count=3)").includes_none
+    bounded = parse("purchased(min_count=1, max_count=3)")
+    assert not bounded.includes_none and to_text(bounded) == "purchased(min_count=1, max_count=3)"
+    # A spend floor above zero needs an event; a spend ceiling does not.
+    assert not parse("purchased(max_count=3, min_spend=10)").includes_none
+    assert parse("purchased(max_count=3, max_spend=10)").includes_none
+    assert not parse("purchased(max_count=3, first_within=7d)").includes_none
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "message"),
+    [
+        ("viewed(min_spend=5)", 18, "min_spend applies to purchased() only"),
+        ("purchased(min_count=0)", 21, "min_count=0 matches everyone"),
+        ("purchased(min_count=4, max_count=2)", 34, "max_count is below min_count (4)"),
+        ("purchased(min_spend=50, max_spend=20)", 35, "max_spend is below min_spend (50)"),
+        ("purchased(min_avg_order=9.5, max_avg_order=9)", 44, "max_avg_order is below min_avg_order (9.5)"),
+        ("purchased(max_count=0, first_within=30d)", 37, "max_count=0 selects consumers with no matching event"),
+        ("purchased(within=30d, last_before=60d)", 35, "cannot be combined with within"),
+        ("purchased(min_spend=1.234)", 21, "at most two decimals"),
+        ("purchased(min_spend=-1)", 21, "at least 0"),
+        ("purchased(max_spend=99999999999)", 21, "at most 10,000,000,000"),
+        ("purchased(first_within=soon)", 24, "first_within must be a number of hours, days or weeks"),
+        ("purchased(max_count=-1)", 21, "max_count must be between 0"),
+    ],
+)
+def test_new_argument_errors_name_the_argument(text, column, message):
+    error = error_of(text)
+    assert error.column == column, (error.column, str(error))
+    assert message in str(error)
+
+
+def test_new_argument_errors_in_json_name_the_path():
+    with pytest.raises(SegmentSyntaxError) as caught:
+        from_json({"and": [{"action": "viewed", "max_count": 0}, {"action": "carted", "min_spend": 3}]})
+    assert caught.value.path == "$.and[1].min_spend"
+    assert from_json({"action": "purchased", "min_spend": "19.90"}) == ActionTerm(
+        "purchased", min_spend=Decimal("19.9")
+    )
+    assert from_json({"action": "purchased", "min_spend": 19.9}) == parse("purchased(min_spend=19.90)")
 
 
 def error_of(text: str) -> SegmentSyntaxError:
@@ -183,14 +256,39 @@ families = st.sampled_from(["country", "interest", "age_range", "discount_sensit
 values = st.text(min_size=1, max_size=12)
 tag_terms = st.builds(TagTerm, families, values)
 segment_terms = st.builds(SegmentTerm, st.integers(min_value=1, max_value=10**12))
-action_terms = st.builds(
-    ActionTerm,
-    st.sampled_from(ACTIONS),
-    category=st.none() | st.text(min_size=1, max_size=10).filter(str.strip),
-    brand=st.none() | st.text(min_size=1, max_size=10).filter(str.strip),
-    merchant=st.none() | st.sampled_from(["acme", "Globex"]),
-    within=st.none() | st.builds(lambda n, u: f"{n}{u}", st.integers(1, 250), st.sampled_from("hdw")),
-    min_count=st.integers(1, 50),
+windows = st.builds(lambda n, u: f"{n}{u}", st.integers(1, 250), st.sampled_from("hdw"))
+amounts = st.decimals(min_value=0, max_value=10**6, places=2)
+
+
+def _valid_action(args: dict):
+    """The term these arguments make, or None when they do not combine (max below min, say)."""
+    try:
+        return from_json({key: value for key, value in args.items() if value is not None})
+    except SegmentSyntaxError:
+        return None
+
+
+action_terms = (
+    st.fixed_dictionaries(
+        {
+            "action": st.sampled_from(ACTIONS),
+            "category": st.none() | st.text(min_size=1, max_size=10).filter(str.strip),
+            "brand": st.none() | st.text(min_size=1, max_size=10).filter(str.strip),
+            "product": st.none() | st.text(min_size=1, max_size=10).filter(str.strip),
+            "merchant": st.none() | st.sampled_from(["acme", "Globex"]),
+            "within": st.none() | windows,
+            "min_count": st.none() | st.integers(1, 50),
+            "max_count": st.none() | st.integers(0, 60),
+            "min_spend": st.none() | amounts.map(str),
+            "max_spend": st.none() | amounts.map(float),
+            "min_avg_order": st.none() | amounts.map(str),
+            "max_avg_order": st.none() | amounts.map(str),
+            "first_within": st.none() | windows,
+            "last_before": st.none() | windows,
+        }
+    )
+    .map(_valid_action)
+    .filter(lambda term: term is not None)
 )
 
 
@@ -239,6 +337,10 @@ alphabet = st.sampled_from(
         "SG",
         "within",
         "min_count",
+        "max_count",
+        "min_spend",
+        "last_before",
+        "49.99",
         "category",
         "30d",
         "0",

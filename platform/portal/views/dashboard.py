@@ -8,12 +8,14 @@ from django.http import HttpRequest, HttpResponse
 from campaigns.selectors import campaigns_for_merchant
 from portal.access import merchant_view
 from portal.rendering import page
+from portal.scope import scope_context, scope_of
 from portal.views.campaigns import STATUS_BADGE
 from privacy.release import STANDARD, released_rate
 from privacy.services import release_figures
 from segments.figures import segment_figures
 from segments.insights import POPULATION_SUBJECT
-from segments.selectors import segments_for_merchant
+from segments.models import SegmentScope
+from segments.selectors import population_in_scope, segments_for_merchant
 from tags.selectors import live_consumers_bitmap, reachable_bitmap, tagging_last_run
 
 RECENT = 5
@@ -29,11 +31,18 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     segments = list(segments_for_merchant(merchant).order_by("-last_refreshed_at", "-updated_at")[:RECENT])
     campaigns = campaigns_for_merchant(merchant).filter(parent__isnull=True).order_by("-created_at")[:RECENT]
     # The population as insights show it, the reachable part; the share only from those two released numbers.
-    population, reachable_count = release_figures(
-        merchant_id=merchant.pk,
-        figures=[(POPULATION_SUBJECT, len(live)), (REACHABLE_SUBJECT, reachable)],
-        precision=STANDARD,
-    )
+    # Among the merchant's customers when the scope switch says so (the subjects then carry the scope).
+    scope = scope_of(request)
+    if scope == SegmentScope.MARKETPLACE:
+        population, reachable_count = release_figures(
+            merchant_id=merchant.pk,
+            figures=[(POPULATION_SUBJECT, len(live)), (REACHABLE_SUBJECT, reachable)],
+            precision=STANDARD,
+        )
+    else:
+        population, reachable_count = population_in_scope(
+            merchant_id=merchant.pk, scope=scope, live=live, reachable=reachable_bitmap(exact=False)
+        )
     share = released_rate(reachable_count, population)
     sizes = segment_figures(merchant_id=merchant.pk, segments=segments, measures=("size",))
     return page(
@@ -49,6 +58,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             ],
             "campaigns": [{"campaign": c, "badge": STATUS_BADGE.get(c.status, "")} for c in campaigns],
             "min_audience": settings.MIN_AUDIENCE,
+            **scope_context(scope),
         },
         section="dashboard",
     )

@@ -22,14 +22,15 @@ from portal.charts import ComparisonRow, comparison_bars, line_chart
 from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
 from portal.forms import LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
+from portal.scope import SCOPE_LABELS, scope_of
 from portal.segment_builder import builder_vocabulary, expression_canonical
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
 from segments.figures import history_figures, segment_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
-from segments.models import Segment, SegmentKind, SegmentStatus, SnapshotStatus
-from segments.selectors import audience_estimate, segments_for_merchant
+from segments.models import Segment, SegmentKind, SegmentScope, SegmentStatus, SnapshotStatus
+from segments.selectors import SUGGESTED_ARGS, action_value_suggestions, audience_estimate, segments_for_merchant
 from segments.services import (
     lookalike_create,
     segment_create,
@@ -38,7 +39,6 @@ from segments.services import (
     segment_refresh_request,
     segment_update,
 )
-from segments.targeting import TARGETABLE_ARGS, targetable_values
 from tags.reach import released_reach
 from tags.selectors import tag_families, tags_catalogue
 
@@ -160,6 +160,7 @@ def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | No
                 description=data["description"],
                 expression=data["expression"],
                 refresh_policy=data["refresh_policy"],
+                scope=data["scope"],
                 actor=_actor(request),
                 **schedule,
             )
@@ -170,6 +171,7 @@ def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | No
                 description=data["description"],
                 expression=data["expression"] if segment.kind != SegmentKind.LOOKALIKE else None,
                 refresh_policy=data["refresh_policy"],
+                scope=data["scope"] if segment.kind != SegmentKind.LOOKALIKE else None,
                 actor=_actor(request),
                 **schedule,
             )
@@ -186,7 +188,7 @@ def _save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | No
 @merchant_view(Capability.EDIT_SEGMENTS)
 def segment_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        initial = {"expression": request.GET.get("expression", "")[:2000]}
+        initial = {"expression": request.GET.get("expression", "")[:2000], "scope": scope_of(request)}
         return _builder(request, form=SegmentForm(initial=initial), segment=None)
     form = SegmentForm(request.POST)
     if form.is_valid():
@@ -210,6 +212,7 @@ def segment_edit(request: HttpRequest, segment_id: int) -> HttpResponse:
                 "description": segment.description,
                 "expression": segment.definition,
                 "refresh_policy": segment.refresh_policy,
+                "scope": segment.scope,
                 "crontab": segment_crontab(segment) or "",
             },
             lookalike=segment.kind == SegmentKind.LOOKALIKE,
@@ -240,8 +243,13 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
     precision = payload.get("precision", PREVIEW)
     if precision not in (PREVIEW, STANDARD):
         return _json_error(400, "bad_request", "precision is preview or standard.")
+    scope = payload.get("scope", SegmentScope.MARKETPLACE)
+    if scope not in SegmentScope.values:
+        return _json_error(400, "bad_request", "scope is marketplace or my_customers.")
     try:
-        estimate = audience_estimate(merchant=request.portal.merchant, expression=expression, precision=precision)
+        estimate = audience_estimate(
+            merchant=request.portal.merchant, expression=expression, precision=precision, scope=scope
+        )
     except ProcessingNotPermitted:
         return _json_error(409, "processing_not_permitted", NOT_PERMITTED)
     except DomainError as exc:
@@ -255,6 +263,8 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
             "reachable": _estimate_count(estimate.reachable),
             "took_ms": round(estimate.took_ms, 1),
             "expression": estimate.expression,
+            "scope": estimate.scope,
+            "scope_label": SCOPE_LABELS[estimate.scope],
             "budget": budget_remaining(merchant_id=request.portal.merchant.pk).as_dict(),
         }
     )
@@ -454,11 +464,27 @@ def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
 @require_GET
 @merchant_view()
 def action_values_json(request: HttpRequest) -> JsonResponse:
-    """Categories or brands (`argument`) starting with `prefix` that the merchant may name in actions: its own,
-    and those sold by enough merchants (segments/targeting.py), for the builder's suggestions inside quotes."""
+    """Categories, brands or products (`argument`) starting with `prefix` that the merchant may name in actions
+    (segments/targeting.py: its own, and categories and brands sold by enough merchants), for the builder's
+    suggestions inside quotes, each with its released reach in the `scope` (marketplace or my_customers)."""
     argument = request.GET.get("argument", "")
-    if argument not in TARGETABLE_ARGS:
-        return JsonResponse({"error": f"argument must be one of {', '.join(TARGETABLE_ARGS)}"}, status=400)
+    if argument not in SUGGESTED_ARGS:
+        return JsonResponse({"error": f"argument must be one of {', '.join(SUGGESTED_ARGS)}"}, status=400)
+    scope = request.GET.get("scope") or SegmentScope.MARKETPLACE
+    if scope not in SegmentScope.values:
+        return JsonResponse({"error": "scope must be marketplace or my_customers"}, status=400)
     prefix = request.GET.get("prefix", "")[:200]
-    values = targetable_values(merchant_id=request.portal.merchant.pk, argument=argument, prefix=prefix)
-    return JsonResponse({"argument": argument, "values": values})
+    items = action_value_suggestions(
+        merchant_id=request.portal.merchant.pk, argument=argument, prefix=prefix, scope=scope
+    )
+    return JsonResponse(
+        {
+            "argument": argument,
+            "scope": scope,
+            "scope_label": SCOPE_LABELS[scope],
+            "values": [item.value for item in items],
+            "items": [
+                {"value": item.value, "display": item.label, "reach": _estimate_count(item.reach)} for item in items
+            ],
+        }
+    )

@@ -9,7 +9,8 @@ from django.utils.http import urlencode
 
 from portal.access import merchant_view
 from portal.rendering import page
-from tags.reach import released_reach
+from portal.scope import scope_context, scope_of
+from segments.selectors import tag_reach_in_scope
 from tags.selectors import tag_families, tagging_last_run, tags_catalogue
 
 
@@ -23,7 +24,8 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
         for tag in tags_catalogue()
         if not needle or needle in f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower()
     ]
-    reaches = released_reach(merchant_id=request.portal.merchant.pk, tags=tags)
+    scope = scope_of(request)
+    reaches = tag_reach_in_scope(merchant_id=request.portal.merchant.pk, tags=tags, scope=scope)
     for tag, released in zip(tags, reaches, strict=True):
         reach = released.public()
         by_family.setdefault(tag.family, []).append(
@@ -49,6 +51,7 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
             "last_run": tagging_last_run(),
             "min_audience": settings.MIN_AUDIENCE,
             "total": sum(len(f["tags"]) for f in families),
+            **scope_context(scope),
         },
         section="tags",
     )

@@ -222,6 +222,10 @@
     timer = setTimeout(runEstimate, 350);
   }
 
+  // The form's scope ("Count consumers": the whole marketplace or my customers): the estimate counts in it.
+  var scopeSelect = document.getElementById("id_scope");
+  if (scopeSelect) scopeSelect.addEventListener("change", scheduleEstimate);
+
   function showError(error, text) {
     if (!error) { errorBox.hidden = true; errorBox.textContent = ""; editor.removeAttribute("aria-invalid"); return; }
     var lines = text.split("\n");
@@ -263,7 +267,7 @@
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
-      body: JSON.stringify({ expression: text }),
+      body: JSON.stringify(scopeSelect ? { expression: text, scope: scopeSelect.value } : { expression: text }),
       signal: inflight ? inflight.signal : undefined,
     })
       .then(function (r) { return r.json().then(function (body) { return { status: r.status, body: body }; }); })
@@ -285,7 +289,8 @@
         reachOut.classList.toggle("text", !!res.body.reachable.hidden);
         var bound = res.body.size.error_bound ? " (about; ± " + res.body.size.error_bound.toLocaleString() + ")" : "";
         setEstimate(res.body.size.display, res.body.reachable.display, "in " + res.body.took_ms + " ms",
-          "Matches " + res.body.size.display + bound + " consumers; " + res.body.reachable.display +
+          "Matches " + res.body.size.display + bound + " consumers" +
+          (res.body.scope_label ? " " + res.body.scope_label : "") + "; " + res.body.reachable.display +
           " can be messaged. Estimates while typing are coarse previews; the saved segment's size is precise." +
           budgetNote(res.body.budget));
       })
