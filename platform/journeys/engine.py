@@ -1,0 +1,570 @@
+"""The journey engine: triggers in, due steps claimed in bounded batches, each step run once (docs/journeys.md).
+
+- `triggers_ingest` reads a journey's new trigger rows by id cursor (events of the merchant that match the trigger
+  action, or `entered` membership transitions of the trigger segment) and enrols consumers, cursor and enrolments
+  in one transaction.
+- `due_claim` selects due enrolments (FOR UPDATE SKIP LOCKED on PostgreSQL) and leases them for
+  JOURNEY_STEP_LEASE_S by moving next_run_at forward, so a step a killed worker never finished is claimed again.
+- `enrolments_step` runs the steps of a batch, each enrolment in its own transaction: lock the row, check it is still
+  at the step it was claimed at, run instant steps (branch, send, exit) until a wait blocks, and write the step runs,
+  the message and the new position together. The unique (enrolment, step) constraints make a replay write nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Max, Q, QuerySet
+from django.utils import timezone
+
+from campaigns.audience import cap_counter_register, frequency_capped_consumers
+from campaigns.deliveries import Catalogue
+from campaigns.messages import CompiledTemplate, campaign_constants
+from consumers.models import Event, Product
+from dbtools.backend import on_postgresql
+from privacy.audit import audit_record
+from privacy.messaging import may_message
+from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
+from recommend.services import recommend_for_consumers
+from segments.evaluation import ACTION_EVENT_TYPES, definition_resolve, sql_queryset
+from segments.language import ActionTerm, parse
+from segments.models import MembershipTransition, TransitionKind
+from segments.targeting import product_condition
+
+from .definition import (
+    CARTED_PRODUCT,
+    EXIT,
+    action_parse,
+    parse_duration,
+    parse_time_of_day,
+    send_discount,
+)
+from .models import (
+    EnrolmentState,
+    Journey,
+    JourneyEnrolment,
+    JourneySend,
+    JourneyStatus,
+    JourneyStepRun,
+    JourneyVersion,
+    ReentryPolicy,
+    SendStatus,
+    StepOutcome,
+    TriggerKind,
+)
+
+logger = logging.getLogger("dmp.journeys")
+ACTOR = "system:journeys"
+MAX_STEPS_PER_RUN = 60  # more than a definition can hold: a run always ends at a wait or the end
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def holdout(journey_id: int, consumer_id: int, share: float) -> bool:
+    """Deterministic, keyed: HMAC-SHA256(SECRET_KEY, "journey-holdout:<journey>:<consumer>") as a fraction < share.
+    The same consumer is held out of the same journey on every entry; nobody without the key can predict it."""
+    if share <= 0:
+        return False
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"journey-holdout:{journey_id}:{consumer_id}".encode(), hashlib.sha256
+    ).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def local_zone() -> ZoneInfo:
+    return ZoneInfo(settings.JOURNEY_TIME_ZONE or "UTC")
+
+
+def quiet_hours(journey: Journey) -> tuple[time, time] | None:
+    """The journey's override, else the platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none)."""
+    if journey.quiet_start is not None and journey.quiet_end is not None:
+        return journey.quiet_start, journey.quiet_end
+    raw = (settings.JOURNEY_QUIET_HOURS or "").strip()
+    if not raw:
+        return None
+    start, end = raw.split("-")
+    return parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"), parse_time_of_day(
+        end.strip(), where="JOURNEY_QUIET_HOURS"
+    )
+
+
+def quiet_until(journey: Journey, now: datetime) -> datetime | None:
+    """When the quiet hours around `now` end (a send is deferred to then), or None outside them."""
+    window = quiet_hours(journey)
+    if window is None or window[0] == window[1]:
+        return None
+    start, end = window
+    local = now.astimezone(local_zone())
+    t = local.time()
+    inside = (start <= t < end) if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    end_at = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if end_at <= local:
+        end_at += timedelta(days=1)
+    return end_at.astimezone(UTC)
+
+
+def next_local_time(after: datetime, at: time) -> datetime:
+    local = after.astimezone(local_zone())
+    candidate = local.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
+    if candidate <= local:
+        candidate += timedelta(days=1)
+    return candidate.astimezone(UTC)
+
+
+def action_events(term: ActionTerm, *, merchant_id: int) -> QuerySet[Event]:
+    """Events of this merchant that match one action (type, category, brand)."""
+    events = Event.objects.filter(merchant_id=merchant_id, event_type=ACTION_EVENT_TYPES[term.action])
+    if term.category is not None or term.brand is not None:
+        events = events.filter(product_condition(category=term.category, brand=term.brand, prefix="product__"))
+    return events
+
+
+# ------------------------------------------------------------------------------------------------ triggers
+
+
+@dataclass(frozen=True)
+class Entry:
+    consumer_id: int
+    at: datetime
+    product_id: int | None = None
+
+
+def _trigger_rows(journey: Journey, limit: int) -> tuple[list[Entry], int]:
+    """The next trigger rows after the journey's cursor and the new cursor (the last id read)."""
+    if journey.trigger_kind == TriggerKind.EVENT:
+        term = action_parse(journey.trigger_event, where="trigger_event")
+        upper = Event.objects.aggregate(n=Max("id"))["n"] or 0
+        rows = list(
+            action_events(term, merchant_id=journey.merchant_id)
+            .filter(id__gt=journey.event_cursor, id__lte=upper)
+            .order_by("id")
+            .values_list("id", "consumer_id", "occurred_at", "product_id")[:limit]
+        )
+        cursor = rows[-1][0] if len(rows) == limit else max(upper, journey.event_cursor)
+        since = journey.activated_at
+        # Events that happened before the journey was first activated do not enrol anyone (a late import of old
+        # carts must not start today's reminders).
+        return [Entry(c, at, p) for _, c, at, p in rows if since is None or at >= since], cursor
+    upper = MembershipTransition.objects.aggregate(n=Max("id"))["n"] or 0
+    transitions = list(
+        MembershipTransition.objects.filter(
+            segment_id=journey.trigger_segment_id or 0,
+            kind=TransitionKind.ENTERED,
+            id__gt=journey.transition_cursor,
+            id__lte=upper,
+        )
+        .order_by("id")
+        .values_list("id", "consumer_id", "at")[:limit]
+    )
+    cursor = transitions[-1][0] if len(transitions) == limit else max(upper, journey.transition_cursor)
+    return [Entry(c, at) for _, c, at in transitions], cursor
+
+
+def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int = 10_000) -> dict[str, int]:
+    """Enrol the consumers of the journey's next trigger rows (bounded by `limit`); returns counts."""
+    now = now or timezone.now()
+    counts = {"read": 0, "enrolled": 0, "held_out": 0, "skipped": 0}
+    with transaction.atomic():
+        journey = (
+            Journey.objects.select_for_update()
+            .select_related("current_version")
+            .filter(pk=journey_id, status=JourneyStatus.ACTIVE)
+            .first()
+        )
+        if journey is None or journey.current_version is None:
+            return counts
+        entries, cursor = _trigger_rows(journey, limit)
+        counts["read"] = len(entries)
+        first: dict[int, Entry] = {}
+        for entry in entries:
+            first.setdefault(entry.consumer_id, entry)
+        previous: dict[int, tuple[int, datetime, bool]] = {}
+        if first:
+            for cid, n, last, active in (
+                JourneyEnrolment.objects.filter(journey_id=journey.pk, consumer_id__in=list(first))
+                .values("consumer_id")
+                .annotate(
+                    n=Max("entry_no"),
+                    last=Max("entered_at"),
+                    active=Count("id", filter=Q(state=EnrolmentState.ACTIVE)),
+                )
+                .values_list("consumer_id", "n", "last", "active")
+            ):
+                previous[cid] = (n, last, bool(active))
+        share = float(journey.holdout_share)
+        new = []
+        for cid, entry in first.items():
+            entry_no = 1
+            if cid in previous:
+                n, last, active = previous[cid]
+                if active or journey.reentry == ReentryPolicy.NEVER:
+                    counts["skipped"] += 1
+                    continue
+                if last + timedelta(days=journey.reentry_days or 0) > entry.at:
+                    counts["skipped"] += 1
+                    continue
+                entry_no = n + 1
+            held = holdout(journey.pk, cid, share)
+            counts["held_out" if held else "enrolled"] += 1
+            new.append(
+                JourneyEnrolment(
+                    journey_id=journey.pk,
+                    version_id=journey.current_version.pk,
+                    consumer_id=cid,
+                    entry_no=entry_no,
+                    state=EnrolmentState.HELD_OUT if held else EnrolmentState.ACTIVE,
+                    step=0,
+                    next_run_at=None if held else now,
+                    entered_at=now,
+                    step_started_at=now,
+                    trigger_product_id=entry.product_id,
+                    finished_at=now if held else None,
+                )
+            )
+        JourneyEnrolment.objects.bulk_create(new, ignore_conflicts=True, batch_size=2000)
+        Journey.objects.filter(pk=journey.pk).update(
+            event_cursor=cursor if journey.trigger_kind == TriggerKind.EVENT else F("event_cursor"),
+            transition_cursor=cursor if journey.trigger_kind == TriggerKind.SEGMENT_ENTERED else F("transition_cursor"),
+        )
+        if new:
+            audit_record(
+                actor=ACTOR,
+                action="journey.enrolled",
+                merchant_id=journey.merchant_id,
+                object_type="journey",
+                object_id=journey.pk,
+                counts={"enrolled": counts["enrolled"], "held_out": counts["held_out"]},
+                details={"version": journey.current_version.number},
+            )
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------ claiming
+
+
+def due_claim(*, now: datetime | None = None, limit: int) -> list[tuple[int, int]]:
+    """Claim up to `limit` due enrolments of active journeys: (id, step) pairs, leased for JOURNEY_STEP_LEASE_S."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = JourneyEnrolment.objects.filter(
+            state=EnrolmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
+        ).order_by("next_run_at")
+        if on_postgresql():
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        rows = list(due.values_list("id", "step")[:limit])
+        if rows:
+            JourneyEnrolment.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+                next_run_at=now + timedelta(seconds=settings.JOURNEY_STEP_LEASE_S), attempts=F("attempts") + 1
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ running steps
+
+
+@dataclass
+class BatchContext:
+    """What one batch loads once: versions, journeys, the direct-marketing basis, tallies for the audit entry."""
+
+    now: datetime
+    basis: ProcessingBasis | None = None
+    basis_error: str = ""
+    journeys: dict[int, Journey] = field(default_factory=dict)
+    versions: dict[int, list[dict]] = field(default_factory=dict)
+    tallies: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+    def journey(self, journey_id: int) -> Journey:
+        if journey_id not in self.journeys:
+            self.journeys[journey_id] = Journey.objects.select_related("merchant").get(pk=journey_id)
+        return self.journeys[journey_id]
+
+    def steps(self, version_id: int) -> list[dict]:
+        if version_id not in self.versions:
+            self.versions[version_id] = JourneyVersion.objects.values_list("steps", flat=True).get(pk=version_id)
+        return self.versions[version_id]
+
+
+@dataclass(frozen=True)
+class Move:
+    """What a step decided: go to `target` (index, "exit" or "end") with an outcome, or block until `until`."""
+
+    outcome: str | None = None
+    target: int | str | None = None
+    until: datetime | None = None
+    exit_reason: str = ""
+
+
+def _next(step: dict, index: int, key: str = "next") -> int | str:
+    value = step.get(key)
+    if value is None:
+        value = step.get("next")
+    return index + 1 if value is None else value
+
+
+def _matching_event(term: ActionTerm, *, merchant_id: int, consumer_id: int, start: datetime, end: datetime | None):
+    events = action_events(term, merchant_id=merchant_id).filter(consumer_id=consumer_id, occurred_at__gte=start)
+    if end is not None:
+        events = events.filter(occurred_at__lte=end)
+    return events.order_by("occurred_at").values_list("id", flat=True).first()
+
+
+def _wait(step: dict, e: JourneyEnrolment, now: datetime) -> Move:
+    started = e.step_started_at or e.entered_at
+    due = (
+        started + parse_duration(step["duration"], where="duration")
+        if "duration" in step
+        else next_local_time(started, parse_time_of_day(step["until"], where="until"))
+    )
+    if now >= due:
+        return Move(StepOutcome.DONE, _next(step, e.step))
+    return Move(until=due)
+
+
+def _wait_for(step: dict, e: JourneyEnrolment, journey: Journey, now: datetime) -> Move:
+    started = e.step_started_at or e.entered_at
+    deadline = started + parse_duration(step["timeout"], where="timeout")
+    term = action_parse(step["event"], where="event")
+    # Matched by event time against the wait window [start of the wait, deadline]: an event that arrives late but
+    # happened in the window counts; one that happened before the wait (or before the enrolment) does not.
+    if _matching_event(term, merchant_id=journey.merchant_id, consumer_id=e.consumer_id, start=started, end=deadline):
+        return Move(StepOutcome.MATCHED, _next(step, e.step, "on_event"))
+    if now >= deadline:
+        return Move(StepOutcome.TIMED_OUT, _next(step, e.step, "on_timeout"))
+    return Move(until=min(deadline, now + timedelta(seconds=settings.JOURNEY_WAIT_POLL_S)))
+
+
+def _branch(step: dict, e: JourneyEnrolment, journey: Journey, now: datetime) -> Move:
+    resolved = definition_resolve(parse(step["condition"]), merchant=journey.merchant, text=step["condition"])
+    holds = sql_queryset(resolved, now=now).filter(pk=e.consumer_id).exists()
+    if holds:
+        return Move(StepOutcome.BRANCH_YES, _next(step, e.step, "then"))
+    return Move(StepOutcome.BRANCH_NO, _next(step, e.step, "else"))
+
+
+def _render(step: dict, e: JourneyEnrolment, journey: Journey) -> tuple[str, str, list[int]]:
+    """The campaigns' rendering: constants (store, offer), recommended products of the merchant's catalogue, and
+    {carted_product}, the triggering event's product."""
+    discount = send_discount(step)
+    coupon = step.get("coupon_code", "")
+    n = int(step.get("products", 3))
+    constants = campaign_constants(store_name=journey.merchant.name, coupon_code=coupon, discount_percent=discount)
+    carted = ""
+    if e.trigger_product_id is not None:
+        carted = (
+            Product.objects.filter(pk=e.trigger_product_id, merchant_id=journey.merchant_id)
+            .values_list("title", flat=True)
+            .first()
+            or ""
+        )
+    escaped = carted.replace("{", "{{").replace("}", "}}")
+    title = CompiledTemplate(step["title"].replace(CARTED_PRODUCT, escaped), constants=constants)
+    body = CompiledTemplate(step["body"].replace(CARTED_PRODUCT, escaped), constants=constants)
+    product_ids: list[int] = []
+    if n and (title.uses_products or body.uses_products):
+        try:
+            recommended = recommend_for_consumers(
+                merchant_id=journey.merchant_id, consumer_ids=[e.consumer_id], n=n + 1, exclude_purchased=True
+            ).get(e.consumer_id, [])
+        except ProcessingNotPermitted:
+            recommended = []  # no approved recommendation activity: the message goes without products
+        catalogue = Catalogue(journey.merchant_id)
+        candidates = [pid for pid in recommended if pid != e.trigger_product_id]
+        catalogue.load(set(candidates))
+        product_ids = [pid for pid in candidates if catalogue.products.get(pid)][:n]
+        infos = [info for pid in product_ids if (info := catalogue.products[pid]) is not None]
+    else:
+        infos = []
+    return title.render(infos)[:400], body.render(infos), product_ids
+
+
+def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) -> Move:
+    now = ctx.now
+    deferred_to = quiet_until(journey, now)
+    if deferred_to is not None:
+        ctx.tallies[journey.pk]["deferred_quiet_hours"] += 1
+        return Move(until=deferred_to)
+    if ctx.basis is None:
+        ctx.tallies[journey.pk]["deferred_no_basis"] += 1
+        return Move(until=now + timedelta(hours=1))
+    with_offer = bool(step.get("coupon_code")) or send_discount(step) is not None
+    decision = may_message(consumer_id=e.consumer_id, with_offer=with_offer, merchant_id=journey.merchant_id, at=now)
+    if not decision:
+        # Consent withdrawn, an objection, a suppression, a minor: no message now and none later.
+        return Move(StepOutcome.REFUSED, EXIT, exit_reason=decision.reason)
+    capped = frequency_capped_consumers(
+        merchant_id=journey.merchant_id,
+        frequency_cap=journey.frequency_cap,
+        frequency_window_days=journey.frequency_window_days,
+        now=now,
+        consumer_ids=[e.consumer_id],
+    )
+    if capped:
+        return Move(StepOutcome.CAPPED, _next(step, e.step))
+    title, body, product_ids = _render(step, e, journey)
+    JourneySend.objects.create(
+        enrolment_id=e.pk,
+        journey_id=journey.pk,
+        merchant_id=journey.merchant_id,
+        consumer_id=e.consumer_id,
+        step=e.step,
+        status=SendStatus.SENT,
+        title=title,
+        body=body,
+        coupon_code=step.get("coupon_code", ""),
+        product_ids=product_ids,
+        created_at=now,
+    )
+    ctx.tallies[journey.pk]["sent"] += 1
+    return Move(StepOutcome.DONE, _next(step, e.step))
+
+
+def _exited(journey: Journey, e: JourneyEnrolment) -> bool:
+    if not journey.exit_condition:
+        return False
+    term = action_parse(journey.exit_condition, where="exit_condition")
+    # Only events since the enrolment count: an older purchase does not end a journey that started after it.
+    return bool(
+        _matching_event(term, merchant_id=journey.merchant_id, consumer_id=e.consumer_id, start=e.entered_at, end=None)
+    )
+
+
+def _finish(e: JourneyEnrolment, state: str, now: datetime, reason: str = "") -> None:
+    e.state = state
+    e.finished_at = now
+    e.next_run_at = None
+    e.exit_reason = reason
+
+
+def enrolment_step(*, enrolment_id: int, expected_step: int, ctx: BatchContext) -> bool:
+    """Run one enrolment from the step it was claimed at until a wait blocks or it ends; one transaction.
+    Returns False when someone else already moved it (nothing is done twice)."""
+    now = ctx.now
+    with transaction.atomic():
+        rows = JourneyEnrolment.objects.filter(pk=enrolment_id, state=EnrolmentState.ACTIVE, step=expected_step)
+        if on_postgresql():
+            rows = rows.select_for_update(skip_locked=True)
+        e = rows.first()
+        if e is None:
+            return False
+        journey = ctx.journey(e.journey_id)
+        tally = ctx.tallies[journey.pk]
+        if journey.status != JourneyStatus.ACTIVE:
+            e.next_run_at = now  # due again as soon as the journey is resumed
+            e.save(update_fields=["next_run_at"])
+            return True
+        steps = ctx.steps(e.version_id)
+        for _ in range(MAX_STEPS_PER_RUN):
+            if _exited(journey, e):
+                JourneyStepRun.objects.get_or_create(
+                    enrolment_id=e.pk,
+                    step=e.step,
+                    defaults={"journey_id": journey.pk, "outcome": StepOutcome.EXITED, "at": now},
+                )
+                _finish(e, EnrolmentState.EXITED, now, "exit_condition")
+                tally["exited"] += 1
+                break
+            if e.step >= len(steps):
+                _finish(e, EnrolmentState.COMPLETED, now)
+                tally["completed"] += 1
+                break
+            step = steps[e.step]
+            kind = step["type"]
+            if kind == "wait":
+                move = _wait(step, e, now)
+            elif kind == "wait_for":
+                move = _wait_for(step, e, journey, now)
+            elif kind == "branch":
+                move = _branch(step, e, journey, now)
+            elif kind == "send":
+                move = _send(step, e, journey, ctx)
+            else:
+                move = Move(StepOutcome.DONE, EXIT, exit_reason="exit_step")
+            if move.until is not None:
+                e.next_run_at = move.until
+                break
+            JourneyStepRun.objects.create(
+                enrolment_id=e.pk, journey_id=journey.pk, step=e.step, outcome=move.outcome or StepOutcome.DONE, at=now
+            )
+            tally["steps"] += 1
+            if move.target == EXIT:
+                _finish(e, EnrolmentState.EXITED, now, move.exit_reason)
+                tally["exited"] += 1
+                break
+            e.step = int(move.target)  # type: ignore[arg-type]
+            e.step_started_at = now
+            e.attempts = 0
+        e.save(
+            update_fields=["state", "step", "next_run_at", "attempts", "step_started_at", "finished_at", "exit_reason"]
+        )
+    return True
+
+
+def enrolments_step(*, pairs: list[tuple[int, int]], now: datetime | None = None) -> dict[str, int]:
+    """Run a claimed batch; one audit entry per journey for the batch (counts only)."""
+    ctx = BatchContext(now=now or timezone.now())
+    try:
+        ctx.basis = processing_basis_require(purpose="direct_marketing")
+    except ProcessingNotPermitted as exc:
+        ctx.basis_error = exc.reason
+    done = 0
+    for enrolment_id, step in pairs:
+        try:
+            done += enrolment_step(enrolment_id=enrolment_id, expected_step=step, ctx=ctx)
+        except IntegrityError:
+            # A concurrent run of the same step committed first: its outcome stands, this one rolled back.
+            logger.info("journey.step_raced", extra={"fields": {"enrolment_id": enrolment_id}})
+    with transaction.atomic():
+        for journey_id, tally in ctx.tallies.items():
+            if not any(tally.values()):
+                continue
+            journey = ctx.journey(journey_id)
+            if tally.get("deferred_no_basis"):
+                Journey.objects.filter(pk=journey_id).update(
+                    last_error=f"Messages are waiting: no approved direct-marketing activity ({ctx.basis_error})."
+                )
+            audit_record(
+                actor=ACTOR,
+                action="journey.steps_processed",
+                merchant_id=journey.merchant_id,
+                purpose="direct_marketing",
+                legal_basis=ctx.basis.legal_basis if ctx.basis else "",
+                activity_id=ctx.basis.activity_id if ctx.basis else None,
+                object_type="journey",
+                object_id=journey_id,
+                counts=dict(tally),
+            )
+    return {"claimed": len(pairs), "run": done}
+
+
+# ------------------------------------------------------------------------------------------------ caps
+
+
+def journey_messages_for_caps(
+    *, merchant_id: int, platform_since: datetime, merchant_since: datetime, consumer_ids=None
+):
+    """Journey messages, counted toward the campaigns' frequency caps (registered in apps.ready)."""
+    since = min(platform_since, merchant_since)
+    sends = JourneySend.objects.filter(status=SendStatus.SENT, created_at__gte=since)
+    if consumer_ids is not None:
+        sends = sends.filter(consumer_id__in=list(consumer_ids))
+    rows = sends.values("consumer_id").annotate(
+        platform_n=Count("id", filter=Q(created_at__gte=platform_since)),
+        merchant_n=Count("id", filter=Q(merchant_id=merchant_id, created_at__gte=merchant_since)),
+    )
+    for row in rows:
+        yield row["consumer_id"], row["platform_n"], row["merchant_n"]
+
+
+def register() -> None:
+    cap_counter_register(journey_messages_for_caps)
