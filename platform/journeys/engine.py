@@ -177,7 +177,7 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
     counts = {"read": 0, "enrolled": 0, "held_out": 0, "skipped": 0}
     with transaction.atomic():
         journey = (
-            Journey.objects.select_for_update()
+            Journey.objects.select_for_update(of=("self",))
             .select_related("current_version")
             .filter(pk=journey_id, status=JourneyStatus.ACTIVE)
             .first()
