@@ -21,7 +21,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 
@@ -31,7 +31,7 @@ from campaigns.messages import CompiledTemplate, campaign_constants
 from consumers.models import Event, Product
 from dbtools.backend import on_postgresql
 from privacy.audit import audit_record
-from privacy.messaging import may_message
+from privacy.messaging import may_message, messageable_consumer_ids
 from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
 from recommend.services import recommend_for_consumers
 from segments.evaluation import ACTION_EVENT_TYPES, definition_resolve, sql_queryset
@@ -283,6 +283,31 @@ class BatchContext:
     journeys: dict[int, Journey] = field(default_factory=dict)
     versions: dict[int, list[dict]] = field(default_factory=dict)
     tallies: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    # Read once per batch, inside its transaction: who the messaging rule allows (with and without an offer) and
+    # who is capped per journey, for the batch's consumers.
+    messageable: dict[bool, set[int]] = field(default_factory=dict)
+    capped: dict[int, set[int]] = field(default_factory=dict)
+    batch_consumers: dict[int, list[int]] = field(default_factory=dict)  # journey id -> consumer ids
+    sent_now: set[int] = field(default_factory=set)  # consumers messaged in this batch (uncommitted)
+    step_runs: list[JourneyStepRun] = field(default_factory=list)
+    sends: list[JourneySend] = field(default_factory=list)
+
+    def allowed(self, consumer_id: int, *, with_offer: bool) -> bool:
+        if with_offer not in self.messageable:
+            ids = sorted({c for cs in self.batch_consumers.values() for c in cs})
+            self.messageable[with_offer] = set(messageable_consumer_ids(with_offer=with_offer, consumer_ids=ids))
+        return consumer_id in self.messageable[with_offer]
+
+    def is_capped(self, journey: Journey, consumer_id: int) -> bool:
+        if journey.pk not in self.capped:
+            self.capped[journey.pk] = frequency_capped_consumers(
+                merchant_id=journey.merchant_id,
+                frequency_cap=journey.frequency_cap,
+                frequency_window_days=journey.frequency_window_days,
+                now=self.now,
+                consumer_ids=self.batch_consumers.get(journey.pk, [consumer_id]),
+            )
+        return consumer_id in self.capped[journey.pk]
 
     def journey(self, journey_id: int) -> Journey:
         if journey_id not in self.journeys:
@@ -397,34 +422,39 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
     if ctx.basis is None:
         ctx.tallies[journey.pk]["deferred_no_basis"] += 1
         return Move(until=now + timedelta(hours=1))
+    if e.consumer_id in ctx.sent_now:
+        # A second message to the same consumer in one batch waits for the next claim, after this batch commits,
+        # so the caps count the first one.
+        return Move(until=now)
     with_offer = bool(step.get("coupon_code")) or send_discount(step) is not None
-    decision = may_message(consumer_id=e.consumer_id, with_offer=with_offer, merchant_id=journey.merchant_id, at=now)
-    if not decision:
-        # Consent withdrawn, an objection, a suppression, a minor: no message now and none later.
-        return Move(StepOutcome.REFUSED, EXIT, exit_reason=decision.reason)
-    capped = frequency_capped_consumers(
-        merchant_id=journey.merchant_id,
-        frequency_cap=journey.frequency_cap,
-        frequency_window_days=journey.frequency_window_days,
-        now=now,
-        consumer_ids=[e.consumer_id],
-    )
-    if capped:
+    # The rule is read in SQL for the whole batch at the time it runs (as campaigns' dispatch does); a consumer it
+    # refuses is asked again one by one, for the reason.
+    if not ctx.allowed(e.consumer_id, with_offer=with_offer):
+        decision = may_message(
+            consumer_id=e.consumer_id, with_offer=with_offer, merchant_id=journey.merchant_id, at=now
+        )
+        if not decision:
+            # Consent withdrawn, an objection, a suppression, a minor: no message now and none later.
+            return Move(StepOutcome.REFUSED, EXIT, exit_reason=decision.reason)
+    if ctx.is_capped(journey, e.consumer_id):
         return Move(StepOutcome.CAPPED, _next(step, e.step))
     title, body, product_ids = _render(step, e, journey)
-    JourneySend.objects.create(
-        enrolment_id=e.pk,
-        journey_id=journey.pk,
-        merchant_id=journey.merchant_id,
-        consumer_id=e.consumer_id,
-        step=e.step,
-        status=SendStatus.SENT,
-        title=title,
-        body=body,
-        coupon_code=step.get("coupon_code", ""),
-        product_ids=product_ids,
-        created_at=now,
+    ctx.sends.append(
+        JourneySend(
+            enrolment_id=e.pk,
+            journey_id=journey.pk,
+            merchant_id=journey.merchant_id,
+            consumer_id=e.consumer_id,
+            step=e.step,
+            status=SendStatus.SENT,
+            title=title,
+            body=body,
+            coupon_code=step.get("coupon_code", ""),
+            product_ids=product_ids,
+            created_at=now,
+        )
     )
+    ctx.sent_now.add(e.consumer_id)
     ctx.tallies[journey.pk]["sent"] += 1
     return Move(StepOutcome.DONE, _next(step, e.step))
 
@@ -446,85 +476,115 @@ def _finish(e: JourneyEnrolment, state: str, now: datetime, reason: str = "") ->
     e.exit_reason = reason
 
 
-def enrolment_step(*, enrolment_id: int, expected_step: int, ctx: BatchContext) -> bool:
-    """Run one enrolment from the step it was claimed at until a wait blocks or it ends; one transaction.
-    Returns False when someone else already moved it (nothing is done twice)."""
+def _advance(e: JourneyEnrolment, ctx: BatchContext) -> None:
+    """Run one (locked) enrolment from its step until a wait blocks or it ends; the writes go to the batch."""
     now = ctx.now
-    with transaction.atomic():
-        rows = JourneyEnrolment.objects.filter(pk=enrolment_id, state=EnrolmentState.ACTIVE, step=expected_step)
-        if on_postgresql():
-            rows = rows.select_for_update(skip_locked=True)
-        e = rows.first()
-        if e is None:
-            return False
-        journey = ctx.journey(e.journey_id)
-        tally = ctx.tallies[journey.pk]
-        if journey.status != JourneyStatus.ACTIVE:
-            e.next_run_at = now  # due again as soon as the journey is resumed
-            e.save(update_fields=["next_run_at"])
-            return True
-        steps = ctx.steps(e.version_id)
-        for _ in range(MAX_STEPS_PER_RUN):
-            if _exited(journey, e):
-                JourneyStepRun.objects.get_or_create(
-                    enrolment_id=e.pk,
-                    step=e.step,
-                    defaults={"journey_id": journey.pk, "outcome": StepOutcome.EXITED, "at": now},
+    journey = ctx.journey(e.journey_id)
+    tally = ctx.tallies[journey.pk]
+    if journey.status != JourneyStatus.ACTIVE:
+        e.next_run_at = now  # due again as soon as the journey is resumed
+        return
+    steps = ctx.steps(e.version_id)
+    for _ in range(MAX_STEPS_PER_RUN):
+        if _exited(journey, e):
+            ctx.step_runs.append(
+                JourneyStepRun(
+                    enrolment_id=e.pk, journey_id=journey.pk, step=e.step, outcome=StepOutcome.EXITED, at=now
                 )
-                _finish(e, EnrolmentState.EXITED, now, "exit_condition")
-                tally["exited"] += 1
-                break
-            if e.step >= len(steps):
-                _finish(e, EnrolmentState.COMPLETED, now)
-                tally["completed"] += 1
-                break
-            step = steps[e.step]
-            kind = step["type"]
-            if kind == "wait":
-                move = _wait(step, e, now)
-            elif kind == "wait_for":
-                move = _wait_for(step, e, journey, now)
-            elif kind == "branch":
-                move = _branch(step, e, journey, now)
-            elif kind == "send":
-                move = _send(step, e, journey, ctx)
-            else:
-                move = Move(StepOutcome.DONE, EXIT, exit_reason="exit_step")
-            if move.until is not None:
-                e.next_run_at = move.until
-                break
-            JourneyStepRun.objects.create(
+            )
+            _finish(e, EnrolmentState.EXITED, now, "exit_condition")
+            tally["exited"] += 1
+            return
+        if e.step >= len(steps):
+            _finish(e, EnrolmentState.COMPLETED, now)
+            tally["completed"] += 1
+            return
+        step = steps[e.step]
+        kind = step["type"]
+        if kind == "wait":
+            move = _wait(step, e, now)
+        elif kind == "wait_for":
+            move = _wait_for(step, e, journey, now)
+        elif kind == "branch":
+            move = _branch(step, e, journey, now)
+        elif kind == "send":
+            move = _send(step, e, journey, ctx)
+        else:
+            move = Move(StepOutcome.DONE, EXIT, exit_reason="exit_step")
+        if move.until is not None:
+            e.next_run_at = move.until
+            return
+        ctx.step_runs.append(
+            JourneyStepRun(
                 enrolment_id=e.pk, journey_id=journey.pk, step=e.step, outcome=move.outcome or StepOutcome.DONE, at=now
             )
-            tally["steps"] += 1
-            if move.target == EXIT:
-                _finish(e, EnrolmentState.EXITED, now, move.exit_reason)
-                tally["exited"] += 1
-                break
-            e.step = int(move.target)  # type: ignore[arg-type]
-            e.step_started_at = now
-            e.attempts = 0
-        e.save(
-            update_fields=["state", "step", "next_run_at", "attempts", "step_started_at", "finished_at", "exit_reason"]
         )
-    return True
+        tally["steps"] += 1
+        if move.target == EXIT:
+            _finish(e, EnrolmentState.EXITED, now, move.exit_reason)
+            tally["exited"] += 1
+            return
+        e.step = int(move.target)  # type: ignore[arg-type]
+        e.step_started_at = now
+        e.attempts = 0
+
+
+ENROLMENT_FIELDS = ["state", "step", "next_run_at", "attempts", "step_started_at", "finished_at", "exit_reason"]
+
+
+def _positions_write(enrolments: list[JourneyEnrolment]) -> None:
+    """Save the batch's new positions: one UPDATE … FROM unnest(arrays) on PostgreSQL (Django's bulk_update builds
+    a CASE per field and row, which cost most of a batch's time), bulk_update elsewhere."""
+    if not enrolments:
+        return
+    if not on_postgresql():
+        JourneyEnrolment.objects.bulk_update(enrolments, ENROLMENT_FIELDS, batch_size=500)
+        return
+    table = connection.ops.quote_name(JourneyEnrolment._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS e SET state = v.state, step = v.step, next_run_at = v.next_run_at, "  # noqa: S608 - model table name
+            "attempts = v.attempts, step_started_at = v.step_started_at, finished_at = v.finished_at, "
+            "exit_reason = v.exit_reason "
+            "FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[], %s::int[], %s::timestamptz[], "
+            "%s::timestamptz[], %s::text[]) "
+            "AS v(id, state, step, next_run_at, attempts, step_started_at, finished_at, exit_reason) WHERE e.id = v.id",
+            [
+                [e.pk for e in enrolments],
+                [e.state for e in enrolments],
+                [e.step for e in enrolments],
+                [e.next_run_at for e in enrolments],
+                [e.attempts for e in enrolments],
+                [e.step_started_at for e in enrolments],
+                [e.finished_at for e in enrolments],
+                [e.exit_reason for e in enrolments],
+            ],
+        )
 
 
 def enrolments_step(*, pairs: list[tuple[int, int]], now: datetime | None = None) -> dict[str, int]:
-    """Run a claimed batch; one audit entry per journey for the batch (counts only)."""
+    """Run a claimed batch in one transaction: lock the enrolments still at the step they were claimed at (others
+    were moved by another run: skipped), advance each, then write every step run, message and new position together,
+    with one audit entry per journey (counts only). A crash rolls the whole batch back; its lease runs out and the
+    next tick claims it again. The unique (enrolment, step) constraints stop a doubled run from writing twice."""
     ctx = BatchContext(now=now or timezone.now())
     try:
         ctx.basis = processing_basis_require(purpose="direct_marketing")
     except ProcessingNotPermitted as exc:
         ctx.basis_error = exc.reason
-    done = 0
-    for enrolment_id, step in pairs:
-        try:
-            done += enrolment_step(enrolment_id=enrolment_id, expected_step=step, ctx=ctx)
-        except IntegrityError:
-            # A concurrent run of the same step committed first: its outcome stands, this one rolled back.
-            logger.info("journey.step_raced", extra={"fields": {"enrolment_id": enrolment_id}})
+    expected = dict(pairs)
     with transaction.atomic():
+        rows = JourneyEnrolment.objects.filter(pk__in=list(expected), state=EnrolmentState.ACTIVE).order_by("pk")
+        if on_postgresql():
+            rows = rows.select_for_update(skip_locked=True)
+        enrolments = [e for e in rows if expected.get(e.pk) == e.step]
+        for e in enrolments:
+            ctx.batch_consumers.setdefault(e.journey_id, []).append(e.consumer_id)
+        for e in enrolments:
+            _advance(e, ctx)
+        JourneyStepRun.objects.bulk_create(ctx.step_runs, batch_size=1000)
+        JourneySend.objects.bulk_create(ctx.sends, batch_size=1000)
+        _positions_write(enrolments)
         for journey_id, tally in ctx.tallies.items():
             if not any(tally.values()):
                 continue
@@ -544,7 +604,7 @@ def enrolments_step(*, pairs: list[tuple[int, int]], now: datetime | None = None
                 object_id=journey_id,
                 counts=dict(tally),
             )
-    return {"claimed": len(pairs), "run": done}
+    return {"claimed": len(pairs), "run": len(enrolments)}
 
 
 # ------------------------------------------------------------------------------------------------ caps

@@ -127,3 +127,16 @@ def test_processing_is_audited_with_counts_only(abandoned_cart, merchant):
     assert processed.counts["sent"] == 2 and processed.purpose == "direct_marketing"
     assert str(shopper.pk) not in str(processed.details)
     assert audit_chain_verify().intact
+
+
+def test_access_lists_and_erasure_deletes_what_journeys_hold(abandoned_cart, merchant):
+    from journeys.subject_data import access, erase
+
+    [shopper] = shoppers(1)
+    event(merchant, shopper, CART, MORNING + timedelta(minutes=1))
+    tick(MORNING + timedelta(minutes=2))
+    tick(MORNING + 3 * H)
+    [entry] = access(shopper.pk)
+    assert entry["journey"] == "Abandoned cart" and entry["messages"][0]["title"].startswith("Still thinking")
+    assert erase(shopper.pk) == {"enrolments": 1, "step_runs": 2, "messages": 1}
+    assert access(shopper.pk) == []
