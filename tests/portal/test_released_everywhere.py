@@ -35,6 +35,7 @@ from campaigns.models import (
     TrackingEvent,
     TrackingKind,
 )
+from journeys.templates import journey_from_template
 from merchants.permissions import IsMerchantKey
 from privacy.models import ReleaseLedger
 from privacy.release import PRECISIONS, count_from_noisy
@@ -57,6 +58,9 @@ PORTAL_ACTIONS = {
     "campaigns/<id:campaign_id>/delete/",
     "segments/estimate/",  # POSTed below with an expression
     "campaigns/preview/",  # a message preview: text and products, no counts
+    "journeys/new/",
+    "journeys/<id:journey_id>/activate/",
+    "journeys/<id:journey_id>/pause/",
 }
 
 
@@ -157,6 +161,7 @@ def world(population, merchant, all_purposes_approved, fine_preview):
             for d in buyers
         ]
     )
+    journey = journey_from_template(merchant=merchant, key="abandoned_cart", actor="test")
     return {
         "segments": {"big": big, "chess": chess, "other": other},
         "campaign": campaign,
@@ -164,6 +169,7 @@ def world(population, merchant, all_purposes_approved, fine_preview):
             "segment_id": big.pk,
             "other_id": other.pk,
             "campaign_id": campaign.pk,
+            "journey_id": journey.pk,
             "pk": campaign.pk,
             "key_id": 1,
             "sku": "NONE",
