@@ -89,6 +89,116 @@ def _enrol_all(journey, ids) -> None:
         )
 
 
+def _consented(raw_ids: list[str]) -> None:
+    from django.utils import timezone
+
+    from consumers.models import Consumer
+    from consumers.profiles import profiles_ingest
+    from privacy.models import ConsentKind, ConsentStatus, Purpose
+    from privacy.pseudonyms import pseudonymise
+    from privacy.services import ConsentChange, consents_record
+
+    profiles_ingest(rows=[{"consumer_id": raw, "country": "SG"} for raw in raw_ids], actor="bench")
+    ids = Consumer.objects.filter(pseudonym__in=[pseudonymise(raw) for raw in raw_ids]).values_list("pk", flat=True)
+    now = timezone.now()
+    consents_record(
+        changes=[
+            ConsentChange(cid, Purpose.DIRECT_MARKETING, ConsentStatus.GRANTED, ConsentKind.EXPRESS, "bench", now)
+            for cid in ids
+        ],
+        actor="bench",
+    )
+
+
+def _cart(merchant, raw: str, category: str) -> dict:
+    from django.utils import timezone
+
+    return {
+        "event_id": f"{raw}-cart",
+        "consumer_id": raw,
+        "merchant": merchant.slug,
+        "sku": f"BENCH-{category}",
+        "category_path": category,
+        "event_type": "cart",
+        "occurred_at": timezone.now().isoformat(),
+    }
+
+
+def _worker_latency(merchant, steps: list[dict], n: int = 30) -> tuple[list[float], str]:
+    """Event → message with a real Celery worker on the configured broker: ingest, tick (the step task goes to the
+    worker), poll until the message is written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.db import connection
+
+    from config.celery import app as celery_app
+    from consumers.events import events_ingest
+    from journeys.models import JourneySend
+    from journeys.tasks import journeys_tick
+
+    if not settings.CELERY_BROKER_URL:
+        return [], "needs CELERY_BROKER_URL"
+    journey = _journey(merchant, "bench worker latency", steps, 'carted(category="bench-worker")')
+    raw_ids = [f"bench-journey-worker-{journey.pk}-{i}" for i in range(n)]
+    _consented(raw_ids)
+    db = connection.settings_dict
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://{}@{}:{}/{}".format(
+            db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432, db["NAME"]
+        ),
+        "PYTHONPATH": f"{root / 'platform'}:{root}",
+        "JOURNEY_QUIET_HOURS": "",
+    }
+    log = tempfile.NamedTemporaryFile(prefix="bench-journeys-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"bench-journeys-{os.getpid()}@%h",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                return [], "the worker did not start"
+        for i, raw in enumerate(raw_ids):
+            begin = time.perf_counter()
+            events_ingest(rows=[_cart(merchant, raw, "bench-worker")], actor="bench")
+            journeys_tick()
+            wait_until = time.monotonic() + 30
+            while JourneySend.objects.filter(journey=journey).count() < i + 1 and time.monotonic() < wait_until:
+                time.sleep(0.005)
+            if JourneySend.objects.filter(journey=journey).count() >= i + 1:
+                latencies.append(time.perf_counter() - begin)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+    return latencies, f"{len(latencies)} of {n} delivered by a real worker; with beat, add up to its 60 s interval"
+
+
 def run(ctx: BenchContext) -> list[Row]:
     if not ctx.on_postgres:
         return [Row(NAME, "1M consumers waiting", None, "s", skipped="needs PostgreSQL (DATABASE_URL)")]
@@ -173,6 +283,21 @@ def run(ctx: BenchContext) -> list[Row]:
         if JourneySend.objects.filter(journey=latency_journey).count() >= i + 1:
             latencies.append(time.perf_counter() - begin)
     delivered = JourneySend.objects.filter(journey=latency_journey).count()
+    worker_latencies, worker_note = _worker_latency(merchant, [steps[1]])
+    worker_rows = (
+        [
+            Row(
+                NAME,
+                "event → message p50 (real worker)",
+                percentile(worker_latencies, 50) * 1000,
+                "ms",
+                note=worker_note,
+            ),
+            Row(NAME, "event → message p99 (real worker)", percentile(worker_latencies, 99) * 1000, "ms"),
+        ]
+        if worker_latencies
+        else [Row(NAME, "event → message (real worker)", None, "ms", skipped=worker_note)]
+    )
     return [
         Row(NAME, "scheduler overhead per tick (nothing due)", tick_s * 1000, "ms", note=scale_note),
         Row(
@@ -192,4 +317,5 @@ def run(ctx: BenchContext) -> list[Row]:
         Row(
             NAME, "event → message p99 (in-process tick)", percentile(latencies, 99) * 1000 if latencies else None, "ms"
         ),
+        *worker_rows,
     ]

@@ -521,7 +521,7 @@ def _advance(e: JourneyEnrolment, ctx: BatchContext) -> None:
         )
         tally["steps"] += 1
         if move.target == EXIT:
-            _finish(e, EnrolmentState.EXITED, now, move.exit_reason)
+            _finish(e, EnrolmentState.EXITED, now, move.exit_reason or f"step_{e.step}_{move.outcome}")
             tally["exited"] += 1
             return
         e.step = int(move.target)  # type: ignore[arg-type]
