@@ -64,6 +64,7 @@ from .models import (
 logger = logging.getLogger("dmp.journeys")
 ACTOR = "system:journeys"
 MAX_STEPS_PER_RUN = 60  # more than a definition can hold: a run always ends at a wait or the end
+MAX_PRODUCTS = 10  # the most products a send step may show (journeys.definition)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -292,6 +293,27 @@ class BatchContext:
     step_runs: list[JourneyStepRun] = field(default_factory=list)
     sends: list[JourneySend] = field(default_factory=list)
 
+    recommended: dict[int, dict[int, list[int]]] = field(default_factory=dict)  # journey id -> consumer -> products
+    catalogues: dict[int, Catalogue] = field(default_factory=dict)
+
+    def recommendations(self, journey: Journey, consumer_id: int) -> list[int]:
+        """The consumer's recommended products, asked once per batch for all the journey's consumers in it (the
+        recommender's per-call work pays off over many consumers, as in campaigns)."""
+        if journey.pk not in self.recommended:
+            try:
+                self.recommended[journey.pk] = recommend_for_consumers(
+                    merchant_id=journey.merchant_id,
+                    consumer_ids=self.batch_consumers.get(journey.pk, [consumer_id]),
+                    n=MAX_PRODUCTS + 1,
+                    exclude_purchased=True,
+                )
+            except ProcessingNotPermitted:
+                self.recommended[journey.pk] = {}  # no approved recommendation activity: messages go without products
+        return self.recommended[journey.pk].get(consumer_id, [])
+
+    def catalogue(self, merchant_id: int) -> Catalogue:
+        return self.catalogues.setdefault(merchant_id, Catalogue(merchant_id))
+
     def allowed(self, consumer_id: int, *, with_offer: bool) -> bool:
         if with_offer not in self.messageable:
             ids = sorted({c for cs in self.batch_consumers.values() for c in cs})
@@ -377,7 +399,7 @@ def _branch(step: dict, e: JourneyEnrolment, journey: Journey, now: datetime) ->
     return Move(StepOutcome.BRANCH_NO, _next(step, e.step, "else"))
 
 
-def _render(step: dict, e: JourneyEnrolment, journey: Journey) -> tuple[str, str, list[int]]:
+def _render(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) -> tuple[str, str, list[int]]:
     """The campaigns' rendering: constants (store, offer), recommended products of the merchant's catalogue, and
     {carted_product}, the triggering event's product."""
     discount = send_discount(step)
@@ -397,13 +419,8 @@ def _render(step: dict, e: JourneyEnrolment, journey: Journey) -> tuple[str, str
     body = CompiledTemplate(step["body"].replace(CARTED_PRODUCT, escaped), constants=constants)
     product_ids: list[int] = []
     if n and (title.uses_products or body.uses_products):
-        try:
-            recommended = recommend_for_consumers(
-                merchant_id=journey.merchant_id, consumer_ids=[e.consumer_id], n=n + 1, exclude_purchased=True
-            ).get(e.consumer_id, [])
-        except ProcessingNotPermitted:
-            recommended = []  # no approved recommendation activity: the message goes without products
-        catalogue = Catalogue(journey.merchant_id)
+        recommended = ctx.recommendations(journey, e.consumer_id)
+        catalogue = ctx.catalogue(journey.merchant_id)
         candidates = [pid for pid in recommended if pid != e.trigger_product_id]
         catalogue.load(set(candidates))
         product_ids = [pid for pid in candidates if catalogue.products.get(pid)][:n]
@@ -438,7 +455,7 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
             return Move(StepOutcome.REFUSED, EXIT, exit_reason=decision.reason)
     if ctx.is_capped(journey, e.consumer_id):
         return Move(StepOutcome.CAPPED, _next(step, e.step))
-    title, body, product_ids = _render(step, e, journey)
+    title, body, product_ids = _render(step, e, journey, ctx)
     ctx.sends.append(
         JourneySend(
             enrolment_id=e.pk,

@@ -140,3 +140,26 @@ def test_access_lists_and_erasure_deletes_what_journeys_hold(abandoned_cart, mer
     assert entry["journey"] == "Abandoned cart" and entry["messages"][0]["title"].startswith("Still thinking")
     assert erase(shopper.pk) == {"enrolments": 1, "step_runs": 2, "messages": 1}
     assert access(shopper.pk) == []
+
+
+def test_the_nudge_names_recommended_products_of_the_merchant_but_not_the_carted_one(
+    abandoned_cart, merchant, approve_activity
+):
+    from privacy.models import Purpose
+
+    approve_activity(Purpose.RECOMMENDATION)
+    buyers = shoppers(3, prefix="popular-buyer")
+    for buyer in buyers:  # what others buy makes the popular products a newcomer is recommended
+        for sku in ("LAMP-1", "STOVE-1"):
+            event(merchant, buyer, PURCHASE, MORNING - 2 * H, sku=sku)
+    [shopper] = shoppers(1)
+    event(merchant, shopper, CART, MORNING + timedelta(minutes=1))
+    tick(MORNING + timedelta(minutes=2))
+    tick(MORNING + 3 * H)
+    message = JourneySend.objects.get(journey=abandoned_cart)
+    assert message.product_ids, message.body
+    assert "You might also like" in message.body
+    from consumers.models import Product
+
+    carted = Product.objects.get(merchant=merchant, sku="TENT-1")
+    assert carted.pk not in message.product_ids
