@@ -54,7 +54,7 @@ class JourneyInputSerializer(serializers.Serializer):
     steps = serializers.JSONField(required=False, help_text="The ordered list of steps (docs/journeys.md).")
 
 
-class StepSerializer(serializers.Serializer):
+class JourneyStepSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     type = serializers.CharField()
     summary = serializers.CharField()
@@ -79,7 +79,7 @@ class JourneyOutputSerializer(serializers.Serializer):
     attribution_window_days = serializers.IntegerField()
     version = serializers.IntegerField(allow_null=True)
     steps = serializers.JSONField()
-    flow = StepSerializer(many=True)
+    flow = JourneyStepSerializer(many=True)
     last_error = serializers.CharField()
     created_at = serializers.DateTimeField()
 
@@ -223,20 +223,20 @@ class JourneyPauseApi(_JourneyScoped):
         return self.respond(pk)
 
 
-class StepReportSerializer(serializers.Serializer):
-    step = StepSerializer()
+class JourneyStepReportSerializer(serializers.Serializer):
+    step = JourneyStepSerializer()
     reached = PublicCountSerializer()
     sent = PublicCountSerializer()
     waiting = PublicCountSerializer()
 
 
-class GroupSerializer(serializers.Serializer):
+class JourneyGroupSerializer(serializers.Serializer):
     size = PublicCountSerializer()
     converted = PublicCountSerializer()
     conversion_rate = serializers.FloatField(allow_null=True, help_text="From released numbers; null when hidden.")
 
 
-class UpliftSerializer(serializers.Serializer):
+class JourneyUpliftSerializer(serializers.Serializer):
     absolute = serializers.FloatField()
     ci_low = serializers.FloatField()
     ci_high = serializers.FloatField()
@@ -248,10 +248,10 @@ class UpliftSerializer(serializers.Serializer):
 class JourneyReportSerializer(serializers.Serializer):
     journey_id = serializers.IntegerField()
     status = serializers.CharField()
-    steps = StepReportSerializer(many=True)
-    treatment = GroupSerializer()
-    holdout = GroupSerializer()
-    uplift = UpliftSerializer(allow_null=True)
+    steps = JourneyStepReportSerializer(many=True)
+    treatment = JourneyGroupSerializer()
+    holdout = JourneyGroupSerializer()
+    uplift = JourneyUpliftSerializer(allow_null=True)
     note = serializers.CharField()
 
 
