@@ -434,8 +434,15 @@ class CampaignAudienceApi(_CampaignScoped):
 
 
 class InboxMessageSerializer(serializers.Serializer):
-    delivery_id = serializers.IntegerField(help_text="Send it back with tracking events.")
-    campaign_id = serializers.IntegerField()
+    delivery_id = serializers.IntegerField(
+        help_text="A campaign message's delivery id: send it back with tracking events. For a journey message "
+        "(kind journey), the message's id within journeys."
+    )
+    kind = serializers.ChoiceField(
+        choices=["campaign", "journey"], help_text="Who sent it: a campaign or a step of a journey."
+    )
+    campaign_id = serializers.IntegerField(allow_null=True)
+    journey_id = serializers.IntegerField(allow_null=True)
     store_name = serializers.CharField()
     title = serializers.CharField()
     body = serializers.CharField()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -37,6 +37,18 @@ from .models import (
 )
 
 logger = logging.getLogger("dmp.campaigns")
+
+# Other senders of direct-marketing messages (journeys, layer 6 like campaigns, which never imports them) register
+# here, so one consumer's messages from every sender count toward the same caps. A counter takes (merchant_id,
+# platform_since, merchant_since, consumer_ids or None) and yields (consumer_id, messages since platform_since,
+# this merchant's messages since merchant_since) for consumers with any.
+CapCounter = Callable[..., Iterable[tuple[int, int, int]]]
+CAP_COUNTERS: list[CapCounter] = []
+
+
+def cap_counter_register(counter: CapCounter) -> None:
+    if counter not in CAP_COUNTERS:
+        CAP_COUNTERS.append(counter)
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,56 @@ def frequency_capped_consumers(
         )
         over |= Q(merchant_n__gte=frequency_cap)
     rows = messages.values("consumer_id").annotate(**annotations).filter(over).values_list("consumer_id", flat=True)
-    return set(rows) if consumer_ids is None else set(rows) & set(consumer_ids)
+    capped = set(rows)
+    if CAP_COUNTERS:
+        capped |= _capped_with_other_senders(
+            messages=messages,
+            annotations=annotations,
+            merchant_id=merchant_id,
+            platform_cap=platform_cap,
+            frequency_cap=frequency_cap,
+            platform_since=platform_since,
+            merchant_since=merchant_since,
+            consumer_ids=consumer_ids,
+        )
+    return capped if consumer_ids is None else capped & set(consumer_ids)
+
+
+def _capped_with_other_senders(
+    *,
+    messages,
+    annotations: dict,
+    merchant_id: int,
+    platform_cap: int | None,
+    frequency_cap: int | None,
+    platform_since: datetime,
+    merchant_since: datetime,
+    consumer_ids: Sequence[int] | None,
+) -> set[int]:
+    """Consumers over a cap once the registered senders' messages are added to the campaigns' ones."""
+    extra: dict[int, list[int]] = {}
+    for counter in CAP_COUNTERS:
+        for cid, platform_n, merchant_n in counter(
+            merchant_id=merchant_id,
+            platform_since=platform_since,
+            merchant_since=merchant_since,
+            consumer_ids=consumer_ids,
+        ):
+            totals = extra.setdefault(int(cid), [0, 0])
+            totals[0] += platform_n
+            totals[1] += merchant_n
+    if not extra:
+        return set()
+    for row in messages.filter(consumers_in(list(extra))).values("consumer_id").annotate(**annotations):
+        totals = extra[row["consumer_id"]]
+        totals[0] += row.get("platform_n", 0)
+        totals[1] += row.get("merchant_n", 0)
+    return {
+        cid
+        for cid, (platform_n, merchant_n) in extra.items()
+        if (platform_cap is not None and platform_n >= platform_cap)
+        or (frequency_cap is not None and merchant_n >= frequency_cap)
+    }
 
 
 def audience_resolve(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,14 +25,28 @@ from .models import (
 
 @dataclass(frozen=True)
 class InboxMessage:
-    delivery_id: int
-    campaign_id: int
+    delivery_id: int  # a campaign delivery's id, or a journey message's id (kind says which)
+    campaign_id: int | None
     store_name: str
     title: str
     body: str
     coupon_code: str
     products: list[dict]
     sent_at: datetime | None  # the delivery's dispatched_at: set whenever a delivery is marked dispatched
+    kind: str = "campaign"  # or "journey"
+    journey_id: int | None = None
+
+
+# Other senders of inbox messages (journeys) register here, so this layer never imports them. A source's `take`
+# returns the consumer's unread messages from it, marked delivered, and withdraws those the rule now refuses:
+# take(consumer_id=, allowed=(has_offer -> bool), why_not=(has_offer -> str), now=, limit=).
+InboxTake = Callable[..., list[InboxMessage]]
+INBOX_SOURCES: list[InboxTake] = []
+
+
+def inbox_source_register(take: InboxTake) -> None:
+    if take not in INBOX_SOURCES:
+        INBOX_SOURCES.append(take)
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,7 @@ def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage
                     withdrawn_count=F("withdrawn_count") + n, dispatched_count=F("dispatched_count") - n
                 )
     titles = _product_details({pid for d in shown for pid in d.product_ids}, shown)
-    return [
+    messages = [
         InboxMessage(
             delivery_id=d.pk,
             campaign_id=d.campaign_id,
@@ -112,6 +127,17 @@ def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage
         )
         for d in shown
     ]
+    for take in INBOX_SOURCES:
+        if len(messages) >= limit:
+            break
+        messages += take(
+            consumer_id=consumer_id,
+            allowed=lambda has_offer: reach.decision(has_offer=has_offer).allowed,
+            why_not=lambda has_offer: reach.why_not(has_offer=has_offer),
+            now=now,
+            limit=limit - len(messages),
+        )
+    return sorted(messages, key=lambda m: (m.sent_at or now, m.kind, m.delivery_id))
 
 
 def _product_details(product_ids: set[int], deliveries: list[Delivery]) -> dict[int, dict]:

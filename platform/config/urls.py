@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("recommend.api_urls")),
     path("", include("segments.api_urls")),
     path("", include("campaigns.api_urls")),
+    path("", include("journeys.api_urls")),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
     path(
         "docs/",

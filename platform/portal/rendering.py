@@ -20,6 +20,7 @@ NAVIGATION = [
     ("tags", "Tag explorer", "portal:tags"),
     ("segments", "Segments", "portal:segments"),
     ("campaigns", "Campaigns", "portal:campaigns"),
+    ("journeys", "Journeys", "portal:journeys"),
     ("keys", "API keys", "portal:api_keys"),
     ("data_use", "How your data is used", "portal:data_use"),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import account, campaigns, dashboard, data_use, keys, segments, tags
+from .views import account, campaigns, dashboard, data_use, journeys, keys, segments, tags
 
 
 class ObjectIdConverter:
@@ -39,6 +39,11 @@ urlpatterns = [
     path("tags/", tags.tag_explorer, name="tags"),
     path("tags/catalogue.json", segments.tag_catalogue_json, name="tag_catalogue_json"),
     path("segments/values.json", segments.action_values_json, name="action_values_json"),
+    path("journeys/", journeys.journey_list, name="journeys"),
+    path("journeys/new/", journeys.journey_new, name="journey_new"),
+    path("journeys/<id:journey_id>/", journeys.journey_detail, name="journey_detail"),
+    path("journeys/<id:journey_id>/activate/", journeys.journey_activate_view, name="journey_activate"),
+    path("journeys/<id:journey_id>/pause/", journeys.journey_pause_view, name="journey_pause"),
     path("campaigns/", campaigns.campaign_list, name="campaigns"),
     path("campaigns/new/", campaigns.campaign_new, name="campaign_new"),
     path("campaigns/preview/", campaigns.campaign_preview_json, name="campaign_preview_json"),

@@ -35,6 +35,7 @@ from campaigns.models import (
     TrackingEvent,
     TrackingKind,
 )
+from journeys.templates import journey_from_template
 from merchants.permissions import IsMerchantKey
 from privacy.models import ReleaseLedger
 from privacy.release import PRECISIONS, count_from_noisy
@@ -58,6 +59,9 @@ PORTAL_ACTIONS = {
     "segments/estimate/",  # POSTed below with an expression
     "segments/parse/",  # the builder's parser: the expression's JSON form and canonical text, no counts
     "campaigns/preview/",  # a message preview: text and products, no counts
+    "journeys/new/",
+    "journeys/<id:journey_id>/activate/",
+    "journeys/<id:journey_id>/pause/",
 }
 
 
@@ -158,6 +162,7 @@ def world(population, merchant, all_purposes_approved, fine_preview):
             for d in buyers
         ]
     )
+    journey = journey_from_template(merchant=merchant, key="abandoned_cart", actor="test")
     return {
         "segments": {"big": big, "chess": chess, "other": other},
         "campaign": campaign,
@@ -165,6 +170,7 @@ def world(population, merchant, all_purposes_approved, fine_preview):
             "segment_id": big.pk,
             "other_id": other.pk,
             "campaign_id": campaign.pk,
+            "journey_id": journey.pk,
             "pk": campaign.pk,
             "key_id": 1,
             "sku": "NONE",

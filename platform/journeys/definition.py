@@ -1,0 +1,212 @@
+"""A journey's definition: an ordered list of steps, checked before it is stored.
+
+Steps (JSON objects, each with a "type"):
+
+- ``{"type": "wait", "duration": "2h"}`` or ``{"type": "wait", "until": "09:00"}`` (the next 09:00 in the
+  journey's time zone);
+- ``{"type": "wait_for", "event": "purchased()", "timeout": "4h", "on_event": N, "on_timeout": M}``: wait until a
+  matching event of this merchant arrives (time within the wait window) or the timeout passes;
+- ``{"type": "branch", "condition": "interest:outdoor", "then": N, "else": M}``: the segment language, evaluated
+  for the one consumer;
+- ``{"type": "send", "title": "...", "body": "...", "coupon_code": "", "discount_percent": null,
+  "products": 3}``: the campaigns' placeholders plus ``{carted_product}`` (the triggering event's product);
+- ``{"type": "exit"}``.
+
+Targets (``on_event``, ``on_timeout``, ``then``, ``else``, ``next``) are a later step's index or "exit"; without one
+a step goes on to the next in the list, and past the last step the journey completes. Jumps go forward only, so a
+consumer visits a step at most once (what makes "one run per enrolment and step" a unique constraint).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from campaigns.messages import template_problems
+from merchants.errors import Invalid
+from merchants.models import Merchant
+from segments.evaluation import definition_resolve
+from segments.language import ActionTerm, Node, SegmentSyntaxError, parse
+
+MAX_STEPS = 50
+EXIT = "exit"
+STEP_TYPES = ("wait", "wait_for", "branch", "send", "exit")
+CARTED_PRODUCT = "{carted_product}"
+_DURATION = re.compile(r"^\s*(\d{1,5})\s*(m|h|d)\s*$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+MAX_DURATION = timedelta(days=90)
+
+
+def parse_duration(value: Any, *, where: str) -> timedelta:
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(
+            f"{where}: a duration is a number and a unit, e.g. 30m, 2h or 3d (found {value!r})",
+            details={"field": where},
+        )
+    duration = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if duration <= timedelta(0) or duration > MAX_DURATION:
+        raise Invalid(f"{where}: a duration is between 1m and 90d (found {value!r})", details={"field": where})
+    return duration
+
+
+def parse_time_of_day(value: Any, *, where: str) -> time:
+    match = _TIME.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid(f"{where}: a time of day is HH:MM, e.g. 09:00 (found {value!r})", details={"field": where})
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def action_parse(text: Any, *, where: str) -> ActionTerm:
+    """One action of the segment language (carted(category="outdoor")), for triggers, waits and exits."""
+    try:
+        node = parse(text)
+    except SegmentSyntaxError as exc:
+        raise Invalid(
+            f"{where}: {exc}", code="invalid_expression", details={"field": where, **exc.as_details()}
+        ) from None
+    if not isinstance(node, ActionTerm):
+        raise Invalid(
+            f'{where}: expected one action such as carted(category="outdoor") or purchased(), found {text!r}',
+            code="invalid_expression",
+            details={"field": where},
+        )
+    if node.within is not None or node.min_count != 1:
+        raise Invalid(
+            f"{where}: within= and min_count= do not apply to a single event (use a wait's timeout instead)",
+            code="invalid_expression",
+            details={"field": where},
+        )
+    return node
+
+
+def condition_parse(text: Any, *, merchant: Merchant, where: str) -> Node:
+    try:
+        node = parse(text)
+        definition_resolve(node, merchant=merchant, text=text)
+    except SegmentSyntaxError as exc:
+        raise Invalid(
+            f"{where}: {exc}", code="invalid_expression", details={"field": where, **exc.as_details()}
+        ) from None
+    return node
+
+
+@dataclass(frozen=True)
+class StepView:
+    """A step as the portal shows it: its number, kind, a one-line summary and where it goes."""
+
+    index: int
+    type: str
+    summary: str
+    condition: str = ""
+
+
+def _target(step: dict, key: str, index: int, count: int, where: str) -> None:
+    if key not in step or step[key] is None:
+        return
+    value = step[key]
+    if value == EXIT:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not (index < value < count):
+        raise Invalid(
+            f'{where}.{key}: a target is a later step\'s index (after {index}, before {count}) or "exit", '
+            f"found {value!r}",
+            details={"field": f"{where}.{key}"},
+        )
+
+
+def steps_validate(steps: Any, *, merchant: Merchant) -> list[dict]:
+    """Check a definition; return it normalised. Every error names the step (steps[2].timeout)."""
+    if not isinstance(steps, list) or not steps:
+        raise Invalid("steps: a journey needs a non-empty list of steps", details={"field": "steps"})
+    if len(steps) > MAX_STEPS:
+        raise Invalid(f"steps: at most {MAX_STEPS} steps", details={"field": "steps"})
+    count = len(steps)
+    out: list[dict] = []
+    for index, step in enumerate(steps):
+        where = f"steps[{index}]"
+        if not isinstance(step, dict):
+            raise Invalid(f"{where}: a step is an object with a type", details={"field": where})
+        kind = step.get("type")
+        if kind not in STEP_TYPES:
+            raise Invalid(
+                f"{where}.type: one of {', '.join(STEP_TYPES)} (found {kind!r})", details={"field": f"{where}.type"}
+            )
+        _target(step, "next", index, count, where)
+        if kind == "wait":
+            if ("duration" in step) == ("until" in step):
+                raise Invalid(f"{where}: a wait has either a duration or an until time", details={"field": where})
+            if "duration" in step:
+                parse_duration(step["duration"], where=f"{where}.duration")
+            else:
+                parse_time_of_day(step["until"], where=f"{where}.until")
+        elif kind == "wait_for":
+            action_parse(step.get("event"), where=f"{where}.event")
+            parse_duration(step.get("timeout"), where=f"{where}.timeout")
+            _target(step, "on_event", index, count, where)
+            _target(step, "on_timeout", index, count, where)
+        elif kind == "branch":
+            condition_parse(step.get("condition"), merchant=merchant, where=f"{where}.condition")
+            _target(step, "then", index, count, where)
+            _target(step, "else", index, count, where)
+        elif kind == "send":
+            _send_validate(step, where)
+        out.append(dict(step))
+    return out
+
+
+def send_discount(step: dict) -> Decimal | None:
+    raw = step.get("discount_percent")
+    return None if raw in (None, "") else Decimal(str(raw))
+
+
+def _send_validate(step: dict, where: str) -> None:
+    products = step.get("products", 3)
+    if isinstance(products, bool) or not isinstance(products, int) or not 0 <= products <= 10:
+        raise Invalid(f"{where}.products: a number from 0 to 10", details={"field": f"{where}.products"})
+    coupon = step.get("coupon_code", "")
+    if not isinstance(coupon, str) or len(coupon) > 64:
+        raise Invalid(f"{where}.coupon_code: text of at most 64 characters", details={"field": f"{where}.coupon_code"})
+    try:
+        discount = send_discount(step)
+    except (InvalidOperation, ValueError):
+        raise Invalid(f"{where}.discount_percent: a number", details={"field": f"{where}.discount_percent"}) from None
+    if discount is not None and not Decimal("0") < discount <= Decimal("100"):
+        raise Invalid(
+            f"{where}.discount_percent: more than 0 and at most 100", details={"field": f"{where}.discount_percent"}
+        )
+    for key in ("title", "body"):
+        text = step.get(key)
+        if not isinstance(text, str) or not text.strip():
+            raise Invalid(f"{where}.{key}: the message needs a {key}", details={"field": f"{where}.{key}"})
+        problems = template_problems(
+            text.replace(CARTED_PRODUCT, ""),
+            personalised_products=products,
+            coupon_code=coupon,
+            discount_percent=discount,
+        )
+        if problems:
+            raise Invalid(f"{where}.{key}: {problems[0]}", details={"field": f"{where}.{key}", "problems": problems})
+
+
+def step_views(steps: list[dict]) -> list[StepView]:
+    views = []
+    for index, step in enumerate(steps):
+        kind = step["type"]
+        if kind == "wait":
+            summary = f"Wait {step['duration']}" if "duration" in step else f"Wait until {step['until']} local time"
+            views.append(StepView(index, kind, summary))
+        elif kind == "wait_for":
+            summary = f"Wait up to {step['timeout']} for the event"
+            views.append(StepView(index, kind, summary, step["event"]))
+        elif kind == "branch":
+            views.append(StepView(index, kind, "Branch on a condition", step["condition"]))
+        elif kind == "send":
+            views.append(StepView(index, kind, f"Send: {step['title']}"))
+        else:
+            views.append(StepView(index, kind, "Exit"))
+    return views

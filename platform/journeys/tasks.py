@@ -1,0 +1,63 @@
+"""Celery entry points: the periodic tick (beat, every minute) and the step task it fans out to. Both take ids,
+are bounded, and are safe to run twice: the work and its guarantees live in engine.py."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from .engine import due_claim, enrolments_step, triggers_ingest
+from .models import Journey, JourneyStatus
+
+logger = logging.getLogger("dmp.journeys")
+
+TRIGGER_ROWS_PER_TICK = 10_000  # per journey: a burst is read over several ticks, never unbounded
+
+
+def journeys_tick(*, enqueue: bool = True) -> dict[str, int]:
+    """Read new triggers of every active journey, then claim due steps in batches and hand each batch to a
+    step task (or run it here when `enqueue` is False)."""
+    totals = {"enrolled": 0, "claimed": 0, "batches": 0}
+    for journey_id in Journey.objects.filter(status=JourneyStatus.ACTIVE).values_list("pk", flat=True):
+        try:
+            counts = triggers_ingest(journey_id=journey_id, limit=TRIGGER_ROWS_PER_TICK)
+        except Exception:  # one broken journey must not stop the others; recorded where the merchant looks
+            logger.exception("journey.trigger_failed", extra={"fields": {"journey_id": journey_id}})
+            Journey.objects.filter(pk=journey_id).update(last_error="Reading the trigger failed; the team is told.")
+            continue
+        totals["enrolled"] += counts["enrolled"]
+    batch = max(1, settings.JOURNEY_BATCH_SIZE)
+    while totals["claimed"] < settings.JOURNEY_TICK_MAX_STEPS:
+        pairs = due_claim(limit=min(batch, settings.JOURNEY_TICK_MAX_STEPS - totals["claimed"]))
+        if not pairs:
+            break
+        totals["claimed"] += len(pairs)
+        totals["batches"] += 1
+        if enqueue:
+            journey_steps_task.delay([list(p) for p in pairs])
+        else:
+            enrolments_step(pairs=pairs)
+    return totals
+
+
+@shared_task(name="journeys.tick", acks_late=True, autoretry_for=(OperationalError, InterfaceError), max_retries=3)
+def journeys_tick_task() -> dict[str, int]:
+    return journeys_tick()
+
+
+@shared_task(
+    name="journeys.steps",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def journey_steps_task(pairs: list[list[int]]) -> dict[str, int]:
+    """Run a claimed batch of (enrolment id, step) pairs. Replayed after a crash it does nothing twice: each
+    enrolment is re-checked at its claimed step under a row lock, and step runs and sends are unique."""
+    return enrolments_step(pairs=[(int(a), int(b)) for a, b in pairs])
