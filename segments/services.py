@@ -184,6 +184,12 @@ def segment_create(
     """A rule or persona segment from an expression (text) or definition (JSON); its first refresh is queued."""
     if kind not in (SegmentKind.RULE, SegmentKind.PERSONA):
         raise Unprocessable("Lookalike segments are made from a seed segment (POST segments/{id}/lookalike).")
+    if crontab is not None and refresh_policy != RefreshPolicy.CUSTOM:
+        raise Unprocessable(
+            "A crontab applies only to the custom refresh policy.",
+            code="invalid_schedule",
+            details={"field": "crontab"},
+        )
     resolved = definition_compile(merchant=merchant, expression=expression, definition=definition)
     if kind == SegmentKind.PERSONA:
         _check_persona(resolved)
@@ -255,7 +261,11 @@ def segment_update(
             segment.refresh_policy = refresh_policy
         if refresh_policy is not None or crontab is not None:
             if crontab is not None and segment.refresh_policy != RefreshPolicy.CUSTOM:
-                raise Unprocessable("A crontab applies only to the custom refresh policy.", code="invalid_schedule")
+                raise Unprocessable(
+                    "A crontab applies only to the custom refresh policy.",
+                    code="invalid_schedule",
+                    details={"field": "crontab"},
+                )
             _schedule_apply(segment, crontab)
         segment.save()
         if changed_definition:
