@@ -206,3 +206,11 @@ def test_no_portal_page_is_wider_than_the_window(world, browsing):
         _check(page, f"segment_new_error__{viewport}", problems)
 
     assert not problems, "pages wider than the window:\n" + "\n".join(problems)
+
+    # After the page reloads with a result, the result is on screen, not far below the fold.
+    page.set_viewport_size({"width": 1366, "height": 900})
+    browsing.goto(world["pages"]["segment_long_ascii"])
+    page.get_by_label("Compare with").select_option(index=1)
+    page.get_by_role("button", name="Compare").click()
+    expect(page.get_by_test_id("overlap")).to_be_in_viewport()
+    page.screenshot(path=str(SCREENSHOTS / "overlap_result__laptop.png"))
