@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from pyroaring import BitMap
 
 from merchants.models import Merchant
@@ -48,6 +48,23 @@ def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:
         )
         .order_by("name", "pk")
     )
+
+
+def segments_find(
+    *, merchant: Merchant | int, text: str = "", kind: str = "", status: str = "", refresh_policy: str = ""
+) -> QuerySet[Segment]:
+    """The merchant's segments (as segments_for_merchant) whose name or description contains `text` (any case),
+    of a kind, status and refresh policy; an empty argument does not filter."""
+    segments = segments_for_merchant(merchant)
+    if text:
+        segments = segments.filter(Q(name__icontains=text) | Q(description__icontains=text))
+    if kind:
+        segments = segments.filter(kind=kind)
+    if status:
+        segments = segments.filter(status=status)
+    if refresh_policy:
+        segments = segments.filter(refresh_policy=refresh_policy)
+    return segments
 
 
 @dataclass(frozen=True)

@@ -58,3 +58,22 @@ def test_used_by_for_a_page_of_segments_is_a_fixed_number_of_queries(world, merc
         used = segments_used_by(segment_ids=[s.pk for s in segments])
     assert len(queries) == 4
     assert [used[s.pk].count for s in segments] == [0, 1, 1, 1, 1, 1]
+
+
+def test_find_by_text_kind_status_and_policy_within_the_merchant(world, merchant, other_merchant):
+    from segments.selectors import segments_find
+
+    segment_create(merchant=merchant, name="SG shoppers", actor="test", expression="country:SG")
+    segment_create(
+        merchant=merchant, name="Morning", description="Shoppers at dawn", actor="test", expression="country:MY"
+    )
+    segment_create(merchant=merchant, name="Daily", actor="test", expression="country:MY", refresh_policy="daily")
+    segment_create(merchant=other_merchant, name="Their shoppers", actor="test", expression="country:SG")
+
+    def names(**filters):
+        return [s.name for s in segments_find(merchant=merchant, **filters)]
+
+    assert names(text="SHOPPERS") == ["Morning", "SG shoppers"]
+    assert names(refresh_policy="daily") == ["Daily"]
+    assert names(kind="lookalike") == [] and names(status="pending") == ["Daily", "Morning", "SG shoppers"]
+    assert names() == ["Daily", "Morning", "SG shoppers"]

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import F, Q
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -31,7 +31,13 @@ from privacy.services import ProcessingNotPermitted
 from segments.figures import history_figures, segment_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
 from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentStatus, SnapshotStatus
-from segments.selectors import audience_estimate, segment_used_by, segments_for_merchant, segments_used_by
+from segments.selectors import (
+    audience_estimate,
+    segment_used_by,
+    segments_find,
+    segments_for_merchant,
+    segments_used_by,
+)
 from segments.services import (
     lookalike_create,
     segment_clone,
@@ -185,19 +191,6 @@ class ListQuery:
         return urlencode({k: v for k, v in values.items() if v})
 
 
-def _list_queryset(merchant, query: ListQuery):
-    segments = segments_for_merchant(merchant)
-    if query.q:
-        segments = segments.filter(Q(name__icontains=query.q) | Q(description__icontains=query.q))
-    if query.kind:
-        segments = segments.filter(kind=query.kind)
-    if query.status:
-        segments = segments.filter(status=query.status)
-    if query.policy:
-        segments = segments.filter(refresh_policy=query.policy)
-    return segments
-
-
 def _released_size_key(size: dict | None) -> tuple[int, int]:
     """Sort key for a released size: not computed, then hidden ("fewer than ..."), then shown by its value."""
     if size is None or size.get("withheld"):
@@ -211,7 +204,9 @@ def _released_size_key(size: dict | None) -> tuple[int, int]:
 def segment_list(request: HttpRequest) -> HttpResponse:
     merchant = request.portal.merchant
     query = ListQuery.from_request(request)
-    segments = _list_queryset(merchant, query)
+    segments = segments_find(
+        merchant=merchant, text=query.q, kind=query.kind, status=query.status, refresh_policy=query.policy
+    )
     total = segments_for_merchant(merchant).count() if query.filtered else None
     if query.sort in DB_ORDER:
         paginator = Paginator(segments.order_by(*DB_ORDER[query.sort]), PAGE_SIZE)
@@ -254,9 +249,11 @@ def segment_list(request: HttpRequest) -> HttpResponse:
         "statuses": STATUS_LABELS,
         "policies": [(value, label) for value, label in REFRESH_CHOICES]
         + [(value, label) for value, label in RefreshPolicy.choices if value not in dict(REFRESH_CHOICES)],
+        # A header sorts by its column (names A–Z, sizes and refreshes newest or largest first), again to reverse.
         "sort_links": {
-            column: query.querystring(sort=("-" if query.sort == column else "") + column)
-            for column in ("name", "size", "refreshed")
+            "name": query.querystring(sort="-name" if query.sort == "name" else "name"),
+            "size": query.querystring(sort="size" if query.sort == "-size" else "-size"),
+            "refreshed": query.querystring(sort="refreshed" if query.sort == "-refreshed" else "-refreshed"),
         },
         "page_links": {
             "previous": query.querystring(page=page_obj.previous_page_number()) if page_obj.has_previous() else None,
