@@ -32,10 +32,17 @@ from privacy.services import ProcessingNotPermitted
 from .figures import segment_figures
 from .insights import SegmentNotComputed, segment_insights, segment_overlap
 from .models import RefreshPolicy, Segment, SegmentKind, SegmentScope
-from .selectors import SUGGESTED_ARGS, action_value_suggestions, audience_estimate, segments_for_merchant
+from .selectors import (
+    SUGGESTED_ARGS,
+    action_value_suggestions,
+    audience_estimate,
+    segment_used_by,
+    segments_for_merchant,
+)
 from .services import (
     CRONTAB_FIELDS,
     lookalike_create,
+    segment_clone,
     segment_create,
     segment_crontab,
     segment_delete,
@@ -277,6 +284,33 @@ class SegmentOutput(serializers.Serializer):
         return self._count(segment, "exited")
 
 
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class UsedBySerializer(serializers.Serializer):
+    campaigns = UserSerializer(many=True, help_text="Campaigns that include or exclude the segment, in any status.")
+    lookalikes = UserSerializer(many=True, help_text="Lookalike segments seeded from it.")
+    segments = UserSerializer(many=True, help_text="Segments whose expression names it as segment:ID.")
+
+
+class SegmentDetailOutput(SegmentOutput):
+    used_by = serializers.SerializerMethodField(
+        help_text="What uses the segment; while anything does, deleting it is refused (409)."
+    )
+
+    @extend_schema_field(UsedBySerializer)
+    def get_used_by(self, segment) -> dict:
+        return segment_used_by(segment=segment).as_dict()
+
+
+class CloneInput(serializers.Serializer):
+    name = serializers.CharField(
+        max_length=200, required=False, help_text='Defaults to "Copy of <name>", numbered until it is unique.'
+    )
+
+
 class SegmentPageOutput(serializers.Serializer):
     count = serializers.IntegerField(help_text="How many segments you have.")
     next = serializers.URLField(allow_null=True, help_text="The next page, or null on the last.")
@@ -504,11 +538,12 @@ class SegmentDetailApi(MerchantAPIView):
     @extend_schema(
         operation_id="segments_retrieve",
         summary="Get a segment",
-        description="One of your segments; another merchant's id is a 404 like a missing one.",
-        responses=SegmentOutput,
+        description="One of your segments, with what uses it (used_by); another merchant's id is a 404 like a "
+        "missing one.",
+        responses=SegmentDetailOutput,
     )
     def get(self, request, segment_id: int):
-        return Response(SegmentOutput(get_scoped_or_404(self.get_queryset(), pk=segment_id)).data)
+        return Response(SegmentDetailOutput(get_scoped_or_404(self.get_queryset(), pk=segment_id)).data)
 
     @extend_schema(
         operation_id="segments_update",
@@ -535,6 +570,24 @@ class SegmentDetailApi(MerchantAPIView):
         segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
         segment_delete(segment=segment, actor=request.user.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SegmentCloneApi(OwnSegmentsApi):
+    @extend_schema(
+        operation_id="segments_clone",
+        summary="Copy a segment",
+        description="A new segment with the same definition (or lookalike recipe), scope, description, refresh "
+        'policy and schedule, named "Copy of <name>" (numbered until unique) unless a name is given. Its first '
+        "refresh is queued at once.",
+        request=CloneInput,
+        responses={201: SegmentOutput, 409: OpenApiResponse(description="The name given is in use.")},
+    )
+    def post(self, request, segment_id: int):
+        segment = get_scoped_or_404(self.get_queryset(), pk=segment_id)
+        payload = CloneInput(data=_request_data(request))
+        payload.is_valid(raise_exception=True)
+        clone = segment_clone(segment=segment, actor=request.user.actor, **payload.validated_data)
+        return Response(_segment_payload(clone, self.merchant), status=status.HTTP_201_CREATED)
 
 
 class SegmentRefreshApi(OwnSegmentsApi):

@@ -26,7 +26,7 @@ from .evaluation import (
 )
 from .language import to_json
 from .models import Segment, SegmentScope, SegmentSnapshot, SnapshotStatus
-from .services import definition_compile
+from .services import CAMPAIGN_RELATIONS, definition_compile
 from .sources import estimate_bitmaps, reachable_bitmap, tag_bitmaps
 from .targeting import MAX_SUGGESTIONS, TARGETABLE_ARGS, targetable_values
 
@@ -58,6 +58,94 @@ def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:
         )
         .order_by("name", "pk")
     )
+
+
+def segments_find(
+    *, merchant: Merchant | int, text: str = "", kind: str = "", status: str = "", refresh_policy: str = ""
+) -> QuerySet[Segment]:
+    """The merchant's segments (as segments_for_merchant) whose name or description contains `text` (any case),
+    of a kind, status and refresh policy; an empty argument does not filter."""
+    segments = segments_for_merchant(merchant)
+    if text:
+        segments = segments.filter(Q(name__icontains=text) | Q(description__icontains=text))
+    if kind:
+        segments = segments.filter(kind=kind)
+    if status:
+        segments = segments.filter(status=status)
+    if refresh_policy:
+        segments = segments.filter(refresh_policy=refresh_policy)
+    return segments
+
+
+@dataclass(frozen=True)
+class User:
+    """Something that uses a segment: its id and name (a campaign, a lookalike or another segment)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class UsedBy:
+    """What uses a segment: campaigns that include or exclude it, lookalikes seeded from it, and segments that
+    name it as segment:ID. While any of these exists the segment cannot be deleted (segment_delete)."""
+
+    campaigns: list[User]
+    lookalikes: list[User]
+    segments: list[User]
+
+    def __bool__(self) -> bool:
+        return bool(self.campaigns or self.lookalikes or self.segments)
+
+    @property
+    def count(self) -> int:
+        return len(self.campaigns) + len(self.lookalikes) + len(self.segments)
+
+    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            kind: [{"id": user.id, "name": user.name} for user in users]
+            for kind, users in (
+                ("campaigns", self.campaigns),
+                ("lookalikes", self.lookalikes),
+                ("segments", self.segments),
+            )
+        }
+
+
+def segments_used_by(*, segment_ids: list[int]) -> dict[int, UsedBy]:
+    """What uses each of the segments (one query per kind of user, however many segments), by name."""
+    found: dict[str, dict[int, set[tuple[int, str]]]] = {
+        "campaigns": {pk: set() for pk in segment_ids},
+        "lookalikes": {pk: set() for pk in segment_ids},
+        "segments": {pk: set() for pk in segment_ids},
+    }
+    if segment_ids:
+        for relation in CAMPAIGN_RELATIONS:
+            rows = Segment.objects.filter(pk__in=segment_ids, **{f"{relation}__isnull": False}).values_list(
+                "pk", f"{relation}__pk", f"{relation}__name"
+            )
+            for pk, user_id, user_name in rows:
+                found["campaigns"][pk].add((user_id, user_name))
+        for seed_id, user_id, user_name in Segment.objects.filter(seed_id__in=segment_ids).values_list(
+            "seed_id", "pk", "name"
+        ):
+            found["lookalikes"][seed_id].add((user_id, user_name))
+        through = Segment.depends_on.through.objects.filter(to_segment_id__in=segment_ids)
+        for pk, user_id, user_name in through.values_list("to_segment_id", "from_segment_id", "from_segment__name"):
+            found["segments"][pk].add((user_id, user_name))
+
+    def users(kind: str, pk: int) -> list[User]:
+        return [User(id=i, name=n) for i, n in sorted(found[kind][pk], key=lambda row: (row[1].lower(), row[0]))]
+
+    return {
+        pk: UsedBy(campaigns=users("campaigns", pk), lookalikes=users("lookalikes", pk), segments=users("segments", pk))
+        for pk in segment_ids
+    }
+
+
+def segment_used_by(*, segment: Segment) -> UsedBy:
+    """What uses one segment (segments_used_by for one)."""
+    return segments_used_by(segment_ids=[segment.pk])[segment.pk]
 
 
 @dataclass(frozen=True)

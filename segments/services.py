@@ -189,6 +189,12 @@ def segment_create(
     at its store)."""
     if kind not in (SegmentKind.RULE, SegmentKind.PERSONA):
         raise Unprocessable("Lookalike segments are made from a seed segment (POST segments/{id}/lookalike).")
+    if crontab is not None and refresh_policy != RefreshPolicy.CUSTOM:
+        raise Unprocessable(
+            "A crontab applies only to the custom refresh policy.",
+            code="invalid_schedule",
+            details={"field": "crontab"},
+        )
     resolved = definition_compile(merchant=merchant, expression=expression, definition=definition)
     if kind == SegmentKind.PERSONA:
         _check_persona(resolved)
@@ -271,7 +277,11 @@ def segment_update(
             segment.refresh_policy = refresh_policy
         if refresh_policy is not None or crontab is not None:
             if crontab is not None and segment.refresh_policy != RefreshPolicy.CUSTOM:
-                raise Unprocessable("A crontab applies only to the custom refresh policy.", code="invalid_schedule")
+                raise Unprocessable(
+                    "A crontab applies only to the custom refresh policy.",
+                    code="invalid_schedule",
+                    details={"field": "crontab"},
+                )
             _schedule_apply(segment, crontab)
         segment.save()
         if changed_definition:
@@ -300,40 +310,37 @@ def _names(names: list[str]) -> str:
     return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"
 
 
-def _campaigns_using(segment: Segment) -> list[str]:
-    """Names of the campaigns, in any status, that include or exclude the segment."""
-    names: set[str] = set()
-    for relation in CAMPAIGN_RELATIONS:
-        names.update(getattr(segment, relation).values_list("name", flat=True))
-    return sorted(names)
-
-
 def segment_delete(*, segment: Segment, actor: str) -> None:
     """Delete a segment nothing uses. Refused (Conflict, nothing changed) while another segment names it, it seeds a
-    lookalike, or any campaign uses it: a finished campaign keeps the segments it was sent to as its record."""
+    lookalike, or any campaign uses it: a finished campaign keeps the segments it was sent to as its record. The
+    refusal names everything that uses it (details: the names per kind), so the merchant knows what to change."""
+    from .selectors import segment_used_by  # reads live in selectors, which import this module
+
     segment_id = segment.pk
     with transaction.atomic():
         segment = Segment.objects.select_for_update().get(pk=segment_id)
-        dependents = sorted(segment.dependents.values_list("name", flat=True))
-        if dependents:
-            raise Conflict(
-                f"Segment {segment.name!r} is used by {_names(dependents)}; change those first.",
-                code="segment_in_use",
+        used_by = segment_used_by(segment=segment)
+        if used_by:
+            parts: list[str] = []
+            details: dict[str, list[str]] = {}
+            for kind, users in (
+                ("segment", used_by.segments),
+                ("lookalike", used_by.lookalikes),
+                ("campaign", used_by.campaigns),
+            ):
+                names = [user.name for user in users]
+                if names:
+                    parts.append(f"the {kind}{'s' if len(names) > 1 else ''} {_names(names)}")
+                    details[f"{kind}s"] = names[:NAMES_SHOWN]
+            what = "; ".join(parts)
+            advice = (
+                "a campaign keeps the segments it was sent to as its record, so the segment cannot be deleted "
+                "while a campaign uses it"
+                if used_by.campaigns
+                else "change or delete those first"
             )
-        lookalikes = sorted(segment.lookalikes.values_list("name", flat=True))
-        if lookalikes:
             raise Conflict(
-                f"Segment {segment.name!r} is the seed of {_names(lookalikes)}; delete those first.",
-                code="segment_in_use",
-            )
-        campaigns = _campaigns_using(segment)
-        if campaigns:
-            raise Conflict(
-                f"Segment {segment.name!r} is used by the campaign{'s' if len(campaigns) > 1 else ''} "
-                f"{_names(campaigns)}; a campaign keeps the segments it was sent to as its record, so the segment "
-                "cannot be deleted while a campaign uses it.",
-                code="segment_in_use",
-                details={"campaigns": campaigns[:NAMES_SHOWN]},
+                f"Segment {segment.name!r} is used by {what}; {advice}.", code="segment_in_use", details=details
             )
         try:
             with transaction.atomic():
@@ -344,6 +351,66 @@ def segment_delete(*, segment: Segment, actor: str) -> None:
         except ProtectedError:
             raise Conflict(f"Segment {segment.name!r} is used by a campaign.", code="segment_in_use") from None
     logger.info("segment.deleted", extra={"fields": {"segment_id": segment_id, "actor": actor}})
+
+
+CLONE_PREFIX = "Copy of "
+NAME_MAX = 200  # Segment.name's max_length
+
+
+def _clone_name(merchant_id: int, name: str) -> str:
+    """ "Copy of <name>", or "Copy of <name> (2)", (3), ...: the first that is free, cut to fit the name column."""
+    base = f"{CLONE_PREFIX}{name}"
+    taken = set(
+        Segment.objects.for_merchant(merchant_id)
+        .filter(name__startswith=base[: NAME_MAX - 8])
+        .values_list("name", flat=True)
+    )
+    for number in range(1, len(taken) + 2):
+        suffix = "" if number == 1 else f" ({number})"
+        candidate = base[: NAME_MAX - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("unreachable: one of len(taken) + 1 candidates is free")  # pragma: no cover
+
+
+def segment_clone(*, segment: Segment, actor: str, name: str | None = None) -> Segment:
+    """A copy of `segment` under a new name (by default "Copy of <name>", numbered until unique): its definition
+    (or lookalike recipe and seed), kind, scope, description, refresh policy and custom schedule. It is a new
+    segment with no history, so its first refresh is queued at once, as for a segment made from scratch."""
+    crontab = segment_crontab(segment) if segment.refresh_policy == RefreshPolicy.CUSTOM else None
+    for _attempt in range(3):
+        new_name = name if name is not None else _clone_name(segment.merchant_id, segment.name)
+        try:
+            with transaction.atomic():
+                if Segment.objects.for_merchant(segment.merchant_id).filter(name=new_name).exists():
+                    raise Conflict(f"You already have a segment called {new_name!r}.", code="duplicate_name")
+                clone = Segment.objects.create(
+                    merchant_id=segment.merchant_id,
+                    name=new_name,
+                    description=segment.description,
+                    kind=segment.kind,
+                    definition=segment.definition,
+                    definition_json=segment.definition_json,
+                    seed_id=segment.seed_id,
+                    lookalike_spec=segment.lookalike_spec,
+                    refresh_policy=segment.refresh_policy,
+                    scope=segment.scope,
+                    created_by=actor,
+                )
+                clone.depends_on.set(segment.depends_on.all())
+                _schedule_apply(clone, crontab)
+                clone.save(update_fields=["schedule"])
+                segment_refresh_request(segment_id=clone.pk, actor=actor)
+        except IntegrityError:
+            if name is not None:
+                raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name") from None
+            continue  # another request took the same "Copy of" name first: number again
+        logger.info(
+            "segment.cloned",
+            extra={"fields": {"segment_id": clone.pk, "source_id": segment.pk, "merchant_id": segment.merchant_id}},
+        )
+        return clone
+    raise Conflict("Could not find a free name for the copy; give it a name.", code="duplicate_name")
 
 
 # ------------------------------------------------------------------------------------------------ refresh

@@ -62,6 +62,49 @@ def compact_number(value: float) -> str:
     return f"{value:.2g}"
 
 
+# Labels are drawn at the charts' 12px type (portal.css, `.chart text`); a character is at most about 0.6em wide
+# in the system fonts, digits and bold included, so this over-estimates a label's width rather than under.
+CHAR_WIDTH = 7.2
+LABEL_GAP = 6.0
+
+
+def text_width(text: str) -> float:
+    """A generous estimate of a label's width in the chart's own units."""
+    return len(text) * CHAR_WIDTH
+
+
+def _extent(x: float, text: str, anchor: str) -> tuple[float, float]:
+    w = text_width(text)
+    if anchor == "start":
+        return x, x + w
+    if anchor == "end":
+        return x - w, x
+    return x - w / 2, x + w / 2
+
+
+def place_labels(candidates: Sequence[tuple[float, str, str]], *, low: float, high: float) -> list[int]:
+    """Which of the candidate labels (x, text, anchor), in order of importance, to draw so that no two overlap
+    and none leaves [low, high]; the indices, in the order given. A label that would collide is left out (the
+    table beside each chart has every value)."""
+    placed: list[tuple[float, float]] = []
+    chosen: list[int] = []
+    for index, (x, text, anchor) in enumerate(candidates):
+        a, b = _extent(x, text, anchor)
+        if a < low - 0.5 or b > high + 0.5:
+            continue
+        if any(a < pb + LABEL_GAP and pa < b + LABEL_GAP for pa, pb in placed):
+            continue
+        placed.append((a, b))
+        chosen.append(index)
+    return chosen
+
+
+def _fit(text: str, width: float) -> str:
+    """The text cut with an ellipsis to fit `width` (estimated), or as it is when it fits."""
+    most = max(1, int(width // CHAR_WIDTH))
+    return text if len(text) <= most else text[: max(1, most - 1)] + "…"
+
+
 def percent(value: float, digits: int = 0) -> str:
     return f"{value * 100:.{digits}f}%"
 
@@ -121,17 +164,25 @@ def line_chart(
         parts.append(f'<text x="{left - 8}" y="{_fmt(y + 4)}" text-anchor="end">{_text(compact_number(value))}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
 
-    # x labels: first, last, and a middle one when there is room.
-    label_indices = sorted({0, len(points) - 1, (len(points) - 1) // 2}) if len(points) > 2 else [0, len(points) - 1]
-    for i in dict.fromkeys(label_indices):
-        when, _ = points[i]
-        anchor = "start" if i == 0 else ("end" if i == len(points) - 1 else "middle")
-        if len(points) == 1:
-            anchor = "middle"
-        parts.append(
-            f'<text x="{_fmt(x_at(times[i]))}" y="{height - 8}" text-anchor="{anchor}">'
-            f"{_text(when.strftime('%-d %b %H:%M'))}</text>"
-        )
+    # x labels: the first and the last, then the points nearest a quarter, a half and three quarters of the way,
+    # each only where it does not collide with one already placed. Days alone once the history spans days.
+    time_format = "%-d %b" if span >= 2 * 86400 else "%-d %b %H:%M"
+    last = len(points) - 1
+    wanted = [0, last] + [
+        min(range(len(times)), key=lambda i, f=f: abs(times[i] - (t0 + f * span))) for f in (0.5, 0.25, 0.75)
+    ]
+    candidates, indices, seen = [], [], set()
+    for i in wanted:
+        text = points[i][0].strftime(time_format)
+        if i in indices or text in seen:
+            continue
+        anchor = "middle" if len(points) == 1 else ("start" if i == 0 else ("end" if i == last else "middle"))
+        candidates.append((x_at(times[i]), text, anchor))
+        indices.append(i)
+        seen.add(text)
+    for chosen in sorted(place_labels(candidates, low=0, high=width), key=lambda c: candidates[c][0]):
+        x, text, anchor = candidates[chosen]
+        parts.append(f'<text x="{_fmt(x)}" y="{height - 8}" text-anchor="{anchor}">{_text(text)}</text>')
 
     # One path per run of visible points, with a soft area under it.
     runs: list[list[tuple[float, float]]] = [[]]
@@ -149,13 +200,27 @@ def line_chart(
         parts.append(f'<polyline class="line-a" points="{line}"/>')
         for x, y in run:
             parts.append(f'<circle class="dot-a" cx="{_fmt(x)}" cy="{_fmt(y)}" r="3.5"/>')
+    # Hidden points: a tick on the axis each, and "<min" written once per run of them where it fits.
+    hidden_runs: list[list[float]] = []
+    previous_hidden = False
     for t, (_, v) in zip(times, points, strict=True):
         if v is None:
             x = x_at(t)
             parts.append(
-                f'<text x="{_fmt(x)}" y="{_fmt(top + plot_h - 6)}" text-anchor="middle" '
-                f'class="value-label">&lt;min</text>'
+                f'<line class="interval" x1="{_fmt(x)}" x2="{_fmt(x)}" y1="{_fmt(top + plot_h - 4)}" '
+                f'y2="{_fmt(top + plot_h + 4)}"/>'
             )
+            if not previous_hidden:
+                hidden_runs.append([])
+            hidden_runs[-1].append(x)
+        previous_hidden = v is None
+    marks = [((run[0] + run[-1]) / 2, "<min", "middle") for run in hidden_runs]
+    for chosen in place_labels(marks, low=left, high=width - right):
+        x, text, _ = marks[chosen]
+        parts.append(
+            f'<text x="{_fmt(x)}" y="{_fmt(top + plot_h - 8)}" text-anchor="middle" '
+            f'class="value-label">{_text(text)}</text>'
+        )
 
     latest = next((v for _, v in reversed(points) if v is not None), None)
     description = f"{len(points)} measurements from {points[0][0]:%-d %b %Y} to {points[-1][0]:%-d %b %Y}; " + (
@@ -189,7 +254,6 @@ def comparison_bars(
     if not rows:
         return _empty(width, 80, title, empty_message)
     label_w, lift_w, pad = 190, 60, 10
-    max_label = int((label_w - 12) / 6.4)  # characters that fit at the chart's 12px type
     plot_w = width - label_w - lift_w - pad * 2
     row_h = bar_height * 2 + 14
     top = 6
@@ -201,7 +265,7 @@ def comparison_bars(
     described: list[str] = []
     for i, row in enumerate(rows):
         y = top + i * row_h
-        label = row.label if len(row.label) <= max_label else row.label[: max_label - 1] + "…"
+        label = _fit(row.label, label_w - 12)
         parts.append(
             f'<text x="{label_w - 8}" y="{_fmt(y + bar_height + 5)}" text-anchor="end">'
             f"<title>{_text(row.label)}</title>{_text(label)}</text>"
@@ -276,7 +340,7 @@ def funnel_chart(
         x0 = left + i * slot + (slot - bar_w * len(groups)) / 2
         parts.append(
             f'<text x="{_fmt(left + i * slot + slot / 2)}" y="{height - 12}" text-anchor="middle">'
-            f"{_text(stage.label)}</text>"
+            f"<title>{_text(stage.label)}</title>{_text(_fit(stage.label, slot - LABEL_GAP))}</text>"
         )
         texts = []
         for g, share in enumerate(stage.shares):
@@ -293,11 +357,13 @@ def funnel_chart(
             share = min(1.0, max(0.0, share))
             h = plot_h * share
             label = percent(share, 1 if share < 0.1 else 0)
+            # Side by side, labels wider than their bars would run into each other: every other one goes a line up.
+            lift = 12 * (g % 2) if text_width(label) + LABEL_GAP > bar_w else 0
             parts.append(
                 f'<rect class="{css[g % 3]}" x="{_fmt(x + 2)}" y="{_fmt(top + plot_h - h)}" '
                 f'width="{_fmt(bar_w - 4)}" height="{_fmt(max(h, 0.5))}" rx="2">'
                 f"<title>{_text(groups[g])}, {_text(stage.label)}: {label}</title></rect>"
-                f'<text class="value-label" x="{_fmt(x + bar_w / 2)}" y="{_fmt(top + plot_h - h - 4)}" '
+                f'<text class="value-label" x="{_fmt(x + bar_w / 2)}" y="{_fmt(max(10, top + plot_h - h - 4 - lift))}" '
                 f'text-anchor="middle">{label}</text>'
             )
             texts.append(f"{groups[g]} {label}")

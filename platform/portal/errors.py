@@ -43,4 +43,20 @@ class ExpressionProblem:
         lines = expression.split("\n") or [""]
         line_text = lines[line - 1] if 0 < line <= len(lines) else lines[-1]
         where = f"line {line}, column {column}" if line > 1 else f"column {column}"
-        return cls(line_text=line_text, column=max(1, column), where=where, message=message)
+        line_text, shown_column = _window(line_text, max(1, column))
+        return cls(line_text=line_text, column=shown_column, where=where, message=message)
+
+
+ERROR_WINDOW = 60  # characters of a long line shown around the mistake, so the caret is on screen without scrolling
+
+
+def _window(line: str, column: int) -> tuple[str, int]:
+    """A long line cut to ERROR_WINDOW characters around `column` (… marks what is left out), and the column of the
+    mistake in what is shown; a short line as it is. `where` keeps naming the column in the whole line."""
+    if len(line) <= ERROR_WINDOW:
+        return line, column
+    start = min(max(0, column - 1 - ERROR_WINDOW // 2), max(0, len(line) - ERROR_WINDOW))
+    end = start + ERROR_WINDOW
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if end < len(line) else ""
+    return prefix + line[start:end] + suffix, column - start + len(prefix)

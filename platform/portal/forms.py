@@ -105,8 +105,16 @@ class SegmentForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("refresh_policy") == "custom" and not (data.get("crontab") or "").strip():
+        crontab = (data.get("crontab") or "").strip()
+        if data.get("refresh_policy") == "custom" and not crontab:
             self.add_error("crontab", "A custom schedule needs its five cron fields.")
+        elif crontab and data.get("refresh_policy") not in (None, "custom"):
+            # Never keep a schedule the merchant typed and then quietly ignore it: say what to do instead.
+            self.add_error(
+                "crontab",
+                "A schedule is used only with “On a schedule (cron, UTC)”: choose that under “Keep it up to "
+                "date”, or clear the schedule.",
+            )
         return data
 
 

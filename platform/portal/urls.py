@@ -35,6 +35,7 @@ urlpatterns = [
     path("segments/<id:segment_id>/edit/", segments.segment_edit, name="segment_edit"),
     path("segments/<id:segment_id>/refresh/", segments.segment_refresh, name="segment_refresh"),
     path("segments/<id:segment_id>/delete/", segments.segment_delete_view, name="segment_delete"),
+    path("segments/<id:segment_id>/clone/", segments.segment_clone_view, name="segment_clone"),
     path("segments/<id:segment_id>/lookalike/", segments.segment_lookalike, name="segment_lookalike"),
     path("tags/", tags.tag_explorer, name="tags"),
     path("tags/catalogue.json", segments.tag_catalogue_json, name="tag_catalogue_json"),

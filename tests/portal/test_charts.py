@@ -123,3 +123,73 @@ def test_comparison_bars_are_always_well_formed(rows):
 )
 def test_interval_chart_is_always_well_formed(estimate, below, above):
     parse(interval_chart(estimate=estimate, low=estimate - below, high=estimate + above, title="t"))
+
+
+# --- labels never run into each other -----------------------------------------------------------------------------
+
+
+def _label_extents(root: ET.Element, y: str) -> list[tuple[float, float]]:
+    """The estimated horizontal extents of the texts drawn on one baseline."""
+    from portal.charts import text_width
+
+    extents = []
+    for t in root.iter(f"{SVG}text"):
+        if t.get("y") != y:
+            continue
+        x, width = (
+            float(t.get("x")),
+            text_width("".join(t.itertext()) if t.find(f"{SVG}title") is None else t[0].tail or ""),
+        )
+        anchor = t.get("text-anchor", "start")
+        a = x if anchor == "start" else (x - width if anchor == "end" else x - width / 2)
+        extents.append((a, a + width))
+    return sorted(extents)
+
+
+def _overlapping(extents: list[tuple[float, float]]) -> list:
+    return [(a, b) for a, b in zip(extents, extents[1:], strict=False) if a[1] > b[0]]
+
+
+def test_time_labels_of_a_history_that_bunches_up_do_not_overlap():
+    """A demo's replayed weeks then a refresh a minute later drew three dates on top of each other."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    points = [(start + timedelta(weeks=i), 1000.0 + i) for i in range(5)]
+    points += [(points[-1][0] + timedelta(minutes=m), 1200.0) for m in (1, 2, 3)]
+    root = parse(line_chart(points, title="Size"))
+    extents = _label_extents(root, "212")
+    assert len(extents) >= 2 and not _overlapping(extents)
+    assert all(a >= 0 and b <= 640 for a, b in extents)
+
+
+def test_a_run_of_hidden_sizes_is_marked_once_not_a_pile_of_labels():
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    points = [(start + timedelta(days=i), None if 5 <= i < 40 else 1000.0) for i in range(60)]
+    root = parse(line_chart(points, title="Size"))
+    assert texts(root).count("<min") == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10**7), st.one_of(st.none(), st.floats(0, 1e6))),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_time_labels_never_overlap(offsets):
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    points = sorted(((start + timedelta(seconds=s), v) for s, v in offsets), key=lambda p: p[0])
+    root = parse(line_chart(points, title="Size"))
+    assert not _overlapping(_label_extents(root, "212"))
+    assert not _overlapping(_label_extents(root, "182"))  # the "<min" marks
+
+
+def test_funnel_stage_labels_fit_their_slot_and_value_labels_stagger():
+    stages = [FunnelStage(f"A very long stage name number {i}", (0.505, 0.5, 0.495)) for i in range(6)]
+    root = parse(funnel_chart(stages, groups=["Treatment", "Control", "Other"], title="Funnel"))
+    assert not _overlapping(_label_extents(root, "228"))
+    bars = {}
+    for t in root.iter(f"{SVG}text"):
+        if t.get("class") == "value-label":
+            bars.setdefault(t.get("y"), []).append(t)
+    for y in bars:
+        assert not _overlapping(_label_extents(root, y))

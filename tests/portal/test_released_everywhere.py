@@ -52,6 +52,7 @@ PORTAL_ACTIONS = {
     "api-keys/<id:key_id>/revoke/",
     "segments/<id:segment_id>/refresh/",
     "segments/<id:segment_id>/delete/",
+    "segments/<id:segment_id>/clone/",  # redirects to the copy's page
     "segments/<id:segment_id>/lookalike/",
     "campaigns/<id:campaign_id>/launch/",
     "campaigns/<id:campaign_id>/cancel/",

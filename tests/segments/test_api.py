@@ -657,3 +657,39 @@ def test_values_offer_products_and_released_reach(customers, merchant, merchant_
     # Another merchant's product is not offered.
     foreign = merchant_client.get("/api/v1/audiences/values", {"argument": "product", "prefix": "S"}).json()
     assert foreign["values"] == []
+
+
+def test_clone_endpoint_copies_under_a_free_name_and_detail_says_what_uses_a_segment(
+    ready, merchant, merchant_client, other_merchant_client, django_capture_on_commit_callbacks
+):
+    base = _ready_segment(merchant, "sports", "interest:sports")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(f"/api/v1/segments/{base.pk}/clone", {}, format="json")
+    assert response.status_code == 201, response.json()
+    copy = response.json()
+    assert copy["name"] == "Copy of sports" and copy["expression"] == "interest:sports"
+    assert copy["refresh_policy"] == base.refresh_policy and copy["id"] != base.pk
+    assert merchant_client.get(f"/api/v1/segments/{copy['id']}").json()["status"] == "ready"
+    again = merchant_client.post(f"/api/v1/segments/{base.pk}/clone").json()
+    assert again["name"] == "Copy of sports (2)"
+    response = merchant_client.post(f"/api/v1/segments/{base.pk}/clone", {"name": "sports"}, format="json")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "duplicate_name"
+    response = merchant_client.post(f"/api/v1/segments/{base.pk}/clone", {"name": ""}, format="json")
+    assert response.status_code == 400
+    assert other_merchant_client.post(f"/api/v1/segments/{base.pk}/clone").status_code == 404
+
+    outer = merchant_client.post(
+        "/api/v1/segments/", {"name": "outer", "expression": f"segment:{base.pk}"}, format="json"
+    ).json()
+    campaign = _campaign_using(merchant, "Spring", include=[base])
+    detail = merchant_client.get(f"/api/v1/segments/{base.pk}").json()
+    assert detail["used_by"] == {
+        "campaigns": [{"id": campaign.pk, "name": "Spring"}],
+        "lookalikes": [],
+        "segments": [{"id": outer["id"], "name": "outer"}],
+    }
+    response = merchant_client.delete(f"/api/v1/segments/{base.pk}")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert "'outer'" in error["message"] and "'Spring'" in error["message"]
+    assert error["details"] == {"segments": ["outer"], "campaigns": ["Spring"]}

@@ -283,7 +283,7 @@ def test_names_are_unique_per_merchant(world, merchant, other_merchant):
 def test_segments_in_use_cannot_be_deleted(world, merchant):
     inner = segment_create(merchant=merchant, name="inner", actor="test", expression="country:SG")
     outer = segment_create(merchant=merchant, name="outer", actor="test", expression=f"segment:{inner.pk}")
-    with pytest.raises(Conflict, match="used by 'outer'"):
+    with pytest.raises(Conflict, match="used by the segment 'outer'"):
         segment_delete(segment=inner, actor="test")
     segment_delete(segment=outer, actor="test")
     segment_delete(segment=inner, actor="test")
@@ -313,3 +313,91 @@ def test_batch_refresh_without_a_legal_basis_fails_every_segment_visibly(big_wor
     assert segments_refresh_batch(segment_ids=ids, actor="test") == {"refreshed": 0, "failed": 3, "superseded": 0}
     assert set(Segment.objects.values_list("status", flat=True)) == {SegmentStatus.FAILED}
     assert not SegmentSnapshot.objects.filter(status=SnapshotStatus.READY).exists()
+
+
+# ------------------------------------------------------------------------------------------------ clone
+
+
+def test_a_clone_copies_definition_policy_and_schedule_under_a_free_name(
+    big_world, merchant, tagging_approved, django_capture_on_commit_callbacks
+):
+    from segments.services import segment_clone
+
+    inner = segment_create(merchant=merchant, name="inner", actor="test", expression="country:SG")
+    with django_capture_on_commit_callbacks(execute=True):
+        original = segment_create(
+            merchant=merchant,
+            name="Weekday sports",
+            description="for the weekday push",
+            actor="test",
+            expression=f"interest:sports AND segment:{inner.pk}",
+            refresh_policy=RefreshPolicy.CUSTOM,
+            crontab="15 6 * * 1-5",
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        first = segment_clone(segment=original, actor="test")
+    second = segment_clone(segment=original, actor="test")
+    third = segment_clone(segment=first, actor="test")
+
+    assert [first.name, second.name, third.name] == [
+        "Copy of Weekday sports",
+        "Copy of Weekday sports (2)",
+        "Copy of Copy of Weekday sports",
+    ]
+    first.refresh_from_db()
+    assert (first.definition, first.definition_json, first.description) == (
+        original.definition,
+        original.definition_json,
+        original.description,
+    )
+    assert first.refresh_policy == RefreshPolicy.CUSTOM and first.kind == SegmentKind.RULE
+    assert services.segment_crontab(first) == "15 6 * * 1-5" and first.schedule_id != original.schedule_id
+    assert list(first.depends_on.all()) == [inner]
+    # A new segment: refreshed at once, its own members and history.
+    assert first.status == SegmentStatus.READY
+    assert snapshot_members(segment_latest_snapshot(segment_id=first.pk)) == snapshot_members(
+        segment_latest_snapshot(segment_id=original.pk)
+    )
+    assert first.snapshots.count() == 1
+
+
+def test_a_clone_of_a_200_character_name_fits_and_a_given_name_must_be_free(world, merchant):
+    from segments.services import segment_clone
+
+    long = segment_create(merchant=merchant, name="x" * 200, actor="test", expression="country:SG")
+    copies = [segment_clone(segment=long, actor="test") for _ in range(3)]
+    assert [len(c.name) for c in copies] == [200, 200, 200]
+    assert copies[0].name.startswith("Copy of xxx") and copies[1].name.endswith(" (2)")
+    assert len({c.name for c in copies}) == 3
+    with pytest.raises(Conflict, match="already have a segment called 'x"):
+        segment_clone(segment=long, actor="test", name="x" * 200)
+    named = segment_clone(segment=long, actor="test", name="Singapore again")
+    assert named.name == "Singapore again" and named.definition == "country:SG"
+
+
+def test_a_clone_of_a_lookalike_keeps_its_seed_and_recipe(world, merchant):
+    from segments.services import segment_clone
+
+    seed = segment_create(merchant=merchant, name="seed", actor="test", expression="country:SG")
+    lookalike = Segment.objects.create(
+        merchant=merchant,
+        name="like seed",
+        kind=SegmentKind.LOOKALIKE,
+        seed=seed,
+        lookalike_spec={"size": 100},
+        definition=f"lookalike of segment:{seed.pk}",
+    )
+    clone = segment_clone(segment=lookalike, actor="test")
+    assert (clone.kind, clone.seed_id, clone.lookalike_spec) == (SegmentKind.LOOKALIKE, seed.pk, {"size": 100})
+
+
+def test_deleting_a_used_segment_names_everything_that_uses_it(world, merchant):
+    inner = segment_create(merchant=merchant, name="inner", actor="test", expression="country:SG")
+    segment_create(merchant=merchant, name="outer", actor="test", expression=f"segment:{inner.pk}")
+    Segment.objects.create(merchant=merchant, name="like inner", kind=SegmentKind.LOOKALIKE, seed=inner)
+    with pytest.raises(Conflict) as refused:
+        segment_delete(segment=inner, actor="test")
+    assert refused.value.code == "segment_in_use"
+    assert "the segment 'outer'" in refused.value.message and "the lookalike 'like inner'" in refused.value.message
+    assert refused.value.details == {"segments": ["outer"], "lookalikes": ["like inner"]}
+    assert Segment.objects.filter(pk=inner.pk).exists()

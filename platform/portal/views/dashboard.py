@@ -14,7 +14,7 @@ from privacy.release import STANDARD, released_rate
 from privacy.services import release_figures
 from segments.figures import segment_figures
 from segments.insights import POPULATION_SUBJECT
-from segments.models import SegmentScope
+from segments.models import Segment, SegmentScope
 from segments.selectors import population_in_scope, segments_for_merchant
 from tags.selectors import live_consumers_bitmap, reachable_bitmap, tagging_last_run
 
@@ -29,7 +29,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     # privacy.messaging's rule (consent, suppressions, minors), as the builder's reachable count uses it.
     reachable = live.intersection_cardinality(reachable_bitmap(exact=False))
     segments = list(segments_for_merchant(merchant).order_by("-last_refreshed_at", "-updated_at")[:RECENT])
-    campaigns = campaigns_for_merchant(merchant).filter(parent__isnull=True).order_by("-created_at")[:RECENT]
+    own_campaigns = campaigns_for_merchant(merchant).filter(parent__isnull=True)
+    campaigns = own_campaigns.order_by("-created_at")[:RECENT]
     # The population as insights show it, the reachable part; the share only from those two released numbers.
     # Among the merchant's customers when the scope switch says so (the subjects then carry the scope).
     scope = scope_of(request)
@@ -57,6 +58,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 {"segment": s, "size": sizes[s.pk]["size"].public() if s.pk in sizes else None} for s in segments
             ],
             "campaigns": [{"campaign": c, "badge": STATUS_BADGE.get(c.status, "")} for c in campaigns],
+            # How many the merchant has (its own objects, not consumers: no release needed), not how many are listed.
+            "segment_count": Segment.objects.for_merchant(merchant).count(),
+            "campaign_count": own_campaigns.count(),
             "min_audience": settings.MIN_AUDIENCE,
             **scope_context(scope),
         },

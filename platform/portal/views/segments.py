@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -20,7 +23,7 @@ from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
 from portal.charts import ComparisonRow, comparison_bars, line_chart
 from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
-from portal.forms import LookalikeForm, OverlapForm, SegmentForm
+from portal.forms import REFRESH_CHOICES, LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
 from portal.scope import SCOPE_LABELS, scope_of
 from portal.segment_builder import builder_vocabulary, expression_canonical
@@ -29,10 +32,19 @@ from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
 from segments.figures import history_figures, segment_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
-from segments.models import Segment, SegmentKind, SegmentScope, SegmentStatus, SnapshotStatus
-from segments.selectors import SUGGESTED_ARGS, action_value_suggestions, audience_estimate, segments_for_merchant
+from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentScope, SegmentStatus, SnapshotStatus
+from segments.selectors import (
+    SUGGESTED_ARGS,
+    action_value_suggestions,
+    audience_estimate,
+    segment_used_by,
+    segments_find,
+    segments_for_merchant,
+    segments_used_by,
+)
 from segments.services import (
     lookalike_create,
+    segment_clone,
     segment_create,
     segment_crontab,
     segment_delete,
@@ -116,15 +128,142 @@ def _segment_or_404(request: HttpRequest, segment_id: int) -> Segment:
 # ------------------------------------------------------------------------------------------------ list
 
 
+PAGE_SIZE = 25
+SEARCH_MAX = 200
+STATUS_LABELS = {
+    SegmentStatus.READY: "Ready",
+    SegmentStatus.PENDING: "Refreshing",
+    SegmentStatus.FAILED: "Refresh failed",
+}
+# The list's sort keys: name and last refresh sort in the database; size sorts by the released size (never the
+# exact one, whose order would say more than the released numbers do), with hidden sizes as the smallest.
+SORTS = {
+    "name": "Name (A–Z)",
+    "-name": "Name (Z–A)",
+    "-size": "Size (largest first)",
+    "size": "Size (smallest first)",
+    "-refreshed": "Last refreshed (newest first)",
+    "refreshed": "Last refreshed (oldest first)",
+}
+DB_ORDER = {
+    "name": ("name", "pk"),
+    "-name": ("-name", "-pk"),
+    "-refreshed": (F("last_refreshed_at").desc(nulls_last=True), "name", "pk"),
+    "refreshed": (F("last_refreshed_at").asc(nulls_first=True), "name", "pk"),
+}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What the segment list shows: kept in the query string, so a link or a reload keeps it."""
+
+    q: str = ""
+    kind: str = ""
+    status: str = ""
+    policy: str = ""
+    sort: str = "name"
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> ListQuery:
+        """Unknown values are ignored (the list shows everything), never an error page."""
+        get = request.GET
+
+        def choice(name: str, allowed) -> str:
+            value = get.get(name, "")
+            return value if value in allowed else ""
+
+        return cls(
+            q=" ".join(get.get("q", "").split())[:SEARCH_MAX],
+            kind=choice("kind", SegmentKind.values),
+            status=choice("status", SegmentStatus.values),
+            policy=choice("policy", RefreshPolicy.values),
+            sort=get.get("sort", "name") if get.get("sort", "name") in SORTS else "name",
+        )
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.q or self.kind or self.status or self.policy)
+
+    def querystring(self, **changes) -> str:
+        """The query string for this view with some values changed ("" drops a value); page is dropped unless
+        given, so a new filter or sort starts on the first page."""
+        values = {"q": self.q, "kind": self.kind, "status": self.status, "policy": self.policy, "sort": self.sort}
+        values.update(changes)
+        if values["sort"] == "name":
+            values["sort"] = ""
+        return urlencode({k: v for k, v in values.items() if v})
+
+
+def _released_size_key(size: dict | None) -> tuple[int, int]:
+    """Sort key for a released size: not computed, then hidden ("fewer than ..."), then shown by its value."""
+    if size is None or size.get("withheld"):
+        return (0, 0)
+    if size["hidden"] or size["size"] is None:
+        return (1, 0)
+    return (2, size["size"])
+
+
 @merchant_view()
 def segment_list(request: HttpRequest) -> HttpResponse:
+    merchant = request.portal.merchant
+    query = ListQuery.from_request(request)
+    segments = segments_find(
+        merchant=merchant, text=query.q, kind=query.kind, status=query.status, refresh_policy=query.policy
+    )
+    total = segments_for_merchant(merchant).count() if query.filtered else None
+    if query.sort in DB_ORDER:
+        paginator = Paginator(segments.order_by(*DB_ORDER[query.sort]), PAGE_SIZE)
+        page_obj = paginator.get_page(request.GET.get("page"))
+        shown = list(page_obj.object_list)
+        figures = segment_figures(merchant_id=merchant.pk, segments=shown, measures=("size",))
+    else:  # by released size: every matching segment's size is released to order them, then one page is shown
+        everything = list(segments)
+        figures = segment_figures(merchant_id=merchant.pk, segments=everything, measures=("size",))
+
+        def key(segment):
+            count = figures.get(segment.pk, {}).get("size")
+            return _released_size_key(count.public() if count is not None else None)
+
+        everything.sort(key=lambda segment: segment.name.lower())
+        everything.sort(key=key, reverse=query.sort == "-size")
+        paginator = Paginator(everything, PAGE_SIZE)
+        page_obj = paginator.get_page(request.GET.get("page"))
+        shown = list(page_obj.object_list)
+    used_by = segments_used_by(segment_ids=[segment.pk for segment in shown])
     rows = []
-    segments = list(segments_for_merchant(request.portal.merchant))
-    figures = segment_figures(merchant_id=request.portal.merchant.pk, segments=segments, measures=("size",))
-    for segment in segments:
+    for segment in shown:
         size = figures[segment.pk]["size"].public() if segment.pk in figures else None
-        rows.append({"segment": segment, "size": size, "kind": KIND_LABELS.get(segment.kind, segment.kind)})
-    return page(request, "portal/segments/list.html", {"rows": rows}, section="segments")
+        rows.append(
+            {
+                "segment": segment,
+                "size": size,
+                "kind": KIND_LABELS.get(segment.kind, segment.kind),
+                "used_by": used_by[segment.pk],
+            }
+        )
+    context = {
+        "rows": rows,
+        "query": query,
+        "page_obj": page_obj,
+        "paginator": paginator,
+        "total": total,
+        "sorts": SORTS,
+        "kinds": KIND_LABELS,
+        "statuses": STATUS_LABELS,
+        "policies": [(value, label) for value, label in REFRESH_CHOICES]
+        + [(value, label) for value, label in RefreshPolicy.choices if value not in dict(REFRESH_CHOICES)],
+        # A header sorts by its column (names A–Z, sizes and refreshes newest or largest first), again to reverse.
+        "sort_links": {
+            "name": query.querystring(sort="-name" if query.sort == "name" else "name"),
+            "size": query.querystring(sort="size" if query.sort == "-size" else "-size"),
+            "refreshed": query.querystring(sort="refreshed" if query.sort == "-refreshed" else "-refreshed"),
+        },
+        "page_links": {
+            "previous": query.querystring(page=page_obj.previous_page_number()) if page_obj.has_previous() else None,
+            "next": query.querystring(page=page_obj.next_page_number()) if page_obj.has_next() else None,
+        },
+    }
+    return page(request, "portal/segments/list.html", context, section="segments")
 
 
 # ------------------------------------------------------------------------------------------------ builder
@@ -321,7 +460,19 @@ def segment_detail(request: HttpRequest, segment_id: int) -> HttpResponse:
     return _detail(request, segment)
 
 
-def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> HttpResponse:
+def _too_small(segment: Segment, size: dict | None) -> str:
+    """Why this segment can have no lookalike and no campaign, or "": a lookalike needs a computed seed of at least
+    MIN_AUDIENCE members, and a campaign refuses to launch to fewer (the same rules the services apply)."""
+    if segment.snapshot_id is None:
+        return "not_computed"
+    if size is None or size.get("withheld"):
+        return ""  # not released this period: the services decide when asked
+    if size["hidden"] or (segment.snapshot_size or 0) < settings.MIN_AUDIENCE:
+        return "too_small"
+    return ""
+
+
+def _detail(request, segment: Segment, *, lookalike_form=None, delete_error: str = "", status=200) -> HttpResponse:
     merchant = request.portal.merchant
     history = _size_history(segment, merchant.pk)
     points = [(h.computed_at, h.size["size"]) for h in history if h.ok]  # None where hidden
@@ -343,7 +494,10 @@ def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> Ht
         "lookalike_form": lookalike_form or LookalikeForm(initial={"name": f"Like {segment.name}"[:200]}),
         "min_audience": settings.MIN_AUDIENCE,
         "has_others": others.exists(),
+        "used_by": segment_used_by(segment=segment),
+        "delete_error": delete_error,
     }
+    context["too_small"] = _too_small(segment, context["size"])
     context.update(_insights(segment))
     if overlap_form.is_bound and overlap_form.is_valid():
         context["overlap"] = _overlap(segment, overlap_form.cleaned_data["other"])
@@ -415,10 +569,23 @@ def segment_delete_view(request: HttpRequest, segment_id: int) -> HttpResponse:
     try:
         segment_delete(segment=segment, actor=_actor(request))
     except DomainError as exc:
-        messages.error(request, exc.message)
-        return redirect("portal:segment_detail", segment_id=segment.pk)
+        # Nothing is deleted and nothing cascades: the page says what uses the segment (409, as in the API).
+        return _detail(request, segment, delete_error=exc.message, status=http_status_of(exc))
     messages.success(request, f"Segment “{segment.name}” deleted.")
     return redirect("portal:segments")
+
+
+@require_POST
+@merchant_view(Capability.EDIT_SEGMENTS)
+def segment_clone_view(request: HttpRequest, segment_id: int) -> HttpResponse:
+    segment = _segment_or_404(request, segment_id)
+    try:
+        clone = segment_clone(segment=segment, actor=_actor(request))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:segment_detail", segment_id=segment.pk)
+    messages.success(request, f"Copied “{segment.name}” as “{clone.name}”; its first refresh is under way.")
+    return redirect("portal:segment_detail", segment_id=clone.pk)
 
 
 @require_POST

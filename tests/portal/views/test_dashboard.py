@@ -1,3 +1,5 @@
+import pytest
+
 from privacy.release import released_rate
 from segments.services import segment_create, segment_refresh
 from tests.release_helpers import released_count
@@ -27,3 +29,12 @@ def test_empty_marketplace_hides_counts(portal_client):
     page = portal_client.get("/").content.decode()
     assert 'data-testid="population">fewer than 170<' in page
     assert "No segments yet" in page
+
+
+@pytest.mark.parametrize("made", [4, 5, 6])
+def test_the_dashboard_counts_segments_and_campaigns_exactly(portal_client, population, merchant, made):
+    """Exactly five segments read "5", not "5+" (the recent list is five long; the count is the merchant's)."""
+    for i in range(made):
+        segment_create(merchant=merchant, name=f"s{i}", expression="country:SG", actor="test")
+    page = portal_client.get("/").content.decode()
+    assert f'data-testid="object-counts">{made} · 0<' in page
