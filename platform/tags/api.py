@@ -16,7 +16,7 @@ from merchants.api_fields import ChoiceField
 
 from .models import Tag
 from .reach import released_reach
-from .rules import FAMILIES
+from .rules import FAMILIES, known_families
 from .selectors import tag_families, tags_catalogue
 
 
@@ -51,6 +51,11 @@ class TagCatalogueOutput(serializers.Serializer):
 
 class TagListQuery(serializers.Serializer):
     family = ChoiceField(choices=list(FAMILIES), required=False, help_text="Only this family.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Families registered by higher layers at start-up count too.
+        self.fields["family"].choices = list(known_families())
 
 
 class TagListApi(MerchantAPIView):

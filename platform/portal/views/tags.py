@@ -36,7 +36,13 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
             }
         )
     families = [
-        {"family": f.family, "label": f.label, "description": f.description, "tags": by_family[f.family]}
+        {
+            "family": f.family,
+            "label": f.label,
+            "description": f.description,
+            "note": f.note,
+            "tags": by_family[f.family],
+        }
         for f in tag_families()
         if f.family in by_family
     ]
