@@ -53,13 +53,20 @@ class Prediction:
     subject: str  # plain words for "who is scored", used in definitions
     loss: str = "squared_error"
 
-    def features(self, history: History, cutoff: float, groups: list[int]) -> Features:
+    def features(self, history: History, cutoff: float, groups: list[int], cache: dict | None = None) -> Features:
+        """The rows this family scores at a cut-off. `cache` (one run's) shares consumer features between families."""
+        cache = {} if cache is None else cache
+        if ("history", cutoff) not in cache:
+            cache[("history", cutoff)] = history.until(cutoff)
+        past = cache[("history", cutoff)]
+        if ("consumer", cutoff) not in cache:
+            cache[("consumer", cutoff)] = consumer_features(past, cutoff=cutoff)
+        found = cache[("consumer", cutoff)]
         if self.unit == "consumer":
-            found = consumer_features(history.until(cutoff), cutoff=cutoff)
             if self.family in ("churn_risk", "predicted_value", "next_order"):
                 return _select(found, found.has_purchase)
             return found
-        return pair_features(history.until(cutoff), cutoff=cutoff, by=self.unit, groups=groups)
+        return pair_features(past, cutoff=cutoff, by=self.unit, groups=groups, base=found)
 
     def labels(self, history: History, features: Features, cutoff: float) -> np.ndarray:
         """The outcome of each row in (cutoff, cutoff + horizon]; never read for features."""

@@ -308,7 +308,13 @@ def _distinct(group: np.ndarray, item: np.ndarray, groups: int) -> np.ndarray:
 
 
 def pair_features(
-    history: History, *, cutoff: float, by: str, groups: list[int], window: float = FEATURE_WINDOW_DAYS
+    history: History,
+    *,
+    cutoff: float,
+    by: str,
+    groups: list[int],
+    window: float = FEATURE_WINDOW_DAYS,
+    base: Features | None = None,
 ) -> Features:
     """One row per (consumer, group) with any event of the consumer in the group within the window.
 
@@ -316,7 +322,8 @@ def pair_features(
     Rows hold the consumer's own features and the pair's.
     """
     _check_cutoff(history, cutoff)
-    base = consumer_features(history, cutoff=cutoff, window=window)
+    if base is None or base.cutoff != cutoff:
+        base = consumer_features(history, cutoff=cutoff, window=window)
     cap = window + 1.0
     ev_group = history.ev_merchant if by == "merchant" else history.ev_category
     pu_group = history.pu_merchant if by == "merchant" else history.pu_category

@@ -66,6 +66,7 @@ class PredictionSession:
         self.results: dict[str, tuple[Features, np.ndarray] | None] = {}
         self.seconds: dict[str, float] = {}
         self._groups: dict[str, list[int]] = {}
+        self._features: dict = {}  # consumer features per cut-off, shared by the families
         self.as_of: datetime | None = None
 
     def _history(self, data: TaggingInput) -> History:
@@ -121,12 +122,18 @@ class PredictionSession:
         groups = self.groups(prediction, data)
         horizon = prediction.horizon_days
         train_cut, validation_cut = -2 * horizon, -horizon
-        evaluation, names = evaluate(prediction, history, groups, train_cut, validation_cut, self.seed)
+        start = time.perf_counter()
+        evaluation, names = evaluate(
+            prediction, history, groups, train_cut, validation_cut, self.seed, cache=self._features
+        )
+        self.seconds[f"{prediction.family}:train"] = round(time.perf_counter() - start, 3)
         scores: np.ndarray | None = None
         features: Features | None = None
         if evaluation.published and evaluation.scorer is not None:
-            features = prediction.features(history, 0.0, groups)
+            start = time.perf_counter()
+            features = prediction.features(history, 0.0, groups, self._features)
             scores = evaluation.scorer.predict(features.matrix)
+            self.seconds[f"{prediction.family}:score"] = round(time.perf_counter() - start, 3)
         self.cards[prediction.family] = card_write(
             prediction=prediction,
             evaluation=evaluation,
@@ -142,7 +149,13 @@ class PredictionSession:
 
 
 def evaluate(
-    prediction: Prediction, history: History, groups: list[int], train_cut: float, validation_cut: float, seed: int
+    prediction: Prediction,
+    history: History,
+    groups: list[int],
+    train_cut: float,
+    validation_cut: float,
+    seed: int,
+    cache: dict | None = None,
 ) -> tuple[Evaluation, list[str]]:
     """Train at train_cut, validate at validation_cut (features strictly up to each cut, labels strictly after)."""
     horizon = prediction.horizon_days
@@ -151,9 +164,10 @@ def evaluate(
             raise NotEnoughHistory("no store or category has enough buyers to model")
         if train_cut - FEATURE_WINDOW_DAYS < history.start - 1e-6:
             raise NotEnoughHistory("the events kept do not reach back far enough for a training window")
-        train = prediction.features(history, train_cut, groups)
+        cache = {} if cache is None else cache
+        train = prediction.features(history, train_cut, groups, cache)
         y_train = prediction.labels(history, train, train_cut)
-        validation = prediction.features(history, validation_cut, groups)
+        validation = prediction.features(history, validation_cut, groups, cache)
         y_val = prediction.labels(history, validation, validation_cut)
     except NotEnoughHistory as exc:
         return Evaluation(reason=f"Not published: {exc}."), []

@@ -109,3 +109,20 @@ def test_every_family_has_a_plain_definition_per_band():
     for prediction in PREDICTIONS.values():
         values = band_values(prediction, [("acme", "Acme")])
         assert values and all(v.definition.endswith(".") and len(v.definition) > 30 for v in values)
+
+
+def test_the_task_records_a_refusal_where_tagging_runs_are_looked_at(db):
+    from predict.tasks import predictions_compute_task
+
+    result = predictions_compute_task.delay().get()
+    assert result["status"] == "refused"
+    run = TaggingRun.objects.get()
+    assert run.status == "refused" and run.actor == "task:predict.compute"
+
+
+def test_the_nightly_schedule_runs_after_tagging(db):
+    from django_celery_beat.models import PeriodicTask
+
+    nightly = PeriodicTask.objects.get(name="Nightly predicted traits")
+    assert nightly.task == "predict.compute" and nightly.enabled
+    assert (nightly.crontab.hour, nightly.crontab.minute) == ("2", "15")
