@@ -163,6 +163,8 @@ def synthetic_rows(ctx: BenchContext) -> list[Row]:
     # Everything but training: loading the inputs, features at as_of, prediction, bands, tag and bitmap writes,
     # fairness spreads and the audit entry.
     scoring = total - training
+    breakdown = ", ".join(f"{k} {v:.1f}" for k, v in seconds.items() if not k.endswith(":train"))
+    rows.append(Row(NAME, "synthetic: seconds outside training", None, "", note=breakdown[:400]))
     rows += [
         Row(
             NAME,

@@ -39,5 +39,6 @@ class PredictConfig(AppConfig):
                     description=prediction.description,
                     rule_version="1",
                     note=partial(family_note, prediction.family),
+                    merchant_scoped=prediction.unit == "merchant",
                 )
             )

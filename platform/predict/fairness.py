@@ -54,27 +54,53 @@ class FairnessReport:
         }
 
 
-def spread(members_bitmap: BitMap | FrozenBitMap, *, dimensions: tuple[str, ...] = DIMENSIONS) -> FairnessReport:
-    """Members' spread over each dimension's tag values against the live population, skews flagged."""
-    population = live_consumers_bitmap()
-    members = members_bitmap & population
-    report = FairnessReport(members=len(members), population=len(population))
+@dataclass(frozen=True)
+class Population:
+    """The population and its groups, loaded once for many spreads: (dimension, value, members in population)."""
+
+    everyone: FrozenBitMap | BitMap
+    groups: list[tuple[str, str, BitMap | FrozenBitMap]]
+
+
+def population_load(*, dimensions: tuple[str, ...] = DIMENSIONS) -> Population:
+    everyone = live_consumers_bitmap()
     rows = tag_catalogue_rows(families=list(dimensions))
     bitmaps = bitmaps_load([tag_key(tag_id) for tag_id, _, _ in rows])
+    groups: list[tuple[str, str, BitMap | FrozenBitMap]] = []
+    for dimension in dimensions:
+        for tag_id, family, value in sorted(rows, key=lambda r: r[2]):
+            if family == dimension:
+                group = bitmaps.get(tag_key(tag_id), FrozenBitMap()) & everyone
+                if group:
+                    groups.append((dimension, value, group))
+    return Population(everyone=everyone, groups=groups)
+
+
+def spread(
+    members_bitmap: BitMap | FrozenBitMap,
+    *,
+    dimensions: tuple[str, ...] = DIMENSIONS,
+    population: Population | None = None,
+) -> FairnessReport:
+    """Members' spread over each dimension's tag values against the live population, skews flagged.
+
+    `population` (from population_load) saves reloading the population when spreading many audiences at once.
+    """
+    population = population or population_load(dimensions=dimensions)
+    everyone = population.everyone
+    members = members_bitmap & everyone
+    report = FairnessReport(members=len(members), population=len(everyone))
     for dimension in dimensions:
         groups: list[GroupSpread] = []
         covered_members, covered_population = BitMap(), BitMap()
-        for tag_id, family, value in rows:
-            if family != dimension:
-                continue
-            group = bitmaps.get(tag_key(tag_id), FrozenBitMap()) & population
-            if not group:
+        for group_dimension, value, group in population.groups:
+            if group_dimension != dimension:
                 continue
             covered_population |= group
             in_members = members & group
             covered_members |= in_members
             groups.append(_group(value, len(in_members), len(group), report))
-        unknown_population = len(population) - len(covered_population)
+        unknown_population = len(everyone) - len(covered_population)
         if unknown_population:
             groups.append(_group(UNKNOWN, len(members) - len(covered_members), unknown_population, report))
         groups.sort(key=lambda g: -g.population)

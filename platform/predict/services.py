@@ -26,7 +26,7 @@ from tags.rules import TagRule
 from tags.selectors import tag_catalogue_rows
 from tags.services import tags_compute
 
-from .fairness import spread
+from .fairness import Population, population_load, spread
 from .families import FAMILIES, MAX_STORES, MIN_GROUP_BUYERS, PREDICTIONS, TOP_CATEGORIES, PredictedRule, Prediction
 from .features import FEATURE_WINDOW_DAYS, Features, History, NotEnoughHistory
 from .modelling import CLASSIFICATION, Evaluation, baseline_classifier, choose_and_measure, psi, score_bins
@@ -267,14 +267,17 @@ def predictions_compute(
     report = PredictionReport(run_id=tagging.run_id, as_of=tagging.as_of, seconds=dict(session.seconds))
     for family_report in tagging.families:
         report.seconds[f"{family_report.family}:write"] = family_report.write_seconds
+    started = time.perf_counter()
+    population = population_load() if any(card.published for card in session.cards.values()) else None
     with transaction.atomic():
         for family, card in session.cards.items():
             if card.published:
-                card.fairness = fairness_by_band(family)
+                card.fairness = fairness_by_band(family, population=population)
                 card.save(update_fields=["fairness"])
             report.cards[family] = card.pk
             report.published[family] = card.published
             report.scored[family] = card.scored
+        report.seconds["fairness"] = round(time.perf_counter() - started, 3)
         audit_record(
             actor=actor,
             action="predict.computed",
@@ -293,13 +296,14 @@ def predictions_compute(
     return report
 
 
-def fairness_by_band(family: str) -> dict[str, dict]:
+def fairness_by_band(family: str, *, population: Population | None = None) -> dict[str, dict]:
     """For every value of the family with members: its spread over age ranges and countries."""
     rows = [row for row in tag_catalogue_rows(families=[family]) if row[1] == family]
     bitmaps = bitmaps_load([tag_key(tag_id) for tag_id, _, _ in rows])
+    population = population or population_load()
     out = {}
     for tag_id, _, value in sorted(rows, key=lambda r: r[2]):
         members = bitmaps.get(tag_key(tag_id))
         if members:
-            out[value] = spread(members).as_dict()
+            out[value] = spread(members, population=population).as_dict()
     return out

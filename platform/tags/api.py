@@ -16,7 +16,7 @@ from merchants.api_fields import ChoiceField
 
 from .models import Tag
 from .reach import released_reach
-from .rules import FAMILIES, known_families
+from .rules import FAMILIES, known_families, tag_visible_to
 from .selectors import tag_families, tags_catalogue
 
 
@@ -72,7 +72,11 @@ class TagListApi(MerchantAPIView):
         query.is_valid(raise_exception=True)
         wanted = query.validated_data.get("family")
         by_family: dict[str, list[dict]] = {}
-        tags = tags_catalogue(family=wanted)
+        tags = [
+            tag
+            for tag in tags_catalogue(family=wanted)
+            if tag_visible_to(family=tag.family, value=tag.value, merchant_slug=self.merchant.slug)
+        ]
         reaches = released_reach(merchant_id=self.merchant.pk, tags=tags)
         for tag, reach in zip(tags, reaches, strict=True):
             by_family.setdefault(tag.family, []).append(

@@ -24,7 +24,7 @@ def published(db, approve_activity):
     approve_activity("tagging")
     world = marketplace(consumers=600)
     tags_compute(families=["age_range", "country"], actor="test", as_of=AS_OF)
-    predictions_compute(actor="test", as_of=AS_OF, families=["purchase_propensity"])
+    predictions_compute(actor="test", as_of=AS_OF, families=["purchase_propensity", "store_propensity"])
     return world
 
 
@@ -33,7 +33,7 @@ def test_officers_read_the_model_card_in_the_admin(client, officer, published):
     listing = client.get(CARDS)
     assert listing.status_code == 200
     assert "purchase_propensity" in listing.content.decode()
-    card = ModelCard.objects.get()
+    card = ModelCard.objects.get(family="purchase_propensity")
     page = client.get(f"{CARDS}{card.pk}/change/").content.decode()
     for heading in ("ROC-AUC", "PR-AUC", "Brier score", "Recency/frequency baseline", "Reliability", "Predicted range"):
         assert heading.lower() in page.lower(), heading
@@ -76,3 +76,19 @@ def test_spread_flags_a_skewed_audience_and_not_a_random_one(db, approve_activit
     rng = random.Random(3)
     sample = BitMap(rng.sample([c.pk for c in world["consumers"]], 300))
     assert spread(sample).flags == []
+
+
+def test_a_store_propensity_is_listed_only_to_its_own_store(merchant_client, client, merchant_user, published):
+    from tags.models import Tag
+    from tags.rules import tag_visible_to
+
+    assert Tag.objects.filter(family="store_propensity", value__startswith="store-0.").exists()
+    # Acme (the signed-in merchant) is not one of the marketplace's two stores: it sees none of their values.
+    response = merchant_client.get("/api/v1/tags/?family=store_propensity")
+    assert response.status_code == 200
+    assert [t for f in response.json()["families"] for t in f["tags"]] == []
+    client.force_login(merchant_user)
+    assert "store-0." not in client.get("/tags/").content.decode()
+    assert tag_visible_to(family="store_propensity", value="store-0.high", merchant_slug="store-0")
+    assert not tag_visible_to(family="store_propensity", value="store-0.high", merchant_slug="store")
+    assert tag_visible_to(family="country", value="SG", merchant_slug="store")

@@ -10,6 +10,7 @@ from django.utils.http import urlencode
 from portal.access import merchant_view
 from portal.rendering import page
 from tags.reach import released_reach
+from tags.rules import tag_visible_to
 from tags.selectors import tag_families, tagging_last_run, tags_catalogue
 
 
@@ -21,7 +22,8 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
     tags = [
         tag
         for tag in tags_catalogue()
-        if not needle or needle in f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower()
+        if (not needle or needle in f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower())
+        and tag_visible_to(family=tag.family, value=tag.value, merchant_slug=request.portal.merchant.slug)
     ]
     reaches = released_reach(merchant_id=request.portal.merchant.pk, tags=tags)
     for tag, released in zip(tags, reaches, strict=True):

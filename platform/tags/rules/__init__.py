@@ -47,6 +47,9 @@ class ExternalFamily:
     description: str
     rule_version: str
     note: Callable[[], str] | None = None
+    # Values are "<merchant slug>.<rest>" and concern that merchant's store alone: the catalogue shows a merchant
+    # only its own (tag_visible_to).
+    merchant_scoped: bool = False
 
 
 # Families registered by higher layers (at app start), shown in the catalogue after the rules' own.
@@ -58,6 +61,14 @@ def family_register(family: ExternalFamily) -> None:
     if family.family in RULES:
         raise ValueError(f"{family.family!r} is a tagging rule's family")
     EXTERNAL_FAMILIES[family.family] = family
+
+
+def tag_visible_to(*, family: str, value: str, merchant_slug: str) -> bool:
+    """Whether a merchant's catalogue lists this tag: merchant-scoped families show only the merchant's values."""
+    extra = EXTERNAL_FAMILIES.get(family)
+    if extra is None or not extra.merchant_scoped:
+        return True
+    return value.startswith(f"{merchant_slug}.")
 
 
 def known_families() -> tuple[str, ...]:
@@ -95,4 +106,5 @@ __all__ = [
     "family_register",
     "known_families",
     "rules_for",
+    "tag_visible_to",
 ]
