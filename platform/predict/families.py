@@ -212,17 +212,23 @@ def _definition(prediction: Prediction, label: str, bound: float, group: str | N
     who = prediction.subject.replace("the store", group or "the store").replace("the category", group or "the category")
     if prediction.family == "next_order":
         return f"Recent buyers whose next order is predicted {label.lower()}."
-    what = {
-        "purchase_propensity": "most likely to buy in the next 30 days",
-        "store_propensity": f"most likely to buy from {group} in the next 30 days",
-        "category_propensity": f"most likely to buy in {group} in the next 30 days",
-        "churn_risk": "most likely to make no purchase in the next 60 days",
-        "predicted_value": "with the highest predicted spend over the next 12 months",
+    most, least = {
+        "purchase_propensity": ("most likely to buy in the next 30 days", "least likely to buy in the next 30 days"),
+        "store_propensity": (f"most likely to buy from {group} in the next 30 days", ""),
+        "category_propensity": (f"most likely to buy in {group} in the next 30 days", ""),
+        "churn_risk": (
+            "most likely to make no purchase in the next 60 days",
+            "least likely to stop buying in the next 60 days",
+        ),
+        "predicted_value": (
+            "with the highest predicted spend over the next 12 months",
+            "with the lowest predicted spend over the next 12 months",
+        ),
     }[prediction.family]
     share = label.replace("Top ", "").replace("Bottom ", "")
     if label.startswith("Bottom"):
-        return f"The remaining {share} of {who}, ranked lowest by the model for: {what}."
-    return f"The {share} of {who} {what}, as predicted by a validated model."
+        return f"The remaining {share} of {who}: those {least}, as predicted by a validated model."
+    return f"The {share} of {who} {most}, as predicted by a validated model."
 
 
 class PredictedRule(TagRule):
