@@ -11,7 +11,7 @@ from predict.services import UnknownPrediction, predictions_compute
 from privacy.models import AuditEntry
 from privacy.services import ProcessingNotPermitted
 from segments.evaluation import definition_resolve, evaluate_bitmap, sql_condition
-from segments.language import parse, to_text
+from segments.language import SegmentSyntaxError, parse, to_text
 from tags.bitmaps import bitmap_load, tag_key
 from tags.models import ConsumerTag, Tag, TaggingRun
 
@@ -56,7 +56,7 @@ def test_planted_signal_every_model_beats_its_baseline_and_is_published(signal_w
 def test_the_segment_language_accepts_the_predicted_families(signal_world):
     predictions_compute(actor="test", as_of=AS_OF, families=["purchase_propensity", "store_propensity"])
     merchant = signal_world["merchants"][0]
-    text = "purchase_propensity:very_high AND NOT store_propensity:store-0.very_high OR store_propensity:store-1.high"
+    text = "purchase_propensity:very_high AND NOT store_propensity:store-0.very_high OR store_propensity:store-0.high"
     tree = parse(text)
     assert to_text(parse(to_text(tree))) == to_text(tree)
     resolved = definition_resolve(tree, merchant=merchant, text=text)
@@ -68,12 +68,19 @@ def test_the_segment_language_accepts_the_predicted_families(signal_world):
 
     expected = (
         holders("purchase_propensity", "very_high") - holders("store_propensity", "store-0.very_high")
-    ) | holders("store_propensity", "store-1.high")
+    ) | holders("store_propensity", "store-0.high")
     assert members == expected and len(members) > 0
     # The SQL oracle agrees.
     from consumers.models import Consumer
 
     assert BitMap(Consumer.objects.filter(sql_condition(resolved, now=AS_OF)).values_list("id", flat=True)) == members
+
+    # Another store's propensity is that store's alone: unknown to this merchant, like a missing value.
+    other = "store_propensity:store-1.high"
+    with pytest.raises(SegmentSyntaxError, match="Unknown value 'store-1.high'") as refused:
+        definition_resolve(parse(other), merchant=merchant, text=other)
+    assert all(value.startswith("store-0.") for value in refused.value.expected)
+    definition_resolve(parse(other), merchant=signal_world["merchants"][1], text=other)
 
 
 def test_no_signal_no_publication_with_the_reason(noise_world):
