@@ -133,3 +133,16 @@ def test_the_nightly_schedule_runs_after_tagging(db):
     nightly = PeriodicTask.objects.get(name="Nightly predicted traits")
     assert nightly.task == "predict.compute" and nightly.enabled
     assert (nightly.crontab.hour, nightly.crontab.minute) == ("2", "15")
+
+
+def test_segment_insights_show_a_store_only_its_own_propensity(signal_world):
+    from segments.insights import segment_insights
+    from tests.factories import SegmentFactory
+
+    predictions_compute(actor="test", as_of=AS_OF, families=["purchase_propensity", "store_propensity"])
+    store = signal_world["merchants"][0]
+    everyone = " OR ".join(f"purchase_propensity:{band}" for band in ("very_high", "high", "medium", "low"))
+    segment = SegmentFactory(merchant=store, expression=everyone, refresh=True)
+    insights = segment_insights(segment=segment, merchant_id=store.pk)
+    values = [v["value"] for f in insights["families"] if f["family"] == "store_propensity" for v in f["values"]]
+    assert values and all(value.startswith("store-0.") for value in values), insights
