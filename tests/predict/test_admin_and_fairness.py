@@ -89,6 +89,9 @@ def test_a_store_propensity_is_listed_only_to_its_own_store(merchant_client, cli
     assert [t for f in response.json()["families"] for t in f["tags"]] == []
     client.force_login(merchant_user)
     assert "store-0." not in client.get("/tags/").content.decode()
+    builder = client.get("/tags/catalogue.json").json()["tags"]
+    assert any(t["family"] == "purchase_propensity" for t in builder)
+    assert not any(t["family"] == "store_propensity" for t in builder)
     assert tag_visible_to(family="store_propensity", value="store-0.high", merchant_slug="store-0")
     assert not tag_visible_to(family="store_propensity", value="store-0.high", merchant_slug="store")
     assert tag_visible_to(family="country", value="SG", merchant_slug="store")
