@@ -32,6 +32,7 @@ from pyroaring import BitMap, FrozenBitMap
 from consumers.models import Event, EventType, Product
 from merchants.models import Merchant
 from tags.models import ConsumerTag, Tag
+from tags.rules import tag_visible_to
 from tags.selectors import tag_catalogue_rows
 
 from .language import (
@@ -105,6 +106,8 @@ def definition_resolve(
             rows = tag_catalogue_rows(families=families)
         else:
             rows = [row for row in catalogue if row[1] in families]
+        # Merchant-scoped families (a store's own propensity): another store's values are unknown here.
+        rows = [row for row in rows if tag_visible_to(family=row[1], value=row[2], merchant_slug=merchant.slug)]
         exact = {(family, value): (value, tag_id) for tag_id, family, value in rows}
         folded: dict[tuple[str, str], list[tuple[str, int]]] = {}
         for tag_id, family, value in rows:

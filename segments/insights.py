@@ -24,6 +24,7 @@ from privacy.release import PREVIEW, STANDARD, released_jaccard, released_lift, 
 from privacy.services import processing_basis_require, release_figures
 from tags.models import Tag
 from tags.reach import REACH_PRECISION, tag_reach_subject
+from tags.rules import tag_visible_to
 
 from .figures import segment_subject
 from .models import Segment
@@ -83,7 +84,12 @@ def segment_insights(*, segment: Segment, merchant_id: int | None) -> dict:
     """For each tag family: the segment's distribution against the live population, with lift, all released."""
     processing_basis_require(purpose=Purpose.TAGGING)
     snapshot = _snapshot(segment)
-    tags = list(Tag.objects.order_by("family", "value").values_list("id", "family", "value", "label"))
+    slug = segment.merchant.slug
+    tags = [  # a merchant-scoped family (a store's own propensity) shows only this merchant's values
+        t
+        for t in Tag.objects.order_by("family", "value").values_list("id", "family", "value", "label")
+        if tag_visible_to(family=t[1], value=t[2], merchant_slug=slug)
+    ]
     by_tag, live = tag_bitmaps([t[0] for t in tags])  # the tags and the live consumers, in one state query
     members = snapshot_members(snapshot) & live
     size, population = release_figures(

@@ -16,7 +16,7 @@ from merchants.api_fields import ChoiceField
 
 from .models import Tag
 from .reach import released_reach
-from .rules import FAMILIES
+from .rules import FAMILIES, known_families, tag_visible_to
 from .selectors import tag_families, tags_catalogue
 
 
@@ -52,6 +52,11 @@ class TagCatalogueOutput(serializers.Serializer):
 class TagListQuery(serializers.Serializer):
     family = ChoiceField(choices=list(FAMILIES), required=False, help_text="Only this family.")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Families registered by higher layers at start-up count too.
+        self.fields["family"].choices = list(known_families())
+
 
 class TagListApi(MerchantAPIView):
     """Every tag a segment can name, grouped by family, with its definition and its reach: how many live consumers
@@ -70,7 +75,11 @@ class TagListApi(MerchantAPIView):
         query.is_valid(raise_exception=True)
         wanted = query.validated_data.get("family")
         by_family: dict[str, list[dict]] = {}
-        tags = tags_catalogue(family=wanted)
+        tags = [
+            tag
+            for tag in tags_catalogue(family=wanted)
+            if tag_visible_to(family=tag.family, value=tag.value, merchant_slug=self.merchant.slug)
+        ]
         reaches = released_reach(merchant_id=self.merchant.pk, tags=tags)
         for tag, reach in zip(tags, reaches, strict=True):
             by_family.setdefault(tag.family, []).append(

@@ -16,7 +16,7 @@ from pyroaring import FrozenBitMap
 from .consent_bitmap import ReachableParts, consent_bitmap_current, reachable_bitmap, reachable_parts
 from .live_bitmap import live_bitmap_current
 from .models import ConsumerTag, Tag, TaggingRun
-from .rules import RULES
+from .rules import EXTERNAL_FAMILIES, RULES
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class FamilyInfo:
     label: str
     description: str
     rule_version: str
+    note: str = ""  # a plain-words line for merchants (predicted families: the model card's summary)
 
 
 def _info(tag: Tag) -> TagInfo:
@@ -58,7 +59,11 @@ def _info(tag: Tag) -> TagInfo:
 
 def tag_families() -> list[FamilyInfo]:
     """Every tag family, in the order the catalogue presents them."""
-    return [FamilyInfo(r.family, r.label, r.description, r.rule_version) for r in RULES.values()]
+    families = [FamilyInfo(r.family, r.label, r.description, r.rule_version) for r in RULES.values()]
+    for extra in EXTERNAL_FAMILIES.values():
+        note = extra.note() if extra.note is not None else ""
+        families.append(FamilyInfo(extra.family, extra.label, extra.description, extra.rule_version, note))
+    return families
 
 
 def tags_catalogue(*, family: str | None = None) -> list[TagInfo]:

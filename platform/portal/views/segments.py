@@ -52,6 +52,7 @@ from segments.services import (
     segment_update,
 )
 from tags.reach import released_reach
+from tags.rules import tag_visible_to
 from tags.selectors import tag_families, tags_catalogue
 
 SEGMENT_FIELD_BY_CODE = {
@@ -615,7 +616,8 @@ def segment_lookalike(request: HttpRequest, segment_id: int) -> HttpResponse:
 @merchant_view()
 def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
     """The tag catalogue for the builder's autocomplete and rule rows, with each tag's released reach."""
-    tags = tags_catalogue()
+    slug = request.portal.merchant.slug
+    tags = [tag for tag in tags_catalogue() if tag_visible_to(family=tag.family, value=tag.value, merchant_slug=slug)]
     reaches = released_reach(merchant_id=request.portal.merchant.pk, tags=tags)
     return JsonResponse(
         {

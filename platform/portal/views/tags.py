@@ -11,6 +11,7 @@ from portal.access import merchant_view
 from portal.rendering import page
 from portal.scope import scope_context, scope_of
 from segments.selectors import tag_reach_in_scope
+from tags.rules import tag_visible_to
 from tags.selectors import tag_families, tagging_last_run, tags_catalogue
 
 
@@ -22,7 +23,8 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
     tags = [
         tag
         for tag in tags_catalogue()
-        if not needle or needle in f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower()
+        if (not needle or needle in f"{tag.family}:{tag.value} {tag.label} {tag.definition}".lower())
+        and tag_visible_to(family=tag.family, value=tag.value, merchant_slug=request.portal.merchant.slug)
     ]
     scope = scope_of(request)
     reaches = tag_reach_in_scope(merchant_id=request.portal.merchant.pk, tags=tags, scope=scope)
@@ -38,7 +40,13 @@ def tag_explorer(request: HttpRequest) -> HttpResponse:
             }
         )
     families = [
-        {"family": f.family, "label": f.label, "description": f.description, "tags": by_family[f.family]}
+        {
+            "family": f.family,
+            "label": f.label,
+            "description": f.description,
+            "note": f.note,
+            "tags": by_family[f.family],
+        }
         for f in tag_families()
         if f.family in by_family
     ]

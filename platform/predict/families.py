@@ -1,0 +1,287 @@
+"""The predicted-trait tag families: what each predicts, for whom, its bands and their definitions.
+
+Each family is a `Prediction` (what to learn) and a tagging rule (`PredictedRule`) that the tagging machinery
+runs like any other (tags.services.tags_compute): the family's values are bands, never scores, and no
+per-consumer score is stored (ConsumerTag.score stays empty for these families).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from tags.arrays import sorted_unique_inverse
+from tags.inputs import TaggingInput
+from tags.rules import Assignments, TagRule, TagValue
+
+from .features import Features, History, consumer_features, pair_features
+from .modelling import CLASSIFICATION, REGRESSION
+
+if TYPE_CHECKING:
+    from .services import PredictionSession
+
+# Rank bands: share of the scored population, highest prediction first.
+RANK_BANDS = [
+    ("very_high", "Top 10 %", 0.10),
+    ("high", "Top 10–30 %", 0.30),
+    ("medium", "Top 30–60 %", 0.60),
+    ("low", "Bottom 40 %", 1.00),
+]
+# Days to the next order.
+DAY_BANDS = [
+    ("within_7d", "Within 7 days", 7.0),
+    ("within_30d", "In 8 to 30 days", 30.0),
+    ("within_60d", "In 31 to 60 days", 60.0),
+    ("later", "Later than 60 days, or not expected", np.inf),
+]
+PAIR_BANDS = RANK_BANDS[:3]  # pair families tag the top 60 % of each store's or category's candidates only
+TOP_CATEGORIES = 5
+MAX_STORES = 200
+MIN_GROUP_BUYERS = 20  # a store needs this many buyers in the training window to get a model's bands
+
+
+@dataclass(frozen=True)
+class Prediction:
+    family: str
+    label: str
+    description: str
+    kind: str  # classification or regression
+    horizon_days: float
+    unit: str  # consumer, merchant or category
+    subject: str  # plain words for "who is scored", used in definitions
+    loss: str = "squared_error"
+
+    def features(self, history: History, cutoff: float, groups: list[int], cache: dict | None = None) -> Features:
+        """The rows this family scores at a cut-off. `cache` (one run's) shares consumer features between families."""
+        cache = {} if cache is None else cache
+        if ("history", cutoff) not in cache:
+            cache[("history", cutoff)] = history.until(cutoff)
+        past = cache[("history", cutoff)]
+        if ("consumer", cutoff) not in cache:
+            cache[("consumer", cutoff)] = consumer_features(past, cutoff=cutoff)
+        found = cache[("consumer", cutoff)]
+        if self.unit == "consumer":
+            if self.family in ("churn_risk", "predicted_value", "next_order"):
+                return _select(found, found.has_purchase)
+            return found
+        return pair_features(past, cutoff=cutoff, by=self.unit, groups=groups, base=found)
+
+    def labels(self, history: History, features: Features, cutoff: float) -> np.ndarray:
+        """The outcome of each row in (cutoff, cutoff + horizon]; never read for features."""
+        window = history.purchases_after(cutoff, self.horizon_days)
+        n = history.consumers
+        consumer = history.pu_consumer[window]
+        if self.family == "purchase_propensity":
+            return (np.bincount(consumer, minlength=n) > 0)[features.consumer].astype(np.int8)
+        if self.family == "churn_risk":
+            return (np.bincount(consumer, minlength=n) == 0)[features.consumer].astype(np.int8)
+        if self.family == "predicted_value":
+            spend = np.bincount(consumer, weights=history.pu_amount[window], minlength=n)
+            return np.log1p(np.maximum(spend, 0))[features.consumer]
+        if self.family == "next_order":
+            first = np.full(n, self.horizon_days + 1)
+            np.minimum.at(first, consumer, (history.pu_t[window] - cutoff).astype(np.float64))
+            return first[features.consumer]
+        group = history.pu_merchant[window] if self.unit == "merchant" else history.pu_category[window]
+        assert features.group is not None
+        width = np.int64(max(int(features.group.max(initial=0)), int(group.max(initial=0))) + 1)
+        bought, _ = sorted_unique_inverse(consumer.astype(np.int64) * width + group)
+        keys = features.consumer.astype(np.int64) * width + features.group
+        found = np.minimum(np.searchsorted(bought, keys), max(bought.size - 1, 0))
+        return ((bought[found] == keys) if bought.size else np.zeros(keys.size, bool)).astype(np.int8)
+
+    def baseline(self, features: Features, horizon: float) -> np.ndarray | None:
+        """Regression baselines (None: the classification baseline is fitted from the rf score)."""
+        if self.family == "predicted_value":
+            spend = features.matrix[:, features.names.index("spend_window")].astype(np.float64)
+            return np.log1p(spend * horizon / 180.0)
+        if self.family == "next_order":
+            gap = features.matrix[:, features.names.index("mean_order_gap")].astype(np.float64)
+            since = features.matrix[:, features.names.index("days_since_purchase")].astype(np.float64)
+            return np.clip(gap - since, 1.0, horizon + 1)
+        return None
+
+    def bands(self) -> list[tuple[str, str, float]]:
+        if self.family == "next_order":
+            return DAY_BANDS
+        return PAIR_BANDS if self.unit != "consumer" else RANK_BANDS
+
+
+def _select(found: Features, mask: np.ndarray) -> Features:
+    return Features(
+        cutoff=found.cutoff,
+        names=found.names,
+        matrix=found.matrix[mask],
+        consumer=found.consumer[mask],
+        group=None if found.group is None else found.group[mask],
+        rf_score=found.rf_score[mask],
+        has_purchase=found.has_purchase[mask],
+    )
+
+
+PREDICTIONS: dict[str, Prediction] = {
+    p.family: p
+    for p in (
+        Prediction(
+            family="purchase_propensity",
+            label="Purchase propensity (next 30 days)",
+            description="How likely the consumer is to buy anything on the marketplace in the next 30 days, "
+            "predicted from their recent behaviour and banded by rank among active consumers.",
+            kind=CLASSIFICATION,
+            horizon_days=30,
+            unit="consumer",
+            subject="consumers active in the last 180 days",
+        ),
+        Prediction(
+            family="store_propensity",
+            label="Store purchase propensity (next 30 days)",
+            description="How likely the consumer is to buy from a given store in the next 30 days. Values name "
+            "the store then the band, e.g. store_propensity:acme.very_high.",
+            kind=CLASSIFICATION,
+            horizon_days=30,
+            unit="merchant",
+            subject="consumers who interacted with the store in the last 180 days",
+        ),
+        Prediction(
+            family="category_propensity",
+            label="Category purchase propensity (next 30 days)",
+            description=f"How likely the consumer is to buy in one of the {TOP_CATEGORIES} top categories in the "
+            "next 30 days. Values name the category then the band, e.g. category_propensity:beauty.very_high.",
+            kind=CLASSIFICATION,
+            horizon_days=30,
+            unit="category",
+            subject="consumers who engaged with the category in the last 180 days",
+        ),
+        Prediction(
+            family="churn_risk",
+            label="Churn risk (next 60 days)",
+            description="How likely a recent buyer is to make no purchase at all in the next 60 days.",
+            kind=CLASSIFICATION,
+            horizon_days=60,
+            unit="consumer",
+            subject="consumers who bought in the last 180 days",
+        ),
+        Prediction(
+            family="predicted_value",
+            label="Predicted 12-month value",
+            description="What a recent buyer is expected to spend on the marketplace over the next 12 months "
+            "(learned on 90-day spend and scaled to a year), banded by rank among recent buyers.",
+            kind=REGRESSION,
+            horizon_days=90,
+            unit="consumer",
+            subject="consumers who bought in the last 180 days",
+        ),
+        Prediction(
+            family="next_order",
+            label="Expected days to the next order",
+            description="When a recent buyer is expected to place their next order.",
+            kind=REGRESSION,
+            horizon_days=60,
+            unit="consumer",
+            subject="consumers who bought in the last 180 days",
+            loss="absolute_error",
+        ),
+    )
+}
+FAMILIES = tuple(PREDICTIONS)
+
+
+def band_values(prediction: Prediction, groups: list[tuple[str, str]]) -> list[TagValue]:
+    """Every value of the family. groups: (identifier, label) of each store or category (pair families)."""
+    values = []
+    bands = prediction.bands()
+    if prediction.unit == "consumer":
+        for value, label, bound in bands:
+            values.append(TagValue(value, label, _definition(prediction, label, bound, None)))
+        return values
+    for identifier, group_label in groups:
+        for value, label, bound in bands:
+            values.append(
+                TagValue(
+                    f"{identifier}.{value}",
+                    f"{group_label}: {label}",
+                    _definition(prediction, label, bound, group_label),
+                )
+            )
+    return values
+
+
+def _definition(prediction: Prediction, label: str, bound: float, group: str | None) -> str:
+    who = prediction.subject.replace("the store", group or "the store").replace("the category", group or "the category")
+    if prediction.family == "next_order":
+        return f"Recent buyers whose next order is predicted {label.lower()}."
+    most, least = {
+        "purchase_propensity": ("most likely to buy in the next 30 days", "least likely to buy in the next 30 days"),
+        "store_propensity": (f"most likely to buy from {group} in the next 30 days", ""),
+        "category_propensity": (f"most likely to buy in {group} in the next 30 days", ""),
+        "churn_risk": (
+            "most likely to make no purchase in the next 60 days",
+            "least likely to stop buying in the next 60 days",
+        ),
+        "predicted_value": (
+            "with the highest predicted spend over the next 12 months",
+            "with the lowest predicted spend over the next 12 months",
+        ),
+    }[prediction.family]
+    share = label.replace("Top ", "").replace("Bottom ", "")
+    if label.startswith("Bottom"):
+        return f"The remaining {share} of {who}: those {least}, as predicted by a validated model."
+    return f"The {share} of {who} {most}, as predicted by a validated model."
+
+
+class PredictedRule(TagRule):
+    """A predicted trait as a tag family: trains (once per run, shared) and bands the scores. No scores are stored."""
+
+    rule_version = "1"
+    purpose = "tagging"
+    family: ClassVar[str]
+
+    def __init__(self, prediction: Prediction, session: PredictionSession):
+        self.prediction = prediction
+        self.session = session
+        self.family = prediction.family  # type: ignore[misc]
+        self.label = prediction.label  # type: ignore[misc]
+        self.description = prediction.description  # type: ignore[misc]
+
+    def values(self, data: TaggingInput) -> list[TagValue]:
+        return band_values(self.prediction, self.session.group_labels(self.prediction, data))
+
+    def compute(self, data: TaggingInput) -> Assignments:
+        scored = self.session.scored(self.prediction, data)
+        values = self.values(data)
+        if scored is None:
+            return Assignments.empty(values, with_scores=False)
+        features, scores = scored
+        band = band_of(self.prediction, scores, features.group)
+        keep = band >= 0
+        consumers, band = features.consumer[keep], band[keep]
+        if self.prediction.unit == "consumer":
+            index = band
+        else:
+            assert features.group is not None
+            order = {code: i for i, code in enumerate(self.session.groups(self.prediction, data))}
+            position = np.array([order[int(g)] for g in features.group[keep].tolist()], dtype=np.int64)
+            index = position * len(self.prediction.bands()) + band
+        return Assignments(values, consumers.astype(np.int32), index.astype(np.int32), None)
+
+
+def band_of(prediction: Prediction, scores: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    """Band index per row (-1: no band). Rank bands within each group for pair families; ties share a band."""
+    bands = prediction.bands()
+    if prediction.family == "next_order":
+        bounds = np.array([b for _, _, b in bands])
+        return np.searchsorted(bounds, np.round(scores), side="left").astype(np.int64)
+    out = np.full(scores.size, -1, dtype=np.int64)
+    group_codes = np.zeros(scores.size, dtype=np.int64) if groups is None else groups.astype(np.int64)
+    bounds = np.array([b for _, _, b in bands])
+    for code in np.unique(group_codes).tolist():
+        rows = np.flatnonzero(group_codes == code)
+        s = scores[rows]
+        # Share of the group scoring strictly higher: equal scores share a band.
+        ordered = np.sort(s)
+        higher = (s.size - np.searchsorted(ordered, s, side="right")) / max(s.size, 1)
+        band = np.searchsorted(bounds, higher, side="right")
+        out[rows] = np.where(band < len(bands), band, -1)
+    return out

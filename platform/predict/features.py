@@ -1,0 +1,384 @@
+"""Features and labels for the predicted traits, with the cut-off explicit.
+
+Times are days relative to the data's `as_of` (t = -age, so every event has
+t <= 0). A model is trained at a cut-off c: its features read only events with
+t <= c (`History.until(c)`), its labels only events with c < t <= c + horizon.
+`features_build` refuses a history that holds anything after the cut-off it is
+asked for (TemporalLeak), so a feature computed from the future fails loudly
+instead of flattering the validation.
+
+Stored tags are deliberately not read as features: they were computed at the
+latest run, after every training cut-off, so using them would leak the labels'
+period into the features. The behavioural quantities behind them (recency,
+frequency, spend, category mix, trends, discount share) are recomputed here at
+the cut-off instead; the profile's age range (not derived from behaviour) is used
+as it stands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from consumers.models import EventType, Product
+from tags.arrays import sorted_unique_inverse
+from tags.inputs import TaggingInput
+
+AGE_ORDER = ["under-18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-plus"]
+
+# How far back features look from a cut-off, in days.
+FEATURE_WINDOW_DAYS = 180.0
+
+
+class TemporalLeak(AssertionError):
+    """A feature builder was handed events from after its cut-off."""
+
+
+class NotEnoughHistory(ValueError):
+    """The data does not reach far enough after a cut-off to label it."""
+
+
+@dataclass(frozen=True)
+class History:
+    """The run's events as arrays, times in days relative to the data's as_of.
+
+    `cutoff` is the latest time the history holds (0.0 for a full history; less
+    after `until`). `end` is the latest time the data covers at all.
+    """
+
+    consumers: int
+    ev_consumer: np.ndarray  # int32
+    ev_type: np.ndarray  # int8
+    ev_t: np.ndarray  # float32
+    ev_category: np.ndarray  # int32, -1 unknown
+    ev_merchant: np.ndarray  # int32 merchant code, -1 unknown
+    pu_consumer: np.ndarray  # int32
+    pu_t: np.ndarray  # float32
+    pu_amount: np.ndarray  # float64
+    pu_discounted: np.ndarray  # bool
+    pu_order: np.ndarray  # int64
+    pu_category: np.ndarray  # int32
+    pu_merchant: np.ndarray  # int32 merchant code
+    age_code: np.ndarray  # int8 per consumer, -1 unknown
+    categories: list[str]
+    merchant_ids: list[int]  # merchant code -> database id
+    start: float  # the earliest time the data covers
+    cutoff: float = 0.0
+
+    @classmethod
+    def from_input(cls, data: TaggingInput) -> History:
+        events, purchases, products = data.events, data.purchases, data.products
+        category_of = products.category
+        product_merchant = _product_merchants(products.index.ids)
+        merchant_ids = sorted(set(product_merchant.tolist()) | set(purchases.merchant.tolist()))
+        merchant_code = {merchant: code for code, merchant in enumerate(merchant_ids)}
+        product_merchant_code = np.array([merchant_code.get(m, -1) for m in product_merchant.tolist()], np.int32)
+        has_product = events.product >= 0
+        safe = np.maximum(events.product, 0)
+        pu_safe = np.maximum(purchases.product, 0)
+        pu_merchant = np.array([merchant_code[m] for m in purchases.merchant.tolist()], dtype=np.int32)
+        ages = data.profile("age_range")
+        age_code = np.full(len(data.consumers), -1, dtype=np.int8)
+        lookup = np.array([AGE_ORDER.index(v) if v in AGE_ORDER else -1 for v in ages.vocabulary] + [-1], np.int8)
+        if ages.ids.size:
+            positions = data.consumers.positions(ages.ids)
+            keep = positions >= 0
+            age_code[positions[keep]] = lookup[ages.codes[keep]]
+        return cls(
+            consumers=len(data.consumers),
+            ev_consumer=events.consumer,
+            ev_type=events.event_type,
+            ev_t=-events.age_days,
+            ev_category=np.where(has_product, category_of[safe] if category_of.size else -1, -1).astype(np.int32),
+            ev_merchant=np.where(has_product, product_merchant_code[safe] if safe.size else -1, -1).astype(np.int32),
+            pu_consumer=purchases.consumer,
+            pu_t=-purchases.age_days,
+            pu_amount=purchases.amount,
+            pu_discounted=purchases.discounted,
+            pu_order=purchases.order,
+            pu_category=np.where(purchases.product >= 0, category_of[pu_safe] if category_of.size else -1, -1).astype(
+                np.int32
+            ),
+            pu_merchant=pu_merchant,
+            age_code=age_code,
+            categories=list(products.categories),
+            merchant_ids=merchant_ids,
+            start=-float(data.lookback_days),
+        )
+
+    def until(self, cutoff: float) -> History:
+        """The events at or before `cutoff`, and nothing later: what a model at that cut-off may see."""
+        ev = self.ev_t <= cutoff
+        pu = self.pu_t <= cutoff
+        return replace(
+            self,
+            ev_consumer=self.ev_consumer[ev],
+            ev_type=self.ev_type[ev],
+            ev_t=self.ev_t[ev],
+            ev_category=self.ev_category[ev],
+            ev_merchant=self.ev_merchant[ev],
+            pu_consumer=self.pu_consumer[pu],
+            pu_t=self.pu_t[pu],
+            pu_amount=self.pu_amount[pu],
+            pu_discounted=self.pu_discounted[pu],
+            pu_order=self.pu_order[pu],
+            pu_category=self.pu_category[pu],
+            pu_merchant=self.pu_merchant[pu],
+            cutoff=min(cutoff, self.cutoff),
+        )
+
+    def purchases_after(self, cutoff: float, horizon: float) -> np.ndarray:
+        """Mask of purchases in (cutoff, cutoff + horizon]. Raises NotEnoughHistory past the data's end."""
+        if cutoff + horizon > self.cutoff + 1e-6:
+            raise NotEnoughHistory(
+                f"labels need data up to {horizon:g} days after the cut-off; the data ends {self.cutoff - cutoff:g} "
+                "days after it"
+            )
+        return (self.pu_t > cutoff) & (self.pu_t <= cutoff + horizon)
+
+
+def _product_merchants(product_ids: np.ndarray) -> np.ndarray:
+    """The merchant id of each product position (ids ascending, as in ProductArrays.index)."""
+    if product_ids.size == 0:
+        return np.empty(0, dtype=np.int64)
+    merchants = dict(Product.objects.values_list("id", "merchant_id").iterator(chunk_size=20_000))
+    return np.array([merchants.get(int(p), -1) for p in product_ids.tolist()], dtype=np.int64)
+
+
+CONSUMER_FEATURES = [
+    "days_since_event",
+    "days_since_purchase",
+    "days_since_cart",
+    "events_7d",
+    "events_30d",
+    "events_window",
+    "views_30d",
+    "carts_7d",
+    "carts_30d",
+    "favourites_30d",
+    "orders_30d",
+    "orders_window",
+    "spend_window",
+    "spend_30d",
+    "trend_30d",  # events in the last 30 days against the 30 before (log ratio)
+    "active_days_window",
+    "categories_window",
+    "discount_share",
+    "mean_order_gap",
+    "age_range",
+]
+PAIR_FEATURES = [
+    "pair_days_since_event",
+    "pair_days_since_purchase",
+    "pair_events_30d",
+    "pair_carts_30d",
+    "pair_orders_window",
+    "pair_spend_window",
+    "pair_share",  # the pair's share of the consumer's events in the window
+    "group_buyers_30d",  # how many consumers bought in the group in the last 30 days (log)
+]
+
+
+@dataclass(frozen=True)
+class Features:
+    """A feature matrix at one cut-off: one row per unit (a consumer, or a consumer and a group)."""
+
+    cutoff: float
+    names: list[str]
+    matrix: np.ndarray  # float32 (units x features)
+    consumer: np.ndarray  # int32 consumer position of each row
+    group: np.ndarray | None  # int32 group code of each row (pair features), else None
+    rf_score: np.ndarray  # the recency/frequency baseline's score (higher: more likely to buy)
+    has_purchase: np.ndarray  # bool: bought within the feature window
+
+
+def _check_cutoff(history: History, cutoff: float) -> None:
+    late = int((history.ev_t > cutoff).sum() + (history.pu_t > cutoff).sum())
+    if late or history.cutoff > cutoff:
+        raise TemporalLeak(
+            f"features at cut-off {cutoff:g} were given {late} events after it; pass history.until(cutoff)"
+        )
+
+
+def _last(index: np.ndarray, t: np.ndarray, size: int, cutoff: float, cap: float) -> np.ndarray:
+    last = np.full(size, -np.inf)
+    np.maximum.at(last, index, t.astype(np.float64))
+    return np.minimum(cutoff - last, cap)
+
+
+def consumer_features(history: History, *, cutoff: float, window: float = FEATURE_WINDOW_DAYS) -> Features:
+    """One row per consumer with any event in the window before the cut-off (events strictly from history.until)."""
+    _check_cutoff(history, cutoff)
+    n = history.consumers
+    cap = window + 1.0
+    ev_in = history.ev_t > cutoff - window
+    pu_in = history.pu_t > cutoff - window
+    c, t, kind = history.ev_consumer[ev_in], history.ev_t[ev_in], history.ev_type[ev_in]
+    pc, pt = history.pu_consumer[pu_in], history.pu_t[pu_in]
+    amount, discounted, order = history.pu_amount[pu_in], history.pu_discounted[pu_in], history.pu_order[pu_in]
+    age = cutoff - t
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(c[mask], minlength=n).astype(np.float64)
+
+    events_window = count(np.ones(c.size, dtype=bool))
+    units = np.flatnonzero(events_window > 0)
+    orders_keys = (pc.astype(np.int64) << 32) | (order & 0xFFFFFFFF)
+    unique_orders, order_of = sorted_unique_inverse(orders_keys)
+    order_consumer = (unique_orders >> 32).astype(np.int64)
+    order_t = np.full(unique_orders.size, -np.inf)
+    np.maximum.at(order_t, order_of, pt.astype(np.float64))
+    orders_window = np.bincount(order_consumer, minlength=n).astype(np.float64)
+    orders_30d = np.bincount(order_consumer[(cutoff - order_t) <= 30], minlength=n).astype(np.float64)
+    days_since_purchase = _last(pc, pt, n, cutoff, cap)
+    first_order = np.full(n, np.inf)
+    np.minimum.at(first_order, order_consumer, order_t.astype(np.float64))
+    span = np.where(orders_window > 1, (cutoff - days_since_purchase) - first_order, np.nan)
+    mean_gap = np.where(orders_window > 1, span / np.maximum(orders_window - 1, 1), cap)
+    spend_window = np.bincount(pc, weights=amount, minlength=n)
+    spend_30d = np.bincount(pc[(cutoff - pt) <= 30], weights=amount[(cutoff - pt) <= 30], minlength=n)
+    items = np.bincount(pc, minlength=n).astype(np.float64)
+    discount_share = np.where(items > 0, np.bincount(pc[discounted], minlength=n) / np.maximum(items, 1), 0.0)
+    day = np.floor(t).astype(np.int64)
+    active_days = _distinct(c, day - int(np.floor(cutoff - window)), n)
+    cat = history.ev_category[ev_in]
+    categories = _distinct(c[cat >= 0], cat[cat >= 0].astype(np.int64), n)
+    events_30 = count(age <= 30)
+    events_prev = count((age > 30) & (age <= 60))
+    is_cart = kind == EventType.CART
+    cart_last = _last(c[is_cart], t[is_cart], n, cutoff, cap)
+    columns = {
+        "days_since_event": _last(c, t, n, cutoff, cap),
+        "days_since_purchase": days_since_purchase,
+        "days_since_cart": cart_last,
+        "events_7d": count(age <= 7),
+        "events_30d": events_30,
+        "events_window": events_window,
+        "views_30d": count((age <= 30) & (kind == EventType.VIEW)),
+        "carts_7d": count((age <= 7) & is_cart),
+        "carts_30d": count((age <= 30) & is_cart),
+        "favourites_30d": count((age <= 30) & (kind == EventType.FAVOURITE)),
+        "orders_30d": orders_30d,
+        "orders_window": orders_window,
+        "spend_window": spend_window,
+        "spend_30d": spend_30d,
+        "trend_30d": np.log1p(events_30) - np.log1p(events_prev),
+        "active_days_window": active_days.astype(np.float64),
+        "categories_window": categories.astype(np.float64),
+        "discount_share": discount_share,
+        "mean_order_gap": mean_gap,
+        "age_range": history.age_code.astype(np.float64),
+    }
+    matrix = np.column_stack([columns[name][units] for name in CONSUMER_FEATURES]).astype(np.float32)
+    return Features(
+        cutoff=cutoff,
+        names=list(CONSUMER_FEATURES),
+        matrix=matrix,
+        consumer=units.astype(np.int32),
+        group=None,
+        rf_score=rf_score(columns["days_since_purchase"][units], orders_window[units], window),
+        has_purchase=orders_window[units] > 0,
+    )
+
+
+def rf_score(days_since_purchase: np.ndarray, orders: np.ndarray, window: float) -> np.ndarray:
+    """The recency/frequency baseline: the RFM rule's R and F as rank scores in (0, 1], summed.
+
+    Recent and frequent buyers score highest; consumers who did not buy in the window share the lowest
+    recency. This is what a merchant would do without a model.
+    """
+    return _rank01(-days_since_purchase) + _rank01(orders)
+
+
+def _rank01(values: np.ndarray) -> np.ndarray:
+    if values.size == 0:
+        return np.empty(0)
+    _, inverse = sorted_unique_inverse(np.asarray(values, dtype=np.float64))
+    top = max(int(inverse.max()), 1)
+    return inverse / top
+
+
+def _distinct(group: np.ndarray, item: np.ndarray, groups: int) -> np.ndarray:
+    if group.size == 0:
+        return np.zeros(groups, dtype=np.int64)
+    keys = (group.astype(np.int64) << 32) | (item.astype(np.int64) & 0xFFFFFFFF)
+    unique, _ = sorted_unique_inverse(keys)
+    return np.bincount(unique >> 32, minlength=groups)
+
+
+def pair_features(
+    history: History,
+    *,
+    cutoff: float,
+    by: str,
+    groups: list[int],
+    window: float = FEATURE_WINDOW_DAYS,
+    base: Features | None = None,
+) -> Features:
+    """One row per (consumer, group) with any event of the consumer in the group within the window.
+
+    `by` is "merchant" or "category"; `groups` the group codes modelled (e.g. the top categories).
+    Rows hold the consumer's own features and the pair's.
+    """
+    _check_cutoff(history, cutoff)
+    if base is None or base.cutoff != cutoff:
+        base = consumer_features(history, cutoff=cutoff, window=window)
+    cap = window + 1.0
+    ev_group = history.ev_merchant if by == "merchant" else history.ev_category
+    pu_group = history.pu_merchant if by == "merchant" else history.pu_category
+    wanted = np.zeros(max([*groups, int(ev_group.max(initial=-1)), int(pu_group.max(initial=-1))]) + 2, dtype=bool)
+    wanted[np.asarray(groups, dtype=np.int64)] = True
+    ev_in = (history.ev_t > cutoff - window) & (ev_group >= 0)
+    ev_in &= wanted[np.where(ev_group >= 0, ev_group, -1)]
+    pu_in = (history.pu_t > cutoff - window) & (pu_group >= 0)
+    pu_in &= wanted[np.where(pu_group >= 0, pu_group, -1)]
+    width = np.int64(wanted.size)
+    ev_keys = history.ev_consumer[ev_in].astype(np.int64) * width + ev_group[ev_in]
+    pairs, ev_pair = sorted_unique_inverse(ev_keys)
+    p = pairs.size
+    pu_keys = history.pu_consumer[pu_in].astype(np.int64) * width + pu_group[pu_in]
+    found = np.searchsorted(pairs, pu_keys)
+    found = np.minimum(found, max(p - 1, 0))
+    pu_known = (pairs[found] == pu_keys) if p else np.zeros(pu_keys.size, dtype=bool)
+    pu_pair = found[pu_known]
+    t = history.ev_t[ev_in]
+    kind = history.ev_type[ev_in]
+    age = cutoff - t
+    pt = history.pu_t[pu_in][pu_known]
+    amount = history.pu_amount[pu_in][pu_known]
+    order = history.pu_order[pu_in][pu_known]
+    pair_consumer = (pairs // width).astype(np.int32)
+    pair_group = (pairs % width).astype(np.int32)
+    events = np.bincount(ev_pair, minlength=p).astype(np.float64)
+    order_keys = (pu_pair.astype(np.int64) << 32) | (order & 0xFFFFFFFF)
+    pair_orders = _distinct(pu_pair, order_keys & 0xFFFFFFFF, p).astype(np.float64) if order_keys.size else np.zeros(p)
+    # Buyers per group in the last 30 days (popularity of the store or category right now).
+    recent = (cutoff - history.pu_t[pu_in]) <= 30
+    group_buyer_keys = history.pu_consumer[pu_in][recent].astype(np.int64) * width + pu_group[pu_in][recent]
+    unique_buyers, _ = sorted_unique_inverse(group_buyer_keys)
+    group_buyers = np.bincount((unique_buyers % width).astype(np.int64), minlength=int(width)).astype(np.float64)
+    consumer_row = np.full(history.consumers, -1, dtype=np.int64)
+    consumer_row[base.consumer] = np.arange(base.consumer.size)
+    rows = consumer_row[pair_consumer]
+    pair_columns = {
+        "pair_days_since_event": _last(ev_pair, t, p, cutoff, cap),
+        "pair_days_since_purchase": _last(pu_pair, pt, p, cutoff, cap),
+        "pair_events_30d": np.bincount(ev_pair[age <= 30], minlength=p).astype(np.float64),
+        "pair_carts_30d": np.bincount(ev_pair[(age <= 30) & (kind == EventType.CART)], minlength=p).astype(np.float64),
+        "pair_orders_window": pair_orders,
+        "pair_spend_window": np.bincount(pu_pair, weights=amount, minlength=p),
+        "pair_share": events / np.maximum(base.matrix[rows, CONSUMER_FEATURES.index("events_window")], 1.0),
+        "group_buyers_30d": np.log1p(group_buyers[pair_group]),
+    }
+    pair_matrix = np.column_stack([pair_columns[name] for name in PAIR_FEATURES]).astype(np.float32)
+    matrix = np.hstack([base.matrix[rows], pair_matrix]) if p else np.empty((0, len(CONSUMER_FEATURES) + 8), np.float32)
+    return Features(
+        cutoff=cutoff,
+        names=[*CONSUMER_FEATURES, *PAIR_FEATURES],
+        matrix=matrix.astype(np.float32),
+        consumer=pair_consumer,
+        group=pair_group,
+        rf_score=rf_score(pair_columns["pair_days_since_purchase"], pair_orders, window),
+        has_purchase=pair_orders > 0,
+    )

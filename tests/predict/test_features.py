@@ -1,0 +1,74 @@
+"""The temporal leakage guard: features never see events after their cut-off, labels never before it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from predict.features import History, NotEnoughHistory, TemporalLeak, consumer_features, pair_features
+
+
+def _history() -> History:
+    # Three consumers; times in days relative to the data's end (t <= 0).
+    ev_t = np.array([-50, -40, -10, -5, -1], dtype=np.float32)
+    pu_t = np.array([-40, -5], dtype=np.float32)
+    return History(
+        consumers=3,
+        ev_consumer=np.array([0, 0, 1, 1, 2], dtype=np.int32),
+        ev_type=np.array([1, 5, 3, 5, 1], dtype=np.int8),
+        ev_t=ev_t,
+        ev_category=np.zeros(5, dtype=np.int32),
+        ev_merchant=np.zeros(5, dtype=np.int32),
+        pu_consumer=np.array([0, 1], dtype=np.int32),
+        pu_t=pu_t,
+        pu_amount=np.array([10.0, 20.0]),
+        pu_discounted=np.zeros(2, dtype=bool),
+        pu_order=np.array([1, 2], dtype=np.int64),
+        pu_category=np.zeros(2, dtype=np.int32),
+        pu_merchant=np.zeros(2, dtype=np.int32),
+        age_code=np.full(3, -1, dtype=np.int8),
+        categories=["beauty"],
+        merchant_ids=[1],
+        start=-400.0,
+    )
+
+
+def test_a_feature_computed_after_the_cut_off_fails():
+    history = _history()
+    with pytest.raises(TemporalLeak, match="after it"):
+        consumer_features(history, cutoff=-20)
+    with pytest.raises(TemporalLeak):
+        pair_features(history, cutoff=-20, by="category", groups=[0])
+    # Even a history cut later than asked is refused: the cut-off must be the one the features are built at.
+    with pytest.raises(TemporalLeak):
+        consumer_features(history.until(-3), cutoff=-20)
+
+
+def test_features_at_a_cut_off_see_only_the_past():
+    history = _history()
+    early = consumer_features(history.until(-20), cutoff=-20)
+    assert early.consumer.tolist() == [0]  # consumers 1 and 2 only act after the cut-off
+    column = early.names.index("orders_window")
+    assert early.matrix[:, column].tolist() == [1.0]
+    # Adding future events to the data changes nothing at that cut-off.
+    later = replace(
+        history,
+        ev_consumer=np.r_[history.ev_consumer, 0].astype(np.int32),
+        ev_type=np.r_[history.ev_type, 5].astype(np.int8),
+        ev_t=np.r_[history.ev_t, -2].astype(np.float32),
+        ev_category=np.r_[history.ev_category, 0].astype(np.int32),
+        ev_merchant=np.r_[history.ev_merchant, 0].astype(np.int32),
+    )
+    again = consumer_features(later.until(-20), cutoff=-20)
+    assert np.array_equal(again.matrix, early.matrix)
+
+
+def test_labels_need_the_whole_horizon_after_the_cut_off():
+    history = _history()
+    assert history.purchases_after(-20, 15).tolist() == [False, True]
+    with pytest.raises(NotEnoughHistory):
+        history.purchases_after(-20, 30)
+    with pytest.raises(NotEnoughHistory):
+        history.until(-20).purchases_after(-30, 15)
