@@ -25,9 +25,9 @@ from portal.rendering import page
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
-from segments.figures import history_figures, segment_figures
+from segments.figures import history_figures, segment_figures, transition_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
-from segments.models import Segment, SegmentKind, SegmentStatus, SnapshotStatus
+from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentStatus, SnapshotStatus
 from segments.selectors import audience_estimate, segments_for_merchant
 from segments.services import (
     lookalike_create,
@@ -307,6 +307,9 @@ def _detail(request, segment: Segment, *, lookalike_form=None, status=200) -> Ht
         "min_audience": settings.MIN_AUDIENCE,
         "has_others": others.exists(),
     }
+    if segment.refresh_policy == RefreshPolicy.REALTIME:
+        moved = transition_figures(merchant_id=merchant.pk, segment_id=segment.pk)
+        context["realtime"] = {"joined": moved["joined"].public(), "left": moved["left"].public()}
     context.update(_insights(segment))
     if overlap_form.is_bound and overlap_form.is_valid():
         context["overlap"] = _overlap(segment, overlap_form.cleaned_data["other"])
