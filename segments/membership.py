@@ -24,6 +24,7 @@ the last sweep (the property tests hold them to it).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,12 +33,14 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from pyroaring import BitMap, FrozenBitMap
 
 from consumers.changes import CONSENTS, EVENTS, PROFILES, ConsumersChanged
 from consumers.models import Event
+from dbtools.backend import on_postgresql
 from tags.models import Tag
 
 from .evaluation import (
@@ -69,7 +72,8 @@ SOURCE_STREAM = "stream"
 SOURCE_SWEEP = "sweep"
 SOURCE_REFRESH = "refresh"
 SWEEP_MARK_KEY = "segments:membership:swept_at"
-SQL_CHUNK = 900  # ids per IN (...) list
+SQL_CHUNK = 900  # ids per IN (...) list (SQLite's parameter limit)
+PG_SQL_CHUNK = 20_000
 
 
 # ------------------------------------------------------------------------------------------------ dependencies
@@ -137,16 +141,34 @@ def realtime_segments(*, segment_ids: Iterable[int] | None = None) -> dict[int, 
     if segment_ids is not None:
         query = query.filter(pk__in=list(segment_ids))
     segments = list(query.order_by("pk"))
-    catalogue = list(Tag.objects.values_list("id", "family", "value")) if segments else []
+    catalogue: list[tuple[int, str, str]] | None = None
     found: dict[int, RealtimeSegment] = {}
+    now = time.monotonic()
+    version = tuple(Tag.objects.aggregate(n=Count("id"), high=Max("id")).values()) if segments else ()
     for segment in segments:
-        try:
-            node = segment_definition_node(segment)
-            resolved = definition_resolve(node, merchant=segment.merchant, catalogue=catalogue)
-        except SegmentSyntaxError:
-            continue
-        found[segment.pk] = RealtimeSegment(segment, resolved, segment_dependencies(resolved.node))
+        key = (segment.pk, segment.definition, version)
+        cached = _resolved_cache.get(key)
+        if cached is None or now - cached[0] > RESOLVED_CACHE_SECONDS:
+            if catalogue is None:
+                catalogue = list(Tag.objects.values_list("id", "family", "value"))
+            try:
+                node = segment_definition_node(segment)
+                resolved = definition_resolve(node, merchant=segment.merchant, catalogue=catalogue)
+            except SegmentSyntaxError:
+                continue
+            cached = (now, resolved, segment_dependencies(resolved.node))
+            _resolved_cache[key] = cached
+            if len(_resolved_cache) > 10_000:
+                _resolved_cache.clear()
+        found[segment.pk] = RealtimeSegment(segment, cached[1], cached[2])
     return found
+
+
+# Resolving a definition reads the catalogue and checks targeting: done at most once a minute per segment and
+# process, not on every drain. The key holds the definition and the catalogue's version (count and newest id of the
+# tags), so an edit or a catalogue change is seen at once.
+RESOLVED_CACHE_SECONDS = 60.0
+_resolved_cache: dict[tuple[int, str, tuple], tuple[float, ResolvedDefinition, Dependencies]] = {}
 
 
 def _dependents(segments: dict[int, RealtimeSegment]) -> dict[int, list[int]]:
@@ -168,6 +190,7 @@ def evaluate_for(
     now: datetime,
     bitmaps: tuple[dict[int, FrozenBitMap], FrozenBitMap] | None = None,
     nested: dict[int, BitMap | FrozenBitMap] | None = None,
+    shared: dict[tuple[ActionTerm, int | None], BitMap] | None = None,
 ) -> BitMap:
     """The members among `ids`: the bitmap evaluator's algebra with every leaf restricted to ids.
 
@@ -179,7 +202,9 @@ def evaluate_for(
     universe = BitMap(ids) & live
     if not universe:
         return BitMap()
-    actions: dict[ActionTerm, BitMap] = {}
+    # Action results over the same consumers are shared by every segment of one update (`shared`): the same
+    # term in many segments is one query. The key holds the merchant only where the term is narrowed to it.
+    actions: dict[tuple[ActionTerm, int | None], BitMap] = shared if shared is not None else {}
 
     def leaf(term) -> BitMap:
         if isinstance(term, TagTerm):
@@ -189,9 +214,11 @@ def evaluate_for(
             if members is None:
                 members = current_members(term.segment_id)
             return universe & members
-        if term not in actions:
-            actions[term] = _action_ids(term, resolved.merchant_id, now, universe)
-        return actions[term]
+        key = (term, resolved.merchant_id if term.merchant is not None else None)
+        found = actions.get(key)
+        if found is None:
+            found = actions[key] = _action_ids(term, resolved.merchant_id, now, universe)
+        return universe & found
 
     def walk(node: Node) -> BitMap:
         if isinstance(node, Or):
@@ -215,7 +242,7 @@ def evaluate_for(
 def _action_ids(term: ActionTerm, merchant_id: int, now: datetime, ids: BitMap) -> BitMap:
     found = BitMap()
     query = behaviour_queryset(term, merchant_id=merchant_id, now=now)
-    for chunk in _chunks(ids, SQL_CHUNK):
+    for chunk in _chunks(ids, PG_SQL_CHUNK if on_postgresql() else SQL_CHUNK):
         found.update(query.filter(consumer_id__in=chunk).values_list("consumer_id", flat=True).distinct())
     return found
 
@@ -334,6 +361,7 @@ def _update_chunk(
         snapshots = _latest_snapshots(sorted(locked))
         nested: dict[int, BitMap | FrozenBitMap] = {}
         changed: dict[int, BitMap] = {}
+        shared: dict[tuple[ActionTerm, int | None], BitMap] = {}
         transitions: list[MembershipTransition] = []
         for pk in order:
             snapshot = snapshots.get(pk)
@@ -351,7 +379,10 @@ def _update_chunk(
             if not to_check:
                 continue
             members = BitMap(snapshot_bitmap(snapshot.pk, snapshot.size, snapshot.computed_at))
-            now_in = evaluate_for(rt.resolved, to_check, now=now, bitmaps=bitmaps, nested=nested)
+            # Shared action results are over exactly the chunk's consumers; a segment checking others (a cascade)
+            # gets its own queries.
+            share = shared if to_check == ids else None
+            now_in = evaluate_for(rt.resolved, to_check, now=now, bitmaps=bitmaps, nested=nested, shared=share)
             was_in = members & to_check
             entered, exited = now_in - was_in, was_in - now_in
             if entered or exited:
@@ -365,6 +396,7 @@ def _update_chunk(
                 outcome.exited += len(exited)
             nested[pk] = members
         MembershipTransition.objects.bulk_create(transitions, batch_size=2000)
+    outcome.consumers = len(ids)
     if outcome.segments:
         logger.info("segments.membership_updated", extra={"fields": {"source": source, **outcome.as_dict()}})
     return outcome
