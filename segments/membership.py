@@ -422,16 +422,16 @@ def _topological(closure: set[int], segments: dict[int, RealtimeSegment]) -> lis
 
 
 def _latest_snapshots(segment_ids: list[int]) -> dict[int, SegmentSnapshot]:
-    latest: dict[int, SegmentSnapshot] = {}
-    for snapshot in (
-        SegmentSnapshot.objects.filter(segment_id__in=segment_ids, status=SnapshotStatus.READY, members_kept=True)
-        .defer("members")
-        .order_by("segment_id", "-id")
-    ):
-        latest.setdefault(snapshot.segment_id, snapshot)
-    # Only the newest ready snapshot is the membership; an older one that kept members is not it.
-    newest = {s.segment_id: s.pk for s in (latest_snapshot(pk) for pk in segment_ids) if s is not None}
-    return {pk: s for pk, s in latest.items() if newest.get(pk) == s.pk}
+    """Each segment's newest ready snapshot, where it kept its members (two queries for all of them)."""
+    newest = (
+        SegmentSnapshot.objects.filter(segment_id__in=segment_ids, status=SnapshotStatus.READY)
+        .values("segment_id")
+        .annotate(latest=Max("id"))
+        .values_list("latest", flat=True)
+    )
+    return {
+        s.segment_id: s for s in SegmentSnapshot.objects.filter(pk__in=list(newest), members_kept=True).defer("members")
+    }
 
 
 def _snapshot_patch(snapshot: SegmentSnapshot, members: BitMap, now: datetime) -> None:
