@@ -35,7 +35,7 @@ REFRESH_CHOICES = [
     ("hourly", "Every hour"),
     ("daily", "Every day"),
     ("custom", "On a schedule (cron, UTC)"),
-    ("realtime", "In real time: as events, profiles and consents arrive"),
+    ("realtime", "In real time, as events arrive"),
 ]
 
 

@@ -13,7 +13,7 @@ SIZES = {"laptop": (1366, 900), "tablet": (820, 1180), "phone": (390, 844)}
 
 
 def test_a_real_time_segment_is_chosen_in_the_builder_and_says_so(browsing):
-    call_command("demo_setup", consumers=600, products=40, events=4000, seed=5, replay=1, stdout=StringIO())
+    call_command("demo_setup", consumers=1000, products=80, events=15_000, seed=3, replay=2, stdout=StringIO())
     page = browsing.page
     browsing.sign_in("demo", DEMO_PASSWORD)
     browsing.goto("/segments/new/")
