@@ -797,7 +797,8 @@ def lookalike_create(
 
 
 def snapshots_erase_consumer(*, consumer_id: int) -> dict[str, int]:
-    """Remove one consumer from every stored snapshot (sizes adjusted) and forget cached behaviour."""
+    """Remove one consumer from every stored snapshot (sizes adjusted), delete their membership transitions, and
+    forget cached behaviour."""
     changed = 0
     kept = SegmentSnapshot.objects.filter(members_kept=True).order_by("pk")
     last_id = 0
@@ -814,9 +815,10 @@ def snapshots_erase_consumer(*, consumer_id: int) -> dict[str, int]:
                     members=SegmentSnapshot.serialise(members), size=F("size") - 1
                 )
                 changed += 1
+    transitions, _ = MembershipTransition.objects.filter(consumer_id=consumer_id).delete()
     snapshot_cache_clear()
     behaviour_cache_invalidate()
-    return {"segment_snapshots": changed}
+    return {"segment_snapshots": changed, "membership_transitions": transitions}
 
 
 __all__ = [
