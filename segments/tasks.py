@@ -182,6 +182,7 @@ def membership_drain_task(
 
 
 @shared_task(
+    bind=True,
     name=MEMBERSHIP_SWEEP_TASK,
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError),
@@ -190,7 +191,7 @@ def membership_drain_task(
     retry_jitter=True,
     max_retries=REFRESH_MAX_RETRIES,
 )
-def membership_sweep_task() -> dict:
+def membership_sweep_task(self) -> dict:
     """Beat: re-evaluate consumers whose `within` windows lapsed since the last sweep, and finish the work of
     drains that died (their processing sets)."""
     outcome = membership_sweep()
@@ -199,6 +200,11 @@ def membership_sweep_task() -> dict:
         drained, _more = membership_drain(run_id=run)
         outcome.add(drained)
         finished += 1
+    # Whatever is pending without a drain on its way (the broker refused the enqueue, say) is not left waiting.
+    drained, more = membership_drain(run_id=f"sweep-{self.request.id or 'eager'}")
+    outcome.add(drained)
+    if more:
+        membership_drain_task.apply_async()
     return {**outcome.as_dict(), "orphans_finished": finished}
 
 

@@ -311,3 +311,12 @@ def test_streaming_membership_equals_a_full_refresh_on_postgresql(
     world, merchant, products, tagging_approved, django_capture_on_commit_callbacks, data
 ):
     _streaming_equals_refresh(world, merchant, products, data, django_capture_on_commit_callbacks)
+
+
+def test_the_sweep_task_runs_by_its_name(big_world, merchant, products, tagging_approved):
+    from config.celery import app as celery_app
+
+    segment = _realtime(merchant, "recent carts", 'carted(within="1h")')
+    result = celery_app.tasks["segments.membership_sweep"].apply().get()
+    assert result["orphans_finished"] == 0 and result["exited"] == 0
+    assert current_members(segment.pk) == BitMap()
