@@ -315,7 +315,12 @@ def test_streaming_membership_equals_a_full_refresh_on_postgresql(
 
 def test_the_sweep_task_runs_by_its_name(big_world, merchant, products, tagging_approved):
     from config.celery import app as celery_app
+    from segments.tasks import membership_drain_task, membership_sweep_task
 
+    assert (membership_sweep_task.name, membership_drain_task.name) == (
+        "segments.membership_sweep",
+        "segments.membership_drain",
+    )
     segment = _realtime(merchant, "recent carts", 'carted(within="1h")')
     result = celery_app.tasks["segments.membership_sweep"].apply().get()
     assert result["orphans_finished"] == 0 and result["exited"] == 0
