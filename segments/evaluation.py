@@ -548,7 +548,7 @@ def scope_check(scope: str) -> str:
 # ------------------------------------------------------------------------------------------------ snapshots
 
 
-_snapshot_cache: OrderedDict[tuple[int, int], FrozenBitMap] = OrderedDict()
+_snapshot_cache: OrderedDict[tuple[int, int, datetime | None], FrozenBitMap] = OrderedDict()
 _SNAPSHOT_CACHE_SIZE = 32
 
 
@@ -561,10 +561,16 @@ def latest_snapshot(segment_id: int) -> SegmentSnapshot | None:
     )
 
 
-def snapshot_bitmap(snapshot_id: int, size: int) -> FrozenBitMap:
-    """A snapshot's members, cached per process by (id, size): a snapshot never changes except by an erasure,
-    which lowers its size, so no process keeps serving an erased consumer."""
-    key = (snapshot_id, size)
+def snapshot_bitmap(snapshot_id: int, size: int, stamp: datetime | None = None) -> FrozenBitMap:
+    """A snapshot's members, cached per process by (id, size, computed_at): a snapshot changes only by an
+    erasure, which lowers its size, and by streaming updates of a real-time segment's latest snapshot
+    (segments.membership), which stamp it anew; so no process keeps serving a consumer who left.
+
+    `stamp` is the snapshot's computed_at as the caller read it; without it, it is read here (one query).
+    """
+    if stamp is None:
+        stamp = SegmentSnapshot.objects.filter(pk=snapshot_id).values_list("computed_at", flat=True).first()
+    key = (snapshot_id, size, stamp)
     with _behaviour_lock:
         hit = _snapshot_cache.get(key)
         if hit is not None:
@@ -678,7 +684,7 @@ def _nested_segment_bitmap(
         )
     snapshot = latest_snapshot(segment_id)
     if snapshot is not None and snapshot.members_kept:
-        return snapshot_bitmap(snapshot.pk, snapshot.size)
+        return snapshot_bitmap(snapshot.pk, snapshot.size, snapshot.computed_at)
     segment = Segment.objects.select_related("merchant").get(pk=segment_id, merchant_id=merchant_id)
     if segment.kind == SegmentKind.LOOKALIKE or not segment.definition:
         return FrozenBitMap()  # a lookalike with no snapshot yet has no members yet
@@ -730,7 +736,9 @@ def _nested_segment_condition(segment_id: int, merchant_id: int, now: datetime, 
     segment = Segment.objects.select_related("merchant").get(pk=segment_id, merchant_id=merchant_id)
     if segment.kind == SegmentKind.LOOKALIKE or not segment.definition:
         snapshot = latest_snapshot(segment_id)
-        members = list(snapshot_bitmap(snapshot.pk, snapshot.size)) if snapshot and snapshot.members_kept else []
+        members = []
+        if snapshot is not None and snapshot.members_kept:
+            members = list(snapshot_bitmap(snapshot.pk, snapshot.size, snapshot.computed_at))
         return Q(pk__in=members)
     inner = definition_resolve(segment_definition_node(segment), merchant=segment.merchant, text=segment.definition)
     return sql_condition(inner, now=now, _stack=(*stack, segment_id)) & _scope_condition(segment.scope, merchant_id)

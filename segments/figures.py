@@ -7,6 +7,8 @@ overlap and the dashboard:
     segment:<id>:size       the latest ready snapshot's size (and each history point's)
     segment:<id>:entered    consumers who joined at that refresh
     segment:<id>:exited     consumers who left
+    segment:<id>:joined_24h   real-time segments: consumers who entered in the last 24 hours (transitions)
+    segment:<id>:left_24h     and who left
 
 The noise is keyed by the subject and the exact value, so an unchanged size reads back the same number, free; a
 refresh that changes it is a new release, paid once by the first merchant view in the period (scheduled
@@ -59,6 +61,40 @@ def segment_size(*, merchant_id: int | None, segment_id: int, size: int) -> Rele
         merchant_id=merchant_id, figures=[(segment_subject(segment_id, "size"), size)], precision=SEGMENT_PRECISION
     )
     return count
+
+
+TRANSITION_WINDOW_HOURS = 24
+
+
+def transition_figures(*, merchant_id: int | None, segment_id: int) -> dict[str, ReleasedCount]:
+    """A real-time segment's entries and exits in the last 24 hours, counted from its transitions, released.
+
+    Counts only: which consumers moved is never shown. The window is aligned to the hour, so the exact counts
+    (and with them the release) change at most once an hour plus when someone moves.
+    """
+    from datetime import timedelta
+
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from .models import MembershipTransition, TransitionKind
+
+    since = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=TRANSITION_WINDOW_HOURS)
+    counts = dict(
+        MembershipTransition.objects.filter(segment_id=segment_id, at__gte=since)
+        .values("kind")
+        .annotate(n=Count("id"))
+        .values_list("kind", "n")
+    )
+    joined, left = release_figures(
+        merchant_id=merchant_id,
+        figures=[
+            (segment_subject(segment_id, "joined_24h"), counts.get(TransitionKind.ENTERED, 0)),
+            (segment_subject(segment_id, "left_24h"), counts.get(TransitionKind.EXITED, 0)),
+        ],
+        precision=SEGMENT_PRECISION,
+    )
+    return {"joined": joined, "left": left}
 
 
 def history_figures(

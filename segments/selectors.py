@@ -40,7 +40,7 @@ def segment_latest_snapshot(*, segment_id: int) -> SegmentSnapshot | None:
 
 def snapshot_members(snapshot: SegmentSnapshot) -> BitMap:
     """The consumer ids in a snapshot: a copy the caller may change (the per-process cache keeps its own)."""
-    return BitMap(snapshot_bitmap(snapshot.pk, snapshot.size))
+    return BitMap(snapshot_bitmap(snapshot.pk, snapshot.size, snapshot.computed_at))
 
 
 def segments_for_merchant(merchant: Merchant | int) -> QuerySet[Segment]:

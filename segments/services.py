@@ -36,7 +36,9 @@ from .evaluation import (
 )
 from .language import SegmentSyntaxError, TagTerm, definition_parse, to_json
 from .lookalike import LookalikeError, lookalike_members
+from .membership import RefreshFollowUp, refresh_follow_up, refresh_follow_up_needed, refresh_transitions
 from .models import (
+    MembershipTransition,
     RefreshPolicy,
     Segment,
     SegmentKind,
@@ -53,9 +55,17 @@ SNAPSHOTS_WITH_MEMBERS = 3  # the newest snapshots of a segment keep their membe
 DEFAULT_CUSTOM_CRONTAB = "0 3 * * *"
 PERSONA_FAMILY = "persona"
 REFRESH_PURPOSE = Purpose.TAGGING
-POLICY_PERIODS = {RefreshPolicy.HOURLY: timedelta(hours=1), RefreshPolicy.DAILY: timedelta(days=1)}
+# Real-time segments stream between refreshes; a daily full refresh brings in what tagging (batch) changed.
+POLICY_PERIODS = {
+    RefreshPolicy.HOURLY: timedelta(hours=1),
+    RefreshPolicy.DAILY: timedelta(days=1),
+    RefreshPolicy.REALTIME: timedelta(days=1),
+}
 # A segment refreshed a little less than a period ago is due: beat's ticks drift by seconds.
 DUE_SLACK = timedelta(minutes=5)
+REALTIME_LOOKALIKE = (
+    "A lookalike cannot be real-time: its members are ranked against everyone at once. Choose hourly or daily."
+)
 
 
 class RefreshFailed(Exception):
@@ -274,6 +284,10 @@ def segment_update(
             segment.definition_json = to_json(resolved.node)
             segment.depends_on.set(resolved.segment_ids)
         if refresh_policy is not None:
+            if refresh_policy == RefreshPolicy.REALTIME and segment.kind == SegmentKind.LOOKALIKE:
+                raise Unprocessable(
+                    REALTIME_LOOKALIKE, code="invalid_refresh_policy", details={"field": "refresh_policy"}
+                )
             segment.refresh_policy = refresh_policy
         if refresh_policy is not None or crontab is not None:
             if crontab is not None and segment.refresh_policy != RefreshPolicy.CUSTOM:
@@ -489,7 +503,7 @@ def _compute_members(segment: Segment, inputs: RefreshInputs | None = None) -> C
             raise RefreshFailed("The seed segment has not been computed yet; refresh it first.")
         try:
             result = lookalike_members(
-                seed_members=snapshot_bitmap(seed_snapshot.pk, seed_snapshot.size),
+                seed_members=snapshot_bitmap(seed_snapshot.pk, seed_snapshot.size, seed_snapshot.computed_at),
                 live=inputs.bitmaps[1] if inputs else live_consumers_bitmap(),
                 size=spec.get("size"),
                 min_similarity=spec.get("min_similarity"),
@@ -518,6 +532,7 @@ class RefreshResult:
     version: int
     computed: ComputedMembers
     duration_ms: float
+    started_at: datetime | None = None  # when computing began (real-time segments catch up on what streamed since)
 
 
 def segment_refresh_run(*, segment_id: int, version: int, actor: str) -> SegmentSnapshot | None:
@@ -530,8 +545,9 @@ def segment_refresh_run(*, segment_id: int, version: int, actor: str) -> Segment
         return None
     basis = _refresh_basis()
     started = time.perf_counter()
+    started_at = timezone.now()
     computed = _compute_members(segment)
-    result = RefreshResult(segment_id, version, computed, (time.perf_counter() - started) * 1000)
+    result = RefreshResult(segment_id, version, computed, (time.perf_counter() - started) * 1000, started_at)
     snapshot = _snapshots_write([result], basis, actor).get(segment_id)
     if snapshot is not None:
         logger.info(
@@ -597,6 +613,22 @@ def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor
                 )
             )
         SegmentSnapshot.objects.bulk_create(snapshots)
+        # Who entered and who left, as rows (journeys start from entries), bounded per segment by a setting.
+        transitions = []
+        follow_ups = []
+        for r in current:
+            before = previous.get(r.segment_id)
+            transitions.extend(
+                refresh_transitions(segment_id=r.segment_id, members=r.computed.members, before=before, at=now)
+            )
+            changed = BitMap(r.computed.members) ^ before if before is not None else BitMap(r.computed.members)
+            follow_ups.append(RefreshFollowUp(r.segment_id, r.started_at or now, changed))
+        MembershipTransition.objects.bulk_create(transitions, batch_size=5000)
+        if refresh_follow_up_needed(
+            realtime=[r.segment_id for r in current if locked[r.segment_id].refresh_policy == RefreshPolicy.REALTIME],
+            refreshed=[r.segment_id for r in current],
+        ):
+            transaction.on_commit(lambda: refresh_follow_up(follow_ups))
         segments = []
         for r, snapshot in zip(current, snapshots, strict=True):
             segment = locked[r.segment_id]
@@ -639,8 +671,8 @@ def _previous_members(segment_ids: list[int]) -> dict[int, FrozenBitMap]:
         .annotate(latest=Max("id"))
         .values_list("latest", flat=True)
     )
-    rows = SegmentSnapshot.objects.filter(pk__in=list(latest)).values_list("pk", "segment_id", "size")
-    return {segment_id: snapshot_bitmap(pk, size) for pk, segment_id, size in rows}
+    rows = SegmentSnapshot.objects.filter(pk__in=list(latest)).values_list("pk", "segment_id", "size", "computed_at")
+    return {segment_id: snapshot_bitmap(pk, size, stamp) for pk, segment_id, size, stamp in rows}
 
 
 def _prune_member_bitmaps(segment_ids: list[int]) -> None:
@@ -686,6 +718,7 @@ def segments_refresh_batch(*, segment_ids: list[int], actor: str) -> dict[str, i
     results, failed = [], 0
     for segment in segments:
         started = time.perf_counter()
+        started_at = timezone.now()
         try:
             computed = _compute_members(segment, inputs)
         except Exception as exc:
@@ -700,7 +733,9 @@ def segments_refresh_batch(*, segment_ids: list[int], actor: str) -> dict[str, i
             )
             continue
         results.append(
-            RefreshResult(segment.pk, segment.pending_version, computed, (time.perf_counter() - started) * 1000)
+            RefreshResult(
+                segment.pk, segment.pending_version, computed, (time.perf_counter() - started) * 1000, started_at
+            )
         )
     written = _snapshots_write(results, basis, actor)
     outcome = {"refreshed": len(written), "failed": failed, "superseded": len(results) - len(written)}
@@ -816,6 +851,8 @@ def lookalike_create(
     """A lookalike of `seed`: the `size` most similar other consumers, or all at or above `min_similarity`."""
     from django.conf import settings
 
+    if refresh_policy == RefreshPolicy.REALTIME:
+        raise Unprocessable(REALTIME_LOOKALIKE, code="invalid_refresh_policy", details={"field": "refresh_policy"})
     if (size is None) == (min_similarity is None):
         raise Unprocessable("Give either size or min_similarity.", code="invalid_lookalike")
     if size is not None and size < settings.MIN_AUDIENCE:
@@ -853,7 +890,8 @@ def lookalike_create(
 
 
 def snapshots_erase_consumer(*, consumer_id: int) -> dict[str, int]:
-    """Remove one consumer from every stored snapshot (sizes adjusted) and forget cached behaviour."""
+    """Remove one consumer from every stored snapshot (sizes adjusted), delete their membership transitions, and
+    forget cached behaviour."""
     changed = 0
     kept = SegmentSnapshot.objects.filter(members_kept=True).order_by("pk")
     last_id = 0
@@ -870,9 +908,10 @@ def snapshots_erase_consumer(*, consumer_id: int) -> dict[str, int]:
                     members=SegmentSnapshot.serialise(members), size=F("size") - 1
                 )
                 changed += 1
+    transitions, _ = MembershipTransition.objects.filter(consumer_id=consumer_id).delete()
     snapshot_cache_clear()
     behaviour_cache_invalidate()
-    return {"segment_snapshots": changed}
+    return {"segment_snapshots": changed, "membership_transitions": transitions}
 
 
 __all__ = [

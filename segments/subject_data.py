@@ -24,10 +24,10 @@ def segments_access(consumer_id: int) -> dict:
         .values_list("latest", flat=True)
     )
     member_of: list[int] = []
-    for snapshot_id, segment_id, size in SegmentSnapshot.objects.filter(pk__in=list(latest_ids)).values_list(
-        "pk", "segment_id", "size"
+    for snapshot_id, segment_id, size, stamp in SegmentSnapshot.objects.filter(pk__in=list(latest_ids)).values_list(
+        "pk", "segment_id", "size", "computed_at"
     ):
-        if consumer_id in snapshot_bitmap(snapshot_id, size):
+        if consumer_id in snapshot_bitmap(snapshot_id, size, stamp):
             member_of.append(segment_id)
     names = sorted(Segment.objects.filter(pk__in=member_of).values_list("name", flat=True))
     return {"segments": names}

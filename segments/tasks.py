@@ -11,6 +11,7 @@ from django.db.models import Q
 
 from config.celery import legacy_task_alias
 
+from .membership import UpdateOutcome, membership_drain, membership_sweep, membership_update, processing_orphans
 from .models import Segment
 from .services import (
     RefreshFailed,
@@ -36,6 +37,9 @@ REFRESH_TASK = "segments.refresh_segment"
 REFRESH_SCHEDULED_TASK = "segments.refresh_scheduled"  # a segment's own schedule (segments.services creates it)
 REFRESH_BATCH_TASK = "segments.refresh_batch"
 REFRESH_DUE_TASK = "segments.refresh_due"
+MEMBERSHIP_DRAIN_TASK = "segments.membership_drain"  # real-time segments: evaluate what ingestion changed
+MEMBERSHIP_SWEEP_TASK = "segments.membership_sweep"  # real-time segments: windows that lapsed (beat)
+MEMBERSHIP_MAX_ROUNDS = 1000  # a drain re-queues itself while work is left, at most this many times in a row
 
 
 @shared_task(bind=True, name=REFRESH_TASK, max_retries=REFRESH_MAX_RETRIES, acks_late=True)
@@ -137,6 +141,71 @@ def segments_refresh_due_task(policy: str | None = None, after_id: int = 0, roun
         else:
             logger.warning("segments.refresh_due_truncated", extra={"fields": {"after_id": batch[-1]}})
     return {"segments": len(batch), **outcome, "after_id": batch[-1] if batch else after_id, "round": round_number}
+
+
+@shared_task(
+    bind=True,
+    name=MEMBERSHIP_DRAIN_TASK,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=REFRESH_MAX_RETRIES,
+)
+def membership_drain_task(
+    self,
+    consumer_ids: list[int] | None = None,
+    change_input: str = "events",
+    segment_ids: list[int] | None = None,
+    run_id: str | None = None,
+    round_number: int = 0,
+) -> dict:
+    """Re-evaluate real-time segments for changed consumers: the ids given (a cascade after a refresh), then
+    what the pending set holds, at most SEGMENT_STREAM_MAX_PER_RUN consumers per run.
+
+    Idempotent (it evaluates current state, so running twice changes nothing more) and bounded: with work left
+    it re-queues itself, at most MEMBERSHIP_MAX_ROUNDS times in a row; the sweep picks up anything left.
+    """
+    outcome = UpdateOutcome()
+    if consumer_ids:
+        outcome.add(membership_update(consumer_ids=consumer_ids, change_input=change_input, segment_ids=segment_ids))
+    run = run_id or self.request.id or "eager"
+    drained, more = membership_drain(run_id=run)
+    outcome.add(drained)
+    if more:
+        if round_number + 1 < MEMBERSHIP_MAX_ROUNDS:
+            membership_drain_task.apply_async(kwargs={"run_id": run, "round_number": round_number + 1})
+        else:
+            logger.warning("segments.membership_drain_truncated", extra={"fields": {"round": round_number}})
+    return {**outcome.as_dict(), "more": more, "round": round_number}
+
+
+@shared_task(
+    bind=True,
+    name=MEMBERSHIP_SWEEP_TASK,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=RETRY_BACKOFF_SECONDS,
+    retry_backoff_max=RETRY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=REFRESH_MAX_RETRIES,
+)
+def membership_sweep_task(self) -> dict:
+    """Beat: re-evaluate consumers whose `within` windows lapsed since the last sweep, and finish the work of
+    drains that died (their processing sets)."""
+    outcome = membership_sweep()
+    finished = 0
+    for run in processing_orphans():
+        drained, _more = membership_drain(run_id=run)
+        outcome.add(drained)
+        finished += 1
+    # Whatever is pending without a drain on its way (the broker refused the enqueue, say) is not left waiting.
+    drained, more = membership_drain(run_id=f"sweep-{self.request.id or 'eager'}")
+    outcome.add(drained)
+    if more:
+        membership_drain_task.apply_async()
+    return {**outcome.as_dict(), "orphans_finished": finished}
 
 
 # The names these tasks had before they were named explicitly (module.function). Messages already queued under

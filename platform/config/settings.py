@@ -290,6 +290,13 @@ CAMPAIGN_WEBHOOK_BACKOFF_S = env_float("CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)  # fir
 CAMPAIGN_WEBHOOK_TIMEOUT_S = env_float("CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
 # A category or brand a merchant does not sell may be targeted only when this many merchants sell it.
 SEGMENT_SHARED_VALUE_MIN_MERCHANTS = env_int("SEGMENT_SHARED_VALUE_MIN_MERCHANTS", 3)
+# Real-time segments (segments/membership.py; docs/segments.md, "Real-time segments"): consumers re-evaluated per
+# chunk (one transaction), per drain run, how long a burst is coalesced before the drain runs, and how many
+# MembershipTransition rows one batch refresh writes per segment at most (entries first).
+SEGMENT_STREAM_BATCH = env_int("SEGMENT_STREAM_BATCH", 5000)
+SEGMENT_STREAM_MAX_PER_RUN = env_int("SEGMENT_STREAM_MAX_PER_RUN", 100_000)
+SEGMENT_STREAM_COALESCE_MS = env_int("SEGMENT_STREAM_COALESCE_MS", 200)
+SEGMENT_REFRESH_TRANSITIONS_MAX = env_int("SEGMENT_REFRESH_TRANSITIONS_MAX", 100_000)
 # Memory model training may use, in MiB; 0 = half of the machine's (or container's) memory. recommend/memory.py
 RECOMMEND_MEMORY_BUDGET_MB = env_int("RECOMMEND_MEMORY_BUDGET_MB", 0)
 # How late a consumer or consent row may commit after its timestamp and still reach the fresh-on-read bitmaps

@@ -18,6 +18,7 @@ from privacy.models import ConsentKind, ConsentRecord, ConsentStatus, Purpose
 from privacy.pseudonyms import make_pseudonymiser
 from privacy.services import ConsentChange, consents_record
 
+from .changes import CONSENTS, consumers_changed
 from .ingestion import (
     FUTURE_TOLERANCE,
     BadValue,
@@ -150,6 +151,7 @@ def consents_ingest(
             # then wait for more states, which a concurrent batch or objection may hold while it waits for the
             # audit lock: a deadlock, and PostgreSQL fails one of the two.
             consents_record(changes=new, actor=actor)
+            consumers_changed(consumer_ids=[c.consumer_id for c in new], input=CONSENTS)
         report.accepted += len(new)
         report.duplicates += len(good) - len(new)
         report.consumers_created += created

@@ -17,6 +17,7 @@ from django.utils import timezone
 from privacy.audit import audit_record
 from privacy.pseudonyms import make_pseudonymiser
 
+from .changes import PROFILES, consumer_changes_listened, consumers_changed
 from .countries import country_code, country_from_address
 from .ingestion import (
     BadValue,
@@ -164,6 +165,15 @@ def _profiles_write(profiles: list[_ProfileRow]) -> tuple[int, int]:
     return len(pseudonyms) - len(existing), len(existing)
 
 
+def _profile_consumer_ids(profiles: list[_ProfileRow]) -> list[int]:
+    """The internal ids of the consumers a batch wrote (one indexed read, for the change feed)."""
+    pseudonyms = sorted({p.pseudonym for p in profiles})
+    ids: list[int] = []
+    for chunk in sql_chunks(pseudonyms):
+        ids.extend(Consumer.objects.filter(pseudonym__in=chunk).values_list("id", flat=True))
+    return ids
+
+
 def profiles_ingest(
     *, rows: Iterable[dict], actor: str, batch_size: int | None = None, atomic: bool = False
 ) -> IngestReport:
@@ -183,6 +193,8 @@ def profiles_ingest(
             return
         with transaction.atomic():
             created, updated = _profiles_write(good)
+            if consumer_changes_listened():
+                consumers_changed(consumer_ids=_profile_consumer_ids(good), input=PROFILES)
             audit_record(
                 actor=actor,
                 action="ingest.profiles",

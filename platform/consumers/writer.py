@@ -26,6 +26,7 @@ from dbtools.pgcopy import copy_text, staging_table
 from merchants.models import Merchant
 from privacy.audit import audit_record
 
+from .changes import EVENTS, consumers_changed
 from .ingestion import BadValue, IngestReport, sql_chunks
 from .models import Consumer, Event, Product
 
@@ -187,6 +188,11 @@ class EventWriter:
                 # audit log's lock, so parallel writers do not queue behind each other's checks.
                 with connection.cursor() as cursor:
                     cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            consumers_changed(
+                consumer_ids=[state.resolver.consumer_ids[e.pseudonym] for e in events],
+                input=EVENTS,
+                event_types={e.event_type for e in events},
+            )
             per_merchant: dict[int, int] = {}
             for event in events:
                 per_merchant[event.merchant_id] = per_merchant.get(event.merchant_id, 0) + 1

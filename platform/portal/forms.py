@@ -35,6 +35,7 @@ REFRESH_CHOICES = [
     ("hourly", "Every hour"),
     ("daily", "Every day"),
     ("custom", "On a schedule (cron, UTC)"),
+    ("realtime", "In real time, as events arrive"),
 ]
 
 # Whom a segment counts (segments.models.SegmentScope), in the words the portal shows next to every count.

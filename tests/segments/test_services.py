@@ -214,12 +214,15 @@ def test_scheduled_task_refreshes_its_segment(big_world, merchant, tagging_appro
     assert Segment.objects.get(pk=segment.pk).pending_version == 2
 
 
-def test_beat_entries_for_hourly_and_daily_refresh_exist(db):
+def test_beat_entries_for_hourly_daily_and_real_time_refresh_exist(db):
     entries = dict(PeriodicTask.objects.filter(task="segments.refresh_due").values_list("name", "kwargs"))
     assert entries == {
         "segments: refresh hourly segments": '{"policy": "hourly"}',
         "segments: refresh daily segments": '{"policy": "daily"}',
+        # Real-time segments stream between refreshes; a nightly full refresh brings in what tagging changed.
+        "segments: refresh real-time segments": '{"policy": "realtime"}',
     }
+    assert PeriodicTask.objects.filter(task="segments.membership_sweep", enabled=True, interval__every=60).exists()
 
 
 def test_refresh_segments_command(big_world, merchant, tagging_approved, django_capture_on_commit_callbacks):

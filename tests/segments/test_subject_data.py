@@ -8,7 +8,7 @@ from consumers.models import EventType
 from privacy.subject_data import handlers
 from segments.evaluation import behaviour_bitmap, definition_resolve, evaluate_bitmap
 from segments.language import ActionTerm, parse
-from segments.models import SegmentSnapshot
+from segments.models import MembershipTransition, SegmentSnapshot
 from segments.selectors import segment_latest_snapshot, snapshot_members
 from segments.services import segment_create, segment_refresh
 from segments.subject_data import segments_access, segments_erase
@@ -32,7 +32,9 @@ def test_access_lists_segment_names_only(big_world, merchant, other_merchant, ta
     assert "country" not in str(segments_access(consumer_id))
 
 
-def test_erasure_removes_the_consumer_from_every_snapshot(big_world, merchant, products, tagging_approved):
+def test_erasure_removes_the_consumer_from_every_snapshot_and_transition(
+    big_world, merchant, products, tagging_approved
+):
     segment = segment_create(merchant=merchant, name="sg", actor="test", expression="country:SG")
     segment_refresh(segment_id=segment.pk, actor="test")
     segment_refresh(segment_id=segment.pk, actor="test")
@@ -47,7 +49,11 @@ def test_erasure_removes_the_consumer_from_every_snapshot(big_world, merchant, p
     nested = definition_resolve(parse(f"segment:{segment.pk}"), merchant=merchant)
     assert consumer.pk in evaluate_bitmap(nested)  # warms the per-process snapshot cache
 
-    assert segments_erase(consumer.pk) == {"segment_snapshots": 2}
+    MembershipTransition.objects.create(
+        segment=segment, consumer_id=consumer.pk, kind="entered", at=timezone.now(), source="stream"
+    )
+    assert segments_erase(consumer.pk) == {"segment_snapshots": 2, "membership_transitions": 1}
+    assert not MembershipTransition.objects.filter(consumer_id=consumer.pk).exists()
     for snapshot in SegmentSnapshot.objects.filter(segment=segment):
         assert snapshot.size == 199 and consumer.pk not in snapshot.members_bitmap()
     assert consumer.pk not in snapshot_members(segment_latest_snapshot(segment_id=segment.pk))
@@ -56,4 +62,4 @@ def test_erasure_removes_the_consumer_from_every_snapshot(big_world, merchant, p
     consumer.events.all().delete()
     assert consumer.pk not in behaviour_bitmap(term, merchant_id=merchant.pk, now=now)
     assert segments_access(consumer.pk) == {"segments": []}
-    assert segments_erase(consumer.pk) == {"segment_snapshots": 0}
+    assert segments_erase(consumer.pk) == {"segment_snapshots": 0, "membership_transitions": 0}

@@ -55,3 +55,31 @@ def test_a_real_worker_records_failures_and_refreshes_new_and_edited_segments(
     assert Segment.objects.get(pk=segment.pk).status == SegmentStatus.READY
     snapshot = segment_latest_snapshot(segment_id=segment.pk)
     assert (snapshot.size, snapshot.entered, snapshot.exited) == (150, 0, 50)
+
+
+@pytest.mark.worker
+def test_an_event_accepted_through_the_api_reaches_a_real_time_segment_through_a_real_worker(
+    celery_worker_process, big_world, merchant, products, tagging_approved, operator_client
+):
+    from consumers.models import EventType
+    from segments.membership import current_members
+    from segments.models import RefreshPolicy
+    from tests.factories import event_row
+
+    segment = segment_create(
+        merchant=merchant,
+        name="SG beauty buyers",
+        actor="test",
+        expression='country:SG AND purchased(category="beauty", within="7d")',
+        refresh_policy=RefreshPolicy.REALTIME,
+    )
+    _wait_for(lambda: Segment.objects.get(pk=segment.pk).version >= 1, celery_worker_process, "refresh it")
+    assert current_members(segment.pk) == type(current_members(segment.pk))()
+    buyer = big_world.consumers[3]
+    row = event_row(consumer=buyer, merchant=merchant, sku="L1", event_type=EventType.PURCHASE)
+    response = operator_client.post("/api/v1/ingest/events", [row], format="json")
+    assert response.status_code in (200, 201), response.content
+    _wait_for(lambda: buyer.pk in current_members(segment.pk), celery_worker_process, "stream the event", 30)
+    assert list(segment.transitions.filter(kind="entered").values_list("consumer_id", "source")) == [
+        (buyer.pk, "stream")
+    ]

@@ -30,7 +30,7 @@ from portal.segment_builder import builder_vocabulary, expression_canonical
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
-from segments.figures import history_figures, segment_figures
+from segments.figures import history_figures, segment_figures, transition_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
 from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentScope, SegmentStatus, SnapshotStatus
 from segments.selectors import (
@@ -499,6 +499,9 @@ def _detail(request, segment: Segment, *, lookalike_form=None, delete_error: str
         "delete_error": delete_error,
     }
     context["too_small"] = _too_small(segment, context["size"])
+    if segment.refresh_policy == RefreshPolicy.REALTIME:
+        moved = transition_figures(merchant_id=merchant.pk, segment_id=segment.pk)
+        context["realtime"] = {"joined": moved["joined"].public(), "left": moved["left"].public()}
     context.update(_insights(segment))
     if overlap_form.is_bound and overlap_form.is_valid():
         context["overlap"] = _overlap(segment, overlap_form.cleaned_data["other"])

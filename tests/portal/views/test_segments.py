@@ -333,3 +333,28 @@ def test_the_portal_and_the_api_show_one_question_the_same_number(portal_client,
     assert api["size"]["display"] == portal["size"]["display"] and not api["size"]["hidden"]
     assert api["reachable"]["display"] == portal["reachable"]["display"]
     assert budget_remaining(merchant_id=merchant.pk).spent == spent
+
+
+def test_a_real_time_segment_says_so_and_shows_released_moves_only(
+    portal_client, population, merchant, django_capture_on_commit_callbacks
+):
+    from segments.models import MembershipTransition
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = portal_client.post(
+            "/segments/new/",
+            {"name": "Live outdoor", "expression": "interest:outdoor", "refresh_policy": "realtime", "description": ""},
+        )
+    segment = Segment.objects.get(merchant=merchant, name="Live outdoor")
+    assert segment.refresh_policy == "realtime"
+    MembershipTransition.objects.bulk_create(
+        MembershipTransition(segment=segment, consumer_id=c.pk, kind="entered", at=segment.created_at, source="stream")
+        for c in population.consumers[:3]
+    )
+    page = portal_client.get(response["Location"]).content.decode()
+    assert "Updated in real time" in page
+    # Three consumers joined: a count the release layer shows (here, too few to show), never who they are.
+    joined = released_public(f"segment:{segment.pk}:joined_24h", 3)
+    assert joined["display"].lower() in page.lower()
+    listing = portal_client.get("/segments/").content.decode()
+    assert "Updated in real time" in listing

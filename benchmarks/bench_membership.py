@@ -1,0 +1,355 @@
+"""Real-time segments: streaming membership against full refreshes, and event-to-membership latency.
+
+Runs in a scratch database (created and dropped here), built as the segment benchmarks build theirs: synthetic
+tag bitmaps over N consumers (N = 1M × BENCH_SCALE; consumer rows, so events can reference them), a small
+catalogue, and two events per consumer over the last 60 days (purchases, carts and views across four categories).
+
+- (a) 100 real-time segments (random 2-4-term tag expressions AND one action with a window, some with NOT):
+  the cost of streaming a batch of new events (1,000 events of 1,000 consumers: `membership_update`, which
+  re-evaluates every segment the batch can move for those consumers only and writes what changed) per event,
+  against a full refresh of the same 100 segments (`segments_refresh_batch`, behaviour caches cold as after new
+  events). The ratio is full refresh ÷ one streamed batch.
+- (b) PostgreSQL + Redis only: a real Celery worker (one process) drains the pending set while this process
+  ingests a steady stream (`events_ingest`, batches every 100 ms at the target rate); each event makes its
+  consumer enter a real-time segment, and the latency of an event is its transition's time minus its batch's
+  commit time. p50 and p99 over the run; the rate actually sustained is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from benchmarks import BenchContext, Row, percentile
+from benchmarks.bench_segments import _bitmap, _segment_expressions, scratch_database, synthesise
+
+FULL_CONSUMERS = 1_000_000
+SEGMENTS = 100
+STREAM_BATCH = 1000
+NAME = "membership"
+CATEGORIES = ["beauty", "outdoor", "home", "sports"]
+ACTIONS = [
+    'purchased(category="{c}", within="30d")',
+    'carted(category="{c}", within="7d")',
+    'viewed(category="{c}", within="14d", min_count=2)',
+]
+WORLD_TYPES = [1, 3, 4, 5]  # view, cart, favourite, purchase
+LATENCY_CATEGORY = "garden"  # no event of the world is in it: every latency event makes its consumer enter
+LATENCY_SECONDS = 20
+TARGET_RATE = 5000  # events per second
+
+
+def _world(n: int):
+    """Merchant, tag bitmaps, consumer rows 1..n, products and 2n events; returns (merchant, tag ids, arrays)."""
+    from django.utils import timezone
+
+    from benchmarks.bench_segments import _setup_platform
+    from consumers.models import Consumer, Event, Product
+    from privacy.pseudonyms import make_pseudonymiser
+    from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_store, tag_key
+    from tags.models import Tag
+
+    merchant, _key = _setup_platform()
+    arrays = synthesise(n)
+    tag_ids = {}
+    for family, value in arrays:
+        tag = Tag.objects.create(family=family, value=value, label=value, definition="synthetic", rule_version="b")
+        tag_ids[(family, value)] = tag.pk
+    for key, array in arrays.items():
+        bitmap_store(key=tag_key(tag_ids[key]), bitmap=_bitmap(array))
+    stamp = timezone.now() - timedelta(days=1)
+    pseudonymise = make_pseudonymiser()  # raw ids "bench-raw-<i>", so the latency stream can name them
+    Consumer.objects.bulk_create(
+        (
+            Consumer(id=i, pseudonym=pseudonymise(f"bench-raw-{i}"), created_at=stamp, updated_at=stamp)
+            for i in range(1, n + 1)
+        ),
+        batch_size=20_000,
+    )
+    # Stamped before the live bitmap's mark (created_at is set on insert), as after a tagging run: otherwise every
+    # read of the live-consumers bitmap would find them all in its change window and read them again.
+    Consumer.objects.update(created_at=stamp)
+    if connection.vendor == "postgresql":  # ids were given: move the sequence past them for ingestion's consumers
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setval(pg_get_serial_sequence('consumers_consumer', 'id'), %s)", [n])
+    live = _bitmap(np.arange(1, n + 1, dtype=np.uint32))
+    bitmap_store(
+        key=LIVE_CONSUMERS_KEY, bitmap=live, source_mark=Consumer.objects.order_by("-created_at")[0].created_at
+    )
+    products = [
+        Product.objects.create(merchant=merchant, sku=f"P{i}", title="", category=c, category_path=c, brand="")
+        for i, c in enumerate(CATEGORIES)
+    ]
+    Product.objects.create(
+        merchant=merchant, sku="G1", title="", category=LATENCY_CATEGORY, category_path=LATENCY_CATEGORY, brand=""
+    )
+    rng = np.random.default_rng(5)
+    now = timezone.now()
+    events = []
+    for index in range(2 * n):
+        events.append(
+            Event(
+                source_key=f"bench-{index}",
+                consumer_id=int(rng.integers(1, n + 1)),
+                merchant_id=merchant.pk,
+                product_id=products[int(rng.integers(0, len(products)))].pk,
+                event_type=int(rng.choice(WORLD_TYPES, p=[0.6, 0.2, 0.1, 0.1])),
+                occurred_at=now - timedelta(hours=float(rng.uniform(0, 60 * 24))),
+                quantity=1,
+            )
+        )
+        if len(events) == 20_000:
+            Event.objects.bulk_create(events)
+            events = []
+    Event.objects.bulk_create(events)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return merchant, arrays
+
+
+def _segments(merchant, arrays, count: int) -> list[int]:
+    from segments.evaluation import definition_resolve
+    from segments.language import parse, to_json
+    from segments.models import RefreshPolicy, Segment
+
+    rng = np.random.default_rng(3)
+    ids = []
+    for i, tags in enumerate(_segment_expressions(rng, list(arrays), count)):
+        action = ACTIONS[i % len(ACTIONS)].format(c=CATEGORIES[i % len(CATEGORIES)])
+        expression = f"({tags}) AND {action}"
+        if i % 5 == 4:
+            expression = f"({tags}) AND NOT {action}"
+        resolved = definition_resolve(parse(expression), merchant=merchant)
+        segment = Segment.objects.create(
+            merchant=merchant,
+            name=f"segment {i}",
+            definition=resolved.text,
+            definition_json=to_json(resolved.node),
+            refresh_policy=RefreshPolicy.REALTIME,
+        )
+        ids.append(segment.pk)
+    return ids
+
+
+def _new_events(merchant, n: int, count: int, seed: int, event_type: int = 4) -> list[int]:
+    """count new events (of count distinct consumers), written directly; returns the consumers."""
+    from django.utils import timezone
+
+    from consumers.models import Event, Product
+
+    rng = np.random.default_rng(seed)
+    consumers = rng.choice(np.arange(1, n + 1), size=count, replace=False).tolist()
+    products = list(Product.objects.filter(merchant=merchant, category__in=CATEGORIES).values_list("pk", flat=True))
+    now = timezone.now()
+    Event.objects.bulk_create(
+        Event(
+            source_key=f"bench-new-{seed}-{i}",
+            consumer_id=c,
+            merchant_id=merchant.pk,
+            product_id=products[i % len(products)],
+            event_type=event_type,
+            occurred_at=now,
+            quantity=1,
+        )
+        for i, c in enumerate(consumers)
+    )
+    return consumers
+
+
+def run(ctx: BenchContext) -> list[Row]:
+    from segments.evaluation import behaviour_cache_invalidate
+    from segments.membership import membership_update
+    from segments.models import MembershipTransition
+    from segments.services import segments_refresh_batch
+    from tags.bitmaps import bitmap_cache_clear
+
+    n = max(20_000, int(FULL_CONSUMERS * ctx.scale))
+    rows: list[Row] = []
+    load_at_start = os.getloadavg()[0]
+    bitmap_cache_clear()
+    with scratch_database():
+        started = time.perf_counter()
+        merchant, arrays = _world(n)
+        build_s = time.perf_counter() - started
+        segment_ids = _segments(merchant, arrays, SEGMENTS)
+        segments_refresh_batch(segment_ids=segment_ids, actor="bench")  # first snapshots
+        # (a) a full refresh of the 100 segments, behaviour caches cold (as after new events)
+        refresh_s = []
+        for _ in range(2):
+            behaviour_cache_invalidate()
+            t = time.perf_counter()
+            outcome = segments_refresh_batch(segment_ids=segment_ids, actor="bench")
+            refresh_s.append(time.perf_counter() - t)
+        full = min(refresh_s)
+        # streaming: a batch of new events, every type, re-evaluated for their consumers only
+        stream_s = []
+        moved = 0
+        for round_number in range(5):
+            event_type = WORLD_TYPES[round_number % len(WORLD_TYPES)]
+            consumers = _new_events(merchant, n, STREAM_BATCH, seed=100 + round_number, event_type=event_type)
+            t = time.perf_counter()
+            result = membership_update(consumer_ids=consumers, event_types=[event_type])
+            stream_s.append(time.perf_counter() - t)
+            moved += result.entered + result.exited
+        stream = float(np.median(stream_s))
+        per_event_ms = stream / STREAM_BATCH * 1000
+        rows.append(
+            Row(
+                NAME,
+                f"full refresh of {SEGMENTS} real-time segments ({n:,} consumers, {2 * n:,} events)",
+                full,
+                "s",
+                note=f"segments_refresh_batch, behaviour caches cold; refreshed {outcome['refreshed']}",
+            )
+        )
+        rows.append(
+            Row(
+                NAME,
+                f"streamed update per event ({STREAM_BATCH:,}-event batches, {SEGMENTS} segments, {n:,} consumers)",
+                per_event_ms,
+                "ms",
+                ratio=f"refresh = {full / stream:,.0f}× a batch, {full / (stream / STREAM_BATCH):,.0f}× an event",
+                note=f"membership_update p50 {stream * 1000:.0f} ms per batch; {moved} transitions in 5 batches; "
+                f"world built in {build_s:.0f} s",
+            )
+        )
+        # (b) latency through a real worker
+        if not ctx.on_postgres or not (settings.CELERY_BROKER_URL or "").startswith("redis"):
+            rows.append(
+                Row(
+                    NAME,
+                    "event accepted → membership updated",
+                    None,
+                    "s",
+                    skipped="needs PostgreSQL (DATABASE_URL) and Redis (CELERY_BROKER_URL)",
+                )
+            )
+        else:
+            MembershipTransition.objects.all().delete()
+            try:
+                rows.extend(_latency(merchant, n))
+            except Exception as exc:  # keep (a)'s figures when the worker part fails
+                rows.append(Row(NAME, "event accepted → membership updated", None, "s", skipped=f"failed: {exc}"[:120]))
+    bitmap_cache_clear()
+    rows.append(
+        Row(
+            NAME,
+            "load average",
+            os.getloadavg()[0],
+            "",
+            note=f"{load_at_start:.1f} at start ({os.cpu_count()} cores, shared)",
+        )
+    )
+    return rows
+
+
+def _latency(merchant, n: int) -> list[Row]:
+    from django.utils import timezone
+
+    from config.celery import app as celery_app
+    from consumers.events import events_ingest
+    from segments.models import MembershipTransition, RefreshPolicy, Segment
+    from segments.services import segments_refresh_batch
+
+    segment = Segment.objects.create(
+        merchant=merchant,
+        name="latency",
+        definition=f'favourited(category="{LATENCY_CATEGORY}")',
+        refresh_policy=RefreshPolicy.REALTIME,
+    )
+    segments_refresh_batch(segment_ids=[segment.pk], actor="bench")
+    Segment.objects.exclude(pk=segment.pk).update(refresh_policy=RefreshPolicy.MANUAL)
+    root = Path(__file__).resolve().parents[1]
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+        f"{connection.settings_dict['NAME']}",
+        "PYTHONPATH": f"{root / 'platform'}:{root}",
+    }
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    celery_app.control.purge()
+    log = open(settings.VAR_DIR / "bench_membership_worker.log", "ab")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency=1", "--pool=prefork",
+         "--without-gossip", "--without-mingle", "-n", f"bench-{os.getpid()}@%h", "--loglevel=WARNING"],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark's worker did not start")
+        rng = np.random.default_rng(9)
+        order = rng.permutation(np.arange(1, n + 1))
+        per_tick = TARGET_RATE // 10
+        committed: dict[int, datetime] = {}
+        batches: dict[int, list[int]] = {}
+        sent = 0
+        started = time.monotonic()
+        serial = 0
+        while time.monotonic() - started < LATENCY_SECONDS and sent + per_tick <= n:
+            tick = time.monotonic()
+            consumers = order[sent : sent + per_tick].tolist()
+            sent += per_tick
+            rows = [
+                {
+                    "event_id": f"latency-{serial}-{i}",  # serial is the batch number minus one
+                    "consumer_id": f"bench-raw-{c}",
+                    "merchant": merchant.slug,
+                    "sku": "G1",
+                    "event_type": "favourite",
+                    "occurred_at": timezone.now().isoformat(),
+                }
+                for i, c in enumerate(consumers)
+            ]
+            serial += 1
+            events_ingest(rows=rows, actor="bench", writers=1)
+            committed[serial] = timezone.now()
+            batches[serial] = consumers
+            spare = 0.1 - (time.monotonic() - tick)
+            if spare > 0:
+                time.sleep(spare)
+        elapsed = time.monotonic() - started
+        expected = sent
+        wait_until = time.monotonic() + 120
+        while MembershipTransition.objects.filter(segment=segment).count() < expected and time.monotonic() < wait_until:
+            time.sleep(0.5)
+        # Each consumer is in exactly one batch: its entry's time minus that batch's commit time is its latency.
+        batch_of = {c: batch for batch, consumers in batches.items() for c in consumers}
+        latencies = []
+        for consumer_id, at in MembershipTransition.objects.filter(segment=segment, kind="entered").values_list(
+            "consumer_id", "at"
+        ):
+            batch = batch_of.get(consumer_id)
+            if batch is not None:
+                latencies.append((at - committed[batch]).total_seconds())
+        done = len(latencies)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        celery_app.conf.task_always_eager = eager
+    rate = sent / elapsed
+    if not latencies:
+        return [Row(NAME, "event accepted → membership updated", None, "s", skipped="no transitions observed")]
+    return [
+        Row(
+            NAME,
+            "event accepted → membership updated, p50",
+            percentile(latencies, 50),
+            "s",
+            target="≤ 2 s at 5,000 events/s",
+            note=f"{rate:,.0f} events/s sustained by the ingest loop for {elapsed:.0f} s; {done:,}/{sent:,} seen",
+        ),
+        Row(NAME, "event accepted → membership updated, p99", percentile(latencies, 99), "s", target="≤ 10 s"),
+    ]
