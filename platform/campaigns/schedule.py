@@ -87,3 +87,11 @@ def recurrence_describe(expression: str) -> str:
     if dom.isdigit() and month == "*" and dow == "*":
         return f"Every month on day {int(dom)} at {at}"
     return expression
+
+
+def duration_text(minutes: int) -> str:
+    """'1 minute', '3 hours', '1 day 6 hours'."""
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    units = ((days, "day"), (hours, "hour"), (mins, "minute"))
+    return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in units if n) or "0 minutes"

@@ -40,7 +40,7 @@ from .models import (
     DeliveryStatus,
     ScheduleKind,
 )
-from .schedule import crontab_parse, recurrence_min_gap_minutes
+from .schedule import crontab_parse, duration_text, recurrence_min_gap_minutes
 from .winner import series_winner_pick
 
 logger = logging.getLogger("dmp.campaigns")
@@ -68,15 +68,6 @@ COUPON_CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 def _invalid(problems: dict[str, list[str]], message: str = "The campaign is not valid.") -> Invalid:
     return Invalid(message, code="invalid", details=problems)
-
-
-def _duration(minutes: int) -> str:
-    """'1 minute', '3 hours', '1 day 6 hours'."""
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    units = ((days, "day"), (hours, "hour"), (mins, "minute"))
-    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in units if n]
-    return " ".join(parts) or "0 minutes"
 
 
 def _segments_for(merchant: Merchant):
@@ -151,8 +142,8 @@ def campaign_problems(*, merchant: Merchant, values: dict[str, Any], now: dateti
                 if gap is not None and gap < minimum:
                     add(
                         "recurrence",
-                        f"This schedule sends every {_duration(gap)}; runs must be at least {_duration(minimum)} "
-                        "apart. Choose a daily, weekly or monthly schedule.",
+                        f"This schedule sends every {duration_text(gap)}; runs must be at least "
+                        f"{duration_text(minimum)} apart. Choose a daily, weekly or monthly schedule.",
                     )
     if kind != ScheduleKind.AT and scheduled_at is not None:
         add("scheduled_at", "A send time applies only to campaigns sent at a set time.")

@@ -11,10 +11,12 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
-from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase
+from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase, ScheduleKind
+from campaigns.schedule import duration_text, recurrence_describe
 from campaigns.selectors import (
     CAMPAIGN_PRECISION,
     campaign_progress,
@@ -54,6 +56,35 @@ STATUS_BADGE = {
 PHASE_LABEL = dict(Phase.choices)
 
 
+def _local(moment) -> str:
+    """A moment in the merchant's time zone (the portal activates it for every page)."""
+    return timezone.localtime(moment).strftime("%-d %b %Y %H:%M")
+
+
+def campaign_state(campaign: Campaign) -> dict[str, str]:
+    """What a campaign is doing, in words and in the merchant's local time: its heading and its "when"."""
+    zone = timezone.get_current_timezone_name()
+    status = campaign.status
+    if status == CampaignStatus.DRAFT:
+        return {"heading": "Draft", "when": "not launched yet"}
+    if status == CampaignStatus.SCHEDULED:
+        if campaign.is_series:
+            return {
+                "heading": "Scheduled to repeat",
+                "when": f"{recurrence_describe(campaign.recurrence)} ({zone})",
+            }
+        if campaign.schedule_kind == ScheduleKind.AT and campaign.scheduled_at and campaign.parent_id is None:
+            return {"heading": "Scheduled", "when": f"sends {_local(campaign.scheduled_at)} ({zone})"}
+        return {"heading": "Starting…", "when": f"launched {_local(campaign.launched_at or campaign.created_at)}"}
+    if status == CampaignStatus.RUNNING:
+        return {"heading": "Sending…", "when": f"sending since {_local(campaign.started_at or campaign.launched_at)}"}
+    if status == CampaignStatus.COMPLETED:
+        return {"heading": "Sending finished", "when": f"sent {_local(campaign.completed_at or campaign.updated_at)}"}
+    if status == CampaignStatus.CANCELLED:
+        return {"heading": "Cancelled", "when": f"cancelled {_local(campaign.cancelled_at or campaign.updated_at)}"}
+    return {"heading": "Stopped: it failed", "when": f"failed {_local(campaign.updated_at)}"}
+
+
 def _actor(request: HttpRequest) -> str:
     return f"user:{request.user.pk}"
 
@@ -73,7 +104,15 @@ def _segments(request: HttpRequest):
 def campaign_list(request: HttpRequest) -> HttpResponse:
     campaigns = list(campaigns_for_merchant(request.portal.merchant).filter(parent__isnull=True)[:200])
     audience = campaigns_audience(campaigns)
-    rows = [{"campaign": c, "badge": STATUS_BADGE.get(c.status, ""), "audience": audience.get(c.pk)} for c in campaigns]
+    rows = [
+        {
+            "campaign": c,
+            "badge": STATUS_BADGE.get(c.status, ""),
+            "audience": audience.get(c.pk),
+            "state": campaign_state(c),
+        }
+        for c in campaigns
+    ]
     return page(request, "portal/campaigns/list.html", {"rows": rows}, section="campaigns")
 
 
@@ -101,6 +140,8 @@ def _wizard(request, form: CampaignForm, campaign: Campaign | None, status: int 
             "campaign": campaign,
             "has_segments": form.fields["include_segments"].queryset.exists(),
             "min_audience": settings.MIN_AUDIENCE,
+            "time_zone": request.portal.merchant.time_zone,
+            "min_recurrence": duration_text(settings.CAMPAIGN_MIN_RECURRENCE_MINUTES),
         },
         section="campaigns",
         status=status,
@@ -128,9 +169,10 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
     segments = _segments(request)
     if request.method != "POST":
         chosen = request.GET.get("segment", "")
+        # The starting message needs no offer, since the offer is optional; {offer} is suggested in the help.
         initial = {
-            "title_template": "{discount} off picked for you",
-            "body_template": "Hi! {product_1_title} is waiting at {store_name}. Use code {coupon_code}.",
+            "title_template": "Picked for you at {store_name}",
+            "body_template": "Hi! {product_1_title} is waiting for you at {store_name}.",
         }
         if chosen.isdigit() and len(chosen) < 19 and segments.filter(pk=int(chosen)).exists():
             initial["include_segments"] = [int(chosen)]
@@ -278,6 +320,8 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "min_audience": settings.MIN_AUDIENCE,
         "control_percent": (campaign.control_share * 100).normalize(),
         "launched_by": _person(request, campaign.launched_by),
+        "state": campaign_state(campaign),
+        "time_zone": campaign.merchant.time_zone,
     }
     if campaign.status == CampaignStatus.DRAFT:
         reach = audience_precheck(campaign)

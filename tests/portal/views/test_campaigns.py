@@ -198,3 +198,93 @@ def test_only_drafts_can_be_edited(portal_client, audience, merchant, django_cap
         portal_client.post(f"/campaigns/{campaign.pk}/launch/")
     response = portal_client.get(f"/campaigns/{campaign.pk}/edit/", follow=True)
     assert "Only a draft can be changed" in response.content.decode()
+
+
+def _initial_value(page: str, name: str) -> str:
+    import html
+    import re
+
+    tag = re.search(rf'<(?:input|textarea)[^>]*name="{name}"[^>]*>([^<]*)', page)
+    assert tag, name
+    value = re.search(r'value="([^"]*)"', tag.group(0))
+    return html.unescape(value.group(1) if value else tag.group(1).lstrip("\n"))
+
+
+def test_the_wizards_own_default_message_saves_without_an_offer(portal_client, audience, merchant):
+    """The starting title and message must not need the optional offer (they used {discount} and {coupon_code})."""
+    page = portal_client.get("/campaigns/new/").content.decode()
+    data = wizard_data(
+        audience,
+        title_template=_initial_value(page, "title_template"),
+        body_template=_initial_value(page, "body_template"),
+        personalised_products="3",
+        coupon_code="",
+        discount_percent="",
+    )
+    response = portal_client.post("/campaigns/new/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Campaign.objects.get(merchant=merchant).has_offer is False
+
+
+def test_the_wizard_reads_and_shows_the_merchants_local_time(portal_client, audience, merchant):
+    from datetime import UTC, datetime
+
+    merchant.time_zone = "Asia/Singapore"  # UTC+8, no daylight saving
+    merchant.save()
+    data = wizard_data(audience, schedule_kind="at", scheduled_at="2031-03-04T09:30")
+    assert portal_client.post("/campaigns/new/", data).status_code == 302
+    campaign = Campaign.objects.get(merchant=merchant)
+    assert campaign.scheduled_at == datetime(2031, 3, 4, 1, 30, tzinfo=UTC)
+    page = portal_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+    assert 'value="2031-03-04T09:30"' in page and "Asia/Singapore" in page
+
+
+def test_the_repeat_picker_writes_the_schedule(portal_client, audience, merchant):
+    data = wizard_data(
+        audience, schedule_kind="recurring", repeat_every="weekly", repeat_time="18:15", repeat_weekday="3"
+    )
+    assert portal_client.post("/campaigns/new/", data).status_code == 302
+    assert Campaign.objects.get(merchant=merchant).recurrence == "15 18 * * 3"
+
+
+def test_a_too_frequent_custom_schedule_is_refused_in_prose(portal_client, audience):
+    data = wizard_data(audience, schedule_kind="recurring", repeat_every="custom", recurrence="*/5 * * * *")
+    page = portal_client.post("/campaigns/new/", data).content.decode()
+    assert "runs must be at least 1 day apart" in page
+
+
+def test_wizard_saves_variants(portal_client, audience, merchant):
+    data = wizard_data(
+        audience,
+        variant_a_share="60",
+        variant_b_title="Another title",
+        variant_b_body="Another message from {store_name}",
+        variant_b_share="40",
+    )
+    assert portal_client.post("/campaigns/new/", data).status_code == 302
+    campaign = Campaign.objects.get(merchant=merchant)
+    assert [(v.position, v.share, v.title_template) for v in campaign.variants.all()] == [
+        (1, 60, "{discount} off this weekend"),
+        (2, 40, "Another title"),
+    ]
+    bad = wizard_data(audience, variant_b_title="B", variant_b_body="b", variant_b_share="30", variant_a_share="60")
+    assert "add up to 90%" in portal_client.post("/campaigns/new/", bad).content.decode()
+
+
+def test_scheduled_and_cancelled_campaigns_show_their_true_state(portal_client, audience, merchant):
+    from datetime import UTC, datetime
+
+    from campaigns.services import campaign_cancel, campaign_launch
+
+    merchant.time_zone = "Asia/Singapore"
+    merchant.save()
+    campaign = draft(merchant, audience, schedule_kind="at", scheduled_at=datetime(2031, 3, 4, 1, 30, tzinfo=UTC))
+    campaign_launch(campaign=campaign, actor="test")
+    page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-testid="campaign-state">Scheduled<' in page and "Sending…" not in page
+    assert "sends 4 Mar 2031 09:30 (Asia/Singapore)" in page  # local time, not UTC
+    listed = portal_client.get("/campaigns/").content.decode()
+    assert "sends 4 Mar 2031 09:30" in listed and ">Launched<" not in listed
+    campaign_cancel(campaign=campaign, actor="test")
+    page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-testid="campaign-state">Cancelled<' in page and "Sending…" not in page

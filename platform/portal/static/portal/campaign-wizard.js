@@ -106,13 +106,18 @@
     form.querySelectorAll("[data-show-when]").forEach(function (el) {
       el.hidden = el.getAttribute("data-show-when") !== kind;
     });
+    /* the repeat picker: daily / weekly / monthly at a local time, or a custom crontab */
+    var every = value("repeat_every") || "custom";
+    form.querySelectorAll("[data-show-repeat]").forEach(function (el) {
+      el.hidden = el.getAttribute("data-show-repeat").split(" ").indexOf(every) === -1;
+    });
   }
 
   var reachSoon = debounce(updateReach, 250);
   var previewSoon = debounce(updatePreview, 350);
   form.addEventListener("change", function (e) {
     if (e.target.name === "include_segments" || e.target.name === "exclude_segments") { reachSoon(); previewSoon(); }
-    if (e.target.name === "schedule_kind") updateSchedule();
+    if (e.target.name === "schedule_kind" || e.target.name === "repeat_every") updateSchedule();
     if (["personalised_products", "coupon_code", "discount_percent"].indexOf(e.target.name) !== -1) previewSoon();
   });
   form.addEventListener("input", function (e) {
