@@ -48,4 +48,5 @@ urlpatterns = [
     path("campaigns/<id:campaign_id>/delete/", campaigns.campaign_delete_view, name="campaign_delete"),
     path("campaigns/<id:campaign_id>/progress.json", campaigns.campaign_progress_json, name="campaign_progress_json"),
     path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
+    path("campaigns/<id:campaign_id>/report.csv", campaigns.campaign_report_csv, name="campaign_report_csv"),
 ]

@@ -3,7 +3,9 @@ the review with the consent-filtered reach and the launch, progress while it run
 
 from __future__ import annotations
 
+import csv
 import json
+from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -15,13 +17,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
-from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase, ScheduleKind
+from campaigns.models import FINISHED_STATUSES, VARIANT_LETTERS, Campaign, CampaignStatus, Group, Phase, ScheduleKind
+from campaigns.report_csv import campaign_report_csv_rows
 from campaigns.schedule import duration_text, recurrence_describe
 from campaigns.selectors import (
     CAMPAIGN_PRECISION,
     campaign_progress,
     campaign_report_public,
     campaign_subject,
+    campaign_variants_report_public,
     campaigns_audience,
     campaigns_for_merchant,
 )
@@ -33,10 +37,12 @@ from campaigns.services import (
     campaign_launch,
     campaign_update,
 )
+from campaigns.timeseries import SERIES as DAILY_SERIES
+from campaigns.timeseries import campaign_daily_public
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
-from portal.charts import FunnelStage, funnel_chart, interval_chart, percent
+from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart, percent
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
@@ -423,6 +429,9 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     campaign = _campaign_or_404(request, campaign_id)
     report = campaign_report_public(campaign)
     minimum = settings.MIN_AUDIENCE
+    series = campaign.parent if campaign.parent_id else campaign
+    daily = campaign_daily_public(campaign)
+    daily_rows = [{"day": d.day, "figures": [d.figures[key] for key in DAILY_SERIES]} for d in daily]
     groups = []
     for key, label, shown in (("treatment", "Received it", report.treatment), ("control", "Held out", report.control)):
         groups.append(
@@ -486,5 +495,46 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
             title="Uplift in conversion, with its 95% interval",
         ),
         "min_audience": minimum,
+        "min_released": settings.CAMPAIGN_REPORT_MIN_RELEASED,
+        "currency": campaign.merchant.currency,
+        "variants": _variant_rows(campaign),
+        "series": series,
+        "daily": daily_rows,
+        "daily_chart": line_chart(
+            [(datetime.combine(d.day, time(12), UTC), d.figures[(Group.TREATMENT, "purchased")].value) for d in daily],
+            title="Consumers who bought, per day (received it)",
+            empty_message="Figures appear here the day after each day ends.",
+        ),
+        "winner": series.winner_variant and VARIANT_LETTERS[series.winner_variant - 1],
     }
     return page(request, "portal/campaigns/report.html", context, section="campaigns")
+
+
+def _variant_rows(campaign: Campaign) -> list[dict]:
+    rows = []
+    for v in campaign_variants_report_public(campaign):
+        versus = v.versus_first
+        rows.append(
+            {
+                "variant": v,
+                "conversion_rate": None if v.conversion_rate is None else percent(v.conversion_rate, 1),
+                "versus": None
+                if versus is None or versus.absolute is None
+                else {
+                    "absolute": f"{versus.absolute * 100:+.1f} pp",
+                    "interval": f"{versus.ci_low * 100:+.1f} to {versus.ci_high * 100:+.1f} pp",
+                },
+            }
+        )
+    return rows
+
+
+@require_GET
+@merchant_view()
+def campaign_report_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The report as CSV: released figures only, as the report page shows them."""
+    campaign = _campaign_or_404(request, campaign_id)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-report.csv"'
+    csv.writer(response).writerows(campaign_report_csv_rows(campaign))
+    return response

@@ -288,3 +288,56 @@ def test_scheduled_and_cancelled_campaigns_show_their_true_state(portal_client, 
     campaign_cancel(campaign=campaign, actor="test")
     page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert 'data-testid="campaign-state">Cancelled<' in page and "Sending…" not in page
+
+
+def test_report_shows_daily_figures_released_and_exports_csv(portal_client, audience, merchant):
+    import csv
+    import io
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import CampaignStatus, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
+    from campaigns.timeseries import day_subject
+
+    campaign = draft(merchant, audience)
+    sent = timezone.now() - timedelta(days=2)
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=CampaignStatus.COMPLETED, phase=Phase.DONE, started_at=sent, launched_at=sent
+    )
+    from consumers.models import Consumer
+
+    consumers = list(Consumer.objects.order_by("pk").values_list("pk", flat=True)[:150])
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                campaign=campaign,
+                consumer_id=cid,
+                group=Group.TREATMENT,
+                status=DeliveryStatus.DISPATCHED,
+                created_at=sent,
+                dispatched_at=sent,
+            )
+            for cid in consumers
+        ]
+    )
+    opened_at = sent + timedelta(hours=1)
+    TrackingEvent.objects.bulk_create(
+        [
+            TrackingEvent(delivery=d, kind=TrackingKind.OPENED, occurred_at=opened_at, idempotency_key="o")
+            for d in Delivery.objects.filter(campaign=campaign)
+        ]
+    )
+    page = portal_client.get(f"/campaigns/{campaign.pk}/report/").content.decode()
+    day = timezone.localtime(opened_at, merchant.zone).date()
+    expected = released_public(day_subject(campaign.pk, "treatment", "opened", day), len(consumers))["display"]
+    assert 'data-testid="daily-table"' in page and f'<td class="num">{expected}</td>' in page
+    assert "too early to tell" in page and "Money is in SGD" in page
+    response = portal_client.get(f"/campaigns/{campaign.pk}/report.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:3] == ["section", "group", "measure"]
+    [opened] = [r for r in rows if r[0] == "daily" and r[2] == "opened" and r[3] == day.isoformat()]
+    assert opened[5] == expected
+    size = [r for r in rows if r[:3] == ["funnel", "treatment", "size"]][0]
+    assert size[5] == released_public(campaign_subject(campaign.pk, "size", "treatment"), len(consumers))["display"]
