@@ -555,3 +555,38 @@ def campaign_variants_report_public(campaign: Campaign) -> list[PublicVariant]:
             )
         )
     return result
+
+
+@dataclass(frozen=True)
+class CampaignKpis:
+    """A finished campaign's headline figures for the list: the report's own released figures."""
+
+    sent: ReleasedCount
+    bought: ReleasedCount
+    conversion_rate: float | None
+
+
+LIST_KPI_LIMIT = 50
+
+
+def campaigns_kpis(campaigns: list[Campaign]) -> dict[int, CampaignKpis]:
+    """Sent, bought and the conversion rate (released bought / released size, as the report computes it) of the
+    first LIST_KPI_LIMIT sent campaigns; the subjects are the report's, so the list and the report agree."""
+    sent = [c for c in campaigns if c.phase == Phase.DONE or c.status in _FINISHED][:LIST_KPI_LIMIT]
+    sent = [c for c in sent if c.written_count]
+    result = {}
+    for campaign in sent:
+        funnel = campaign_funnels(campaign)[Group.TREATMENT]
+        dispatched, size, converted = release_figures(
+            merchant_id=campaign.merchant_id,
+            figures=[
+                (campaign_subject(campaign.pk, "dispatched"), campaign.dispatched_count),
+                (campaign_subject(campaign.pk, "size", Group.TREATMENT), funnel.size),
+                (campaign_subject(campaign.pk, "converted", Group.TREATMENT), funnel.converted),
+            ],
+            precision=CAMPAIGN_PRECISION,
+        )
+        result[campaign.pk] = CampaignKpis(
+            sent=dispatched, bought=converted, conversion_rate=released_rate(converted, size)
+        )
+    return result

@@ -28,6 +28,7 @@ from campaigns.selectors import (
     campaign_variants_report_public,
     campaigns_audience,
     campaigns_for_merchant,
+    campaigns_kpis,
 )
 from campaigns.services import (
     audience_precheck,
@@ -110,12 +111,17 @@ def _segments(request: HttpRequest):
 def campaign_list(request: HttpRequest) -> HttpResponse:
     campaigns = list(campaigns_for_merchant(request.portal.merchant).filter(parent__isnull=True)[:200])
     audience = campaigns_audience(campaigns)
+    kpis = campaigns_kpis(campaigns)
     rows = [
         {
             "campaign": c,
             "badge": STATUS_BADGE.get(c.status, ""),
             "audience": audience.get(c.pk),
             "state": campaign_state(c),
+            "kpis": kpis.get(c.pk),
+            "conversion": None
+            if c.pk not in kpis or kpis[c.pk].conversion_rate is None
+            else percent(kpis[c.pk].conversion_rate or 0.0, 1),
         }
         for c in campaigns
     ]

@@ -120,6 +120,12 @@ def test_launch_sends_and_the_report_shows_deliveries(
     assert "Funnel per group" in page and '<svg class="chart"' in page
     progress = portal_client.get(f"/campaigns/{campaign.pk}/progress.json").json()
     assert progress["finished"] and progress["percent_dispatched"] == 100
+    # The list shows the campaign's KPIs, the report's released figures (nobody bought yet: hidden, no rate).
+    listed = portal_client.get("/campaigns/").content.decode()
+    sent = released_public(campaign_subject(campaign.pk, "dispatched"), campaign.dispatched_count)["display"]
+    bought = released_public(campaign_subject(campaign.pk, "converted", "treatment"), 0)["display"]
+    assert f'<td class="num">{sent}</td><td class="num">{bought}</td>' in listed
+    assert "Sending finished" in portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
 
 
 def test_launch_refusals_are_explained(portal_client, population, merchant, approve_activity):
