@@ -214,6 +214,7 @@ class CampaignAudience(models.Model):
 class Group(models.TextChoices):
     TREATMENT = "treatment", "Treatment (receives the message)"
     CONTROL = "control", "Control (held out)"
+    TEST = "test", "Test send (the operator's test inbox; never in reports)"
 
 
 class DeliveryStatus(models.TextChoices):

@@ -56,6 +56,7 @@ PORTAL_ACTIONS = {
     "campaigns/<id:campaign_id>/launch/",
     "campaigns/<id:campaign_id>/cancel/",
     "campaigns/<id:campaign_id>/delete/",
+    "campaigns/<id:campaign_id>/test-send/",
     "segments/estimate/",  # POSTed below with an expression
     "campaigns/preview/",  # a message preview: text and products, no counts
 }

@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
+from campaigns.messages import template_problems
 from campaigns.models import FINISHED_STATUSES, VARIANT_LETTERS, Campaign, CampaignStatus, Group, Phase, ScheduleKind
+from campaigns.preview import PREVIEW_SAMPLES, message_preview
 from campaigns.report_csv import campaign_report_csv_rows
 from campaigns.schedule import duration_text, recurrence_describe
 from campaigns.selectors import (
@@ -38,6 +39,7 @@ from campaigns.services import (
     campaign_launch,
     campaign_update,
 )
+from campaigns.testsend import campaign_test_send
 from campaigns.timeseries import SERIES as DAILY_SERIES
 from campaigns.timeseries import campaign_daily_public
 from merchants.api_base import get_scoped_or_404
@@ -47,10 +49,8 @@ from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart,
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
-from recommend.selectors import recommendations_for
 from segments.figures import segment_figures
-from segments.selectors import segment_latest_snapshot, segments_for_merchant, snapshot_members
-from tags.selectors import reachable_bitmap
+from segments.selectors import segments_for_merchant
 
 STATUS_BADGE = {
     CampaignStatus.DRAFT: "",
@@ -153,6 +153,7 @@ def _wizard(request, form: CampaignForm, campaign: Campaign | None, status: int 
             "has_segments": form.fields["include_segments"].queryset.exists(),
             "min_audience": settings.MIN_AUDIENCE,
             "time_zone": request.portal.merchant.time_zone,
+            "preview_samples": range(1, PREVIEW_SAMPLES + 1),
             "min_recurrence": duration_text(settings.CAMPAIGN_MIN_RECURRENCE_MINUTES),
         },
         section="campaigns",
@@ -217,34 +218,6 @@ def campaign_edit(request: HttpRequest, campaign_id: int) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ preview
 
 
-def _sample_consumer(merchant, segment_ids: list[int], *, with_offer: bool) -> int | None:
-    """A consumer the campaign would reach (in the first included segment, one privacy.messaging's rule lets a
-    message reach now), never shown to anyone.
-
-    None when no included segment has a reachable member: the preview then shows the popular fallback, which
-    is what such a consumer would get.
-    """
-    own = set(segments_for_merchant(merchant).filter(pk__in=segment_ids).values_list("pk", flat=True))
-    consent = reachable_bitmap(with_offer=with_offer)
-    for segment_id in (s for s in segment_ids if s in own):
-        snapshot = segment_latest_snapshot(segment_id=segment_id)
-        if snapshot is None:
-            continue
-        reachable = snapshot_members(snapshot) & consent
-        if reachable:
-            return reachable.min()
-    return None
-
-
-def _sample_products(merchant, consumer_id: int | None, n: int) -> list[ProductInfo]:
-    if consumer_id is None or n <= 0:
-        return []
-    return [
-        ProductInfo(title=item["title"], price=item["price"])
-        for item in recommendations_for(consumer_id=consumer_id, merchant_id=merchant.pk, n=n)
-    ]
-
-
 def _decimal_or_none(value) -> Decimal | None:
     if value in (None, ""):
         return None
@@ -283,22 +256,43 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
             problems[field] = found
     if problems:
         return JsonResponse({"problems": problems})
-    consumer_id = _sample_consumer(merchant, segment_ids, with_offer=bool(coupon or discount))
-    products = _sample_products(merchant, consumer_id, n_products)
-    constants = campaign_constants(store_name=merchant.name, coupon_code=coupon, discount_percent=discount)
-    if consumer_id is None:
-        note = "Choose a computed segment to preview with one of its consumers' real recommendations."
-    elif n_products and not products:
-        note = "This sample consumer has no recommendations yet; their message would leave the products out."
+    try:
+        sample = int(data.get("sample") or 1)
+    except (TypeError, ValueError):
+        sample = 1
+    preview = message_preview(
+        merchant_id=merchant.pk,
+        store_name=merchant.name,
+        title_template=title,
+        body_template=body,
+        coupon_code=coupon,
+        discount_percent=discount,
+        personalised_products=n_products,
+        segment_ids=segment_ids,
+        sample=max(1, min(sample, PREVIEW_SAMPLES)),
+    )
+    if preview.sample is None:
+        note = (
+            "Choose a computed segment with at least "
+            f"{settings.MIN_AUDIENCE} consumers you may message to preview with one of them; until then the "
+            "preview shows your most popular products."
+        )
+    elif n_products and not preview.products:
+        note = f"Sample consumer {preview.sample} has no recommendations yet; their message would leave them out."
     else:
-        note = "A real consumer from your audience, with their own recommendations. Who they are is never shown."
+        note = (
+            f"Sample consumer {preview.sample} of your audience, with their own recommendations. "
+            "Who they are is never shown."
+        )
     return JsonResponse(
         {
-            "title": CompiledTemplate(title, constants=constants).render(products),
-            "body": CompiledTemplate(body, constants=constants).render(products),
+            "title": preview.message.title,
+            "body": preview.message.body,
             "products": [
-                {"title": p.title, "price": f"{p.price:.2f}" if p.price is not None else ""} for p in products
+                {"title": p.title, "price": f"{p.price:.2f}" if p.price is not None else ""} for p in preview.products
             ],
+            "sample": preview.sample,
+            "samples": preview.samples,
             "note": note,
         }
     )
@@ -347,20 +341,29 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
             )[0]
         )
         context["reach_too_small"] = reach is not None and reach < settings.MIN_AUDIENCE
-        consumer_id = _sample_consumer(
-            campaign.merchant, [s.pk for s in context["include"]], with_offer=campaign.has_offer
-        )
-        products = _sample_products(campaign.merchant, consumer_id, campaign.personalised_products)
-        constants = campaign_constants(
+        try:
+            sample = max(1, min(int(request.GET.get("sample", "1")), PREVIEW_SAMPLES))
+        except ValueError:
+            sample = 1
+        preview = message_preview(
+            merchant_id=campaign.merchant_id,
             store_name=campaign.merchant.name,
+            title_template=campaign.title_template,
+            body_template=campaign.body_template,
             coupon_code=campaign.coupon_code,
             discount_percent=campaign.discount_percent,
+            personalised_products=campaign.personalised_products,
+            segment_ids=[s.pk for s in context["include"]],
+            sample=sample,
         )
         context["preview"] = {
-            "title": CompiledTemplate(campaign.title_template, constants=constants).render(products),
-            "body": CompiledTemplate(campaign.body_template, constants=constants).render(products),
-            "products": products,
+            "title": preview.message.title,
+            "body": preview.message.body,
+            "products": preview.products,
+            "sample": preview.sample,
+            "samples": range(1, preview.samples + 1),
         }
+        context["test_inbox"] = bool(settings.CAMPAIGN_TEST_INBOX_PSEUDONYM)
     return page(request, "portal/campaigns/detail.html", context, section="campaigns")
 
 
@@ -377,6 +380,23 @@ def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     else:
         messages.success(request, f"“{campaign.name}” launched.")
     return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_test_send_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    try:
+        sample = max(1, min(int(request.POST.get("sample", "1")), PREVIEW_SAMPLES))
+    except ValueError:
+        sample = 1
+    try:
+        campaign_test_send(campaign=campaign, actor=_actor(request), sample=sample)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Test message sent to the test inbox. It is not counted in any report.")
+    return redirect(reverse("portal:campaign_detail", kwargs={"campaign_id": campaign.pk}) + f"?sample={sample}")
 
 
 @require_POST

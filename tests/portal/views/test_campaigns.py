@@ -347,3 +347,16 @@ def test_report_shows_daily_figures_released_and_exports_csv(portal_client, audi
     assert opened[5] == expected
     size = [r for r in rows if r[:3] == ["funnel", "treatment", "size"]][0]
     assert size[5] == released_public(campaign_subject(campaign.pk, "size", "treatment"), len(consumers))["display"]
+
+
+def test_the_preview_as_a_chosen_sample_never_names_them(portal_client, audience):
+    from consumers.models import Consumer
+
+    response = portal_client.post(
+        "/campaigns/preview/",
+        {"title_template": "Hi", "body_template": "x", "include_segment_ids": [audience.pk], "sample": 2},
+        content_type="application/json",
+    ).json()
+    assert response["sample"] == 2 and "Sample consumer 2" in response["note"]
+    text = json.dumps(response)
+    assert not any(p in text for p in Consumer.objects.values_list("pseudonym", flat=True))

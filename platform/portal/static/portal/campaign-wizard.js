@@ -64,6 +64,7 @@
   var body = form.querySelector("[data-preview-body]");
   var list = form.querySelector("[data-preview-products]");
   var note = form.querySelector("[data-preview-note]");
+  var sampleSelect = form.querySelector("[data-preview-sample]");
   var previewSeq = 0;
   function value(name) { var el = form.elements[name]; return el ? el.value : ""; }
   function updatePreview() {
@@ -75,6 +76,7 @@
       coupon_code: value("coupon_code"),
       discount_percent: value("discount_percent"),
       include_segment_ids: checked("include_segments"),
+      sample: sampleSelect ? sampleSelect.value : "1",
     }).then(function (data) {
       if (mine !== previewSeq) return;
       list.innerHTML = "";
@@ -97,6 +99,7 @@
       });
       note.textContent = data.note;
       note.className = "small muted";
+      if (sampleSelect) sampleSelect.disabled = !data.samples;
     }).catch(function () { note.textContent = "The preview could not be fetched just now."; });
   }
 
@@ -118,6 +121,7 @@
   form.addEventListener("change", function (e) {
     if (e.target.name === "include_segments" || e.target.name === "exclude_segments") { reachSoon(); previewSoon(); }
     if (e.target.name === "schedule_kind" || e.target.name === "repeat_every") updateSchedule();
+    if (e.target === sampleSelect) previewSoon();
     if (["personalised_products", "coupon_code", "discount_percent"].indexOf(e.target.name) !== -1) previewSoon();
   });
   form.addEventListener("input", function (e) {
