@@ -259,7 +259,7 @@ class CampaignForm(forms.Form):
     )
     variant_c_share = forms.IntegerField(label="Share of variant C (%)", min_value=1, max_value=98, required=False)
     auto_winner = forms.BooleanField(
-        label="Recurring: once a variant clearly wins, send only it",
+        label="Once a variant clearly wins, later runs send only it (recurring campaigns)",
         required=False,
         help_text="Checked after each run once every variant has enough recipients; the report says when and why.",
     )

@@ -523,6 +523,7 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
         "min_audience": minimum,
         "min_released": settings.CAMPAIGN_REPORT_MIN_RELEASED,
         "currency": campaign.merchant.currency,
+        "time_zone": campaign.merchant.time_zone,
         "variants": _variant_rows(campaign),
         "series": series,
         "daily": daily_rows,
