@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.db.models import DateTimeField, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -66,42 +67,41 @@ def campaign_daily_exact(campaign: Campaign, *, days: list[date], zone: ZoneInfo
     window = timedelta(days=campaign.attribution_window_days)
     seen: dict[tuple[str, str, date], set[int]] = defaultdict(set)
 
-    sent_of: dict[int, tuple[str, datetime]] = {}
-    deliveries = Delivery.objects.filter(campaign_id=campaign.pk).annotate(
-        sent_at=Coalesce("dispatched_at", "created_at")
-    )
-    for consumer_id, group, sent_at in deliveries.values_list("consumer_id", "group", "sent_at").iterator(
-        chunk_size=20000
-    ):
-        sent_of[consumer_id] = (group, sent_at)
-
-    tracked = TrackingEvent.objects.filter(
-        delivery__campaign_id=campaign.pk, occurred_at__gte=lo, occurred_at__lt=hi
-    ).values_list("kind", "occurred_at", "delivery__consumer_id")
     measure_of = {TrackingKind.OPENED: "opened", TrackingKind.CLICKED: "clicked", TrackingKind.CONVERTED: "purchased"}
-    for kind, occurred_at, consumer_id in tracked.iterator(chunk_size=5000):
-        group, sent_at = sent_of[consumer_id]
+    tracked = (
+        TrackingEvent.objects.filter(delivery__campaign_id=campaign.pk, occurred_at__gte=lo, occurred_at__lt=hi)
+        .annotate(sent_at=Coalesce("delivery__dispatched_at", "delivery__created_at"))
+        .values_list("kind", "occurred_at", "delivery__consumer_id", "delivery__group", "sent_at")
+    )
+    for kind, occurred_at, consumer_id, group, sent_at in tracked.iterator(chunk_size=5000):
         if kind == TrackingKind.CONVERTED and not sent_at <= occurred_at < sent_at + window:
             continue  # outside the attribution window: not one of the campaign's purchases
         seen[(group, measure_of[kind], timezone.localtime(occurred_at, zone).date())].add(consumer_id)
 
-    # Ingested purchases of this merchant's products, within each consumer's window after their message.
-    if sent_of:
-        purchases = (
-            Event.objects.filter(
-                merchant_id=campaign.merchant_id,
-                event_type=EventType.PURCHASE,
-                occurred_at__gte=lo,
-                occurred_at__lt=hi,
-                consumer_id__in=Delivery.objects.filter(campaign_id=campaign.pk).values("consumer_id"),
-            )
-            .order_by()
-            .values_list("consumer_id", "occurred_at")
+    # Ingested purchases of this merchant's products within each consumer's window after their message: read per
+    # purchase (through the (campaign, consumer) unique index), never per member of the audience.
+    delivery = Delivery.objects.filter(campaign_id=campaign.pk, consumer_id=OuterRef("consumer_id"))
+    purchases = (
+        Event.objects.filter(
+            merchant_id=campaign.merchant_id,
+            event_type=EventType.PURCHASE,
+            occurred_at__gte=lo,
+            occurred_at__lt=hi,
         )
-        for consumer_id, occurred_at in purchases.iterator(chunk_size=20000):
-            group, sent_at = sent_of[consumer_id]
-            if sent_at <= occurred_at < sent_at + window:
-                seen[(group, "purchased", timezone.localtime(occurred_at, zone).date())].add(consumer_id)
+        .annotate(
+            group=Subquery(delivery.values("group")[:1]),
+            sent_at=Subquery(
+                delivery.annotate(at=Coalesce("dispatched_at", "created_at")).values("at")[:1],
+                output_field=DateTimeField(),
+            ),
+        )
+        .filter(group__isnull=False, occurred_at__gte=F("sent_at"))
+        .order_by()
+        .values_list("consumer_id", "group", "occurred_at", "sent_at")
+    )
+    for consumer_id, group, occurred_at, sent_at in purchases.iterator(chunk_size=20000):
+        if occurred_at < sent_at + window:
+            seen[(group, "purchased", timezone.localtime(occurred_at, zone).date())].add(consumer_id)
     return {key: len(ids) for key, ids in seen.items()}
 
 
