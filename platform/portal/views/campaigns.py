@@ -328,6 +328,8 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "launched_by": _person(request, campaign.launched_by),
         "state": campaign_state(campaign),
         "time_zone": campaign.merchant.time_zone,
+        "recurrence_text": recurrence_describe(campaign.recurrence) if campaign.recurrence else "",
+        "variants": list(campaign.variants.all()),
     }
     if campaign.status == CampaignStatus.DRAFT:
         reach = audience_precheck(campaign)
