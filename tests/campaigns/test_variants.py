@@ -163,3 +163,60 @@ def test_the_winner_needs_the_minimum_sample_and_a_clear_lead():
     assert "Variant B converted best" in picked[1] and "at least 1,000 recipients" in picked[1]
     assert variant_winner(clear, min_sample=10_000) is None  # not enough recipients yet
     assert variant_winner([_row("A", 5000, 250), _row("B", 5000, 260)], min_sample=1000) is None  # could be chance
+
+
+def test_a_series_picks_its_winner_from_the_last_run_and_records_why(merchant, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.deliveries import Renderer
+    from campaigns.models import CampaignStatus, DeliveryStatus, Phase, ScheduleKind, TrackingEvent, TrackingKind
+    from campaigns.services import campaign_occurrence_create
+    from privacy.models import AuditEntry
+
+    from .conftest import make_consumers
+
+    settings.CAMPAIGN_VARIANT_MIN_SAMPLE = 200
+    series = make_campaign(merchant, schedule_kind=ScheduleKind.RECURRING, recurrence="0 9 * * 1", auto_winner=True)
+    sent = timezone.now() - timedelta(days=8)
+    run = make_campaign(merchant, parent=series, occurrence_at=sent, status=CampaignStatus.COMPLETED, phase=Phase.DONE)
+    for campaign in (series, run):
+        for position in (1, 2):
+            CampaignVariant.objects.create(
+                campaign=campaign, position=position, title_template=f"M{position}", body_template="b", share=50
+            )
+    ids = make_consumers(800, start=70_000)
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                campaign=run,
+                consumer_id=cid,
+                group=Group.TREATMENT,
+                variant=1 + i % 2,
+                status=DeliveryStatus.DISPATCHED,
+                created_at=sent,
+                dispatched_at=sent,
+            )
+            for i, cid in enumerate(ids)
+        ]
+    )
+    deliveries = list(Delivery.objects.filter(campaign=run))
+    buyers = [d for d in deliveries if d.variant == 2][:250] + [d for d in deliveries if d.variant == 1][:130]
+    TrackingEvent.objects.bulk_create(
+        [
+            TrackingEvent(
+                delivery=d, kind=TrackingKind.CONVERTED, occurred_at=sent + timedelta(hours=2), idempotency_key="c"
+            )
+            for d in buyers
+        ]
+    )
+    child = campaign_occurrence_create(series_id=series.pk, at=timezone.now())
+    series.refresh_from_db()
+    assert series.winner_variant == 2 and series.winner_picked_at is not None
+    assert (
+        series.winner_reason.startswith("Variant B converted best")
+        and "Decided from the run of" in series.winner_reason
+    )
+    assert AuditEntry.objects.filter(action="campaign.variant_winner", object_id=str(series.pk)).count() == 1
+    assert child is not None and Renderer.for_campaign(child).winner == 2  # this run and later ones send B only
