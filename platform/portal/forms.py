@@ -246,16 +246,16 @@ class CampaignForm(forms.Form):
     variant_a_share = forms.IntegerField(
         label="Share of variant A (%)", min_value=1, max_value=99, initial=50, required=False
     )
-    variant_b_title = forms.CharField(label="Title of variant B", max_length=200, required=False)
+    variant_b_title = forms.CharField(label="Variant B headline", max_length=200, required=False)
     variant_b_body = forms.CharField(
-        label="Message of variant B", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
+        label="Variant B text", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
     )
     variant_b_share = forms.IntegerField(
         label="Share of variant B (%)", min_value=1, max_value=99, initial=50, required=False
     )
-    variant_c_title = forms.CharField(label="Title of variant C", max_length=200, required=False)
+    variant_c_title = forms.CharField(label="Variant C headline", max_length=200, required=False)
     variant_c_body = forms.CharField(
-        label="Message of variant C", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
+        label="Variant C text", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
     )
     variant_c_share = forms.IntegerField(label="Share of variant C (%)", min_value=1, max_value=98, required=False)
     auto_winner = forms.BooleanField(

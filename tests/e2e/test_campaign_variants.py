@@ -55,8 +55,8 @@ def test_an_ab_test_from_the_wizard_to_the_per_variant_report(marketplace):
 
     page.get_by_text("Add a variant B (and C) to compare messages").click()
     page.get_by_label("Share of variant A (%)").fill("50")
-    page.get_by_label("Title of variant B").fill("New gear at {store_name}")
-    page.get_by_label("Message of variant B").fill("Have a look at {product_1_title}.")
+    page.get_by_label("Variant B headline").fill("New gear at {store_name}")
+    page.get_by_label("Variant B text").fill("Have a look at {product_1_title}.")
     page.get_by_label("Share of variant B (%)").fill("50")
     # A recurring schedule is picked, not typed: weekly on a weekday at a local time.
     page.get_by_label("Again and again, on a schedule").check()
