@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns.messages import template_problems
+from campaigns.messages import campaign_constants, message_render, template_problems
 from campaigns.models import FINISHED_STATUSES, VARIANT_LETTERS, Campaign, CampaignStatus, Group, Phase, ScheduleKind
 from campaigns.preview import PREVIEW_SAMPLES, message_preview
 from campaigns.report_csv import campaign_report_csv_rows
@@ -358,12 +358,30 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
             segment_ids=[s.pk for s in context["include"]],
             sample=sample,
         )
+        constants = campaign_constants(
+            store_name=campaign.merchant.name,
+            coupon_code=campaign.coupon_code,
+            discount_percent=campaign.discount_percent,
+        )
         context["preview"] = {
             "title": preview.message.title,
             "body": preview.message.body,
             "products": preview.products,
             "sample": preview.sample,
             "samples": range(1, preview.samples + 1),
+            # The other variants, as the same sample consumer would get them.
+            "variants": [
+                (
+                    v.letter,
+                    message_render(
+                        title_template=v.title_template,
+                        body_template=v.body_template,
+                        constants=constants,
+                        products=preview.products,
+                    ),
+                )
+                for v in context["variants"][1:]
+            ],
         }
         context["test_inbox"] = bool(settings.CAMPAIGN_TEST_INBOX_PSEUDONYM)
     return page(request, "portal/campaigns/detail.html", context, section="campaigns")

@@ -360,3 +360,16 @@ def test_the_preview_as_a_chosen_sample_never_names_them(portal_client, audience
     assert response["sample"] == 2 and "Sample consumer 2" in response["note"]
     text = json.dumps(response)
     assert not any(p in text for p in Consumer.objects.values_list("pseudonym", flat=True))
+
+
+def test_review_previews_every_variant_for_the_same_sample(portal_client, audience, merchant):
+    from campaigns.models import CampaignVariant
+
+    campaign = draft(merchant, audience)
+    for position, title in ((1, "{discount} off"), (2, "Second idea at {store_name}")):
+        CampaignVariant.objects.create(
+            campaign=campaign, position=position, title_template=title, body_template="Code {coupon_code}", share=50
+        )
+    page = portal_client.get(f"/campaigns/{campaign.pk}/?sample=2").content.decode()
+    assert 'data-testid="variant-preview"' in page and f"Second idea at {merchant.name}" in page
+    assert '<option value="2" selected>sample consumer 2</option>' in page
