@@ -456,6 +456,7 @@ def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonRespon
             "status": campaign.status,
             "status_label": campaign.get_status_display(),
             "phase": PHASE_LABEL.get(campaign.phase, ""),
+            "heading": campaign_state(campaign)["heading"],
             "percent_written": progress.percent_written,
             "percent_dispatched": progress.percent_dispatched,
             "audience": progress.audience.display if progress.audience else "in progress",

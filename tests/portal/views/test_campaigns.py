@@ -291,6 +291,7 @@ def test_scheduled_and_cancelled_campaigns_show_their_true_state(portal_client, 
     assert "sends 4 Mar 2031 09:30 (Asia/Singapore)" in page  # local time, not UTC
     listed = portal_client.get("/campaigns/").content.decode()
     assert "sends 4 Mar 2031 09:30" in listed and ">Launched<" not in listed
+    assert portal_client.get(f"/campaigns/{campaign.pk}/progress.json").json()["heading"] == "Scheduled"
     campaign_cancel(campaign=campaign, actor="test")
     page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
     assert 'data-testid="campaign-state">Cancelled<' in page and "Sending…" not in page
