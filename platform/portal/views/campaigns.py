@@ -242,7 +242,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     title, body = str(data.get("title_template") or "")[:200], str(data.get("body_template") or "")[:2000]
     try:
         n_products = max(0, min(10, int(data.get("personalised_products") or 0)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         n_products = 0
     coupon = str(data.get("coupon_code") or "")[:40]
     discount = _decimal_or_none(data.get("discount_percent"))
@@ -258,7 +258,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"problems": problems})
     try:
         sample = int(data.get("sample") or 1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         sample = 1
     preview = message_preview(
         merchant_id=merchant.pk,

@@ -172,6 +172,8 @@ def test_preview_uses_a_consumer_of_the_audience_and_checks_placeholders(portal_
         '{"personalised_products": "x", "discount_percent": "NaN"}',
         '{"include_segment_ids": "12", "discount_percent": "1e999999"}',
         '{"include_segment_ids": [99999999999999999999999], "title_template": 5}',
+        '{"sample": Infinity, "personalised_products": -Infinity}',
+        '{"sample": [2], "include_segment_ids": [1]}',
     ],
 )
 def test_preview_never_fails_on_garbage(portal_client, audience, payload):
