@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 
 from benchmarks import BenchContext, Row
@@ -241,11 +242,16 @@ def _behaviour_and_model(merchant, members) -> str:
 def _clear_previous_runs(merchant) -> None:
     from django.db import connection
 
-    from campaigns.models import Campaign, Delivery
+    from campaigns.models import Campaign, Delivery, TrackingEvent
 
     ids = list(Campaign.objects.filter(merchant=merchant).values_list("pk", flat=True))
     if ids:
         with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {TrackingEvent._meta.db_table} WHERE delivery_id IN "
+                f"(SELECT id FROM {Delivery._meta.db_table} WHERE campaign_id = ANY(%s))",
+                [ids],
+            )
             cursor.execute(f"DELETE FROM {Delivery._meta.db_table} WHERE campaign_id = ANY(%s)", [ids])
         Campaign.objects.filter(pk__in=ids).delete()
 
@@ -346,6 +352,53 @@ def _launch(merchant, members, segment, *, personalised: int) -> dict[str, float
     report = campaign_report(campaign)
     timings["report"] = time.perf_counter() - mark
     assert report.treatment.size + report.control.size == len(members)
+    timings.update(_report_page(campaign))
+    return timings
+
+
+def _report_page(campaign) -> dict[str, float]:
+    """What the report page computes, at the campaign's size: the released report, the A/B rows and the daily
+    series, after a realistic week of tracking (a fifth of the treatment opened two days ago, a twentieth clicked)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from campaigns.models import Campaign, CampaignVariant, Delivery
+    from campaigns.selectors import campaign_report_public, campaign_variants_report_public
+    from campaigns.timeseries import campaign_daily_public
+
+    now = timezone.now()
+    Campaign.objects.filter(pk=campaign.pk).update(started_at=now - timedelta(days=3))
+    campaign.refresh_from_db()
+    for position in (1, 2):
+        CampaignVariant.objects.create(
+            campaign=campaign, position=position, title_template=f"v{position}", body_template="x", share=50
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaigns_delivery SET variant = 1 + (consumer_id %% 2) WHERE campaign_id = %s AND "
+            "\"group\" = 'treatment'",
+            [campaign.pk],
+        )
+        for kind, modulus in (("opened", 5), ("clicked", 20)):
+            cursor.execute(
+                "INSERT INTO campaigns_trackingevent (delivery_id, kind, occurred_at, idempotency_key, recorded_at) "
+                "SELECT id, %s, %s, %s, %s FROM campaigns_delivery WHERE campaign_id = %s AND "
+                "\"group\" = 'treatment' AND consumer_id %% %s = 0",
+                [kind, now - timedelta(days=2), kind, now, campaign.pk, modulus],
+            )
+    timings = {}
+    mark = time.perf_counter()
+    campaign_report_public(campaign)
+    timings["report_public"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    rows = campaign_variants_report_public(campaign)
+    timings["variants"] = time.perf_counter() - mark
+    assert len(rows) == 2
+    mark = time.perf_counter()
+    days = campaign_daily_public(campaign)
+    timings["daily"] = time.perf_counter() - mark
+    assert days, "the daily series has no finished day"
+    timings["tracking_rows"] = Delivery.objects.filter(campaign_id=campaign.pk, tracking_events__isnull=False).count()
     return timings
 
 
@@ -448,6 +501,17 @@ def run(ctx: BenchContext) -> list[Row]:
             timings["report"],
             "s",
             note=scale_note,
+        ),
+        Row(
+            "campaigns",
+            "report page: released report (funnels, revenue, uplift)",
+            timings["report_public"],
+            "s",
+            note=f"{scale_note}; {int(timings['tracking_rows']):,} tracking events",
+        ),
+        Row("campaigns", "report page: A/B rows (2 variants)", timings["variants"], "s", note=scale_note),
+        Row(
+            "campaigns", "report page: daily series (opens, clicks, purchases)", timings["daily"], "s", note=scale_note
         ),
     ]
     compare_n = max(1_000, min(len(members), int(100_000 * max(ctx.scale, 0.1))))

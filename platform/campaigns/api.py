@@ -28,6 +28,8 @@ from .inbox import inbox_messages_take
 from .models import (
     MAX_CONTROL_SHARE,
     MAX_PERSONALISED_PRODUCTS,
+    MAX_VARIANTS,
+    VARIANT_LETTERS,
     Campaign,
     Channel,
     ScheduleKind,
@@ -37,6 +39,7 @@ from .selectors import (
     PublicFunnel,
     campaign_progress,
     campaign_report_public,
+    campaign_variants_report_public,
     campaigns_for_merchant,
 )
 from .services import campaign_cancel, campaign_create, campaign_delete, campaign_launch, campaign_update
@@ -44,6 +47,14 @@ from .stats import Z_95
 from .tracking import TrackingInput, tracking_events_record
 
 # --- serializers -----------------------------------------------------------------------------------------
+
+
+class VariantInputSerializer(serializers.Serializer):
+    title_template = serializers.CharField(max_length=200)
+    body_template = serializers.CharField(max_length=2000)
+    share = serializers.IntegerField(
+        min_value=1, max_value=100, help_text="Percent of the treatment group; all shares sum to 100."
+    )
 
 
 @extend_schema_serializer(
@@ -70,10 +81,27 @@ class CampaignInputSerializer(serializers.Serializer):
     exclude_segment_ids = serializers.ListField(child=IdField(), max_length=50, required=False, default=list)
     title_template = serializers.CharField(
         max_length=200,
-        help_text="Placeholders: {store_name}, {offer}, {coupon_code}, {discount}, {products}, "
-        "{product_N_title}, {product_N_price}. Write {{ and }} for literal braces.",
+        required=False,
+        help_text="Required unless variants are given. Placeholders: {store_name}, {offer}, {coupon_code}, "
+        "{discount}, {products}, {product_N_title}, {product_N_price}. Write {{ and }} for literal braces.",
     )
-    body_template = serializers.CharField(max_length=2000)
+    body_template = serializers.CharField(
+        max_length=2000, required=False, help_text="Required unless variants are given (then variant A's)."
+    )
+    variants = VariantInputSerializer(
+        many=True,
+        required=False,
+        max_length=MAX_VARIANTS,
+        help_text=f"An A/B/n test: 2 to {MAX_VARIANTS} messages, each with a share of the treatment group "
+        "(shares sum to 100). Each consumer's variant is fixed by a hash of campaign and consumer id. Variant A's "
+        "title and message become the campaign's own. An empty list turns the test off.",
+    )
+    auto_winner = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Recurring campaigns with variants: once every variant has enough released recipients and one "
+        "converts significantly better, later runs send only that one.",
+    )
     coupon_code = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
     discount_percent = serializers.DecimalField(
         max_digits=5,
@@ -88,7 +116,12 @@ class CampaignInputSerializer(serializers.Serializer):
     schedule_kind = ChoiceField(choices=ScheduleKind.choices, default=ScheduleKind.NOW)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     recurrence = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, default="", help_text="Crontab, e.g. '0 9 * * 1' (UTC)."
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Crontab in your merchant time zone, e.g. '0 9 * * 1' (Mondays 09:00); runs at least "
+        "CAMPAIGN_MIN_RECURRENCE_MINUTES apart.",
     )
     frequency_cap = serializers.IntegerField(
         min_value=1,
@@ -104,6 +137,17 @@ class CampaignInputSerializer(serializers.Serializer):
     )
     personalised_products = serializers.IntegerField(min_value=0, max_value=MAX_PERSONALISED_PRODUCTS, default=3)
     attribution_window_days = serializers.IntegerField(min_value=1, max_value=90, default=7)
+
+    def validate(self, attrs):
+        if not self.partial and not attrs.get("variants"):
+            missing = {
+                key: ["This field is required (or give variants)."]
+                for key in ("title_template", "body_template")
+                if key not in attrs
+            }
+            if missing:
+                raise serializers.ValidationError(missing)
+        return attrs
 
 
 def _count(n) -> dict | None:
@@ -142,6 +186,11 @@ class CampaignOutputSerializer(serializers.Serializer):
     control_share = serializers.DecimalField(max_digits=4, decimal_places=3)
     personalised_products = serializers.IntegerField()
     attribution_window_days = serializers.IntegerField()
+    variants = VariantInputSerializer(many=True)
+    auto_winner = serializers.BooleanField()
+    winner_variant = serializers.CharField(allow_null=True, help_text="The chosen winner's letter, once picked.")
+    winner_picked_at = serializers.DateTimeField(allow_null=True)
+    winner_reason = serializers.CharField()
     parent_id = serializers.IntegerField(allow_null=True, help_text="The recurring series this run belongs to.")
     occurrence_at = serializers.DateTimeField(allow_null=True)
     launched_at = serializers.DateTimeField(allow_null=True)
@@ -158,6 +207,11 @@ def campaign_data(campaign: Campaign) -> dict:
         **{name: getattr(campaign, name) for name in CampaignOutputSerializer().fields if hasattr(campaign, name)},
         "include_segment_ids": sorted(s.pk for s in campaign.include_segments.all()),
         "exclude_segment_ids": sorted(s.pk for s in campaign.exclude_segments.all()),
+        "variants": [
+            {"title_template": v.title_template, "body_template": v.body_template, "share": v.share}
+            for v in campaign.variants.all()
+        ],
+        "winner_variant": None if campaign.winner_variant is None else VARIANT_LETTERS[campaign.winner_variant - 1],
         "progress": {
             "phase": progress.phase,
             "percent_written": progress.percent_written,
@@ -189,7 +243,7 @@ class _CampaignScoped(MerchantAPIView):
     """A merchant's campaign endpoints: everything is reached through the merchant's own campaigns."""
 
     def scoped_queryset(self, merchant):
-        return campaigns_for_merchant(merchant).prefetch_related("include_segments", "exclude_segments")
+        return campaigns_for_merchant(merchant).prefetch_related("include_segments", "exclude_segments", "variants")
 
     def campaign(self, pk: int) -> Campaign:
         return get_scoped_or_404(self.get_queryset(), pk=pk)
@@ -324,6 +378,26 @@ class UpliftSerializer(serializers.Serializer):
     method = serializers.CharField()
 
 
+class VariantReportSerializer(serializers.Serializer):
+    variant = serializers.CharField(help_text="A, B, ...")
+    share = serializers.IntegerField(help_text="Percent of the treatment group it was assigned.")
+    title_template = serializers.CharField()
+    size = PublicCountSerializer()
+    sent = PublicCountSerializer()
+    opened = PublicCountSerializer()
+    clicked = PublicCountSerializer()
+    converted = PublicCountSerializer()
+    conversion_rate = serializers.FloatField(allow_null=True)
+    versus_first = UpliftSerializer(
+        allow_null=True,
+        help_text="Its conversion rate minus variant A's, from released figures; null for A and while too early.",
+    )
+    too_early = serializers.BooleanField(
+        help_text="True while either this variant or A has fewer than CAMPAIGN_REPORT_MIN_RELEASED released "
+        "recipients, or a hidden conversion count."
+    )
+
+
 class ReportSerializer(serializers.Serializer):
     campaign_id = serializers.IntegerField()
     status = serializers.CharField()
@@ -332,7 +406,30 @@ class ReportSerializer(serializers.Serializer):
     control = GroupReportSerializer()
     uplift = UpliftSerializer(allow_null=True)
     incremental_revenue = serializers.DecimalField(max_digits=16, decimal_places=2, allow_null=True)
+    currency = serializers.CharField(help_text="ISO 4217 code of every amount in the report (your merchant's).")
     note = serializers.CharField()
+    too_early = serializers.BooleanField(
+        help_text="Sent, but uplift is not reported yet: too early to tell (see docs/campaigns.md)."
+    )
+    variants = VariantReportSerializer(many=True, help_text="A/B/n tests only: one row per variant.")
+    winner = serializers.CharField(allow_null=True, help_text="The automatically chosen winner (series only).")
+    winner_reason = serializers.CharField()
+
+
+def _uplift_data(uplift) -> dict | None:
+    if uplift is None or uplift.absolute is None:
+        return None
+    return {
+        "absolute": uplift.absolute,
+        "ci_low": uplift.ci_low,
+        "ci_high": uplift.ci_high,
+        "confidence": 0.95,
+        "relative": uplift.relative,
+        "z": uplift.z,
+        "p_value": uplift.p_value,
+        "method": "from released counts only; difference of two proportions; "
+        f"Wald interval ±{Z_95:.4f}·SE (unpooled); pooled two-proportion z test",
+    }
 
 
 def _group_data(shown: PublicFunnel) -> dict:
@@ -359,20 +456,22 @@ class CampaignReportApi(_CampaignScoped):
         responses=ReportSerializer,
     )
     def get(self, request, pk: int):
-        report = campaign_report_public(self.campaign(pk))
-        uplift = None
-        if report.uplift is not None and report.uplift.absolute is not None:
-            uplift = {
-                "absolute": report.uplift.absolute,
-                "ci_low": report.uplift.ci_low,
-                "ci_high": report.uplift.ci_high,
-                "confidence": 0.95,
-                "relative": report.uplift.relative,
-                "z": report.uplift.z,
-                "p_value": report.uplift.p_value,
-                "method": "from released counts only; difference of two proportions; "
-                f"Wald interval ±{Z_95:.4f}·SE (unpooled); pooled two-proportion z test",
+        campaign = self.campaign(pk)
+        report = campaign_report_public(campaign)
+        uplift = _uplift_data(report.uplift)
+        series = campaign.parent if campaign.parent_id else campaign
+        variants = [
+            {
+                "variant": v.letter,
+                "share": v.share,
+                "title_template": v.title_template,
+                **{m: _count(getattr(v, m)) for m in ("size", "sent", "opened", "clicked", "converted")},
+                "conversion_rate": v.conversion_rate,
+                "versus_first": _uplift_data(v.versus_first),
+                "too_early": v.too_early,
             }
+            for v in campaign_variants_report_public(campaign)
+        ]
         data = {
             "campaign_id": report.campaign_id,
             "status": report.status,
@@ -381,7 +480,12 @@ class CampaignReportApi(_CampaignScoped):
             "control": _group_data(report.control),
             "uplift": uplift,
             "incremental_revenue": report.incremental_revenue,
+            "currency": campaign.merchant.currency,
             "note": report.note,
+            "too_early": report.too_early,
+            "variants": variants,
+            "winner": None if series.winner_variant is None else VARIANT_LETTERS[series.winner_variant - 1],
+            "winner_reason": series.winner_reason,
         }
         return Response(ReportSerializer(data).data)
 

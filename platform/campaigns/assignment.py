@@ -9,7 +9,7 @@ the binomial standard error sqrt(share × (1 − share) / n).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 import numpy as np
@@ -60,3 +60,51 @@ def control_mask(campaign_id: int, consumer_ids: Iterable[int] | np.ndarray, con
 
 def is_control(campaign_id: int, consumer_id: int, control_share: Decimal) -> bool:
     return assignment_hash(campaign_id, consumer_id) < control_threshold(control_share)
+
+
+# --- A/B/n variants -----------------------------------------------------------------------------------
+# A treatment consumer's variant comes from a second, independent hash of the same pair: the control hash
+# re-scrambled with a fixed key, so being in treatment says nothing about which variant one gets. The hash
+# space is cut into consecutive slices of the variants' shares (percent, summing to 100).
+VARIANT_KEY = 0xA5B3_5C6D_7E8F_9A1B
+
+
+def _remix(z: int) -> int:
+    z = (z ^ VARIANT_KEY) & _MASK
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK
+    return z ^ (z >> 31)
+
+
+def variant_bounds(shares: Sequence[int]) -> list[int]:
+    """Upper hash bounds of each variant's slice; shares are percentages that sum to 100."""
+    if not shares or any(s <= 0 for s in shares) or sum(shares) != 100:
+        raise ValueError("variant shares must be positive and sum to 100")
+    bounds, total = [], 0
+    for share in shares:
+        total += share
+        bounds.append((total << 64) // 100)
+    return bounds
+
+
+def variant_pick(campaign_id: int, consumer_id: int, shares: Sequence[int]) -> int:
+    """The variant (1-based position) a consumer gets: the same for the same campaign and consumer, always."""
+    h = _remix(assignment_hash(campaign_id, consumer_id))
+    for position, bound in enumerate(variant_bounds(shares), start=1):
+        if h < bound:
+            return position
+    return len(shares)
+
+
+def variant_positions(campaign_id: int, consumer_ids: np.ndarray, shares: Sequence[int]) -> np.ndarray:
+    """variant_pick vectorised over consumer ids (uint8 positions, 1-based)."""
+    bounds = variant_bounds(shares)
+    with np.errstate(over="ignore"):
+        z = assignment_hashes(campaign_id, consumer_ids) ^ np.uint64(VARIANT_KEY)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
+        z = z ^ (z >> np.uint64(31))
+    positions = np.full(len(z), len(shares), dtype=np.uint8)
+    for position in range(len(bounds) - 1, 0, -1):  # the last slice ends at 2^64, which uint64 cannot hold
+        positions[z < np.uint64(bounds[position - 1])] = position
+    return positions

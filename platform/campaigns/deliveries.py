@@ -21,7 +21,7 @@ from dbtools.pgcopy import copy_rows, staging_table
 from privacy.services import ProcessingNotPermitted
 from recommend.services import recommend_for_consumers
 
-from .assignment import control_mask
+from .assignment import control_mask, variant_positions
 from .audience import consumers_in, frequency_capped_consumers, members_array
 from .basis import ActivationRefused
 from .messages import CompiledTemplate, ProductInfo, campaign_constants
@@ -29,6 +29,7 @@ from .models import (
     Campaign,
     CampaignAudience,
     CampaignStatus,
+    CampaignVariant,
     Delivery,
     DeliveryStatus,
     Group,
@@ -80,6 +81,10 @@ class Renderer:
     title: CompiledTemplate
     body: CompiledTemplate
     catalogue: Catalogue
+    # A/B/n: position → (title, body) templates, and the shares the positions are picked by. Empty: one message.
+    variants: dict[int, tuple[CompiledTemplate, CompiledTemplate]] = field(default_factory=dict)
+    shares: list[int] = field(default_factory=list)
+    winner: int | None = None
 
     @classmethod
     def for_campaign(cls, campaign: Campaign) -> Renderer:
@@ -88,12 +93,49 @@ class Renderer:
             coupon_code=campaign.coupon_code,
             discount_percent=campaign.discount_percent,
         )
+        variants = list(campaign_variants(campaign))
         return cls(
             campaign=campaign,
             title=CompiledTemplate(campaign.title_template, constants=constants),
             body=CompiledTemplate(campaign.body_template, constants=constants),
             catalogue=Catalogue(campaign.merchant_id),
+            variants={
+                v.position: (
+                    CompiledTemplate(v.title_template, constants=constants),
+                    CompiledTemplate(v.body_template, constants=constants),
+                )
+                for v in variants
+            },
+            shares=[v.share for v in variants],
+            winner=campaign_winner(campaign) if variants else None,
         )
+
+    def positions(self, consumer_ids: np.ndarray) -> np.ndarray | None:
+        """Each treatment consumer's variant (None for a one-message campaign); everyone gets a chosen winner."""
+        if not self.variants:
+            return None
+        if self.winner is not None:
+            return np.full(len(consumer_ids), self.winner, dtype=np.uint8)
+        return variant_positions(self.campaign.pk, consumer_ids, self.shares)
+
+    def templates(self, position: int | None) -> tuple[CompiledTemplate, CompiledTemplate]:
+        if position is None or position not in self.variants:
+            return self.title, self.body
+        return self.variants[position]
+
+
+def campaign_variants(campaign: Campaign) -> list[CampaignVariant]:
+    """A campaign's message variants in order; empty for a one-message campaign."""
+    return list(CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("position"))
+
+
+def campaign_winner(campaign: Campaign) -> int | None:
+    """The variant every treatment consumer gets: this campaign's chosen winner, or its series' one."""
+    if campaign.winner_variant is not None:
+        return campaign.winner_variant
+    if campaign.parent_id is not None:
+        return Campaign.objects.filter(pk=campaign.parent_id).values_list("winner_variant", flat=True).first()
+    return None
 
 
 def _recommendations(campaign: Campaign, consumer_ids: list[int]) -> dict[int, list[int]]:
@@ -134,12 +176,14 @@ class _Row:
     body: str
     status: str
     last_error: str = ""
+    variant: int | None = None
 
 
 _STAGE_TABLE = "campaigns_delivery_stage"
-_STAGE_COLUMNS = ("consumer", "group", "product_ids", "title", "body", "status", "last_error")
+_STAGE_COLUMNS = ("consumer", "group", "product_ids", "title", "body", "status", "last_error", "variant")
 _STAGE_COLUMNS_SQL = (
-    'consumer_id bigint, "group" text, product_ids jsonb, title text, body text, status text, last_error text'
+    'consumer_id bigint, "group" text, product_ids jsonb, title text, body text, status text, last_error text, '
+    "variant smallint"
 )
 
 
@@ -169,7 +213,16 @@ def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> No
                 stage,
                 columns,
                 (
-                    (r.consumer_id, r.group, json.dumps(r.product_ids), r.title, r.body, r.status, r.last_error)
+                    (
+                        r.consumer_id,
+                        r.group,
+                        json.dumps(r.product_ids),
+                        r.title,
+                        r.body,
+                        r.status,
+                        r.last_error,
+                        r.variant,
+                    )
                     for r in rows
                 ),
             )
@@ -194,6 +247,7 @@ def _insert_rows(campaign_id: int, rows: list[_Row], created_at: datetime) -> No
                 status=r.status,
                 created_at=created_at,
                 last_error=r.last_error,
+                variant=r.variant,
             )
             for r in rows
         ],
@@ -265,9 +319,11 @@ def deliveries_write_batch(*, ctx: RunContext, run_token: int) -> bool:
         renderer.catalogue.load({pid for pids in recommended.values() for pid in pids[:n_products]})
     products = renderer.catalogue.products
 
+    positions = renderer.positions(ids)
+    variant_of = positions.tolist() if positions is not None else [None] * len(ids)
     rows_by_consumer: dict[int, _Row] = {}
     personalised_ids: set[int] = set()
-    for consumer_id, control in zip(ids.tolist(), in_control.tolist(), strict=True):
+    for consumer_id, control, variant in zip(ids.tolist(), in_control.tolist(), variant_of, strict=True):
         if control:
             rows_by_consumer[consumer_id] = _Row(consumer_id, Group.CONTROL, [], "", "", DeliveryStatus.HELD_OUT)
             continue
@@ -276,13 +332,15 @@ def deliveries_write_batch(*, ctx: RunContext, run_token: int) -> bool:
         infos = [info for pid in product_ids if (info := products[pid]) is not None]
         if product_ids:
             personalised_ids.add(consumer_id)
+        title, body = renderer.templates(variant)
         rows_by_consumer[consumer_id] = _Row(
             consumer_id,
             Group.TREATMENT,
             product_ids,
-            _clip(renderer.title.render(infos), TITLE_MAX),
-            renderer.body.render(infos),
+            _clip(title.render(infos), TITLE_MAX),
+            body.render(infos),
             DeliveryStatus.PENDING,
+            variant=variant,
         )
 
     last_id = int(ids[-1])
@@ -311,7 +369,16 @@ def deliveries_write_batch(*, ctx: RunContext, run_token: int) -> bool:
             if consumer_id in existing:
                 continue
             if consumer_id in capped:
-                row = _Row(consumer_id, Group.TREATMENT, [], "", "", DeliveryStatus.WITHDRAWN, ERROR_FREQUENCY_CAP)
+                row = _Row(
+                    consumer_id,
+                    Group.TREATMENT,
+                    [],
+                    "",
+                    "",
+                    DeliveryStatus.WITHDRAWN,
+                    ERROR_FREQUENCY_CAP,
+                    variant=row.variant,
+                )
             rows.append(row)
         _insert_rows(campaign.pk, rows, now)
         written = len(rows)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from consumers.models import Product
@@ -20,6 +20,7 @@ from .models import (
     Channel,
     Delivery,
     DeliveryStatus,
+    Group,
 )
 
 
@@ -91,8 +92,8 @@ def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage
                 consumer_id=consumer_id,
                 status=DeliveryStatus.DISPATCHED,
                 delivered_at__isnull=True,
-                campaign__channel=Channel.INBOX,
             )
+            .filter(Q(campaign__channel=Channel.INBOX) | Q(group=Group.TEST))  # test sends land in the inbox
             .select_related("campaign", "campaign__merchant")
             .order_by("dispatched_at", "pk")[:limit]
         )
@@ -107,7 +108,7 @@ def inbox_messages_take(*, pseudonym: str, limit: int = 50) -> list[InboxMessage
                 )
         if withdrawn:
             per_campaign: dict[int, int] = {}
-            for delivery in withdrawn:
+            for delivery in (d for d in withdrawn if d.group != Group.TEST):  # test sends are never counted
                 per_campaign[delivery.campaign_id] = per_campaign.get(delivery.campaign_id, 0) + 1
             for campaign_id, n in per_campaign.items():
                 Campaign.objects.filter(pk=campaign_id).update(

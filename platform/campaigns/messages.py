@@ -217,3 +217,22 @@ def campaign_constants(*, store_name: str, coupon_code: str, discount_percent: D
         "coupon_code": coupon_code,
         "discount": format_discount(discount_percent),
     }
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    title: str
+    body: str
+
+
+def message_render(
+    *, title_template: str, body_template: str, constants: dict[str, str], products: Sequence[ProductInfo]
+) -> RenderedMessage:
+    """One consumer's message: the templates with the campaign's constants and that consumer's products.
+
+    The one-off form of what an activation does per batch with CompiledTemplate (previews, test sends, and other
+    senders such as journeys use it)."""
+    return RenderedMessage(
+        title=CompiledTemplate(title_template, constants=constants).render(products),
+        body=CompiledTemplate(body_template, constants=constants).render(products),
+    )

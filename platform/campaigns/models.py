@@ -105,6 +105,14 @@ class Campaign(models.Model):
         default=7, validators=[MinValueValidator(1), MaxValueValidator(90)]
     )
 
+    # A/B/n: with two or more variants, each treatment consumer gets one (by a hash of campaign and consumer id).
+    # auto_winner: once every variant has CAMPAIGN_VARIANT_MIN_SAMPLE released recipients and one converts
+    # significantly better than the others, later runs of a recurring series send only it (winner_*: when, why).
+    auto_winner = models.BooleanField(default=False)
+    winner_variant = models.PositiveSmallIntegerField(null=True, blank=True)
+    winner_picked_at = models.DateTimeField(null=True, blank=True)
+    winner_reason = models.TextField(blank=True)
+
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     failure_reason = models.TextField(blank=True)
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.NONE, blank=True)
@@ -162,6 +170,33 @@ class Campaign(models.Model):
         return self.schedule_kind == ScheduleKind.RECURRING and self.parent_id is None
 
 
+MAX_VARIANTS = 5
+VARIANT_LETTERS = "ABCDE"
+
+
+class CampaignVariant(models.Model):
+    """One message of an A/B/n test: its templates and the share (percent) of the treatment group it goes to."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    position = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(MAX_VARIANTS)])
+    title_template = models.CharField(max_length=200)
+    body_template = models.TextField(max_length=2000)
+    share = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(99)])
+
+    class Meta:
+        ordering = ["campaign", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "position"], name="campaign_variant_unique_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"variant {self.letter} of campaign {self.campaign_id}"
+
+    @property
+    def letter(self) -> str:
+        return VARIANT_LETTERS[self.position - 1]
+
+
 class CampaignAudience(models.Model):
     """The audience an activation resolved, frozen so a resumed run writes exactly the same consumers.
 
@@ -179,6 +214,7 @@ class CampaignAudience(models.Model):
 class Group(models.TextChoices):
     TREATMENT = "treatment", "Treatment (receives the message)"
     CONTROL = "control", "Control (held out)"
+    TEST = "test", "Test send (the operator's test inbox; never in reports)"
 
 
 class DeliveryStatus(models.TextChoices):
@@ -199,6 +235,7 @@ class Delivery(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="+", db_index=False)
     group = models.CharField(max_length=9, choices=Group.choices)
+    variant = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The A/B/n variant sent (1 = A).")
     product_ids = models.JSONField(default=list, blank=True, help_text="Personalised products, best first.")
     title = models.CharField(max_length=400, blank=True)
     body = models.TextField(blank=True)

@@ -29,7 +29,18 @@ from merchants.models import Merchant
 from privacy.release import STANDARD, ReleasedCount, ReleasedSum, released_rate
 from privacy.services import release_figure_sum, release_figures
 
-from .models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
+from .models import (
+    VARIANT_LETTERS,
+    Campaign,
+    CampaignStatus,
+    CampaignVariant,
+    Delivery,
+    DeliveryStatus,
+    Group,
+    Phase,
+    TrackingEvent,
+    TrackingKind,
+)
 from .stats import Uplift, uplift_two_proportions
 
 
@@ -181,6 +192,36 @@ class PublicReport:
     uplift: Uplift | None
     incremental_revenue: Decimal | None
     note: str
+    too_early: bool = False  # sent, but not enough released data for a verdict yet (see enough_to_compare)
+
+
+TOO_EARLY = "too early to tell"
+
+
+def enough_to_compare(*counts: ReleasedCount, sizes: tuple[ReleasedCount, ...]) -> bool:
+    """Whether a comparison of groups (treatment and control, or two variants) may be reported.
+
+    Enough means: every count compared is released (none hidden under the suppression threshold, none withheld),
+    and every group's released size is at least CAMPAIGN_REPORT_MIN_RELEASED. Before that the interval is
+    dominated by noise and a just-sent campaign would read "+0.0 to +0.0 pp"; the report says "too early to
+    tell" instead. Decided on released figures only, so it reveals nothing the figures themselves do not.
+    """
+    if any(c.suppressed or c.value is None for c in (*counts, *sizes)):
+        return False
+    return all((c.value or 0) >= settings.CAMPAIGN_REPORT_MIN_RELEASED for c in sizes)
+
+
+def uplift_from_released(
+    *, a_converted: ReleasedCount, a_size: ReleasedCount, b_converted: ReleasedCount, b_size: ReleasedCount
+) -> Uplift:
+    """The difference of a's and b's conversion rates and its interval, from the released (noisy) figures only."""
+    n_a, n_b = max(1, a_size._noisy), max(1, b_size._noisy)
+    return uplift_two_proportions(
+        treatment_conversions=min(n_a, max(0, a_converted._noisy)),
+        treatment_size=n_a,
+        control_conversions=min(n_b, max(0, b_converted._noisy)),
+        control_size=n_b,
+    )
 
 
 def _minor_to_money(minor: float) -> Decimal:
@@ -220,20 +261,23 @@ def campaign_report_public(campaign: Campaign) -> PublicReport:
     treatment = _public_funnel(campaign, Group.TREATMENT, report.treatment, values[Group.TREATMENT])
     control = _public_funnel(campaign, Group.CONTROL, report.control, values[Group.CONTROL])
     uplift = None
-    if not any(c.suppressed for c in (treatment.size, treatment.converted, control.size, control.converted)):
-        n_t, n_c = treatment.size._noisy, control.size._noisy
-        uplift = uplift_two_proportions(
-            treatment_conversions=min(n_t, max(0, treatment.converted._noisy)),
-            treatment_size=n_t,
-            control_conversions=min(n_c, max(0, control.converted._noisy)),
-            control_size=n_c,
+    not_sent = campaign.phase in (Phase.NONE, Phase.RESOLVING) and campaign.status != CampaignStatus.COMPLETED
+    enough = enough_to_compare(treatment.converted, control.converted, sizes=(treatment.size, control.size))
+    if not not_sent and enough:
+        uplift = uplift_from_released(
+            a_converted=treatment.converted,
+            a_size=treatment.size,
+            b_converted=control.converted,
+            b_size=control.size,
         )
-    if campaign.phase in (Phase.NONE, Phase.RESOLVING) and campaign.status != CampaignStatus.COMPLETED:
+    if not_sent:
         note = "The campaign has not been sent yet."
     elif uplift is None:
         note = (
-            "Uplift is reported only when both the treatment and the control group, and their conversions, are "
-            "large enough to be shown; raise the control share or widen the audience."
+            f"Uplift: {TOO_EARLY}. It is reported once both the group that received it and the control group "
+            f"have at least {settings.CAMPAIGN_REPORT_MIN_RELEASED:,} consumers and their purchases are large "
+            "enough to be shown. Purchases keep counting for the attribution window; a small control group may "
+            "never get there (raise the control share or widen the audience next time)."
         )
     else:
         note = ""
@@ -252,6 +296,7 @@ def campaign_report_public(campaign: Campaign) -> PublicReport:
         uplift=uplift,
         incremental_revenue=incremental,
         note=note,
+        too_early=not not_sent and uplift is None,
     )
 
 
@@ -269,9 +314,11 @@ class CampaignReport:
 
 
 def _purchase_value():
-    """The value of one ingested purchase event: price × quantity − discount."""
+    """The value of one ingested purchase event: price × quantity. `price` is the unit price paid, the discount
+    already taken off (docs/ingestion.md: list price = price + discount), so subtracting it again undercounted
+    revenue; segments' spend conditions count the same way."""
     return ExpressionWrapper(
-        Coalesce(F("price"), Value(Decimal("0"))) * F("quantity") - F("discount"),
+        Coalesce(F("price"), Value(Decimal("0"))) * F("quantity"),
         output_field=DecimalField(max_digits=14, decimal_places=2),
     )
 
@@ -413,3 +460,135 @@ def consumer_deliveries(consumer_id: int) -> QuerySet[Delivery]:
         .prefetch_related("tracking_events")
         .order_by("created_at", "pk")
     )
+
+
+# --- A/B/n variants -----------------------------------------------------------------------------------
+# Each variant's funnel is released under campaign:<id>:variant:<position>:<measure>; the difference of each
+# variant's conversion rate against variant A, and its interval, are computed from those released figures only.
+VARIANT_MEASURES = ("size", "sent", "opened", "clicked", "converted")
+
+
+def variant_subject(campaign_id: int, position: int, measure: str) -> str:
+    return f"campaign:{campaign_id}:variant:{position}:{measure}"
+
+
+@dataclass(frozen=True)
+class PublicVariant:
+    position: int
+    letter: str
+    share: int
+    title_template: str
+    size: ReleasedCount
+    sent: ReleasedCount
+    opened: ReleasedCount
+    clicked: ReleasedCount
+    converted: ReleasedCount
+    conversion_rate: float | None
+    versus_first: Uplift | None  # None for variant A, and while it is too early to tell
+    too_early: bool
+
+
+def campaign_variant_funnels(campaign: Campaign) -> dict[int, dict[str, int]]:
+    """Exact per-variant counts of the treatment group (for the release layer): {position: {measure: n}}."""
+    rows, converted = _delivery_rows(campaign)
+    aggregated = (
+        rows.filter(group=Group.TREATMENT, variant__isnull=False)
+        .values("variant")
+        .annotate(
+            size=Count("pk"),
+            sent=Count("pk", filter=Q(status=DeliveryStatus.DISPATCHED)),
+            opened_n=Count("pk", filter=Q(opened=True)),
+            clicked_n=Count("pk", filter=Q(clicked=True)),
+            converted_n=Count("pk", filter=converted),
+        )
+        .order_by()
+    )
+    return {
+        row["variant"]: {
+            "size": row["size"],
+            "sent": row["sent"],
+            "opened": row["opened_n"],
+            "clicked": row["clicked_n"],
+            "converted": row["converted_n"],
+        }
+        for row in aggregated
+    }
+
+
+def campaign_variants_report_public(campaign: Campaign) -> list[PublicVariant]:
+    """One row per variant, as merchants see it: released counts, the conversion rate from released figures, and
+    the difference against variant A with its 95% interval once there is enough data (enough_to_compare)."""
+    variants = list(CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("position"))
+    if not variants:
+        return []
+    exact = campaign_variant_funnels(campaign)
+    figures = [
+        (variant_subject(campaign.pk, v.position, m), exact.get(v.position, {}).get(m, 0))
+        for v in variants
+        for m in VARIANT_MEASURES
+    ]
+    released = release_figures(merchant_id=campaign.merchant_id, figures=figures, precision=CAMPAIGN_PRECISION)
+    per_variant = [
+        dict(zip(VARIANT_MEASURES, released[i * len(VARIANT_MEASURES) : (i + 1) * len(VARIANT_MEASURES)], strict=True))
+        for i in range(len(variants))
+    ]
+    first = per_variant[0]
+    result = []
+    for variant, counts in zip(variants, per_variant, strict=True):
+        enough = enough_to_compare(counts["converted"], first["converted"], sizes=(counts["size"], first["size"]))
+        versus = None
+        if variant.position != variants[0].position and enough:
+            versus = uplift_from_released(
+                a_converted=counts["converted"],
+                a_size=counts["size"],
+                b_converted=first["converted"],
+                b_size=first["size"],
+            )
+        result.append(
+            PublicVariant(
+                position=variant.position,
+                letter=VARIANT_LETTERS[variant.position - 1],
+                share=variant.share,
+                title_template=variant.title_template,
+                conversion_rate=released_rate(counts["converted"], counts["size"]),
+                versus_first=versus,
+                too_early=variant.position != variants[0].position and not enough,
+                **counts,
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class CampaignKpis:
+    """A finished campaign's headline figures for the list: the report's own released figures."""
+
+    sent: ReleasedCount
+    bought: ReleasedCount
+    conversion_rate: float | None
+
+
+LIST_KPI_LIMIT = 50
+
+
+def campaigns_kpis(campaigns: list[Campaign]) -> dict[int, CampaignKpis]:
+    """Sent, bought and the conversion rate (released bought / released size, as the report computes it) of the
+    first LIST_KPI_LIMIT sent campaigns; the subjects are the report's, so the list and the report agree."""
+    sent = [c for c in campaigns if c.phase == Phase.DONE or c.status in _FINISHED][:LIST_KPI_LIMIT]
+    sent = [c for c in sent if c.written_count]
+    result = {}
+    for campaign in sent:
+        funnel = campaign_funnels(campaign)[Group.TREATMENT]
+        dispatched, size, converted = release_figures(
+            merchant_id=campaign.merchant_id,
+            figures=[
+                (campaign_subject(campaign.pk, "dispatched"), campaign.dispatched_count),
+                (campaign_subject(campaign.pk, "size", Group.TREATMENT), funnel.size),
+                (campaign_subject(campaign.pk, "converted", Group.TREATMENT), funnel.converted),
+            ],
+            precision=CAMPAIGN_PRECISION,
+        )
+        result[campaign.pk] = CampaignKpis(
+            sent=dispatched, bought=converted, conversion_rate=released_rate(converted, size)
+        )
+    return result

@@ -10,7 +10,6 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery.schedules import crontab
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -32,12 +31,17 @@ from .basis import ActivationRefused, audience_too_small_reason, direct_marketin
 from .messages import template_problems
 from .models import (
     FINISHED_STATUSES,
+    MAX_VARIANTS,
+    VARIANT_LETTERS,
     Campaign,
     CampaignStatus,
+    CampaignVariant,
     Channel,
     DeliveryStatus,
     ScheduleKind,
 )
+from .schedule import crontab_parse, duration_text, recurrence_min_gap_minutes
+from .winner import series_winner_pick
 
 logger = logging.getLogger("dmp.campaigns")
 
@@ -56,31 +60,14 @@ EDITABLE_FIELDS = (
     "control_share",
     "personalised_products",
     "attribution_window_days",
+    "auto_winner",
 )
 SEGMENT_FIELDS = ("include_segment_ids", "exclude_segment_ids")
 COUPON_CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 
 def _invalid(problems: dict[str, list[str]], message: str = "The campaign is not valid.") -> Invalid:
     return Invalid(message, code="invalid", details=problems)
-
-
-def crontab_parse(expression: str) -> dict[str, str]:
-    """'m h dom mon dow' → django_celery_beat CrontabSchedule fields; ValueError naming the bad field."""
-    parts = expression.split()
-    if len(parts) != 5:
-        raise ValueError(
-            f"A recurrence is five crontab fields 'minute hour day-of-month month day-of-week' (UTC); "
-            f"got {len(parts)} field{'s' if len(parts) != 1 else ''}."
-        )
-    fields = dict(zip(CRONTAB_FIELDS, parts, strict=True))
-    for name, value in fields.items():
-        try:
-            crontab(**{name: value})
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"The crontab field {name.replace('_', '-')} {value!r} is not valid: {exc}") from exc
-    return fields
 
 
 def _segments_for(merchant: Merchant):
@@ -121,6 +108,13 @@ def campaign_problems(*, merchant: Merchant, values: dict[str, Any], now: dateti
             add(field, problem)
     if not (values.get("title_template") or "").strip():
         add("title_template", "A message needs a title.")
+    for problem in variants_problems(
+        values.get("variants"),
+        personalised_products=n_products,
+        coupon_code=coupon,
+        discount_percent=values.get("discount_percent"),
+    ):
+        add("variants", problem)
 
     if values.get("channel") == Channel.WEBHOOK and not settings.OPERATOR_WEBHOOK_URL:
         add("channel", "The webhook channel is not configured on this platform (no OPERATOR_WEBHOOK_URL).")
@@ -129,22 +123,99 @@ def campaign_problems(*, merchant: Merchant, values: dict[str, Any], now: dateti
     scheduled_at, recurrence = values.get("scheduled_at"), (values.get("recurrence") or "").strip()
     if kind == ScheduleKind.AT:
         if scheduled_at is None:
-            add("scheduled_at", "A campaign scheduled 'at' a time needs scheduled_at.")
+            add("scheduled_at", "Say when to send it: a campaign sent at a set time needs that time.")
         elif scheduled_at <= now:
-            add("scheduled_at", "scheduled_at must be in the future.")
+            add("scheduled_at", "The send time has passed; choose a time in the future.")
     if kind == ScheduleKind.RECURRING:
         if not recurrence:
-            add("recurrence", "A recurring campaign needs a crontab recurrence, e.g. '0 9 * * 1' (Mondays 09:00 UTC).")
+            add(
+                "recurrence",
+                "Say how often to send it, e.g. every Monday at 09:00 (crontab '0 9 * * 1', in your time zone).",
+            )
         else:
             try:
-                crontab_parse(recurrence)
+                gap = recurrence_min_gap_minutes(recurrence)
             except ValueError as exc:
                 add("recurrence", str(exc))
+            else:
+                minimum = settings.CAMPAIGN_MIN_RECURRENCE_MINUTES
+                if gap is not None and gap < minimum:
+                    add(
+                        "recurrence",
+                        f"This schedule sends every {duration_text(gap)}; runs must be at least "
+                        f"{duration_text(minimum)} apart. Choose a daily, weekly or monthly schedule.",
+                    )
     if kind != ScheduleKind.AT and scheduled_at is not None:
-        add("scheduled_at", "scheduled_at applies only to schedule_kind 'at'.")
+        add("scheduled_at", "A send time applies only to campaigns sent at a set time.")
     if kind != ScheduleKind.RECURRING and recurrence:
-        add("recurrence", "recurrence applies only to schedule_kind 'recurring'.")
+        add("recurrence", "A repeat schedule applies only to recurring campaigns.")
     return problems
+
+
+def variants_problems(
+    variants: Any, *, personalised_products: int, coupon_code: str, discount_percent: Any
+) -> list[str]:
+    """Problems with an A/B/n test's messages, in prose naming the variant (A, B, ...); empty when valid."""
+    if variants in (None, []):
+        return []
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+        return ["Variants are a list of messages, each with a title, a message and a share."]
+    if not 2 <= len(variants) <= MAX_VARIANTS:
+        return [f"An A/B test needs 2 to {MAX_VARIANTS} message variants; got {len(variants)}."]
+    problems: list[str] = []
+    shares: list[int] = []
+    for letter, variant in zip(VARIANT_LETTERS, variants, strict=False):
+        share = variant.get("share")
+        if isinstance(share, bool) or not isinstance(share, int) or not 1 <= share <= 99:
+            problems.append(f"Variant {letter}: its share is a whole percentage from 1 to 99.")
+        else:
+            shares.append(share)
+        for key, label in (("title_template", "title"), ("body_template", "message")):
+            text = variant.get(key)
+            if not isinstance(text, str) or not text.strip():
+                problems.append(f"Variant {letter} needs a {label}.")
+                continue
+            limit = 200 if key == "title_template" else 2000
+            if len(text) > limit:
+                problems.append(f"Variant {letter}: its {label} is longer than {limit} characters.")
+            for problem in template_problems(
+                text,
+                personalised_products=personalised_products,
+                coupon_code=coupon_code,
+                discount_percent=discount_percent,
+            ):
+                problems.append(f"Variant {letter}, {label}: {problem}")
+    if len(shares) == len(variants) and sum(shares) != 100:
+        problems.append(f"The variants' shares add up to {sum(shares)}%; they must add up to 100%.")
+    return problems
+
+
+def _variants_save(campaign: Campaign, variants: list[dict] | None) -> None:
+    CampaignVariant.objects.filter(campaign=campaign).delete()
+    CampaignVariant.objects.bulk_create(
+        [
+            CampaignVariant(
+                campaign=campaign,
+                position=position,
+                title_template=v["title_template"],
+                body_template=v["body_template"],
+                share=v["share"],
+            )
+            for position, v in enumerate(variants or [], start=1)
+        ]
+    )
+
+
+def _with_variant_a(values: dict[str, Any]) -> dict[str, Any]:
+    """With variants, the campaign's own title and message are variant A's."""
+    variants = values.get("variants")
+    if isinstance(variants, list) and variants and isinstance(variants[0], dict):
+        first = variants[0]
+        values = {**values}
+        for key in ("title_template", "body_template"):
+            if isinstance(first.get(key), str):
+                values[key] = first[key]
+    return values
 
 
 def _apply(campaign: Campaign, values: dict[str, Any]) -> None:
@@ -166,6 +237,10 @@ def _values_of(campaign: Campaign) -> dict[str, Any]:
     values = {name: getattr(campaign, name) for name in EDITABLE_FIELDS}
     values["include_segment_ids"] = list(campaign.include_segments.values_list("pk", flat=True))
     values["exclude_segment_ids"] = list(campaign.exclude_segments.values_list("pk", flat=True))
+    values["variants"] = [
+        {"title_template": v.title_template, "body_template": v.body_template, "share": v.share}
+        for v in campaign.variants.order_by("position")
+    ]
     return values
 
 
@@ -187,6 +262,7 @@ def _segments_lock(merchant: Merchant, values: dict[str, Any]) -> None:
 
 
 def campaign_create(*, merchant: Merchant, actor: str, **values) -> Campaign:
+    values = _with_variant_a(values)
     problems = campaign_problems(merchant=merchant, values=values)
     if problems:
         raise _invalid(problems)
@@ -198,6 +274,7 @@ def campaign_create(*, merchant: Merchant, actor: str, **values) -> Campaign:
         campaign.save()
         campaign.include_segments.set(values.get("include_segment_ids") or [])
         campaign.exclude_segments.set(values.get("exclude_segment_ids") or [])
+        _variants_save(campaign, values.get("variants"))
     logger.info("campaign.created", extra={"fields": {"campaign_id": campaign.pk, "merchant_id": merchant.pk}})
     return campaign
 
@@ -220,7 +297,7 @@ def campaign_update(*, campaign: Campaign, actor: str, **changes) -> Campaign:
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status != CampaignStatus.DRAFT:
             raise _edit_conflict(campaign)
-        values = {**_values_of(campaign), **changes}
+        values = _with_variant_a({**_values_of(campaign), **changes})
         if values.get("schedule_kind") != ScheduleKind.AT and "scheduled_at" not in changes:
             values["scheduled_at"] = None
         if values.get("schedule_kind") != ScheduleKind.RECURRING and "recurrence" not in changes:
@@ -237,6 +314,8 @@ def campaign_update(*, campaign: Campaign, actor: str, **changes) -> Campaign:
             campaign.include_segments.set(values["include_segment_ids"])
         if "exclude_segment_ids" in changes:
             campaign.exclude_segments.set(values["exclude_segment_ids"] or [])
+        if "variants" in changes:
+            _variants_save(campaign, values["variants"])
     return campaign
 
 
@@ -305,7 +384,7 @@ def _enqueue_activation(campaign_id: int) -> None:
 
 
 def _schedule_periodic(campaign: Campaign) -> None:
-    """'at' campaigns get a one-off clocked beat entry, recurring ones a crontab entry (UTC)."""
+    """'at' campaigns get a one-off clocked beat entry, recurring ones a crontab entry in the merchant's zone."""
     name = f"campaign:{campaign.pk}"
     PeriodicTask.objects.filter(name=name).delete()
     if campaign.schedule_kind == ScheduleKind.AT:
@@ -319,7 +398,9 @@ def _schedule_periodic(campaign: Campaign) -> None:
             description=f"Campaign {campaign.pk} at its scheduled time",
         )
     else:
-        schedule, _ = CrontabSchedule.objects.get_or_create(**crontab_parse(campaign.recurrence), timezone="UTC")
+        schedule, _ = CrontabSchedule.objects.get_or_create(
+            **crontab_parse(campaign.recurrence), timezone=campaign.merchant.time_zone
+        )
         task = PeriodicTask.objects.create(
             name=name,
             task="campaigns.occurrence",
@@ -403,6 +484,8 @@ def campaign_occurrence_create(*, series_id: int, at: datetime) -> Campaign | No
     if series is None or series.status != CampaignStatus.SCHEDULED or not series.is_series:
         return None
     at = at.replace(second=0, microsecond=0)
+    if series.auto_winner and series.winner_variant is None:
+        series_winner_pick(series_id=series.pk, now=timezone.now())  # this run sends the winner, once there is one
     try:
         with transaction.atomic():
             child = Campaign.objects.create(
@@ -421,6 +504,7 @@ def campaign_occurrence_create(*, series_id: int, at: datetime) -> Campaign | No
             )
             child.include_segments.set(series.include_segments.all())
             child.exclude_segments.set(series.exclude_segments.all())
+            _variants_save(child, _values_of(series)["variants"])
             _enqueue_activation(child.pk)
     except IntegrityError:  # this minute's occurrence exists already (beat fired twice)
         return None

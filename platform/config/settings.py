@@ -288,6 +288,12 @@ CAMPAIGN_WEBHOOK_BATCH_SIZE = env_int("CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)  # del
 CAMPAIGN_WEBHOOK_ATTEMPTS = env_int("CAMPAIGN_WEBHOOK_ATTEMPTS", 4)
 CAMPAIGN_WEBHOOK_BACKOFF_S = env_float("CAMPAIGN_WEBHOOK_BACKOFF_S", 0.5)  # first retry's wait, doubled each time
 CAMPAIGN_WEBHOOK_TIMEOUT_S = env_float("CAMPAIGN_WEBHOOK_TIMEOUT_S", 10.0)
+CAMPAIGN_MIN_RECURRENCE_MINUTES = env_int("CAMPAIGN_MIN_RECURRENCE_MINUTES", 1440)  # shortest gap between runs
+CAMPAIGN_REPORT_MIN_RELEASED = env_int("CAMPAIGN_REPORT_MIN_RELEASED", 300)  # released group size before a verdict
+CAMPAIGN_VARIANT_MIN_SAMPLE = env_int("CAMPAIGN_VARIANT_MIN_SAMPLE", 1000)  # released size per variant to pick a winner
+CAMPAIGN_TEST_INBOX_PSEUDONYM = env_str("CAMPAIGN_TEST_INBOX_PSEUDONYM", "") or ""  # the operator's test inbox
+MERCHANT_DEFAULT_TIME_ZONE = env_str("MERCHANT_DEFAULT_TIME_ZONE", "UTC") or "UTC"  # IANA zone of new merchants
+MERCHANT_DEFAULT_CURRENCY = env_str("MERCHANT_DEFAULT_CURRENCY", "SGD") or "SGD"  # ISO 4217 code of new merchants
 # A category or brand a merchant does not sell may be targeted only when this many merchants sell it.
 SEGMENT_SHARED_VALUE_MIN_MERCHANTS = env_int("SEGMENT_SHARED_VALUE_MIN_MERCHANTS", 3)
 # Real-time segments (segments/membership.py; docs/segments.md, "Real-time segments"): consumers re-evaluated per

@@ -11,7 +11,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "created_at"]
+    list_display = ["slug", "name", "time_zone", "currency", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 

@@ -2,14 +2,56 @@
 
 from __future__ import annotations
 
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+
+def default_time_zone() -> str:
+    return settings.MERCHANT_DEFAULT_TIME_ZONE
+
+
+def default_currency() -> str:
+    return settings.MERCHANT_DEFAULT_CURRENCY
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name such as 'Asia/Singapore'."""
+    try:
+        if not value or value != value.strip():
+            raise ValueError(value)
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise ValidationError(
+            f"{value!r} is not a time zone; use an IANA name such as 'Asia/Singapore' or 'Europe/Paris'."
+        ) from exc
+
+
+def validate_currency(value: str) -> None:
+    """An ISO 4217 alphabetic code: three capital letters such as 'SGD'."""
+    if not re.fullmatch(r"[A-Z]{3}", value or ""):
+        raise ValidationError(f"{value!r} is not a currency; use an ISO 4217 code such as 'SGD' or 'EUR'.")
 
 
 class Merchant(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    time_zone = models.CharField(
+        max_length=64,
+        default=default_time_zone,
+        validators=[validate_time_zone],
+        help_text="IANA time zone: the portal shows and accepts this merchant's local times.",
+    )
+    currency = models.CharField(
+        max_length=3,
+        default=default_currency,
+        validators=[validate_currency],
+        help_text="ISO 4217 code: reports show money in it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -17,6 +59,14 @@ class Merchant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The merchant's time zone (UTC if the stored name is somehow unknown)."""
+        try:
+            return ZoneInfo(self.time_zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            return ZoneInfo("UTC")
 
 
 class Role(models.TextChoices):

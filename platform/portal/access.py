@@ -23,6 +23,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from merchants.models import Membership, Merchant, Role
 from merchants.selectors import membership_get, merchants_for_user
@@ -135,7 +136,9 @@ def merchant_view(capability: str | None = None) -> Callable:
             request.portal = context
             if capability is not None:
                 context.require(capability)
-            return view(request, *args, **kwargs)
+            # Pages show, and forms read, the merchant's local time.
+            with timezone.override(context.merchant.zone):
+                return view(request, *args, **kwargs)
 
         return wrapper
 

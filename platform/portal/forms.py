@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from decimal import Decimal
 
 from django import forms
 from django.conf import settings
 from django.utils import timezone
+
+from campaigns.schedule import MAX_MONTHLY_DAY, REPEAT_CHOICES, WEEKDAYS, recurrence_from_picker
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -219,16 +220,32 @@ class CampaignForm(forms.Form):
     channel = forms.ChoiceField(label="Deliver through", choices=CHANNEL_CHOICES, initial="inbox")
     schedule_kind = forms.ChoiceField(label="When", choices=SCHEDULE_CHOICES, initial="now", widget=forms.RadioSelect)
     scheduled_at = forms.DateTimeField(
-        label="Send at (UTC)",
+        label="Send at (your local time)",
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
     )
+    repeat_every = forms.ChoiceField(
+        label="Repeat", choices=[*REPEAT_CHOICES, ("custom", "Custom schedule")], initial="weekly", required=False
+    )
+    repeat_time = forms.TimeField(
+        label="At (your local time)",
+        required=False,
+        initial="09:00",
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+    )
+    repeat_weekday = forms.TypedChoiceField(
+        label="On", choices=list(enumerate(WEEKDAYS)), coerce=int, initial=1, required=False
+    )
+    repeat_day = forms.IntegerField(
+        label="On day of the month", min_value=1, max_value=MAX_MONTHLY_DAY, initial=1, required=False
+    )
     recurrence = forms.CharField(
-        label="Repeat on (cron, UTC)",
+        label="Custom schedule (crontab, your local time)",
         required=False,
         max_length=100,
-        help_text="e.g. <code>0 9 * * 1</code>: Mondays at 09:00.",
+        help_text="Five fields: minute hour day-of-month month day-of-week, e.g. <code>0 9 * * 1</code>: Mondays "
+        "at 09:00.",
     )
     frequency_cap = forms.IntegerField(
         label="At most this many messages per consumer",
@@ -250,17 +267,41 @@ class CampaignForm(forms.Form):
     attribution_window_days = forms.IntegerField(
         label="Count purchases for this many days", min_value=1, max_value=90, initial=7
     )
+    # A/B test: the message above is variant A; a second (and third) message makes it a test.
+    variant_a_share = forms.IntegerField(
+        label="Share of variant A (%)", min_value=1, max_value=99, initial=50, required=False
+    )
+    variant_b_title = forms.CharField(label="Variant B headline", max_length=200, required=False)
+    variant_b_body = forms.CharField(
+        label="Variant B text", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    variant_b_share = forms.IntegerField(
+        label="Share of variant B (%)", min_value=1, max_value=99, initial=50, required=False
+    )
+    variant_c_title = forms.CharField(label="Variant C headline", max_length=200, required=False)
+    variant_c_body = forms.CharField(
+        label="Variant C text", max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    variant_c_share = forms.IntegerField(label="Share of variant C (%)", min_value=1, max_value=98, required=False)
+    auto_winner = forms.BooleanField(
+        label="Once a variant clearly wins, later runs send only it (recurring campaigns)",
+        required=False,
+        help_text="Checked after each run once every variant has enough recipients; the report says when and why.",
+    )
 
     def __init__(self, *args, segments, sizes: dict[int, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        zone = timezone.get_current_timezone_name()
+        self.fields["scheduled_at"].label = f"Send at (your local time, {zone})"
+        self.fields["repeat_time"].label = f"At (your local time, {zone})"
         for name in ("include_segments", "exclude_segments"):
             self.fields[name].queryset = segments
             self.fields[name].sizes = sizes or {}
 
     def clean_scheduled_at(self):
         value = self.cleaned_data.get("scheduled_at")
-        if value is not None and timezone.is_naive(value):
-            value = timezone.make_aware(value, UTC)
+        if value is not None and timezone.is_naive(value):  # read in the merchant's time zone (the portal's)
+            value = timezone.make_aware(value, timezone.get_current_timezone())
         return value
 
     def clean_coupon_code(self) -> str:
@@ -278,9 +319,53 @@ class CampaignForm(forms.Form):
         kind = data.get("schedule_kind")
         if kind == "at" and data.get("scheduled_at") is None and "scheduled_at" not in self.errors:
             self.add_error("scheduled_at", "Say when to send it.")
-        if kind == "recurring" and not data.get("recurrence") and "recurrence" not in self.errors:
+        every = data.get("repeat_every") or "custom"
+        if kind == "recurring" and every != "custom":
+            at = data.get("repeat_time")
+            if at is None:
+                if "repeat_time" not in self.errors:
+                    self.add_error("repeat_time", "Say at what time of day to send it.")
+            else:
+                try:
+                    data["recurrence"] = recurrence_from_picker(
+                        every=every,
+                        at_minutes=at.hour * 60 + at.minute,
+                        weekday=data.get("repeat_weekday") if data.get("repeat_weekday") is not None else 1,
+                        day_of_month=data.get("repeat_day") or 1,
+                    )
+                except ValueError as exc:
+                    self.add_error("repeat_every", str(exc))
+        elif kind == "recurring" and not data.get("recurrence") and "recurrence" not in self.errors:
             self.add_error("recurrence", "Say how often to send it, as five cron fields.")
+        self._clean_variants(data)
         return data
+
+    def _clean_variants(self, data) -> None:
+        """The message is variant A; a filled-in variant B (and C) makes an A/B test."""
+        extra = []
+        for letter in ("b", "c"):
+            title, body = (data.get(f"variant_{letter}_title") or "").strip(), data.get(f"variant_{letter}_body") or ""
+            if not title and not body.strip():
+                continue
+            if not title:
+                self.add_error(f"variant_{letter}_title", f"Give variant {letter.upper()} a title.")
+            if not body.strip():
+                self.add_error(f"variant_{letter}_body", f"Give variant {letter.upper()} a message.")
+            extra.append((letter, title, body, data.get(f"variant_{letter}_share")))
+        if not extra:
+            data["variants"] = []
+            return
+        shares = [data.get("variant_a_share")] + [share for *_, share in extra]
+        for letter, share in zip("abc", shares, strict=False):
+            if share is None and f"variant_{letter}_share" not in self.errors:
+                self.add_error(f"variant_{letter}_share", f"Give variant {letter.upper()} a share of the audience.")
+        if None not in shares and sum(shares) != 100:
+            self.add_error("variant_a_share", f"The variants' shares add up to {sum(shares)}%; make them 100%.")
+        data["variants"] = [
+            {"title_template": data.get("title_template") or "", "body_template": data.get("body_template") or ""}
+        ] + [{"title_template": title, "body_template": body} for _, title, body, _ in extra]
+        for variant, share in zip(data["variants"], shares, strict=True):
+            variant["share"] = share
 
     def service_values(self) -> dict:
         """The cleaned form as the campaign services take it."""
@@ -303,6 +388,8 @@ class CampaignForm(forms.Form):
             "frequency_window_days": data["frequency_window_days"],
             "control_share": (data["control_share"] / 100).quantize(Decimal("0.001")),
             "attribution_window_days": data["attribution_window_days"],
+            "variants": data.get("variants") or [],
+            "auto_winner": bool(data.get("auto_winner")),
         }
 
     @classmethod
@@ -324,8 +411,42 @@ class CampaignForm(forms.Form):
             "frequency_window_days": campaign.frequency_window_days,
             "control_share": (campaign.control_share * 100).normalize(),
             "attribution_window_days": campaign.attribution_window_days,
+            "auto_winner": campaign.auto_winner,
+            **cls._picker_initial(campaign.recurrence),
+            **cls._variants_initial(campaign),
         }
+
+    @staticmethod
+    def _picker_initial(recurrence: str) -> dict:
+        parts = recurrence.split()
+        if len(parts) != 5 or not (parts[0].isdigit() and parts[1].isdigit()):
+            return {"repeat_every": "custom" if recurrence else "weekly"}
+        at = f"{int(parts[1]):02d}:{int(parts[0]):02d}"
+        dom, month, dow = parts[2:]
+        if (dom, month, dow) == ("*", "*", "*"):
+            return {"repeat_every": "daily", "repeat_time": at}
+        if dom == "*" and month == "*" and dow.isdigit() and int(dow) <= 6:
+            return {"repeat_every": "weekly", "repeat_time": at, "repeat_weekday": int(dow)}
+        if dom.isdigit() and 1 <= int(dom) <= MAX_MONTHLY_DAY and month == "*" and dow == "*":
+            return {"repeat_every": "monthly", "repeat_time": at, "repeat_day": int(dom)}
+        return {"repeat_every": "custom"}
+
+    @staticmethod
+    def _variants_initial(campaign) -> dict:
+        variants = list(campaign.variants.order_by("position"))
+        initial: dict = {}
+        if variants:
+            initial["variant_a_share"] = variants[0].share
+        for letter, variant in zip("bc", variants[1:], strict=False):
+            initial[f"variant_{letter}_title"] = variant.title_template
+            initial[f"variant_{letter}_body"] = variant.body_template
+            initial[f"variant_{letter}_share"] = variant.share
+        return initial
 
 
 # The campaign services name fields as their API does; the form names two of them differently.
-CAMPAIGN_FIELD_OF = {"include_segment_ids": "include_segments", "exclude_segment_ids": "exclude_segments"}
+CAMPAIGN_FIELD_OF = {
+    "include_segment_ids": "include_segments",
+    "exclude_segment_ids": "exclude_segments",
+    "variants": "variant_a_share",
+}

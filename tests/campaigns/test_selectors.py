@@ -61,7 +61,8 @@ def test_report_reads_conversions_for_both_groups_and_matches_the_formula(mercha
     treatment = _deliveries(campaign, ids[:300], Group.TREATMENT, sent)
     control = _deliveries(campaign, ids[300:], Group.CONTROL, sent)
 
-    # treatment: 40 tracked conversions (order value 25), 20 ingested purchases (2 × 10 − 1 = 19)
+    # treatment: 40 tracked conversions (order value 25), 20 ingested purchases (2 × 10 = 20: the price is the unit
+    # price paid, its discount already taken off; subtracting it again gave 19)
     for d in treatment[:40]:
         TrackingEvent.objects.create(
             delivery=d,
@@ -93,7 +94,7 @@ def test_report_reads_conversions_for_both_groups_and_matches_the_formula(mercha
     t, c = report.treatment, report.control
     assert (t.size, t.sent, t.opened, t.clicked, t.converted) == (300, 300, 150, 70, 60)
     assert (c.size, c.converted) == (200, 20)
-    assert t.revenue == Decimal("30") + 39 * Decimal("25") + 20 * Decimal("19")
+    assert t.revenue == Decimal("30") + 39 * Decimal("25") + 20 * Decimal("20")
     assert c.revenue == Decimal("200.00")
     p_t, p_c = 60 / 300, 20 / 200
     se = ((p_t * (1 - p_t) / 300) + (p_c * (1 - p_c) / 200)) ** 0.5

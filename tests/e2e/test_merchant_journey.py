@@ -89,7 +89,7 @@ def test_build_a_segment_by_typing_then_launch_a_campaign_and_read_its_report(ma
     page.get_by_label("Coupon code").fill("HILLS10")
     page.get_by_label("Discount (%)").fill("10")
     preview_title = page.locator("[data-preview-title]")
-    expect(preview_title).to_have_text("10% off picked for you")
+    expect(preview_title).to_have_text("Picked for you at Trailhead Outdoor")
     browsing.shot("campaign_wizard")
 
     # A bad placeholder is refused next to its field.

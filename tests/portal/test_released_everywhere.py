@@ -28,6 +28,7 @@ from django.utils import timezone
 from campaigns.models import (
     Campaign,
     CampaignStatus,
+    CampaignVariant,
     Delivery,
     DeliveryStatus,
     Group,
@@ -57,6 +58,7 @@ PORTAL_ACTIONS = {
     "campaigns/<id:campaign_id>/launch/",
     "campaigns/<id:campaign_id>/cancel/",
     "campaigns/<id:campaign_id>/delete/",
+    "campaigns/<id:campaign_id>/test-send/",
     "segments/estimate/",  # POSTed below with an expression
     "segments/parse/",  # the builder's parser: the expression's JSON form and canonical text, no counts
     "campaigns/preview/",  # a message preview: text and products, no counts
@@ -120,9 +122,12 @@ def world(population, merchant, all_purposes_approved, fine_preview):
     other = segment_create(merchant=merchant, name="Outdoor", expression="interest:outdoor", actor="test")
     for segment in (big, chess, other):
         segment_refresh(segment_id=segment.pk, actor="test")
+    sent = timezone.now() - timedelta(days=1)
     campaign = Campaign.objects.create(
         merchant=merchant,
         name="Spring",
+        launched_at=sent,
+        started_at=sent,
         title_template="Hi",
         body_template="x",
         status=CampaignStatus.COMPLETED,
@@ -134,7 +139,11 @@ def world(population, merchant, all_purposes_approved, fine_preview):
         dispatched_count=TREATMENT,
     )
     campaign.include_segments.add(big)
-    sent = timezone.now() - timedelta(days=1)
+    # An A/B test (variants A and B, each with its own released funnel) and a day of daily figures.
+    for position in (1, 2):
+        CampaignVariant.objects.create(
+            campaign=campaign, position=position, title_template=f"Hi {position}", body_template="x", share=50
+        )
     consumers = population.consumers
     Delivery.objects.bulk_create(
         [
@@ -145,6 +154,7 @@ def world(population, merchant, all_purposes_approved, fine_preview):
                 status=DeliveryStatus.DISPATCHED if i < TREATMENT else DeliveryStatus.HELD_OUT,
                 created_at=sent,
                 dispatched_at=sent if i < TREATMENT else None,
+                variant=1 + i % 2 if i < TREATMENT else None,
             )
             for i, c in enumerate(consumers[: TREATMENT + CONTROL])
         ]
@@ -310,8 +320,16 @@ def test_the_issues_case_no_rate_reveals_a_hidden_count(merchant_client, portal_
         assert report[group]["attributed_revenue"] is None and report[group]["revenue_per_consumer"] is None
     assert report["uplift"] is None and report["incremental_revenue"] is None
     page = _text(portal_client.get(f"/campaigns/{campaign.pk}/report/").content.decode())
-    assert "%" not in page.split("The figures")[1]
+    assert "%" not in page.split("The figures")[1].split("Message variants")[0]
     assert report["treatment"]["size"]["display"] in page
+    # The variants' rows: each buyer count hidden (fewer than 50 each), so no conversion rate and no comparison.
+    for variant in report["variants"]:
+        assert variant["converted"]["hidden"] and variant["conversion_rate"] is None
+        assert variant["versus_first"] is None
+    variants = page.split("Message variants")[1].split("Day by day")[0]
+    assert "hidden" in variants and "too early to tell" in variants
+    csv_text = portal_client.get(f"/campaigns/{campaign.pk}/report.csv").content.decode()
+    assert "fewer than" in csv_text and ",converted,," in csv_text  # hidden figures have no value in the CSV
 
 
 @pytest.mark.django_db

@@ -3,7 +3,9 @@ the review with the consent-filtered reach and the launch, progress while it run
 
 from __future__ import annotations
 
+import csv
 import json
+from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -11,17 +13,23 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns.messages import CompiledTemplate, ProductInfo, campaign_constants, template_problems
-from campaigns.models import FINISHED_STATUSES, Campaign, CampaignStatus, Phase
+from campaigns.messages import campaign_constants, message_render, template_problems
+from campaigns.models import FINISHED_STATUSES, VARIANT_LETTERS, Campaign, CampaignStatus, Group, Phase, ScheduleKind
+from campaigns.preview import PREVIEW_SAMPLES, message_preview
+from campaigns.report_csv import campaign_report_csv_rows
+from campaigns.schedule import duration_text, recurrence_describe
 from campaigns.selectors import (
     CAMPAIGN_PRECISION,
     campaign_progress,
     campaign_report_public,
     campaign_subject,
+    campaign_variants_report_public,
     campaigns_audience,
     campaigns_for_merchant,
+    campaigns_kpis,
 )
 from campaigns.services import (
     audience_precheck,
@@ -31,17 +39,18 @@ from campaigns.services import (
     campaign_launch,
     campaign_update,
 )
+from campaigns.testsend import campaign_test_send
+from campaigns.timeseries import SERIES as DAILY_SERIES
+from campaigns.timeseries import campaign_daily_public
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
-from portal.charts import FunnelStage, funnel_chart, interval_chart, percent
+from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart, percent
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
-from recommend.selectors import recommendations_for
 from segments.figures import segment_figures
-from segments.selectors import segment_latest_snapshot, segments_for_merchant, snapshot_members
-from tags.selectors import reachable_bitmap
+from segments.selectors import segments_for_merchant
 
 STATUS_BADGE = {
     CampaignStatus.DRAFT: "",
@@ -52,6 +61,35 @@ STATUS_BADGE = {
     CampaignStatus.FAILED: "bad",
 }
 PHASE_LABEL = dict(Phase.choices)
+
+
+def _local(moment) -> str:
+    """A moment in the merchant's time zone (the portal activates it for every page)."""
+    return timezone.localtime(moment).strftime("%-d %b %Y %H:%M")
+
+
+def campaign_state(campaign: Campaign) -> dict[str, str]:
+    """What a campaign is doing, in words and in the merchant's local time: its heading and its "when"."""
+    zone = timezone.get_current_timezone_name()
+    status = campaign.status
+    if status == CampaignStatus.DRAFT:
+        return {"heading": "Draft", "when": "not launched yet"}
+    if status == CampaignStatus.SCHEDULED:
+        if campaign.is_series:
+            return {
+                "heading": "Scheduled to repeat",
+                "when": f"{recurrence_describe(campaign.recurrence)} ({zone})",
+            }
+        if campaign.schedule_kind == ScheduleKind.AT and campaign.scheduled_at and campaign.parent_id is None:
+            return {"heading": "Scheduled", "when": f"sends {_local(campaign.scheduled_at)} ({zone})"}
+        return {"heading": "Starting…", "when": f"launched {_local(campaign.launched_at or campaign.created_at)}"}
+    if status == CampaignStatus.RUNNING:
+        return {"heading": "Sending…", "when": f"sending since {_local(campaign.started_at or campaign.launched_at)}"}
+    if status == CampaignStatus.COMPLETED:
+        return {"heading": "Sending finished", "when": f"sent {_local(campaign.completed_at or campaign.updated_at)}"}
+    if status == CampaignStatus.CANCELLED:
+        return {"heading": "Cancelled", "when": f"cancelled {_local(campaign.cancelled_at or campaign.updated_at)}"}
+    return {"heading": "Stopped: it failed", "when": f"failed {_local(campaign.updated_at)}"}
 
 
 def _actor(request: HttpRequest) -> str:
@@ -73,7 +111,20 @@ def _segments(request: HttpRequest):
 def campaign_list(request: HttpRequest) -> HttpResponse:
     campaigns = list(campaigns_for_merchant(request.portal.merchant).filter(parent__isnull=True)[:200])
     audience = campaigns_audience(campaigns)
-    rows = [{"campaign": c, "badge": STATUS_BADGE.get(c.status, ""), "audience": audience.get(c.pk)} for c in campaigns]
+    kpis = campaigns_kpis(campaigns)
+    rows = [
+        {
+            "campaign": c,
+            "badge": STATUS_BADGE.get(c.status, ""),
+            "audience": audience.get(c.pk),
+            "state": campaign_state(c),
+            "kpis": kpis.get(c.pk),
+            "conversion": None
+            if c.pk not in kpis or kpis[c.pk].conversion_rate is None
+            else percent(kpis[c.pk].conversion_rate or 0.0, 1),
+        }
+        for c in campaigns
+    ]
     return page(request, "portal/campaigns/list.html", {"rows": rows}, section="campaigns")
 
 
@@ -101,6 +152,9 @@ def _wizard(request, form: CampaignForm, campaign: Campaign | None, status: int 
             "campaign": campaign,
             "has_segments": form.fields["include_segments"].queryset.exists(),
             "min_audience": settings.MIN_AUDIENCE,
+            "time_zone": request.portal.merchant.time_zone,
+            "preview_samples": range(1, PREVIEW_SAMPLES + 1),
+            "min_recurrence": duration_text(settings.CAMPAIGN_MIN_RECURRENCE_MINUTES),
         },
         section="campaigns",
         status=status,
@@ -128,9 +182,10 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
     segments = _segments(request)
     if request.method != "POST":
         chosen = request.GET.get("segment", "")
+        # The starting message needs no offer, since the offer is optional; {offer} is suggested in the help.
         initial = {
-            "title_template": "{discount} off picked for you",
-            "body_template": "Hi! {product_1_title} is waiting at {store_name}. Use code {coupon_code}.",
+            "title_template": "Picked for you at {store_name}",
+            "body_template": "Hi! {product_1_title} is waiting for you at {store_name}.",
         }
         if chosen.isdigit() and len(chosen) < 19 and segments.filter(pk=int(chosen)).exists():
             initial["include_segments"] = [int(chosen)]
@@ -163,34 +218,6 @@ def campaign_edit(request: HttpRequest, campaign_id: int) -> HttpResponse:
 # ------------------------------------------------------------------------------------------------ preview
 
 
-def _sample_consumer(merchant, segment_ids: list[int], *, with_offer: bool) -> int | None:
-    """A consumer the campaign would reach (in the first included segment, one privacy.messaging's rule lets a
-    message reach now), never shown to anyone.
-
-    None when no included segment has a reachable member: the preview then shows the popular fallback, which
-    is what such a consumer would get.
-    """
-    own = set(segments_for_merchant(merchant).filter(pk__in=segment_ids).values_list("pk", flat=True))
-    consent = reachable_bitmap(with_offer=with_offer)
-    for segment_id in (s for s in segment_ids if s in own):
-        snapshot = segment_latest_snapshot(segment_id=segment_id)
-        if snapshot is None:
-            continue
-        reachable = snapshot_members(snapshot) & consent
-        if reachable:
-            return reachable.min()
-    return None
-
-
-def _sample_products(merchant, consumer_id: int | None, n: int) -> list[ProductInfo]:
-    if consumer_id is None or n <= 0:
-        return []
-    return [
-        ProductInfo(title=item["title"], price=item["price"])
-        for item in recommendations_for(consumer_id=consumer_id, merchant_id=merchant.pk, n=n)
-    ]
-
-
 def _decimal_or_none(value) -> Decimal | None:
     if value in (None, ""):
         return None
@@ -215,7 +242,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     title, body = str(data.get("title_template") or "")[:200], str(data.get("body_template") or "")[:2000]
     try:
         n_products = max(0, min(10, int(data.get("personalised_products") or 0)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         n_products = 0
     coupon = str(data.get("coupon_code") or "")[:40]
     discount = _decimal_or_none(data.get("discount_percent"))
@@ -229,22 +256,43 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
             problems[field] = found
     if problems:
         return JsonResponse({"problems": problems})
-    consumer_id = _sample_consumer(merchant, segment_ids, with_offer=bool(coupon or discount))
-    products = _sample_products(merchant, consumer_id, n_products)
-    constants = campaign_constants(store_name=merchant.name, coupon_code=coupon, discount_percent=discount)
-    if consumer_id is None:
-        note = "Choose a computed segment to preview with one of its consumers' real recommendations."
-    elif n_products and not products:
-        note = "This sample consumer has no recommendations yet; their message would leave the products out."
+    try:
+        sample = int(data.get("sample") or 1)
+    except (TypeError, ValueError, OverflowError):
+        sample = 1
+    preview = message_preview(
+        merchant_id=merchant.pk,
+        store_name=merchant.name,
+        title_template=title,
+        body_template=body,
+        coupon_code=coupon,
+        discount_percent=discount,
+        personalised_products=n_products,
+        segment_ids=segment_ids,
+        sample=max(1, min(sample, PREVIEW_SAMPLES)),
+    )
+    if preview.sample is None:
+        note = (
+            "Choose a computed segment with at least "
+            f"{settings.MIN_AUDIENCE} consumers you may message to preview with one of them; until then the "
+            "preview shows your most popular products."
+        )
+    elif n_products and not preview.products:
+        note = f"Sample consumer {preview.sample} has no recommendations yet; their message would leave them out."
     else:
-        note = "A real consumer from your audience, with their own recommendations. Who they are is never shown."
+        note = (
+            f"Sample consumer {preview.sample} of your audience, with their own recommendations. "
+            "Who they are is never shown."
+        )
     return JsonResponse(
         {
-            "title": CompiledTemplate(title, constants=constants).render(products),
-            "body": CompiledTemplate(body, constants=constants).render(products),
+            "title": preview.message.title,
+            "body": preview.message.body,
             "products": [
-                {"title": p.title, "price": f"{p.price:.2f}" if p.price is not None else ""} for p in products
+                {"title": p.title, "price": f"{p.price:.2f}" if p.price is not None else ""} for p in preview.products
             ],
+            "sample": preview.sample,
+            "samples": preview.samples,
             "note": note,
         }
     )
@@ -278,6 +326,10 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "min_audience": settings.MIN_AUDIENCE,
         "control_percent": (campaign.control_share * 100).normalize(),
         "launched_by": _person(request, campaign.launched_by),
+        "state": campaign_state(campaign),
+        "time_zone": campaign.merchant.time_zone,
+        "recurrence_text": recurrence_describe(campaign.recurrence) if campaign.recurrence else "",
+        "variants": list(campaign.variants.all()),
     }
     if campaign.status == CampaignStatus.DRAFT:
         reach = audience_precheck(campaign)
@@ -291,20 +343,47 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
             )[0]
         )
         context["reach_too_small"] = reach is not None and reach < settings.MIN_AUDIENCE
-        consumer_id = _sample_consumer(
-            campaign.merchant, [s.pk for s in context["include"]], with_offer=campaign.has_offer
+        try:
+            sample = max(1, min(int(request.GET.get("sample", "1")), PREVIEW_SAMPLES))
+        except ValueError:
+            sample = 1
+        preview = message_preview(
+            merchant_id=campaign.merchant_id,
+            store_name=campaign.merchant.name,
+            title_template=campaign.title_template,
+            body_template=campaign.body_template,
+            coupon_code=campaign.coupon_code,
+            discount_percent=campaign.discount_percent,
+            personalised_products=campaign.personalised_products,
+            segment_ids=[s.pk for s in context["include"]],
+            sample=sample,
         )
-        products = _sample_products(campaign.merchant, consumer_id, campaign.personalised_products)
         constants = campaign_constants(
             store_name=campaign.merchant.name,
             coupon_code=campaign.coupon_code,
             discount_percent=campaign.discount_percent,
         )
         context["preview"] = {
-            "title": CompiledTemplate(campaign.title_template, constants=constants).render(products),
-            "body": CompiledTemplate(campaign.body_template, constants=constants).render(products),
-            "products": products,
+            "title": preview.message.title,
+            "body": preview.message.body,
+            "products": preview.products,
+            "sample": preview.sample,
+            "samples": range(1, preview.samples + 1),
+            # The other variants, as the same sample consumer would get them.
+            "variants": [
+                (
+                    v.letter,
+                    message_render(
+                        title_template=v.title_template,
+                        body_template=v.body_template,
+                        constants=constants,
+                        products=preview.products,
+                    ),
+                )
+                for v in context["variants"][1:]
+            ],
         }
+        context["test_inbox"] = bool(settings.CAMPAIGN_TEST_INBOX_PSEUDONYM)
     return page(request, "portal/campaigns/detail.html", context, section="campaigns")
 
 
@@ -321,6 +400,23 @@ def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     else:
         messages.success(request, f"“{campaign.name}” launched.")
     return redirect("portal:campaign_detail", campaign_id=campaign.pk)
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def campaign_test_send_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    campaign = _campaign_or_404(request, campaign_id)
+    try:
+        sample = max(1, min(int(request.POST.get("sample", "1")), PREVIEW_SAMPLES))
+    except ValueError:
+        sample = 1
+    try:
+        campaign_test_send(campaign=campaign, actor=_actor(request), sample=sample)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Test message sent to the test inbox. It is not counted in any report.")
+    return redirect(reverse("portal:campaign_detail", kwargs={"campaign_id": campaign.pk}) + f"?sample={sample}")
 
 
 @require_POST
@@ -360,6 +456,7 @@ def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonRespon
             "status": campaign.status,
             "status_label": campaign.get_status_display(),
             "phase": PHASE_LABEL.get(campaign.phase, ""),
+            "heading": campaign_state(campaign)["heading"],
             "percent_written": progress.percent_written,
             "percent_dispatched": progress.percent_dispatched,
             "audience": progress.audience.display if progress.audience else "in progress",
@@ -379,6 +476,9 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
     campaign = _campaign_or_404(request, campaign_id)
     report = campaign_report_public(campaign)
     minimum = settings.MIN_AUDIENCE
+    series = campaign.parent if campaign.parent_id else campaign
+    daily = campaign_daily_public(campaign)
+    daily_rows = [{"day": d.day, "figures": [d.figures[key] for key in DAILY_SERIES]} for d in daily]
     groups = []
     for key, label, shown in (("treatment", "Received it", report.treatment), ("control", "Held out", report.control)):
         groups.append(
@@ -442,5 +542,47 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
             title="Uplift in conversion, with its 95% interval",
         ),
         "min_audience": minimum,
+        "min_released": settings.CAMPAIGN_REPORT_MIN_RELEASED,
+        "currency": campaign.merchant.currency,
+        "time_zone": campaign.merchant.time_zone,
+        "variants": _variant_rows(campaign),
+        "series": series,
+        "daily": daily_rows,
+        "daily_chart": line_chart(
+            [(datetime.combine(d.day, time(12), UTC), d.figures[(Group.TREATMENT, "purchased")].value) for d in daily],
+            title="Consumers who bought, per day (received it)",
+            empty_message="Figures appear here the day after each day ends.",
+        ),
+        "winner": series.winner_variant and VARIANT_LETTERS[series.winner_variant - 1],
     }
     return page(request, "portal/campaigns/report.html", context, section="campaigns")
+
+
+def _variant_rows(campaign: Campaign) -> list[dict]:
+    rows = []
+    for v in campaign_variants_report_public(campaign):
+        versus = v.versus_first
+        rows.append(
+            {
+                "variant": v,
+                "conversion_rate": None if v.conversion_rate is None else percent(v.conversion_rate, 1),
+                "versus": None
+                if versus is None or versus.absolute is None
+                else {
+                    "absolute": f"{versus.absolute * 100:+.1f} pp",
+                    "interval": f"{versus.ci_low * 100:+.1f} to {versus.ci_high * 100:+.1f} pp",
+                },
+            }
+        )
+    return rows
+
+
+@require_GET
+@merchant_view()
+def campaign_report_csv(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The report as CSV: released figures only, as the report page shows them."""
+    campaign = _campaign_or_404(request, campaign_id)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-report.csv"'
+    csv.writer(response).writerows(campaign_report_csv_rows(campaign))
+    return response

@@ -120,6 +120,12 @@ def test_launch_sends_and_the_report_shows_deliveries(
     assert "Funnel per group" in page and '<svg class="chart"' in page
     progress = portal_client.get(f"/campaigns/{campaign.pk}/progress.json").json()
     assert progress["finished"] and progress["percent_dispatched"] == 100
+    # The list shows the campaign's KPIs, the report's released figures (nobody bought yet: hidden, no rate).
+    listed = portal_client.get("/campaigns/").content.decode()
+    sent = released_public(campaign_subject(campaign.pk, "dispatched"), campaign.dispatched_count)["display"]
+    bought = released_public(campaign_subject(campaign.pk, "converted", "treatment"), 0)["display"]
+    assert f'<td class="num">{sent}</td><td class="num">{bought}</td>' in listed
+    assert "Sending finished" in portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
 
 
 def test_launch_refusals_are_explained(portal_client, population, merchant, approve_activity):
@@ -166,6 +172,8 @@ def test_preview_uses_a_consumer_of_the_audience_and_checks_placeholders(portal_
         '{"personalised_products": "x", "discount_percent": "NaN"}',
         '{"include_segment_ids": "12", "discount_percent": "1e999999"}',
         '{"include_segment_ids": [99999999999999999999999], "title_template": 5}',
+        '{"sample": Infinity, "personalised_products": -Infinity}',
+        '{"sample": [2], "include_segment_ids": [1]}',
     ],
 )
 def test_preview_never_fails_on_garbage(portal_client, audience, payload):
@@ -198,3 +206,173 @@ def test_only_drafts_can_be_edited(portal_client, audience, merchant, django_cap
         portal_client.post(f"/campaigns/{campaign.pk}/launch/")
     response = portal_client.get(f"/campaigns/{campaign.pk}/edit/", follow=True)
     assert "Only a draft can be changed" in response.content.decode()
+
+
+def _initial_value(page: str, name: str) -> str:
+    import html
+    import re
+
+    tag = re.search(rf'<(?:input|textarea)[^>]*name="{name}"[^>]*>([^<]*)', page)
+    assert tag, name
+    value = re.search(r'value="([^"]*)"', tag.group(0))
+    return html.unescape(value.group(1) if value else tag.group(1).lstrip("\n"))
+
+
+def test_the_wizards_own_default_message_saves_without_an_offer(portal_client, audience, merchant):
+    """The starting title and message must not need the optional offer (they used {discount} and {coupon_code})."""
+    page = portal_client.get("/campaigns/new/").content.decode()
+    data = wizard_data(
+        audience,
+        title_template=_initial_value(page, "title_template"),
+        body_template=_initial_value(page, "body_template"),
+        personalised_products="3",
+        coupon_code="",
+        discount_percent="",
+    )
+    response = portal_client.post("/campaigns/new/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Campaign.objects.get(merchant=merchant).has_offer is False
+
+
+def test_the_wizard_reads_and_shows_the_merchants_local_time(portal_client, audience, merchant):
+    from datetime import UTC, datetime
+
+    merchant.time_zone = "Asia/Singapore"  # UTC+8, no daylight saving
+    merchant.save()
+    data = wizard_data(audience, schedule_kind="at", scheduled_at="2031-03-04T09:30")
+    assert portal_client.post("/campaigns/new/", data).status_code == 302
+    campaign = Campaign.objects.get(merchant=merchant)
+    assert campaign.scheduled_at == datetime(2031, 3, 4, 1, 30, tzinfo=UTC)
+    page = portal_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+    assert 'value="2031-03-04T09:30"' in page and "Asia/Singapore" in page
+
+
+def test_the_repeat_picker_writes_the_schedule(portal_client, audience, merchant):
+    data = wizard_data(
+        audience, schedule_kind="recurring", repeat_every="weekly", repeat_time="18:15", repeat_weekday="3"
+    )
+    assert portal_client.post("/campaigns/new/", data).status_code == 302
+    assert Campaign.objects.get(merchant=merchant).recurrence == "15 18 * * 3"
+
+
+def test_a_too_frequent_custom_schedule_is_refused_in_prose(portal_client, audience):
+    data = wizard_data(audience, schedule_kind="recurring", repeat_every="custom", recurrence="*/5 * * * *")
+    page = portal_client.post("/campaigns/new/", data).content.decode()
+    assert "runs must be at least 1 day apart" in page
+
+
+def test_wizard_saves_variants(portal_client, audience, merchant):
+    data = wizard_data(
+        audience,
+        variant_a_share="60",
+        variant_b_title="Another title",
+        variant_b_body="Another message from {store_name}",
+        variant_b_share="40",
+    )
+    assert portal_client.post("/campaigns/new/", data).status_code == 302
+    campaign = Campaign.objects.get(merchant=merchant)
+    assert [(v.position, v.share, v.title_template) for v in campaign.variants.all()] == [
+        (1, 60, "{discount} off this weekend"),
+        (2, 40, "Another title"),
+    ]
+    bad = wizard_data(audience, variant_b_title="B", variant_b_body="b", variant_b_share="30", variant_a_share="60")
+    assert "add up to 90%" in portal_client.post("/campaigns/new/", bad).content.decode()
+
+
+def test_scheduled_and_cancelled_campaigns_show_their_true_state(portal_client, audience, merchant):
+    from datetime import UTC, datetime
+
+    from campaigns.services import campaign_cancel, campaign_launch
+
+    merchant.time_zone = "Asia/Singapore"
+    merchant.save()
+    campaign = draft(merchant, audience, schedule_kind="at", scheduled_at=datetime(2031, 3, 4, 1, 30, tzinfo=UTC))
+    campaign_launch(campaign=campaign, actor="test")
+    page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-testid="campaign-state">Scheduled<' in page and "Sending…" not in page
+    assert "sends 4 Mar 2031 09:30 (Asia/Singapore)" in page  # local time, not UTC
+    listed = portal_client.get("/campaigns/").content.decode()
+    assert "sends 4 Mar 2031 09:30" in listed and ">Launched<" not in listed
+    assert portal_client.get(f"/campaigns/{campaign.pk}/progress.json").json()["heading"] == "Scheduled"
+    campaign_cancel(campaign=campaign, actor="test")
+    page = portal_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-testid="campaign-state">Cancelled<' in page and "Sending…" not in page
+
+
+def test_report_shows_daily_figures_released_and_exports_csv(portal_client, audience, merchant):
+    import csv
+    import io
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import CampaignStatus, DeliveryStatus, Group, Phase, TrackingEvent, TrackingKind
+    from campaigns.timeseries import day_subject
+
+    campaign = draft(merchant, audience)
+    sent = timezone.now() - timedelta(days=2)
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=CampaignStatus.COMPLETED, phase=Phase.DONE, started_at=sent, launched_at=sent
+    )
+    from consumers.models import Consumer
+
+    consumers = list(Consumer.objects.order_by("pk").values_list("pk", flat=True)[:150])
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                campaign=campaign,
+                consumer_id=cid,
+                group=Group.TREATMENT,
+                status=DeliveryStatus.DISPATCHED,
+                created_at=sent,
+                dispatched_at=sent,
+            )
+            for cid in consumers
+        ]
+    )
+    opened_at = sent + timedelta(hours=1)
+    TrackingEvent.objects.bulk_create(
+        [
+            TrackingEvent(delivery=d, kind=TrackingKind.OPENED, occurred_at=opened_at, idempotency_key="o")
+            for d in Delivery.objects.filter(campaign=campaign)
+        ]
+    )
+    page = portal_client.get(f"/campaigns/{campaign.pk}/report/").content.decode()
+    day = timezone.localtime(opened_at, merchant.zone).date()
+    expected = released_public(day_subject(campaign.pk, "treatment", "opened", day), len(consumers))["display"]
+    assert 'data-testid="daily-table"' in page and f'<td class="num">{expected}</td>' in page
+    assert "too early to tell" in page and "Money is in SGD" in page
+    response = portal_client.get(f"/campaigns/{campaign.pk}/report.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:3] == ["section", "group", "measure"]
+    [opened] = [r for r in rows if r[0] == "daily" and r[2] == "opened" and r[3] == day.isoformat()]
+    assert opened[5] == expected
+    size = [r for r in rows if r[:3] == ["funnel", "treatment", "size"]][0]
+    assert size[5] == released_public(campaign_subject(campaign.pk, "size", "treatment"), len(consumers))["display"]
+
+
+def test_the_preview_as_a_chosen_sample_never_names_them(portal_client, audience):
+    from consumers.models import Consumer
+
+    response = portal_client.post(
+        "/campaigns/preview/",
+        {"title_template": "Hi", "body_template": "x", "include_segment_ids": [audience.pk], "sample": 2},
+        content_type="application/json",
+    ).json()
+    assert response["sample"] == 2 and "Sample consumer 2" in response["note"]
+    text = json.dumps(response)
+    assert not any(p in text for p in Consumer.objects.values_list("pseudonym", flat=True))
+
+
+def test_review_previews_every_variant_for_the_same_sample(portal_client, audience, merchant):
+    from campaigns.models import CampaignVariant
+
+    campaign = draft(merchant, audience)
+    for position, title in ((1, "{discount} off"), (2, "Second idea at {store_name}")):
+        CampaignVariant.objects.create(
+            campaign=campaign, position=position, title_template=title, body_template="Code {coupon_code}", share=50
+        )
+    page = portal_client.get(f"/campaigns/{campaign.pk}/?sample=2").content.decode()
+    assert 'data-testid="variant-preview"' in page and f"Second idea at {merchant.name}" in page
+    assert '<option value="2" selected>sample consumer 2</option>' in page

@@ -9,6 +9,7 @@
   var phase = box.querySelector("[data-phase]");
   var status = box.querySelector("[data-status]");
   var audience = box.querySelector("[data-audience]");
+  var heading = box.querySelector("[data-testid=campaign-state]");
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
@@ -17,7 +18,8 @@
         written.textContent = p.percent_written + "%";
         dispatched.value = p.percent_dispatched;
         dispatched.textContent = p.percent_dispatched + "%";
-        phase.textContent = p.phase || "Waiting for a worker";
+        phase.textContent = p.phase || (p.status === "scheduled" ? "Waiting to start" : "—");
+        if (heading && p.heading) heading.textContent = p.heading;
         status.textContent = p.status_label;
         audience.textContent = p.audience;
         if (p.finished) { window.location.reload(); return; }

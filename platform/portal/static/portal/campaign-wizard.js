@@ -64,6 +64,7 @@
   var body = form.querySelector("[data-preview-body]");
   var list = form.querySelector("[data-preview-products]");
   var note = form.querySelector("[data-preview-note]");
+  var sampleSelect = form.querySelector("[data-preview-sample]");
   var previewSeq = 0;
   function value(name) { var el = form.elements[name]; return el ? el.value : ""; }
   function updatePreview() {
@@ -75,6 +76,7 @@
       coupon_code: value("coupon_code"),
       discount_percent: value("discount_percent"),
       include_segment_ids: checked("include_segments"),
+      sample: sampleSelect ? sampleSelect.value : "1",
     }).then(function (data) {
       if (mine !== previewSeq) return;
       list.innerHTML = "";
@@ -97,6 +99,7 @@
       });
       note.textContent = data.note;
       note.className = "small muted";
+      if (sampleSelect) sampleSelect.disabled = !data.samples;
     }).catch(function () { note.textContent = "The preview could not be fetched just now."; });
   }
 
@@ -106,13 +109,19 @@
     form.querySelectorAll("[data-show-when]").forEach(function (el) {
       el.hidden = el.getAttribute("data-show-when") !== kind;
     });
+    /* the repeat picker: daily / weekly / monthly at a local time, or a custom crontab */
+    var every = value("repeat_every") || "custom";
+    form.querySelectorAll("[data-show-repeat]").forEach(function (el) {
+      el.hidden = el.getAttribute("data-show-repeat").split(" ").indexOf(every) === -1;
+    });
   }
 
   var reachSoon = debounce(updateReach, 250);
   var previewSoon = debounce(updatePreview, 350);
   form.addEventListener("change", function (e) {
     if (e.target.name === "include_segments" || e.target.name === "exclude_segments") { reachSoon(); previewSoon(); }
-    if (e.target.name === "schedule_kind") updateSchedule();
+    if (e.target.name === "schedule_kind" || e.target.name === "repeat_every") updateSchedule();
+    if (e.target === sampleSelect) previewSoon();
     if (["personalised_products", "coupon_code", "discount_percent"].indexOf(e.target.name) !== -1) previewSoon();
   });
   form.addEventListener("input", function (e) {
