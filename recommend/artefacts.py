@@ -25,7 +25,7 @@ from .models import RecommenderModel
 
 ARTEFACT_DIR = "recommend/models"
 # Models whose scores come from the consumer's history rather than a learned consumer vector.
-HISTORY_MODELS = frozenset({"ease", "item_knn"})
+HISTORY_MODELS = frozenset({"ease", "item_knn", "category_popular"})
 _ID_KEYS = ("consumer_ids", "product_ids")
 _HISTORY_KEYS = ("history_data", "history_indices", "history_indptr")
 
