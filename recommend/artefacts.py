@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +40,9 @@ class LoadedModel:
     consumer_ids: np.ndarray  # sorted; row i of the model is consumer_ids[i]
     product_ids: np.ndarray  # sorted; column j is product_ids[j]
     history: sp.csr_matrix | None  # consumers x products, for the history models
+    # Per-model memo of derived arrays (product audiences' scores, recommend.selectors.product_affinity): it
+    # lives and dies with this loaded model, so a reloaded or rewritten artefact never serves stale scores.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def rows_for(self, consumer_ids) -> np.ndarray:
         return _positions(self.consumer_ids, consumer_ids)
