@@ -415,17 +415,19 @@ class CategoryPopularity(Recommender):
     column, -1 for none; set with `with_categories` before `fit`). A consumer's
     affinity to a category is its share of their interaction weight; an item
     scores that share plus `popularity_weight` x its popularity (consumers who
-    interacted with it) divided by the largest popularity. With the default
-    weight (0.05) the consumer's categories come first, strongest first, each
-    in popularity order, and popularity alone ranks a consumer without history;
-    a large weight turns it into global popularity.
+    interacted with it) divided by the largest popularity. A small weight
+    (0.05) puts the consumer's categories first, strongest first, each in
+    popularity order; a large one turns it into global popularity. The default,
+    0.5, was the best on marketplace-shaped validation splits (synthetic
+    marketplace and online retail; docs/recommendations.md). Popularity alone
+    ranks a consumer without history.
 
     `category_depth` is read by the caller that maps products to categories
     (1: the top level of the category path); the model only sees the codes.
     """
 
     name = "category_popular"
-    defaults = {"popularity_weight": 0.05, "category_depth": 1}
+    defaults = {"popularity_weight": 0.5, "category_depth": 1}
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
