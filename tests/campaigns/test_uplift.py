@@ -53,3 +53,101 @@ def test_a_campaign_with_too_small_an_arm_is_refused():
     data = planted_campaign(n=400, treatment_share=0.95, seed=2)
     with pytest.raises(ValueError, match="at least 50 treatment and 50 control"):
         UpliftModel().fit(data.features, data.treatment, data.converted)
+
+
+# --- from a completed campaign in the database to a persuadable segment ------------------------------------
+
+
+def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5):
+    """Consumers who browsed this merchant before respond to the message (60 % against 5 %); earlier buyers buy
+    again whatever the arm (50 %); the rest rarely buy. Returns the campaign and the two groups' ids."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from campaigns.models import CampaignStatus, Delivery, DeliveryStatus, Group
+    from consumers.models import Event, EventType
+    from tests.factories import ProductFactory, bitmaps_refresh
+
+    from .conftest import make_campaign, make_consumers
+
+    rng = np.random.default_rng(seed)
+    product = ProductFactory(merchant=merchant)
+    ids = make_consumers(n)
+    started = timezone.now() - timedelta(days=20)
+    campaign = make_campaign(merchant, status=CampaignStatus.COMPLETED, started_at=started, completed_at=started)
+    browsers, buyers = set(ids[: n // 2]), set(ids[n // 2 : n // 2 + n // 4])
+    events, deliveries = [], []
+    for i, consumer_id in enumerate(ids):
+        treated = rng.random() < 0.7
+        deliveries.append(
+            Delivery(
+                campaign=campaign,
+                consumer_id=consumer_id,
+                group=Group.TREATMENT if treated else Group.CONTROL,
+                status=DeliveryStatus.DISPATCHED if treated else DeliveryStatus.PENDING,
+                created_at=started,
+                dispatched_at=started if treated else None,
+            )
+        )
+        before = started - timedelta(days=10)
+        if consumer_id in browsers:
+            events += [(consumer_id, EventType.VIEW, before)] * 3
+        if consumer_id in buyers:
+            events += [(consumer_id, EventType.PURCHASE, before)]
+        rate = (0.6 if treated else 0.05) if consumer_id in browsers else 0.5 if consumer_id in buyers else 0.02
+        if rng.random() < rate:
+            events.append((consumer_id, EventType.PURCHASE, started + timedelta(days=1)))
+    Delivery.objects.bulk_create(deliveries)
+    Event.objects.bulk_create(
+        [
+            Event(
+                source_key=f"uplift-{k}",
+                consumer_id=c,
+                merchant=merchant,
+                product=product,
+                event_type=t,
+                occurred_at=when,
+            )
+            for k, (c, t, when) in enumerate(events)
+        ]
+    )
+    bitmaps_refresh()
+    return campaign, browsers, buyers
+
+
+def test_persuadables_of_a_completed_campaign_are_the_consumers_it_moved(merchant, all_purposes_approved):
+    from segments.models import SegmentKind
+    from segments.selectors import segment_latest_snapshot, snapshot_members
+
+    from campaigns.uplift import persuadables_create
+
+    campaign, browsers, buyers = _completed_campaign_with_a_planted_effect(merchant)
+    segment = persuadables_create(
+        campaign_id=campaign.pk, merchant_id=merchant.pk, name="Persuadables", size=150, actor="test"
+    )
+    assert segment.kind == SegmentKind.PERSUADABLE
+    assert segment.lookalike_spec["campaign"] == campaign.pk and segment.lookalike_spec["holdout"]["rows"] > 0
+    members = set(snapshot_members(segment_latest_snapshot(segment_id=segment.pk)))
+    assert 100 <= len(members) <= 150
+    assert len(members & browsers) >= 0.9 * len(members)  # the persuadables
+    assert not members & buyers  # loyal buyers buy anyway: targeting them gains nothing
+
+
+def test_persuadables_need_the_merchants_own_completed_campaign(merchant, other_merchant, all_purposes_approved):
+    from merchants.errors import NotFound, Unprocessable
+
+    from campaigns.models import CampaignStatus
+    from campaigns.uplift import persuadables_create
+
+    from .conftest import make_campaign
+
+    foreign = make_campaign(other_merchant, status=CampaignStatus.COMPLETED)
+    with pytest.raises(NotFound):
+        persuadables_create(campaign_id=foreign.pk, merchant_id=merchant.pk, name="x", size=150, actor="test")
+    running = make_campaign(merchant, status=CampaignStatus.RUNNING)
+    with pytest.raises(Unprocessable, match="completed campaign"):
+        persuadables_create(campaign_id=running.pk, merchant_id=merchant.pk, name="x", size=150, actor="test")
+    completed = make_campaign(merchant, status=CampaignStatus.COMPLETED)
+    with pytest.raises(Unprocessable, match="cannot train an uplift model"):
+        persuadables_create(campaign_id=completed.pk, merchant_id=merchant.pk, name="x", size=150, actor="test")
