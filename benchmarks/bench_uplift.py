@@ -38,7 +38,9 @@ def run(ctx: BenchContext) -> list[Row]:
                 result.incremental_top_20,
                 "conversions",
                 target=">= 1.5x propensity",
-                ratio=f"{result.incremental_top_20 / by_propensity:.2f}x propensity" if by_propensity > 0 else "",
+                ratio=f"{result.incremental_top_20 / by_propensity:.2f}x propensity"
+                if by_propensity > 0
+                else "propensity earns <= 0",
                 note=f"{int(held.sum()):,} held-out rows; planted truth {truth:.0f}; fit+score {seconds:.1f} s",
             ),
             Row(NAME, f"{learner}-learner: incremental, top 20 % by propensity", by_propensity, "conversions"),

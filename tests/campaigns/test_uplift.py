@@ -117,10 +117,9 @@ def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5):
 
 
 def test_persuadables_of_a_completed_campaign_are_the_consumers_it_moved(merchant, all_purposes_approved):
+    from campaigns.uplift import persuadables_create
     from segments.models import SegmentKind
     from segments.selectors import segment_latest_snapshot, snapshot_members
-
-    from campaigns.uplift import persuadables_create
 
     campaign, browsers, buyers = _completed_campaign_with_a_planted_effect(merchant)
     segment = persuadables_create(
@@ -135,10 +134,9 @@ def test_persuadables_of_a_completed_campaign_are_the_consumers_it_moved(merchan
 
 
 def test_persuadables_need_the_merchants_own_completed_campaign(merchant, other_merchant, all_purposes_approved):
-    from merchants.errors import NotFound, Unprocessable
-
     from campaigns.models import CampaignStatus
     from campaigns.uplift import persuadables_create
+    from merchants.errors import NotFound, Unprocessable
 
     from .conftest import make_campaign
 
