@@ -149,3 +149,49 @@ def test_persuadables_need_the_merchants_own_completed_campaign(merchant, other_
     completed = make_campaign(merchant, status=CampaignStatus.COMPLETED)
     with pytest.raises(Unprocessable, match="cannot train an uplift model"):
         persuadables_create(campaign_id=completed.pk, merchant_id=merchant.pk, name="x", size=150, actor="test")
+
+
+def test_the_forecast_endpoint_releases_the_expected_incremental_conversions(
+    merchant, other_merchant, all_purposes_approved, merchant_client, other_merchant_client
+):
+    from campaigns.models import CampaignStatus
+    from campaigns.uplift import campaign_forecast_exact
+    from segments.models import Segment
+    from segments.services import segment_members_write
+    from tests.release_helpers import released_public
+
+    from .conftest import make_campaign
+
+    like, browsers, buyers = _completed_campaign_with_a_planted_effect(merchant)
+    draft = make_campaign(merchant, status=CampaignStatus.DRAFT, name="Next sale")
+    url = f"/api/v1/campaigns/{draft.pk}/forecast"
+    per_consumer: dict[bool, float] = {}
+    for members, expect_gain in ((browsers, True), (buyers, False)):
+        segment = Segment.objects.create(
+            merchant=merchant, name=f"audience {expect_gain}", definition="persuadables", created_by="test"
+        )
+        segment_members_write(
+            segment_id=segment.pk, members=sorted(members), method="test", definition="test", actor="test"
+        )
+        draft.include_segments.set([segment])
+        response = merchant_client.get(url)
+        assert response.status_code == 200, response.json()
+        body = response.json()
+        assert body["like_campaign_id"] == like.pk and body["confidence"] == 0.95
+        assert body["audience"] == released_public(f"campaign:{draft.pk}:forecast:audience", len(members))
+        exact = campaign_forecast_exact(campaign=draft)
+        for key, (subject, count) in zip(
+            ("audience", "incremental_conversions", "incremental_low", "incremental_high"),
+            exact.figures(draft.pk),
+            strict=True,
+        ):
+            assert body[key] == released_public(subject, count)
+        assert exact.low <= exact.incremental <= exact.high
+        per_consumer[expect_gain] = exact.incremental / exact.audience
+    # The browsers are moved by the message; the loyal buyers buy anyway.
+    assert per_consumer[True] > 0.2
+    assert per_consumer[False] < 0.5 * per_consumer[True]
+    assert other_merchant_client.get(url).status_code == 404
+    lonely = make_campaign(other_merchant, status=CampaignStatus.DRAFT)
+    response = other_merchant_client.get(f"/api/v1/campaigns/{lonely.pk}/forecast")
+    assert response.status_code == 422 and "No completed campaign" in response.json()["error"]["message"]
