@@ -355,6 +355,21 @@ def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     )
 
 
+def _basis_require() -> None:
+    """Learning from campaigns and scoring consumers is audience analytics: it needs an approved `tagging`
+    (audience insights) activity, as segment refreshes do. Refused as a 422 naming what is missing."""
+    from merchants.errors import Unprocessable
+    from privacy.models import Purpose
+    from privacy.services import ProcessingNotPermitted, processing_basis_require
+
+    try:
+        processing_basis_require(purpose=Purpose.TAGGING)
+    except ProcessingNotPermitted as exc:
+        raise Unprocessable(
+            f"Uplift models need an approved audience-insights processing activity: {exc}", code="no_basis"
+        ) from None
+
+
 def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: int, actor: str):
     """A segment (kind persuadable) of the `size` consumers an uplift model, trained on the merchant's
     completed campaign `campaign_id` (treatment and control), expects to gain most from a campaign like it.
@@ -380,6 +395,7 @@ def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: 
     campaign = Campaign.objects.filter(pk=campaign_id, merchant_id=merchant_id).first()
     if campaign is None:
         raise NotFound("No such campaign.", code="not_found")
+    _basis_require()
     if campaign.status != CampaignStatus.COMPLETED:
         raise Unprocessable("Persuadables are learned from a completed campaign.", code="campaign_not_completed")
     if size < settings.MIN_AUDIENCE:
@@ -498,6 +514,7 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
 
     from .models import Campaign, CampaignStatus
 
+    _basis_require()
     completed = Campaign.objects.filter(merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED)
     if like_campaign_id is not None:
         like = completed.filter(pk=like_campaign_id).first()

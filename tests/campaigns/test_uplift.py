@@ -195,3 +195,15 @@ def test_the_forecast_endpoint_releases_the_expected_incremental_conversions(
     lonely = make_campaign(other_merchant, status=CampaignStatus.DRAFT)
     response = other_merchant_client.get(f"/api/v1/campaigns/{lonely.pk}/forecast")
     assert response.status_code == 422 and "No completed campaign" in response.json()["error"]["message"]
+
+
+def test_the_forecast_needs_an_audience_insights_basis(merchant, merchant_client, approve_activity):
+    from campaigns.models import CampaignStatus
+    from privacy.models import Purpose
+
+    from .conftest import make_campaign
+
+    approve_activity(Purpose.DIRECT_MARKETING)  # a basis for another purpose does not count
+    draft = make_campaign(merchant, status=CampaignStatus.DRAFT)
+    response = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast")
+    assert response.status_code == 422 and "processing activity" in response.json()["error"]["message"]
