@@ -12,6 +12,8 @@ and single-consumer serving speed.
 4. GET /api/v1/recommendations/{pseudonym}?merchant=...&n=10 through Django's test client with an operator
    key: p50 and p99 over 500 requests.
 
+Marketplace data (every algorithm against global and category popularity) is bench_recommend_market.py.
+
 BENCH_SCALE shrinks 2-4 (not MovieLens). The batch run is timed once at full size (it is long); smaller
 scales take the median of three.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,7 +25,7 @@ from .models import RecommenderModel
 
 ARTEFACT_DIR = "recommend/models"
 # Models whose scores come from the consumer's history rather than a learned consumer vector.
-HISTORY_MODELS = frozenset({"ease", "item_knn"})
+HISTORY_MODELS = frozenset({"ease", "item_knn", "category_popular"})
 _ID_KEYS = ("consumer_ids", "product_ids")
 _HISTORY_KEYS = ("history_data", "history_indices", "history_indptr")
 
@@ -40,6 +40,9 @@ class LoadedModel:
     consumer_ids: np.ndarray  # sorted; row i of the model is consumer_ids[i]
     product_ids: np.ndarray  # sorted; column j is product_ids[j]
     history: sp.csr_matrix | None  # consumers x products, for the history models
+    # Per-model memo of derived arrays (product audiences' scores, recommend.selectors.product_affinity): it
+    # lives and dies with this loaded model, so a reloaded or rewritten artefact never serves stale scores.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def rows_for(self, consumer_ids) -> np.ndarray:
         return _positions(self.consumer_ids, consumer_ids)

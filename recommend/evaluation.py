@@ -28,7 +28,7 @@ user's row goes to training when its rank / count <= ratio. Protocol (b),
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,10 @@ class RankingMetrics:
     ndcg: float
     map: float
     map_at_k: float
+    # With a baseline to fill from (evaluate(..., baseline=)): the share of evaluated users whose list took at
+    # least one baseline pick, and the share whose model list was empty (all ties or nothing to score).
+    filled: float = 0.0
+    empty: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -58,6 +62,8 @@ class RankingMetrics:
             "ndcg_at_k": self.ndcg,
             "map": self.map,
             "map_at_k": self.map_at_k,
+            "filled_from_baseline": self.filled,
+            "empty_model_lists": self.empty,
         }
 
 
@@ -289,17 +295,98 @@ def temporal_holdout(
     return HoldOut(train, test, np.arange(shape[0]), np.arange(shape[1]))
 
 
-def evaluate(model, holdout: HoldOut, *, k: int = DEFAULT_K, chunk_size: int = 4096) -> RankingMetrics:
-    """Fit nothing: rank for every user with a relevant test item, excluding their training items."""
-    users = holdout.test_rows
+def time_split_holdout(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    weights: np.ndarray,
+    timestamps: np.ndarray,
+    *,
+    shape: tuple[int, int],
+    test_fraction: float = 0.2,
+) -> HoldOut:
+    """The temporal protocol: one cut in time for everybody, the latest `test_fraction` of all events tested.
+
+    Train is every event before the cut; relevant items are what a consumer
+    interacted with after it and not before. Only consumers with events before
+    the cut are evaluated (the others are cold starts, the same list for all).
+    Unlike the per-consumer hold-out, nothing after the cut leaks into training
+    through other consumers, which is what serving faces.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    order = np.lexsort((np.arange(rows.size), np.asarray(timestamps)))
+    n_train = round(rows.size * (1.0 - test_fraction))
+    train_mask = np.zeros(rows.size, dtype=bool)
+    train_mask[order[:n_train]] = True
+    train = sp.csr_matrix((weights[train_mask].astype(np.float32), (rows[train_mask], cols[train_mask])), shape=shape)
+    train.sum_duplicates()
+    test = sp.csr_matrix(
+        (np.ones(int((~train_mask).sum()), np.float32), (rows[~train_mask], cols[~train_mask])), shape=shape
+    )
+    test.sum_duplicates()
+    test.data[:] = 1.0
+    seen = train.copy()
+    seen.data[:] = 1.0
+    test = (test - test.multiply(seen)).tocsr()
+    has_history = (np.diff(train.indptr) > 0).astype(np.float32)
+    test = (sp.diags(has_history) @ test).tocsr()
+    test.eliminate_zeros()
+    return HoldOut(train, test, np.arange(shape[0]), np.arange(shape[1]))
+
+
+def fill_lists(primary: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Each row of `primary` (ids, -1 for none, picks first) completed with `baseline`'s picks in order,
+    skipping ids already in the row. Both are (users x n)."""
+    out = primary.copy()
+    n = out.shape[1]
+    short = np.flatnonzero(out[:, -1] < 0)
+    for row in short:
+        picks = [int(i) for i in out[row] if i >= 0]
+        taken = set(picks)
+        for candidate in baseline[row].tolist():
+            if len(picks) >= n:
+                break
+            if candidate >= 0 and candidate not in taken:
+                picks.append(candidate)
+                taken.add(candidate)
+        out[row] = -1
+        out[row, : len(picks)] = picks
+    return out
+
+
+def recommended_lists(
+    model, holdout: HoldOut, users: np.ndarray, *, k: int, chunk_size: int = 4096, drop_ties: bool = False
+) -> np.ndarray:
+    """Top-k columns for the given rows of the hold-out, their training items excluded."""
     lists = np.full((users.size, k), -1, dtype=np.int64)
     for start, stop in _chunks(users.size, chunk_size):
         chunk = users[start:stop]
         history = holdout.train[chunk]
-        ids, _ = model.recommend(history, user_rows=chunk, n=k, exclude=history)
+        ids, _ = model.recommend(history, user_rows=chunk, n=k, exclude=history, drop_ties=drop_ties)
         lists[start:stop, : ids.shape[1]] = ids
+    return lists
+
+
+def evaluate(model, holdout: HoldOut, *, k: int = DEFAULT_K, chunk_size: int = 4096, baseline=None) -> RankingMetrics:
+    """Fit nothing: rank for every user with a relevant test item, excluding their training items.
+
+    With a fitted `baseline`, the model's picks that tie with what it left out
+    (all-zero or all-equal scores) are replaced by the baseline's list, as
+    serving fills them; the metrics then record how often that happened.
+    """
+    users = holdout.test_rows
+    lists = recommended_lists(model, holdout, users, k=k, chunk_size=chunk_size, drop_ties=baseline is not None)
     relevant = holdout.test[users]
-    return ranking_metrics(lists, relevant, k=k)
+    if baseline is None:
+        return ranking_metrics(lists, relevant, k=k)
+    short = lists[:, -1] < 0
+    empty = lists[:, 0] < 0
+    fallback = recommended_lists(baseline, holdout, users, k=k, chunk_size=chunk_size)
+    metrics = ranking_metrics(fill_lists(lists, fallback), relevant, k=k)
+    counted = np.diff(sp.csr_matrix(relevant).indptr) > 0
+    share = float(short[counted].mean()) if counted.any() else 0.0
+    share_empty = float(empty[counted].mean()) if counted.any() else 0.0
+    return replace(metrics, filled=share, empty=share_empty)
 
 
 def _chunks(total: int, size: int) -> Iterator[tuple[int, int]]:

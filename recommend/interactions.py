@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from django.utils import timezone
 
-from consumers.models import Event, EventType
+from consumers.models import Event, EventType, Product
 
 DEFAULT_EVENT_WEIGHTS: dict[int, float] = {
     EventType.VIEW: 1.0,
@@ -216,3 +216,28 @@ def _matrix_hash(matrix: sp.csr_matrix, consumer_ids: np.ndarray, product_ids: n
         digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
     digest.update(np.round(matrix.data.astype(np.float64), 4).tobytes())
     return digest.hexdigest()
+
+
+def category_label(category_path: str, category: str, *, depth: int) -> str:
+    """A product's category at `depth` levels of its path ("beauty/skincare/serums" at 2: "beauty/skincare");
+    the top-level `category` when the path is empty; "" for none."""
+    path = (category_path or "").strip("/")
+    if not path:
+        return category or ""
+    return "/".join(path.split("/")[:depth])
+
+
+def product_category_codes(product_ids: np.ndarray, *, depth: int = 1) -> tuple[np.ndarray, list[str]]:
+    """Integer category code of each product id (-1: no category or unknown product), and the code -> label
+    list. Reads the products in chunks, one query each."""
+    product_ids = np.asarray(product_ids, dtype=np.int64)
+    label_of: dict[int, str] = {}
+    ids = product_ids.tolist()
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for pid, path, category in Product.objects.filter(id__in=chunk).values_list("id", "category_path", "category"):
+            label_of[pid] = category_label(path, category, depth=depth)
+    labels = sorted({label for label in label_of.values() if label})
+    code_of = {label: i for i, label in enumerate(labels)}
+    codes = np.fromiter((code_of.get(label_of.get(pid, ""), -1) for pid in ids), dtype=np.int64, count=len(ids))
+    return codes, labels

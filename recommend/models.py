@@ -22,7 +22,8 @@ class Algorithm(models.TextChoices):
     BPR = "bpr", "Bayesian personalised ranking (implicit)"
     ITEM_KNN = "item_knn", "Item-item nearest neighbours (implicit, cosine or BM25)"
     EASE = "ease", "EASE (closed-form item autoencoder)"
-    POPULAR = "popular", "Popularity baseline"
+    POPULAR = "popular", "Global popularity"
+    CATEGORY_POPULAR = "category_popular", "Popular in the consumer's categories (the baseline to beat)"
 
 
 class RunStatus(models.TextChoices):

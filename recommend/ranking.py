@@ -298,7 +298,10 @@ def rank_for_consumers(
                 )
                 history = (history + pick @ cold_history).tocsr()
             exclude = _exclusion_matrix(positions, columns, chunk, model.product_ids.size)
-            ids, _ = model.recommender.recommend(history, user_rows=rows[chunk], n=n, exclude=exclude, items=items)
+            # Tied picks (all-zero or all-equal scores) come back as -1 and are filled below, never arbitrary.
+            ids, _ = model.recommender.recommend(
+                history, user_rows=rows[chunk], n=n, exclude=exclude, items=items, drop_ties=True
+            )
             products = np.where(ids >= 0, model.product_ids[np.maximum(ids, 0)], -1)
             complete = ids[:, -1] >= 0  # -1 pads short lists at the end
             chunk_consumers = unique_ids[chunk]

@@ -204,3 +204,76 @@ def consumer_model_presence(consumer_id: int) -> list[dict[str, Any]]:
                 }
             )
     return held
+
+
+# --- product audiences: who is most likely to buy a product or a category (segments' likely_to_buy) -----------
+
+
+@dataclass(frozen=True)
+class ProductAffinity:
+    """The serving model's score of each consumer it was trained on for a set of products (the highest over
+    them). `model_id` / `version` identify the model, for caching; both None when nothing could be scored."""
+
+    consumer_ids: np.ndarray  # sorted int64
+    scores: np.ndarray  # float32, one per consumer
+    model_id: int | None = None
+    version: int | None = None
+
+
+_AFFINITY_CHUNK = 8192
+_AFFINITY_MEMO = 16
+
+
+def product_affinity(*, product_ids: Any) -> ProductAffinity:
+    """Scores of every consumer the serving model knows for `product_ids` (max over the products the model
+    knows). Empty without an approved `recommendation` activity, without a serving model, or when the model
+    knows none of the products. Memoised on the loaded model (per process, per artefact version) by products."""
+    empty = ProductAffinity(np.empty(0, np.int64), np.empty(0, np.float32))
+    if not personalisation_allowed():
+        return empty
+    record, model = serving()
+    if record is None or model is None:
+        return empty
+    columns = model.columns_for(np.asarray(product_ids, dtype=np.int64))
+    columns = np.unique(columns[columns >= 0])
+    key = ("affinity", columns.tobytes())
+    cached = model.memo.get(key)
+    if cached is not None:
+        return cached
+    if columns.size == 0:
+        return ProductAffinity(np.empty(0, np.int64), np.empty(0, np.float32), record.pk, model.version)
+    n_rows = model.consumer_ids.size
+    scores = np.empty(n_rows, dtype=np.float32)
+    for start in range(0, n_rows, _AFFINITY_CHUNK):
+        rows = np.arange(start, min(n_rows, start + _AFFINITY_CHUNK))
+        block = model.recommender.scores(model.history_rows(rows), user_rows=rows, items=columns)
+        scores[rows] = block.max(axis=1)
+    result = ProductAffinity(model.consumer_ids, scores, record.pk, model.version)
+    while len(model.memo) >= _AFFINITY_MEMO:
+        model.memo.pop(next(iter(model.memo)))
+    model.memo[key] = result
+    return result
+
+
+def likely_buyers(*, product_ids: Any, top: int | None = None, percent: float | None = None) -> np.ndarray:
+    """Consumer ids (sorted) the serving model scores highest for the products: the `top` best, or the best
+    `percent` % of the consumers it scores (rounded up). Ties at the boundary go to the lower consumer id, so
+    the answer is deterministic. Exactly one of top and percent."""
+    if (top is None) == (percent is None):
+        raise ValueError("give exactly one of top and percent")
+    affinity = product_affinity(product_ids=product_ids)
+    n = affinity.consumer_ids.size
+    if n == 0:
+        return np.empty(0, np.int64)
+    k = int(top) if top is not None else int(np.ceil(n * float(percent or 0) / 100.0))
+    k = max(0, min(k, n))
+    if k == 0:
+        return np.empty(0, np.int64)
+    if k == n:
+        return affinity.consumer_ids.copy()
+    scores = affinity.scores
+    threshold = np.partition(scores, n - k)[n - k]  # the k-th largest score
+    above = np.flatnonzero(scores > threshold)
+    tied = np.flatnonzero(scores == threshold)  # ascending positions, so ascending consumer ids
+    chosen = np.concatenate([above, tied[: k - above.size]])
+    return np.sort(affinity.consumer_ids[chosen])

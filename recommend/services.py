@@ -18,10 +18,15 @@ from django.utils import timezone
 from privacy.audit import audit_record
 from privacy.services import processing_basis_require
 
-from .algorithms import algorithm_create
+from .algorithms import CategoryPopularity, Recommender, algorithm_create
 from .artefacts import arrays_without_consumer, artefact_arrays, artefact_name, artefact_read, artefact_save
-from .evaluation import DEFAULT_K, RankingMetrics, evaluate, temporal_holdout
-from .interactions import DEFAULT_EVENT_WEIGHTS, interaction_events_load, interactions_from_events
+from .evaluation import DEFAULT_K, HoldOut, RankingMetrics, evaluate, temporal_holdout, time_split_holdout
+from .interactions import (
+    DEFAULT_EVENT_WEIGHTS,
+    interaction_events_load,
+    interactions_from_events,
+    product_category_codes,
+)
 from .memory import MemoryBudgetExceeded
 from .models import RecommenderModel, RunStatus, TrainingRun
 from .ranking import batch_chunk_size, rank_for_consumers
@@ -78,47 +83,110 @@ def training_config(
     )
 
 
+BASELINE = "category_popular"
+
+
 @dataclass
 class HoldoutReport:
+    """One protocol's figures: the model (its tied picks filled from the baseline), the baseline (category
+    popularity) and global popularity, on the same split."""
+
+    algorithm: str
     model: RankingMetrics
     baseline: RankingMetrics
+    popular: RankingMetrics
     memory: dict[str, Any] = field(default_factory=dict)  # the model's memory plan (Recommender.fit_info)
+    temporal: HoldoutReport | None = None  # the same three on the temporal protocol (one cut in time)
 
     @property
     def beats_baseline(self) -> bool:
-        return self.model.users > 0 and self.model.ndcg > self.baseline.ndcg
+        """The activation rule: strictly above category popularity's nDCG@k on the per-consumer hold-out (the
+        baseline itself must beat global popularity)."""
+        if self.model.users == 0:
+            return False
+        bar = self.popular if self.algorithm == BASELINE else self.baseline
+        return self.model.ndcg > bar.ndcg
 
     def as_dict(self, config: TrainingConfig) -> dict[str, Any]:
-        return {
-            "protocol": "temporal",
+        out: dict[str, Any] = {
+            "protocol": "per_consumer",
             "test_fraction": config.test_fraction,
             "k": config.k,
             "model": self.model.as_dict(),
             "baseline": self.baseline.as_dict(),
+            "baseline_algorithm": BASELINE,
+            "popular": self.popular.as_dict(),
             "beats_baseline": self.beats_baseline,
         }
+        if self.temporal is not None:
+            out["temporal"] = {
+                "protocol": "temporal",
+                "model": self.temporal.model.as_dict(),
+                "baseline": self.temporal.baseline.as_dict(),
+                "popular": self.temporal.popular.as_dict(),
+            }
+        return out
+
+
+def model_create(
+    algorithm: str, *, params: Mapping[str, Any], product_ids: Any, threads: int | None = None
+) -> Recommender:
+    """An unfitted model; category popularity gets the products' category codes (at its category_depth)."""
+    model = algorithm_create(algorithm, threads=threads, **params)
+    if isinstance(model, CategoryPopularity):
+        codes, _ = product_category_codes(product_ids, depth=int(model.params["category_depth"]))
+        model.with_categories(codes)
+    return model
+
+
+def holdout_report(
+    *,
+    algorithm: str,
+    params: Mapping[str, Any],
+    holdout: HoldOut,
+    product_ids: Any,
+    k: int = DEFAULT_K,
+    threads: int | None = None,
+    baseline_params: Mapping[str, Any] | None = None,
+) -> HoldoutReport:
+    """Fit the model, category popularity and global popularity on one split and score all three."""
+    model = model_create(algorithm, params=params, product_ids=product_ids, threads=threads).fit(holdout.train)
+    baseline = model_create(BASELINE, params=baseline_params or {}, product_ids=product_ids, threads=threads).fit(
+        holdout.train
+    )
+    popular = algorithm_create("popular", threads=threads).fit(holdout.train)
+    return HoldoutReport(
+        algorithm=algorithm,
+        model=evaluate(model, holdout, k=k, baseline=baseline),
+        baseline=evaluate(baseline, holdout, k=k),
+        popular=evaluate(popular, holdout, k=k),
+        memory=dict(model.fit_info),
+    )
 
 
 def recommender_evaluate(*, config: TrainingConfig, events=None, threads: int | None = None) -> HoldoutReport:
-    """Protocol (b) on marketplace events: the model and the popularity baseline on the same temporal split."""
+    """Both protocols on marketplace events: per-consumer hold-out (the activation rule's) and temporal."""
     if events is None:
         events = interaction_events_load(weights=config.event_weights, half_life_days=config.half_life_days)
     matrix = interactions_from_events(events)
-    holdout = temporal_holdout(
-        matrix.rows_for(events.consumer_ids),
-        matrix.columns_for(events.product_ids),
-        events.weights,
-        events.timestamps,
-        shape=matrix.shape,
-        test_fraction=config.test_fraction,
-    )
-    model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(holdout.train)
-    baseline = algorithm_create("popular", threads=threads).fit(holdout.train)
-    return HoldoutReport(
-        model=evaluate(model, holdout, k=config.k),
-        baseline=evaluate(baseline, holdout, k=config.k),
-        memory=dict(model.fit_info),
-    )
+    rows, cols = matrix.rows_for(events.consumer_ids), matrix.columns_for(events.product_ids)
+    reports = []
+    for split in (temporal_holdout, time_split_holdout):
+        holdout = split(
+            rows, cols, events.weights, events.timestamps, shape=matrix.shape, test_fraction=config.test_fraction
+        )
+        reports.append(
+            holdout_report(
+                algorithm=config.algorithm,
+                params=config.params,
+                holdout=holdout,
+                product_ids=matrix.product_ids,
+                k=config.k,
+                threads=threads,
+            )
+        )
+    reports[0].temporal = reports[1]
+    return reports[0]
 
 
 def recommender_train(
@@ -192,7 +260,9 @@ def recommender_train(
             users=users, items=items, nnz=int(matrix.matrix.nnz)
         )
         report = recommender_evaluate(config=config, events=events, threads=threads)
-        model = algorithm_create(config.algorithm, threads=threads, **config.params).fit(matrix.matrix)
+        model = model_create(
+            config.algorithm, params=config.params, product_ids=matrix.product_ids, threads=threads
+        ).fit(matrix.matrix)
         stored_name, size = artefact_save(
             name=f"{run.pk}-{config.algorithm}.npz", arrays=artefact_arrays(model, matrix)
         )
@@ -252,6 +322,8 @@ def recommender_train(
                     "baseline_ndcg": round(report.baseline.ndcg, 6),
                     "model_precision": round(report.model.precision, 6),
                     "baseline_precision": round(report.baseline.precision, 6),
+                    "baseline_algorithm": BASELINE,
+                    "popular_ndcg": round(report.popular.ndcg, 6),
                     "evaluated_consumers": report.model.users,
                 },
             )
@@ -360,8 +432,11 @@ def model_forget_consumer(*, consumer_id: int) -> int:
 
 
 __all__ = [
+    "BASELINE",
     "HoldoutReport",
     "TrainingConfig",
+    "holdout_report",
+    "model_create",
     "model_forget_consumer",
     "models_prune",
     "recommend_for_consumers",

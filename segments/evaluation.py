@@ -17,6 +17,7 @@ rule definitions from rows.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from pyroaring import BitMap, FrozenBitMap
 
 from consumers.models import Event, EventType, Product
 from merchants.models import Merchant
+from recommend.selectors import likely_buyers, product_affinity
 from tags.models import ConsumerTag, Tag
 from tags.rules import tag_visible_to
 from tags.selectors import tag_catalogue_rows
@@ -39,6 +41,7 @@ from .language import (
     MONEY_ARGS,
     ActionTerm,
     And,
+    LikelyTerm,
     Node,
     Not,
     Or,
@@ -199,6 +202,7 @@ def definition_resolve(
     # Categories and brands: the merchant's own, or sold by enough merchants (segments/targeting.py); the same
     # for the segments this one names, however deep, so both evaluators refuse alike.
     action_terms_check(actions, merchant_id=merchant.pk, text=text)
+    likely_terms_check([t for t in found if isinstance(t, LikelyTerm)], merchant_id=merchant.pk, text=text)
     if referenced:
         _nested_targeting_check(merchant, segment_terms, edges, text)
 
@@ -545,6 +549,57 @@ def scope_check(scope: str) -> str:
     return scope
 
 
+# ------------------------------------------------------------------------ likely_to_buy (product audiences)
+# Scores come from the serving recommendation model (recommend.selectors.product_affinity): the consumers it
+# was trained on, scored for the merchant's product, or the highest score over its products in the category.
+# The bitmap evaluator takes them through recommend.selectors.likely_buyers (partition at the k-th score);
+# the SQL oracle sorts every score itself. Both break ties at the boundary towards the lower consumer id.
+
+
+def likely_product_ids(term: LikelyTerm, *, merchant_id: int) -> list[int]:
+    """The merchant's own products the term names (the SKU, or every product in the category)."""
+    products = Product.objects.filter(merchant_id=merchant_id)
+    if term.product is not None:
+        products = products.filter(sku=term.product)
+    else:
+        products = products.filter(product_condition(category=term.category))
+    return list(products.order_by("id").values_list("id", flat=True))
+
+
+def likely_terms_check(found: list[LikelyTerm], *, merchant_id: int, text: str | None = None) -> None:
+    """A product or category outside the merchant's own catalogue is refused at the argument."""
+    for t in found:
+        if likely_product_ids(t, merchant_id=merchant_id):
+            continue
+        arg = "product" if t.product is not None else "category"
+        value = t.product if t.product is not None else t.category
+        raise SegmentSyntaxError(
+            f"No {arg} '{value}' in your catalogue; likely_to_buy targets your own products and categories",
+            position=t.position_of(arg),
+            found=str(value),
+            expected=[f"a {arg} of your catalogue"],
+            text=text,
+        )
+
+
+def likely_bitmap(term: LikelyTerm, *, merchant_id: int) -> FrozenBitMap:
+    ids = likely_buyers(
+        product_ids=likely_product_ids(term, merchant_id=merchant_id), top=term.top, percent=term.percent
+    )
+    return FrozenBitMap(ids.tolist())
+
+
+def likely_members_oracle(term: LikelyTerm, *, merchant_id: int) -> list[int]:
+    """The same members by a full sort of every score (the oracle the bitmap evaluator is held to)."""
+    affinity = product_affinity(product_ids=likely_product_ids(term, merchant_id=merchant_id))
+    n = int(affinity.consumer_ids.size)
+    if n == 0:
+        return []
+    k = term.top if term.top is not None else math.ceil(n * (term.percent or 0) / 100)
+    order = sorted(range(n), key=lambda i: (-float(affinity.scores[i]), int(affinity.consumer_ids[i])))
+    return sorted(int(affinity.consumer_ids[i]) for i in order[: min(k, n)])
+
+
 # ------------------------------------------------------------------------------------------------ snapshots
 
 
@@ -629,6 +684,8 @@ def evaluate_bitmap(
             return by_tag[resolved.tag_ids[(term.family, term.value)]]
         if isinstance(term, SegmentTerm):
             return nested[term.segment_id]
+        if isinstance(term, LikelyTerm):
+            return likely_bitmap(term, merchant_id=resolved.merchant_id)
         if term not in actions:
             if not version:
                 version.append(behaviour_version())
@@ -720,6 +777,10 @@ def sql_condition(resolved: ResolvedDefinition, *, now: datetime, _stack: tuple[
                 anyone = matching_events(node, merchant_id=resolved.merchant_id, now=now).values("consumer_id")
                 return did | ~Q(pk__in=anyone)
             return did
+
+            return Q(pk__in=behaviour_queryset(node, merchant_id=resolved.merchant_id, now=now))
+        if isinstance(node, LikelyTerm):
+            return Q(pk__in=likely_members_oracle(node, merchant_id=resolved.merchant_id))
         return _nested_segment_condition(node.segment_id, resolved.merchant_id, now, _stack)
 
     return walk(resolved.node)

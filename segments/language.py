@@ -76,7 +76,7 @@ _BARE_VALUE_RE = re.compile(r"[^\s():,=\"']+\Z")
 _KEYWORDS = {"and", "or", "not"}
 # Words the text form reads as something else before a ':' ("segment:12", "purchased(...)", "NOT ..."), so no
 # tag family may be called that.
-RESERVED_FAMILIES = frozenset({"segment", *_KEYWORDS, *ACTIONS})
+RESERVED_FAMILIES = frozenset({"segment", "likely_to_buy", *_KEYWORDS, *ACTIONS})
 
 TERM_EXPECTED = ["a tag (family:value)", "segment:ID", "an action such as purchased(...)", "NOT", "("]
 
@@ -223,8 +223,45 @@ class Or:
     pos: int | str = field(default=0, compare=False)
 
 
-Node = TagTerm | SegmentTerm | ActionTerm | Not | And | Or
-Term = TagTerm | SegmentTerm | ActionTerm
+# ---------------------------------------------------------------- likely_to_buy (product audiences): the term
+# Kept in its own block (with the parser, JSON and text helpers at the end of the module) so the action atoms
+# above can grow arguments independently.
+
+LIKELY_TO_BUY = "likely_to_buy"
+LIKELY_ARGS = ("product", "category", "top", "band")
+LIKELY_BANDS = {"top1": 1, "top5": 5, "top10": 10, "top25": 25, "top50": 50}  # percent of scored consumers
+LIKELY_DEFAULT_BAND = "top10"
+MAX_LIKELY_TOP = 10_000_000
+
+
+@dataclass(frozen=True)
+class LikelyTerm:
+    """`likely_to_buy(product="SKU", top=1000)` / `likely_to_buy(category="outdoor", band="top10")`: the consumers
+    the serving recommendation model scores highest for one of the merchant's products, or for any of its
+    products in a category. Exactly one of product and category; at most one of top (a count) and band (a share
+    of the consumers the model scores); neither means band top10."""
+
+    product: str | None = None
+    category: str | None = None
+    top: int | None = None
+    band: str | None = None
+    pos: int | str = field(default=0, compare=False)
+    arg_pos: tuple[tuple[str, int | str], ...] = field(default=(), compare=False)
+
+    def position_of(self, arg: str) -> int | str:
+        return dict(self.arg_pos).get(arg, self.pos)
+
+    @property
+    def percent(self) -> int | None:
+        if self.top is not None:
+            return None
+        return LIKELY_BANDS[self.band or LIKELY_DEFAULT_BAND]
+
+
+# ------------------------------------------------------------------------ end of the likely_to_buy term block
+
+Node = TagTerm | SegmentTerm | ActionTerm | LikelyTerm | Not | And | Or
+Term = TagTerm | SegmentTerm | ActionTerm | LikelyTerm
 
 
 def _join(cls: type[And] | type[Or], operands: list[Node], pos: int | str) -> Node:
@@ -431,6 +468,10 @@ class _Parser:
         following = self.peek()
         if word == "segment" and following.kind == ":":
             return self.parse_segment()
+        if word == LIKELY_TO_BUY:  # product audiences: see the likely_to_buy block
+            if following.kind != "(":
+                raise self.error(f"Expected '(' after {LIKELY_TO_BUY}, found {following.describe()}", following, ["("])
+            return _parse_likely(self)
         if word in ACTIONS:
             if following.kind != "(":
                 raise self.error(
@@ -731,6 +772,7 @@ def _from_json(data: Any, path: str, depth: int, counter: list[int]) -> Node:
         '{"tag": {...}}',
         '{"segment": ID}',
         '{"action": ...}',
+        '{"likely_to_buy": {...}}',
     ]
     if not isinstance(data, dict):
         raise SegmentSyntaxError(
@@ -738,6 +780,8 @@ def _from_json(data: Any, path: str, depth: int, counter: list[int]) -> Node:
         )
     if "action" in data:
         return _action_from_json(data, path, counter)
+    if LIKELY_TO_BUY in data:  # product audiences: see the likely_to_buy block
+        return _likely_from_json(data, path, counter)
     if len(data) != 1:
         keys = ", ".join(sorted(map(str, data))) or "no keys"
         raise SegmentSyntaxError(
@@ -841,6 +885,8 @@ def to_json(node: Node) -> dict[str, Any]:
         return {"tag": {"family": node.family, "value": node.value}}
     if isinstance(node, SegmentTerm):
         return {"segment": node.segment_id}
+    if isinstance(node, LikelyTerm):
+        return _likely_to_json(node)
     data: dict[str, Any] = {"action": node.action}
     for arg, value in _written_args(node):
         # Amounts are JSON numbers: whole ones as integers, others as the shortest float that reads back the same.
@@ -882,6 +928,8 @@ def to_text(node: Node) -> str:
         return f"{node.family}:{quote_value(node.value)}"
     if isinstance(node, SegmentTerm):
         return f"segment:{node.segment_id}"
+    if isinstance(node, LikelyTerm):
+        return _likely_to_text(node)
     args = []
     for arg, value in _written_args(node):
         if arg in COUNT_ARGS:
@@ -907,3 +955,159 @@ def definition_parse(*, expression: Any = None, definition: Any = None) -> Node:
             expected=["expression", "definition"],
         )
     return parse(expression) if expression is not None else from_json(definition)
+
+
+# ---------------------------------------------------------------- likely_to_buy (product audiences): parsing
+# The text form, the JSON form ({"likely_to_buy": {"product": "SKU", "top": 1000}}) and back. Whether the product
+# or category is the merchant's own is checked by segments.evaluation.definition_resolve, at the argument.
+
+
+def _parse_likely(parser: _Parser) -> LikelyTerm:
+    name_token = parser.advance()
+    parser.advance()  # "("
+    args: dict[str, Any] = {}
+    positions: list[tuple[str, int | str]] = []
+    if parser.current.kind != ")":
+        while True:
+            arg_token = parser.current
+            arg = arg_token.text.lower() if arg_token.kind == "WORD" else ""
+            if arg not in LIKELY_ARGS:
+                raise parser.error(
+                    f"Unknown argument {arg_token.describe()} for {LIKELY_TO_BUY}(); "
+                    f"expected one of {', '.join(LIKELY_ARGS)}",
+                    arg_token,
+                    list(LIKELY_ARGS),
+                )
+            if arg in args:
+                raise parser.error(f"Argument {arg} given twice", arg_token, [a for a in LIKELY_ARGS if a not in args])
+            parser.advance()
+            parser.expect("=", f"'=' after {arg}")
+            value_token = parser.current
+            if value_token.kind not in ("WORD", "STRING"):
+                raise parser.error(
+                    f"Expected a value for {arg}, found {value_token.describe()}", value_token, [f"a {arg} value"]
+                )
+            parser.advance()
+            args[arg] = _likely_arg(arg, value_token.text, value_token.pos, parser.text)
+            positions.append((arg, value_token.pos))
+            if parser.current.kind == ",":
+                parser.advance()
+                continue
+            if parser.current.kind == ")":
+                break
+            raise parser.error(
+                f"Expected ',' or ')' in the arguments of {LIKELY_TO_BUY}(), found {parser.current.describe()}",
+                parser.current,
+                [",", ")"],
+            )
+    closing = parser.advance()  # ")"
+    return _likely_term(args, name_token.pos, tuple(positions), closing.pos, parser.text)
+
+
+def _likely_arg(arg: str, raw: Any, pos: int | str, text: str | None) -> Any:
+    if arg == "top":
+        value_text = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
+        if (
+            value_text is None
+            or not re.fullmatch(r"[0-9]{1,9}", value_text)
+            or not 1 <= int(value_text) <= MAX_LIKELY_TOP
+        ):
+            raise SegmentSyntaxError(
+                f"top must be a whole number between 1 and {MAX_LIKELY_TOP:,}",
+                position=pos,
+                found=_show(raw),
+                expected=["an integer >= 1"],
+                text=text,
+            )
+        return int(value_text)
+    if not isinstance(raw, str):
+        raise SegmentSyntaxError(f"{arg} must be text", position=pos, found=_show(raw), expected=[f"a {arg} value"])
+    if arg == "band":
+        band = raw.strip().lower()
+        if band not in LIKELY_BANDS:
+            raise SegmentSyntaxError(
+                f"band must be one of {', '.join(LIKELY_BANDS)}",
+                position=pos,
+                found=_show(raw),
+                expected=list(LIKELY_BANDS),
+                text=text,
+            )
+        return band
+    if not raw.strip() or len(raw) > 200:
+        raise SegmentSyntaxError(
+            f"{arg} must be 1 to 200 characters", position=pos, found=_show(raw), expected=[f"a {arg} value"], text=text
+        )
+    return raw
+
+
+def _likely_term(
+    args: dict[str, Any], pos: int | str, positions: tuple[tuple[str, int | str], ...], end: int | str, text
+) -> LikelyTerm:
+    if ("product" in args) == ("category" in args):
+        raise SegmentSyntaxError(
+            f"{LIKELY_TO_BUY} needs exactly one of product and category",
+            position=pos,
+            found="both" if "product" in args else "neither",
+            expected=["product", "category"],
+            text=text,
+        )
+    if "top" in args and "band" in args:
+        raise SegmentSyntaxError(
+            f"{LIKELY_TO_BUY} takes top or band, not both",
+            position=dict(positions)["band"],
+            found="band",
+            expected=["top", "band"],
+            text=text,
+        )
+    return LikelyTerm(pos=pos, arg_pos=positions, **args)
+
+
+def _likely_from_json(data: dict, path: str, counter: list[int]) -> LikelyTerm:
+    counter[0] += 1
+    if counter[0] > MAX_TERMS:
+        raise SegmentSyntaxError(f"More than {MAX_TERMS} terms", position=path, found="more terms", expected=[])
+    if len(data) != 1 or not isinstance(data[LIKELY_TO_BUY], dict):
+        raise SegmentSyntaxError(
+            f'{LIKELY_TO_BUY} needs {{"{LIKELY_TO_BUY}": {{"product" or "category": ..., "top" or "band": ...}}}}',
+            position=path,
+            found=", ".join(sorted(map(str, data))),
+            expected=list(LIKELY_ARGS),
+        )
+    body = data[LIKELY_TO_BUY]
+    where = f"{path}.{LIKELY_TO_BUY}"
+    args: dict[str, Any] = {}
+    positions: list[tuple[str, int | str]] = []
+    for key, raw in body.items():
+        if not isinstance(key, str) or key.lower() not in LIKELY_ARGS:
+            raise SegmentSyntaxError(
+                f"Unknown argument {key!r} for {LIKELY_TO_BUY}",
+                position=where,
+                found=_show(key),
+                expected=list(LIKELY_ARGS),
+            )
+        if raw is None:
+            continue
+        arg = key.lower()
+        if arg in args:
+            raise SegmentSyntaxError(f"Argument {arg} given twice", position=f"{where}.{key}", found=arg, expected=[])
+        args[arg] = _likely_arg(arg, raw, f"{where}.{key}", None)
+        positions.append((arg, f"{where}.{key}"))
+    return _likely_term(args, path, tuple(positions), path, None)
+
+
+def _likely_to_json(node: LikelyTerm) -> dict[str, Any]:
+    body = {arg: getattr(node, arg) for arg in LIKELY_ARGS if getattr(node, arg) is not None}
+    return {LIKELY_TO_BUY: body}
+
+
+def _likely_to_text(node: LikelyTerm) -> str:
+    args = []
+    for arg in LIKELY_ARGS:
+        value = getattr(node, arg)
+        if value is None:
+            continue
+        args.append(f"{arg}={value}" if arg in ("top", "band") else f'{arg}="{_escape(value)}"')
+    return f"{LIKELY_TO_BUY}({', '.join(args)})"
+
+
+# ------------------------------------------------------------------------ end of the likely_to_buy parsing block

@@ -50,12 +50,13 @@ from .evaluation import (
     behaviour_queryset,
     definition_resolve,
     latest_snapshot,
+    likely_bitmap,
     plain_term,
     segment_definition_node,
     snapshot_bitmap,
     window_start,
 )
-from .language import ActionTerm, And, Node, Not, Or, SegmentSyntaxError, SegmentTerm, TagTerm, terms
+from .language import ActionTerm, And, LikelyTerm, Node, Not, Or, SegmentSyntaxError, SegmentTerm, TagTerm, terms
 from .models import (
     MembershipTransition,
     RefreshPolicy,
@@ -218,6 +219,8 @@ def evaluate_for(
             if members is None:
                 members = current_members(term.segment_id)
             return universe & members
+        if isinstance(term, LikelyTerm):  # the serving model's scores: they change with a new model, not events
+            return universe & likely_bitmap(term, merchant_id=resolved.merchant_id)
         key = (term, resolved.merchant_id if term.merchant is not None else None)
         found = actions.get(key)
         if found is None:

@@ -12,6 +12,7 @@ class SegmentKind(models.TextChoices):
     RULE = "rule", "Rule (a segment expression)"
     LOOKALIKE = "lookalike", "Lookalike (consumers most similar to a seed segment)"
     PERSONA = "persona", "Persona (one learned persona)"
+    PERSUADABLE = "persuadable", "Persuadables (consumers an uplift model expects a campaign to move)"
 
 
 class RefreshPolicy(models.TextChoices):

@@ -494,6 +494,12 @@ class RefreshInputs:
 
 
 def _compute_members(segment: Segment, inputs: RefreshInputs | None = None) -> ComputedMembers:
+    if segment.kind == SegmentKind.PERSUADABLE:
+        # Its members come from an uplift model the campaigns layer trains (campaigns/uplift.py), which writes
+        # the snapshot through segment_members_write; a refresh here cannot recompute them.
+        raise RefreshFailed(
+            "A persuadable audience is computed from completed campaigns; create it again to recompute it."
+        )
     if segment.kind == SegmentKind.LOOKALIKE:
         spec = segment.lookalike_spec or {}
         if segment.seed_id is None:
@@ -556,6 +562,20 @@ def segment_refresh_run(*, segment_id: int, version: int, actor: str) -> Segment
                 "fields": {"segment_id": segment_id, "version": version, "duration_ms": round(result.duration_ms, 1)}
             },
         )
+    return snapshot
+
+
+def segment_members_write(
+    *, segment_id: int, members: BitMap, method: str, definition: str, actor: str, detail: dict | None = None
+) -> SegmentSnapshot:
+    """Store members computed by a higher layer (persuadable audiences: campaigns/uplift.py) as the segment's
+    next snapshot, under the same version guard, processing basis and audit entry as a refresh."""
+    basis = _refresh_basis()
+    version = _version_bump(segment_id)
+    computed = ComputedMembers(BitMap(members), method, definition, dict(detail or {}))
+    snapshot = _snapshots_write([RefreshResult(segment_id, version, computed, 0.0)], basis, actor).get(segment_id)
+    if snapshot is None:  # a concurrent write took the version: the newer one stands
+        raise Conflict("The segment was changed while its members were being written; try again.", code="busy")
     return snapshot
 
 

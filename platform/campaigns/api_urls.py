@@ -11,6 +11,7 @@ urlpatterns = [
     path("campaigns/<int:pk>/cancel", api.CampaignCancelApi.as_view(), name="campaign-cancel"),
     path("campaigns/<int:pk>/report", api.CampaignReportApi.as_view(), name="campaign-report"),
     path("campaigns/<int:pk>/audience", api.CampaignAudienceApi.as_view(), name="campaign-audience"),
+    path("campaigns/<int:pk>/forecast", api.CampaignForecastApi.as_view(), name="campaign-forecast"),
     path("inbox/<str:pseudonym>", api.InboxApi.as_view(), name="inbox"),
     path("tracking/", api.TrackingApi.as_view(), name="tracking"),
 ]

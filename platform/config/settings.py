@@ -280,9 +280,12 @@ RETENTION_PURGE_BATCHES_PER_TASK = env_int("RETENTION_PURGE_BATCHES_PER_TASK", 2
 RETENTION_PURGE_MAX_ROUNDS = env_int("RETENTION_PURGE_MAX_ROUNDS", 50)
 RECOMMEND_BATCH_CHUNK = env_int("RECOMMEND_BATCH_CHUNK", 8192)
 RECOMMEND_KEEP_INACTIVE_MODELS = env_int("RECOMMEND_KEEP_INACTIVE_MODELS", 2)  # artefacts kept per algorithm
-# What the nightly training schedule trains: iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is
-# the fast factor model lookalikes fall back on.
-RECOMMEND_SCHEDULED_ALGORITHMS = env_list("RECOMMEND_SCHEDULED_ALGORITHMS", default=["ials", "ease", "als"])
+# What the nightly training schedule trains: category popularity is the baseline the others must beat (it serves when
+# none does); iALS and EASE compete to serve (the better hold-out nDCG wins), ALS is the fast factor model lookalikes
+# fall back on.
+RECOMMEND_SCHEDULED_ALGORITHMS = env_list(
+    "RECOMMEND_SCHEDULED_ALGORITHMS", default=["category_popular", "ials", "ease", "als"]
+)
 CAMPAIGN_PERSONALISE_WINDOW = env_int("CAMPAIGN_PERSONALISE_WINDOW", 50_000)  # consumers per recommender call
 CAMPAIGN_WEBHOOK_BATCH_SIZE = env_int("CAMPAIGN_WEBHOOK_BATCH_SIZE", 500)  # deliveries per webhook POST
 CAMPAIGN_WEBHOOK_ATTEMPTS = env_int("CAMPAIGN_WEBHOOK_ATTEMPTS", 4)

@@ -38,11 +38,14 @@ PROBE_VALUES: tuple[Any, ...] = (2, "2", "30d", "tents")
 
 
 def _probe(name: str, value: Any) -> language.Node | None:
-    """An action that has `name=value`, or None when the language refuses the value."""
-    try:
-        return language.from_json({"action": language.ACTIONS[0], name: value})
-    except language.SegmentSyntaxError:
-        return None
+    """An action that has `name=value`, or None when the language refuses the value for every action (spend and
+    order-value arguments apply to purchased only)."""
+    for action in language.ACTIONS:
+        try:
+            return language.from_json({"action": action, name: value})
+        except language.SegmentSyntaxError:
+            continue
+    return None
 
 
 @cache

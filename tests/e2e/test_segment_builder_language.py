@@ -15,7 +15,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portal.segment_builder import action_arguments
-from segments.language import ACTIONS, And, Not, Or, SegmentTerm, TagTerm, from_json, parse, to_json, to_text
+from segments.language import (
+    ACTIONS,
+    LIKELY_BANDS,
+    And,
+    LikelyTerm,
+    Not,
+    Or,
+    SegmentSyntaxError,
+    SegmentTerm,
+    TagTerm,
+    from_json,
+    parse,
+    to_json,
+    to_text,
+)
 from tests.segments.test_language import _normal, action_terms
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +62,29 @@ values = st.one_of(
     st.sampled_from(["and", "OR", "Not", "18-24", "SG"]),
 )
 families = st.sampled_from(["country", "interest", "age_range", "discount_sensitivity"])
-terms = st.builds(TagTerm, families, values) | st.builds(SegmentTerm, st.integers(1, 10**12)) | action_terms
+# likely_to_buy has no controls in the builder: it is kept whole and must come back exactly (it was dropped).
+likely_terms = st.builds(
+    lambda which, value, size: LikelyTerm(**{which: value}, **size),
+    st.sampled_from(["product", "category"]),
+    values,
+    st.just({})
+    | st.builds(lambda n: {"top": n}, st.integers(1, 10**7))
+    | st.sampled_from([{"band": band} for band in LIKELY_BANDS]),
+).filter(lambda term: _accepted(term))
+
+
+def _accepted(term) -> bool:
+    """Values the language takes (a product or category that is blank once trimmed is refused)."""
+    try:
+        from_json(to_json(term))
+    except SegmentSyntaxError:
+        return False
+    return True
+
+
+terms = (
+    st.builds(TagTerm, families, values) | st.builds(SegmentTerm, st.integers(1, 10**12)) | action_terms | likely_terms
+)
 trees = st.recursive(
     terms,
     lambda children: (

@@ -67,15 +67,25 @@ GROUP_CATEGORIES = ["outdoor", "beauty", "books", "kitchen"]
 
 
 def build_marketplace(
-    merchant: Merchant, other_merchant: Merchant, *, consumers: int = 160, seed: int = 11, taste_groups: int = 4
+    merchant: Merchant,
+    other_merchant: Merchant,
+    *,
+    consumers: int = 160,
+    seed: int = 11,
+    taste_groups: int = 4,
+    sub_tastes: int = 2,
 ) -> Marketplace:
     """Two merchants, each with products in four categories; consumers in four taste groups (one category each).
 
     Every consumer views, carts and buys mostly in their group's category at
     both merchants, so a model can learn the groups; a few events go to
-    other categories so popularity is not the answer.
+    other categories so popularity is not the answer. Inside their category a
+    consumer keeps to one of `sub_tastes` interleaved slices of its products,
+    so a collaborative model finds more than "popular in the consumer's
+    category" (the baseline it must beat) can.
     """
     rng = np.random.default_rng(seed)
+    slice_rng = np.random.default_rng(seed + 1000)
     products: dict[int, list[Product]] = {}
     for m in (merchant, other_merchant):
         for c, category in enumerate(GROUP_CATEGORIES):
@@ -98,9 +108,11 @@ def build_marketplace(
     for person in people:
         group = int(rng.integers(0, taste_groups))
         group_of[person.pk] = group
+        taste = int(slice_rng.integers(0, sub_tastes))
         for m in (merchant, other_merchant):
             catalogue = products[m.pk]
-            own = [p for p in catalogue if p.category == GROUP_CATEGORIES[group]]
+            in_category = [p for p in catalogue if p.category == GROUP_CATEGORIES[group]]
+            own = [p for i, p in enumerate(in_category) if i % sub_tastes == taste]
             for _ in range(8):
                 product = (
                     own[int(rng.zipf(1.6) - 1) % len(own)]

@@ -17,6 +17,7 @@ FAST_PARAMS = {
     "item_knn": dict(neighbours=50),
     "ease": dict(l2=50.0),
     "popular": {},
+    "category_popular": {},
 }
 MODELS = [
     ("als", {}),
@@ -230,3 +231,96 @@ def test_factor_model_ranking_agrees_with_dense_scores(seed, users, items, n, re
         assert len(got) == valid.sum()
         np.testing.assert_allclose(scores[u][: len(got)], expected[u][valid], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dense[u, got], expected[u][valid], rtol=1e-5, atol=1e-5)
+
+
+# --- category popularity and filling tied lists from it --------------------------------------------------
+
+
+def _category_planted(*, users: int = 500, categories: int = 10, per_category: int = 30, seed: int = 4):
+    """Each consumer shops one or two categories; inside a category items follow one shared Zipf popularity.
+    Globally popular items are spread over all categories, so global popularity mostly misses."""
+    rng = np.random.default_rng(seed)
+    items = categories * per_category
+    codes = np.repeat(np.arange(categories), per_category)
+    inner = 1.0 / np.arange(1, per_category + 1) ** 1.1
+    inner /= inner.sum()
+    rows, cols, times = [], [], []
+    for u in range(users):
+        liked = rng.choice(categories, size=int(rng.integers(1, 3)), replace=False)
+        chosen: set[int] = set()
+        while len(chosen) < 12:
+            c = int(rng.choice(liked)) if rng.random() < 0.9 else int(rng.integers(0, categories))
+            chosen.add(c * per_category + int(rng.choice(per_category, p=inner)))
+        for t, item in enumerate(rng.permutation(sorted(chosen))):
+            rows.append(u)
+            cols.append(item)
+            times.append(t)
+    rows_a, cols_a = np.asarray(rows), np.asarray(cols)
+    holdout = temporal_holdout(
+        rows_a,
+        cols_a,
+        np.ones(rows_a.size, np.float32),
+        np.asarray(times, np.float64),
+        shape=(users, items),
+        test_fraction=0.25,
+    )
+    return holdout, codes
+
+
+def test_category_popularity_beats_global_popularity_on_category_structured_data():
+    holdout, codes = _category_planted()
+    popular = evaluate(make("popular").fit(holdout.train), holdout)
+    category = evaluate(make("category_popular").with_categories(codes).fit(holdout.train), holdout)
+    assert category.users == popular.users > 400
+    assert category.ndcg > 2 * popular.ndcg
+    assert category.precision > 2 * popular.precision
+
+
+def test_category_popularity_ranks_the_consumers_strongest_category_first_then_by_popularity():
+    # Items 0-2 in category 0, 3-5 in category 1; consumers per item: 3: 4, 0: 3, 1 and 4: 2, 2 and 5: 1.
+    train = sp.csr_matrix(
+        np.array(
+            [
+                [1, 1, 0, 1, 1, 0],
+                [1, 0, 0, 1, 1, 1],
+                [1, 1, 0, 1, 0, 0],
+                [0, 0, 0, 1, 0, 0],
+                [0, 0, 1, 0, 0, 0],
+            ],
+            dtype=np.float32,
+        )
+    )
+    model = make("category_popular").with_categories(np.array([0, 0, 0, 1, 1, 1])).fit(train)
+    history = sp.csr_matrix(np.array([[0, 0, 5, 1, 0, 0], [0, 0, 0, 0, 0, 0]], dtype=np.float32))
+    ids, _ = model.recommend(history, n=4, exclude=history)
+    assert ids[0].tolist() == [0, 1, 4, 5]  # category 0 (weight 5) before category 1 (weight 1)
+    assert ids[1].tolist()[:2] == [3, 0]  # no history: global popularity
+
+
+def test_tied_or_zero_scores_are_dropped_and_filled_from_the_baseline():
+    holdout, codes = _category_planted(users=300)
+    # Item-kNN with a single neighbour leaves most candidates at score 0: arbitrary ties.
+    knn = make("item_knn", neighbours=1, similarity="cosine").fit(holdout.train)
+    users = holdout.test_rows
+    ids, scores = knn.recommend(holdout.train[users], user_rows=users, n=10, exclude=holdout.train[users])
+    raw_zero = (scores <= 0) & (ids >= 0)
+    assert raw_zero.any()  # without the rule, zero-score picks fill the lists
+    dropped, kept_scores = knn.recommend(
+        holdout.train[users], user_rows=users, n=10, exclude=holdout.train[users], drop_ties=True
+    )
+    kept = dropped >= 0
+    assert np.all(kept_scores[kept] > 0)  # every pick kept beats what was left out
+    assert np.all(np.diff(kept.astype(int), axis=1) <= 0)  # the gaps are at the end of each list
+    baseline = make("category_popular").with_categories(codes).fit(holdout.train)
+    filled = evaluate(knn, holdout, baseline=baseline)
+    unfilled = evaluate(knn, holdout)
+    assert filled.filled > 0.3
+    assert filled.ndcg > unfilled.ndcg
+
+
+def test_all_equal_scores_come_back_empty_with_drop_ties():
+    model = make("popular").fit(sp.csr_matrix(np.ones((3, 12), np.float32)))
+    ids, _ = model.recommend(sp.csr_matrix((2, 12), dtype=np.float32), n=5, drop_ties=True)
+    assert np.all(ids == -1)
+    ids, _ = model.recommend(sp.csr_matrix((2, 12), dtype=np.float32), n=5)
+    assert np.all(ids >= 0)

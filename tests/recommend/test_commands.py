@@ -68,5 +68,5 @@ def test_training_and_evaluating_on_the_marketplace(marketplace, approve_activit
 
     out = run("--algorithm", "ease", "--params", '{"l2": 20}')
     assert "activated: True" in out
-    assert "beats the popularity baseline: True" in out
+    assert "beats the baseline (category popularity): True" in out
     assert RecommenderModel.objects.get().is_active

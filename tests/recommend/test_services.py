@@ -69,6 +69,37 @@ def test_the_popularity_baseline_itself_never_becomes_active(marketplace, basis)
     assert serving_model() is None
 
 
+def test_category_popularity_is_the_bar_and_serves_when_it_beats_global_popularity(marketplace, basis):
+    run = train("category_popular")
+    metrics = run.metrics
+    assert metrics["baseline_algorithm"] == "category_popular"
+    assert metrics["model"]["ndcg_at_k"] == pytest.approx(metrics["baseline"]["ndcg_at_k"])
+    assert metrics["model"]["ndcg_at_k"] > metrics["popular"]["ndcg_at_k"]
+    assert "temporal" in metrics
+    assert run.beats_baseline is True and run.model.is_active
+    assert serving_model() == run.model
+    lists = recommend_for_consumers(
+        merchant_id=marketplace.merchant.pk, consumer_ids=[c.pk for c in marketplace.consumers[:20]], n=5
+    )
+    category = dict(Product.objects.values_list("id", "category"))
+    in_taste = [category[p] == marketplace.categories[marketplace.group_of[c]] for c, ps in lists.items() for p in ps]
+    assert np.mean(in_taste) > 0.8
+
+
+def test_a_model_beating_global_but_not_category_popularity_is_refused(db, basis, merchant, other_merchant):
+    # Without slices inside a category, "popular in the consumer's category" is all there is to learn: item-kNN
+    # with one neighbour beats global popularity there but not category popularity, so it must not serve.
+    build_marketplace(merchant, other_merchant, consumers=200, sub_tastes=1)
+    run = train("item_knn", dict(neighbours=1, similarity="cosine"))
+    metrics = run.metrics
+    assert metrics["model"]["ndcg_at_k"] > metrics["popular"]["ndcg_at_k"]
+    assert metrics["model"]["ndcg_at_k"] <= metrics["baseline"]["ndcg_at_k"]
+    assert run.beats_baseline is False and not run.model.is_active
+    assert serving_model() is None
+    entry = AuditEntry.objects.filter(action="recommender.trained").latest("id")
+    assert entry.details["activated"] is False and entry.details["baseline_algorithm"] == "category_popular"
+
+
 def test_a_model_that_does_not_beat_the_baseline_leaves_the_active_one_in_place(marketplace, basis):
     good = train("ease", EASE_FAST).model
     assert good.is_active

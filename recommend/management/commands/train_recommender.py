@@ -1,8 +1,11 @@
-"""`python manage.py train_recommender --algorithm {als,ials,bpr,item_knn,ease,popular} [--evaluate] [--json]`.
+"""`python manage.py train_recommender --algorithm {als,ials,bpr,item_knn,ease,popular,category_popular} [--evaluate]
+[--json]`.
 
 Without --dataset: trains on the marketplace's events (needs an approved
 `recommendation` activity), evaluates on a per-consumer temporal hold-out
-against the popularity baseline, stores the model and activates it if it won.
+against category popularity (the baseline, "popular in the consumer's own
+categories") and global popularity, and on a temporal hold-out (one cut in
+time), stores the model and activates it if it beat category popularity.
 With --evaluate only the hold-out evaluation runs and no model is stored.
 
 `--dataset movielens PATH` runs protocol (a), Microsoft Recommenders'
@@ -124,10 +127,8 @@ class Command(BaseCommand):
             "test_fraction": config.test_fraction,
             "k": config.k,
             "algorithm": config.algorithm,
-            "results": {
-                config.algorithm: {"params": dict(config.params), "metrics": report.model.as_dict()},
-                "popular": {"params": {}, "metrics": report.baseline.as_dict()},
-            },
+            "results": _results(config.algorithm, config.params, report.as_dict(config)),
+            "temporal_results": _results(config.algorithm, config.params, report.as_dict(config).get("temporal", {})),
             "beats_baseline": report.beats_baseline,
             "memory": report.memory,
         }
@@ -156,10 +157,8 @@ class Command(BaseCommand):
             "activated": bool(model and model.is_active),
             "memory": metrics.get("memory", {}),
             "data_snapshot": run.data_snapshot,
-            "results": {
-                config.algorithm: {"params": dict(config.params), "metrics": metrics.get("model", {})},
-                "popular": {"params": {}, "metrics": metrics.get("baseline", {})},
-            },
+            "results": _results(config.algorithm, config.params, metrics),
+            "temporal_results": _results(config.algorithm, config.params, metrics.get("temporal", {})),
             "beats_baseline": run.beats_baseline,
         }
 
@@ -183,7 +182,10 @@ class Command(BaseCommand):
                 f"{split['users']:,} users, top-{k} among unseen items"
             )
         else:
-            self.stdout.write(f"Temporal hold-out: the last {report['test_fraction']:.0%} of each consumer's events")
+            self.stdout.write(
+                f"Per-consumer hold-out: the last {report['test_fraction']:.0%} of each consumer's events "
+                "(the activation rule's protocol)"
+            )
         for key in ("run", "status", "model", "activated"):
             if key in report:
                 self.stdout.write(f"{key}: {report[key]}")
@@ -198,17 +200,45 @@ class Command(BaseCommand):
                 if memory.get("items_limited_by"):
                     line += f" (limited by {memory['items_limited_by']})"
             self.stdout.write(line)
-        headers = ["algorithm", *[label.format(k=k) for _, label in METRIC_COLUMNS], "users"]
+        self._print_results(report["results"], k)
+        if report.get("temporal_results"):
+            self.stdout.write(
+                f"Temporal: one cut in time, the latest {report['test_fraction']:.0%} of all events held out"
+            )
+            self._print_results(report["temporal_results"], k)
+        if "beats_baseline" in report:
+            bar = "global popularity" if report["algorithm"] == "category_popular" else "category popularity"
+            self.stdout.write(f"beats the baseline ({bar}): {report['beats_baseline']}")
+
+    def _print_results(self, results: dict, k: int) -> None:
+        headers = ["algorithm", *[label.format(k=k) for _, label in METRIC_COLUMNS], "users", "filled"]
         rows: list[list[str]] = []
-        for name, row in report["results"].items():
+        for name, row in results.items():
             metrics = row["metrics"]
             if not metrics:
-                rows.append([name, *["-"] * len(METRIC_COLUMNS), "-"])
+                rows.append([name, *["-"] * len(METRIC_COLUMNS), "-", "-"])
                 continue
-            rows.append([name, *[f"{metrics[key]:.4f}" for key, _ in METRIC_COLUMNS], str(metrics["users"])])
+            filled = metrics.get("filled_from_baseline")
+            rows.append(
+                [
+                    name,
+                    *[f"{metrics[key]:.4f}" for key, _ in METRIC_COLUMNS],
+                    str(metrics["users"]),
+                    "-" if not filled else f"{filled:.0%}",
+                ]
+            )
         widths = [max(len(h), *(len(cells[i]) for cells in rows)) for i, h in enumerate(headers)]
         self.stdout.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
         for cells in rows:
             self.stdout.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
-        if "beats_baseline" in report:
-            self.stdout.write(f"beats the popularity baseline: {report['beats_baseline']}")
+
+
+def _results(algorithm: str, params, metrics: dict) -> dict:
+    """The model, category popularity and global popularity rows of one protocol (the model once if it is
+    one of the baselines). `filled` is the share of lists the model left partly to the baseline."""
+    if not metrics:
+        return {}
+    rows = {algorithm: {"params": dict(params), "metrics": metrics.get("model", {})}}
+    rows.setdefault("category_popular", {"params": {}, "metrics": metrics.get("baseline", {})})
+    rows.setdefault("popular", {"params": {}, "metrics": metrics.get("popular", {})})
+    return rows

@@ -626,6 +626,14 @@
 
     function renderRule(node, slot, negated, number) {
       var key = function (k) { return node._id + ":" + k; };
+      if (node.t === "kept") {  // a condition the builder has no controls for: shown, kept, edited in the text
+        return el("div", { class: "rule rb-rule rb-kept" + (negated ? " rb-negated" : ""), role: "group", "aria-label": "Rule " + number }, [
+          negSelect(slot, negated, "rule"),
+          field("Condition (edit it in the text)", el("output", { class: "mono long-text", text: L.jsonText(node.json, vocabulary) }), null, "wide"),
+          el("button", { type: "button", class: "danger small rb-remove", "data-act": "remove", "data-node": slot._id, "data-key": slot._id + ":remove",
+            "aria-label": "Remove rule " + number, text: "Remove" }),
+        ]);
+      }
       var parts = [
         negSelect(slot, negated, "rule"),
         field("Kind", select({ "data-k": "kind", "data-node": node._id, "data-key": key("kind") },

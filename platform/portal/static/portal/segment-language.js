@@ -49,6 +49,9 @@
       });
       return atom({ t: "action", action: json.action, args: args });
     }
+    // An atom the builder has no controls for (likely_to_buy, or one added to the language later) is kept
+    // whole, shown read-only and written back as it was: never dropped.
+    if (Object.keys(json).length) return atom({ t: "kept", json: json });
     return group("and", []);
   }
 
@@ -73,12 +76,17 @@
     var data = { action: String(node.action).toLowerCase() };
     var known = [];
     var unknown = [];
+    // min_count's default is 1 only without max_count (with it, 0): min_count=1 beside max_count is kept.
+    var hasMax = node.args.some(function (pair) {
+      return String(pair[0]).toLowerCase() === "max_count" && !isEmptyValue(pair[1]);
+    });
     node.args.forEach(function (pair) {
       var name = String(pair[0]).toLowerCase();
       var value = pair[1];
       if (isEmptyValue(value) || Object.prototype.hasOwnProperty.call(data, name)) return;
       var entry = order[name];
-      if (entry && entry.spec.default !== null && entry.spec.default !== undefined && String(value) === String(entry.spec.default)) return;
+      var isDefault = entry && entry.spec.default !== null && entry.spec.default !== undefined && String(value) === String(entry.spec.default);
+      if (isDefault && !(name === "min_count" && hasMax)) return;
       if (entry && entry.spec.kind === "number" && typeof value === "string" && /^-?[0-9]+$/.test(value.trim())) value = parseInt(value, 10);
       (entry ? known : unknown).push([name, value, entry ? entry.index : 0]);
     });
@@ -107,6 +115,7 @@
     }
     if (node.t === "tag") return { tag: { family: String(node.family).toLowerCase(), value: node.value } };
     if (node.t === "segment") return { segment: /^[0-9]+$/.test(node.id) ? parseInt(node.id, 10) : node.id };
+    if (node.t === "kept") return node.json;
     return actionJson(node, vocabulary);
   }
 
@@ -121,6 +130,16 @@
     }
     if (json.tag) return json.tag.family + ":" + quoteValue(json.tag.value);
     if (Object.prototype.hasOwnProperty.call(json, "segment")) return "segment:" + json.segment;
+    if (json.likely_to_buy) { // language.py's _likely_to_text: product and category quoted, top and band not
+      var likely = json.likely_to_buy;
+      var parts = ["product", "category", "top", "band"].filter(function (k) {
+        return likely[k] !== null && likely[k] !== undefined;
+      }).map(function (k) {
+        return k === "top" || k === "band" ? k + "=" + likely[k] : k + '="' + escapeValue(likely[k]) + '"';
+      });
+      return "likely_to_buy(" + parts.join(", ") + ")";
+    }
+    if (!json.action) return Object.keys(json)[0] + "(…)"; // the server's canonical text replaces it at once
     // Quoted as the vocabulary says the server quotes that argument; an argument it does not describe, by type.
     var order = argumentOrder(vocabulary);
     var args = [];

@@ -1,0 +1,565 @@
+"""Persuadable audiences: uplift models trained on completed campaigns with a control group.
+
+A campaign's deliveries are a randomised experiment: each consumer of the audience was assigned to treatment
+(messaged) or control (held out), and a conversion is a purchase attributed in the report window
+(campaigns/selectors.py). From those rows an uplift model estimates, for any consumer, how much more likely
+they are to buy when messaged than when not: τ(x) = P(buy | x, messaged) − P(buy | x, not messaged).
+Targeting the consumers with the largest τ (the persuadables) earns more incremental conversions than
+targeting the most likely buyers, who often buy anyway.
+
+Library choice: meta-learners on scikit-learn, written here. scikit-uplift (sklift) would need pandas and
+matplotlib in the shared environment and has had no release since 2022; causalml pins compiled dependencies.
+The two meta-learners are a few lines each on scikit-learn's estimators (Künzel et al. 2019):
+
+- T-learner: one outcome model per arm, τ(x) = μ₁(x) − μ₀(x);
+- X-learner: the T-learner's models impute each consumer's individual effect (D₁ = y − μ₀(x) for treated,
+  D₀ = μ₁(x) − y for controls), one regression per arm on those, blended by the propensity e (the treatment
+  share: assignment is random, so e is a constant): τ(x) = e·τ₀(x) + (1 − e)·τ₁(x). It suits the usual
+  split (a small control group) better than the T-learner.
+
+Evaluation on held-out treatment and control rows (never the training rows): the Qini curve (incremental
+conversions of the top fraction by score, treatment conversions minus control conversions scaled to the
+treated count), its area against random targeting (the Qini coefficient), and uplift at k (treatment rate
+minus control rate within the top k).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MIN_ARM = 50  # rows per arm below which a model is not trained (too little to learn from)
+DEFAULT_LEARNER = "t"  # measured better than "x" on the planted benchmark (docs/benchmarks.md)
+
+
+# --------------------------------------------------------------------------------------------- learners
+
+
+def _classifier(seed: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        max_iter=150,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        random_state=seed,
+    )
+
+
+def _regressor(seed: int):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(
+        max_iter=150,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        random_state=seed,
+    )
+
+
+def _probability(model, features: np.ndarray, constant: float | None) -> np.ndarray:
+    if constant is not None:  # an arm where everybody (or nobody) converted
+        return np.full(features.shape[0], constant)
+    return model.predict_proba(features)[:, 1]
+
+
+@dataclass
+class UpliftModel:
+    """A fitted meta-learner. `predict(features)` is τ(x) per row; `propensity(features)` the conversion
+    probability when messaged (what targeting by propensity ranks by)."""
+
+    learner: str = DEFAULT_LEARNER
+    seed: int = 0
+    treatment_share: float = 0.5
+    _models: dict[str, Any] = field(default_factory=dict, repr=False)
+    _constants: dict[str, float | None] = field(default_factory=dict, repr=False)
+
+    def fit(self, features: np.ndarray, treatment: np.ndarray, converted: np.ndarray) -> UpliftModel:
+        features = np.asarray(features, dtype=np.float64)
+        treatment = np.asarray(treatment, dtype=bool)
+        converted = np.asarray(converted, dtype=np.int64)
+        if self.learner not in ("t", "x"):
+            raise ValueError(f"learner must be 't' or 'x', got {self.learner!r}")
+        n_t, n_c = int(treatment.sum()), int((~treatment).sum())
+        if min(n_t, n_c) < MIN_ARM:
+            raise ValueError(
+                f"an uplift model needs at least {MIN_ARM} treatment and {MIN_ARM} control rows, got {n_t} and {n_c}"
+            )
+        self.treatment_share = n_t / (n_t + n_c)
+        for arm, rows in (("treated", treatment), ("control", ~treatment)):
+            y = converted[rows]
+            if y.min() == y.max():
+                self._constants[arm] = float(y[0])
+                self._models[arm] = None
+            else:
+                self._constants[arm] = None
+                self._models[arm] = _classifier(self.seed).fit(features[rows], y)
+        if self.learner == "x":
+            mu1 = _probability(self._models["treated"], features, self._constants["treated"])
+            mu0 = _probability(self._models["control"], features, self._constants["control"])
+            d1 = converted[treatment] - mu0[treatment]
+            d0 = mu1[~treatment] - converted[~treatment]
+            self._models["tau_treated"] = _regressor(self.seed).fit(features[treatment], d1)
+            self._models["tau_control"] = _regressor(self.seed).fit(features[~treatment], d0)
+        return self
+
+    def propensity(self, features: np.ndarray) -> np.ndarray:
+        return _probability(self._models["treated"], np.asarray(features, np.float64), self._constants["treated"])
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features, dtype=np.float64)
+        if self.learner == "t":
+            mu1 = self.propensity(features)
+            mu0 = _probability(self._models["control"], features, self._constants["control"])
+            return mu1 - mu0
+        e = self.treatment_share
+        tau1 = self._models["tau_treated"].predict(features)
+        tau0 = self._models["tau_control"].predict(features)
+        return e * tau0 + (1.0 - e) * tau1
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def _ranked(scores: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Row order by score, best first; ties in a fixed random order (so ties do not favour either arm)."""
+    rng = np.random.default_rng(seed)
+    return np.lexsort((rng.random(scores.size), -np.asarray(scores, np.float64)))
+
+
+def incremental_at(scores: np.ndarray, treatment: np.ndarray, converted: np.ndarray, fraction: float) -> float:
+    """Estimated incremental conversions from messaging the top `fraction` of these consumers by score:
+    (treatment rate − control rate) within the top, times the number of consumers in it."""
+    treatment = np.asarray(treatment, bool)
+    converted = np.asarray(converted, np.float64)
+    order = _ranked(scores)
+    top = order[: max(1, math.ceil(fraction * order.size))]
+    t, c = top[treatment[top]], top[~treatment[top]]
+    if t.size == 0 or c.size == 0:
+        return 0.0
+    return float((converted[t].mean() - converted[c].mean()) * top.size)
+
+
+def uplift_at_k(scores: np.ndarray, treatment: np.ndarray, converted: np.ndarray, fraction: float = 0.2) -> float:
+    """Treatment conversion rate minus control conversion rate among the top `fraction` by score."""
+    n_top = max(1, math.ceil(fraction * np.asarray(scores).size))
+    return incremental_at(scores, treatment, converted, fraction) / n_top
+
+
+def qini_curve(scores: np.ndarray, treatment: np.ndarray, converted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, q): after targeting the first x consumers by score, q = treated conversions − control conversions
+    × (treated so far / control so far). q at the end is the whole population's incremental conversions."""
+    treatment = np.asarray(treatment, bool)
+    converted = np.asarray(converted, np.float64)
+    order = _ranked(scores)
+    t = treatment[order]
+    y = converted[order]
+    n_t = np.cumsum(t)
+    n_c = np.cumsum(~t)
+    y_t = np.cumsum(y * t)
+    y_c = np.cumsum(y * ~t)
+    ratio = np.divide(n_t, n_c, out=np.zeros(n_t.size), where=n_c > 0)
+    q = y_t - y_c * ratio
+    x = np.arange(1, order.size + 1)
+    return np.r_[0, x], np.r_[0.0, q]
+
+
+def qini_coefficient(scores: np.ndarray, treatment: np.ndarray, converted: np.ndarray) -> float:
+    """Area between the Qini curve and the random-targeting diagonal, per consumer (0 for random targeting)."""
+    x, q = qini_curve(scores, treatment, converted)
+    diagonal = x / x[-1] * q[-1]
+    gap = q - diagonal
+    area = float(((gap[1:] + gap[:-1]) / 2 * np.diff(x)).sum())  # the trapezoid rule (numpy >= 1.26 has no trapezoid)
+    return area / float(x[-1]) ** 2 if x[-1] else 0.0
+
+
+@dataclass(frozen=True)
+class UpliftEvaluation:
+    rows: int
+    qini: float
+    uplift_at_20: float
+    incremental_top_20: float
+    incremental_top_20_by_propensity: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "rows": self.rows,
+            "qini": self.qini,
+            "uplift_at_20": self.uplift_at_20,
+            "incremental_top_20": self.incremental_top_20,
+            "incremental_top_20_by_propensity": self.incremental_top_20_by_propensity,
+        }
+
+
+def uplift_evaluate(
+    model: UpliftModel, features: np.ndarray, treatment: np.ndarray, converted: np.ndarray
+) -> UpliftEvaluation:
+    """Held-out rows: Qini coefficient, uplift@20 %, and incremental conversions of the top 20 % by uplift and
+    by propensity (the comparison that says whether targeting persuadables pays)."""
+    tau = model.predict(features)
+    propensity = model.propensity(features)
+    return UpliftEvaluation(
+        rows=int(np.asarray(treatment).size),
+        qini=qini_coefficient(tau, treatment, converted),
+        uplift_at_20=uplift_at_k(tau, treatment, converted, 0.2),
+        incremental_top_20=incremental_at(tau, treatment, converted, 0.2),
+        incremental_top_20_by_propensity=incremental_at(propensity, treatment, converted, 0.2),
+    )
+
+
+def split_holdout(n: int, *, fraction: float = 0.3, seed: int = 0) -> np.ndarray:
+    """Boolean mask of held-out rows (a random `fraction`), for evaluating on rows the model never saw."""
+    rng = np.random.default_rng(seed)
+    return rng.random(n) < fraction
+
+
+# ----------------------------------------------------------------------------------------- planted data
+
+
+@dataclass(frozen=True)
+class PlantedCampaign:
+    features: np.ndarray
+    treatment: np.ndarray
+    converted: np.ndarray
+    true_uplift: np.ndarray
+    true_propensity: np.ndarray  # conversion probability when messaged
+
+
+def planted_campaign(*, n: int = 40_000, treatment_share: float = 0.8, seed: int = 7) -> PlantedCampaign:
+    """A campaign with a planted heterogeneous effect, for tests and the benchmark.
+
+    Four kinds of consumer, told apart by their features: loyal buyers (high base rate, a small effect: they
+    mostly buy anyway), persuadables (low base rate, large effect), lost causes (low, none) and sleeping dogs (moderate
+    base rate, a negative effect). Propensity targeting picks the loyal buyers; uplift targeting should pick
+    the persuadables.
+    """
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, 6))
+    loyal = features[:, 0] > 0.8
+    persuadable = ~loyal & (features[:, 1] > 0.6)
+    sleeping = ~loyal & ~persuadable & (features[:, 2] > 1.2)
+    base = np.where(loyal, 0.30, np.where(sleeping, 0.10, 0.03)) * np.exp(0.1 * features[:, 3])
+    effect = np.where(
+        persuadable, 0.10 + 0.04 * np.tanh(features[:, 4]), np.where(sleeping, -0.05, np.where(loyal, 0.02, 0.0))
+    )
+    base = np.clip(base, 0, 1)
+    treated_rate = np.clip(base + effect, 0, 1)
+    treatment = rng.random(n) < treatment_share
+    rate = np.where(treatment, treated_rate, base)
+    converted = (rng.random(n) < rate).astype(np.int64)
+    return PlantedCampaign(features, treatment, converted, treated_rate - base, treated_rate)
+
+
+# ------------------------------------------------------------------------------------- marketplace data
+
+FEATURES = (
+    "events",
+    "purchases",
+    "merchant_events",
+    "merchant_views",
+    "merchant_carts",
+    "merchant_purchases",
+    "days_since_event",
+    "days_since_merchant_purchase",
+)
+_NEVER_DAYS = 365.0
+_IN_CHUNK = 900  # SQLite's bound-parameter limit; fine everywhere
+
+
+def consumer_features(*, consumer_ids: Any, merchant_id: int, as_of: Any) -> np.ndarray:
+    """One row per consumer id (in the given order): behaviour before `as_of`, overall and at this merchant
+    (FEATURES). Consumers without events get zeros and the 'never' recency (365 days)."""
+    from django.db.models import Count, Max, Q
+
+    from consumers.models import Event, EventType
+
+    ids = [int(c) for c in np.asarray(consumer_ids, dtype=np.int64).tolist()]
+    position = {cid: i for i, cid in enumerate(ids)}
+    out = np.zeros((len(ids), len(FEATURES)), dtype=np.float64)
+    out[:, 6:] = _NEVER_DAYS
+    here = Q(merchant_id=merchant_id)
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        rows = (
+            Event.objects.filter(consumer_id__in=chunk, occurred_at__lt=as_of)
+            .values("consumer_id")
+            .annotate(
+                events=Count("id"),
+                purchases=Count("id", filter=Q(event_type=EventType.PURCHASE)),
+                merchant_events=Count("id", filter=here),
+                merchant_views=Count("id", filter=here & Q(event_type=EventType.VIEW)),
+                merchant_carts=Count("id", filter=here & Q(event_type=EventType.CART)),
+                merchant_purchases=Count("id", filter=here & Q(event_type=EventType.PURCHASE)),
+                last_event=Max("occurred_at"),
+                last_purchase=Max("occurred_at", filter=here & Q(event_type=EventType.PURCHASE)),
+            )
+            .order_by()
+        )
+        for typed_row in rows:
+            row: dict[str, Any] = dict(typed_row)
+            i = position[row["consumer_id"]]
+            out[i, :6] = [row[name] for name in FEATURES[:6]]
+            for column, key in ((6, "last_event"), (7, "last_purchase")):
+                if row[key] is not None:
+                    out[i, column] = min(_NEVER_DAYS, (as_of - row[key]).total_seconds() / 86_400)
+    return out
+
+
+@dataclass(frozen=True)
+class CampaignRows:
+    """Deliveries of completed campaigns: consumer, arm, converted (attributed in the report window) and the
+    features as of each campaign's start."""
+
+    consumer_ids: np.ndarray
+    treatment: np.ndarray
+    converted: np.ndarray
+    features: np.ndarray
+    campaign_ids: tuple[int, ...]
+
+
+def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
+    """Training rows from the merchant's completed campaigns with a control group. Conversions are those of
+    the campaign report (campaigns.selectors), so the model learns what the report measures."""
+    from .models import Campaign, CampaignStatus, Group
+    from .selectors import _delivery_rows
+
+    consumers, arms, outcomes, blocks, used = [], [], [], [], []
+    campaigns = Campaign.objects.filter(
+        pk__in=campaign_ids, merchant_id=merchant_id, status=CampaignStatus.COMPLETED
+    ).order_by("pk")
+    for campaign in campaigns:
+        rows, converted = _delivery_rows(campaign)
+        converted_ids = set(rows.filter(converted).values_list("pk", flat=True))
+        deliveries = list(rows.order_by("pk").values_list("pk", "consumer_id", "group"))
+        if not any(group == Group.CONTROL for _, _, group in deliveries):
+            continue
+        ids = np.array([c for _, c, _ in deliveries], dtype=np.int64)
+        consumers.append(ids)
+        arms.append(np.array([g == Group.TREATMENT for _, _, g in deliveries], dtype=bool))
+        outcomes.append(np.array([pk in converted_ids for pk, _, _ in deliveries], dtype=np.int64))
+        as_of = campaign.started_at or campaign.launched_at or campaign.created_at
+        blocks.append(consumer_features(consumer_ids=ids, merchant_id=merchant_id, as_of=as_of))
+        used.append(campaign.pk)
+    if not used:
+        empty = np.empty(0, np.int64)
+        return CampaignRows(empty, empty.astype(bool), empty, np.empty((0, len(FEATURES))), ())
+    return CampaignRows(
+        np.concatenate(consumers), np.concatenate(arms), np.concatenate(outcomes), np.vstack(blocks), tuple(used)
+    )
+
+
+def _basis_require() -> None:
+    """Learning from campaigns and scoring consumers is audience analytics: it needs an approved `tagging`
+    (audience insights) activity, as segment refreshes do. Refused as a 422 naming what is missing."""
+    from merchants.errors import Unprocessable
+    from privacy.models import Purpose
+    from privacy.services import ProcessingNotPermitted, processing_basis_require
+
+    try:
+        processing_basis_require(purpose=Purpose.TAGGING)
+    except ProcessingNotPermitted as exc:
+        raise Unprocessable(
+            f"Uplift models need an approved audience-insights processing activity: {exc}", code="no_basis"
+        ) from None
+
+
+def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: int, actor: str):
+    """A segment (kind persuadable) of the `size` consumers an uplift model, trained on the merchant's
+    completed campaign `campaign_id` (treatment and control), expects to gain most from a campaign like it.
+
+    Candidates are the live consumers with any event at this merchant; only those with a positive predicted
+    uplift qualify. The model is evaluated on a held-out 30 % of the campaign's rows first (Qini, uplift@20 %,
+    stored with the segment); it is then refitted on every row. Raises NotFound for another merchant's (or a
+    missing) campaign, Unprocessable when the campaign is not completed, has no control group or too few rows.
+    """
+    from django.conf import settings
+    from django.db import transaction
+    from django.utils import timezone
+    from pyroaring import BitMap
+
+    from consumers.models import Event
+    from merchants.errors import Conflict, NotFound, Unprocessable
+    from segments.models import Segment, SegmentKind
+    from segments.services import segment_members_write
+    from tags.selectors import live_consumers_bitmap
+
+    from .models import Campaign, CampaignStatus
+
+    campaign = Campaign.objects.filter(pk=campaign_id, merchant_id=merchant_id).first()
+    if campaign is None:
+        raise NotFound("No such campaign.", code="not_found")
+    _basis_require()
+    if campaign.status != CampaignStatus.COMPLETED:
+        raise Unprocessable("Persuadables are learned from a completed campaign.", code="campaign_not_completed")
+    if size < settings.MIN_AUDIENCE:
+        raise Unprocessable(f"size must be at least {settings.MIN_AUDIENCE}.", code="invalid_size")
+    data = campaign_rows(campaign_ids=[campaign_id], merchant_id=merchant_id)
+    try:
+        held = split_holdout(data.treatment.size, fraction=0.3, seed=campaign_id)
+        evaluation = uplift_evaluate(
+            UpliftModel().fit(data.features[~held], data.treatment[~held], data.converted[~held]),
+            data.features[held],
+            data.treatment[held],
+            data.converted[held],
+        )
+        model = UpliftModel().fit(data.features, data.treatment, data.converted)
+    except ValueError as exc:
+        raise Unprocessable(f"This campaign cannot train an uplift model: {exc}.", code="too_few_rows") from None
+    live = live_consumers_bitmap()
+    candidates = np.array(
+        sorted(set(Event.objects.filter(merchant_id=merchant_id).values_list("consumer_id", flat=True)) & set(live)),
+        dtype=np.int64,
+    )
+    now = timezone.now()
+    tau = model.predict(consumer_features(consumer_ids=candidates, merchant_id=merchant_id, as_of=now))
+    order = _ranked(tau)
+    chosen = [int(candidates[i]) for i in order[:size] if tau[i] > 0]
+    spec = {
+        "campaign": campaign_id,
+        "size": size,
+        "learner": model.learner,
+        "holdout": evaluation.as_dict(),
+        "trained_rows": int(data.treatment.size),
+    }
+    with transaction.atomic():
+        if Segment.objects.for_merchant(merchant_id).filter(name=name).exists():
+            raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+        segment = Segment.objects.create(
+            merchant_id=merchant_id,
+            name=name,
+            kind=SegmentKind.PERSUADABLE,
+            definition=f"persuadables of campaign:{campaign_id}",
+            lookalike_spec=spec,
+            created_by=actor,
+        )
+        segment_members_write(
+            segment_id=segment.pk,
+            members=BitMap(chosen),
+            method=f"uplift-{model.learner}",
+            definition=segment.definition,
+            actor=actor,
+            detail=spec,
+        )
+    segment.refresh_from_db()
+    return segment
+
+
+# --------------------------------------------------------------------------------------- the forecast
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Released figures (privacy.release.ReleasedCount) of a campaign's expected incremental conversions."""
+
+    campaign_id: int
+    like_campaign_id: int
+    audience: Any
+    incremental: Any
+    low: Any
+    high: Any
+
+
+@dataclass(frozen=True)
+class ForecastExact:
+    """The exact figures behind a forecast (for the release layer and tests; merchants see Forecast)."""
+
+    like_campaign_id: int
+    audience: int
+    incremental: float
+    low: float
+    high: float
+
+    def figures(self, campaign_id: int) -> list[tuple[str, int]]:
+        prefix = f"campaign:{campaign_id}:forecast"
+        return [
+            (f"{prefix}:audience", self.audience),
+            (f"{prefix}:incremental", max(0, round(self.incremental))),
+            (f"{prefix}:incremental_low", max(0, round(self.low))),
+            (f"{prefix}:incremental_high", max(0, round(self.high))),
+        ]
+
+
+def campaign_forecast(*, campaign, like_campaign_id: int | None = None) -> Forecast:
+    """campaign_forecast_exact's figures through the release layer (what the merchant sees)."""
+    from privacy.services import release_figures
+
+    exact = campaign_forecast_exact(campaign=campaign, like_campaign_id=like_campaign_id)
+    released = release_figures(merchant_id=campaign.merchant_id, figures=exact.figures(campaign.pk))
+    return Forecast(campaign.pk, exact.like_campaign_id, *released)
+
+
+def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) -> ForecastExact:
+    """Before launch: the incremental conversions an uplift model expects from messaging the campaign's audience,
+    with a 95 % interval, as released figures.
+
+    The model is trained on `like_campaign_id` (one of the merchant's completed campaigns with a control group),
+    or the merchant's most recently completed one. The audience is the current members of the include segments
+    (latest snapshots) minus the exclude segments', among live consumers; consent and frequency caps at launch
+    can only shrink it. Expected incremental conversions = (1 − control share) x the sum of predicted uplift;
+    the interval adds ±1.96 x the standard deviation of the realised count (sum over the treated audience of
+    μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's own error. Figures below 0 are released as 0.
+    """
+    from pyroaring import BitMap
+
+    from merchants.errors import NotFound, Unprocessable
+    from segments.selectors import segment_latest_snapshot, snapshot_members
+    from tags.selectors import live_consumers_bitmap
+
+    from .models import Campaign, CampaignStatus
+
+    _basis_require()
+    completed = Campaign.objects.filter(merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED)
+    if like_campaign_id is not None:
+        like = completed.filter(pk=like_campaign_id).first()
+        if like is None:
+            raise NotFound("No completed campaign with that id to learn from.", code="not_found")
+        candidates = [like.pk]
+    else:
+        candidates = list(
+            completed.exclude(pk=campaign.pk).order_by("-completed_at", "-pk").values_list("pk", flat=True)
+        )
+    data, used = None, None
+    for candidate in candidates[:10]:
+        rows = campaign_rows(campaign_ids=[candidate], merchant_id=campaign.merchant_id)
+        if min(int(rows.treatment.sum()), int((~rows.treatment).sum())) >= MIN_ARM:
+            data, used = rows, candidate
+            break
+    if data is None or used is None:
+        raise Unprocessable(
+            f"No completed campaign with at least {MIN_ARM} treatment and {MIN_ARM} control consumers to learn from.",
+            code="no_uplift_model",
+        )
+    model = UpliftModel().fit(data.features, data.treatment, data.converted)
+
+    def union(segments) -> BitMap:
+        members = BitMap()
+        for segment in segments:
+            snapshot = segment_latest_snapshot(segment_id=segment.pk)
+            if snapshot is not None:
+                members |= snapshot_members(snapshot)
+        return members
+
+    audience = (
+        union(campaign.include_segments.all()) - union(campaign.exclude_segments.all())
+    ) & live_consumers_bitmap()
+    ids = np.array(sorted(audience), dtype=np.int64)
+    share = 1.0 - float(campaign.control_share)
+    point = low = high = 0.0
+    if ids.size:
+        from django.utils import timezone
+
+        features = consumer_features(consumer_ids=ids, merchant_id=campaign.merchant_id, as_of=timezone.now())
+        tau = model.predict(features)
+        mu1 = model.propensity(features)
+        mu0 = np.clip(mu1 - tau, 0.0, 1.0)
+        point = share * float(tau.sum())
+        spread = 1.959963984540054 * math.sqrt(share * float((mu1 * (1 - mu1) + mu0 * (1 - mu0)).sum()))
+        low, high = point - spread, point + spread
+    return ForecastExact(used, int(ids.size), point, low, high)
