@@ -13,6 +13,7 @@ class SegmentKind(models.TextChoices):
     LOOKALIKE = "lookalike", "Lookalike (consumers most similar to a seed segment)"
     PERSONA = "persona", "Persona (one learned persona)"
     PERSUADABLE = "persuadable", "Persuadables (consumers an uplift model expects a campaign to move)"
+    RESPONSE = "response", "Campaign response (consumers who reacted to one of your campaigns in a given way)"
 
 
 class RefreshPolicy(models.TextChoices):

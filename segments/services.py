@@ -500,6 +500,11 @@ def _compute_members(segment: Segment, inputs: RefreshInputs | None = None) -> C
         raise RefreshFailed(
             "A persuadable audience is computed from completed campaigns; create it again to recompute it."
         )
+    if segment.kind == SegmentKind.RESPONSE:
+        # A fixed group written by the campaigns layer (campaigns/responses.py) from one campaign's results.
+        raise RefreshFailed(
+            "A campaign-response segment is a fixed group from one campaign's results; it does not change."
+        )
     if segment.kind == SegmentKind.LOOKALIKE:
         spec = segment.lookalike_spec or {}
         if segment.seed_id is None:

@@ -16,12 +16,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from merchants.api_base import IdField, MerchantAPIView, OperatorAPIView, get_scoped_or_404
+from merchants.api_base import MAX_ID, IdField, MerchantAPIView, OperatorAPIView, get_scoped_or_404
 from merchants.api_errors import ApiError
 from merchants.api_fields import ChoiceField
 from merchants.pagination import page_parameters
 from privacy.pseudonyms import is_pseudonym
-from segments.api import PublicCountSerializer
+from segments.api import PublicCountSerializer, SegmentOutput
+from segments.selectors import segments_for_merchant
 
 from .export import EXPORT_MAX_PAGE, InvalidCursor, campaign_audience_export
 from .inbox import inbox_messages_take
@@ -522,8 +523,8 @@ class CampaignForecastApi(_CampaignScoped):
 
         campaign = self.campaign(pk)
         like = request.query_params.get("like")
-        if like is not None and not like.isdigit():
-            raise ApiError("like must be a campaign id.", code="invalid", details={"like": ["Not a number."]})
+        if like is not None and not (like.isdigit() and 0 < int(like) <= MAX_ID):
+            raise ApiError("like must be a campaign id.", code="invalid", details={"like": ["Not a campaign id."]})
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=int(like) if like else None)
         data = {
             "campaign_id": forecast.campaign_id,
@@ -537,6 +538,76 @@ class CampaignForecastApi(_CampaignScoped):
             "control; (1 - control share) x summed predicted uplift; interval ±1.96 x the outcome noise",
         }
         return Response(ForecastSerializer(data).data)
+
+
+class ResponseSegmentInput(serializers.Serializer):
+    response = ChoiceField(
+        choices=["clicked_not_bought", "opened_not_clicked", "bought"],
+        help_text="Who to keep, among those who received the campaign: clicked_not_bought (clicked the message "
+        "but bought nothing in the attribution window), opened_not_clicked, or bought.",
+    )
+    name = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="Default: “<campaign>: <response in words>”."
+    )
+
+
+class CampaignResponseSegmentApi(_CampaignScoped):
+    """A fixed segment of those who reacted to this campaign in one way, to reach them again: for example those
+    who clicked but did not buy. Its size is released like any segment's; its members never leave the platform."""
+
+    @extend_schema(
+        operation_id="campaigns_response_segment",
+        summary="Make a segment of those who reacted to the campaign in one way (e.g. clicked but did not buy)",
+        request=ResponseSegmentInput,
+        responses={201: SegmentOutput},
+    )
+    def post(self, request, pk: int):
+        from .responses import response_segment_create
+
+        campaign = self.campaign(pk)
+        body = ResponseSegmentInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        segment = response_segment_create(
+            campaign_id=campaign.pk,
+            merchant_id=self.merchant.pk,
+            response=body.validated_data["response"],
+            name=body.validated_data.get("name", ""),
+            actor=request.user.actor,
+        )
+        data = SegmentOutput(segments_for_merchant(self.merchant).get(pk=segment.pk)).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class PersuadablesInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    size = serializers.IntegerField(min_value=1, max_value=10_000_000, help_text="How many consumers at most.")
+
+
+class CampaignPersuadablesApi(_CampaignScoped):
+    """Persuadables for a campaign like this one: the consumers of your store an uplift model, trained on this
+    completed campaign's treatment and control groups, expects to gain most from receiving it."""
+
+    @extend_schema(
+        operation_id="campaigns_persuadables",
+        summary="Make a segment of the persuadables for a campaign like this completed one",
+        request=PersuadablesInput,
+        responses={201: SegmentOutput},
+    )
+    def post(self, request, pk: int):
+        from .uplift import persuadables_create
+
+        campaign = self.campaign(pk)
+        body = PersuadablesInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        segment = persuadables_create(
+            campaign_id=campaign.pk,
+            merchant_id=self.merchant.pk,
+            name=body.validated_data["name"],
+            size=body.validated_data["size"],
+            actor=request.user.actor,
+        )
+        data = SegmentOutput(segments_for_merchant(self.merchant).get(pk=segment.pk)).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class AudiencePageSerializer(serializers.Serializer):

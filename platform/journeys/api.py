@@ -260,6 +260,10 @@ def _count(c: ReleasedCount) -> dict:
 
 
 class JourneyReportApi(_JourneyScoped):
+    """How many consumers reached, were sent and are waiting at each step, and conversions of those in the journey
+    against the holdout with the uplift. Every count is released with privacy noise; rates and the uplift are
+    computed from released counts, and hidden when a count they need is."""
+
     @extend_schema(
         operation_id="journeys_report",
         summary="Per-step counts, conversions against the holdout, uplift (all released figures)",

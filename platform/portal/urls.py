@@ -57,4 +57,9 @@ urlpatterns = [
     path("campaigns/<id:campaign_id>/progress.json", campaigns.campaign_progress_json, name="campaign_progress_json"),
     path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
     path("campaigns/<id:campaign_id>/report.csv", campaigns.campaign_report_csv, name="campaign_report_csv"),
+    path(
+        "campaigns/<id:campaign_id>/segments/",
+        campaigns.campaign_response_segment_view,
+        name="campaign_response_segment",
+    ),
 ]

@@ -207,3 +207,23 @@ def test_the_forecast_needs_an_audience_insights_basis(merchant, merchant_client
     draft = make_campaign(merchant, status=CampaignStatus.DRAFT)
     response = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast")
     assert response.status_code == 422 and "processing activity" in response.json()["error"]["message"]
+
+
+def test_the_api_offers_persuadables_for_a_campaign_like_this_one(
+    merchant, merchant_client, other_merchant_client, all_purposes_approved
+):
+    from tests.release_helpers import released_public
+
+    campaign, _browsers, _buyers = _completed_campaign_with_a_planted_effect(merchant)
+    url = f"/api/v1/campaigns/{campaign.pk}/persuadables"
+    response = merchant_client.post(url, {"name": "Persuadables", "size": 150}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["kind"] == "persuadable"
+    from segments.models import Segment
+
+    exact = Segment.objects.get(pk=body["id"]).snapshots.get().size
+    assert body["size"] == released_public(f"segment:{body['id']}:size", exact)  # never the exact size
+    assert merchant_client.post(url, {"name": "Too few", "size": 5}, format="json").status_code == 422
+    assert merchant_client.post(url, {"name": "Persuadables", "size": 150}, format="json").status_code == 409
+    assert other_merchant_client.post(url, {"name": "Mine", "size": 150}, format="json").status_code == 404

@@ -59,6 +59,7 @@ PORTAL_ACTIONS = {
     "campaigns/<id:campaign_id>/cancel/",
     "campaigns/<id:campaign_id>/delete/",
     "campaigns/<id:campaign_id>/test-send/",
+    "campaigns/<id:campaign_id>/segments/",  # makes a response segment; its size is the segment page's
     "segments/estimate/",  # POSTed below with an expression
     "segments/parse/",  # the builder's parser: the expression's JSON form and canonical text, no counts
     "campaigns/preview/",  # a message preview: text and products, no counts
@@ -194,8 +195,12 @@ def _fetch_everything(merchant_client, portal_client, world) -> dict[str, str]:
     for route in merchant_api_get_routes():
         url = _fill(route, world["ids"]) + QUERY.get(route, "")
         response = merchant_client.get(url)
-        assert response.status_code in (200, 404), f"{url}: {response.status_code}"  # 404: the unknown sku
-        bodies[url] = response.content.decode()
+        # 404: the unknown sku. 422: the forecast, which needs a completed campaign with a control group to learn
+        # from (this world has none; its released figures are checked in tests/campaigns/test_uplift.py).
+        allowed = (200, 404, 422) if route.endswith("/forecast") else (200, 404)
+        assert response.status_code in allowed, f"{url}: {response.status_code}"
+        if response.status_code != 422:  # the refusal names its own threshold (MIN_ARM), a constant, not a count
+            bodies[url] = response.content.decode()
     for route in portal_get_routes():
         url = _fill(route, world["ids"]) + QUERY.get(route, "")
         response = portal_client.get(url)

@@ -20,6 +20,7 @@ from campaigns.messages import campaign_constants, message_render, template_prob
 from campaigns.models import FINISHED_STATUSES, VARIANT_LETTERS, Campaign, CampaignStatus, Group, Phase, ScheduleKind
 from campaigns.preview import PREVIEW_SAMPLES, message_preview
 from campaigns.report_csv import campaign_report_csv_rows
+from campaigns.responses import RESPONSES, response_segment_create
 from campaigns.schedule import duration_text, recurrence_describe
 from campaigns.selectors import (
     CAMPAIGN_PRECISION,
@@ -417,6 +418,23 @@ def campaign_test_send_view(request: HttpRequest, campaign_id: int) -> HttpRespo
     else:
         messages.success(request, "Test message sent to the test inbox. It is not counted in any report.")
     return redirect(reverse("portal:campaign_detail", kwargs={"campaign_id": campaign.pk}) + f"?sample={sample}")
+
+
+@require_POST
+@merchant_view(Capability.EDIT_SEGMENTS)
+def campaign_response_segment_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """ "Make a segment of those who clicked but did not buy" (or another response) from the report."""
+    campaign = _campaign_or_404(request, campaign_id)
+    response = request.POST.get("response", "")
+    try:
+        segment = response_segment_create(
+            campaign_id=campaign.pk, merchant_id=request.portal.merchant.pk, response=response, actor=_actor(request)
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:campaign_report", campaign_id=campaign.pk)
+    messages.success(request, f"Segment “{segment.name}” made: those who {RESPONSES[response].label}.")
+    return redirect("portal:segment_detail", segment_id=segment.pk)
 
 
 @require_POST
