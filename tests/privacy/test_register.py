@@ -151,6 +151,7 @@ def test_editing_an_approved_activity_in_the_admin_sends_it_back_to_draft_with_a
             "recipients": "",
             "retention": "",
             "safeguards": "",
+            "confirm_return_to_draft": "on",  # the officer confirms (tests/privacy/test_officer_admin_pages.py)
         },
     )
     assert response.status_code == 302

@@ -58,7 +58,9 @@ def test_estimate_previews_while_typing_and_separates_reachable(portal_client, p
 def test_estimate_hides_small_audiences(portal_client, population):
     body = estimate(portal_client, "interest:chess").json()
     assert body["size"] == {"display": "fewer than 500", "hidden": True, "error_bound": None, "precision": "preview"}
-    assert "50," not in json.dumps(body) and ": 50" not in json.dumps(body)
+    # The exact count (50) appears nowhere; took_ms is a timing and may read 50.x, so it is left out of the check.
+    shown = json.dumps({k: v for k, v in body.items() if k != "took_ms"})
+    assert "50," not in shown and ": 50" not in shown
 
 
 def test_estimate_refused_when_the_budget_is_spent(portal_client, population, merchant):
