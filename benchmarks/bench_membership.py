@@ -54,6 +54,7 @@ def _world(n: int):
 
     from benchmarks.bench_segments import _setup_platform
     from consumers.models import Consumer, Event, Product
+    from dbtools.backend import on_postgresql
     from privacy.pseudonyms import make_pseudonymiser
     from tags.bitmaps import LIVE_CONSUMERS_KEY, bitmap_store, tag_key
     from tags.models import Tag
@@ -78,7 +79,7 @@ def _world(n: int):
     # Stamped before the live bitmap's mark (created_at is set on insert), as after a tagging run: otherwise every
     # read of the live-consumers bitmap would find them all in its change window and read them again.
     Consumer.objects.update(created_at=stamp)
-    if connection.vendor == "postgresql":  # ids were given: move the sequence past them for ingestion's consumers
+    if on_postgresql():  # ids were given: move the sequence past them for ingestion's consumers
         with connection.cursor() as cursor:
             cursor.execute("SELECT setval(pg_get_serial_sequence('consumers_consumer', 'id'), %s)", [n])
     live = _bitmap(np.arange(1, n + 1, dtype=np.uint32))
