@@ -81,7 +81,7 @@ def response_segment_create(
         segment_members_write(
             segment_id=segment.pk,
             members=members,
-            method=f"campaign-response:{response}",
+            method=f"response:{response}",  # at most 32 characters (SegmentSnapshot.method)
             definition=segment.definition,
             actor=actor,
             detail={"campaign": campaign.pk, "response": response},

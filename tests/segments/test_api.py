@@ -419,6 +419,11 @@ def test_insights_show_lift_from_released_counts_and_suppress_small_cells(
     assert body["size"] == released_public(f"segment:{segment.pk}:size", 200)
     size = released_count(f"segment:{segment.pk}:size", 200)
     population = released_count("population:live", 400)
+    if size.suppressed:
+        # 200 is near the suppression threshold (170 after noise keyed by the segment id, which differs between
+        # databases): a hidden size shows no make-up at all.
+        assert body["families"] == []
+        return
     families = {f["family"]: {v["value"]: v for v in f["values"]} for f in body["families"]}
 
     def expected(family, value, in_segment, overall):
