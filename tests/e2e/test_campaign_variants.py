@@ -70,6 +70,8 @@ def test_an_ab_test_from_the_wizard_to_the_per_variant_report(marketplace):
     expect(page.get_by_label(re.compile("^On day of the month"))).to_be_visible()
     shots(browsing, "wizard_variants_and_picker")
     page.get_by_label("As soon as I launch it").check()
+    # Nothing in flight first: on SQLite the live server shares one connection between its threads.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save draft and review").click()
 
     expect(page.get_by_test_id("campaign-status")).to_have_text("Draft")

@@ -71,6 +71,8 @@ def test_build_a_segment_by_typing_then_launch_a_campaign_and_read_its_report(ma
     browsing.shot("builder_estimate")
 
     page.get_by_label("Name").fill("Singapore and Malaysia")
+    # Nothing in flight first: on SQLite the live server shares one connection between its threads.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save segment").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Singapore and Malaysia")
     # The saved segment's size is its own precise release (segment:<id>:size), the builder's a coarse preview:
@@ -94,10 +96,14 @@ def test_build_a_segment_by_typing_then_launch_a_campaign_and_read_its_report(ma
 
     # A bad placeholder is refused next to its field.
     page.get_by_label("Title").fill("{discount} off {wrong}")
+    # Nothing in flight first: on SQLite the live server shares one connection between its threads.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save draft and review").click()
     expect(page.locator("#id_title_template_error")).to_contain_text("Unknown placeholder {wrong}")
     browsing.shot("campaign_wizard_error")
     page.get_by_label("Title").fill("{discount} off for the weekend")
+    # Nothing in flight first: on SQLite the live server shares one connection between its threads.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save draft and review").click()
 
     expect(page.get_by_test_id("campaign-status")).to_have_text("Draft")

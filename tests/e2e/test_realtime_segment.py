@@ -23,6 +23,8 @@ def test_a_real_time_segment_is_chosen_in_the_builder_and_says_so(browsing):
     for name, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
         browsing.shot(f"builder_{name}")
+    # Nothing in flight first: on SQLite the live server shares one connection between its threads.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save segment").click()
     expect(page.get_by_test_id("realtime-notice")).to_contain_text("Updated in real time")
     for name, (width, height) in SIZES.items():

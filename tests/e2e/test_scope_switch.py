@@ -56,6 +56,8 @@ def test_switching_between_the_marketplace_and_my_customers(marketplace):
     page.get_by_label("Count consumers").select_option("my_customers")
     page.get_by_label("Name").fill("Singapore customers")
     browsing.shot("builder_scope")
+    # Nothing in flight first: on SQLite the live server shares one connection between its threads.
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save segment").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Singapore customers")
     expect(page.get_by_test_id("scope-label").first).to_have_text("among your customers")
