@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -21,6 +21,19 @@ from .models import Journey, ReentryPolicy, TriggerKind
 from .selectors import journey_report_public, journeys_for_merchant
 from .services import journey_activate, journey_create, journey_delete, journey_pause, journey_update
 from .templates import TEMPLATES, journey_from_template
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+        "example": "21:00:00",
+        "nullable": True,
+        "description": "A local time of day in the journey's time zone, HH:MM or HH:MM:SS, without an offset.",
+    }
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time without an offset (quiet hours): OpenAPI's "time" format would require one."""
 
 
 class JourneyInputSerializer(serializers.Serializer):
@@ -46,8 +59,8 @@ class JourneyInputSerializer(serializers.Serializer):
     )
     reentry = ChoiceField(choices=ReentryPolicy.choices, required=False)
     reentry_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True)
-    quiet_start = serializers.TimeField(required=False, allow_null=True, help_text="Overrides the platform's.")
-    quiet_end = serializers.TimeField(required=False, allow_null=True)
+    quiet_start = LocalTimeField(required=False, allow_null=True, help_text="Overrides the platform's.")
+    quiet_end = LocalTimeField(required=False, allow_null=True)
     frequency_cap = serializers.IntegerField(min_value=1, max_value=1000, required=False, allow_null=True)
     frequency_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
     attribution_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
@@ -72,8 +85,8 @@ class JourneyOutputSerializer(serializers.Serializer):
     holdout_share = serializers.DecimalField(max_digits=4, decimal_places=3)
     reentry = serializers.CharField()
     reentry_days = serializers.IntegerField(allow_null=True)
-    quiet_start = serializers.TimeField(allow_null=True)
-    quiet_end = serializers.TimeField(allow_null=True)
+    quiet_start = LocalTimeField(allow_null=True)
+    quiet_end = LocalTimeField(allow_null=True)
     frequency_cap = serializers.IntegerField(allow_null=True)
     frequency_window_days = serializers.IntegerField()
     attribution_window_days = serializers.IntegerField()
