@@ -42,6 +42,8 @@ def journey_inbox_take(
                 )
         JourneySend.objects.filter(pk__in=[s.pk for s in shown]).update(delivered_at=now)
     wanted = {pid for s in shown for pid in s.product_ids}
+    catalogue = list(Product.objects.filter(pk__in=wanted).values("pk", "sku", "title", "price", "merchant_id"))
+    owner = {p["pk"]: p["merchant_id"] for p in catalogue}
     products = {
         p["pk"]: {
             "id": p["pk"],
@@ -49,8 +51,9 @@ def journey_inbox_take(
             "title": p["title"],
             "price": None if p["price"] is None else str(p["price"]),
         }
-        for p in Product.objects.filter(pk__in=wanted).values("pk", "sku", "title", "price", "merchant_id")
+        for p in catalogue
     }
+    # Only the sending journey's own store's products are ever shown, whatever a message row names.
     return [
         InboxMessage(
             delivery_id=s.pk,
@@ -59,7 +62,9 @@ def journey_inbox_take(
             title=s.title,
             body=s.body,
             coupon_code=s.coupon_code,
-            products=[products[pid] for pid in s.product_ids if pid in products],
+            products=[
+                products[pid] for pid in s.product_ids if pid in products and owner[pid] == s.journey.merchant_id
+            ],
             sent_at=s.created_at,
             kind="journey",
             journey_id=s.journey_id,

@@ -49,3 +49,20 @@ def test_a_message_written_before_a_withdrawal_is_withdrawn_not_shown(
     send = JourneySend.objects.get(journey=abandoned_cart)
     assert send.status == SendStatus.WITHDRAWN
     assert send.withdrawn_reason
+
+
+def test_a_message_never_shows_another_stores_product(
+    abandoned_cart, merchant, other_merchant, catalogue, operator_client
+):
+    from tests.factories import ProductFactory
+
+    [shopper] = shoppers(1)
+    event(merchant, shopper, CART, MORNING + timedelta(minutes=1))
+    tick(MORNING + timedelta(minutes=2))
+    tick(MORNING + 2 * H + timedelta(minutes=3))
+    foreign = ProductFactory(merchant=other_merchant, sku="THEIRS-1", title="Their gadget")
+    send = JourneySend.objects.get(journey=abandoned_cart)
+    JourneySend.objects.filter(pk=send.pk).update(product_ids=[*send.product_ids, foreign.pk])
+    with at(MORNING + 2 * H + timedelta(minutes=10)):
+        [message] = _inbox(operator_client, shopper)
+    assert "THEIRS-1" not in [p["sku"] for p in message["products"]]
