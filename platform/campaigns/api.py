@@ -665,6 +665,9 @@ class InboxMessageSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=["campaign", "journey"], help_text="Who sent it: a campaign or a step of a journey."
     )
+    message_ref = serializers.CharField(
+        help_text="A journey message's signed reference: send it back with tracking events (empty for a campaign's)."
+    )
     campaign_id = serializers.IntegerField(allow_null=True)
     journey_id = serializers.IntegerField(allow_null=True)
     store_name = serializers.CharField()
@@ -711,7 +714,15 @@ class InboxApi(OperatorAPIView):
 
 
 class TrackingEventSerializer(serializers.Serializer):
-    delivery_id = IdField()
+    delivery_id = IdField(
+        required=False, allow_null=True, help_text="A campaign message's delivery id (or give message_ref)."
+    )
+    message_ref = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="A journey message's signed reference, as the inbox and the webhook give it (or give delivery_id).",
+    )
     kind = ChoiceField(choices=TrackingKind.choices)
     occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
     order_value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
@@ -722,6 +733,13 @@ class TrackingEventSerializer(serializers.Serializer):
         help_text="Repeating a key for a delivery records nothing new. "
         "Defaults to the kind (one of each per delivery).",
     )
+
+    def validate(self, attrs):
+        if bool(attrs.get("delivery_id")) == bool(attrs.get("message_ref")):
+            raise serializers.ValidationError(
+                "Name the message by exactly one of delivery_id (a campaign's) or message_ref (a journey's)."
+            )
+        return attrs
 
 
 class TrackingInputSerializer(serializers.Serializer):
@@ -749,7 +767,8 @@ class TrackingApi(OperatorAPIView):
         result = tracking_events_record(
             events=[
                 TrackingInput(
-                    delivery_id=e["delivery_id"],
+                    delivery_id=e.get("delivery_id"),
+                    message_ref=e.get("message_ref") or "",
                     kind=e["kind"],
                     occurred_at=e.get("occurred_at") or now,
                     order_value=e.get("order_value"),

@@ -41,6 +41,7 @@ from .models import (
     ScheduleKind,
 )
 from .schedule import crontab_parse, duration_text, recurrence_min_gap_minutes
+from .webhook import channel_problem
 from .winner import series_winner_pick
 
 logger = logging.getLogger("dmp.campaigns")
@@ -116,8 +117,9 @@ def campaign_problems(*, merchant: Merchant, values: dict[str, Any], now: dateti
     ):
         add("variants", problem)
 
-    if values.get("channel") == Channel.WEBHOOK and not settings.OPERATOR_WEBHOOK_URL:
-        add("channel", "The webhook channel is not configured on this platform (no OPERATOR_WEBHOOK_URL).")
+    channel_refused = channel_problem(values.get("channel") or Channel.INBOX)
+    if channel_refused:
+        add("channel", channel_refused)
 
     kind = values.get("schedule_kind", ScheduleKind.NOW)
     scheduled_at, recurrence = values.get("scheduled_at"), (values.get("recurrence") or "").strip()

@@ -28,6 +28,7 @@ from django.utils import timezone
 from campaigns.audience import cap_counter_register, frequency_capped_consumers
 from campaigns.deliveries import Catalogue
 from campaigns.messages import CompiledTemplate, campaign_constants
+from campaigns.models import Channel
 from consumers.models import Event, Product
 from dbtools.backend import on_postgresql
 from privacy.audit import audit_record
@@ -46,14 +47,18 @@ from .definition import (
     parse_duration,
     parse_time_of_day,
     send_discount,
+    send_variant,
+    send_variants,
 )
 from .models import (
+    COUNTED_BY_CAPS,
     EnrolmentState,
     Journey,
     JourneyEnrolment,
     JourneySend,
     JourneyStatus,
     JourneyStepRun,
+    JourneyStepWinner,
     JourneyVersion,
     ReentryPolicy,
     SendStatus,
@@ -295,6 +300,18 @@ class BatchContext:
 
     recommended: dict[int, dict[int, list[int]]] = field(default_factory=dict)  # journey id -> consumer -> products
     catalogues: dict[int, Catalogue] = field(default_factory=dict)
+    winners: dict[int, dict[tuple[int, int], int]] = field(default_factory=dict)  # journey -> (version, step) -> v
+
+    def winner(self, journey_id: int, version_id: int, step: int) -> int | None:
+        """The variant an auto_winner send step settled on (JourneyStepWinner), read once per journey and batch."""
+        if journey_id not in self.winners:
+            self.winners[journey_id] = {
+                (version, index): variant
+                for version, index, variant in JourneyStepWinner.objects.filter(journey_id=journey_id).values_list(
+                    "version_id", "step", "variant"
+                )
+            }
+        return self.winners[journey_id].get((version_id, step))
 
     def recommendations(self, journey: Journey, consumer_id: int) -> list[int]:
         """The consumer's recommended products, asked once per batch for all the journey's consumers in it (the
@@ -399,12 +416,14 @@ def _branch(step: dict, e: JourneyEnrolment, journey: Journey, now: datetime) ->
     return Move(StepOutcome.BRANCH_NO, _next(step, e.step, "else"))
 
 
-def _render(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) -> tuple[str, str, list[int]]:
-    """The campaigns' rendering: constants (store, offer), recommended products of the merchant's catalogue, and
-    {carted_product}, the triggering event's product."""
-    discount = send_discount(step)
-    coupon = step.get("coupon_code", "")
-    n = int(step.get("products", 3))
+def _render(
+    message: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext, *, products: int
+) -> tuple[str, str, list[int]]:
+    """The campaigns' rendering of one message (the step's, or the consumer's variant): constants (store, offer),
+    recommended products of the merchant's catalogue, and {carted_product}, the triggering event's product."""
+    discount = send_discount(message)
+    coupon = message.get("coupon_code", "")
+    n = products
     constants = campaign_constants(store_name=journey.merchant.name, coupon_code=coupon, discount_percent=discount)
     carted = ""
     if e.trigger_product_id is not None:
@@ -415,8 +434,8 @@ def _render(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext
             or ""
         )
     escaped = carted.replace("{", "{{").replace("}", "}}")
-    title = CompiledTemplate(step["title"].replace(CARTED_PRODUCT, escaped), constants=constants)
-    body = CompiledTemplate(step["body"].replace(CARTED_PRODUCT, escaped), constants=constants)
+    title = CompiledTemplate(message["title"].replace(CARTED_PRODUCT, escaped), constants=constants)
+    body = CompiledTemplate(message["body"].replace(CARTED_PRODUCT, escaped), constants=constants)
     product_ids: list[int] = []
     if n and (title.uses_products or body.uses_products):
         recommended = ctx.recommendations(journey, e.consumer_id)
@@ -443,7 +462,16 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
         # A second message to the same consumer in one batch waits for the next claim, after this batch commits,
         # so the caps count the first one.
         return Move(until=now)
-    with_offer = bool(step.get("coupon_code")) or send_discount(step) is not None
+    # The consumer's variant (deterministic: a re-run step picks the same one) decides the message and its offer.
+    variant = send_variant(
+        step,
+        journey_id=journey.pk,
+        step_index=e.step,
+        consumer_id=e.consumer_id,
+        winner=ctx.winner(journey.pk, e.version_id, e.step),
+    )
+    message = send_variants(step)[(variant or 1) - 1]
+    with_offer = bool(message.get("coupon_code")) or send_discount(message) is not None
     # The rule is read in SQL for the whole batch at the time it runs (as campaigns' dispatch does); a consumer it
     # refuses is asked again one by one, for the reason.
     if not ctx.allowed(e.consumer_id, with_offer=with_offer):
@@ -455,7 +483,8 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
             return Move(StepOutcome.REFUSED, EXIT, exit_reason=decision.reason)
     if ctx.is_capped(journey, e.consumer_id):
         return Move(StepOutcome.CAPPED, _next(step, e.step))
-    title, body, product_ids = _render(step, e, journey, ctx)
+    title, body, product_ids = _render(message, e, journey, ctx, products=int(step.get("products", 3)))
+    webhook = journey.channel == Channel.WEBHOOK
     ctx.sends.append(
         JourneySend(
             enrolment_id=e.pk,
@@ -463,10 +492,13 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
             merchant_id=journey.merchant_id,
             consumer_id=e.consumer_id,
             step=e.step,
-            status=SendStatus.SENT,
+            variant=variant,
+            channel=journey.channel,
+            # A webhook message is pending until the operator's service accepts it (journeys.delivery).
+            status=SendStatus.PENDING if webhook else SendStatus.SENT,
             title=title,
             body=body,
-            coupon_code=step.get("coupon_code", ""),
+            coupon_code=message.get("coupon_code", ""),
             product_ids=product_ids,
             created_at=now,
         )
@@ -546,6 +578,14 @@ def _advance(e: JourneyEnrolment, ctx: BatchContext) -> None:
         e.attempts = 0
 
 
+def _webhook_enqueue(journey_ids: list[int]) -> None:
+    """After the batch commits: hand its webhook messages to the dispatch task (the tick sweeps any left)."""
+    from .tasks import journey_webhook_task  # the tasks module imports this one
+
+    for journey_id in journey_ids:
+        journey_webhook_task.delay(journey_id)
+
+
 ENROLMENT_FIELDS = ["state", "step", "next_run_at", "attempts", "step_started_at", "finished_at", "exit_reason"]
 
 
@@ -601,6 +641,9 @@ def enrolments_step(*, pairs: list[tuple[int, int]], now: datetime | None = None
             _advance(e, ctx)
         JourneyStepRun.objects.bulk_create(ctx.step_runs, batch_size=1000)
         JourneySend.objects.bulk_create(ctx.sends, batch_size=1000)
+        webhook_journeys = sorted({s.journey_id for s in ctx.sends if s.status == SendStatus.PENDING})
+        if webhook_journeys:
+            transaction.on_commit(lambda: _webhook_enqueue(webhook_journeys))
         _positions_write(enrolments)
         for journey_id, tally in ctx.tallies.items():
             if not any(tally.values()):
@@ -632,7 +675,7 @@ def journey_messages_for_caps(
 ):
     """Journey messages, counted toward the campaigns' frequency caps (registered in apps.ready)."""
     since = min(platform_since, merchant_since)
-    sends = JourneySend.objects.filter(status=SendStatus.SENT, created_at__gte=since)
+    sends = JourneySend.objects.filter(status__in=COUNTED_BY_CAPS, created_at__gte=since)
     if consumer_ids is not None:
         sends = sends.filter(consumer_id__in=list(consumer_ids))
     rows = sends.values("consumer_id").annotate(
