@@ -17,7 +17,9 @@ Each message carries its id (`delivery_id`, the receiver's idempotency key) and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -67,7 +69,7 @@ def _claim(journey_id: int, now: datetime, limit: int) -> list[int]:
     return ids
 
 
-def _message(row: dict, pseudonyms: dict[int, str], catalogue: Catalogue) -> dict:
+def _message(row: Mapping[str, Any], pseudonyms: dict[int, str], catalogue: Catalogue) -> dict:
     return {
         "delivery_id": row["pk"],
         "message_ref": journey_message_ref(row["pk"]),

@@ -45,6 +45,11 @@ urlpatterns = [
     path("journeys/<id:journey_id>/", journeys.journey_detail, name="journey_detail"),
     path("journeys/<id:journey_id>/activate/", journeys.journey_activate_view, name="journey_activate"),
     path("journeys/<id:journey_id>/pause/", journeys.journey_pause_view, name="journey_pause"),
+    path(
+        "journeys/<id:journey_id>/steps/<int:step>/variants/",
+        journeys.journey_step_variants,
+        name="journey_step_variants",
+    ),
     path("campaigns/", campaigns.campaign_list, name="campaigns"),
     path("campaigns/new/", campaigns.campaign_new, name="campaign_new"),
     path("campaigns/preview/", campaigns.campaign_preview_json, name="campaign_preview_json"),
