@@ -13,6 +13,7 @@ from django.utils import timezone
 from .delivery import journey_webhook_dispatch, journeys_with_pending_webhooks
 from .engine import due_claim, enrolments_step, triggers_ingest
 from .models import Journey, JourneyStatus
+from .winner import journey_winners_pick
 
 logger = logging.getLogger("dmp.journeys")
 
@@ -95,3 +96,13 @@ def journey_webhook_task(journey_id: int, round_no: int = 0) -> dict[str, int]:
     if round_no < WEBHOOK_ROUNDS_PER_TASK:
         journey_webhook_task.delay(journey_id, round_no + 1)
     return totals
+
+
+@shared_task(name="journeys.winners", acks_late=True, autoretry_for=(OperationalError, InterfaceError), max_retries=3)
+def journeys_winners_task() -> dict[str, int]:
+    """Hourly (beat): settle the auto_winner send steps of active journeys that have a winner now."""
+    now = timezone.now()
+    picked = 0
+    for journey_id in Journey.objects.filter(status=JourneyStatus.ACTIVE).values_list("pk", flat=True):
+        picked += len(journey_winners_pick(journey_id=journey_id, now=now))
+    return {"picked": picked}

@@ -4,10 +4,28 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+WINNERS_NAME = "journeys: variant winners"
+
+
+def add_winners_schedule(apps, schema_editor):
+    """Beat settles the auto_winner send steps hourly (each check releases figures, so not every minute)."""
+    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    hourly, _ = IntervalSchedule.objects.get_or_create(every=3600, period="seconds")
+    PeriodicTask.objects.update_or_create(
+        name=WINNERS_NAME, defaults={"task": "journeys.winners", "interval": hourly, "args": "[]", "enabled": True}
+    )
+
+
+def remove_winners_schedule(apps, schema_editor):
+    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=WINNERS_NAME).delete()
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
         ('journeys', '0003_send_delivery'),
+        ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 
     operations = [
@@ -99,4 +117,5 @@ class Migration(migrations.Migration):
             model_name='journeytrackingevent',
             constraint=models.UniqueConstraint(fields=('send', 'idempotency_key'), name='journey_tracking_unique_key'),
         ),
+        migrations.RunPython(add_winners_schedule, remove_winners_schedule),
     ]
