@@ -1,0 +1,89 @@
+"""The journey page's send step card: add, edit and remove message variants (each save is a new version), with
+errors that name the step and variant, and the released per-variant counts."""
+
+from __future__ import annotations
+
+from journeys.models import Journey
+from journeys.services import journey_create
+
+SEND = {"type": "send", "title": "Hello", "body": "From {store_name}", "products": 0}
+
+
+def _journey(merchant) -> Journey:
+    return journey_create(
+        merchant=merchant,
+        actor="test",
+        name="Cart",
+        trigger_kind="event",
+        trigger_event="carted()",
+        steps=[{"type": "wait", "duration": "1h"}, SEND],
+    )
+
+
+def _save(client, journey, data: dict):
+    return client.post(f"/journeys/{journey.pk}/steps/1/variants/", data, follow=True)
+
+
+def test_a_variant_is_added_edited_and_removed_from_the_step_card(portal_client, merchant):
+    journey = _journey(merchant)
+    page = portal_client.get(f"/journeys/{journey.pk}/").content.decode()
+    assert "Edit the message and its variants" in page and "Add variant B" in page
+    response = _save(
+        portal_client,
+        journey,
+        {
+            "v0-title": "Hello",
+            "v0-body": "From {store_name}",
+            "v1-title": "Hi there",
+            "v1-body": "{offer}",
+            "v1-discount": "10",
+            "v0-weight": "70",
+            "v1-weight": "30",
+            "auto_winner": "1",
+        },
+    )
+    assert "now sends an A/B test of 2 variants" in response.content.decode()
+    journey.refresh_from_db()
+    step = journey.current_version.steps[1]
+    assert journey.current_version.number == 2
+    assert [(v["title"], v["weight"]) for v in step["variants"]] == [("Hello", 70), ("Hi there", 30)]
+    assert step["variants"][1]["discount_percent"] == "10" and step["auto_winner"] is True
+    page = portal_client.get(f"/journeys/{journey.pk}/").content.decode()
+    assert 'data-testid="journey-variant-table"' in page and "Add variant C" in page
+    # Remove B: the step goes back to one plain message.
+    response = _save(
+        portal_client,
+        journey,
+        {
+            "v0-title": "Hello again",
+            "v0-body": "From {store_name}",
+            "v1-title": "Hi there",
+            "v1-body": "{offer}",
+            "v1-discount": "10",
+            "v1-remove": "1",
+        },
+    )
+    assert "now sends one message" in response.content.decode()
+    journey.refresh_from_db()
+    step = journey.current_version.steps[1]
+    assert "variants" not in step and step["title"] == "Hello again" and journey.current_version.number == 3
+
+
+def test_a_bad_variant_is_refused_naming_it(portal_client, merchant):
+    journey = _journey(merchant)
+    response = _save(
+        portal_client,
+        journey,
+        {"v0-title": "Hello", "v0-body": "B", "v1-title": "Hi", "v1-body": "B", "v0-weight": "80", "v1-weight": "x"},
+    )
+    assert "Not saved: steps[1].variants[1].weight" in response.content.decode()
+    journey.refresh_from_db()
+    assert journey.current_version.number == 1
+
+
+def test_another_merchants_step_or_a_step_that_is_not_a_send_is_not_found(portal_client, merchant, other_merchant):
+    foreign = _journey(other_merchant)
+    assert portal_client.post(f"/journeys/{foreign.pk}/steps/1/variants/", {"v0-title": "x"}).status_code == 404
+    mine = _journey(merchant)
+    assert portal_client.post(f"/journeys/{mine.pk}/steps/0/variants/", {"v0-title": "x"}).status_code == 404
+    assert portal_client.post(f"/journeys/{mine.pk}/steps/9/variants/", {"v0-title": "x"}).status_code == 404
