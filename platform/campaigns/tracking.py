@@ -90,7 +90,7 @@ def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
         found_problems = TRACKING_SOURCES[prefix].problems([e for _, e in indexed])
         for position, problem in found_problems.items():
             ref_problems[indexed[position][0]] = problem
-    ids = {e.delivery_id for _, e in campaign_events}
+    ids = {e.delivery_id for _, e in campaign_events if e.delivery_id is not None}
     deliveries = {
         pk: (group, status)
         for pk, group, status in Delivery.objects.filter(pk__in=ids).values_list("pk", "group", "status")

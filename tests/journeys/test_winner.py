@@ -68,4 +68,3 @@ def test_no_winner_while_the_variants_convert_alike(merchant, dm_approved, setti
     _sends(journey, per_variant=1500, converted={1: 400, 2: 410})
     assert journey_winners_pick(journey_id=journey.pk, now=MORNING + timedelta(days=2)) == []
     assert not JourneyStepWinner.objects.exists()
-
