@@ -204,8 +204,10 @@ def _trigger_rows(journey: Journey, limit: int, now: datetime) -> tuple[list[Ent
     entered = MembershipTransition.objects.filter(
         segment_id=journey.trigger_segment_id or 0, kind=TransitionKind.ENTERED
     ).order_by("id")
-    columns = ("id", "consumer_id", "at")
-    transitions = list(entered.filter(id__gt=journey.transition_cursor, id__lte=upper).values_list(*columns)[:limit])
+    transition_columns = ("id", "consumer_id", "at")
+    transitions = list(
+        entered.filter(id__gt=journey.transition_cursor, id__lte=upper).values_list(*transition_columns)[:limit]
+    )
     cursor = transitions[-1][0] if len(transitions) == limit else max(upper, journey.transition_cursor)
     behind = list(
         entered.filter(id__gt=transition_floor, id__lte=journey.transition_cursor)
@@ -214,7 +216,7 @@ def _trigger_rows(journey: Journey, limit: int, now: datetime) -> tuple[list[Ent
                 "trigger_transition_id"
             )
         )
-        .values_list(*columns)[:limit]
+        .values_list(*transition_columns)[:limit]
     )
     return [Entry(c, at, ref=pk) for pk, c, at in behind + transitions], cursor
 
@@ -235,8 +237,8 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         entries, cursor = _trigger_rows(journey, limit, now)
         counts["read"] = len(entries)
         by_consumer: dict[int, list[Entry]] = {}
-        for entry in entries:  # in row id order
-            by_consumer.setdefault(entry.consumer_id, []).append(entry)
+        for row in entries:  # in row id order
+            by_consumer.setdefault(row.consumer_id, []).append(row)
         previous: dict[int, tuple[int, datetime, bool]] = {}
         if by_consumer:
             for cid, n, last, active in (
@@ -254,7 +256,7 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         new = []
         for cid, candidates in by_consumer.items():
             entry_no = 1
-            entry: Entry | None = candidates[0]
+            entry = candidates[0]
             if cid in previous:
                 n, last, active = previous[cid]
                 if active or journey.reentry == ReentryPolicy.NEVER:
@@ -263,10 +265,11 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
                 # The first row that happened late enough after the last entry (a re-read row behind the cursor
                 # may be too early while a newer one is not).
                 reentry_from = last + timedelta(days=journey.reentry_days or 0)
-                entry = next((c for c in candidates if c.at >= reentry_from), None)
-                if entry is None:
+                eligible = [c for c in candidates if c.at >= reentry_from]
+                if not eligible:
                     counts["skipped"] += 1
                     continue
+                entry = eligible[0]
                 entry_no = n + 1
             held = holdout(journey.pk, cid, share)
             counts["held_out" if held else "enrolled"] += 1
