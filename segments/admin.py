@@ -46,6 +46,8 @@ class SegmentAdmin(admin.ModelAdmin):
         "status",
         "last_error",
         "last_error_at",
+        "stream_error",
+        "stream_error_at",
         "last_refreshed_at",
         "created_by",
         "created_at",

@@ -155,7 +155,9 @@ class JourneyInputSerializer(serializers.Serializer):
     )
     reentry = ChoiceField(choices=ReentryPolicy.choices, required=False)
     reentry_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True)
-    quiet_start = LocalTimeField(required=False, allow_null=True, help_text="Overrides the platform's.")
+    quiet_start = LocalTimeField(
+        required=False, allow_null=True, help_text="Adds to the platform's and the merchant's quiet hours."
+    )
     quiet_end = LocalTimeField(required=False, allow_null=True)
     frequency_cap = serializers.IntegerField(min_value=1, max_value=1000, required=False, allow_null=True)
     frequency_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)

@@ -31,6 +31,8 @@ from campaigns.messages import CompiledTemplate, campaign_constants
 from campaigns.models import Channel
 from consumers.models import Event, Product
 from dbtools.backend import on_postgresql
+from merchants.quiet_hours import QuietHours
+from merchants.quiet_hours import quiet_until as quiet_hours_until
 from privacy.audit import audit_record
 from privacy.messaging import may_message, messageable_consumer_ids
 from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
@@ -90,34 +92,31 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo(settings.JOURNEY_TIME_ZONE or "UTC")
 
 
-def quiet_hours(journey: Journey) -> tuple[time, time] | None:
-    """The journey's override, else the platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none)."""
-    if journey.quiet_start is not None and journey.quiet_end is not None:
-        return journey.quiet_start, journey.quiet_end
+def platform_quiet_hours() -> QuietHours | None:
+    """The platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none) in JOURNEY_TIME_ZONE."""
     raw = (settings.JOURNEY_QUIET_HOURS or "").strip()
     if not raw:
         return None
     start, end = raw.split("-")
-    return parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"), parse_time_of_day(
-        end.strip(), where="JOURNEY_QUIET_HOURS"
+    return QuietHours(
+        parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"),
+        parse_time_of_day(end.strip(), where="JOURNEY_QUIET_HOURS"),
+        local_zone(),
     )
 
 
+def quiet_hours(journey: Journey) -> list[QuietHours | None]:
+    """Every quiet window a journey's message must respect: the platform's, the merchant's (in its own time zone)
+    and the journey's own (in JOURNEY_TIME_ZONE). Each adds to the others; none replaces another."""
+    own = None
+    if journey.quiet_start is not None and journey.quiet_end is not None:
+        own = QuietHours(journey.quiet_start, journey.quiet_end, local_zone())
+    return [platform_quiet_hours(), journey.merchant.quiet_hours, own]
+
+
 def quiet_until(journey: Journey, now: datetime) -> datetime | None:
-    """When the quiet hours around `now` end (a send is deferred to then), or None outside them."""
-    window = quiet_hours(journey)
-    if window is None or window[0] == window[1]:
-        return None
-    start, end = window
-    local = now.astimezone(local_zone())
-    t = local.time()
-    inside = (start <= t < end) if start < end else (t >= start or t < end)
-    if not inside:
-        return None
-    end_at = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
-    if end_at <= local:
-        end_at += timedelta(days=1)
-    return end_at.astimezone(UTC)
+    """When a send due at `now` may go (the end of the combined quiet period), or None outside every window."""
+    return quiet_hours_until(quiet_hours(journey), now)
 
 
 def next_local_time(after: datetime, at: time) -> datetime:
@@ -144,37 +143,87 @@ class Entry:
     consumer_id: int
     at: datetime
     product_id: int | None = None
+    ref: int | None = None  # the trigger row's id (event or membership transition)
 
 
-def _trigger_rows(journey: Journey, limit: int) -> tuple[list[Entry], int]:
-    """The next trigger rows after the journey's cursor and the new cursor (the last id read)."""
+MAX_CHECKPOINTS = 200  # a bound on Journey.trigger_checkpoints, whatever the tick rate
+
+
+def _reread_floors(journey: Journey, now: datetime) -> tuple[int, int]:
+    """The (event, transition) ids a tick re-reads from: where the cursors stood JOURNEY_TRIGGER_REREAD_SECONDS ago.
+
+    On PostgreSQL an id is taken when a row is inserted, not when its transaction commits, so a row with a lower id
+    can become visible after the cursor passed it. Every row committed within the window after the tick that passed
+    its id lies between that floor and the cursor, and is read again; the trigger row ids stored on enrolments
+    (unique per journey) keep a re-read row from enrolling anyone twice."""
+    cutoff = (now - timedelta(seconds=settings.JOURNEY_TRIGGER_REREAD_SECONDS)).timestamp()
+    checkpoints = journey.trigger_checkpoints or []
+    floor = (journey.event_cursor, journey.transition_cursor)
+    if checkpoints:
+        floor = (int(checkpoints[0][1]), int(checkpoints[0][2]))  # younger than the window: from the oldest known
+    for stamp, event_cursor, transition_cursor in checkpoints:
+        if stamp <= cutoff:
+            floor = (int(event_cursor), int(transition_cursor))
+    return floor
+
+
+def _checkpoints_after(journey: Journey, now: datetime) -> list[list[float | int]]:
+    """The checkpoints with this tick's starting cursors added, pruned to the window (and the newest one before it,
+    which is the floor)."""
+    cutoff = (now - timedelta(seconds=settings.JOURNEY_TRIGGER_REREAD_SECONDS)).timestamp()
+    checkpoints = [
+        *(journey.trigger_checkpoints or []),
+        [now.timestamp(), journey.event_cursor, journey.transition_cursor],
+    ]
+    older = [c for c in checkpoints if c[0] <= cutoff]
+    kept = [c for c in checkpoints if c[0] > cutoff]
+    return ([older[-1]] if older else []) + kept[-MAX_CHECKPOINTS:]
+
+
+def _trigger_rows(journey: Journey, limit: int, now: datetime) -> tuple[list[Entry], int]:
+    """The trigger rows after the journey's cursor, plus those behind it within the re-read window that enrolled
+    nobody yet, and the new cursor (the last id read)."""
+    event_floor, transition_floor = _reread_floors(journey, now)
     if journey.trigger_kind == TriggerKind.EVENT:
         term = action_parse(journey.trigger_event, where="trigger_event")
         upper = Event.objects.aggregate(n=Max("id"))["n"] or 0
-        rows = list(
-            action_events(term, merchant_id=journey.merchant_id)
-            .filter(id__gt=journey.event_cursor, id__lte=upper)
-            .order_by("id")
-            .values_list("id", "consumer_id", "occurred_at", "product_id")[:limit]
-        )
+        matching = action_events(term, merchant_id=journey.merchant_id).order_by("id")
+        columns = ("id", "consumer_id", "occurred_at", "product_id")
+        rows = list(matching.filter(id__gt=journey.event_cursor, id__lte=upper).values_list(*columns)[:limit])
         cursor = rows[-1][0] if len(rows) == limit else max(upper, journey.event_cursor)
+        behind = list(
+            matching.filter(id__gt=event_floor, id__lte=journey.event_cursor)
+            .exclude(
+                id__in=JourneyEnrolment.objects.filter(journey_id=journey.pk, trigger_event_id__isnull=False).values(
+                    "trigger_event_id"
+                )
+            )
+            .values_list(*columns)[:limit]
+        )
         since = journey.activated_at
         # Events that happened before the journey was first activated do not enrol anyone (a late import of old
         # carts must not start today's reminders).
-        return [Entry(c, at, p) for _, c, at, p in rows if since is None or at >= since], cursor
+        entries = [Entry(c, at, p, pk) for pk, c, at, p in behind + rows if since is None or at >= since]
+        return entries, cursor
     upper = MembershipTransition.objects.aggregate(n=Max("id"))["n"] or 0
+    entered = MembershipTransition.objects.filter(
+        segment_id=journey.trigger_segment_id or 0, kind=TransitionKind.ENTERED
+    ).order_by("id")
+    transition_columns = ("id", "consumer_id", "at")
     transitions = list(
-        MembershipTransition.objects.filter(
-            segment_id=journey.trigger_segment_id or 0,
-            kind=TransitionKind.ENTERED,
-            id__gt=journey.transition_cursor,
-            id__lte=upper,
-        )
-        .order_by("id")
-        .values_list("id", "consumer_id", "at")[:limit]
+        entered.filter(id__gt=journey.transition_cursor, id__lte=upper).values_list(*transition_columns)[:limit]
     )
     cursor = transitions[-1][0] if len(transitions) == limit else max(upper, journey.transition_cursor)
-    return [Entry(c, at) for _, c, at in transitions], cursor
+    behind = list(
+        entered.filter(id__gt=transition_floor, id__lte=journey.transition_cursor)
+        .exclude(
+            id__in=JourneyEnrolment.objects.filter(journey_id=journey.pk, trigger_transition_id__isnull=False).values(
+                "trigger_transition_id"
+            )
+        )
+        .values_list(*transition_columns)[:limit]
+    )
+    return [Entry(c, at, ref=pk) for pk, c, at in behind + transitions], cursor
 
 
 def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int = 10_000) -> dict[str, int]:
@@ -190,15 +239,15 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         )
         if journey is None or journey.current_version is None:
             return counts
-        entries, cursor = _trigger_rows(journey, limit)
+        entries, cursor = _trigger_rows(journey, limit, now)
         counts["read"] = len(entries)
-        first: dict[int, Entry] = {}
-        for entry in entries:
-            first.setdefault(entry.consumer_id, entry)
+        by_consumer: dict[int, list[Entry]] = {}
+        for row in entries:  # in row id order
+            by_consumer.setdefault(row.consumer_id, []).append(row)
         previous: dict[int, tuple[int, datetime, bool]] = {}
-        if first:
+        if by_consumer:
             for cid, n, last, active in (
-                JourneyEnrolment.objects.filter(journey_id=journey.pk, consumer_id__in=list(first))
+                JourneyEnrolment.objects.filter(journey_id=journey.pk, consumer_id__in=list(by_consumer))
                 .values("consumer_id")
                 .annotate(
                     n=Max("entry_no"),
@@ -210,16 +259,22 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
                 previous[cid] = (n, last, bool(active))
         share = float(journey.holdout_share)
         new = []
-        for cid, entry in first.items():
+        for cid, candidates in by_consumer.items():
             entry_no = 1
+            entry = candidates[0]
             if cid in previous:
                 n, last, active = previous[cid]
                 if active or journey.reentry == ReentryPolicy.NEVER:
                     counts["skipped"] += 1
                     continue
-                if last + timedelta(days=journey.reentry_days or 0) > entry.at:
+                # The first row that happened late enough after the last entry (a re-read row behind the cursor
+                # may be too early while a newer one is not).
+                reentry_from = last + timedelta(days=journey.reentry_days or 0)
+                eligible = [c for c in candidates if c.at >= reentry_from]
+                if not eligible:
                     counts["skipped"] += 1
                     continue
+                entry = eligible[0]
                 entry_no = n + 1
             held = holdout(journey.pk, cid, share)
             counts["held_out" if held else "enrolled"] += 1
@@ -235,6 +290,8 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
                     entered_at=now,
                     step_started_at=now,
                     trigger_product_id=entry.product_id,
+                    trigger_event_id=entry.ref if journey.trigger_kind == TriggerKind.EVENT else None,
+                    trigger_transition_id=entry.ref if journey.trigger_kind == TriggerKind.SEGMENT_ENTERED else None,
                     finished_at=now if held else None,
                 )
             )
@@ -242,6 +299,7 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         Journey.objects.filter(pk=journey.pk).update(
             event_cursor=cursor if journey.trigger_kind == TriggerKind.EVENT else F("event_cursor"),
             transition_cursor=cursor if journey.trigger_kind == TriggerKind.SEGMENT_ENTERED else F("transition_cursor"),
+            trigger_checkpoints=_checkpoints_after(journey, now),
         )
         if new:
             audit_record(

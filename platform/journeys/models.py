@@ -55,7 +55,9 @@ class Journey(models.Model):
     )
     reentry = models.CharField(max_length=16, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_days = models.PositiveIntegerField(null=True, blank=True)
-    quiet_start = models.TimeField(null=True, blank=True, help_text="Overrides the platform's quiet hours.")
+    quiet_start = models.TimeField(
+        null=True, blank=True, help_text="Adds to the platform's and the merchant's quiet hours (JOURNEY_TIME_ZONE)."
+    )
     quiet_end = models.TimeField(null=True, blank=True)
     frequency_cap = models.PositiveIntegerField(null=True, blank=True)
     channel = models.CharField(
@@ -72,6 +74,9 @@ class Journey(models.Model):
     # Trigger cursors: the last event id / transition id this journey's trigger has read.
     event_cursor = models.BigIntegerField(default=0)
     transition_cursor = models.BigIntegerField(default=0)
+    # [[unix time, event_cursor, transition_cursor], …]: where the cursors stood at each recent tick, so a tick can
+    # re-read the rows behind the cursor that were committed out of id order (engine._reread_floors).
+    trigger_checkpoints = models.JSONField(default=list, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -120,12 +125,26 @@ class JourneyEnrolment(models.Model):
     entered_at = models.DateTimeField()
     step_started_at = models.DateTimeField(null=True, blank=True, help_text="When the current step began (waits).")
     trigger_product_id = models.BigIntegerField(null=True, blank=True)
+    # The trigger row this entry came from (an event or a membership transition): unique per journey, so a row
+    # re-read behind the cursor never enrols anyone twice.
+    trigger_event_id = models.BigIntegerField(null=True, blank=True)
+    trigger_transition_id = models.BigIntegerField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["journey", "consumer_id", "entry_no"], name="journey_enrolment_unique")
+            models.UniqueConstraint(fields=["journey", "consumer_id", "entry_no"], name="journey_enrolment_unique"),
+            models.UniqueConstraint(
+                fields=["journey", "trigger_event_id"],
+                condition=models.Q(trigger_event_id__isnull=False),
+                name="journey_enrolment_event_once",
+            ),
+            models.UniqueConstraint(
+                fields=["journey", "trigger_transition_id"],
+                condition=models.Q(trigger_transition_id__isnull=False),
+                name="journey_enrolment_transition_once",
+            ),
         ]
         indexes = [
             models.Index(fields=["state", "next_run_at"], name="enrolment_due"),

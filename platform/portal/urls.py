@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import account, campaigns, dashboard, data_use, journeys, keys, segments, tags
+from .views import account, campaigns, dashboard, data_use, journeys, keys, segments, store_settings, tags
 
 
 class ObjectIdConverter:
@@ -25,6 +25,7 @@ urlpatterns = [
     path("switch-merchant/", account.switch_merchant, name="switch_merchant"),
     path("", dashboard.dashboard, name="dashboard"),
     path("api-keys/", keys.api_keys, name="api_keys"),
+    path("settings/", store_settings.merchant_settings, name="settings"),
     path("api-keys/<id:key_id>/revoke/", keys.api_key_revoke_view, name="api_key_revoke"),
     path("how-your-data-is-used/", data_use.data_use, name="data_use"),
     path("segments/", segments.segment_list, name="segments"),
