@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from consumers.models import EventType, Product
-from tags.arrays import sorted_unique_inverse
+from tags.arrays import sorted_unique, sorted_unique_inverse
 from tags.inputs import TaggingInput
 
 AGE_ORDER = ["under-18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-plus"]
@@ -77,7 +77,8 @@ class History:
         has_product = events.product >= 0
         safe = np.maximum(events.product, 0)
         pu_safe = np.maximum(purchases.product, 0)
-        pu_merchant = np.array([merchant_code[m] for m in purchases.merchant.tolist()], dtype=np.int32)
+        known_merchants = np.asarray(merchant_ids, dtype=np.int64)
+        pu_merchant = np.searchsorted(known_merchants, purchases.merchant).astype(np.int32)
         ages = data.profile("age_range")
         age_code = np.full(len(data.consumers), -1, dtype=np.int8)
         lookup = np.array([AGE_ORDER.index(v) if v in AGE_ORDER else -1 for v in ages.vocabulary] + [-1], np.int8)
@@ -303,8 +304,7 @@ def _distinct(group: np.ndarray, item: np.ndarray, groups: int) -> np.ndarray:
     if group.size == 0:
         return np.zeros(groups, dtype=np.int64)
     keys = (group.astype(np.int64) << 32) | (item.astype(np.int64) & 0xFFFFFFFF)
-    unique, _ = sorted_unique_inverse(keys)
-    return np.bincount(unique >> 32, minlength=groups)
+    return np.bincount(sorted_unique(keys) >> 32, minlength=groups)
 
 
 def pair_features(
@@ -356,7 +356,7 @@ def pair_features(
     # Buyers per group in the last 30 days (popularity of the store or category right now).
     recent = (cutoff - history.pu_t[pu_in]) <= 30
     group_buyer_keys = history.pu_consumer[pu_in][recent].astype(np.int64) * width + pu_group[pu_in][recent]
-    unique_buyers, _ = sorted_unique_inverse(group_buyer_keys)
+    unique_buyers = sorted_unique(group_buyer_keys)
     group_buyers = np.bincount((unique_buyers % width).astype(np.int64), minlength=int(width)).astype(np.float64)
     consumer_row = np.full(history.consumers, -1, dtype=np.int64)
     consumer_row[base.consumer] = np.arange(base.consumer.size)
