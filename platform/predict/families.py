@@ -53,8 +53,16 @@ class Prediction:
     subject: str  # plain words for "who is scored", used in definitions
     loss: str = "squared_error"
 
-    def features(self, history: History, cutoff: float, groups: list[int], cache: dict | None = None) -> Features:
-        """The rows this family scores at a cut-off. `cache` (one run's) shares consumer features between families."""
+    def features(
+        self,
+        history: History,
+        cutoff: float,
+        groups: list[int],
+        cache: dict | None = None,
+        population: History | None = None,
+    ) -> Features:
+        """The rows this family scores at a cut-off. `cache` (one run's, one per history) shares consumer features
+        between families. `population`: the whole history when `history` is a sample of its consumers."""
         cache = {} if cache is None else cache
         if ("history", cutoff) not in cache:
             cache[("history", cutoff)] = history.until(cutoff)
@@ -66,7 +74,7 @@ class Prediction:
             if self.family in ("churn_risk", "predicted_value", "next_order"):
                 return _select(found, found.has_purchase)
             return found
-        return pair_features(past, cutoff=cutoff, by=self.unit, groups=groups, base=found)
+        return pair_features(past, cutoff=cutoff, by=self.unit, groups=groups, base=found, population=population)
 
     def labels(self, history: History, features: Features, cutoff: float) -> np.ndarray:
         """The outcome of each row in (cutoff, cutoff + horizon]; never read for features."""

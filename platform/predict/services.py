@@ -182,10 +182,17 @@ def evaluate(
         if train_cut - FEATURE_WINDOW_DAYS < history.start - 1e-6:
             raise NotEnoughHistory("the events kept do not reach back far enough for a training window")
         cache = {} if cache is None else cache
-        train = prediction.features(history, train_cut, groups, cache)
-        y_train = prediction.labels(history, train, train_cut)
-        validation = prediction.features(history, validation_cut, groups, cache)
-        y_val = prediction.labels(history, validation, validation_cut)
+        # The training and validation windows are built for a random sample of the consumers (all of them up to
+        # CONSUMER_SAMPLE_FACTOR x PREDICT_TRAIN_MAX_ROWS): the fits use a bounded sample of rows anyway.
+        sample_cache = cache.setdefault("consumer sample", {})
+        if "history" not in sample_cache:
+            keep = training_consumers(history.consumers, seed)
+            sample_cache["history"] = history if keep is None else history.for_consumers(keep)
+        sample = sample_cache["history"]
+        train = prediction.features(sample, train_cut, groups, sample_cache, population=history)
+        y_train = prediction.labels(sample, train, train_cut)
+        validation = prediction.features(sample, validation_cut, groups, sample_cache, population=history)
+        y_val = prediction.labels(sample, validation, validation_cut)
     except NotEnoughHistory as exc:
         return Evaluation(reason=f"Not published: {exc}."), []
     finally:
@@ -215,6 +222,21 @@ def evaluate(
         loss=prediction.loss,
     )
     return evaluation, train.names
+
+
+# Consumers whose training and validation rows are built, as a multiple of PREDICT_TRAIN_MAX_ROWS: enough that the
+# buyers-only families and the stratified row samples still have their rows to choose from.
+CONSUMER_SAMPLE_FACTOR = 4
+
+
+def training_consumers(consumers: int, seed: int) -> np.ndarray | None:
+    """A seeded uniform sample of consumer positions (bool per consumer), or None when everyone fits."""
+    limit = CONSUMER_SAMPLE_FACTOR * settings.PREDICT_TRAIN_MAX_ROWS
+    if consumers <= limit:
+        return None
+    keep = np.zeros(consumers, dtype=bool)
+    keep[np.random.default_rng(seed).choice(consumers, limit, replace=False)] = True
+    return keep
 
 
 def _add_seconds(timings: dict[str, float], key: str, started: float) -> None:

@@ -65,13 +65,12 @@ def _bands_group_by_group(prediction, scores: np.ndarray, groups: np.ndarray) ->
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    st.lists(st.tuples(st.integers(min_value=0, max_value=12), st.integers(min_value=0, max_value=5)), max_size=250)
-)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=12), st.integers(min_value=0, max_value=5)), max_size=250))
 def test_bands_of_many_stores_at_once_match_banding_each_store_alone(rows):
     scores = np.array([s for s, _ in rows], dtype=np.float64) / 4
     groups = np.array([g * 7 for _, g in rows], dtype=np.int32)  # sparse store codes, many ties
     assert band_of(STORE, scores, groups).tolist() == _bands_group_by_group(STORE, scores, groups).tolist()
-    assert band_of(PROPENSITY, scores, None).tolist() == _bands_group_by_group(
-        PROPENSITY, scores, np.zeros(scores.size, dtype=np.int32)
-    ).tolist()
+    assert (
+        band_of(PROPENSITY, scores, None).tolist()
+        == _bands_group_by_group(PROPENSITY, scores, np.zeros(scores.size, dtype=np.int32)).tolist()
+    )
