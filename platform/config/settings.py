@@ -315,6 +315,9 @@ RECOMMEND_MEMORY_BUDGET_MB = env_int("RECOMMEND_MEMORY_BUDGET_MB", 0)
 FRESH_BITMAP_OVERLAP_SECONDS = env_int("FRESH_BITMAP_OVERLAP_SECONDS", 120)
 SHARED_DATA_DIR = Path(env_str("DMP_SHARED_DATA", str(BASE_DIR.parent / "shared" / "data")))
 BLAS_THREADS = env_int("BLAS_THREADS", 1)
+# Predicted traits (docs/predictions.md): each model is fitted, chosen and measured on a stratified sample of at
+# most this many rows of its training and of its validation window; scoring covers every consumer.
+PREDICT_TRAIN_MAX_ROWS = env_int("PREDICT_TRAIN_MAX_ROWS", 50_000)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # Commands run by a person show WARNING and above on the console (their own output is the progress); see logformat.
