@@ -196,7 +196,8 @@ def test_the_forecast_endpoint_releases_the_expected_incremental_conversions(
     assert other_merchant_client.get(url).status_code == 404
     lonely = make_campaign(other_merchant, status=CampaignStatus.DRAFT)
     response = other_merchant_client.get(f"/api/v1/campaigns/{lonely.pk}/forecast")
-    assert response.status_code == 422 and "Not enough past campaigns to forecast" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert "Not enough past campaigns to forecast" in response.json()["error"]["message"]
 
 
 def test_the_forecast_needs_an_audience_insights_basis(merchant, merchant_client, approve_activity):
