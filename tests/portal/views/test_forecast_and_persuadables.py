@@ -65,6 +65,7 @@ def test_officers_see_how_a_persuadable_segment_spreads_against_the_population(
     merchant, all_purposes_approved, officer, client
 ):
     from campaigns.uplift import persuadables_create
+
     campaign, _, _ = _completed_campaign_with_a_planted_effect(merchant)
     segment = persuadables_create(
         campaign_id=campaign.pk, merchant_id=merchant.pk, name="Persuadables", size=150, actor="test"
