@@ -64,6 +64,11 @@ urlpatterns = [
     path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
     path("campaigns/<id:campaign_id>/report.csv", campaigns.campaign_report_csv, name="campaign_report_csv"),
     path(
+        "campaigns/<id:campaign_id>/persuadables/",
+        campaigns.campaign_persuadables_view,
+        name="campaign_persuadables",
+    ),
+    path(
         "campaigns/<id:campaign_id>/segments/",
         campaigns.campaign_response_segment_view,
         name="campaign_response_segment",
