@@ -323,7 +323,7 @@ def _purchase_value():
     )
 
 
-def _delivery_rows(campaign: Campaign):
+def delivery_rows(campaign: Campaign):
     """The campaign's deliveries annotated with opened, clicked, converted (Q) and value: see campaign_funnels."""
     window = timedelta(days=campaign.attribution_window_days)
     deliveries = Delivery.objects.filter(campaign_id=campaign.pk).annotate(
@@ -371,7 +371,7 @@ def _delivery_rows(campaign: Campaign):
 def campaign_conversion_values(campaign: Campaign) -> dict[str, dict[int, int]]:
     """Per group: {consumer id: attributed revenue in minor units} of each converted delivery (one per consumer),
     the per-consumer values the released revenue clamps."""
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     values: dict[str, dict[int, int]] = {Group.TREATMENT: {}, Group.CONTROL: {}}
     for group, consumer_id, value in rows.filter(converted).values_list("group", "consumer_id", "value"):
         minor = int((Decimal(value or 0) * 100).to_integral_value())
@@ -388,7 +388,7 @@ def campaign_funnels(campaign: Campaign) -> dict[str, GroupFunnel]:
     it or the consumer made an ingested purchase of this merchant's products. Its revenue is the
     larger of the two sources, so one order reported both ways is not counted twice.
     """
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     aggregated = rows.values("group").annotate(
         size=Count("pk"),
         sent=Count("pk", filter=Q(status=DeliveryStatus.DISPATCHED)),
@@ -490,7 +490,7 @@ class PublicVariant:
 
 def campaign_variant_funnels(campaign: Campaign) -> dict[int, dict[str, int]]:
     """Exact per-variant counts of the treatment group (for the release layer): {position: {measure: n}}."""
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     aggregated = (
         rows.filter(group=Group.TREATMENT, variant__isnull=False)
         .values("variant")

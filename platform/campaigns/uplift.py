@@ -328,14 +328,14 @@ def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     """Training rows from the merchant's completed campaigns with a control group. Conversions are those of
     the campaign report (campaigns.selectors), so the model learns what the report measures."""
     from .models import Campaign, CampaignStatus, Group
-    from .selectors import _delivery_rows
+    from .selectors import delivery_rows
 
     consumers, arms, outcomes, blocks, used = [], [], [], [], []
     campaigns = Campaign.objects.filter(
         pk__in=campaign_ids, merchant_id=merchant_id, status=CampaignStatus.COMPLETED
     ).order_by("pk")
     for campaign in campaigns:
-        rows, converted = _delivery_rows(campaign)
+        rows, converted = delivery_rows(campaign)
         converted_ids = set(rows.filter(converted).values_list("pk", flat=True))
         deliveries = list(rows.order_by("pk").values_list("pk", "consumer_id", "group"))
         if not any(group == Group.CONTROL for _, _, group in deliveries):
