@@ -133,3 +133,25 @@ def test_saving_an_approved_activity_unchanged_needs_no_confirmation(officer_cli
     assert response.status_code == 302
     activity.refresh_from_db()
     assert activity.status == ActivityStatus.APPROVED
+
+
+DERIVED_RECORDS = [
+    "campaigns/campaign",
+    "campaigns/delivery",
+    "campaigns/trackingevent",
+    "journeys/journey",
+    "tags/tag",
+    "tags/consumertag",
+    "tags/storedbitmap",
+    "tags/taggingrun",
+    "predict/modelcard",
+    "privacy/auditentry",
+]
+
+
+@pytest.mark.parametrize("record", DERIVED_RECORDS)
+def test_derived_records_can_be_looked_at_but_not_added_or_deleted_even_by_a_superuser(admin_client, record):
+    listing = admin_client.get(f"/admin/{record}/")
+    assert listing.status_code == 200
+    assert b"delete_selected" not in listing.content
+    assert admin_client.get(f"/admin/{record}/add/").status_code == 403
