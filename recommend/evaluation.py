@@ -281,6 +281,16 @@ def temporal_holdout(
     has seen, so re-interactions cannot be hits).
     """
     train_mask = temporal_split(rows, timestamps, test_fraction=test_fraction)
+    train, test = _train_and_unseen(rows, cols, weights, train_mask, shape=shape)
+    return HoldOut(train, test, np.arange(shape[0]), np.arange(shape[1]))
+
+
+def _train_and_unseen(
+    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, train_mask: np.ndarray, *, shape: tuple[int, int]
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Both protocols' matrices: train is the weighted events under `train_mask`; test is 1 where a consumer
+    interacted with an item in the other events and not in train (a recommender excludes what it has seen, so
+    re-interactions cannot be hits)."""
     train = sp.csr_matrix((weights[train_mask].astype(np.float32), (rows[train_mask], cols[train_mask])), shape=shape)
     train.sum_duplicates()
     test = sp.csr_matrix(
@@ -292,7 +302,7 @@ def temporal_holdout(
     seen.data[:] = 1.0
     test = (test - test.multiply(seen)).tocsr()
     test.eliminate_zeros()
-    return HoldOut(train, test, np.arange(shape[0]), np.arange(shape[1]))
+    return train, test
 
 
 def time_split_holdout(
@@ -318,16 +328,7 @@ def time_split_holdout(
     n_train = round(rows.size * (1.0 - test_fraction))
     train_mask = np.zeros(rows.size, dtype=bool)
     train_mask[order[:n_train]] = True
-    train = sp.csr_matrix((weights[train_mask].astype(np.float32), (rows[train_mask], cols[train_mask])), shape=shape)
-    train.sum_duplicates()
-    test = sp.csr_matrix(
-        (np.ones(int((~train_mask).sum()), np.float32), (rows[~train_mask], cols[~train_mask])), shape=shape
-    )
-    test.sum_duplicates()
-    test.data[:] = 1.0
-    seen = train.copy()
-    seen.data[:] = 1.0
-    test = (test - test.multiply(seen)).tocsr()
+    train, test = _train_and_unseen(rows, cols, weights, train_mask, shape=shape)
     has_history = (np.diff(train.indptr) > 0).astype(np.float32)
     test = (sp.diags(has_history) @ test).tocsr()
     test.eliminate_zeros()

@@ -375,7 +375,7 @@ class OverlapOutput(serializers.Serializer):
     jaccard = serializers.FloatField(allow_null=True, help_text="Null when the intersection is hidden.")
 
 
-def _segment_payload(segment: Segment, merchant) -> dict:
+def segment_payload(segment: Segment, merchant) -> dict:
     """A segment as the API shows it, re-read with its latest snapshot's figures."""
     return SegmentOutput(segments_for_merchant(merchant).get(pk=segment.pk)).data
 
@@ -530,7 +530,7 @@ class SegmentsApi(MerchantAPIView):
         payload = SegmentInput(data=_request_data(request))
         payload.is_valid(raise_exception=True)
         segment = segment_create(merchant=self.merchant, actor=request.user.actor, **payload.validated_data)
-        return Response(_segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)
+        return Response(segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)
 
 
 class SegmentDetailApi(MerchantAPIView):
@@ -560,7 +560,7 @@ class SegmentDetailApi(MerchantAPIView):
         payload = SegmentUpdateInput(data=_request_data(request), partial=True)
         payload.is_valid(raise_exception=True)
         segment = segment_update(segment=segment, actor=request.user.actor, **payload.validated_data)
-        return Response(_segment_payload(segment, self.merchant))
+        return Response(segment_payload(segment, self.merchant))
 
     @extend_schema(
         operation_id="segments_destroy",
@@ -589,7 +589,7 @@ class SegmentCloneApi(OwnSegmentsApi):
         payload = CloneInput(data=_request_data(request))
         payload.is_valid(raise_exception=True)
         clone = segment_clone(segment=segment, actor=request.user.actor, **payload.validated_data)
-        return Response(_segment_payload(clone, self.merchant), status=status.HTTP_201_CREATED)
+        return Response(segment_payload(clone, self.merchant), status=status.HTTP_201_CREATED)
 
 
 class SegmentRefreshApi(OwnSegmentsApi):
@@ -660,4 +660,4 @@ class SegmentLookalikeApi(OwnSegmentsApi):
         payload = LookalikeInput(data=_request_data(request))
         payload.is_valid(raise_exception=True)
         segment = lookalike_create(seed=seed, actor=request.user.actor, **payload.validated_data)
-        return Response(_segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)
+        return Response(segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)

@@ -20,6 +20,7 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -454,6 +455,15 @@ def behaviour_bitmap(
     evaluation reads them once for all its action terms, nested segments included.
     """
     key = behaviour_cache_key(term, merchant_id=merchant_id, now=now, version=version)
+    return _cached_bitmap(
+        key, lambda: behaviour_queryset(term, merchant_id=merchant_id, now=now).values_list("consumer_id", flat=True)
+    )
+
+
+def _cached_bitmap(key: str, consumer_ids: Callable[[], QuerySet]) -> FrozenBitMap:
+    """The bitmap under `key`: from this process's cache, else the shared cache, else built from the distinct
+    consumer ids of the `consumer_ids()` queryset and kept in both. Every event-derived bitmap (behaviour,
+    customers, value reach) is cached this way until the events change (the key holds their version)."""
     with _behaviour_lock:
         hit = _behaviour_cache.get(key)
         if hit is not None:
@@ -463,8 +473,7 @@ def behaviour_bitmap(
     if shared is not None:
         bitmap = FrozenBitMap.deserialize(shared)
     else:
-        ids = behaviour_queryset(term, merchant_id=merchant_id, now=now).values_list("consumer_id", flat=True)
-        bitmap = FrozenBitMap(ids.distinct().iterator(chunk_size=20000))
+        bitmap = FrozenBitMap(consumer_ids().distinct().iterator(chunk_size=20000))
         cache.set(key, bitmap.serialize(), BEHAVIOUR_CACHE_SECONDS)
     with _behaviour_lock:
         _behaviour_cache[key] = bitmap
@@ -488,23 +497,9 @@ def customers_bitmap(*, merchant_id: int, version: BehaviourVersion | None = Non
     behavioural bitmaps, until the events change."""
     v = version if version is not None else behaviour_version()
     key = "segments:customers:" + hashlib.sha256(f"{v.generation}|{v.low}|{v.high}|{merchant_id}".encode()).hexdigest()
-    with _behaviour_lock:
-        hit = _behaviour_cache.get(key)
-        if hit is not None:
-            _behaviour_cache.move_to_end(key)
-            return hit
-    shared = cache.get(key)
-    if shared is not None:
-        bitmap = FrozenBitMap.deserialize(shared)
-    else:
-        ids = customers_queryset(merchant_id=merchant_id).values_list("consumer_id", flat=True)
-        bitmap = FrozenBitMap(ids.distinct().iterator(chunk_size=20000))
-        cache.set(key, bitmap.serialize(), BEHAVIOUR_CACHE_SECONDS)
-    with _behaviour_lock:
-        _behaviour_cache[key] = bitmap
-        while len(_behaviour_cache) > _PROCESS_CACHE_SIZE:
-            _behaviour_cache.popitem(last=False)
-    return bitmap
+    return _cached_bitmap(
+        key, lambda: customers_queryset(merchant_id=merchant_id).values_list("consumer_id", flat=True)
+    )
 
 
 def customers_queryset(*, merchant_id: int) -> QuerySet:
@@ -520,27 +515,15 @@ def value_reach_bitmap(
     v = version if version is not None else behaviour_version()
     raw = f"{v.generation}|{v.low}|{v.high}|{merchant_id}|{argument}|{value}"
     key = "segments:value-reach:" + hashlib.sha256(raw.encode()).hexdigest()
-    with _behaviour_lock:
-        hit = _behaviour_cache.get(key)
-        if hit is not None:
-            _behaviour_cache.move_to_end(key)
-            return hit
-    shared = cache.get(key)
-    if shared is not None:
-        bitmap = FrozenBitMap.deserialize(shared)
-    else:
+
+    def consumer_ids() -> QuerySet:
         if argument == "product":
             events = Event.objects.filter(merchant_id=merchant_id, product__merchant_id=merchant_id, product__sku=value)
         else:
             events = Event.objects.filter(product_condition(**{argument: value}, prefix="product__"))
-        ids = events.values_list("consumer_id", flat=True).distinct()
-        bitmap = FrozenBitMap(ids.iterator(chunk_size=20000))
-        cache.set(key, bitmap.serialize(), BEHAVIOUR_CACHE_SECONDS)
-    with _behaviour_lock:
-        _behaviour_cache[key] = bitmap
-        while len(_behaviour_cache) > _PROCESS_CACHE_SIZE:
-            _behaviour_cache.popitem(last=False)
-    return bitmap
+        return events.values_list("consumer_id", flat=True)
+
+    return _cached_bitmap(key, consumer_ids)
 
 
 def scope_check(scope: str) -> str:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -525,6 +526,15 @@ class _Parser:
         return SegmentTerm(segment_id, start.pos)
 
     def parse_action(self) -> ActionTerm:
+        name_token, args, positions, _ = self.parse_call(ACTION_ARGS, _action_arg)
+        return _action_term(name_token.text.lower(), args, positions, name_token.pos, self.text)
+
+    def parse_call(
+        self, allowed: tuple[str, ...], value_check: Callable[[str, Any, int, str | None], Any]
+    ) -> tuple[Token, dict[str, Any], list[tuple[str, int]], Token]:
+        """`name(arg=value, ...)`, from the name through ")": each argument one of `allowed`, given once, its
+        value checked by `value_check(arg, raw, position, text)`. Actions and likely_to_buy share it, so their
+        arguments are written and refused alike. Returns the name, the values, their positions in order and ")"."""
         name_token = self.advance()
         self.advance()  # "("
         args: dict[str, Any] = {}
@@ -534,20 +544,18 @@ class _Parser:
                 arg_token = self.current
                 if arg_token.kind != "WORD":
                     raise self.error(
-                        f"Expected an argument name, found {arg_token.describe()}", arg_token, list(ACTION_ARGS)
+                        f"Expected an argument name, found {arg_token.describe()}", arg_token, list(allowed)
                     )
                 arg = arg_token.text.lower()
-                if arg not in ACTION_ARGS:
+                if arg not in allowed:
                     raise self.error(
                         f"Unknown argument {arg_token.describe()} for {name_token.text.lower()}(); "
-                        f"expected one of {', '.join(ACTION_ARGS)}",
+                        f"expected one of {', '.join(allowed)}",
                         arg_token,
-                        list(ACTION_ARGS),
+                        list(allowed),
                     )
                 if arg in args:
-                    raise self.error(
-                        f"Argument {arg} given twice", arg_token, [a for a in ACTION_ARGS if a not in args]
-                    )
+                    raise self.error(f"Argument {arg} given twice", arg_token, [a for a in allowed if a not in args])
                 self.advance()
                 self.expect("=", f"'=' after {arg}")
                 value_token = self.current
@@ -556,7 +564,7 @@ class _Parser:
                         f"Expected a value for {arg}, found {value_token.describe()}", value_token, [f"a {arg} value"]
                     )
                 self.advance()
-                args[arg] = _action_arg(arg, value_token.text, value_token.pos, self.text)
+                args[arg] = value_check(arg, value_token.text, value_token.pos, self.text)
                 positions.append((arg, value_token.pos))
                 if self.current.kind == ",":
                     self.advance()
@@ -569,8 +577,8 @@ class _Parser:
                     self.current,
                     [",", ")"],
                 )
-        self.advance()  # ")"
-        return _action_term(name_token.text.lower(), args, list(positions), name_token.pos, self.text)
+        closing = self.advance()  # ")"
+        return name_token, args, positions, closing
 
 
 def _action_arg(arg: str, raw: Any, pos: int | str, text: str | None) -> Any:
@@ -846,26 +854,31 @@ def _action_from_json(data: dict, path: str, counter: list[int]) -> ActionTerm:
             found=_show(action),
             expected=list(ACTIONS),
         )
+    arguments = {key: raw for key, raw in data.items() if key != "action"}
+    args, positions = _arguments_from_json(arguments, action.lower(), ACTION_ARGS, _action_arg, path)
+    return _action_term(action.lower(), args, positions, path, None)
+
+
+def _arguments_from_json(
+    body: dict, name: str, allowed: tuple[str, ...], value_check: Callable[[str, Any, str, None], Any], where: str
+) -> tuple[dict[str, Any], list[tuple[str, int | str]]]:
+    """The JSON form's arguments of an action or likely_to_buy, refused as the text form refuses them: each one
+    of `allowed` (any case), given once (null is left out), its value checked by `value_check`."""
     args: dict[str, Any] = {}
-    positions: list[tuple[str, str]] = []
-    for key, raw in data.items():
-        if key == "action":
-            continue
-        if not isinstance(key, str) or key.lower() not in ACTION_ARGS:
+    positions: list[tuple[str, int | str]] = []
+    for key, raw in body.items():
+        if not isinstance(key, str) or key.lower() not in allowed:
             raise SegmentSyntaxError(
-                f"Unknown argument {key!r} for {action.lower()}",
-                position=path,
-                found=_show(key),
-                expected=list(ACTION_ARGS),
+                f"Unknown argument {key!r} for {name}", position=where, found=_show(key), expected=list(allowed)
             )
         if raw is None:
             continue
         arg = key.lower()
         if arg in args:
-            raise SegmentSyntaxError(f"Argument {arg} given twice", position=f"{path}.{key}", found=arg, expected=[])
-        args[arg] = _action_arg(arg, raw, f"{path}.{key}", None)
-        positions.append((arg, f"{path}.{key}"))
-    return _action_term(action.lower(), args, list(positions), path, None)
+            raise SegmentSyntaxError(f"Argument {arg} given twice", position=f"{where}.{key}", found=arg, expected=[])
+        args[arg] = value_check(arg, raw, f"{where}.{key}", None)
+        positions.append((arg, f"{where}.{key}"))
+    return args, positions
 
 
 def _json_type(value: Any) -> str:
@@ -963,44 +976,7 @@ def definition_parse(*, expression: Any = None, definition: Any = None) -> Node:
 
 
 def _parse_likely(parser: _Parser) -> LikelyTerm:
-    name_token = parser.advance()
-    parser.advance()  # "("
-    args: dict[str, Any] = {}
-    positions: list[tuple[str, int | str]] = []
-    if parser.current.kind != ")":
-        while True:
-            arg_token = parser.current
-            arg = arg_token.text.lower() if arg_token.kind == "WORD" else ""
-            if arg not in LIKELY_ARGS:
-                raise parser.error(
-                    f"Unknown argument {arg_token.describe()} for {LIKELY_TO_BUY}(); "
-                    f"expected one of {', '.join(LIKELY_ARGS)}",
-                    arg_token,
-                    list(LIKELY_ARGS),
-                )
-            if arg in args:
-                raise parser.error(f"Argument {arg} given twice", arg_token, [a for a in LIKELY_ARGS if a not in args])
-            parser.advance()
-            parser.expect("=", f"'=' after {arg}")
-            value_token = parser.current
-            if value_token.kind not in ("WORD", "STRING"):
-                raise parser.error(
-                    f"Expected a value for {arg}, found {value_token.describe()}", value_token, [f"a {arg} value"]
-                )
-            parser.advance()
-            args[arg] = _likely_arg(arg, value_token.text, value_token.pos, parser.text)
-            positions.append((arg, value_token.pos))
-            if parser.current.kind == ",":
-                parser.advance()
-                continue
-            if parser.current.kind == ")":
-                break
-            raise parser.error(
-                f"Expected ',' or ')' in the arguments of {LIKELY_TO_BUY}(), found {parser.current.describe()}",
-                parser.current,
-                [",", ")"],
-            )
-    closing = parser.advance()  # ")"
+    name_token, args, positions, closing = parser.parse_call(LIKELY_ARGS, _likely_arg)
     return _likely_term(args, name_token.pos, tuple(positions), closing.pos, parser.text)
 
 
@@ -1075,23 +1051,7 @@ def _likely_from_json(data: dict, path: str, counter: list[int]) -> LikelyTerm:
         )
     body = data[LIKELY_TO_BUY]
     where = f"{path}.{LIKELY_TO_BUY}"
-    args: dict[str, Any] = {}
-    positions: list[tuple[str, int | str]] = []
-    for key, raw in body.items():
-        if not isinstance(key, str) or key.lower() not in LIKELY_ARGS:
-            raise SegmentSyntaxError(
-                f"Unknown argument {key!r} for {LIKELY_TO_BUY}",
-                position=where,
-                found=_show(key),
-                expected=list(LIKELY_ARGS),
-            )
-        if raw is None:
-            continue
-        arg = key.lower()
-        if arg in args:
-            raise SegmentSyntaxError(f"Argument {arg} given twice", position=f"{where}.{key}", found=arg, expected=[])
-        args[arg] = _likely_arg(arg, raw, f"{where}.{key}", None)
-        positions.append((arg, f"{where}.{key}"))
+    args, positions = _arguments_from_json(body, LIKELY_TO_BUY, LIKELY_ARGS, _likely_arg, where)
     return _likely_term(args, path, tuple(positions), path, None)
 
 

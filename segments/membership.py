@@ -48,6 +48,7 @@ from .evaluation import (
     BehaviourVersion,
     ResolvedDefinition,
     behaviour_queryset,
+    customers_queryset,
     definition_resolve,
     latest_snapshot,
     likely_bitmap,
@@ -265,7 +266,10 @@ def _ids_matching(query, ids: BitMap) -> BitMap:
 
 
 def _customer_ids(merchant_id: int, ids: BitMap) -> BitMap:
-    return _ids_matching(Event.objects.filter(merchant_id=merchant_id), ids)
+    # The batch evaluator's rule (customers_queryset), asked for these consumers only: its cached whole-store
+    # bitmap is keyed by the events' high-water mark, which every event batch moves, so it would be rebuilt
+    # from all the store's events on each drain.
+    return _ids_matching(customers_queryset(merchant_id=merchant_id), ids)
 
 
 def _chunks(ids: Iterable[int], size: int) -> Iterator[list[int]]:

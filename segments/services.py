@@ -180,6 +180,21 @@ def segment_crontab(segment: Segment) -> str | None:
 # ------------------------------------------------------------------------------------------------ create / edit
 
 
+def segment_name_taken(name: str) -> Conflict:
+    """The refusal of a name the merchant already gives another segment (names are unique per merchant)."""
+    return Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+
+
+def segment_name_require_free(*, merchant: Merchant | int, name: str, other_than: int | None = None) -> None:
+    """Refuse `name` when another of the merchant's segments (any but `other_than`) has it. Call it inside the
+    transaction that creates or renames; the unique constraint still catches a race (`segment_name_taken`)."""
+    taken = Segment.objects.for_merchant(merchant).filter(name=name)
+    if other_than is not None:
+        taken = taken.exclude(pk=other_than)
+    if taken.exists():
+        raise segment_name_taken(name)
+
+
 def segment_create(
     *,
     merchant: Merchant,
@@ -209,8 +224,7 @@ def segment_create(
     if kind == SegmentKind.PERSONA:
         _check_persona(resolved)
     with transaction.atomic():
-        if Segment.objects.for_merchant(merchant).filter(name=name).exists():
-            raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+        segment_name_require_free(merchant=merchant, name=name)
         try:
             with transaction.atomic():
                 segment = Segment.objects.create(
@@ -225,7 +239,7 @@ def segment_create(
                     created_by=actor,
                 )
         except IntegrityError:
-            raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name") from None
+            raise segment_name_taken(name) from None
         segment.depends_on.set(resolved.segment_ids)
         _schedule_apply(segment, crontab)
         segment.save(update_fields=["schedule"])
@@ -274,8 +288,7 @@ def segment_update(
             segment.scope = scope
             changed_definition = True  # a new membership: refresh
         if name is not _UNSET and name != segment.name:
-            if Segment.objects.for_merchant(segment.merchant).filter(name=name).exclude(pk=segment.pk).exists():
-                raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+            segment_name_require_free(merchant=segment.merchant, name=name, other_than=segment.pk)
             segment.name = name
         if description is not _UNSET:
             segment.description = description
@@ -396,8 +409,7 @@ def segment_clone(*, segment: Segment, actor: str, name: str | None = None) -> S
         new_name = name if name is not None else _clone_name(segment.merchant_id, segment.name)
         try:
             with transaction.atomic():
-                if Segment.objects.for_merchant(segment.merchant_id).filter(name=new_name).exists():
-                    raise Conflict(f"You already have a segment called {new_name!r}.", code="duplicate_name")
+                segment_name_require_free(merchant=segment.merchant_id, name=new_name)
                 clone = Segment.objects.create(
                     merchant_id=segment.merchant_id,
                     name=new_name,
@@ -417,7 +429,7 @@ def segment_clone(*, segment: Segment, actor: str, name: str | None = None) -> S
                 segment_refresh_request(segment_id=clone.pk, actor=actor)
         except IntegrityError:
             if name is not None:
-                raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name") from None
+                raise segment_name_taken(name) from None
             continue  # another request took the same "Copy of" name first: number again
         logger.info(
             "segment.cloned",
@@ -906,8 +918,7 @@ def lookalike_create(
         )
     spec = {"size": size} if size is not None else {"min_similarity": min_similarity}
     with transaction.atomic():
-        if Segment.objects.for_merchant(seed.merchant_id).filter(name=name).exists():
-            raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+        segment_name_require_free(merchant=seed.merchant_id, name=name)
         segment = Segment.objects.create(
             merchant_id=seed.merchant_id,
             name=name,

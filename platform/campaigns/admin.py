@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from privacy.admin import ReadOnlyAdmin
+
 from .models import Campaign, Delivery, TrackingEvent
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(Campaign)
-class CampaignAdmin(_ReadOnly):
+class CampaignAdmin(ReadOnlyAdmin):
     list_display = [
         "name",
         "merchant",
@@ -39,7 +30,7 @@ class CampaignAdmin(_ReadOnly):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(_ReadOnly):
+class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["id", "campaign", "group", "status", "attempts", "created_at", "dispatched_at", "delivered_at"]
     list_filter = ["status", "group"]
     raw_id_fields = ["campaign", "consumer"]
@@ -48,7 +39,7 @@ class DeliveryAdmin(_ReadOnly):
 
 
 @admin.register(TrackingEvent)
-class TrackingEventAdmin(_ReadOnly):
+class TrackingEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "delivery", "kind", "order_value", "occurred_at", "recorded_at"]
     list_filter = ["kind"]
     raw_id_fields = ["delivery"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.utils import timezone
@@ -21,8 +22,8 @@ from merchants.api_errors import ApiError
 from merchants.api_fields import ChoiceField
 from merchants.pagination import page_parameters
 from privacy.pseudonyms import is_pseudonym
-from segments.api import PublicCountSerializer, SegmentOutput
-from segments.selectors import segments_for_merchant
+from segments.api import PublicCountSerializer, SegmentOutput, segment_payload
+from segments.models import Segment
 
 from .export import EXPORT_MAX_PAGE, InvalidCursor, campaign_audience_export
 from .inbox import inbox_messages_take
@@ -280,6 +281,23 @@ class _CampaignScoped(MerchantAPIView):
 
     def campaign(self, pk: int) -> Campaign:
         return get_scoped_or_404(self.get_queryset(), pk=pk)
+
+
+class _CampaignSegmentApi(_CampaignScoped):
+    """A merchant's endpoints that make a segment out of one of its campaigns."""
+
+    def segment_created(
+        self, request, pk: int, *, body: type[serializers.Serializer], make: Callable[..., Segment]
+    ) -> Response:
+        """Check the body, make the segment from the caller's campaign `pk` with the body's fields
+        (`make(campaign_id=, merchant_id=, actor=, **fields)`), and answer with it as a created segment."""
+        campaign = self.campaign(pk)
+        checked = body(data=request.data)
+        checked.is_valid(raise_exception=True)
+        segment = make(
+            campaign_id=campaign.pk, merchant_id=self.merchant.pk, actor=request.user.actor, **checked.validated_data
+        )
+        return Response(segment_payload(segment, self.merchant), status=status.HTTP_201_CREATED)
 
 
 class CampaignListCreateApi(_CampaignScoped):
@@ -625,7 +643,7 @@ class ResponseSegmentInput(serializers.Serializer):
     )
 
 
-class CampaignResponseSegmentApi(_CampaignScoped):
+class CampaignResponseSegmentApi(_CampaignSegmentApi):
     """A fixed segment of those who reacted to this campaign in one way, to reach them again: for example those
     who clicked but did not buy. Its size is released like any segment's; its members never leave the platform."""
 
@@ -638,18 +656,7 @@ class CampaignResponseSegmentApi(_CampaignScoped):
     def post(self, request, pk: int):
         from .responses import response_segment_create
 
-        campaign = self.campaign(pk)
-        body = ResponseSegmentInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        segment = response_segment_create(
-            campaign_id=campaign.pk,
-            merchant_id=self.merchant.pk,
-            response=body.validated_data["response"],
-            name=body.validated_data.get("name", ""),
-            actor=request.user.actor,
-        )
-        data = SegmentOutput(segments_for_merchant(self.merchant).get(pk=segment.pk)).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return self.segment_created(request, pk, body=ResponseSegmentInput, make=response_segment_create)
 
 
 class PersuadablesInput(serializers.Serializer):
@@ -670,7 +677,7 @@ class PersuadablesInput(serializers.Serializer):
         return attrs
 
 
-class CampaignPersuadablesApi(_CampaignScoped):
+class CampaignPersuadablesApi(_CampaignSegmentApi):
     """Persuadables for a campaign like this one: the consumers of your store an uplift model, trained on this
     completed campaign's treatment and control groups, expects to gain most from receiving it."""
 
@@ -683,19 +690,11 @@ class CampaignPersuadablesApi(_CampaignScoped):
     def post(self, request, pk: int):
         from .uplift import persuadables_create
 
-        campaign = self.campaign(pk)
-        body = PersuadablesInput(data=request.data)
-        body.is_valid(raise_exception=True)
-        segment = persuadables_create(
-            campaign_id=campaign.pk,
-            merchant_id=self.merchant.pk,
-            name=body.validated_data["name"],
-            size=body.validated_data.get("size"),
-            share=body.validated_data["share"] / 100 if "share" in body.validated_data else None,
-            actor=request.user.actor,
-        )
-        data = SegmentOutput(segments_for_merchant(self.merchant).get(pk=segment.pk)).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        def make(*, share: int | None = None, **fields) -> Segment:
+            # The API takes a percent; the service a share of the whole.
+            return persuadables_create(share=None if share is None else share / 100, **fields)
+
+        return self.segment_created(request, pk, body=PersuadablesInput, make=make)
 
 
 class AudiencePageSerializer(serializers.Serializer):

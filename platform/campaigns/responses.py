@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from django.db import transaction
 from pyroaring import BitMap
 
-from merchants.errors import Conflict, Invalid, NotFound, Unprocessable
+from merchants.errors import Invalid, NotFound, Unprocessable
 from segments.models import Segment, SegmentKind
-from segments.services import segment_members_write
+from segments.services import segment_members_write, segment_name_require_free
 
 from .models import Campaign, CampaignStatus, Delivery, Group
 from .selectors import delivery_rows
@@ -67,8 +67,7 @@ def response_segment_create(
     name = (name or f"{campaign.name}: {label}")[:200]
     members = _members(campaign, response)
     with transaction.atomic():
-        if Segment.objects.for_merchant(merchant_id).filter(name=name).exists():
-            raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+        segment_name_require_free(merchant=merchant_id, name=name)
         segment = Segment.objects.create(
             merchant_id=merchant_id,
             name=name,

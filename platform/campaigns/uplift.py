@@ -414,9 +414,9 @@ def persuadables_create(
     from pyroaring import BitMap
 
     from consumers.models import Event
-    from merchants.errors import Conflict, Invalid, NotFound, Unprocessable
+    from merchants.errors import Invalid, NotFound, Unprocessable
     from segments.models import Segment, SegmentKind
-    from segments.services import segment_members_write
+    from segments.services import segment_members_write, segment_name_require_free
     from tags.selectors import live_consumers_bitmap
 
     from .models import Campaign, CampaignStatus
@@ -466,8 +466,7 @@ def persuadables_create(
         "trained_rows": int(data.treatment.size),
     }
     with transaction.atomic():
-        if Segment.objects.for_merchant(merchant_id).filter(name=name).exists():
-            raise Conflict(f"You already have a segment called {name!r}.", code="duplicate_name")
+        segment_name_require_free(merchant=merchant_id, name=name)
         segment = Segment.objects.create(
             merchant_id=merchant_id,
             name=name,

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from privacy.admin import ReadOnlyAdmin
+
 from .models import Journey, JourneyVersion
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class VersionInline(admin.TabularInline):
@@ -30,7 +21,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(_ReadOnly):
+class JourneyAdmin(ReadOnlyAdmin):
     list_display = ["name", "merchant", "status", "trigger_kind", "trigger_event", "holdout_share", "activated_at"]
     list_filter = ["status", "trigger_kind"]
     search_fields = ["name", "merchant__name"]

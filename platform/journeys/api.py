@@ -20,6 +20,7 @@ from segments.api import PublicCountSerializer
 from .definition import step_views
 from .models import Journey, ReentryPolicy, TriggerKind
 from .selectors import journey_report_public, journeys_for_merchant
+from .services import FIELDS as JOURNEY_FIELDS
 from .services import journey_activate, journey_create, journey_delete, journey_pause, journey_update
 from .templates import TEMPLATES, journey_from_template
 
@@ -211,29 +212,8 @@ class JourneyListSerializer(serializers.Serializer):
 def journey_data(journey: Journey) -> dict:
     steps = journey.current_version.steps if journey.current_version else []
     return {
-        **{
-            key: getattr(journey, key)
-            for key in (
-                "id",
-                "name",
-                "status",
-                "trigger_kind",
-                "trigger_segment_id",
-                "trigger_event",
-                "exit_condition",
-                "holdout_share",
-                "reentry",
-                "reentry_days",
-                "quiet_start",
-                "quiet_end",
-                "frequency_cap",
-                "frequency_window_days",
-                "attribution_window_days",
-                "channel",
-                "last_error",
-                "created_at",
-            )
-        },
+        # The fields a merchant writes (services.FIELDS) and the ones the platform keeps.
+        **{key: getattr(journey, key) for key in ("id", "status", *JOURNEY_FIELDS, "last_error", "created_at")},
         "version": journey.current_version.number if journey.current_version else None,
         "steps": steps,
         "flow": [vars(view) for view in step_views(steps)],

@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from privacy.admin import ReadOnlyAdmin
+
 from .models import ModelCard
 
 METRIC_NAMES = {
@@ -31,7 +33,7 @@ def _table(headers: list[str], rows: list[list]) -> SafeString:
 
 
 @admin.register(ModelCard)
-class ModelCardAdmin(admin.ModelAdmin):
+class ModelCardAdmin(ReadOnlyAdmin):
     list_display = ["family", "trained_at", "algorithm", "published", "headline", "psi"]
     list_filter = ["family", "published"]
     ordering = ["-trained_at"]
@@ -84,15 +86,6 @@ class ModelCardAdmin(admin.ModelAdmin):
         "drift",
         "fairness_table",
     ]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="Validation")
     def headline(self, card: ModelCard) -> str:

@@ -122,6 +122,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ActionsOnlyAdmin(admin.ModelAdmin):
+    """Records officers change only through their actions (services that check and audit): never added or
+    deleted here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
 @admin.register(ProcessingActivity)
 class ProcessingActivityAdmin(admin.ModelAdmin):
     list_display = ["name", "purpose", "legal_basis", "status", "approved_by", "approved_at"]
@@ -370,7 +386,7 @@ class OverdueFilter(admin.SimpleListFilter):
 
 
 @admin.register(DataSubjectRequest)
-class DataSubjectRequestAdmin(admin.ModelAdmin):
+class DataSubjectRequestAdmin(ActionsOnlyAdmin):
     """The officers' queue. Requests arrive through the operator API; officers process or reject them."""
 
     list_display = ["id", "kind", "status", "received_at", "due_at", "deadline", "handled_by", "completed_at", "error"]
@@ -394,17 +410,6 @@ class DataSubjectRequestAdmin(admin.ModelAdmin):
     readonly_fields = fields
     # The confirmation page previews each request by counting what is held about its subject: keep it bounded.
     preview_limit = 50
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.result_download_view)
@@ -594,7 +599,7 @@ class ActiveFlagFilter(admin.SimpleListFilter):
 
 
 @admin.register(RiskFlag)
-class RiskFlagAdmin(admin.ModelAdmin):
+class RiskFlagAdmin(ActionsOnlyAdmin):
     list_display = ["id", "consumer_id", "reason", "score", "evidence", "status", "created_at", "last_seen_at"]
     list_filter = [ActiveFlagFilter, "reason", "rule_version"]
     date_hierarchy = "created_at"
@@ -613,17 +618,6 @@ class RiskFlagAdmin(admin.ModelAdmin):
         "lift_reason",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     @admin.action(description="Lift the selected flags (and their offer suppressions)", permissions=["change"])
     def lift_selected(self, request, queryset):
@@ -648,7 +642,7 @@ class RiskFlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(CounterStatement)
-class CounterStatementAdmin(admin.ModelAdmin):
+class CounterStatementAdmin(ActionsOnlyAdmin):
     list_display = ["id", "status", "flag", "created_at", "reviewed_by", "reviewed_at"]
     list_filter = ["status"]
     date_hierarchy = "created_at"
@@ -665,17 +659,6 @@ class CounterStatementAdmin(admin.ModelAdmin):
         "review_note",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
     @admin.action(description="Uphold the selected (lift the flag and its suppression)", permissions=["change"])
     def uphold_selected(self, request, queryset):

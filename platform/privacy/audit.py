@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -119,34 +120,25 @@ def audit_record(
         prev_hash, prev_seq = last if last is not None else (GENESIS_HASH, 0)
         if prev_seq is None:  # not numbered (cannot happen after migration 0008): count once
             prev_seq = AuditEntry.objects.count()
-        canonical = canonical_entry(
-            created_at=created_at,
-            actor=actor,
-            merchant_id=merchant_id,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            activity_id=activity_id,
-            action=action,
-            object_type=object_type,
-            object_id=str(object_id),
-            counts=counts,
-            details=details,
-        )
+        # One set of fields is both hashed and stored, so what is stored is what the chain vouches for.
+        fields: dict[str, Any] = {
+            "created_at": created_at,
+            "actor": actor,
+            "merchant_id": merchant_id,
+            "purpose": purpose,
+            "legal_basis": legal_basis,
+            "activity_id": activity_id,
+            "action": action,
+            "object_type": object_type,
+            "object_id": str(object_id),
+            "counts": counts,
+            "details": details,
+        }
         entry = AuditEntry.objects.create(
             seq=prev_seq + 1,
-            created_at=created_at,
-            actor=actor,
-            merchant_id=merchant_id,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            activity_id=activity_id,
-            action=action,
-            object_type=object_type,
-            object_id=str(object_id),
-            counts=counts,
-            details=details,
+            **fields,
             prev_hash=prev_hash,
-            entry_hash=chain_hash(prev_hash, canonical),
+            entry_hash=chain_hash(prev_hash, canonical_entry(**fields)),
         )
         head = (entry.seq, entry.pk, entry.entry_hash, prev_hash)
         # Only a committed entry may move the checkpoint: a rolled-back one would look like a truncation.

@@ -112,15 +112,7 @@ def activity_approve(*, activity: ProcessingActivity, officer: User) -> Processi
         activity.approved_by = officer
         activity.approved_at = timezone.now()
         activity.save()
-        audit_record(
-            actor=f"user:{officer.pk}",
-            action="processing_activity.approved",
-            purpose=activity.purpose,
-            legal_basis=activity.legal_basis,
-            activity_id=activity.pk,
-            object_type="ProcessingActivity",
-            object_id=activity.pk,
-        )
+        _activity_change_audit(activity=activity, officer=officer, action="processing_activity.approved")
     return activity
 
 
@@ -128,15 +120,7 @@ def activity_suspend(*, activity: ProcessingActivity, officer: User) -> Processi
     with transaction.atomic():
         activity.status = ActivityStatus.SUSPENDED
         activity.save(update_fields=["status", "updated_at"])
-        audit_record(
-            actor=f"user:{officer.pk}",
-            action="processing_activity.suspended",
-            purpose=activity.purpose,
-            legal_basis=activity.legal_basis,
-            activity_id=activity.pk,
-            object_type="ProcessingActivity",
-            object_id=activity.pk,
-        )
+        _activity_change_audit(activity=activity, officer=officer, action="processing_activity.suspended")
     return activity
 
 
@@ -151,17 +135,29 @@ def activity_revert_to_draft(*, activity: ProcessingActivity, officer: User) -> 
         activity.approved_by = None
         activity.approved_at = None
         activity.save()
-        audit_record(
-            actor=f"user:{officer.pk}",
+        _activity_change_audit(
+            activity=activity,
+            officer=officer,
             action="processing_activity.reverted_to_draft",
-            purpose=activity.purpose,
-            legal_basis=activity.legal_basis,
-            activity_id=activity.pk,
-            object_type="ProcessingActivity",
-            object_id=activity.pk,
             details={"previous_status": previous_status},
         )
     return activity
+
+
+def _activity_change_audit(
+    *, activity: ProcessingActivity, officer: User, action: str, details: dict | None = None
+) -> None:
+    """Audit an officer's change to a register entry: who, and the activity's purpose, basis and id."""
+    audit_record(
+        actor=f"user:{officer.pk}",
+        action=action,
+        purpose=activity.purpose,
+        legal_basis=activity.legal_basis,
+        activity_id=activity.pk,
+        object_type="ProcessingActivity",
+        object_id=activity.pk,
+        details=details,
+    )
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,8 @@ PORTAL_ACTIONS = {
     "journeys/new/",
     "journeys/<id:journey_id>/activate/",
     "journeys/<id:journey_id>/pause/",
-    "journeys/<id:journey_id>/steps/<int:step>/variants/",
-    "campaigns/<id:campaign_id>/persuadables/",  # makes a persuadable segment; its size is the segment page's  # edits a send step's variants; the page shows them
+    "journeys/<id:journey_id>/steps/<int:step>/variants/",  # edits a send step's variants; the page shows them
+    "campaigns/<id:campaign_id>/persuadables/",  # makes a persuadable segment; its size is the segment page's
 }
 
 

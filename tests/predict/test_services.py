@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import CommandError, call_command
 from pyroaring import BitMap
 
 from predict.families import FAMILIES, PREDICTIONS
@@ -125,6 +128,18 @@ def test_the_task_records_a_refusal_where_tagging_runs_are_looked_at(db):
     assert result["status"] == "refused"
     run = TaggingRun.objects.get()
     assert run.status == "refused" and run.actor == "task:predict.compute"
+
+
+def test_the_command_rejects_a_bad_date(db):
+    with pytest.raises(CommandError, match="ISO 8601"):
+        call_command("compute_predictions", "--as-of", "yesterday")
+
+
+def test_the_command_records_a_refusal_where_tagging_runs_are_looked_at(db):
+    with pytest.raises(CommandError, match="not permitted"):
+        call_command("compute_predictions", "--as-of", "2025-06-01T12:00:00", stdout=StringIO())
+    run = TaggingRun.objects.get()
+    assert run.status == "refused" and run.actor == "command:compute_predictions"
 
 
 def test_the_nightly_schedule_runs_after_tagging(db):

@@ -133,3 +133,29 @@ def test_saving_an_approved_activity_unchanged_needs_no_confirmation(officer_cli
     assert response.status_code == 302
     activity.refresh_from_db()
     assert activity.status == ActivityStatus.APPROVED
+
+
+# Derived records (read-only), and records officers change only through their actions.
+RECORDS_NEVER_ADDED_OR_DELETED = [
+    "campaigns/campaign",
+    "campaigns/delivery",
+    "campaigns/trackingevent",
+    "journeys/journey",
+    "tags/tag",
+    "tags/consumertag",
+    "tags/storedbitmap",
+    "tags/taggingrun",
+    "predict/modelcard",
+    "privacy/auditentry",
+    "privacy/datasubjectrequest",
+    "privacy/riskflag",
+    "privacy/counterstatement",
+]
+
+
+@pytest.mark.parametrize("record", RECORDS_NEVER_ADDED_OR_DELETED)
+def test_records_can_be_looked_at_but_not_added_or_deleted_even_by_a_superuser(admin_client, record):
+    listing = admin_client.get(f"/admin/{record}/")
+    assert listing.status_code == 200
+    assert b"delete_selected" not in listing.content
+    assert admin_client.get(f"/admin/{record}/add/").status_code == 403

@@ -16,6 +16,7 @@ from recommend.evaluation import (
     stratified_split,
     temporal_holdout,
     temporal_split,
+    time_split_holdout,
 )
 
 
@@ -104,6 +105,17 @@ def test_temporal_holdout_does_not_count_items_seen_in_training_as_relevant():
     )
     assert holdout.train.toarray()[0].tolist() == [0, 1, 1, 0, 0]
     assert holdout.test.toarray()[0].tolist() == [0, 0, 0, 1, 0]
+
+
+def test_time_split_holdout_tests_only_new_items_of_consumers_seen_before_the_cut():
+    # One cut for everybody at time 4 (half of the 8 events): consumer 0 re-views item 1 (not a hit) and finds
+    # item 3; consumer 1 has nothing before the cut (a cold start, not evaluated).
+    rows = np.array([0, 0, 0, 0, 0, 1, 1, 0])
+    cols = np.array([1, 2, 0, 1, 3, 4, 2, 4])
+    times = np.array([1, 2, 3, 4, 5, 6, 7, 8])
+    holdout = time_split_holdout(rows, cols, np.ones(8, np.float32), times, shape=(2, 5), test_fraction=0.5)
+    assert holdout.train.toarray().tolist() == [[1, 2, 1, 0, 0], [0, 0, 0, 0, 0]]
+    assert holdout.test.toarray().tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
 
 
 def test_test_items_unseen_in_training_still_count_as_relevant():

@@ -369,6 +369,37 @@ def test_behaviour_cache_follows_new_and_purged_events(world, merchant, products
     assert behaviour_bitmap(term, merchant_id=merchant.pk, now=now) == world.ids([1])
 
 
+def test_customers_and_value_reach_bitmaps_follow_new_events_and_survive_a_cold_process(
+    world, merchant, other_merchant, products, django_assert_num_queries
+):
+    """Every event-derived bitmap is cached the same way: a new event changes the answer at once, and a process
+    whose own cache is cold reads a known version from the shared cache without asking the database."""
+    from segments import evaluation
+    from segments.evaluation import behaviour_version, customers_bitmap, value_reach_bitmap
+
+    world.add_consumers(3)
+    world.rebuild()
+    event_add(world.consumers[0], products["tent"], EventType.VIEW)
+    event_add(world.consumers[1], products["serum"], EventType.PURCHASE)
+    assert customers_bitmap(merchant_id=merchant.pk) == world.ids([0])
+    assert value_reach_bitmap(merchant_id=merchant.pk, argument="category", value="beauty") == world.ids([1])
+    event_add(world.consumers[2], products["lipstick"], EventType.CART)
+    version = behaviour_version()
+    assert customers_bitmap(merchant_id=merchant.pk, version=version) == world.ids([0, 2])
+    assert value_reach_bitmap(
+        merchant_id=merchant.pk, argument="category", value="beauty", version=version
+    ) == world.ids([1, 2])
+    assert value_reach_bitmap(merchant_id=merchant.pk, argument="product", value="L1", version=version) == world.ids(
+        [2]
+    )
+    evaluation._behaviour_cache.clear()  # another process: only the shared cache knows these bitmaps
+    with django_assert_num_queries(0):
+        assert customers_bitmap(merchant_id=merchant.pk, version=version) == world.ids([0, 2])
+        assert value_reach_bitmap(
+            merchant_id=merchant.pk, argument="category", value="beauty", version=version
+        ) == world.ids([1, 2])
+
+
 def test_nested_segment_uses_its_latest_snapshot(big_world, merchant, tagging_approved):
     inner = segment_create(merchant=merchant, name="sg", actor="test", expression="country:SG")
     segment_refresh(segment_id=inner.pk, actor="test")

@@ -72,6 +72,8 @@ def test_text_and_json_forms_round_trip():
         ("likely_to_buy(product=a, top=0)", 30, "top must be a whole number"),
         ("likely_to_buy(product=a, top=5, band=top1)", 38, "top or band, not both"),
         ("country:SG AND likely_to_buy(colour=red)", 30, "Unknown argument"),
+        ('likely_to_buy("product"=a)', 15, "Expected an argument name"),  # as an action's arguments say
+        ("likely_to_buy(product=a product=b)", 25, "Expected ',' or ')' in the arguments of likely_to_buy()"),
     ],
 )
 def test_malformed_terms_name_the_position(text, column, message):

@@ -364,6 +364,19 @@ def test_a_clone_copies_definition_policy_and_schedule_under_a_free_name(
     assert first.snapshots.count() == 1
 
 
+def test_a_segment_name_is_refused_only_where_another_of_the_merchants_segments_has_it(world, merchant, other_merchant):
+    segment_create(merchant=other_merchant, name="Shared", actor="test", expression="country:SG")
+    shared = segment_create(merchant=merchant, name="Shared", actor="test", expression="country:SG")
+    second = segment_create(merchant=merchant, name="Second", actor="test", expression="country:MY")
+    with pytest.raises(Conflict, match="already have a segment called 'Shared'") as refused:
+        segment_create(merchant=merchant, name="Shared", actor="test", expression="country:MY")
+    assert refused.value.code == "duplicate_name"
+    with pytest.raises(Conflict, match="already have a segment called 'Shared'"):
+        segment_update(segment=second, actor="test", name="Shared")
+    assert segment_update(segment=shared, actor="test", name="Shared", description="kept").description == "kept"
+    assert segment_update(segment=second, actor="test", name="Renamed").name == "Renamed"
+
+
 def test_a_clone_of_a_200_character_name_fits_and_a_given_name_must_be_free(world, merchant):
     from segments.services import segment_clone
 

@@ -3,16 +3,13 @@ traits now (the nightly schedule runs the same after tagging)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from predict.families import FAMILIES
 from predict.models import ModelCard
 from predict.services import UnknownPrediction, predictions_compute
 from privacy.services import ProcessingNotPermitted
-from tags.services import tagging_refusal_record
+from tags.command_line import as_of_option, tagging_refused
 
 
 class Command(BaseCommand):
@@ -29,14 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--as-of", dest="as_of", help="The moment the data ends, e.g. 2010-12-13T23:59:59+00:00.")
 
     def handle(self, *args, families=None, as_of=None, **options):
-        when = None
-        if as_of:
-            try:
-                when = datetime.fromisoformat(as_of)
-            except ValueError as exc:
-                raise CommandError(f"--as-of {as_of!r} is not an ISO 8601 date-time") from exc
-            if timezone.is_naive(when):
-                when = timezone.make_aware(when, UTC)
+        when = as_of_option(as_of)
         actor = "command:compute_predictions"
         try:
             report = predictions_compute(
@@ -45,8 +35,7 @@ class Command(BaseCommand):
         except UnknownPrediction as exc:
             raise CommandError(str(exc)) from exc
         except ProcessingNotPermitted as exc:
-            tagging_refusal_record(actor=actor, families=families, reason=str(exc))
-            raise CommandError(str(exc)) from exc
+            raise tagging_refused(actor=actor, families=families, error=exc) from exc
         for family, card_id in report.cards.items():
             card = ModelCard.objects.get(pk=card_id)
             self.stdout.write(f"{family}: {card.reason}")

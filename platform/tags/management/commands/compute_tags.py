@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from privacy.services import ProcessingNotPermitted
+from tags.command_line import as_of_option, tagging_refused
 from tags.rules import FAMILIES, UnknownFamily
-from tags.services import tagging_refusal_record, tags_compute
+from tags.services import tags_compute
 
 
 class Command(BaseCommand):
@@ -31,14 +29,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, families=None, as_of=None, **options):
-        when = None
-        if as_of:
-            try:
-                when = datetime.fromisoformat(as_of)
-            except ValueError as exc:
-                raise CommandError(f"--as-of {as_of!r} is not an ISO 8601 date-time") from exc
-            if timezone.is_naive(when):
-                when = timezone.make_aware(when, UTC)
+        when = as_of_option(as_of)
         actor = "command:compute_tags"
         try:
             report = tags_compute(
@@ -47,8 +38,7 @@ class Command(BaseCommand):
         except UnknownFamily as exc:
             raise CommandError(str(exc)) from exc
         except ProcessingNotPermitted as exc:
-            tagging_refusal_record(actor=actor, families=families, reason=str(exc))
-            raise CommandError(str(exc)) from exc
+            raise tagging_refused(actor=actor, families=families, error=exc) from exc
         loads = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report.load_seconds.items())
         if loads:
             self.stdout.write(f"loading: {loads}")
