@@ -583,5 +583,30 @@
     };
   }
 
-  global.RuleBuilder = { mount: mount };
+  /* A syntax error drawn under the text: the line, a caret under the column, and why. */
+  function errorText(error, text) {
+    var lines = String(text).split("\n");
+    var lineNo = error.line || 1;
+    var column = error.column || (typeof error.offset === "number" ? error.offset + 1 : 1);
+    var line = lines[lineNo - 1] || "";
+    var where = lineNo > 1 ? "line " + lineNo + ", column " + column : "column " + column;
+    var message = /column \d+/.test(error.message) ? error.message : error.message + " (" + where + ")";
+    return line + "\n" + " ".repeat(Math.max(0, column - 1)) + "^\n" + message;
+  }
+
+  /* The categories and brands the merchant may name in actions (segments/values.json), cached per prefix. */
+  function valueFetcher(valuesUrl) {
+    var cache = {};
+    return function (argument, prefix) {
+      var key = argument + "\u0000" + prefix;
+      if (cache[key]) return Promise.resolve(cache[key]);
+      var url = valuesUrl + "?argument=" + encodeURIComponent(argument) + "&prefix=" + encodeURIComponent(prefix);
+      return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : { values: [] }; })
+        .then(function (data) { cache[key] = data.values || []; return cache[key]; })
+        .catch(function () { return []; });
+    };
+  }
+
+  global.RuleBuilder = { mount: mount, errorText: errorText, valueFetcher: valueFetcher };
 })(window);

@@ -136,7 +136,6 @@
   }
 
   /* Inside category="..." or brand="...": the values the server says this merchant may target. */
-  var valueCache = {};
   var valueRequest = 0;
 
   function quotedArgument() {
@@ -146,15 +145,7 @@
     return { argument: match[1].toLowerCase(), prefix: match[2], start: caret - match[2].length };
   }
 
-  function fetchValues(argument, prefix) {
-    var key = argument + "\u0000" + prefix;
-    if (valueCache[key]) return Promise.resolve(valueCache[key]);
-    var url = valuesUrl + "?argument=" + encodeURIComponent(argument) + "&prefix=" + encodeURIComponent(prefix);
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : { values: [] }; })
-      .then(function (data) { valueCache[key] = data.values || []; return valueCache[key]; })
-      .catch(function () { return []; });
-  }
+  var fetchValues = window.RuleBuilder ? window.RuleBuilder.valueFetcher(valuesUrl) : function () { return Promise.resolve([]); };
 
   function suggestValues(context) {
     var request = ++valueRequest;
@@ -228,13 +219,7 @@
 
   function showError(error, text) {
     if (!error) { errorBox.hidden = true; errorBox.textContent = ""; editor.removeAttribute("aria-invalid"); return; }
-    var lines = text.split("\n");
-    var lineNo = error.line || 1;
-    var column = error.column || (typeof error.offset === "number" ? error.offset + 1 : 1);
-    var line = lines[lineNo - 1] || "";
-    var where = lineNo > 1 ? "line " + lineNo + ", column " + column : "column " + column;
-    var message = /column \d+/.test(error.message) ? error.message : error.message + " (" + where + ")";
-    errorBox.textContent = line + "\n" + " ".repeat(Math.max(0, column - 1)) + "^\n" + message;
+    errorBox.textContent = window.RuleBuilder.errorText(error, text);
     errorBox.hidden = false;
     editor.setAttribute("aria-invalid", "true");
   }
