@@ -155,6 +155,8 @@ def test_moves_keep_jumps_forward_and_a_live_journey_gets_a_new_version(browsing
     page.get_by_role("link", name="Edit in the builder").click()
     expect(page.get_by_text("Saving changed steps makes version 2")).to_be_visible()
     page.wait_for_load_state("networkidle")
+    expect(page.get_by_label("Starts when")).to_be_disabled()  # an active journey's trigger is locked
+    expect(page.get_by_label("The event that starts it", exact=True)).to_be_disabled()
 
     # Step 1 jumps to step 2: moving step 1 below it would make that jump go backwards, so the move is refused.
     page.locator("#jb-step-0").get_by_label("If the event happens, go to").select_option("1")
@@ -187,3 +189,45 @@ def test_a_read_only_role_sees_the_flow_without_controls(browsing, analyst, merc
     expect(page.get_by_role("button", name="Remove step 1")).to_have_count(0)
     expect(page.get_by_label("Name", exact=True)).to_be_disabled()
     browsing.shot("read_only")
+
+
+def test_keys_without_controls_survive_and_variants_are_edited_in_place(browsing, merchant_user):
+    from journeys.services import journey_create
+
+    steps = [
+        {
+            "type": "send",
+            "title": "Hello from {store_name}",
+            "body": "New picks: {products}.",
+            "products": 3,
+            "variants": [
+                {"title": "A", "body": "Body A", "weight": 1, "label": "control"},
+                {"title": "B", "body": "Body B", "coupon_code": "B10", "discount_percent": "10", "weight": 1},
+            ],
+            "channel_hint": "kept as it is",
+        },
+        {"type": "branch", "condition": 'viewed(within="7d")', "then": "exit", "next": 2},
+        {"type": "exit"},
+    ]
+    merchant = merchant_user.memberships.get().merchant
+    journey = journey_create(
+        merchant=merchant, actor="test", name="Kept", trigger_kind="event", trigger_event="purchased()", steps=steps
+    )
+    page = browsing.page
+    browsing.sign_in("marketer", "marketer-pass-123")
+    browsing.goto(f"/journeys/{journey.pk}/edit/")
+    page.wait_for_load_state("networkidle")
+    page.get_by_label("Weight (variant 2)").fill("3")
+    page.get_by_label("Title (variant 1)").fill("A, again")
+    browsing.shot("variants")
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Save journey").click()
+    expect(page.locator(".messages")).to_contain_text("saved")
+    journey.refresh_from_db()
+    saved = journey.current_version.steps
+    assert saved[0]["channel_hint"] == "kept as it is"
+    assert saved[0]["variants"] == [
+        {"title": "A, again", "body": "Body A", "weight": 1, "label": "control"},
+        {"title": "B", "body": "Body B", "coupon_code": "B10", "discount_percent": "10", "weight": 3},
+    ]
+    assert saved[1] == steps[1]

@@ -108,6 +108,10 @@ def journey_pause_view(request: HttpRequest, journey_id: int) -> HttpResponse:
 
 # ------------------------------------------------------------------------------------------------ the builder
 
+# Whether the builder offers message variants on every send step. Off until the engine sends them: until then the
+# builder edits the variants a step already has (written through the API) and keeps them, and offers none.
+SEND_VARIANTS_OFFERED = False
+
 MESSAGE_PLACEHOLDERS = [
     *({"name": name, "help": help_text} for name, help_text in CONSTANT_PLACEHOLDERS.items()),
     {"name": PRODUCT_LIST_PLACEHOLDER, "help": "the recommended products"},
@@ -143,6 +147,7 @@ def _builder_context(request: HttpRequest, journey: Journey | None) -> dict[str,
         "event_vocabulary": event_vocabulary,
         "placeholders": MESSAGE_PLACEHOLDERS,
         "max_steps": MAX_STEPS,
+        "variants": SEND_VARIANTS_OFFERED,
         "urls": {
             "save": save_url,
             "parse": reverse("portal:segment_parse_json"),

@@ -139,9 +139,9 @@
   }
 
   // A labelled control with its error slot (the server's refusal for `key`) and an optional help line.
-  function field(label, control, key, help, className) {
+  function field(label, control, key, help, className, locked) {
     if (!control.id) control.id = nextId();
-    if (readonly) control.disabled = true;
+    if (readonly || locked) control.disabled = true;
     var slot = key ? errorSlot(key) : null;
     var helpLine = help ? el("div", { class: "help", id: nextId("jb-help"), text: help }) : null;
     var described = [slot && slot.id, helpLine && helpLine.id].filter(Boolean).join(" ");
@@ -187,12 +187,12 @@
 
   function conditionField(options) {
     var textarea = el("textarea", { class: "expr jb-expr", rows: 2, spellcheck: "false", autocomplete: "off", autocapitalize: "off", value: options.value || "" });
-    var wrapper = field(options.label, textarea, options.key, options.help, "jb-condition");
+    var wrapper = field(options.label, textarea, options.key, options.help, "jb-condition", options.locked);
     var syntax = el("pre", { class: "expr-error", role: "alert", hidden: true });
     wrapper.insertBefore(syntax, textarea.nextSibling);
     var assign = function () { options.assign(textarea.value); };
     currentGroup.syncs.push(assign);
-    if (readonly) return wrapper;
+    if (readonly || options.locked) return wrapper;
     var undo = el("button", { type: "button", class: "secondary small", "data-undo": true, title: "Undo (Ctrl+Z)", text: "Undo", disabled: true });
     var redo = el("button", { type: "button", class: "secondary small", "data-redo": true, title: "Redo (Ctrl+Shift+Z)", text: "Redo", disabled: true });
     var root = el("section", { class: "rule-builder jb-rules", "aria-label": options.label + ": as rules", hidden: true }, [
@@ -294,9 +294,11 @@
     settingsBox.innerHTML = "";
     settingsBox.appendChild(el("legend", { text: "Journey" }));
     settingsBox.appendChild(field("Name", textInput(state.name, function (v) { state.name = v; }, { maxlength: "200" }), "name"));
+    // The trigger of an active journey cannot change (the service refuses it): its fields are shown locked.
+    var locked = config.journey.status === "active";
     var kind = select({}, [["event", "an event (a consumer does something)"], ["segment_entered", "a consumer enters one of my segments"]], state.trigger_kind);
     kind.addEventListener("change", function () { state.trigger_kind = kind.value; changed(); renderSettings(); });
-    var startRow = el("div", { class: "form-row" }, [field("Starts when", kind, "trigger_kind")]);
+    var startRow = el("div", { class: "form-row" }, [field("Starts when", kind, "trigger_kind", locked ? "Pause the journey to change what starts it." : null, null, locked)]);
     settingsBox.appendChild(startRow);
     if (state.trigger_kind === "segment_entered") {
       var choices = [["", "choose a segment"]].concat(config.segments.map(function (s) { return [String(s.id), s.name]; }));
@@ -305,10 +307,10 @@
       }
       var segment = select({}, choices, state.trigger_segment_id);
       segment.addEventListener("change", function () { state.trigger_segment_id = segment.value; changed(); });
-      startRow.appendChild(field("Segment", segment, "trigger_segment_id", config.segments.length ? null : "You have no segments yet: create one first."));
+      startRow.appendChild(field("Segment", segment, "trigger_segment_id", config.segments.length ? null : "You have no segments yet: create one first.", null, locked));
     } else {
       settingsBox.appendChild(conditionField({
-        label: "The event that starts it", key: "trigger_event", value: state.trigger_event, actionOnly: true,
+        label: "The event that starts it", key: "trigger_event", value: state.trigger_event, actionOnly: true, locked: locked,
         help: 'One action of the segment language, e.g. carted(category="outdoor"): every such event of your store enrols the consumer.',
         assign: function (v) { state.trigger_event = v; },
       }));
@@ -405,7 +407,50 @@
         field("Discount (%)", textInput(step.discount_percent, optional("discount_percent"), { type: "number", min: "0", max: "100", step: "any", inputmode: "decimal" }), key("discount_percent"), "Optional; {discount} shows it."),
         field("Recommended products", textInput(step.products === undefined ? 3 : step.products, optional("products"), { type: "number", min: "0", max: "10", inputmode: "numeric" }), key("products"), "0 to 10, from your catalogue."),
       ]));
+      var variants = variantsEditor(step, index);
+      if (variants) card.appendChild(variants);
     }
+  }
+
+  /* Message variants of a send step (a list of {title, body, coupon_code, discount_percent, weight}): a generic list
+     editor, shown where a step has variants, or on every send step once the server says variants are sent
+     (config.variants). Keys of a variant it has no control for are kept, like a step's. */
+  var VARIANT_FIELDS = [["title", "Title", "text"], ["body", "Message", "text"], ["coupon_code", "Coupon code", "text"],
+    ["discount_percent", "Discount (%)", "number"], ["weight", "Weight", "number"]];
+
+  function variantsEditor(step, index) {
+    if (!Array.isArray(step.variants) && !(config.variants && !readonly)) return null;
+    var key = "steps[" + index + "].variants";
+    var box = el("details", { class: "jb-variants", open: Array.isArray(step.variants) && step.variants.length ? true : null }, [
+      el("summary", { text: "Message variants" + (Array.isArray(step.variants) ? " (" + step.variants.length + ")" : "") }),
+      errorSlot(key),
+    ]);
+    (step.variants || []).forEach(function (variant, v) {
+      var row = el("div", { class: "form-row jb-variant", role: "group", "aria-label": "Step " + (index + 1) + ", variant " + (v + 1) });
+      VARIANT_FIELDS.forEach(function (f) {
+        var input = textInput(variant[f[0]], function (value) {
+          if (String(value).trim() === "") delete variant[f[0]];
+          else variant[f[0]] = f[2] === "number" && f[0] === "weight" ? wholeOrText(value) : value;
+        }, f[2] === "number" ? { type: "number", min: "0", step: "any", inputmode: "decimal" } : {});
+        row.appendChild(field(f[1] + " (variant " + (v + 1) + ")", input, key + "[" + v + "]." + f[0]));
+      });
+      if (!readonly) {
+        var remove = el("button", { type: "button", class: "danger small", text: "Remove variant " + (v + 1) });
+        remove.addEventListener("click", function () { step.variants.splice(v, 1); changed(); renderSteps(); });
+        row.appendChild(el("div", { class: "field" }, [remove]));
+      }
+      box.appendChild(row);
+    });
+    if (!readonly) {
+      var add = el("button", { type: "button", class: "secondary small", text: "Add a variant" });
+      add.addEventListener("click", function () {
+        step.variants = (step.variants || []).concat([{ title: step.title || "", body: step.body || "", weight: 1 }]);
+        changed();
+        renderSteps();
+      });
+      box.appendChild(add);
+    }
+    return box;
   }
 
   function insertPlaceholder(step, index, text, title, body) {
@@ -610,7 +655,9 @@
     var local = fieldName && message.indexOf(fieldName + ": ") === 0 ? message.slice(fieldName.length + 2) : message;
     var slot = null;
     var candidates = [fieldName];
-    var m = /^(steps\[\d+\])\./.exec(fieldName);
+    var m = /^((steps\[\d+\])\.\w+)\[/.exec(fieldName);
+    if (m) candidates.push(m[1]);
+    m = /^(steps\[\d+\])\./.exec(fieldName);
     if (m) candidates.push(m[1]);
     if (/^steps/.test(fieldName)) candidates.push("steps");
     for (var i = 0; i < candidates.length && !slot; i++) {
