@@ -8,7 +8,8 @@ from playwright.sync_api import expect
 
 from journeys.models import Journey
 from journeys.templates import journey_from_template
-from tests.portal.conftest import analyst as analyst  # noqa: F401  (a fixture)
+from merchants.models import Role
+from tests.factories import member_create
 
 pytestmark = pytest.mark.e2e
 
@@ -169,6 +170,12 @@ def test_moves_keep_jumps_forward_and_a_live_journey_gets_a_new_version(browsing
     page.get_by_role("button", name="Remove step 4").click()
     expect(page.locator(".jb-step")).to_have_count(3)
     browsing.shot("live_edited")
+    # Leaving with unsaved changes asks first; staying keeps them.
+    dialogs = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.get_by_text("Unsaved changes")).to_be_visible()
+    assert dialogs == ["beforeunload"]
     page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save journey").click()
     expect(page.locator(".messages")).to_contain_text("its steps are version 2")
@@ -178,7 +185,8 @@ def test_moves_keep_jumps_forward_and_a_live_journey_gets_a_new_version(browsing
     assert journey.versions.count() == 2
 
 
-def test_a_read_only_role_sees_the_flow_without_controls(browsing, analyst, merchant):  # noqa: F811
+def test_a_read_only_role_sees_the_flow_without_controls(browsing, merchant):
+    member_create(merchant=merchant, role=Role.ANALYST, username="analyst", password="analyst-pass-123")
     journey = journey_from_template(merchant=merchant, key="abandoned_cart", actor="test")
     page = browsing.page
     browsing.sign_in("analyst", "analyst-pass-123")
