@@ -17,6 +17,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -133,11 +134,14 @@ def _ensure_data(consumers: int, events: int, products: int) -> float | None:
     if Consumer.objects.count() == consumers and Event.objects.count() == events:
         return None
     start = time.perf_counter()
-    _generate(consumers, events, products)
+    generate_marketplace(consumers, events, products, say=_say)
     return time.perf_counter() - start
 
 
-def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
+def generate_marketplace(n_consumers: int, n_events: int, n_products: int, *, say: Callable[[str], None]) -> None:
+    """Write the synthetic marketplace into the current (benchmark) database with binary COPY, telling `say` of
+    each step. Replaces whatever consumers, products, merchants and events were there. Shared with the predicted-
+    traits benchmark, which times its full-size run on the same world."""
     from django.db import DatabaseError, connection
 
     from consumers.models import Consumer, Event, Product
@@ -150,7 +154,7 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
     now = time.time()
     with connection.cursor() as cursor:
         raw = cursor.cursor
-        _say("generate: clearing")
+        say("generate: clearing")
         cursor.execute(f'TRUNCATE "{event_table}", "{product_table}", "{consumer_table}", "{merchant_table}" CASCADE')
         # Skip per-row foreign-key triggers while loading data that is consistent by construction
         # (superusers only; anyone else loads with the triggers on, which is slower).
@@ -175,11 +179,10 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
         for name, _ in event_indexes:
             cursor.execute(f'DROP INDEX "{name}"')
 
-        _say("generate: merchants and products")
-        cursor.execute(
-            f'INSERT INTO "{merchant_table}" (id, slug, name, created_at) '
-            "SELECT i, 'bench-' || i, 'Bench store ' || i, now() FROM generate_series(1, %s) i",
-            [MERCHANTS],
+        say("generate: merchants and products")
+        # Through the ORM, so the model's defaults (time zone, currency, ...) fill the columns it gained since.
+        Merchant.objects.bulk_create(
+            [Merchant(id=i, slug=f"bench-{i}", name=f"Bench store {i}") for i in range(1, MERCHANTS + 1)]
         )
         # Products sorted by category, so "a product of category c" is an index range.
         product_category = np.sort(rng.integers(0, len(CATEGORIES), n_products))
@@ -205,7 +208,7 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
             [CATEGORIES, CATEGORIES],
         )
 
-        _say(f"generate: {n_consumers:,} consumers")
+        say(f"generate: {n_consumers:,} consumers")
         cursor.execute("CREATE TEMP TABLE bench_consumer (id int8, age int2, country int2, gender int2)")
         copy_in(
             raw,
@@ -235,7 +238,7 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
         thrift = rng.beta(1.2, 3.0, n_consumers)
         category_start = np.searchsorted(product_category, np.arange(len(CATEGORIES) + 1))
 
-        _say(f"generate: {n_events:,} events")
+        say(f"generate: {n_events:,} events")
         cursor.execute(
             "CREATE TEMP TABLE bench_event (consumer int8, merchant int8, product int8, type int2, at timestamptz, "
             "price float8, discount float8, quantity int2, order_no int8)"
@@ -269,8 +272,8 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
                  # Purchases on the same day by the same consumer form one order.
                  "order_no": np.where(purchase, (consumer + 1) * 1000 + (age_days // 1).astype(np.int64), 0)},
             )  # fmt: skip
-            _say(f"generate: staged {offset + n:,} events")
-        _say("generate: expanding events")
+            say(f"generate: staged {offset + n:,} events")
+        say("generate: expanding events")
         cursor.execute(
             f'INSERT INTO "{event_table}" (source_key, consumer_id, merchant_id, product_id, event_type, '
             "occurred_at, quantity, price, discount, order_ref, device) "
@@ -284,13 +287,13 @@ def _generate(n_consumers: int, n_events: int, n_products: int) -> None:
                 [table],
             )
         cursor.execute("DROP TABLE bench_event, bench_consumer, bench_product")
-        _say("generate: rebuilding event indexes")
+        say("generate: rebuilding event indexes")
         for _, definition in event_indexes:
             cursor.execute(definition)
         for name, definition in event_constraints:
             cursor.execute(f'ALTER TABLE "{event_table}" ADD CONSTRAINT "{name}" {definition}')
         cursor.execute("SET session_replication_role = DEFAULT")
-    _say("generate: vacuum analyze")
+    say("generate: vacuum analyze")
     previous = connection.get_autocommit()
     connection.set_autocommit(True)
     with connection.cursor() as cursor:

@@ -250,6 +250,8 @@ class SegmentOutput(serializers.Serializer):
     status = serializers.CharField()
     last_error = serializers.CharField()
     last_error_at = serializers.DateTimeField(allow_null=True)
+    stream_error = serializers.CharField(help_text="Why the last real-time update failed; empty once one succeeds.")
+    stream_error_at = serializers.DateTimeField(allow_null=True)
     version = serializers.IntegerField()
     pending_version = serializers.IntegerField()
     size = serializers.SerializerMethodField()

@@ -1,4 +1,19 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+# Privacy officers read segments in the admin (the fairness spread of persuadable and lookalike audiences).
+OFFICER_PERMISSIONS = ("view_segment",)
+
+
+def officer_permissions_sync(**_signal_kwargs) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    from privacy.roles import OFFICER_GROUP
+
+    group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
+    group.permissions.add(
+        *Permission.objects.filter(content_type__app_label="segments", codename__in=OFFICER_PERMISSIONS)
+    )
 
 
 class SegmentsConfig(AppConfig):
@@ -6,6 +21,7 @@ class SegmentsConfig(AppConfig):
     verbose_name = "Segments"
 
     def ready(self) -> None:
+        post_migrate.connect(officer_permissions_sync, sender=self, dispatch_uid="segments-officer-permissions")
         # Real-time segments hear about every committed ingestion batch (consumers.changes, a layer below).
         from consumers.changes import consumer_changes_subscribe
 

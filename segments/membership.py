@@ -360,9 +360,32 @@ def membership_update(
     at = membership_clock(now)
     batch = max(1, settings.SEGMENT_STREAM_BATCH)
     for chunk in _chunks(ids, batch):
-        outcome.add(_update_chunk(segments, wanted, BitMap(chunk), at, source))
+        try:
+            outcome.add(_update_chunk(segments, wanted, BitMap(chunk), at, source))
+        except Exception as exc:
+            stream_failure_record(segment_ids=sorted(wanted), error=exc)
+            raise
     outcome.consumers = len(ids)
     return outcome
+
+
+def stream_failure_record(*, segment_ids: list[int], error: BaseException) -> None:
+    """Put a failed streaming update where the merchant and the operator look: on each segment it was for (the
+    portal's segment page, the admin). The consumers stay pending: the task's retries, or the sweep, take them up
+    again, and the next update of the segment that commits clears the message."""
+    message = (
+        f"Updating this segment in real time failed ({type(error).__name__}); it has been logged, and the "
+        "consumers concerned are evaluated again by the next update, the sweep or a refresh."
+    )
+    logger.warning(
+        "segments.membership_update_failed",
+        extra={"fields": {"segments": segment_ids, "error": type(error).__name__}},
+    )
+    try:
+        with transaction.atomic():
+            Segment.objects.filter(pk__in=segment_ids).update(stream_error=message, stream_error_at=timezone.now())
+    except Exception:  # the database itself may be what failed: the log line above is then all there is
+        logger.exception("segments.membership_failure_not_recorded", extra={"fields": {"segments": segment_ids}})
 
 
 def _update_chunk(
@@ -431,6 +454,10 @@ def _update_chunk(
                 outcome.exited += len(exited)
             nested[pk] = members
         MembershipTransition.objects.bulk_create(transitions, batch_size=2000)
+        # This update of these segments committed: an earlier failure no longer describes them.
+        Segment.objects.filter(pk__in=sorted(locked), stream_error_at__isnull=False).update(
+            stream_error="", stream_error_at=None
+        )
     outcome.consumers = len(ids)
     if outcome.segments:
         logger.info("segments.membership_updated", extra={"fields": {"source": source, **outcome.as_dict()}})

@@ -87,6 +87,10 @@ class Segment(models.Model):
     status = models.CharField(max_length=16, choices=SegmentStatus.choices, default=SegmentStatus.PENDING)
     last_error = models.TextField(blank=True, help_text="Why the last refresh failed, in words the merchant sees.")
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # A real-time segment's streaming update that failed (segments.membership): shown beside the segment until the
+    # next update, sweep or refresh of it succeeds.
+    stream_error = models.TextField(blank=True, help_text="Why the last real-time update failed, in words.")
+    stream_error_at = models.DateTimeField(null=True, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_by = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

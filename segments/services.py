@@ -661,6 +661,8 @@ def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor
             segment.status = SegmentStatus.READY
             segment.last_error = ""
             segment.last_error_at = None
+            segment.stream_error = ""  # a refresh recomputes every member: a streaming failure is made good
+            segment.stream_error_at = None
             segment.last_refreshed_at = now
             segment.updated_at = now
             if r.computed.detail:
@@ -669,7 +671,17 @@ def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor
             written[r.segment_id] = snapshot
         Segment.objects.bulk_update(
             segments,
-            ["version", "status", "last_error", "last_error_at", "last_refreshed_at", "updated_at", "lookalike_spec"],
+            [
+                "version",
+                "status",
+                "last_error",
+                "last_error_at",
+                "stream_error",
+                "stream_error_at",
+                "last_refreshed_at",
+                "updated_at",
+                "lookalike_spec",
+            ],
         )
         _prune_member_bitmaps([r.segment_id for r in current])
         for r, snapshot in zip(current, snapshots, strict=True):

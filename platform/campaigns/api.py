@@ -167,6 +167,33 @@ class ProgressSerializer(serializers.Serializer):
     failed = PublicCountSerializer(allow_null=True)
 
 
+class FrozenForecastSerializer(serializers.Serializer):
+    """The forecast frozen at launch: released figures, or why none could be made (refused)."""
+
+    campaign_id = serializers.IntegerField()
+    refused = serializers.BooleanField(help_text="True when no forecast could be made; `reason` says why.")
+    reason = serializers.CharField(required=False, help_text="Why no forecast was made (refused only).")
+    like_campaign_id = serializers.IntegerField(
+        required=False, help_text="The completed campaign the uplift model learned from."
+    )
+    chosen_by = serializers.ChoiceField(
+        choices=["most_similar", "picked"],
+        required=False,
+        help_text="most_similar: chosen automatically (largest audience overlap); picked: you chose it.",
+    )
+    audience = PublicCountSerializer(required=False)
+    incremental_conversions = PublicCountSerializer(required=False, help_text="Expected extra conversions.")
+    incremental_low = PublicCountSerializer(required=False)
+    incremental_high = PublicCountSerializer(required=False)
+    confidence = serializers.FloatField(required=False)
+    model = serializers.CharField(required=False)
+    made_at = serializers.DateTimeField(help_text="When it was frozen (just after the launch).")
+
+
+def frozen_forecast_data(forecast: dict | None) -> dict | None:
+    return None if forecast is None else {"refused": False, **forecast}
+
+
 class CampaignOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -200,6 +227,10 @@ class CampaignOutputSerializer(serializers.Serializer):
     cancelled_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     progress = ProgressSerializer()
+    forecast = FrozenForecastSerializer(
+        allow_null=True,
+        help_text="The forecast of incremental conversions frozen at launch (null for drafts, and until it is made).",
+    )
 
 
 def campaign_data(campaign: Campaign) -> dict:
@@ -213,6 +244,7 @@ def campaign_data(campaign: Campaign) -> dict:
             for v in campaign.variants.all()
         ],
         "winner_variant": None if campaign.winner_variant is None else VARIANT_LETTERS[campaign.winner_variant - 1],
+        "forecast": frozen_forecast_data(campaign.forecast),
         "progress": {
             "phase": progress.phase,
             "percent_written": progress.percent_written,
@@ -318,19 +350,36 @@ class CampaignDetailApi(_CampaignScoped):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class LaunchInput(serializers.Serializer):
+    forecast_like_campaign_id = IdField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The completed campaign the forecast frozen at launch learns from (default: the most similar "
+        "one, by audience overlap). Another merchant's or a missing campaign is a 404.",
+    )
+
+
 class CampaignLaunchApi(_CampaignScoped):
     """Launch a draft: now, at its time, or on its recurrence."""
 
     @extend_schema(
         operation_id="campaigns_launch",
         summary="Launch a draft campaign",
-        description="Starts it now, at its time, or on its recurrence. 409 when it is not a draft or no approved "
-        "direct-marketing activity based on consent exists; 422 when its audience is under the minimum.",
-        request=None,
+        description="Starts it now, at its time, or on its recurrence, and then freezes the forecast of incremental "
+        "conversions on it (see `forecast`; the report compares it with the result). 409 when it is not a draft or "
+        "no approved direct-marketing activity based on consent exists; 422 when its audience is under the minimum.",
+        request=LaunchInput,
         responses={202: CampaignOutputSerializer},
     )
     def post(self, request, pk: int):
-        campaign_launch(campaign=self.campaign(pk), actor=request.user.actor)
+        body = LaunchInput(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        campaign_launch(
+            campaign=self.campaign(pk),
+            actor=request.user.actor,
+            forecast_like_campaign_id=body.validated_data["forecast_like_campaign_id"],
+        )
         return _campaign_response(self.campaign(pk), status.HTTP_202_ACCEPTED)
 
 
@@ -399,6 +448,18 @@ class VariantReportSerializer(serializers.Serializer):
     )
 
 
+class ForecastComparisonSerializer(serializers.Serializer):
+    forecast = FrozenForecastSerializer(allow_null=True, help_text="Frozen at launch; null if none was.")
+    measured_incremental_conversions = serializers.FloatField(
+        allow_null=True,
+        help_text="Uplift (from released counts) x the released number who received it; null while too early.",
+    )
+    measured_low = serializers.FloatField(allow_null=True, help_text="The same with the uplift's 95% interval.")
+    measured_high = serializers.FloatField(allow_null=True)
+    verdict = serializers.ChoiceField(choices=["inside", "above", "below", "too_early", "no_forecast"])
+    words = serializers.CharField(help_text="The comparison in plain words.")
+
+
 class ReportSerializer(serializers.Serializer):
     campaign_id = serializers.IntegerField()
     status = serializers.CharField()
@@ -415,6 +476,9 @@ class ReportSerializer(serializers.Serializer):
     variants = VariantReportSerializer(many=True, help_text="A/B/n tests only: one row per variant.")
     winner = serializers.CharField(allow_null=True, help_text="The automatically chosen winner (series only).")
     winner_reason = serializers.CharField()
+    forecast_comparison = ForecastComparisonSerializer(
+        help_text="The forecast frozen at launch next to the measured incremental conversions (released only)."
+    )
 
 
 def _uplift_data(uplift) -> dict | None:
@@ -487,13 +551,29 @@ class CampaignReportApi(_CampaignScoped):
             "variants": variants,
             "winner": None if series.winner_variant is None else VARIANT_LETTERS[series.winner_variant - 1],
             "winner_reason": series.winner_reason,
+            "forecast_comparison": _comparison_data(report.forecast),
         }
         return Response(ReportSerializer(data).data)
+
+
+def _comparison_data(comparison) -> dict:
+    return {
+        "forecast": frozen_forecast_data(comparison.forecast),
+        "measured_incremental_conversions": comparison.measured,
+        "measured_low": comparison.measured_low,
+        "measured_high": comparison.measured_high,
+        "verdict": comparison.verdict,
+        "words": comparison.words,
+    }
 
 
 class ForecastSerializer(serializers.Serializer):
     campaign_id = serializers.IntegerField()
     like_campaign_id = serializers.IntegerField(help_text="The completed campaign the uplift model learned from.")
+    chosen_by = serializers.ChoiceField(
+        choices=["most_similar", "picked"],
+        help_text="most_similar: chosen automatically (largest audience overlap); picked: given as `like`.",
+    )
     audience = PublicCountSerializer(help_text="Current members of the include segments, minus the excluded.")
     incremental_conversions = PublicCountSerializer(help_text="Expected extra conversions from messaging them.")
     incremental_low = PublicCountSerializer()
@@ -512,8 +592,8 @@ class CampaignForecastApi(_CampaignScoped):
             OpenApiParameter(
                 "like",
                 int,
-                description="A completed campaign to learn from (default: the "
-                "most recently completed one with a control group).",
+                description="A completed campaign to learn from (default: of your 10 most recently completed "
+                "ones with at least 50 consumers in each group, the one whose audience overlaps this one's most).",
             )
         ],
         responses=ForecastSerializer,
@@ -527,13 +607,7 @@ class CampaignForecastApi(_CampaignScoped):
             raise ApiError("like must be a campaign id.", code="invalid", details={"like": ["Not a campaign id."]})
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=int(like) if like else None)
         data = {
-            "campaign_id": forecast.campaign_id,
-            "like_campaign_id": forecast.like_campaign_id,
-            "audience": forecast.audience.public(),
-            "incremental_conversions": forecast.incremental.public(),
-            "incremental_low": forecast.low.public(),
-            "incremental_high": forecast.high.public(),
-            "confidence": 0.95,
+            **forecast.public(),
             "method": "T-learner uplift model (campaigns/uplift.py) trained on the like campaign's treatment and "
             "control; (1 - control share) x summed predicted uplift; interval ±1.96 x the outcome noise",
         }
@@ -580,7 +654,20 @@ class CampaignResponseSegmentApi(_CampaignScoped):
 
 class PersuadablesInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    size = serializers.IntegerField(min_value=1, max_value=10_000_000, help_text="How many consumers at most.")
+    size = serializers.IntegerField(
+        min_value=1, max_value=10_000_000, required=False, help_text="How many consumers at most (or give share)."
+    )
+    share = serializers.IntegerField(
+        min_value=1,
+        max_value=100,
+        required=False,
+        help_text="Percent: the top part of your store's consumers by predicted uplift (or give size).",
+    )
+
+    def validate(self, attrs):
+        if ("size" in attrs) == ("share" in attrs):
+            raise serializers.ValidationError({"size": ["Give either size or share."]})
+        return attrs
 
 
 class CampaignPersuadablesApi(_CampaignScoped):
@@ -603,7 +690,8 @@ class CampaignPersuadablesApi(_CampaignScoped):
             campaign_id=campaign.pk,
             merchant_id=self.merchant.pk,
             name=body.validated_data["name"],
-            size=body.validated_data["size"],
+            size=body.validated_data.get("size"),
+            share=body.validated_data["share"] / 100 if "share" in body.validated_data else None,
             actor=request.user.actor,
         )
         data = SegmentOutput(segments_for_merchant(self.merchant).get(pk=segment.pk)).data
@@ -665,6 +753,9 @@ class InboxMessageSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=["campaign", "journey"], help_text="Who sent it: a campaign or a step of a journey."
     )
+    message_ref = serializers.CharField(
+        help_text="A journey message's signed reference: send it back with tracking events (empty for a campaign's)."
+    )
     campaign_id = serializers.IntegerField(allow_null=True)
     journey_id = serializers.IntegerField(allow_null=True)
     store_name = serializers.CharField()
@@ -711,7 +802,15 @@ class InboxApi(OperatorAPIView):
 
 
 class TrackingEventSerializer(serializers.Serializer):
-    delivery_id = IdField()
+    delivery_id = IdField(
+        required=False, allow_null=True, help_text="A campaign message's delivery id (or give message_ref)."
+    )
+    message_ref = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        help_text="A journey message's signed reference, as the inbox and the webhook give it (or give delivery_id).",
+    )
     kind = ChoiceField(choices=TrackingKind.choices)
     occurred_at = serializers.DateTimeField(required=False, help_text="Defaults to now.")
     order_value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
@@ -722,6 +821,13 @@ class TrackingEventSerializer(serializers.Serializer):
         help_text="Repeating a key for a delivery records nothing new. "
         "Defaults to the kind (one of each per delivery).",
     )
+
+    def validate(self, attrs):
+        if bool(attrs.get("delivery_id")) == bool(attrs.get("message_ref")):
+            raise serializers.ValidationError(
+                "Name the message by exactly one of delivery_id (a campaign's) or message_ref (a journey's)."
+            )
+        return attrs
 
 
 class TrackingInputSerializer(serializers.Serializer):
@@ -749,7 +855,8 @@ class TrackingApi(OperatorAPIView):
         result = tracking_events_record(
             events=[
                 TrackingInput(
-                    delivery_id=e["delivery_id"],
+                    delivery_id=e.get("delivery_id"),
+                    message_ref=e.get("message_ref") or "",
                     kind=e["kind"],
                     occurred_at=e.get("occurred_at") or now,
                     order_value=e.get("order_value"),

@@ -58,7 +58,7 @@ def withdrawal_message(reason: str) -> str:
     return WITHDRAWAL_REASONS.get(reason, ERROR_SUPPRESSED)
 
 
-def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int], *, has_offer: bool) -> dict[int, str]:
+def withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int], *, has_offer: bool) -> dict[int, str]:
     """Why each unreachable consumer is withdrawn (the rule's reason: consent first, since the law asks for it)."""
     unreachable = [cid for cid in consumer_ids if cid not in reachable]
     if not unreachable:
@@ -67,7 +67,7 @@ def _withdrawal_reasons(consumer_ids: Sequence[int], reachable: set[int], *, has
     return {cid: withdrawal_message(refusals.get(cid, Reason.CHANGED)) for cid in unreachable}
 
 
-def _product_payload(product_ids: list[int], catalogue: Catalogue) -> list[dict]:
+def product_payload(product_ids: list[int], catalogue: Catalogue) -> list[dict]:
     catalogue.load(set(product_ids))
     result = []
     for pid in product_ids:
@@ -97,7 +97,7 @@ def deliveries_dispatch_batch(*, ctx: RunContext, run_token: int) -> bool:
     first_id, last_id = campaign.dispatch_cursor, rows[-1]["consumer_id"]
     pending = [r for r in rows if r["status"] == DeliveryStatus.PENDING]
     reachable = consumers_reachable([r["consumer_id"] for r in pending], has_offer=campaign.has_offer)
-    withdrawn_reason = _withdrawal_reasons([r["consumer_id"] for r in pending], reachable, has_offer=campaign.has_offer)
+    withdrawn_reason = withdrawal_reasons([r["consumer_id"] for r in pending], reachable, has_offer=campaign.has_offer)
     to_send = [r for r in pending if r["consumer_id"] in reachable]
 
     # Requests made: (first and last consumer id of the slice sent, webhook result; None for the inbox).
@@ -164,23 +164,37 @@ def deliveries_dispatch_batch(*, ctx: RunContext, run_token: int) -> bool:
     return True
 
 
-def _webhook_payload(campaign: Campaign, rows: list[dict], catalogue: Catalogue) -> dict:
+def webhook_payload(*, kind: str, merchant_id: int, merchant_name: str, messages: list[dict], **sender) -> dict:
+    """The body of one webhook POST, for every sender: `kind` ("campaign" or "journey"), the sender's ids
+    (campaign_id, or journey_id), the merchant, when, and the messages (each with its delivery_id, the receiver's
+    idempotency key, the consumer's pseudonym, title, body, coupon code and products)."""
     return {
-        "campaign_id": campaign.pk,
-        "merchant": {"id": campaign.merchant_id, "name": campaign.merchant.name},
+        "kind": kind,
+        **sender,
+        "merchant": {"id": merchant_id, "name": merchant_name},
         "sent_at": timezone.now().isoformat(),
-        "messages": [
+        "messages": messages,
+    }
+
+
+def _webhook_payload(campaign: Campaign, rows: list[dict], catalogue: Catalogue) -> dict:
+    return webhook_payload(
+        kind="campaign",
+        campaign_id=campaign.pk,
+        merchant_id=campaign.merchant_id,
+        merchant_name=campaign.merchant.name,
+        messages=[
             {
                 "delivery_id": r["id"],
                 "consumer": r["consumer__pseudonym"],
                 "title": r["title"],
                 "body": r["body"],
                 "coupon_code": campaign.coupon_code,
-                "products": _product_payload(r["product_ids"], catalogue),
+                "products": product_payload(r["product_ids"], catalogue),
             }
             for r in rows
         ],
-    }
+    )
 
 
 def _ensure_still_running(campaign_id: int, run_token: int) -> None:

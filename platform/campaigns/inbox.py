@@ -36,6 +36,7 @@ class InboxMessage:
     sent_at: datetime | None  # the delivery's dispatched_at: set whenever a delivery is marked dispatched
     kind: str = "campaign"  # or "journey"
     journey_id: int | None = None
+    message_ref: str = ""  # a journey message's signed reference for tracking (campaign messages use delivery_id)
 
 
 # Other senders of inbox messages (journeys) register here, so this layer never imports them. A source's `take`

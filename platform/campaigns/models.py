@@ -113,6 +113,12 @@ class Campaign(models.Model):
     winner_picked_at = models.DateTimeField(null=True, blank=True)
     winner_reason = models.TextField(blank=True)
 
+    # The forecast of incremental conversions frozen when the campaign was launched (campaigns.uplift
+    # .campaign_forecast_freeze): released figures only, the campaign it learned from, the model and the time; or
+    # why no forecast could be made. Null until the launch's forecast has run. Never changed afterwards, so the
+    # report compares the result with what was expected before it was known.
+    forecast = models.JSONField(null=True, blank=True)
+
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     failure_reason = models.TextField(blank=True)
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.NONE, blank=True)

@@ -58,6 +58,7 @@ def campaign_report_csv_rows(campaign: Campaign) -> list[list[str]]:
                 currency,
             ]
         )
+    rows.extend(_forecast_rows(report.forecast))
     for variant in campaign_variants_report_public(campaign):
         name = f"variant {variant.letter}"
         for measure in ("size", "sent", "opened", "clicked", "converted"):
@@ -72,4 +73,27 @@ def campaign_report_csv_rows(campaign: Campaign) -> list[list[str]]:
     for daily in campaign_daily_public(campaign):
         for (group, measure), count in daily.figures.items():
             rows.append(_count_row("daily", group, measure, count, day=daily.day.isoformat()))
+    return rows
+
+
+def _forecast_rows(comparison) -> list[list[str]]:
+    """The forecast frozen at launch (its released figures as stored) beside the measured incremental conversions
+    (from released figures), and the verdict in words."""
+    rows = []
+    frozen = comparison.forecast if comparison is not None else None
+    if frozen and not frozen.get("refused"):
+        for measure in ("incremental_conversions", "incremental_low", "incremental_high"):
+            count = frozen[measure]
+            value = "" if count["size"] is None else str(count["size"])
+            bound = "" if count["size"] is None else str(count["error_bound"])
+            rows.append(["forecast", "frozen_at_launch", measure, "", value, count["display"], bound, ""])
+    if comparison is not None:
+        for name, number in (
+            ("measured_incremental_conversions", comparison.measured),
+            ("measured_low", comparison.measured_low),
+            ("measured_high", comparison.measured_high),
+        ):
+            shown = "" if number is not None else "too early to tell"
+            rows.append(["forecast", "treatment_vs_control", name, "", _rate(number), shown, "", ""])
+        rows.append(["forecast", "comparison", comparison.verdict, "", "", comparison.words, "", ""])
     return rows

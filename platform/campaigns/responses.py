@@ -18,7 +18,7 @@ from segments.models import Segment, SegmentKind
 from segments.services import segment_members_write
 
 from .models import Campaign, CampaignStatus, Delivery, Group
-from .selectors import _delivery_rows
+from .selectors import delivery_rows
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ RESPONSES = {
 
 
 def _members(campaign: Campaign, response: str) -> BitMap:
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     rows = rows.filter(group=Group.TREATMENT)
     if response == "clicked_not_bought":
         rows = rows.filter(clicked=True).exclude(converted)

@@ -26,7 +26,7 @@ from pyroaring import BitMap
 
 from consumers.models import Event, EventType
 from merchants.models import Merchant
-from privacy.release import STANDARD, ReleasedCount, ReleasedSum, released_rate
+from privacy.release import STANDARD, ReleasedCount, ReleasedSum, released_rate, suppression_threshold
 from privacy.services import release_figure_sum, release_figures
 
 from .models import (
@@ -193,9 +193,88 @@ class PublicReport:
     incremental_revenue: Decimal | None
     note: str
     too_early: bool = False  # sent, but not enough released data for a verdict yet (see enough_to_compare)
+    forecast: ForecastComparison | None = None
 
 
 TOO_EARLY = "too early to tell"
+
+
+@dataclass(frozen=True)
+class ForecastComparison:
+    """The forecast frozen at launch next to the measured incremental conversions, released numbers only.
+
+    `forecast` is what was frozen (campaign.forecast: released figures, or why none could be made; None when the
+    campaign was launched before forecasts were frozen, or while the launch's forecast is still being made).
+    `measured` and its interval are the report's uplift (computed from released counts) times the released number
+    of consumers who received it; None while the report gives no uplift. `verdict` is "inside", "above",
+    "below", "no_forecast" or "too_early"; `words` says it plainly.
+    """
+
+    forecast: dict | None
+    measured: float | None
+    measured_low: float | None
+    measured_high: float | None
+    verdict: str
+    words: str
+
+
+def _forecast_bounds(forecast: dict) -> tuple[int, int] | None:
+    """The frozen interval as released: a hidden low end is below the suppression threshold (so 0 at the least),
+    a hidden high end means the whole forecast was under it. None when it was withheld (privacy budget spent)."""
+    low, high = forecast["incremental_low"], forecast["incremental_high"]
+    if low.get("withheld") or high.get("withheld"):
+        return None
+    top = high["size"] if not high["hidden"] else suppression_threshold(high["precision"])
+    bottom = low["size"] if not low["hidden"] else 0
+    return bottom, top
+
+
+def forecast_comparison(*, campaign: Campaign, uplift: Uplift | None, treated: ReleasedCount) -> ForecastComparison:
+    """Post-processing of released figures only: the frozen forecast and the report's released uplift."""
+    forecast = campaign.forecast
+    measured = low = high = None
+    if uplift is not None and uplift.absolute is not None and not treated.suppressed:
+        n = max(0, treated._noisy)
+        measured, low, high = uplift.absolute * n, (uplift.ci_low or 0.0) * n, (uplift.ci_high or 0.0) * n
+    if forecast is None:
+        words = (
+            "The forecast is still being made."
+            if campaign.launched_at is not None and campaign.status != CampaignStatus.COMPLETED
+            else "No forecast was frozen when this campaign was launched."
+        )
+        return ForecastComparison(None, measured, low, high, "no_forecast", words)
+    if forecast.get("refused"):
+        return ForecastComparison(
+            forecast, measured, low, high, "no_forecast", f"No forecast was made at launch: {forecast['reason']}"
+        )
+    bounds = _forecast_bounds(forecast)
+    if bounds is None:
+        return ForecastComparison(
+            forecast, measured, low, high, "no_forecast", "The forecast was not released (privacy budget spent)."
+        )
+    f_low, f_high = bounds
+    interval = f"{forecast['incremental_low']['display']} to {forecast['incremental_high']['display']}"
+    if measured is None:
+        return ForecastComparison(
+            forecast,
+            None,
+            None,
+            None,
+            "too_early",
+            f"Forecast before launch: {interval} extra purchases. The result is {TOO_EARLY}.",
+        )
+    got = (
+        f"about {round(measured):,} extra purchases"
+        if measured >= 0
+        else f"about {round(-measured):,} fewer purchases than without it"
+    )
+    if f_low <= measured <= f_high:
+        verdict, words = "inside", f"The result, {got}, fell inside the forecast interval ({interval})."
+    elif measured > f_high:
+        verdict, words = "above", f"The result, {got}, beat the forecast: above its interval ({interval})."
+    else:
+        verdict, words = "below", f"The result, {got}, fell short of the forecast: below its interval ({interval})."
+    return ForecastComparison(forecast, measured, low, high, verdict, words)
 
 
 def enough_to_compare(*counts: ReleasedCount, sizes: tuple[ReleasedCount, ...]) -> bool:
@@ -297,6 +376,7 @@ def campaign_report_public(campaign: Campaign) -> PublicReport:
         incremental_revenue=incremental,
         note=note,
         too_early=not not_sent and uplift is None,
+        forecast=forecast_comparison(campaign=campaign, uplift=uplift, treated=treatment.size),
     )
 
 
@@ -323,7 +403,7 @@ def _purchase_value():
     )
 
 
-def _delivery_rows(campaign: Campaign):
+def delivery_rows(campaign: Campaign):
     """The campaign's deliveries annotated with opened, clicked, converted (Q) and value: see campaign_funnels."""
     window = timedelta(days=campaign.attribution_window_days)
     deliveries = Delivery.objects.filter(campaign_id=campaign.pk).annotate(
@@ -371,7 +451,7 @@ def _delivery_rows(campaign: Campaign):
 def campaign_conversion_values(campaign: Campaign) -> dict[str, dict[int, int]]:
     """Per group: {consumer id: attributed revenue in minor units} of each converted delivery (one per consumer),
     the per-consumer values the released revenue clamps."""
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     values: dict[str, dict[int, int]] = {Group.TREATMENT: {}, Group.CONTROL: {}}
     for group, consumer_id, value in rows.filter(converted).values_list("group", "consumer_id", "value"):
         minor = int((Decimal(value or 0) * 100).to_integral_value())
@@ -388,7 +468,7 @@ def campaign_funnels(campaign: Campaign) -> dict[str, GroupFunnel]:
     it or the consumer made an ingested purchase of this merchant's products. Its revenue is the
     larger of the two sources, so one order reported both ways is not counted twice.
     """
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     aggregated = rows.values("group").annotate(
         size=Count("pk"),
         sent=Count("pk", filter=Q(status=DeliveryStatus.DISPATCHED)),
@@ -490,7 +570,7 @@ class PublicVariant:
 
 def campaign_variant_funnels(campaign: Campaign) -> dict[int, dict[str, int]]:
     """Exact per-variant counts of the treatment group (for the release layer): {position: {measure: n}}."""
-    rows, converted = _delivery_rows(campaign)
+    rows, converted = delivery_rows(campaign)
     aggregated = (
         rows.filter(group=Group.TREATMENT, variant__isnull=False)
         .values("variant")

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 from pyroaring import BitMap
 
-from merchants.errors import Conflict, Invalid, Unprocessable
+from merchants.errors import Conflict, Invalid, NotFound, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
@@ -41,6 +41,7 @@ from .models import (
     ScheduleKind,
 )
 from .schedule import crontab_parse, duration_text, recurrence_min_gap_minutes
+from .webhook import channel_problem
 from .winner import series_winner_pick
 
 logger = logging.getLogger("dmp.campaigns")
@@ -116,8 +117,9 @@ def campaign_problems(*, merchant: Merchant, values: dict[str, Any], now: dateti
     ):
         add("variants", problem)
 
-    if values.get("channel") == Channel.WEBHOOK and not settings.OPERATOR_WEBHOOK_URL:
-        add("channel", "The webhook channel is not configured on this platform (no OPERATOR_WEBHOOK_URL).")
+    channel_refused = channel_problem(values.get("channel") or Channel.INBOX)
+    if channel_refused:
+        add("channel", channel_refused)
 
     kind = values.get("schedule_kind", ScheduleKind.NOW)
     scheduled_at, recurrence = values.get("scheduled_at"), (values.get("recurrence") or "").strip()
@@ -383,6 +385,17 @@ def _enqueue_activation(campaign_id: int) -> None:
     transaction.on_commit(lambda: _start_activation(campaign_id))
 
 
+def _start_forecast_freeze(campaign_id: int, like_campaign_id: int | None) -> None:
+    from .tasks import campaign_forecast_freeze_task
+
+    try:
+        campaign_forecast_freeze_task.delay(campaign_id, like_campaign_id)
+    except Exception:
+        # The forecast is a comparison for the report, never a condition of sending: a broker outage (or an error
+        # of the eagerly run task) leaves the campaign launched, and its report says no forecast was frozen.
+        logger.exception("campaign.forecast_enqueue_failed", extra={"fields": {"campaign_id": campaign_id}})
+
+
 def _schedule_periodic(campaign: Campaign) -> None:
     """'at' campaigns get a one-off clocked beat entry, recurring ones a crontab entry in the merchant's zone."""
     name = f"campaign:{campaign.pk}"
@@ -411,12 +424,24 @@ def _schedule_periodic(campaign: Campaign) -> None:
     campaign.periodic_task = task
 
 
-def campaign_launch(*, campaign: Campaign, actor: str) -> Campaign:
-    """draft → scheduled. 'now' campaigns start at once, 'at' ones at their time, recurring ones on each beat."""
+def campaign_launch(*, campaign: Campaign, actor: str, forecast_like_campaign_id: int | None = None) -> Campaign:
+    """draft → scheduled. 'now' campaigns start at once, 'at' ones at their time, recurring ones on each beat.
+
+    After commit the forecast of incremental conversions is frozen on the campaign (campaigns.uplift
+    .campaign_forecast_freeze, a task, before the activation's), learned from `forecast_like_campaign_id` (one of
+    the merchant's completed campaigns; another merchant's or a missing one is a NotFound) or else from the most
+    similar completed campaign."""
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().select_related("merchant").get(pk=campaign.pk)
         if campaign.status != CampaignStatus.DRAFT:
             raise _launch_conflict(campaign)
+        if (
+            forecast_like_campaign_id is not None
+            and not Campaign.objects.filter(
+                pk=forecast_like_campaign_id, merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED
+            ).exists()
+        ):
+            raise NotFound("No completed campaign with that id to learn the forecast from.", code="not_found")
         problems = campaign_problems(merchant=campaign.merchant, values=_values_of(campaign))
         if problems:
             raise Unprocessable("The campaign cannot be launched as it is.", code="invalid_campaign", details=problems)
@@ -432,6 +457,8 @@ def campaign_launch(*, campaign: Campaign, actor: str) -> Campaign:
         campaign.status = CampaignStatus.SCHEDULED
         campaign.launched_at = timezone.now()
         campaign.launched_by = actor
+        launched_id = campaign.pk
+        transaction.on_commit(lambda: _start_forecast_freeze(launched_id, forecast_like_campaign_id))
         if campaign.schedule_kind == ScheduleKind.NOW:
             _enqueue_activation(campaign.pk)
         else:

@@ -66,6 +66,22 @@ def campaign_activate_task(self, campaign_id: int, run_token: int | None = None,
     return outcome.value
 
 
+@shared_task(
+    name="campaigns.forecast_freeze",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+    acks_late=True,
+)
+def campaign_forecast_freeze_task(campaign_id: int, like_campaign_id: int | None = None) -> bool:
+    """Freeze the launched campaign's forecast once (idempotent: a redelivered task finds it frozen)."""
+    from .uplift import campaign_forecast_freeze
+
+    return campaign_forecast_freeze(campaign_id=campaign_id, like_campaign_id=like_campaign_id) is not None
+
+
 @shared_task(name="campaigns.occurrence", acks_late=True)
 def campaign_occurrence_task(series_id: int) -> int | None:
     """Beat's tick for a recurring campaign: create this occurrence and start it."""

@@ -1,7 +1,14 @@
-"""Tracking: opens, clicks and conversions the operator reports for delivered messages, recorded once each."""
+"""Tracking: opens, clicks and conversions the operator reports for delivered messages, recorded once each.
+
+A campaign message is named by its delivery id. Other senders (journeys) name their messages by a signed
+reference (`message_ref`, "<source>:<id>:<signature>") and register a TrackingSource here, so this layer never
+imports them: the source says what is wrong with its references and records the valid events. One request is
+checked as a whole across all sources before anything is written.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,11 +29,36 @@ from .models import (
 
 @dataclass(frozen=True)
 class TrackingInput:
-    delivery_id: int
+    delivery_id: int | None
     kind: str
     occurred_at: datetime
     order_value: Decimal | None = None
     idempotency_key: str = ""
+    message_ref: str = ""  # instead of delivery_id: a message of a registered source (a journey's)
+
+
+@dataclass(frozen=True)
+class TrackingSource:
+    """A sender whose messages are tracked by reference. `problems(events)` returns one message per event whose
+    reference is not valid (forged, unknown, never sent), by position in the list it was given; `record(events)`
+    writes the events (all valid) idempotently and returns how many were new. Both run inside one transaction."""
+
+    prefix: str
+    problems: Callable[[list[TrackingInput]], dict[int, str]]
+    record: Callable[[list[TrackingInput]], int]
+
+
+TRACKING_SOURCES: dict[str, TrackingSource] = {}
+
+
+def tracking_source_register(source: TrackingSource) -> None:
+    TRACKING_SOURCES[source.prefix] = source
+
+
+def message_ref_source(message_ref: str) -> TrackingSource | None:
+    """The registered source a reference names by its prefix ("journey:…"), or None."""
+    prefix, _, _ = message_ref.partition(":")
+    return TRACKING_SOURCES.get(prefix)
 
 
 @dataclass(frozen=True)
@@ -43,16 +75,34 @@ def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
     All events are checked first; one bad event rejects the request and nothing is written.
     """
     now = timezone.now()
-    ids = {e.delivery_id for e in events}
+    campaign_events = [(i, e) for i, e in enumerate(events) if not e.message_ref]
+    by_source: dict[str, list[tuple[int, TrackingInput]]] = {}
+    ref_problems: dict[int, str] = {}
+    for index, event in enumerate(events):
+        if not event.message_ref:
+            continue
+        source = message_ref_source(event.message_ref)
+        if source is None:
+            ref_problems[index] = "Not a message reference the platform issued."
+        else:
+            by_source.setdefault(source.prefix, []).append((index, event))
+    for prefix, indexed in by_source.items():
+        found_problems = TRACKING_SOURCES[prefix].problems([e for _, e in indexed])
+        for position, problem in found_problems.items():
+            ref_problems[indexed[position][0]] = problem
+    ids = {e.delivery_id for _, e in campaign_events if e.delivery_id is not None}
     deliveries = {
         pk: (group, status)
         for pk, group, status in Delivery.objects.filter(pk__in=ids).values_list("pk", "group", "status")
     }
     errors: dict[str, dict[str, list[str]]] = {}
     for index, event in enumerate(events):
-        found = deliveries.get(event.delivery_id)
+        found = deliveries.get(event.delivery_id) if event.delivery_id is not None else None
         problems: dict[str, list[str]] = {}
-        if found is None:
+        if event.message_ref:
+            if index in ref_problems:
+                problems["message_ref"] = [ref_problems[index]]
+        elif found is None:
             problems["delivery_id"] = [f"Delivery {event.delivery_id} was not found."]
         elif found != (Group.TREATMENT, DeliveryStatus.DISPATCHED):
             problems["delivery_id"] = [
@@ -72,9 +122,12 @@ def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
         )
 
     wanted: dict[tuple[int, str], TrackingInput] = {}
-    for event in events:
-        wanted.setdefault((event.delivery_id, event.idempotency_key or event.kind), event)
+    for _, event in campaign_events:
+        wanted.setdefault((event.delivery_id or 0, event.idempotency_key or event.kind), event)
     with transaction.atomic():
+        recorded_by_sources = sum(
+            TRACKING_SOURCES[prefix].record([e for _, e in indexed]) for prefix, indexed in by_source.items()
+        )
         existing = set(
             TrackingEvent.objects.filter(
                 delivery_id__in=ids, idempotency_key__in={key for _, key in wanted}
@@ -92,4 +145,5 @@ def tracking_events_record(*, events: list[TrackingInput]) -> TrackingResult:
             if (delivery_id, key) not in existing
         ]
         TrackingEvent.objects.bulk_create(new, ignore_conflicts=True)
-    return TrackingResult(recorded=len(new), duplicates=len(events) - len(new))
+    recorded = len(new) + recorded_by_sources
+    return TrackingResult(recorded=recorded, duplicates=len(events) - recorded)

@@ -328,14 +328,14 @@ def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     """Training rows from the merchant's completed campaigns with a control group. Conversions are those of
     the campaign report (campaigns.selectors), so the model learns what the report measures."""
     from .models import Campaign, CampaignStatus, Group
-    from .selectors import _delivery_rows
+    from .selectors import delivery_rows
 
     consumers, arms, outcomes, blocks, used = [], [], [], [], []
     campaigns = Campaign.objects.filter(
         pk__in=campaign_ids, merchant_id=merchant_id, status=CampaignStatus.COMPLETED
     ).order_by("pk")
     for campaign in campaigns:
-        rows, converted = _delivery_rows(campaign)
+        rows, converted = delivery_rows(campaign)
         converted_ids = set(rows.filter(converted).values_list("pk", flat=True))
         deliveries = list(rows.order_by("pk").values_list("pk", "consumer_id", "group"))
         if not any(group == Group.CONTROL for _, _, group in deliveries):
@@ -370,14 +370,43 @@ def _basis_require() -> None:
         ) from None
 
 
-def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: int, actor: str):
-    """A segment (kind persuadable) of the `size` consumers an uplift model, trained on the merchant's
-    completed campaign `campaign_id` (treatment and control), expects to gain most from a campaign like it.
+def top_counts(scores: np.ndarray, treatment: np.ndarray, converted: np.ndarray, fraction: float) -> dict[str, int]:
+    """Within the top `fraction` by score: how many were treated and converted among them, and the same for the
+    control rows (exact counts, which the merchant sees only released: persuadables_evaluation_public)."""
+    treatment = np.asarray(treatment, bool)
+    converted = np.asarray(converted, bool)
+    order = _ranked(scores)
+    top = order[: max(1, math.ceil(fraction * order.size))]
+    t, c = top[treatment[top]], top[~treatment[top]]
+    return {
+        "treated": int(t.size),
+        "treated_converted": int(converted[t].sum()),
+        "control": int(c.size),
+        "control_converted": int(converted[c].sum()),
+    }
+
+
+TOP_FRACTION = 0.2  # uplift@k is reported at k = the top 20 % (the merchant's "top fifth")
+
+
+def persuadables_create(
+    *,
+    campaign_id: int,
+    merchant_id: int,
+    name: str,
+    actor: str,
+    size: int | None = None,
+    share: float | None = None,
+):
+    """A segment (kind persuadable) of the consumers an uplift model, trained on the merchant's completed campaign
+    `campaign_id` (treatment and control), expects to gain most from a campaign like it: the `size` best, or the
+    best `share` (0 < share ≤ 1) of the scored consumers; exactly one of the two.
 
     Candidates are the live consumers with any event at this merchant; only those with a positive predicted
-    uplift qualify. The model is evaluated on a held-out 30 % of the campaign's rows first (Qini, uplift@20 %,
-    stored with the segment); it is then refitted on every row. Raises NotFound for another merchant's (or a
-    missing) campaign, Unprocessable when the campaign is not completed, has no control group or too few rows.
+    uplift qualify. The model is evaluated on a held-out 30 % of the campaign's rows first (Qini, uplift@20 %, and
+    the exact counts behind uplift@20 % by uplift and by propensity, stored with the segment; merchants see them
+    released); it is then refitted on every row. Raises NotFound for another merchant's (or a missing) campaign,
+    Unprocessable when the campaign is not completed, has no control group or too few rows.
     """
     from django.conf import settings
     from django.db import transaction
@@ -385,7 +414,7 @@ def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: 
     from pyroaring import BitMap
 
     from consumers.models import Event
-    from merchants.errors import Conflict, NotFound, Unprocessable
+    from merchants.errors import Conflict, Invalid, NotFound, Unprocessable
     from segments.models import Segment, SegmentKind
     from segments.services import segment_members_write
     from tags.selectors import live_consumers_bitmap
@@ -395,20 +424,25 @@ def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: 
     campaign = Campaign.objects.filter(pk=campaign_id, merchant_id=merchant_id).first()
     if campaign is None:
         raise NotFound("No such campaign.", code="not_found")
+    if (size is None) == (share is None):
+        raise Invalid("Give either size (how many consumers) or share (which top part of them).", code="invalid")
+    if share is not None and not 0 < share <= 1:
+        raise Invalid("share must be above 0 and at most 1 (the whole).", code="invalid", details={"field": "share"})
     _basis_require()
     if campaign.status != CampaignStatus.COMPLETED:
         raise Unprocessable("Persuadables are learned from a completed campaign.", code="campaign_not_completed")
-    if size < settings.MIN_AUDIENCE:
+    if size is not None and size < settings.MIN_AUDIENCE:
         raise Unprocessable(f"size must be at least {settings.MIN_AUDIENCE}.", code="invalid_size")
     data = campaign_rows(campaign_ids=[campaign_id], merchant_id=merchant_id)
     try:
         held = split_holdout(data.treatment.size, fraction=0.3, seed=campaign_id)
-        evaluation = uplift_evaluate(
-            UpliftModel().fit(data.features[~held], data.treatment[~held], data.converted[~held]),
-            data.features[held],
-            data.treatment[held],
-            data.converted[held],
-        )
+        holdout_model = UpliftModel().fit(data.features[~held], data.treatment[~held], data.converted[~held])
+        evaluation = uplift_evaluate(holdout_model, data.features[held], data.treatment[held], data.converted[held])
+        features, arms, outcomes = data.features[held], data.treatment[held], data.converted[held]
+        top = {
+            "uplift": top_counts(holdout_model.predict(features), arms, outcomes, TOP_FRACTION),
+            "propensity": top_counts(holdout_model.propensity(features), arms, outcomes, TOP_FRACTION),
+        }
         model = UpliftModel().fit(data.features, data.treatment, data.converted)
     except ValueError as exc:
         raise Unprocessable(f"This campaign cannot train an uplift model: {exc}.", code="too_few_rows") from None
@@ -420,12 +454,15 @@ def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: 
     now = timezone.now()
     tau = model.predict(consumer_features(consumer_ids=candidates, merchant_id=merchant_id, as_of=now))
     order = _ranked(tau)
-    chosen = [int(candidates[i]) for i in order[:size] if tau[i] > 0]
+    wanted = size if size is not None else math.ceil((share or 0) * candidates.size)
+    chosen = [int(candidates[i]) for i in order[:wanted] if tau[i] > 0]
     spec = {
         "campaign": campaign_id,
         "size": size,
+        "share": share,
         "learner": model.learner,
         "holdout": evaluation.as_dict(),
+        "holdout_top": top,
         "trained_rows": int(data.treatment.size),
     }
     with transaction.atomic():
@@ -451,7 +488,91 @@ def persuadables_create(*, campaign_id: int, merchant_id: int, name: str, size: 
     return segment
 
 
+@dataclass(frozen=True)
+class RankingEvaluation:
+    """uplift@20 % of one ranking on the held-out rows, from released counts only (None while any is hidden)."""
+
+    ranking: str  # "uplift" or "propensity"
+    treated: Any  # ReleasedCount
+    treated_converted: Any
+    control: Any
+    control_converted: Any
+    uplift: Any  # campaigns.stats.Uplift | None
+
+
+@dataclass(frozen=True)
+class PersuadablesEvaluation:
+    campaign_id: int | None
+    by_uplift: RankingEvaluation
+    by_propensity: RankingEvaluation
+
+    @property
+    def words(self) -> str:
+        """The evaluation in plain words (released figures only)."""
+        u, p = self.by_uplift.uplift, self.by_propensity.uplift
+        if u is None:
+            return (
+                "Too few of the campaign's consumers were held out for testing to show how well the model ranks "
+                "them; its figures would be hidden. A larger campaign, or a larger control group, gives a verdict."
+            )
+        lead = (
+            f"Tested on consumers of the campaign the model never saw: among the top fifth it ranks as most "
+            f"persuadable, those who received the message bought {u.treatment_rate * 100:.1f}% of the time against "
+            f"{u.control_rate * 100:.1f}% for those held out, {u.absolute * 100:+.1f} percentage points "
+            f"(95% interval {u.ci_low * 100:+.1f} to {u.ci_high * 100:+.1f})."
+        )
+        if p is None:
+            return lead
+        verdict = (
+            "so targeting persuadables gained more than targeting the likeliest buyers"
+            if u.absolute > p.absolute
+            else "so on this campaign the likeliest buyers were moved at least as much as the persuadables"
+        )
+        return f"{lead} The top fifth by likelihood to buy gained {p.absolute * 100:+.1f} points, {verdict}."
+
+
+def persuadables_evaluation_public(segment) -> PersuadablesEvaluation | None:
+    """A persuadable segment's hold-out evaluation as a merchant may see it: the counts behind uplift@20 % (by
+    predicted uplift, and by propensity for comparison) released under `segment:<id>:holdout:<ranking>:<measure>`,
+    and the uplift computed from those released counts only. None for other segments and older ones without
+    the counts."""
+    from privacy.services import release_figures
+
+    from .selectors import CAMPAIGN_PRECISION, uplift_from_released
+
+    spec = segment.lookalike_spec or {}
+    top = spec.get("holdout_top")
+    if not top:
+        return None
+    measures = ("treated", "treated_converted", "control", "control_converted")
+    rankings = []
+    for ranking in ("uplift", "propensity"):
+        released = release_figures(
+            merchant_id=segment.merchant_id,
+            figures=[(f"segment:{segment.pk}:holdout:{ranking}:{m}", int(top[ranking][m])) for m in measures],
+            precision=CAMPAIGN_PRECISION,
+        )
+        counts = dict(zip(measures, released, strict=True))
+        shown = not any(c.suppressed for c in released)
+        uplift = (
+            uplift_from_released(
+                a_converted=counts["treated_converted"],
+                a_size=counts["treated"],
+                b_converted=counts["control_converted"],
+                b_size=counts["control"],
+            )
+            if shown
+            else None
+        )
+        rankings.append(RankingEvaluation(ranking, uplift=uplift, **counts))
+    return PersuadablesEvaluation(spec.get("campaign"), *rankings)
+
+
 # --------------------------------------------------------------------------------------- the forecast
+
+FORECAST_CANDIDATES = 10  # completed campaigns considered when choosing the most similar one (bounded work)
+FORECAST_MODEL = "uplift T-learner (campaigns/uplift.py)"
+FORECAST_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -464,6 +585,21 @@ class Forecast:
     incremental: Any
     low: Any
     high: Any
+    chosen_by: str = "most_similar"  # or "picked": the merchant chose the campaign to learn from
+
+    def public(self) -> dict[str, Any]:
+        """The shape the API returns and the launch freezes (campaign.forecast): released figures only."""
+        return {
+            "campaign_id": self.campaign_id,
+            "like_campaign_id": self.like_campaign_id,
+            "chosen_by": self.chosen_by,
+            "audience": self.audience.public(),
+            "incremental_conversions": self.incremental.public(),
+            "incremental_low": self.low.public(),
+            "incremental_high": self.high.public(),
+            "confidence": FORECAST_CONFIDENCE,
+            "model": FORECAST_MODEL,
+        }
 
 
 @dataclass(frozen=True)
@@ -475,6 +611,7 @@ class ForecastExact:
     incremental: float
     low: float
     high: float
+    chosen_by: str = "most_similar"
 
     def figures(self, campaign_id: int) -> list[tuple[str, int]]:
         prefix = f"campaign:{campaign_id}:forecast"
@@ -486,57 +623,66 @@ class ForecastExact:
         ]
 
 
+def forecast_candidates(*, merchant_id: int, exclude_campaign_id: int | None = None) -> list:
+    """The merchant's completed campaigns a forecast may learn from: at least MIN_ARM consumers in both the
+    treatment and the control group; the FORECAST_CANDIDATES most recently completed, newest first."""
+    from django.db.models import Count, Q
+
+    from .models import Campaign, CampaignStatus, Delivery, Group
+
+    completed = Campaign.objects.filter(merchant_id=merchant_id, status=CampaignStatus.COMPLETED)
+    if exclude_campaign_id is not None:
+        completed = completed.exclude(pk=exclude_campaign_id)
+    recent = list(completed.order_by("-completed_at", "-pk")[: FORECAST_CANDIDATES * 5])
+    arms = {
+        row["campaign_id"]: row
+        for row in Delivery.objects.filter(campaign_id__in=[c.pk for c in recent])
+        .values("campaign_id")
+        .annotate(
+            treated=Count("pk", filter=Q(group=Group.TREATMENT)), control=Count("pk", filter=Q(group=Group.CONTROL))
+        )
+        .order_by()
+    }
+    usable = [c for c in recent if c.pk in arms and min(arms[c.pk]["treated"], arms[c.pk]["control"]) >= MIN_ARM]
+    return usable[:FORECAST_CANDIDATES]
+
+
+def _most_similar(candidates: list, audience) -> int:
+    """The candidate whose treatment and control consumers overlap the audience most (Jaccard index of the two
+    sets), ties to the most recently completed. Only the choice leaves this function, never the overlap."""
+    from pyroaring import BitMap
+
+    from .models import Delivery, Group
+
+    best, best_score = candidates[0].pk, -1.0
+    for candidate in candidates:  # newest first, so a tie keeps the newer one
+        reached = BitMap(
+            Delivery.objects.filter(campaign_id=candidate.pk, group__in=(Group.TREATMENT, Group.CONTROL))
+            .order_by()
+            .values_list("consumer_id", flat=True)
+        )
+        union = len(reached | audience)
+        score = len(reached & audience) / union if union else 0.0
+        if score > best_score:
+            best, best_score = candidate.pk, score
+    return best
+
+
 def campaign_forecast(*, campaign, like_campaign_id: int | None = None) -> Forecast:
     """campaign_forecast_exact's figures through the release layer (what the merchant sees)."""
     from privacy.services import release_figures
 
     exact = campaign_forecast_exact(campaign=campaign, like_campaign_id=like_campaign_id)
     released = release_figures(merchant_id=campaign.merchant_id, figures=exact.figures(campaign.pk))
-    return Forecast(campaign.pk, exact.like_campaign_id, *released)
+    return Forecast(campaign.pk, exact.like_campaign_id, *released, chosen_by=exact.chosen_by)
 
 
-def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) -> ForecastExact:
-    """Before launch: the incremental conversions an uplift model expects from messaging the campaign's audience,
-    with a 95 % interval, as released figures.
-
-    The model is trained on `like_campaign_id` (one of the merchant's completed campaigns with a control group),
-    or the merchant's most recently completed one. The audience is the current members of the include segments
-    (latest snapshots) minus the exclude segments', among live consumers; consent and frequency caps at launch
-    can only shrink it. Expected incremental conversions = (1 − control share) x the sum of predicted uplift;
-    the interval adds ±1.96 x the standard deviation of the realised count (sum over the treated audience of
-    μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's own error. Figures below 0 are released as 0.
-    """
+def _audience_bitmap(campaign):
+    """The current members of the include segments (latest snapshots) minus the exclude segments', live only."""
     from pyroaring import BitMap
 
-    from merchants.errors import NotFound, Unprocessable
     from segments.selectors import segment_latest_snapshot, snapshot_members
     from tags.selectors import live_consumers_bitmap
-
-    from .models import Campaign, CampaignStatus
-
-    _basis_require()
-    completed = Campaign.objects.filter(merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED)
-    if like_campaign_id is not None:
-        like = completed.filter(pk=like_campaign_id).first()
-        if like is None:
-            raise NotFound("No completed campaign with that id to learn from.", code="not_found")
-        candidates = [like.pk]
-    else:
-        candidates = list(
-            completed.exclude(pk=campaign.pk).order_by("-completed_at", "-pk").values_list("pk", flat=True)
-        )
-    data, used = None, None
-    for candidate in candidates[:10]:
-        rows = campaign_rows(campaign_ids=[candidate], merchant_id=campaign.merchant_id)
-        if min(int(rows.treatment.sum()), int((~rows.treatment).sum())) >= MIN_ARM:
-            data, used = rows, candidate
-            break
-    if data is None or used is None:
-        raise Unprocessable(
-            f"No completed campaign with at least {MIN_ARM} treatment and {MIN_ARM} control consumers to learn from.",
-            code="no_uplift_model",
-        )
-    model = UpliftModel().fit(data.features, data.treatment, data.converted)
 
     def union(segments) -> BitMap:
         members = BitMap()
@@ -546,9 +692,52 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
                 members |= snapshot_members(snapshot)
         return members
 
-    audience = (
-        union(campaign.include_segments.all()) - union(campaign.exclude_segments.all())
-    ) & live_consumers_bitmap()
+    return (union(campaign.include_segments.all()) - union(campaign.exclude_segments.all())) & live_consumers_bitmap()
+
+
+def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) -> ForecastExact:
+    """Before launch: the incremental conversions an uplift model expects from messaging the campaign's audience,
+    with a 95 % interval (exact figures; campaign_forecast releases them).
+
+    The model is trained on `like_campaign_id` (one of the merchant's completed campaigns with at least MIN_ARM
+    consumers in each group), or else on the most similar such campaign: of the FORECAST_CANDIDATES most
+    recently completed, the one whose treatment and control consumers overlap this audience most (Jaccard
+    index), ties to the newest. The audience is the current members of the include segments (latest snapshots)
+    minus the exclude segments', among live consumers; consent and frequency caps at launch can only shrink it.
+    Expected incremental conversions = (1 − control share) x the sum of predicted uplift; the interval adds
+    ±1.96 x the standard deviation of the realised count (sum over the treated audience of μ₁(1 − μ₁) +
+    μ₀(1 − μ₀)), the outcome noise, not the model's own error. Figures below 0 are released as 0.
+    """
+    from merchants.errors import NotFound, Unprocessable
+
+    from .models import Campaign, CampaignStatus
+
+    _basis_require()
+    audience = _audience_bitmap(campaign)
+    if like_campaign_id is not None:
+        like = Campaign.objects.filter(
+            pk=like_campaign_id, merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED
+        ).first()
+        if like is None:
+            raise NotFound("No completed campaign with that id to learn from.", code="not_found")
+        used, chosen_by = like.pk, "picked"
+    else:
+        candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)
+        if not candidates:
+            raise Unprocessable(
+                "Not enough past campaigns to forecast: no completed campaign with at least "
+                f"{MIN_ARM} treatment and {MIN_ARM} control consumers to learn from.",
+                code="no_uplift_model",
+            )
+        used, chosen_by = _most_similar(candidates, audience), "most_similar"
+    data = campaign_rows(campaign_ids=[used], merchant_id=campaign.merchant_id)
+    try:
+        model = UpliftModel().fit(data.features, data.treatment, data.converted)
+    except ValueError as exc:
+        raise Unprocessable(
+            f"Not enough past campaigns to forecast: that campaign cannot train an uplift model ({exc}).",
+            code="no_uplift_model",
+        ) from None
     ids = np.array(sorted(audience), dtype=np.int64)
     share = 1.0 - float(campaign.control_share)
     point = low = high = 0.0
@@ -562,4 +751,32 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
         point = share * float(tau.sum())
         spread = 1.959963984540054 * math.sqrt(share * float((mu1 * (1 - mu1) + mu0 * (1 - mu0)).sum()))
         low, high = point - spread, point + spread
-    return ForecastExact(used, int(ids.size), point, low, high)
+    return ForecastExact(used, int(ids.size), point, low, high, chosen_by)
+
+
+def campaign_forecast_freeze(*, campaign_id: int, like_campaign_id: int | None = None) -> dict | None:
+    """Freeze the released forecast on a launched campaign (campaign.forecast), once: what the report later
+    compares the result with. Idempotent: a campaign that already has one keeps it (a retried task, a second
+    call); a draft gets none. When no forecast can be made, the reason is frozen instead (the report says why),
+    so the launch never waits for, or fails with, the forecast. Returns what is stored."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from merchants.errors import DomainError
+
+    from .models import Campaign, CampaignStatus
+
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or campaign.status == CampaignStatus.DRAFT or campaign.forecast is not None:
+        return None if campaign is None else campaign.forecast
+    try:
+        frozen: dict[str, Any] = campaign_forecast(campaign=campaign, like_campaign_id=like_campaign_id).public()
+    except DomainError as exc:
+        frozen = {"campaign_id": campaign.pk, "refused": True, "reason": exc.message, "code": exc.code}
+    frozen["made_at"] = timezone.now().isoformat()
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if locked.forecast is not None:  # another run froze it first: that one stands
+            return locked.forecast
+        Campaign.objects.filter(pk=campaign_id).update(forecast=frozen)
+    return frozen

@@ -28,6 +28,16 @@ MAX_CLOCK_SKEW_S = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+WEBHOOK_NOT_CONFIGURED = "The webhook channel is not configured on this platform (no OPERATOR_WEBHOOK_URL)."
+
+
+def channel_problem(channel: str) -> str | None:
+    """Why a sender (a campaign, a journey) may not use this channel here, or None."""
+    if channel == "webhook" and not settings.OPERATOR_WEBHOOK_URL:
+        return WEBHOOK_NOT_CONFIGURED
+    return None
+
+
 def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"

@@ -239,14 +239,16 @@ EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 400)
 PLATFORM_FREQUENCY_CAP = env_int("PLATFORM_FREQUENCY_CAP", 3)  # messages per consumer per window, all merchants
 PLATFORM_FREQUENCY_WINDOW_DAYS = env_int("PLATFORM_FREQUENCY_WINDOW_DAYS", 7)
 CAMPAIGN_BATCH_SIZE = env_int("CAMPAIGN_BATCH_SIZE", 10000)  # consumers per activation batch (write, dispatch)
-# Journeys (docs/journeys.md): quiet hours "HH:MM-HH:MM" in JOURNEY_TIME_ZONE (empty: none; a journey may override),
-# due enrolments per step task, the most a tick claims, and how long a claimed step waits before it is re-claimed.
+# Journeys (docs/journeys.md): the platform's quiet hours "HH:MM-HH:MM" in JOURNEY_TIME_ZONE (empty: none; merchants
+# and journeys may add their own), due enrolments per step task, the most a tick claims, how long a claimed step
+# waits before it is re-claimed, and how far back each tick re-reads trigger rows committed out of id order.
 JOURNEY_TIME_ZONE = env_str("JOURNEY_TIME_ZONE", "Asia/Singapore")
 JOURNEY_QUIET_HOURS = env_str("JOURNEY_QUIET_HOURS", "21:00-08:00")
 JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
 JOURNEY_TICK_MAX_STEPS = env_int("JOURNEY_TICK_MAX_STEPS", 20000)
 JOURNEY_STEP_LEASE_S = env_int("JOURNEY_STEP_LEASE_S", 300)
 JOURNEY_WAIT_POLL_S = env_int("JOURNEY_WAIT_POLL_S", 300)
+JOURNEY_TRIGGER_REREAD_SECONDS = env_int("JOURNEY_TRIGGER_REREAD_SECONDS", 600)
 OPERATOR_WEBHOOK_URL = env_str("OPERATOR_WEBHOOK_URL")
 OPERATOR_WEBHOOK_SECRET = env_required(
     "OPERATOR_WEBHOOK_SECRET",
@@ -313,6 +315,9 @@ RECOMMEND_MEMORY_BUDGET_MB = env_int("RECOMMEND_MEMORY_BUDGET_MB", 0)
 FRESH_BITMAP_OVERLAP_SECONDS = env_int("FRESH_BITMAP_OVERLAP_SECONDS", 120)
 SHARED_DATA_DIR = Path(env_str("DMP_SHARED_DATA", str(BASE_DIR.parent / "shared" / "data")))
 BLAS_THREADS = env_int("BLAS_THREADS", 1)
+# Predicted traits (docs/predictions.md): each model is fitted, chosen and measured on a stratified sample of at
+# most this many rows of its training and of its validation window; scoring covers every consumer.
+PREDICT_TRAIN_MAX_ROWS = env_int("PREDICT_TRAIN_MAX_ROWS", 50_000)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # Commands run by a person show WARNING and above on the console (their own output is the progress); see logformat.

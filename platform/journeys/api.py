@@ -9,6 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from campaigns.models import Channel
 from campaigns.stats import Z_95
 from merchants.api_base import IdField, MerchantAPIView, get_scoped_or_404
 from merchants.api_fields import ChoiceField
@@ -36,6 +37,101 @@ class LocalTimeField(serializers.TimeField):
     """A wall-clock time without an offset (quiet hours): OpenAPI's "time" format would require one."""
 
 
+_TARGET = {
+    "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["exit"]}],
+    "description": 'A later step\'s index, or "exit".',
+}
+_MESSAGE_PROPERTIES = {
+    "title": {"type": "string", "minLength": 1, "description": "The campaigns' placeholders, plus {carted_product}."},
+    "body": {"type": "string", "minLength": 1},
+    "coupon_code": {"type": "string", "maxLength": 64},
+    "discount_percent": {
+        "oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100}, {"type": "string"}, {"type": "null"}]
+    },
+}
+_VARIANT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **_MESSAGE_PROPERTIES,
+        "weight": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 99,
+            "description": "Percent of the step's consumers; the weights sum to 100 (none given: equal shares).",
+        },
+    },
+    "description": "One message of an A/B/n test; a field it leaves out is the step's.",
+}
+
+
+def _step(kind: str, properties: dict, required: list[str], **extra) -> dict:
+    return {
+        "type": "object",
+        "required": ["type", *required],
+        "properties": {"type": {"type": "string", "enum": [kind]}, "next": _TARGET, **properties},
+        **extra,
+    }
+
+
+JOURNEY_STEP_SCHEMA = {
+    "oneOf": [
+        _step(
+            "wait",
+            {
+                "duration": {"type": "string", "pattern": r"^\s*\d{1,5}\s*(m|h|d)\s*$", "example": "2h"},
+                "until": {"type": "string", "pattern": r"^([01]?\d|2[0-3]):([0-5]\d)$", "example": "09:00"},
+            },
+            [],
+            oneOf=[{"required": ["duration"]}, {"required": ["until"]}],
+        ),
+        _step(
+            "wait_for",
+            {
+                "event": {"type": "string", "example": "purchased()"},
+                "timeout": {"type": "string", "example": "4h"},
+                "on_event": _TARGET,
+                "on_timeout": _TARGET,
+            },
+            ["event", "timeout"],
+        ),
+        _step(
+            "branch",
+            {"condition": {"type": "string", "example": "interest:outdoor"}, "then": _TARGET, "else": _TARGET},
+            ["condition"],
+        ),
+        _step(
+            "send",
+            {
+                **_MESSAGE_PROPERTIES,
+                "products": {"type": "integer", "minimum": 0, "maximum": 10, "default": 3},
+                "variants": {"type": "array", "minItems": 2, "maxItems": 5, "items": _VARIANT},
+                "auto_winner": {
+                    "type": "boolean",
+                    "description": "Send only the winning variant once one converts significantly better.",
+                },
+            },
+            [],
+            anyOf=[{"required": ["title", "body"]}, {"required": ["variants"]}],
+        ),
+        _step("exit", {}, []),
+    ],
+}
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 50,
+        "items": JOURNEY_STEP_SCHEMA,
+        "description": "The ordered list of steps (docs/journeys.md); errors name the step and field.",
+    }
+)
+class JourneyStepsField(serializers.JSONField):
+    """The steps as JSON, described step by step in the OpenAPI document (the service checks them in full)."""
+
+
 class JourneyInputSerializer(serializers.Serializer):
     template = ChoiceField(
         choices=[(k, t.name) for k, t in TEMPLATES.items()],
@@ -59,12 +155,19 @@ class JourneyInputSerializer(serializers.Serializer):
     )
     reentry = ChoiceField(choices=ReentryPolicy.choices, required=False)
     reentry_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True)
-    quiet_start = LocalTimeField(required=False, allow_null=True, help_text="Overrides the platform's.")
+    quiet_start = LocalTimeField(
+        required=False, allow_null=True, help_text="Adds to the platform's and the merchant's quiet hours."
+    )
     quiet_end = LocalTimeField(required=False, allow_null=True)
     frequency_cap = serializers.IntegerField(min_value=1, max_value=1000, required=False, allow_null=True)
     frequency_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
     attribution_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
-    steps = serializers.JSONField(required=False, help_text="The ordered list of steps (docs/journeys.md).")
+    channel = ChoiceField(
+        choices=Channel.choices,
+        required=False,
+        help_text="inbox (default) or webhook: the operator's notification service, as campaigns use it.",
+    )
+    steps = JourneyStepsField(required=False)
 
 
 class JourneyStepSerializer(serializers.Serializer):
@@ -90,8 +193,9 @@ class JourneyOutputSerializer(serializers.Serializer):
     frequency_cap = serializers.IntegerField(allow_null=True)
     frequency_window_days = serializers.IntegerField()
     attribution_window_days = serializers.IntegerField()
+    channel = serializers.CharField()
     version = serializers.IntegerField(allow_null=True)
-    steps = serializers.JSONField()
+    steps = JourneyStepsField()
     flow = JourneyStepSerializer(many=True)
     last_error = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -125,6 +229,7 @@ def journey_data(journey: Journey) -> dict:
                 "frequency_cap",
                 "frequency_window_days",
                 "attribution_window_days",
+                "channel",
                 "last_error",
                 "created_at",
             )
@@ -236,11 +341,34 @@ class JourneyPauseApi(_JourneyScoped):
         return self.respond(pk)
 
 
+class JourneyVariantReportSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    letter = serializers.CharField()
+    weight = serializers.IntegerField()
+    title = serializers.CharField(help_text="The variant's title template.")
+    sent = PublicCountSerializer()
+    opened = PublicCountSerializer()
+    clicked = PublicCountSerializer()
+    converted = PublicCountSerializer()
+    conversion_rate = serializers.FloatField(allow_null=True, help_text="From released numbers; null when hidden.")
+    winner = serializers.BooleanField(help_text="The variant this step settled on (auto_winner).")
+
+
 class JourneyStepReportSerializer(serializers.Serializer):
     step = JourneyStepSerializer()
     reached = PublicCountSerializer()
     sent = PublicCountSerializer()
     waiting = PublicCountSerializer()
+    failed = PublicCountSerializer(allow_null=True, help_text="Send steps: messages the webhook did not accept.")
+    opened = PublicCountSerializer(allow_null=True, help_text="Send steps: messages opened (tracked once each).")
+    clicked = PublicCountSerializer(allow_null=True)
+    converted = PublicCountSerializer(
+        allow_null=True, help_text="Send steps: a purchase or a tracked conversion within the attribution window."
+    )
+    variants = JourneyVariantReportSerializer(
+        many=True, help_text="The current version's variants of an A/B/n send step (empty otherwise)."
+    )
+    winner_reason = serializers.CharField(help_text="Why the step settled on a variant; empty until it has.")
 
 
 class JourneyGroupSerializer(serializers.Serializer):
@@ -270,6 +398,10 @@ class JourneyReportSerializer(serializers.Serializer):
 
 def _count(c: ReleasedCount) -> dict:
     return c.public()
+
+
+def _maybe(c: ReleasedCount | None) -> dict | None:
+    return None if c is None else c.public()
 
 
 class JourneyReportApi(_JourneyScoped):
@@ -304,6 +436,16 @@ class JourneyReportApi(_JourneyScoped):
                     "reached": _count(s.reached),
                     "sent": _count(s.sent),
                     "waiting": _count(s.waiting),
+                    **{m: _maybe(getattr(s, m)) for m in ("failed", "opened", "clicked", "converted")},
+                    "variants": [
+                        {
+                            **{k: getattr(v, k) for k in ("position", "letter", "weight", "title", "winner")},
+                            **{m: _count(getattr(v, m)) for m in ("sent", "opened", "clicked", "converted")},
+                            "conversion_rate": v.conversion_rate,
+                        }
+                        for v in s.variants
+                    ],
+                    "winner_reason": s.winner_reason,
                 }
                 for s in report.steps
             ],

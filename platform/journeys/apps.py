@@ -19,3 +19,8 @@ class JourneysConfig(AppConfig):
         from .inbox import journey_inbox_take
 
         inbox_source_register(journey_inbox_take)
+
+        # Opens, clicks and conversions of journey messages arrive at the campaigns' tracking endpoint.
+        from .tracking import register as tracking_register
+
+        tracking_register()

@@ -10,6 +10,9 @@ Steps (JSON objects, each with a "type"):
   for the one consumer;
 - ``{"type": "send", "title": "...", "body": "...", "coupon_code": "", "discount_percent": null,
   "products": 3}``: the campaigns' placeholders plus ``{carted_product}`` (the triggering event's product);
+  with ``"variants": [{"title": …, "body": …, "coupon_code": …, "discount_percent": …, "weight": 50}, …]`` (2 to
+  5) an A/B/n test: each consumer gets one variant (campaigns.assignment, keyed by journey, step and consumer); a
+  variant's missing fields are the step's, weights are percentages summing to 100 (none given: equal shares);
 - ``{"type": "exit"}``.
 
 Targets (``on_event``, ``on_timeout``, ``then``, ``else``, ``next``) are a later step's index or "exit"; without one
@@ -19,13 +22,16 @@ consumer visits a step at most once (what makes "one run per enrolment and step"
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from campaigns.assignment import variant_pick
 from campaigns.messages import template_problems
+from campaigns.models import MAX_VARIANTS, VARIANT_LETTERS
 from merchants.errors import Invalid
 from merchants.models import Merchant
 from segments.evaluation import definition_resolve
@@ -157,7 +163,7 @@ def steps_validate(steps: Any, *, merchant: Merchant) -> list[dict]:
             _target(step, "then", index, count, where)
             _target(step, "else", index, count, where)
         elif kind == "send":
-            _send_validate(step, where)
+            step = send_step_normalise(step, where)
         out.append(dict(step))
     return out
 
@@ -167,15 +173,128 @@ def send_discount(step: dict) -> Decimal | None:
     return None if raw in (None, "") else Decimal(str(raw))
 
 
-def _send_validate(step: dict, where: str) -> None:
+MESSAGE_FIELDS = ("title", "body", "coupon_code", "discount_percent")
+VARIANT_FIELDS = (*MESSAGE_FIELDS, "weight")
+
+
+def send_variants(step: dict) -> list[dict]:
+    """The messages of a send step, one per variant (position 1, 2, …): a variant's own fields over the step's.
+    A step without variants has one message, the step's own."""
+    base = {key: step[key] for key in MESSAGE_FIELDS if key in step}
+    variants = step.get("variants") or []
+    if not variants:
+        return [base]
+    return [{**base, **{k: v for k, v in variant.items() if k in VARIANT_FIELDS}} for variant in variants]
+
+
+def variant_key(journey_id: int, step_index: int) -> int:
+    """The assignment's key for one send step of one journey: a 64-bit number hashed from both, so a journey's
+    test does not line up with a campaign's (whose key is its id) nor with another step's."""
+    digest = hashlib.sha256(f"journey-variant:{journey_id}:{step_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def send_variant(
+    step: dict, *, journey_id: int, step_index: int, consumer_id: int, winner: int | None = None
+) -> int | None:
+    """The variant (1-based position) this consumer gets at this step, or None for a step without variants.
+    Deterministic in (journey, step, consumer) only, so a step re-run after a crash picks the same one; once the
+    step has a winner (auto_winner), everyone gets it."""
+    variants = step.get("variants") or []
+    if not variants:
+        return None
+    if winner is not None and 1 <= winner <= len(variants):
+        return winner
+    return variant_pick(variant_key(journey_id, step_index), consumer_id, [v["weight"] for v in variants])
+
+
+def variant_letter(position: int) -> str:
+    return VARIANT_LETTERS[position - 1]
+
+
+def _variants_validate(step: dict, where: str) -> list[dict] | None:
+    """Check and normalise a step's variants (weights filled in); None when it has none."""
+    variants = step.get("variants")
+    if variants is None or variants == []:
+        return None
+    if not isinstance(variants, list) or not 2 <= len(variants) <= MAX_VARIANTS:
+        raise Invalid(
+            f"{where}.variants: a list of 2 to {MAX_VARIANTS} message variants (found "
+            f"{len(variants) if isinstance(variants, list) else repr(variants)})",
+            details={"field": f"{where}.variants"},
+        )
+    out = []
+    for position, variant in enumerate(variants):
+        at = f"{where}.variants[{position}]"
+        if not isinstance(variant, dict):
+            raise Invalid(f"{at}: a variant is an object with a title, a body and a weight", details={"field": at})
+        unknown = sorted(set(variant) - set(VARIANT_FIELDS))
+        if unknown:
+            raise Invalid(
+                f"{at}.{unknown[0]}: not a field of a variant ({', '.join(VARIANT_FIELDS)})",
+                details={"field": f"{at}.{unknown[0]}"},
+            )
+        out.append(dict(variant))
+    given = [v.get("weight") is not None for v in out]
+    if any(given) and not all(given):
+        raise Invalid(
+            f"{where}.variants: give every variant a weight, or none (equal shares)",
+            details={"field": f"{where}.variants"},
+        )
+    if not any(given):
+        share, extra = divmod(100, len(out))
+        for position, variant in enumerate(out):
+            variant["weight"] = share + (1 if position < extra else 0)
+    for position, variant in enumerate(out):
+        weight = variant["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 99:
+            raise Invalid(
+                f"{where}.variants[{position}].weight: a whole percentage from 1 to 99 (found {weight!r})",
+                details={"field": f"{where}.variants[{position}].weight"},
+            )
+    total = sum(v["weight"] for v in out)
+    if total != 100:
+        raise Invalid(
+            f"{where}.variants: the weights are percentages that sum to 100 (they sum to {total})",
+            details={"field": f"{where}.variants"},
+        )
+    return out
+
+
+def send_step_normalise(step: dict, where: str) -> dict:
+    """Check a send step (and each of its variants); return it with the variants' weights filled in."""
+    step = dict(step)
+    products = _products_validate(step, where)
+    variants = _variants_validate(step, where)
+    if variants is None:
+        step.pop("variants", None)
+        _message_validate(step, products=products, where=where)
+    else:
+        step["variants"] = variants
+        for position, message in enumerate(send_variants(step)):
+            _message_validate(message, products=products, where=f"{where}.variants[{position}]")
+    auto = step.get("auto_winner", False)
+    if not isinstance(auto, bool):
+        raise Invalid(f"{where}.auto_winner: true or false", details={"field": f"{where}.auto_winner"})
+    if auto and variants is None:
+        raise Invalid(f"{where}.auto_winner: needs two or more variants", details={"field": f"{where}.auto_winner"})
+    return step
+
+
+def _products_validate(step: dict, where: str) -> int:
     products = step.get("products", 3)
     if isinstance(products, bool) or not isinstance(products, int) or not 0 <= products <= 10:
         raise Invalid(f"{where}.products: a number from 0 to 10", details={"field": f"{where}.products"})
-    coupon = step.get("coupon_code", "")
+    return products
+
+
+def _message_validate(message: dict, *, products: int, where: str) -> None:
+    """One message of a send step (the step's own, or one variant over it): coupon, discount, title and body."""
+    coupon = message.get("coupon_code", "")
     if not isinstance(coupon, str) or len(coupon) > 64:
         raise Invalid(f"{where}.coupon_code: text of at most 64 characters", details={"field": f"{where}.coupon_code"})
     try:
-        discount = send_discount(step)
+        discount = send_discount(message)
     except (InvalidOperation, ValueError):
         raise Invalid(f"{where}.discount_percent: a number", details={"field": f"{where}.discount_percent"}) from None
     if discount is not None and not Decimal("0") < discount <= Decimal("100"):
@@ -183,7 +302,7 @@ def _send_validate(step: dict, where: str) -> None:
             f"{where}.discount_percent: more than 0 and at most 100", details={"field": f"{where}.discount_percent"}
         )
     for key in ("title", "body"):
-        text = step.get(key)
+        text = message.get(key)
         if not isinstance(text, str) or not text.strip():
             raise Invalid(f"{where}.{key}: the message needs a {key}", details={"field": f"{where}.{key}"})
         problems = template_problems(
@@ -209,7 +328,11 @@ def step_views(steps: list[dict]) -> list[StepView]:
         elif kind == "branch":
             views.append(StepView(index, kind, "Branch on a condition", step["condition"]))
         elif kind == "send":
-            views.append(StepView(index, kind, f"Send: {step['title']}"))
+            messages = send_variants(step)
+            summary = f"Send: {messages[0]['title']}"
+            if len(messages) > 1:
+                summary += f" (A/B test of {len(messages)} variants)"
+            views.append(StepView(index, kind, summary))
         else:
             views.append(StepView(index, kind, "Exit"))
     return views

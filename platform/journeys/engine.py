@@ -28,8 +28,11 @@ from django.utils import timezone
 from campaigns.audience import cap_counter_register, frequency_capped_consumers
 from campaigns.deliveries import Catalogue
 from campaigns.messages import CompiledTemplate, campaign_constants
+from campaigns.models import Channel
 from consumers.models import Event, Product
 from dbtools.backend import on_postgresql
+from merchants.quiet_hours import QuietHours
+from merchants.quiet_hours import quiet_until as quiet_hours_until
 from privacy.audit import audit_record
 from privacy.messaging import may_message, messageable_consumer_ids
 from privacy.services import ProcessingBasis, ProcessingNotPermitted, processing_basis_require
@@ -46,14 +49,18 @@ from .definition import (
     parse_duration,
     parse_time_of_day,
     send_discount,
+    send_variant,
+    send_variants,
 )
 from .models import (
+    COUNTED_BY_CAPS,
     EnrolmentState,
     Journey,
     JourneyEnrolment,
     JourneySend,
     JourneyStatus,
     JourneyStepRun,
+    JourneyStepWinner,
     JourneyVersion,
     ReentryPolicy,
     SendStatus,
@@ -85,34 +92,31 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo(settings.JOURNEY_TIME_ZONE or "UTC")
 
 
-def quiet_hours(journey: Journey) -> tuple[time, time] | None:
-    """The journey's override, else the platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none)."""
-    if journey.quiet_start is not None and journey.quiet_end is not None:
-        return journey.quiet_start, journey.quiet_end
+def platform_quiet_hours() -> QuietHours | None:
+    """The platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none) in JOURNEY_TIME_ZONE."""
     raw = (settings.JOURNEY_QUIET_HOURS or "").strip()
     if not raw:
         return None
     start, end = raw.split("-")
-    return parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"), parse_time_of_day(
-        end.strip(), where="JOURNEY_QUIET_HOURS"
+    return QuietHours(
+        parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"),
+        parse_time_of_day(end.strip(), where="JOURNEY_QUIET_HOURS"),
+        local_zone(),
     )
 
 
+def quiet_hours(journey: Journey) -> list[QuietHours | None]:
+    """Every quiet window a journey's message must respect: the platform's, the merchant's (in its own time zone)
+    and the journey's own (in JOURNEY_TIME_ZONE). Each adds to the others; none replaces another."""
+    own = None
+    if journey.quiet_start is not None and journey.quiet_end is not None:
+        own = QuietHours(journey.quiet_start, journey.quiet_end, local_zone())
+    return [platform_quiet_hours(), journey.merchant.quiet_hours, own]
+
+
 def quiet_until(journey: Journey, now: datetime) -> datetime | None:
-    """When the quiet hours around `now` end (a send is deferred to then), or None outside them."""
-    window = quiet_hours(journey)
-    if window is None or window[0] == window[1]:
-        return None
-    start, end = window
-    local = now.astimezone(local_zone())
-    t = local.time()
-    inside = (start <= t < end) if start < end else (t >= start or t < end)
-    if not inside:
-        return None
-    end_at = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
-    if end_at <= local:
-        end_at += timedelta(days=1)
-    return end_at.astimezone(UTC)
+    """When a send due at `now` may go (the end of the combined quiet period), or None outside every window."""
+    return quiet_hours_until(quiet_hours(journey), now)
 
 
 def next_local_time(after: datetime, at: time) -> datetime:
@@ -139,37 +143,87 @@ class Entry:
     consumer_id: int
     at: datetime
     product_id: int | None = None
+    ref: int | None = None  # the trigger row's id (event or membership transition)
 
 
-def _trigger_rows(journey: Journey, limit: int) -> tuple[list[Entry], int]:
-    """The next trigger rows after the journey's cursor and the new cursor (the last id read)."""
+MAX_CHECKPOINTS = 200  # a bound on Journey.trigger_checkpoints, whatever the tick rate
+
+
+def _reread_floors(journey: Journey, now: datetime) -> tuple[int, int]:
+    """The (event, transition) ids a tick re-reads from: where the cursors stood JOURNEY_TRIGGER_REREAD_SECONDS ago.
+
+    On PostgreSQL an id is taken when a row is inserted, not when its transaction commits, so a row with a lower id
+    can become visible after the cursor passed it. Every row committed within the window after the tick that passed
+    its id lies between that floor and the cursor, and is read again; the trigger row ids stored on enrolments
+    (unique per journey) keep a re-read row from enrolling anyone twice."""
+    cutoff = (now - timedelta(seconds=settings.JOURNEY_TRIGGER_REREAD_SECONDS)).timestamp()
+    checkpoints = journey.trigger_checkpoints or []
+    floor = (journey.event_cursor, journey.transition_cursor)
+    if checkpoints:
+        floor = (int(checkpoints[0][1]), int(checkpoints[0][2]))  # younger than the window: from the oldest known
+    for stamp, event_cursor, transition_cursor in checkpoints:
+        if stamp <= cutoff:
+            floor = (int(event_cursor), int(transition_cursor))
+    return floor
+
+
+def _checkpoints_after(journey: Journey, now: datetime) -> list[list[float | int]]:
+    """The checkpoints with this tick's starting cursors added, pruned to the window (and the newest one before it,
+    which is the floor)."""
+    cutoff = (now - timedelta(seconds=settings.JOURNEY_TRIGGER_REREAD_SECONDS)).timestamp()
+    checkpoints = [
+        *(journey.trigger_checkpoints or []),
+        [now.timestamp(), journey.event_cursor, journey.transition_cursor],
+    ]
+    older = [c for c in checkpoints if c[0] <= cutoff]
+    kept = [c for c in checkpoints if c[0] > cutoff]
+    return ([older[-1]] if older else []) + kept[-MAX_CHECKPOINTS:]
+
+
+def _trigger_rows(journey: Journey, limit: int, now: datetime) -> tuple[list[Entry], int]:
+    """The trigger rows after the journey's cursor, plus those behind it within the re-read window that enrolled
+    nobody yet, and the new cursor (the last id read)."""
+    event_floor, transition_floor = _reread_floors(journey, now)
     if journey.trigger_kind == TriggerKind.EVENT:
         term = action_parse(journey.trigger_event, where="trigger_event")
         upper = Event.objects.aggregate(n=Max("id"))["n"] or 0
-        rows = list(
-            action_events(term, merchant_id=journey.merchant_id)
-            .filter(id__gt=journey.event_cursor, id__lte=upper)
-            .order_by("id")
-            .values_list("id", "consumer_id", "occurred_at", "product_id")[:limit]
-        )
+        matching = action_events(term, merchant_id=journey.merchant_id).order_by("id")
+        columns = ("id", "consumer_id", "occurred_at", "product_id")
+        rows = list(matching.filter(id__gt=journey.event_cursor, id__lte=upper).values_list(*columns)[:limit])
         cursor = rows[-1][0] if len(rows) == limit else max(upper, journey.event_cursor)
+        behind = list(
+            matching.filter(id__gt=event_floor, id__lte=journey.event_cursor)
+            .exclude(
+                id__in=JourneyEnrolment.objects.filter(journey_id=journey.pk, trigger_event_id__isnull=False).values(
+                    "trigger_event_id"
+                )
+            )
+            .values_list(*columns)[:limit]
+        )
         since = journey.activated_at
         # Events that happened before the journey was first activated do not enrol anyone (a late import of old
         # carts must not start today's reminders).
-        return [Entry(c, at, p) for _, c, at, p in rows if since is None or at >= since], cursor
+        entries = [Entry(c, at, p, pk) for pk, c, at, p in behind + rows if since is None or at >= since]
+        return entries, cursor
     upper = MembershipTransition.objects.aggregate(n=Max("id"))["n"] or 0
+    entered = MembershipTransition.objects.filter(
+        segment_id=journey.trigger_segment_id or 0, kind=TransitionKind.ENTERED
+    ).order_by("id")
+    transition_columns = ("id", "consumer_id", "at")
     transitions = list(
-        MembershipTransition.objects.filter(
-            segment_id=journey.trigger_segment_id or 0,
-            kind=TransitionKind.ENTERED,
-            id__gt=journey.transition_cursor,
-            id__lte=upper,
-        )
-        .order_by("id")
-        .values_list("id", "consumer_id", "at")[:limit]
+        entered.filter(id__gt=journey.transition_cursor, id__lte=upper).values_list(*transition_columns)[:limit]
     )
     cursor = transitions[-1][0] if len(transitions) == limit else max(upper, journey.transition_cursor)
-    return [Entry(c, at) for _, c, at in transitions], cursor
+    behind = list(
+        entered.filter(id__gt=transition_floor, id__lte=journey.transition_cursor)
+        .exclude(
+            id__in=JourneyEnrolment.objects.filter(journey_id=journey.pk, trigger_transition_id__isnull=False).values(
+                "trigger_transition_id"
+            )
+        )
+        .values_list(*transition_columns)[:limit]
+    )
+    return [Entry(c, at, ref=pk) for pk, c, at in behind + transitions], cursor
 
 
 def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int = 10_000) -> dict[str, int]:
@@ -185,15 +239,15 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         )
         if journey is None or journey.current_version is None:
             return counts
-        entries, cursor = _trigger_rows(journey, limit)
+        entries, cursor = _trigger_rows(journey, limit, now)
         counts["read"] = len(entries)
-        first: dict[int, Entry] = {}
-        for entry in entries:
-            first.setdefault(entry.consumer_id, entry)
+        by_consumer: dict[int, list[Entry]] = {}
+        for row in entries:  # in row id order
+            by_consumer.setdefault(row.consumer_id, []).append(row)
         previous: dict[int, tuple[int, datetime, bool]] = {}
-        if first:
+        if by_consumer:
             for cid, n, last, active in (
-                JourneyEnrolment.objects.filter(journey_id=journey.pk, consumer_id__in=list(first))
+                JourneyEnrolment.objects.filter(journey_id=journey.pk, consumer_id__in=list(by_consumer))
                 .values("consumer_id")
                 .annotate(
                     n=Max("entry_no"),
@@ -205,16 +259,22 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
                 previous[cid] = (n, last, bool(active))
         share = float(journey.holdout_share)
         new = []
-        for cid, entry in first.items():
+        for cid, candidates in by_consumer.items():
             entry_no = 1
+            entry = candidates[0]
             if cid in previous:
                 n, last, active = previous[cid]
                 if active or journey.reentry == ReentryPolicy.NEVER:
                     counts["skipped"] += 1
                     continue
-                if last + timedelta(days=journey.reentry_days or 0) > entry.at:
+                # The first row that happened late enough after the last entry (a re-read row behind the cursor
+                # may be too early while a newer one is not).
+                reentry_from = last + timedelta(days=journey.reentry_days or 0)
+                eligible = [c for c in candidates if c.at >= reentry_from]
+                if not eligible:
                     counts["skipped"] += 1
                     continue
+                entry = eligible[0]
                 entry_no = n + 1
             held = holdout(journey.pk, cid, share)
             counts["held_out" if held else "enrolled"] += 1
@@ -230,6 +290,8 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
                     entered_at=now,
                     step_started_at=now,
                     trigger_product_id=entry.product_id,
+                    trigger_event_id=entry.ref if journey.trigger_kind == TriggerKind.EVENT else None,
+                    trigger_transition_id=entry.ref if journey.trigger_kind == TriggerKind.SEGMENT_ENTERED else None,
                     finished_at=now if held else None,
                 )
             )
@@ -237,6 +299,7 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         Journey.objects.filter(pk=journey.pk).update(
             event_cursor=cursor if journey.trigger_kind == TriggerKind.EVENT else F("event_cursor"),
             transition_cursor=cursor if journey.trigger_kind == TriggerKind.SEGMENT_ENTERED else F("transition_cursor"),
+            trigger_checkpoints=_checkpoints_after(journey, now),
         )
         if new:
             audit_record(
@@ -295,6 +358,18 @@ class BatchContext:
 
     recommended: dict[int, dict[int, list[int]]] = field(default_factory=dict)  # journey id -> consumer -> products
     catalogues: dict[int, Catalogue] = field(default_factory=dict)
+    winners: dict[int, dict[tuple[int, int], int]] = field(default_factory=dict)  # journey -> (version, step) -> v
+
+    def winner(self, journey_id: int, version_id: int, step: int) -> int | None:
+        """The variant an auto_winner send step settled on (JourneyStepWinner), read once per journey and batch."""
+        if journey_id not in self.winners:
+            self.winners[journey_id] = {
+                (version, index): variant
+                for version, index, variant in JourneyStepWinner.objects.filter(journey_id=journey_id).values_list(
+                    "version_id", "step", "variant"
+                )
+            }
+        return self.winners[journey_id].get((version_id, step))
 
     def recommendations(self, journey: Journey, consumer_id: int) -> list[int]:
         """The consumer's recommended products, asked once per batch for all the journey's consumers in it (the
@@ -399,12 +474,14 @@ def _branch(step: dict, e: JourneyEnrolment, journey: Journey, now: datetime) ->
     return Move(StepOutcome.BRANCH_NO, _next(step, e.step, "else"))
 
 
-def _render(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) -> tuple[str, str, list[int]]:
-    """The campaigns' rendering: constants (store, offer), recommended products of the merchant's catalogue, and
-    {carted_product}, the triggering event's product."""
-    discount = send_discount(step)
-    coupon = step.get("coupon_code", "")
-    n = int(step.get("products", 3))
+def _render(
+    message: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext, *, products: int
+) -> tuple[str, str, list[int]]:
+    """The campaigns' rendering of one message (the step's, or the consumer's variant): constants (store, offer),
+    recommended products of the merchant's catalogue, and {carted_product}, the triggering event's product."""
+    discount = send_discount(message)
+    coupon = message.get("coupon_code", "")
+    n = products
     constants = campaign_constants(store_name=journey.merchant.name, coupon_code=coupon, discount_percent=discount)
     carted = ""
     if e.trigger_product_id is not None:
@@ -415,8 +492,8 @@ def _render(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext
             or ""
         )
     escaped = carted.replace("{", "{{").replace("}", "}}")
-    title = CompiledTemplate(step["title"].replace(CARTED_PRODUCT, escaped), constants=constants)
-    body = CompiledTemplate(step["body"].replace(CARTED_PRODUCT, escaped), constants=constants)
+    title = CompiledTemplate(message["title"].replace(CARTED_PRODUCT, escaped), constants=constants)
+    body = CompiledTemplate(message["body"].replace(CARTED_PRODUCT, escaped), constants=constants)
     product_ids: list[int] = []
     if n and (title.uses_products or body.uses_products):
         recommended = ctx.recommendations(journey, e.consumer_id)
@@ -443,7 +520,16 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
         # A second message to the same consumer in one batch waits for the next claim, after this batch commits,
         # so the caps count the first one.
         return Move(until=now)
-    with_offer = bool(step.get("coupon_code")) or send_discount(step) is not None
+    # The consumer's variant (deterministic: a re-run step picks the same one) decides the message and its offer.
+    variant = send_variant(
+        step,
+        journey_id=journey.pk,
+        step_index=e.step,
+        consumer_id=e.consumer_id,
+        winner=ctx.winner(journey.pk, e.version_id, e.step),
+    )
+    message = send_variants(step)[(variant or 1) - 1]
+    with_offer = bool(message.get("coupon_code")) or send_discount(message) is not None
     # The rule is read in SQL for the whole batch at the time it runs (as campaigns' dispatch does); a consumer it
     # refuses is asked again one by one, for the reason.
     if not ctx.allowed(e.consumer_id, with_offer=with_offer):
@@ -455,7 +541,8 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
             return Move(StepOutcome.REFUSED, EXIT, exit_reason=decision.reason)
     if ctx.is_capped(journey, e.consumer_id):
         return Move(StepOutcome.CAPPED, _next(step, e.step))
-    title, body, product_ids = _render(step, e, journey, ctx)
+    title, body, product_ids = _render(message, e, journey, ctx, products=int(step.get("products", 3)))
+    webhook = journey.channel == Channel.WEBHOOK
     ctx.sends.append(
         JourneySend(
             enrolment_id=e.pk,
@@ -463,10 +550,13 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
             merchant_id=journey.merchant_id,
             consumer_id=e.consumer_id,
             step=e.step,
-            status=SendStatus.SENT,
+            variant=variant,
+            channel=journey.channel,
+            # A webhook message is pending until the operator's service accepts it (journeys.delivery).
+            status=SendStatus.PENDING if webhook else SendStatus.SENT,
             title=title,
             body=body,
-            coupon_code=step.get("coupon_code", ""),
+            coupon_code=message.get("coupon_code", ""),
             product_ids=product_ids,
             created_at=now,
         )
@@ -546,6 +636,14 @@ def _advance(e: JourneyEnrolment, ctx: BatchContext) -> None:
         e.attempts = 0
 
 
+def _webhook_enqueue(journey_ids: list[int]) -> None:
+    """After the batch commits: hand its webhook messages to the dispatch task (the tick sweeps any left)."""
+    from .tasks import journey_webhook_task  # the tasks module imports this one
+
+    for journey_id in journey_ids:
+        journey_webhook_task.delay(journey_id)
+
+
 ENROLMENT_FIELDS = ["state", "step", "next_run_at", "attempts", "step_started_at", "finished_at", "exit_reason"]
 
 
@@ -601,6 +699,9 @@ def enrolments_step(*, pairs: list[tuple[int, int]], now: datetime | None = None
             _advance(e, ctx)
         JourneyStepRun.objects.bulk_create(ctx.step_runs, batch_size=1000)
         JourneySend.objects.bulk_create(ctx.sends, batch_size=1000)
+        webhook_journeys = sorted({s.journey_id for s in ctx.sends if s.status == SendStatus.PENDING})
+        if webhook_journeys:
+            transaction.on_commit(lambda: _webhook_enqueue(webhook_journeys))
         _positions_write(enrolments)
         for journey_id, tally in ctx.tallies.items():
             if not any(tally.values()):
@@ -632,7 +733,7 @@ def journey_messages_for_caps(
 ):
     """Journey messages, counted toward the campaigns' frequency caps (registered in apps.ready)."""
     since = min(platform_since, merchant_since)
-    sends = JourneySend.objects.filter(status=SendStatus.SENT, created_at__gte=since)
+    sends = JourneySend.objects.filter(status__in=COUNTED_BY_CAPS, created_at__gte=since)
     if consumer_ids is not None:
         sends = sends.filter(consumer_id__in=list(consumer_ids))
     rows = sends.values("consumer_id").annotate(

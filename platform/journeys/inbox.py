@@ -8,9 +8,11 @@ from datetime import datetime
 from django.db import transaction
 
 from campaigns.inbox import InboxMessage
+from campaigns.models import Channel
 from consumers.models import Product
 
 from .models import JourneySend, SendStatus
+from .tracking import journey_message_ref
 
 
 def journey_inbox_take(
@@ -29,7 +31,7 @@ def journey_inbox_take(
     with transaction.atomic():
         rows = list(
             JourneySend.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(consumer_id=consumer_id, status=SendStatus.SENT, delivered_at__isnull=True)
+            .filter(consumer_id=consumer_id, status=SendStatus.SENT, channel=Channel.INBOX, delivered_at__isnull=True)
             .select_related("journey__merchant")
             .order_by("created_at", "pk")[:limit]
         )
@@ -68,6 +70,7 @@ def journey_inbox_take(
             sent_at=s.created_at,
             kind="journey",
             journey_id=s.journey_id,
+            message_ref=journey_message_ref(s.pk),
         )
         for s in shown
     ]

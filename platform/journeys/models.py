@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from campaigns.models import Channel, TrackingKind
 from merchants.models import Merchant
 from segments.models import Segment
 
@@ -54,9 +55,17 @@ class Journey(models.Model):
     )
     reentry = models.CharField(max_length=16, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_days = models.PositiveIntegerField(null=True, blank=True)
-    quiet_start = models.TimeField(null=True, blank=True, help_text="Overrides the platform's quiet hours.")
+    quiet_start = models.TimeField(
+        null=True, blank=True, help_text="Adds to the platform's and the merchant's quiet hours (JOURNEY_TIME_ZONE)."
+    )
     quiet_end = models.TimeField(null=True, blank=True)
     frequency_cap = models.PositiveIntegerField(null=True, blank=True)
+    channel = models.CharField(
+        max_length=16,
+        choices=Channel.choices,
+        default=Channel.INBOX,
+        help_text="Where its messages go: the in-app inbox, or the operator's notification webhook (as campaigns').",
+    )
     frequency_window_days = models.PositiveIntegerField(default=7)
     attribution_window_days = models.PositiveIntegerField(default=7)
     current_version = models.ForeignKey(
@@ -65,6 +74,9 @@ class Journey(models.Model):
     # Trigger cursors: the last event id / transition id this journey's trigger has read.
     event_cursor = models.BigIntegerField(default=0)
     transition_cursor = models.BigIntegerField(default=0)
+    # [[unix time, event_cursor, transition_cursor], …]: where the cursors stood at each recent tick, so a tick can
+    # re-read the rows behind the cursor that were committed out of id order (engine._reread_floors).
+    trigger_checkpoints = models.JSONField(default=list, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -113,12 +125,26 @@ class JourneyEnrolment(models.Model):
     entered_at = models.DateTimeField()
     step_started_at = models.DateTimeField(null=True, blank=True, help_text="When the current step began (waits).")
     trigger_product_id = models.BigIntegerField(null=True, blank=True)
+    # The trigger row this entry came from (an event or a membership transition): unique per journey, so a row
+    # re-read behind the cursor never enrols anyone twice.
+    trigger_event_id = models.BigIntegerField(null=True, blank=True)
+    trigger_transition_id = models.BigIntegerField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["journey", "consumer_id", "entry_no"], name="journey_enrolment_unique")
+            models.UniqueConstraint(fields=["journey", "consumer_id", "entry_no"], name="journey_enrolment_unique"),
+            models.UniqueConstraint(
+                fields=["journey", "trigger_event_id"],
+                condition=models.Q(trigger_event_id__isnull=False),
+                name="journey_enrolment_event_once",
+            ),
+            models.UniqueConstraint(
+                fields=["journey", "trigger_transition_id"],
+                condition=models.Q(trigger_transition_id__isnull=False),
+                name="journey_enrolment_transition_once",
+            ),
         ]
         indexes = [
             models.Index(fields=["state", "next_run_at"], name="enrolment_due"),
@@ -156,8 +182,14 @@ class JourneyStepRun(models.Model):
 
 
 class SendStatus(models.TextChoices):
-    SENT = "sent", "Sent"
+    SENT = "sent", "Sent"  # in the inbox, or accepted by the operator's webhook
+    PENDING = "pending", "Waiting for the webhook"  # written; the webhook has not accepted it yet
+    FAILED = "failed", "Webhook failed"  # the webhook refused it or could not be reached after its retries
     WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+# Sends that are, or will be, messages in a consumer's hands: what frequency caps count.
+COUNTED_BY_CAPS = (SendStatus.SENT, SendStatus.PENDING)
 
 
 class JourneySend(models.Model):
@@ -168,21 +200,69 @@ class JourneySend(models.Model):
     merchant_id = models.BigIntegerField()
     consumer_id = models.BigIntegerField()
     step = models.PositiveIntegerField()
+    variant = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The step's message variant sent (1 = A); null when it has none."
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.INBOX)
     status = models.CharField(max_length=12, choices=SendStatus.choices, default=SendStatus.SENT)
     title = models.CharField(max_length=400, blank=True)
     body = models.TextField(blank=True)
     coupon_code = models.CharField(max_length=64, blank=True)
     product_ids = models.JSONField(default=list)
     created_at = models.DateTimeField()
-    delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the operator's inbox served it.")
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the operator's inbox served it, or the webhook accepted it."
+    )
     withdrawn_reason = models.CharField(max_length=200, blank=True)
+    # The webhook channel: POST attempts made, the last failure, and a lease while a dispatch holds it (a
+    # dispatch killed mid-POST leaves it pending; once the lease runs out the next one sends it again).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["enrolment", "step"], name="journey_send_once")]
         indexes = [
             models.Index(fields=["consumer_id", "created_at"], name="journey_send_consumer"),
             models.Index(fields=["journey", "step"], name="journey_send_step"),
+            models.Index(fields=["status", "channel"], name="journey_send_pending"),
         ]
 
     def __str__(self) -> str:
         return f"journey {self.journey_id} step {self.step} to consumer #{self.consumer_id} ({self.status})"
+
+
+class JourneyTrackingEvent(models.Model):
+    """An open, click or conversion the operator reports for a journey message (by its signed message_ref).
+    The idempotency key (default: the kind) makes re-posting harmless: one open per message counts once."""
+
+    send = models.ForeignKey(JourneySend, on_delete=models.CASCADE, related_name="tracking_events", db_index=False)
+    kind = models.CharField(max_length=10, choices=TrackingKind.choices)
+    order_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=100)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["send", "idempotency_key"], name="journey_tracking_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on journey message {self.send_id}"
+
+
+class JourneyStepWinner(models.Model):
+    """The variant an auto_winner send step of one version settled on: from then on everyone gets it. Picked from
+    released figures by campaigns.winner's rule (journeys.winner); when and why are kept for the merchant."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="step_winners")
+    version = models.ForeignKey(JourneyVersion, on_delete=models.CASCADE, related_name="step_winners")
+    step = models.PositiveIntegerField()
+    variant = models.PositiveSmallIntegerField()
+    picked_at = models.DateTimeField()
+    reason = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "step"], name="journey_step_winner_once")]
+
+    def __str__(self) -> str:
+        return f"journey {self.journey_id} v{self.version_id} step {self.step}: variant {self.variant}"

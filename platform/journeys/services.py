@@ -11,6 +11,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from campaigns.models import Channel
+from campaigns.webhook import channel_problem
 from consumers.models import Event
 from merchants.errors import Conflict, Invalid, NotFound
 from merchants.models import Merchant
@@ -36,6 +38,7 @@ FIELDS = (
     "frequency_cap",
     "frequency_window_days",
     "attribution_window_days",
+    "channel",
 )
 
 
@@ -88,6 +91,13 @@ def _clean(*, merchant: Merchant, values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 365:
             raise Invalid(f"{key}: a number of days from 1 to 365", details={"field": key})
         values[key] = value
+    channel = values.get("channel") or Channel.INBOX
+    if channel not in Channel.values:
+        raise Invalid(f"channel: one of {', '.join(Channel.values)}", details={"field": "channel"})
+    refused = channel_problem(channel)
+    if refused:
+        raise Invalid(f"channel: {refused}", details={"field": "channel"})
+    values["channel"] = channel
     return {key: values.get(key) for key in FIELDS if key in values or key in ("trigger_segment_id",)}
 
 

@@ -8,13 +8,17 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
+from .delivery import journey_webhook_dispatch, journeys_with_pending_webhooks
 from .engine import due_claim, enrolments_step, triggers_ingest
 from .models import Journey, JourneyStatus
+from .winner import journey_winners_pick
 
 logger = logging.getLogger("dmp.journeys")
 
 TRIGGER_ROWS_PER_TICK = 10_000  # per journey: a burst is read over several ticks, never unbounded
+WEBHOOK_ROUNDS_PER_TASK = 10  # dispatches one webhook task runs before it re-queues itself
 
 
 def journeys_tick(*, enqueue: bool = True) -> dict[str, int]:
@@ -40,6 +44,13 @@ def journeys_tick(*, enqueue: bool = True) -> dict[str, int]:
             journey_steps_task.delay([list(p) for p in pairs])
         else:
             enrolments_step(pairs=pairs)
+    # Webhook messages a dispatch never picked up (its task was lost, or a worker died mid-POST and the lease ran
+    # out): the step batches enqueue their own dispatch on commit; this sweep is the safety net.
+    for journey_id in journeys_with_pending_webhooks(now=timezone.now()):
+        if enqueue:
+            journey_webhook_task.delay(journey_id)
+        else:
+            journey_webhook_dispatch(journey_id=journey_id)
     return totals
 
 
@@ -61,3 +72,37 @@ def journey_steps_task(pairs: list[list[int]]) -> dict[str, int]:
     """Run a claimed batch of (enrolment id, step) pairs. Replayed after a crash it does nothing twice: each
     enrolment is re-checked at its claimed step under a row lock, and step runs and sends are unique."""
     return enrolments_step(pairs=[(int(a), int(b)) for a, b in pairs])
+
+
+@shared_task(
+    name="journeys.webhook",
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def journey_webhook_task(journey_id: int, round_no: int = 0) -> dict[str, int]:
+    """POST a journey's pending webhook messages (journeys.delivery), a bounded number of rounds, then re-queue
+    itself while some are left (up to a hard limit; the tick's sweep picks up anything beyond)."""
+    totals = {"sent": 0, "failed": 0, "withdrawn": 0}
+    for _ in range(WEBHOOK_ROUNDS_PER_TASK):
+        counts = journey_webhook_dispatch(journey_id=journey_id)
+        for key in totals:
+            totals[key] += counts[key]
+        if not counts["more"] or counts["failed"]:
+            return totals
+    if round_no < WEBHOOK_ROUNDS_PER_TASK:
+        journey_webhook_task.delay(journey_id, round_no + 1)
+    return totals
+
+
+@shared_task(name="journeys.winners", acks_late=True, autoretry_for=(OperationalError, InterfaceError), max_retries=3)
+def journeys_winners_task() -> dict[str, int]:
+    """Hourly (beat): settle the auto_winner send steps of active journeys that have a winner now."""
+    now = timezone.now()
+    picked = 0
+    for journey_id in Journey.objects.filter(status=JourneyStatus.ACTIVE).values_list("pk", flat=True):
+        picked += len(journey_winners_pick(journey_id=journey_id, now=now))
+    return {"picked": picked}

@@ -11,9 +11,15 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Merchant)
 class MerchantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "time_zone", "currency", "created_at"]
+    list_display = ["slug", "name", "time_zone", "currency", "quiet_hours_display", "created_at"]
+    fields = ["slug", "name", "time_zone", "currency", "quiet_start", "quiet_end"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+
+    @admin.display(description="Quiet hours")
+    def quiet_hours_display(self, merchant: Merchant) -> str:
+        window = merchant.quiet_hours
+        return window.describe() if window else "none (the platform's apply)"
 
 
 @admin.register(ApiKey)

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+
+from .quiet_hours import QuietHours, quiet_window_problems
 
 
 def default_time_zone() -> str:
@@ -52,13 +54,40 @@ class Merchant(models.Model):
         validators=[validate_currency],
         help_text="ISO 4217 code: reports show money in it.",
     )
+    # The merchant's own quiet hours, in its time zone: journey messages falling in them wait until they end
+    # (merchants.quiet_hours; added to the platform's and a journey's own, never replacing them).
+    quiet_start = models.TimeField(
+        null=True, blank=True, help_text="Local time (the merchant's time zone) when messages stop, e.g. 21:00."
+    )
+    quiet_end = models.TimeField(
+        null=True, blank=True, help_text="Local time when messages may go again, e.g. 08:00 (may be the next day)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(quiet_start__isnull=True) & Q(quiet_end__isnull=True))
+                | (Q(quiet_start__isnull=False) & Q(quiet_end__isnull=False) & ~Q(quiet_start=F("quiet_end"))),
+                name="merchant_quiet_hours_both_or_neither",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        problem = quiet_window_problems(start=self.quiet_start, end=self.quiet_end)
+        if problem:
+            raise ValidationError({"quiet_end" if self.quiet_start is not None else "quiet_start": problem})
+
+    @property
+    def quiet_hours(self) -> QuietHours | None:
+        """The merchant's quiet window in its own time zone, or None."""
+        if self.quiet_start is None or self.quiet_end is None:
+            return None
+        return QuietHours(self.quiet_start, self.quiet_end, self.zone)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import time
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from .errors import Invalid
 from .models import ApiKey, ApiKeyKind, Membership, Merchant, Role
+from .quiet_hours import quiet_window_problems
 
 KEY_PREFIX_LEN = 12
 
@@ -29,6 +32,16 @@ def merchant_create(*, slug: str, name: str) -> Merchant:
     merchant = Merchant(slug=slug, name=name)
     merchant.full_clean()
     merchant.save()
+    return merchant
+
+
+def merchant_quiet_hours_set(*, merchant: Merchant, quiet_start: time | None, quiet_end: time | None) -> Merchant:
+    """Set (or, with both None, clear) the merchant's quiet hours, local times in the merchant's time zone."""
+    problem = quiet_window_problems(start=quiet_start, end=quiet_end)
+    if problem:
+        raise Invalid(problem, details={"field": "quiet_end" if quiet_start is not None else "quiet_start"})
+    Merchant.objects.filter(pk=merchant.pk).update(quiet_start=quiet_start, quiet_end=quiet_end)
+    merchant.quiet_start, merchant.quiet_end = quiet_start, quiet_end
     return merchant
 
 

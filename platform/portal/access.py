@@ -7,8 +7,8 @@ resolves the user's membership (a merchant they are not a member of is the same
 merchant) and puts it on the request as `request.portal`.
 
 Roles (documented in docs/portal.md):
-- owner: everything, including API keys;
-- marketer: segments, campaigns (create, launch, cancel) and API keys;
+- owner: everything, including API keys and the store's settings (quiet hours);
+- marketer: segments, campaigns (create, launch, cancel), API keys and the store's settings;
 - analyst: reads everything, builds segments and lookalikes, but cannot create
   or launch campaigns and cannot manage API keys.
 """
@@ -35,11 +35,16 @@ class Capability:
     EDIT_SEGMENTS = "edit_segments"
     MANAGE_CAMPAIGNS = "manage_campaigns"
     MANAGE_KEYS = "manage_keys"
+    MANAGE_SETTINGS = "manage_settings"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
-    Role.OWNER: frozenset({Capability.EDIT_SEGMENTS, Capability.MANAGE_CAMPAIGNS, Capability.MANAGE_KEYS}),
-    Role.MARKETER: frozenset({Capability.EDIT_SEGMENTS, Capability.MANAGE_CAMPAIGNS, Capability.MANAGE_KEYS}),
+    Role.OWNER: frozenset(
+        {Capability.EDIT_SEGMENTS, Capability.MANAGE_CAMPAIGNS, Capability.MANAGE_KEYS, Capability.MANAGE_SETTINGS}
+    ),
+    Role.MARKETER: frozenset(
+        {Capability.EDIT_SEGMENTS, Capability.MANAGE_CAMPAIGNS, Capability.MANAGE_KEYS, Capability.MANAGE_SETTINGS}
+    ),
     Role.ANALYST: frozenset({Capability.EDIT_SEGMENTS}),
 }
 
@@ -47,6 +52,7 @@ CAPABILITY_REFUSALS = {
     Capability.EDIT_SEGMENTS: "Your role cannot change segments.",
     Capability.MANAGE_CAMPAIGNS: "Analysts can read campaigns and their reports but cannot create or launch them.",
     Capability.MANAGE_KEYS: "Only owners and marketers can create or revoke API keys.",
+    Capability.MANAGE_SETTINGS: "Only owners and marketers can change the store's settings.",
 }
 
 
@@ -83,6 +89,10 @@ class PortalContext:
     @property
     def can_manage_keys(self) -> bool:
         return self.can(Capability.MANAGE_KEYS)
+
+    @property
+    def can_manage_settings(self) -> bool:
+        return self.can(Capability.MANAGE_SETTINGS)
 
     def require(self, capability: str) -> None:
         if not self.can(capability):

@@ -26,6 +26,25 @@ class ApiKeyCreateForm(forms.Form):
         return name
 
 
+class QuietHoursForm(forms.Form):
+    """The merchant's quiet hours: local times in the merchant's time zone; both empty for none."""
+
+    quiet_start = forms.TimeField(
+        label="Quiet from",
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="No journey message goes out from this time…",
+        error_messages={"invalid": "Write a time of day such as 21:00."},
+    )
+    quiet_end = forms.TimeField(
+        label="Quiet until",
+        required=False,
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        help_text="…until this time (the next morning if it is earlier). Messages wait; none is dropped.",
+        error_messages={"invalid": "Write a time of day such as 08:00."},
+    )
+
+
 class MerchantSwitchForm(forms.Form):
     merchant = forms.IntegerField(min_value=1, max_value=2**63 - 1)
     next = forms.CharField(required=False, max_length=2000)

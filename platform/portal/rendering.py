@@ -22,6 +22,7 @@ NAVIGATION = [
     ("campaigns", "Campaigns", "portal:campaigns"),
     ("journeys", "Journeys", "portal:journeys"),
     ("keys", "API keys", "portal:api_keys"),
+    ("settings", "Settings", "portal:settings"),
     ("data_use", "How your data is used", "portal:data_use"),
 ]
 

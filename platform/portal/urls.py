@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from .views import account, campaigns, dashboard, data_use, journeys, keys, segments, tags
+from .views import account, campaigns, dashboard, data_use, journeys, keys, segments, store_settings, tags
 
 
 class ObjectIdConverter:
@@ -25,6 +25,7 @@ urlpatterns = [
     path("switch-merchant/", account.switch_merchant, name="switch_merchant"),
     path("", dashboard.dashboard, name="dashboard"),
     path("api-keys/", keys.api_keys, name="api_keys"),
+    path("settings/", store_settings.merchant_settings, name="settings"),
     path("api-keys/<id:key_id>/revoke/", keys.api_key_revoke_view, name="api_key_revoke"),
     path("how-your-data-is-used/", data_use.data_use, name="data_use"),
     path("segments/", segments.segment_list, name="segments"),
@@ -49,6 +50,11 @@ urlpatterns = [
     path("journeys/<id:journey_id>/save/", journeys.journey_save_json, name="journey_save_json"),
     path("journeys/<id:journey_id>/activate/", journeys.journey_activate_view, name="journey_activate"),
     path("journeys/<id:journey_id>/pause/", journeys.journey_pause_view, name="journey_pause"),
+    path(
+        "journeys/<id:journey_id>/steps/<int:step>/variants/",
+        journeys.journey_step_variants,
+        name="journey_step_variants",
+    ),
     path("campaigns/", campaigns.campaign_list, name="campaigns"),
     path("campaigns/new/", campaigns.campaign_new, name="campaign_new"),
     path("campaigns/preview/", campaigns.campaign_preview_json, name="campaign_preview_json"),
@@ -61,6 +67,11 @@ urlpatterns = [
     path("campaigns/<id:campaign_id>/progress.json", campaigns.campaign_progress_json, name="campaign_progress_json"),
     path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
     path("campaigns/<id:campaign_id>/report.csv", campaigns.campaign_report_csv, name="campaign_report_csv"),
+    path(
+        "campaigns/<id:campaign_id>/persuadables/",
+        campaigns.campaign_persuadables_view,
+        name="campaign_persuadables",
+    ),
     path(
         "campaigns/<id:campaign_id>/segments/",
         campaigns.campaign_response_segment_view,

@@ -145,31 +145,27 @@ class ModelCardAdmin(admin.ModelAdmin):
     def fairness_table(self, card: ModelCard) -> SafeString:
         if not card.fairness:
             return format_html("<p>{}</p>", "Not computed (the model was not published).")
-        parts = []
-        for band, report in card.fairness.items():
-            rows = []
-            for dimension, groups in report["dimensions"].items():
-                for g in groups:
-                    flag = "⚠ skewed" if g["flagged"] else ""
-                    rows.append(
-                        [
-                            dimension,
-                            g["group"],
-                            g["members"],
-                            g["member_share"],
-                            g["population_share"],
-                            g["ratio"],
-                            flag,
-                        ]
-                    )
-            flags = ", ".join(report["flags"]) or "none"
-            parts.append(
-                format_html(
-                    "<h4>{} — {} members; flagged: {}</h4>{}",
-                    band,
-                    report["members"],
-                    flags,
-                    _table(["Dimension", "Group", "Members", "Share", "Population share", "Ratio", ""], rows),
-                )
+        return format_html_join(
+            "", "{}", ((fairness_report_html(band, report),) for band, report in card.fairness.items())
+        )
+
+
+def fairness_report_html(heading: str, report: dict) -> SafeString:
+    """One spread (predict.fairness.FairnessReport.as_dict()) as an officer's table: per dimension and group, the
+    members, their share against the population's, the ratio, and a flag on large skews. Used for the model cards'
+    bands here and for persuadable and lookalike segments in the segments admin."""
+    rows = []
+    for dimension, groups in report["dimensions"].items():
+        for g in groups:
+            flag = "⚠ skewed" if g["flagged"] else ""
+            rows.append(
+                [dimension, g["group"], g["members"], g["member_share"], g["population_share"], g["ratio"], flag]
             )
-        return format_html_join("", "{}", ((p,) for p in parts))
+    flags = ", ".join(report["flags"]) or "none"
+    return format_html(
+        "<h4>{} — {} members; flagged: {}</h4>{}",
+        heading,
+        report["members"],
+        flags,
+        _table(["Dimension", "Group", "Members", "Share", "Population share", "Ratio", ""], rows),
+    )

@@ -53,8 +53,16 @@ class Prediction:
     subject: str  # plain words for "who is scored", used in definitions
     loss: str = "squared_error"
 
-    def features(self, history: History, cutoff: float, groups: list[int], cache: dict | None = None) -> Features:
-        """The rows this family scores at a cut-off. `cache` (one run's) shares consumer features between families."""
+    def features(
+        self,
+        history: History,
+        cutoff: float,
+        groups: list[int],
+        cache: dict | None = None,
+        population: History | None = None,
+    ) -> Features:
+        """The rows this family scores at a cut-off. `cache` (one run's, one per history) shares consumer features
+        between families. `population`: the whole history when `history` is a sample of its consumers."""
         cache = {} if cache is None else cache
         if ("history", cutoff) not in cache:
             cache[("history", cutoff)] = history.until(cutoff)
@@ -66,7 +74,7 @@ class Prediction:
             if self.family in ("churn_risk", "predicted_value", "next_order"):
                 return _select(found, found.has_purchase)
             return found
-        return pair_features(past, cutoff=cutoff, by=self.unit, groups=groups, base=found)
+        return pair_features(past, cutoff=cutoff, by=self.unit, groups=groups, base=found, population=population)
 
     def labels(self, history: History, features: Features, cutoff: float) -> np.ndarray:
         """The outcome of each row in (cutoff, cutoff + horizon]; never read for features."""
@@ -261,9 +269,11 @@ class PredictedRule(TagRule):
             index = band
         else:
             assert features.group is not None
-            order = {code: i for i, code in enumerate(self.session.groups(self.prediction, data))}
-            position = np.array([order[int(g)] for g in features.group[keep].tolist()], dtype=np.int64)
-            index = position * len(self.prediction.bands()) + band
+            codes = np.asarray(self.session.groups(self.prediction, data), dtype=np.int64)
+            group = features.group[keep].astype(np.int64)
+            order = np.full(int(max(codes.max(initial=0), group.max(initial=0))) + 1, -1, dtype=np.int64)
+            order[codes] = np.arange(codes.size)
+            index = order[group] * len(self.prediction.bands()) + band
         return Assignments(values, consumers.astype(np.int32), index.astype(np.int32), None)
 
 
@@ -274,14 +284,19 @@ def band_of(prediction: Prediction, scores: np.ndarray, groups: np.ndarray | Non
         bounds = np.array([b for _, _, b in bands])
         return np.searchsorted(bounds, np.round(scores), side="left").astype(np.int64)
     out = np.full(scores.size, -1, dtype=np.int64)
+    if scores.size == 0:
+        return out
     group_codes = np.zeros(scores.size, dtype=np.int64) if groups is None else groups.astype(np.int64)
     bounds = np.array([b for _, _, b in bands])
-    for code in np.unique(group_codes).tolist():
-        rows = np.flatnonzero(group_codes == code)
-        s = scores[rows]
-        # Share of the group scoring strictly higher: equal scores share a band.
-        ordered = np.sort(s)
-        higher = (s.size - np.searchsorted(ordered, s, side="right")) / max(s.size, 1)
-        band = np.searchsorted(bounds, higher, side="right")
-        out[rows] = np.where(band < len(bands), band, -1)
+    # Share of the row's group scoring strictly higher (equal scores share a band), for every group at once:
+    # rows sorted by group then score; a run of equal (group, score) ends where the rows scoring higher begin.
+    order = np.lexsort((scores, group_codes))
+    sorted_group, sorted_score = group_codes[order], scores[order]
+    group_start = np.searchsorted(sorted_group, sorted_group, side="left")
+    group_end = np.searchsorted(sorted_group, sorted_group, side="right")
+    new_run = np.r_[True, (sorted_group[1:] != sorted_group[:-1]) | (sorted_score[1:] != sorted_score[:-1])]
+    run_end = np.r_[np.flatnonzero(new_run)[1:], scores.size]
+    higher = (group_end - run_end[np.cumsum(new_run) - 1]) / (group_end - group_start)
+    band = np.searchsorted(bounds, higher, side="right")
+    out[order] = np.where(band < len(bands), band, -1)
     return out

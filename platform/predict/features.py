@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from consumers.models import EventType, Product
-from tags.arrays import sorted_unique_inverse
+from tags.arrays import sorted_unique, sorted_unique_inverse
 from tags.inputs import TaggingInput
 
 AGE_ORDER = ["under-18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-plus"]
@@ -77,7 +77,8 @@ class History:
         has_product = events.product >= 0
         safe = np.maximum(events.product, 0)
         pu_safe = np.maximum(purchases.product, 0)
-        pu_merchant = np.array([merchant_code[m] for m in purchases.merchant.tolist()], dtype=np.int32)
+        known_merchants = np.asarray(merchant_ids, dtype=np.int64)
+        pu_merchant = np.searchsorted(known_merchants, purchases.merchant).astype(np.int32)
         ages = data.profile("age_range")
         age_code = np.full(len(data.consumers), -1, dtype=np.int8)
         lookup = np.array([AGE_ORDER.index(v) if v in AGE_ORDER else -1 for v in ages.vocabulary] + [-1], np.int8)
@@ -109,6 +110,8 @@ class History:
 
     def until(self, cutoff: float) -> History:
         """The events at or before `cutoff`, and nothing later: what a model at that cut-off may see."""
+        if cutoff >= self.cutoff:
+            return self  # already holds nothing later (the data ends at self.cutoff)
         ev = self.ev_t <= cutoff
         pu = self.pu_t <= cutoff
         return replace(
@@ -126,6 +129,27 @@ class History:
             pu_category=self.pu_category[pu],
             pu_merchant=self.pu_merchant[pu],
             cutoff=min(cutoff, self.cutoff),
+        )
+
+    def for_consumers(self, keep: np.ndarray) -> History:
+        """The events and purchases of the consumers whose position `keep` (bool per consumer) marks. Positions are
+        unchanged, so features and labels of a sample index like the whole population's."""
+        ev = keep[self.ev_consumer]
+        pu = keep[self.pu_consumer]
+        return replace(
+            self,
+            ev_consumer=self.ev_consumer[ev],
+            ev_type=self.ev_type[ev],
+            ev_t=self.ev_t[ev],
+            ev_category=self.ev_category[ev],
+            ev_merchant=self.ev_merchant[ev],
+            pu_consumer=self.pu_consumer[pu],
+            pu_t=self.pu_t[pu],
+            pu_amount=self.pu_amount[pu],
+            pu_discounted=self.pu_discounted[pu],
+            pu_order=self.pu_order[pu],
+            pu_category=self.pu_category[pu],
+            pu_merchant=self.pu_merchant[pu],
         )
 
     def purchases_after(self, cutoff: float, horizon: float) -> np.ndarray:
@@ -225,7 +249,7 @@ def consumer_features(history: History, *, cutoff: float, window: float = FEATUR
     events_window = count(np.ones(c.size, dtype=bool))
     units = np.flatnonzero(events_window > 0)
     orders_keys = (pc.astype(np.int64) << 32) | (order & 0xFFFFFFFF)
-    unique_orders, order_of = sorted_unique_inverse(orders_keys)
+    unique_orders, order_of = sorted_unique_inverse(orders_keys)  # order references are hashes: no dense range
     order_consumer = (unique_orders >> 32).astype(np.int64)
     order_t = np.full(unique_orders.size, -np.inf)
     np.maximum.at(order_t, order_of, pt.astype(np.float64))
@@ -240,10 +264,11 @@ def consumer_features(history: History, *, cutoff: float, window: float = FEATUR
     spend_30d = np.bincount(pc[(cutoff - pt) <= 30], weights=amount[(cutoff - pt) <= 30], minlength=n)
     items = np.bincount(pc, minlength=n).astype(np.float64)
     discount_share = np.where(items > 0, np.bincount(pc[discounted], minlength=n) / np.maximum(items, 1), 0.0)
-    day = np.floor(t).astype(np.int64)
-    active_days = _distinct(c, day - int(np.floor(cutoff - window)), n)
+    first_day = int(np.floor(cutoff - window))
+    day = np.floor(t).astype(np.int64) - first_day
+    active_days = _distinct(c, day, n, items=int(np.floor(cutoff)) - first_day + 1)
     cat = history.ev_category[ev_in]
-    categories = _distinct(c[cat >= 0], cat[cat >= 0].astype(np.int64), n)
+    categories = _distinct(c[cat >= 0], cat[cat >= 0].astype(np.int64), n, items=len(history.categories))
     events_30 = count(age <= 30)
     events_prev = count((age > 30) & (age <= 60))
     is_cart = kind == EventType.CART
@@ -294,17 +319,43 @@ def rf_score(days_since_purchase: np.ndarray, orders: np.ndarray, window: float)
 def _rank01(values: np.ndarray) -> np.ndarray:
     if values.size == 0:
         return np.empty(0)
-    _, inverse = sorted_unique_inverse(np.asarray(values, dtype=np.float64))
-    top = max(int(inverse.max()), 1)
+    values = np.asarray(values, dtype=np.float64)
+    # The rank of each value among the distinct values (a sort and a search: an argsort of millions is far slower).
+    distinct = sorted_unique(values)
+    inverse = np.searchsorted(distinct, values)
+    top = max(distinct.size - 1, 1)
     return inverse / top
 
 
-def _distinct(group: np.ndarray, item: np.ndarray, groups: int) -> np.ndarray:
+# A table with one entry per possible key replaces sorting when the keys' range is at most this many times their
+# number: a sort of the 20M events of a million consumers costs several seconds, the table a fraction of one.
+DENSE_FACTOR = 16
+
+
+def _dense(space: int, keys: int) -> bool:
+    return space < 2**31 and space <= DENSE_FACTOR * keys + (1 << 20)
+
+
+def unique_inverse(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys ascending and each key's index among them; every key is in [0, space)."""
+    if keys.size == 0 or not _dense(space, keys.size):
+        return sorted_unique_inverse(keys)
+    present = np.zeros(space, dtype=bool)
+    present[keys] = True
+    index = np.cumsum(present, dtype=np.int32)
+    return np.flatnonzero(present), index[keys].astype(np.int64) - 1
+
+
+def _distinct(group: np.ndarray, item: np.ndarray, groups: int, items: int | None = None) -> np.ndarray:
+    """How many distinct items each group has. `items`, when known, bounds the items to [0, items)."""
     if group.size == 0:
         return np.zeros(groups, dtype=np.int64)
+    if items is not None and _dense(groups * items, group.size):
+        present = np.zeros((groups, items), dtype=bool)
+        present[group, item] = True
+        return np.count_nonzero(present, axis=1)
     keys = (group.astype(np.int64) << 32) | (item.astype(np.int64) & 0xFFFFFFFF)
-    unique, _ = sorted_unique_inverse(keys)
-    return np.bincount(unique >> 32, minlength=groups)
+    return np.bincount(sorted_unique(keys) >> 32, minlength=groups)
 
 
 def pair_features(
@@ -315,11 +366,13 @@ def pair_features(
     groups: list[int],
     window: float = FEATURE_WINDOW_DAYS,
     base: Features | None = None,
+    population: History | None = None,
 ) -> Features:
     """One row per (consumer, group) with any event of the consumer in the group within the window.
 
     `by` is "merchant" or "category"; `groups` the group codes modelled (e.g. the top categories).
-    Rows hold the consumer's own features and the pair's.
+    Rows hold the consumer's own features and the pair's. `population`, when `history` is a sample of consumers,
+    is the whole history the group-wide figures (buyers per group) are counted over.
     """
     _check_cutoff(history, cutoff)
     if base is None or base.cutoff != cutoff:
@@ -335,7 +388,7 @@ def pair_features(
     pu_in &= wanted[np.where(pu_group >= 0, pu_group, -1)]
     width = np.int64(wanted.size)
     ev_keys = history.ev_consumer[ev_in].astype(np.int64) * width + ev_group[ev_in]
-    pairs, ev_pair = sorted_unique_inverse(ev_keys)
+    pairs, ev_pair = unique_inverse(ev_keys, history.consumers * int(width))
     p = pairs.size
     pu_keys = history.pu_consumer[pu_in].astype(np.int64) * width + pu_group[pu_in]
     found = np.searchsorted(pairs, pu_keys)
@@ -353,11 +406,7 @@ def pair_features(
     events = np.bincount(ev_pair, minlength=p).astype(np.float64)
     order_keys = (pu_pair.astype(np.int64) << 32) | (order & 0xFFFFFFFF)
     pair_orders = _distinct(pu_pair, order_keys & 0xFFFFFFFF, p).astype(np.float64) if order_keys.size else np.zeros(p)
-    # Buyers per group in the last 30 days (popularity of the store or category right now).
-    recent = (cutoff - history.pu_t[pu_in]) <= 30
-    group_buyer_keys = history.pu_consumer[pu_in][recent].astype(np.int64) * width + pu_group[pu_in][recent]
-    unique_buyers, _ = sorted_unique_inverse(group_buyer_keys)
-    group_buyers = np.bincount((unique_buyers % width).astype(np.int64), minlength=int(width)).astype(np.float64)
+    group_buyers = recent_group_buyers(population or history, cutoff=cutoff, by=by, width=int(width))
     consumer_row = np.full(history.consumers, -1, dtype=np.int64)
     consumer_row[base.consumer] = np.arange(base.consumer.size)
     rows = consumer_row[pair_consumer]
@@ -382,3 +431,13 @@ def pair_features(
         rf_score=rf_score(pair_columns["pair_days_since_purchase"], pair_orders, window),
         has_purchase=pair_orders > 0,
     )
+
+
+def recent_group_buyers(history: History, *, cutoff: float, by: str, width: int) -> np.ndarray:
+    """Buyers per group code in the 30 days up to the cut-off (the store's or category's popularity right then).
+    Reads purchases at or before the cut-off only, whatever the history holds."""
+    pu_group = history.pu_merchant if by == "merchant" else history.pu_category
+    recent = (history.pu_t <= cutoff) & (history.pu_t >= cutoff - 30) & (pu_group >= 0) & (pu_group < width)
+    keys = history.pu_consumer[recent].astype(np.int64) * width + pu_group[recent]
+    unique_buyers = sorted_unique(keys)
+    return np.bincount((unique_buyers % width).astype(np.int64), minlength=width).astype(np.float64)

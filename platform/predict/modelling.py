@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -30,7 +31,6 @@ MIN_MAE_GAIN = 0.02  # regression: validation MAE at least 2 % below the baselin
 MIN_CLASS_SUPPORT = 20  # positives and negatives each, in training and in validation
 MIN_REGRESSION_SUPPORT = 50
 
-MAX_TRAIN_ROWS = 200_000
 IMPORTANCE_ROWS = 3_000
 CALIBRATION_BINS = 10
 PSI_BINS = 10
@@ -86,6 +86,24 @@ def subsample(size: int, limit: int, seed: int) -> np.ndarray:
     if size <= limit:
         return np.arange(size)
     return np.sort(np.random.default_rng(seed).choice(size, limit, replace=False))
+
+
+def stratified_sample(y: np.ndarray, limit: int, seed: int, *, kind: str) -> np.ndarray:
+    """Row positions of at most `limit` rows, sorted. Classification keeps each class's share of the rows (each
+    class sampled at the same rate), so a positive rate, a Brier score or a PR-AUC on the sample estimates the
+    whole window's; regression samples uniformly."""
+    if y.size <= limit:
+        return np.arange(y.size)
+    rng = np.random.default_rng(seed)
+    if kind != CLASSIFICATION:
+        return np.sort(rng.choice(y.size, limit, replace=False))
+    chosen = []
+    positives = np.flatnonzero(y > 0)
+    negatives = np.flatnonzero(y <= 0)
+    take_positive = round(limit * positives.size / y.size)
+    for rows, take in ((positives, take_positive), (negatives, limit - take_positive)):
+        chosen.append(rng.choice(rows, min(take, rows.size), replace=False))
+    return np.sort(np.concatenate(chosen))
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -244,10 +262,12 @@ def choose_and_measure(
     names: list[str],
     seed: int,
     loss: str = "squared_error",
+    max_rows: int | None = None,
 ) -> Evaluation:
     """Fit the candidates on the training window, choose on half the validation window, report on the other half.
 
-    `baseline_prediction` is the baseline's prediction for every validation row (probability or value).
+    `baseline_prediction` is the baseline's prediction for every validation row (probability or value). Each
+    window is first reduced to a stratified sample of at most `max_rows` rows (PREDICT_TRAIN_MAX_ROWS).
     """
     x_train, y_train = train
     x_val, y_val = validation
@@ -256,7 +276,12 @@ def choose_and_measure(
     if refusal:
         found.reason = refusal
         return found
-    rows = subsample(y_train.size, MAX_TRAIN_ROWS, seed)
+    # A bounded stratified sample of each window (PREDICT_TRAIN_MAX_ROWS; docs/predictions.md): the fits, the
+    # choice and the reported figures use it; scoring still covers every unit.
+    limit = max_rows if max_rows is not None else settings.PREDICT_TRAIN_MAX_ROWS
+    rows = stratified_sample(y_train, limit, seed, kind=kind)
+    sampled = stratified_sample(y_val, limit, seed + 1, kind=kind)
+    x_val, y_val, baseline_prediction = x_val[sampled], y_val[sampled], baseline_prediction[sampled]
     choose, report = halves(y_val.size, seed)
     fitted: dict[str, Fitted] = {}
     for name, model in candidates(kind, seed=seed, loss=loss).items():
@@ -272,7 +297,7 @@ def choose_and_measure(
     chosen = fitted[best]
     prediction = chosen.predict(x_val[report])
     if kind == CLASSIFICATION:
-        found.metrics = classification_metrics(y_val[report], prediction)
+        found.metrics = {**classification_metrics(y_val[report], prediction), "rows": int(report.size)}
         found.baseline = classification_metrics(y_val[report], baseline_prediction[report])
         found.calibration = calibration_bins(y_val[report], prediction)
         gain = found.metrics.get("roc_auc", 0.5) - found.baseline.get("roc_auc", 0.5)
@@ -287,7 +312,7 @@ def choose_and_measure(
             found.published = True
             found.reason = f"Published: validation ROC-AUC {auc:.3f}, {gain:+.3f} against the baseline."
     else:
-        found.metrics = regression_metrics(y_val[report], prediction)
+        found.metrics = {**regression_metrics(y_val[report], prediction), "rows": int(report.size)}
         found.baseline = regression_metrics(y_val[report], baseline_prediction[report])
         found.calibration = regression_calibration(y_val[report], prediction)
         mae, base = found.metrics["mae"], found.baseline["mae"]
@@ -302,10 +327,7 @@ def choose_and_measure(
     found.importance = importance(chosen, x_val[report], y_val[report], names, seed)
     if found.published:
         # Score with the same algorithm refitted on the latest labelled window (the validation window).
-        latest = subsample(y_val.size, MAX_TRAIN_ROWS, seed)
-        found.scorer = Fitted(best, candidates(kind, seed=seed, loss=loss)[best], kind).fit(
-            x_val[latest], y_val[latest]
-        )
+        found.scorer = Fitted(best, candidates(kind, seed=seed, loss=loss)[best], kind).fit(x_val, y_val)
     return found
 
 

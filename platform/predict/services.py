@@ -71,6 +71,8 @@ class PredictionSession:
 
     def _history(self, data: TaggingInput) -> History:
         if self.history is None:
+            # Loaded first, so their own timings (the run's "inputs") stay apart from the history's arrays.
+            data.events, data.purchases, data.products, data.profile("age_range")
             start = time.perf_counter()
             self.history = History.from_input(data)
             self.as_of = data.as_of
@@ -123,15 +125,26 @@ class PredictionSession:
         horizon = prediction.horizon_days
         train_cut, validation_cut = -2 * horizon, -horizon
         start = time.perf_counter()
+        features_before = self.seconds.get("features", 0.0)
         evaluation, names = evaluate(
-            prediction, history, groups, train_cut, validation_cut, self.seed, cache=self._features
+            prediction,
+            history,
+            groups,
+            train_cut,
+            validation_cut,
+            self.seed,
+            cache=self._features,
+            timings=self.seconds,
         )
-        self.seconds[f"{prediction.family}:train"] = round(time.perf_counter() - start, 3)
+        spent_on_features = self.seconds.get("features", 0.0) - features_before
+        self.seconds[f"{prediction.family}:train"] = round(time.perf_counter() - start - spent_on_features, 3)
         scores: np.ndarray | None = None
         features: Features | None = None
         if evaluation.published and evaluation.scorer is not None:
             start = time.perf_counter()
             features = prediction.features(history, 0.0, groups, self._features)
+            _add_seconds(self.seconds, "features", start)
+            start = time.perf_counter()
             scores = evaluation.scorer.predict(features.matrix)
             self.seconds[f"{prediction.family}:score"] = round(time.perf_counter() - start, 3)
         self.cards[prediction.family] = card_write(
@@ -156,21 +169,35 @@ def evaluate(
     validation_cut: float,
     seed: int,
     cache: dict | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[Evaluation, list[str]]:
-    """Train at train_cut, validate at validation_cut (features strictly up to each cut, labels strictly after)."""
+    """Train at train_cut, validate at validation_cut (features strictly up to each cut, labels strictly after).
+
+    `timings`, when given, gets the seconds spent building features and labels added under "features"."""
     horizon = prediction.horizon_days
+    started = time.perf_counter()
     try:
         if prediction.unit != "consumer" and not groups:
             raise NotEnoughHistory("no store or category has enough buyers to model")
         if train_cut - FEATURE_WINDOW_DAYS < history.start - 1e-6:
             raise NotEnoughHistory("the events kept do not reach back far enough for a training window")
         cache = {} if cache is None else cache
-        train = prediction.features(history, train_cut, groups, cache)
-        y_train = prediction.labels(history, train, train_cut)
-        validation = prediction.features(history, validation_cut, groups, cache)
-        y_val = prediction.labels(history, validation, validation_cut)
+        # The training and validation windows are built for a random sample of the consumers (all of them up to
+        # CONSUMER_SAMPLE_FACTOR x PREDICT_TRAIN_MAX_ROWS): the fits use a bounded sample of rows anyway.
+        sample_cache = cache.setdefault("consumer sample", {})
+        if "history" not in sample_cache:
+            keep = training_consumers(history.consumers, seed)
+            sample_cache["history"] = history if keep is None else history.for_consumers(keep)
+        sample = sample_cache["history"]
+        train = prediction.features(sample, train_cut, groups, sample_cache, population=history)
+        y_train = prediction.labels(sample, train, train_cut)
+        validation = prediction.features(sample, validation_cut, groups, sample_cache, population=history)
+        y_val = prediction.labels(sample, validation, validation_cut)
     except NotEnoughHistory as exc:
         return Evaluation(reason=f"Not published: {exc}."), []
+    finally:
+        if timings is not None:
+            _add_seconds(timings, "features", started)
     if prediction.kind == CLASSIFICATION:
         if y_train.size and y_train.min() != y_train.max():
             baseline = baseline_classifier(train.rf_score, y_train, validation.rf_score)
@@ -195,6 +222,25 @@ def evaluate(
         loss=prediction.loss,
     )
     return evaluation, train.names
+
+
+# Consumers whose training and validation rows are built, as a multiple of PREDICT_TRAIN_MAX_ROWS: enough that the
+# buyers-only families and the stratified row samples still have their rows to choose from.
+CONSUMER_SAMPLE_FACTOR = 4
+
+
+def training_consumers(consumers: int, seed: int) -> np.ndarray | None:
+    """A seeded uniform sample of consumer positions (bool per consumer), or None when everyone fits."""
+    limit = CONSUMER_SAMPLE_FACTOR * settings.PREDICT_TRAIN_MAX_ROWS
+    if consumers <= limit:
+        return None
+    keep = np.zeros(consumers, dtype=bool)
+    keep[np.random.default_rng(seed).choice(consumers, limit, replace=False)] = True
+    return keep
+
+
+def _add_seconds(timings: dict[str, float], key: str, started: float) -> None:
+    timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - started, 3)
 
 
 def card_write(
@@ -265,6 +311,8 @@ def predictions_compute(
     rules: list[TagRule] = [PredictedRule(prediction, session) for prediction in chosen]
     tagging = tags_compute(rules=rules, actor=actor, as_of=as_of, progress=progress)
     report = PredictionReport(run_id=tagging.run_id, as_of=tagging.as_of, seconds=dict(session.seconds))
+    for name, seconds in tagging.load_seconds.items():
+        report.seconds[f"inputs:{name}"] = seconds
     for family_report in tagging.families:
         report.seconds[f"{family_report.family}:write"] = family_report.write_seconds
     started = time.perf_counter()

@@ -16,7 +16,7 @@ from merchants.api_fields import ChoiceField
 
 from .models import Tag
 from .reach import released_reach
-from .rules import FAMILIES, known_families, tag_visible_to
+from .rules import known_families, tag_visible_to
 from .selectors import tag_families, tags_catalogue
 
 
@@ -50,11 +50,13 @@ class TagCatalogueOutput(serializers.Serializer):
 
 
 class TagListQuery(serializers.Serializer):
-    family = ChoiceField(choices=list(FAMILIES), required=False, help_text="Only this family.")
+    # Choices are filled per instance from known_families(), the one list of accepted families (the rules' and
+    # those higher layers register at start-up, e.g. predicted traits): the OpenAPI enum is generated from an
+    # instance too, so the schema and the validation cannot disagree.
+    family = ChoiceField(choices=(), required=False, help_text="Only this family.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Families registered by higher layers at start-up count too.
         self.fields["family"].choices = list(known_families())
 
 

@@ -15,6 +15,7 @@ from campaigns.basis import direct_marketing_basis
 from campaigns.models import Campaign, CampaignStatus, Delivery, Group
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 from tests.factories import ProductFactory, SegmentFactory, TaggingRunFactory, consents_record_for, consumers_ingest
+from tests.webhook_receiver import receiver  # noqa: F401 - the local webhook server fixture
 
 
 def make_consumers(n: int, *, start: int = 0) -> list[int]:

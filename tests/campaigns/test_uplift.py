@@ -58,7 +58,7 @@ def test_a_campaign_with_too_small_an_arm_is_refused():
 # --- from a completed campaign in the database to a persuadable segment ------------------------------------
 
 
-def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5):
+def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5, start=0, name="Spring sale"):
     """Consumers who browsed this merchant before respond to the message (60 % against 5 %); earlier buyers buy
     again whatever the arm (50 %); the rest rarely buy. Returns the campaign and the two groups' ids."""
     from datetime import timedelta
@@ -73,9 +73,11 @@ def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5):
 
     rng = np.random.default_rng(seed)
     product = ProductFactory(merchant=merchant)
-    ids = make_consumers(n)
+    ids = make_consumers(n, start=start)
     started = timezone.now() - timedelta(days=20)
-    campaign = make_campaign(merchant, status=CampaignStatus.COMPLETED, started_at=started, completed_at=started)
+    campaign = make_campaign(
+        merchant, name=name, status=CampaignStatus.COMPLETED, started_at=started, completed_at=started
+    )
     browsers, buyers = set(ids[: n // 2]), set(ids[n // 2 : n // 2 + n // 4])
     events, deliveries = [], []
     for i, consumer_id in enumerate(ids):
@@ -102,7 +104,7 @@ def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5):
     Event.objects.bulk_create(
         [
             Event(
-                source_key=f"uplift-{k}",
+                source_key=f"uplift-{start}-{k}",
                 consumer_id=c,
                 merchant=merchant,
                 product=product,
@@ -194,7 +196,8 @@ def test_the_forecast_endpoint_releases_the_expected_incremental_conversions(
     assert other_merchant_client.get(url).status_code == 404
     lonely = make_campaign(other_merchant, status=CampaignStatus.DRAFT)
     response = other_merchant_client.get(f"/api/v1/campaigns/{lonely.pk}/forecast")
-    assert response.status_code == 422 and "No completed campaign" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert "Not enough past campaigns to forecast" in response.json()["error"]["message"]
 
 
 def test_the_forecast_needs_an_audience_insights_basis(merchant, merchant_client, approve_activity):

@@ -209,13 +209,13 @@ def test_keys_without_controls_survive_and_variants_are_edited_in_place(browsing
             "body": "New picks: {products}.",
             "products": 3,
             "variants": [
-                {"title": "A", "body": "Body A", "weight": 1, "label": "control"},
-                {"title": "B", "body": "Body B", "coupon_code": "B10", "discount_percent": "10", "weight": 1},
+                {"title": "A", "body": "Body A", "weight": 50},
+                {"title": "B", "body": "Body B", "coupon_code": "B10", "discount_percent": "10", "weight": 50},
             ],
-            "channel_hint": "kept as it is",
+            "auto_winner": True,
         },
         {"type": "branch", "condition": 'viewed(within="7d")', "then": "exit", "next": 2},
-        {"type": "exit"},
+        {"type": "send", "title": "Hi", "body": "From {store_name}.", "products": 0},
     ]
     merchant = merchant_user.memberships.get().merchant
     journey = journey_create(
@@ -225,17 +225,30 @@ def test_keys_without_controls_survive_and_variants_are_edited_in_place(browsing
     browsing.sign_in("marketer", "marketer-pass-123")
     browsing.goto(f"/journeys/{journey.pk}/edit/")
     page.wait_for_load_state("networkidle")
-    page.get_by_label("Weight (variant 2)").fill("3")
+    page.get_by_label("Weight (variant 2)").fill("80")
     page.get_by_label("Title (variant 1)").fill("A, again")
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name="Save journey").click()
+    # Weights must add up to 100: the refusal lands at the variants, nothing is written.
+    expect(page.locator("[data-jb-error]")).to_contain_text("variants")
+    assert journey.versions.count() == 1
+    page.get_by_label("Weight (variant 1)").fill("20")
+    # The last send step becomes an A/B test of two variants with equal shares.
+    last = page.locator("#jb-step-2")
+    last.get_by_text("Message variants").click()
+    last.get_by_role("button", name="Make this an A/B test").click()
+    last.get_by_label("Title (variant 2)").fill("Hi again")
     browsing.shot("variants")
     page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Save journey").click()
     expect(page.locator(".messages")).to_contain_text("saved")
     journey.refresh_from_db()
     saved = journey.current_version.steps
-    assert saved[0]["channel_hint"] == "kept as it is"
+    assert saved[0]["auto_winner"] is True  # a key the builder has no control for
     assert saved[0]["variants"] == [
-        {"title": "A, again", "body": "Body A", "weight": 1, "label": "control"},
-        {"title": "B", "body": "Body B", "coupon_code": "B10", "discount_percent": "10", "weight": 3},
+        {"title": "A, again", "body": "Body A", "weight": 20},
+        {"title": "B", "body": "Body B", "coupon_code": "B10", "discount_percent": "10", "weight": 80},
     ]
     assert saved[1] == steps[1]
+    assert [v["title"] for v in saved[2]["variants"]] == ["Hi", "Hi again"]
+    assert [v["weight"] for v in saved[2]["variants"]] == [50, 50]

@@ -14,6 +14,7 @@ from journeys.tasks import journeys_tick
 from journeys.templates import journey_from_template
 from privacy.models import Purpose
 from tests.factories import EventFactory, ProductFactory, consents_record_for, consumers_ingest
+from tests.webhook_receiver import receiver  # noqa: F401 - the local webhook server fixture
 
 # 10:00 in Singapore, outside the platform's quiet hours (21:00-08:00 there).
 MORNING = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)

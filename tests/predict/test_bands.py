@@ -50,3 +50,27 @@ def test_pair_bands_rank_within_each_store_and_leave_the_bottom_untagged(raw, st
 def test_days_bands_follow_the_predicted_days():
     days = np.array([1, 7, 8, 30, 31, 60, 61, 200], dtype=np.float64)
     assert band_of(PREDICTIONS["next_order"], days, None).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def _bands_group_by_group(prediction, scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    # The definition, one group at a time: the share of the group scoring strictly higher picks the band.
+    bounds = np.array([b for _, _, b in prediction.bands()])
+    out = np.full(scores.size, -1)
+    for code in np.unique(groups):
+        rows = np.flatnonzero(groups == code)
+        higher = np.array([(scores[rows] > s).mean() for s in scores[rows]])
+        band = np.searchsorted(bounds, higher, side="right")
+        out[rows] = np.where(band < len(bounds), band, -1)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=12), st.integers(min_value=0, max_value=5)), max_size=250))
+def test_bands_of_many_stores_at_once_match_banding_each_store_alone(rows):
+    scores = np.array([s for s, _ in rows], dtype=np.float64) / 4
+    groups = np.array([g * 7 for _, g in rows], dtype=np.int32)  # sparse store codes, many ties
+    assert band_of(STORE, scores, groups).tolist() == _bands_group_by_group(STORE, scores, groups).tolist()
+    assert (
+        band_of(PROPENSITY, scores, None).tolist()
+        == _bands_group_by_group(PROPENSITY, scores, np.zeros(scores.size, dtype=np.int32)).tolist()
+    )

@@ -335,3 +335,47 @@ def test_the_sweep_task_runs_by_its_name(big_world, merchant, products, tagging_
     result = celery_app.tasks["segments.membership_sweep"].apply().get()
     assert result["orphans_finished"] == 0 and result["exited"] == 0
     assert current_members(segment.pk) == BitMap()
+
+
+# ------------------------------------------------------------------------------------------------ failures
+
+
+def test_a_failed_streaming_update_is_shown_on_the_segment_until_an_update_succeeds(
+    big_world, merchant, products, tagging_approved, merchant_user
+):
+    from django.test import Client
+
+    from segments.membership import membership_update
+    from segments.models import SegmentSnapshot
+
+    segment = _realtime(merchant, "Beauty buyers", 'purchased(category="beauty")')
+    buyer = big_world.consumers[3]
+    latest = SegmentSnapshot.objects.filter(segment=segment).latest("id")
+    good = bytes(latest.members)
+    # The stored members became unreadable: every streaming update of this segment fails.
+    SegmentSnapshot.objects.filter(pk=latest.pk).update(members=b"not a bitmap", computed_at=timezone.now())
+    caches_clear()
+    with pytest.raises(Exception):  # noqa: B017 - whatever the bitmap library raises for corrupt bytes
+        membership_update(consumer_ids=[buyer.pk])
+    segment.refresh_from_db()
+    assert "real time failed" in segment.stream_error and segment.stream_error_at is not None
+    assert str(buyer.pk) not in segment.stream_error  # no consumer in it
+
+    # The members are readable again; the page says the last update failed until one succeeds.
+    SegmentSnapshot.objects.filter(pk=latest.pk).update(members=good, computed_at=timezone.now())
+    caches_clear()
+    client = Client()
+    client.force_login(merchant_user)
+    assert "The last real-time update failed" in client.get(f"/segments/{segment.pk}/").content.decode()
+    membership_update(consumer_ids=[buyer.pk])
+    segment.refresh_from_db()
+    assert segment.stream_error == "" and segment.stream_error_at is None
+    assert "The last real-time update failed" not in client.get(f"/segments/{segment.pk}/").content.decode()
+
+
+def test_a_refresh_clears_a_streaming_failure(big_world, merchant, products, tagging_approved):
+    segment = _realtime(merchant, "Viewers", "viewed()")
+    Segment.objects.filter(pk=segment.pk).update(stream_error="failed", stream_error_at=timezone.now())
+    segment_refresh(segment_id=segment.pk, actor="test")
+    segment.refresh_from_db()
+    assert segment.stream_error == "" and segment.stream_error_at is None

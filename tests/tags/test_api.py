@@ -77,3 +77,15 @@ def test_needs_a_merchant_key(client, operator_client, db):
 def test_the_schema_documents_the_endpoint(client, db):
     schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/v1/tags/" in schema["paths"]
+
+
+def test_the_schema_lists_every_family_the_filter_accepts(client, merchant_client):
+    """The OpenAPI enum of ?family= is the list the endpoint accepts: rule families and registered predicted ones."""
+    from tags.rules import known_families
+
+    schema = json.loads(client.get("/api/v1/schema/?format=json").content)
+    (family,) = [p for p in schema["paths"][URL]["get"]["parameters"] if p["name"] == "family"]
+    assert family["schema"]["enum"] == list(known_families())
+    assert "purchase_propensity" in family["schema"]["enum"]  # a predicted family
+    for accepted in known_families():
+        assert merchant_client.get(URL, {"family": accepted}).status_code == 200

@@ -43,6 +43,7 @@ from campaigns.services import (
 from campaigns.testsend import campaign_test_send
 from campaigns.timeseries import SERIES as DAILY_SERIES
 from campaigns.timeseries import campaign_daily_public
+from campaigns.uplift import campaign_forecast, forecast_candidates, persuadables_create
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
@@ -385,15 +386,72 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
             ],
         }
         context["test_inbox"] = bool(settings.CAMPAIGN_TEST_INBOX_PSEUDONYM)
+        context["forecast"] = _forecast_preview(request, campaign)
+    else:
+        context["frozen"] = frozen_forecast_view(campaign)
     return page(request, "portal/campaigns/detail.html", context, section="campaigns")
+
+
+def _like_name(request: HttpRequest, campaign_id: int | None) -> str:
+    if campaign_id is None:
+        return ""
+    name = campaigns_for_merchant(request.portal.merchant).filter(pk=campaign_id).values_list("name", flat=True)
+    return next(iter(name), "a campaign since deleted")
+
+
+def _forecast_preview(request: HttpRequest, campaign: Campaign) -> dict:
+    """The review step's forecast: released figures, learned from the campaign the merchant picked (?like=) or the
+    most similar completed one; the service's refusal in plain words when it cannot forecast."""
+    candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)
+    raw = request.GET.get("like", "")
+    picked = int(raw) if raw.isdigit() and len(raw) < 19 and int(raw) in {c.pk for c in candidates} else None
+    shown: dict = {"candidates": candidates, "picked": picked}
+    try:
+        forecast = campaign_forecast(campaign=campaign, like_campaign_id=picked)
+    except DomainError as exc:
+        shown["refused"] = exc.message
+        return shown
+    shown.update(
+        incremental=forecast.incremental,
+        low=forecast.low,
+        high=forecast.high,
+        audience=forecast.audience,
+        chosen_by=forecast.chosen_by,
+        like_name=_like_name(request, forecast.like_campaign_id),
+    )
+    return shown
+
+
+def frozen_forecast_view(campaign: Campaign) -> dict | None:
+    """The forecast frozen at launch, for the campaign page and the report (released figures, as stored)."""
+    frozen = campaign.forecast
+    if frozen is None:
+        return None
+    if frozen.get("refused"):
+        return {"refused": frozen.get("reason", "")}
+    like = frozen.get("like_campaign_id")
+    name = campaigns_for_merchant(campaign.merchant_id).filter(pk=like).values_list("name", flat=True)
+    return {
+        "incremental": frozen["incremental_conversions"],
+        "low": frozen["incremental_low"],
+        "high": frozen["incremental_high"],
+        "chosen_by": frozen.get("chosen_by", ""),
+        "like_name": next(iter(name), "a campaign since deleted"),
+        "made_at": datetime.fromisoformat(frozen["made_at"]) if frozen.get("made_at") else None,
+    }
 
 
 @require_POST
 @merchant_view(Capability.MANAGE_CAMPAIGNS)
 def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = _campaign_or_404(request, campaign_id)
+    like = request.POST.get("like", "")
     try:
-        campaign_launch(campaign=campaign, actor=_actor(request))
+        campaign_launch(
+            campaign=campaign,
+            actor=_actor(request),
+            forecast_like_campaign_id=int(like) if like.isdigit() and len(like) < 19 else None,
+        )
     except DomainError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
         extra = " ".join(str(m) for ms in details.values() if isinstance(ms, list) for m in ms)
@@ -434,6 +492,37 @@ def campaign_response_segment_view(request: HttpRequest, campaign_id: int) -> Ht
         messages.error(request, exc.message)
         return redirect("portal:campaign_report", campaign_id=campaign.pk)
     messages.success(request, f"Segment “{segment.name}” made: those who {RESPONSES[response].label}.")
+    return redirect("portal:segment_detail", segment_id=segment.pk)
+
+
+@require_POST
+@merchant_view(Capability.EDIT_SEGMENTS)
+def campaign_persuadables_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """ "Persuadables for a campaign like this one", from a completed campaign's report: the top share or the top N
+    of the store's consumers by predicted uplift (campaigns.uplift.persuadables_create, as the API)."""
+    campaign = _campaign_or_404(request, campaign_id)
+    name = request.POST.get("name", "").strip()[:200] or f"Persuadables like {campaign.name}"[:200]
+    by, amount = request.POST.get("by", "share"), request.POST.get("amount", "").strip()
+    back = reverse("portal:campaign_report", kwargs={"campaign_id": campaign.pk}) + "#persuadables-title"
+    if not amount.isdigit() or len(amount) > 9 or int(amount) < 1 or (by == "share" and int(amount) > 100):
+        messages.error(
+            request,
+            "Say how many: a whole percent from 1 to 100 for the top share, or a whole number of consumers.",
+        )
+        return redirect(back)
+    try:
+        segment = persuadables_create(
+            campaign_id=campaign.pk,
+            merchant_id=request.portal.merchant.pk,
+            name=name,
+            actor=_actor(request),
+            size=int(amount) if by == "size" else None,
+            share=int(amount) / 100 if by != "size" else None,
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    messages.success(request, f"Segment “{segment.name}” made: the persuadables for a campaign like this one.")
     return redirect("portal:segment_detail", segment_id=segment.pk)
 
 
@@ -572,8 +661,23 @@ def campaign_report_view(request: HttpRequest, campaign_id: int) -> HttpResponse
             empty_message="Figures appear here the day after each day ends.",
         ),
         "winner": series.winner_variant and VARIANT_LETTERS[series.winner_variant - 1],
+        "comparison": report.forecast,
+        "frozen": frozen_forecast_view(campaign),
+        "measured_text": _measured_text(report.forecast),
+        "can_learn": campaign.status == CampaignStatus.COMPLETED,
     }
     return page(request, "portal/campaigns/report.html", context, section="campaigns")
+
+
+def _measured_text(comparison) -> dict | None:
+    """The measured incremental conversions in whole purchases (from released figures only)."""
+    if comparison is None or comparison.measured is None:
+        return None
+    return {
+        "measured": f"{round(comparison.measured):+,}",
+        "low": f"{round(comparison.measured_low):+,}",
+        "high": f"{round(comparison.measured_high):+,}",
+    }
 
 
 def _variant_rows(campaign: Campaign) -> list[dict]:

@@ -4,18 +4,20 @@ version), the flow of steps, activate and pause, and the report (released figure
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.messages import CONSTANT_PLACEHOLDERS, PRODUCT_LIST_PLACEHOLDER
+from campaigns.models import MAX_VARIANTS
 from journeys.api import JourneyInputSerializer, JourneyOutputSerializer, journey_data
-from journeys.definition import EVENT_ARGUMENTS, MAX_STEPS, step_views
+from journeys.definition import EVENT_ARGUMENTS, MAX_STEPS, send_variants, step_views, variant_letter
 from journeys.models import Journey, JourneyStatus
 from journeys.selectors import journey_report_public, journeys_for_merchant
 from journeys.services import journey_activate, journey_create, journey_pause, journey_update
@@ -68,9 +70,15 @@ def journey_new(request: HttpRequest) -> HttpResponse:
 def journey_detail(request: HttpRequest, journey_id: int) -> HttpResponse:
     journey = _journey_or_404(request, journey_id)
     report = journey_report_public(journey)
-    steps = step_views(journey.current_version.steps if journey.current_version else [])
+    definition = journey.current_version.steps if journey.current_version else []
     cards = [
-        {"view": view, "report": report.steps[i] if i < len(report.steps) else None} for i, view in enumerate(steps)
+        {
+            "view": view,
+            "report": report.steps[i] if i < len(report.steps) else None,
+            "editor": _variant_rows(definition[i]) if view.type == "send" else None,
+            "auto_winner": bool(definition[i].get("auto_winner")),
+        }
+        for i, view in enumerate(step_views(definition))
     ]
     return page(
         request,
@@ -106,11 +114,83 @@ def journey_pause_view(request: HttpRequest, journey_id: int) -> HttpResponse:
     return redirect("portal:journey_detail", journey_id=journey.pk)
 
 
+def _variant_rows(step: dict) -> list[dict[str, Any]]:
+    """The send step's messages as editable rows (one per variant, or the step's own), plus a blank row that adds a
+    variant when filled in (until there are MAX_VARIANTS)."""
+    has_variants = bool(step.get("variants"))
+    rows = [
+        {
+            "index": i,
+            "letter": variant_letter(i + 1),
+            "title": message.get("title", ""),
+            "body": message.get("body", ""),
+            "coupon_code": message.get("coupon_code", ""),
+            "discount_percent": "" if message.get("discount_percent") is None else message["discount_percent"],
+            "weight": step["variants"][i]["weight"] if has_variants else "",
+            "new": False,
+        }
+        for i, message in enumerate(send_variants(step))
+    ]
+    if len(rows) < MAX_VARIANTS:
+        empty = {"title": "", "body": "", "coupon_code": "", "discount_percent": "", "weight": ""}
+        rows.append({"index": len(rows), "letter": variant_letter(len(rows) + 1), **empty, "new": True})
+    return rows
+
+
+def _weight(raw: str) -> int | str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    return int(raw) if raw.isdigit() else raw  # anything else is refused by the definition, naming the variant
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> HttpResponse:
+    """Save a send step's messages from its card: edit each variant, remove some, add one. Two or more make an
+    A/B/n test; one is the step's plain message. Saving adds a version (consumers in flight keep theirs)."""
+    journey = _journey_or_404(request, journey_id)
+    steps = copy.deepcopy(journey.current_version.steps) if journey.current_version else []
+    if not 0 <= step < len(steps) or steps[step]["type"] != "send":
+        raise Http404("No such send step.")
+    rows = []
+    for i in range(MAX_VARIANTS + 1):
+        field = {key: request.POST.get(f"v{i}-{key}", "") for key in ("title", "body", "coupon_code", "discount")}
+        if request.POST.get(f"v{i}-remove") or not (field["title"].strip() or field["body"].strip()):
+            continue
+        row: dict[str, Any] = {"title": field["title"], "body": field["body"]}
+        row["coupon_code"] = field["coupon_code"].strip()
+        row["discount_percent"] = field["discount"].strip() or None
+        weight = _weight(request.POST.get(f"v{i}-weight", ""))
+        if weight is not None:
+            row["weight"] = weight
+        rows.append(row)
+    send = {k: v for k, v in steps[step].items() if k not in ("variants", "auto_winner", "weight")}
+    if len(rows) == 1:
+        send.update({k: v for k, v in rows[0].items() if k != "weight"})
+    elif rows:
+        send.update({k: v for k, v in rows[0].items() if k != "weight"})  # the step's own message is A's
+        send["variants"] = rows
+        send["auto_winner"] = bool(request.POST.get("auto_winner"))
+    else:
+        messages.error(request, f"Not saved: steps[{step}]: a send step needs at least one message.")
+        return redirect("portal:journey_detail", journey_id=journey.pk)
+    steps[step] = send
+    try:
+        journey_update(journey=journey, actor=_actor(request), steps=steps)
+    except DomainError as exc:
+        messages.error(request, f"Not saved: {exc.message}")
+    else:
+        kind = f"an A/B test of {len(rows)} variants" if len(rows) > 1 else "one message"
+        messages.success(request, f"Step {step + 1} now sends {kind}. New entrants get this version.")
+    return redirect("portal:journey_detail", journey_id=journey.pk)
+
+
 # ------------------------------------------------------------------------------------------------ the builder
 
-# Whether the builder offers message variants on every send step. Off until the engine sends them: until then the
-# builder edits the variants a step already has (written through the API) and keeps them, and offers none.
-SEND_VARIANTS_OFFERED = False
+# Whether the builder offers message variants (an A/B/n test) on every send step; a step that has variants shows
+# them whatever this says.
+SEND_VARIANTS_OFFERED = True
 
 MESSAGE_PLACEHOLDERS = [
     *({"name": name, "help": help_text} for name, help_text in CONSTANT_PLACEHOLDERS.items()),
@@ -148,6 +228,7 @@ def _builder_context(request: HttpRequest, journey: Journey | None) -> dict[str,
         "placeholders": MESSAGE_PLACEHOLDERS,
         "max_steps": MAX_STEPS,
         "variants": SEND_VARIANTS_OFFERED,
+        "max_variants": MAX_VARIANTS,
         "urls": {
             "save": save_url,
             "parse": reverse("portal:segment_parse_json"),

@@ -17,6 +17,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from campaigns.selectors import campaigns_for_merchant
+from campaigns.uplift import persuadables_evaluation_public
 from merchants.api_base import get_scoped_or_404
 from merchants.api_errors import domain_error_headers
 from merchants.errors import DomainError
@@ -499,6 +501,8 @@ def _detail(request, segment: Segment, *, lookalike_form=None, delete_error: str
         "delete_error": delete_error,
     }
     context["too_small"] = _too_small(segment, context["size"])
+    if segment.kind == SegmentKind.PERSUADABLE:
+        context["persuadables"] = _persuadables(request, segment)
     if segment.refresh_policy == RefreshPolicy.REALTIME:
         moved = transition_figures(merchant_id=merchant.pk, segment_id=segment.pk)
         context["realtime"] = {"joined": moved["joined"].public(), "left": moved["left"].public()}
@@ -506,6 +510,21 @@ def _detail(request, segment: Segment, *, lookalike_form=None, delete_error: str
     if overlap_form.is_bound and overlap_form.is_valid():
         context["overlap"] = _overlap(segment, overlap_form.cleaned_data["other"])
     return page(request, "portal/segments/detail.html", context, section="segments", status=status)
+
+
+def _persuadables(request, segment: Segment) -> dict:
+    """Where a persuadable segment was learned, and its hold-out evaluation in plain words (released figures)."""
+    spec = segment.lookalike_spec or {}
+    campaign = campaigns_for_merchant(request.portal.merchant).filter(pk=spec.get("campaign")).first()
+    evaluation = persuadables_evaluation_public(segment)
+    share = spec.get("share")
+    return {
+        "campaign": campaign,
+        "kept": f"the top {share * 100:g}% by predicted uplift"
+        if share
+        else f"the top {spec.get('size')} by predicted uplift",
+        "words": evaluation.words if evaluation else "",
+    }
 
 
 def _insights(segment: Segment) -> dict:

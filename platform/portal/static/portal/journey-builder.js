@@ -412,9 +412,10 @@
     }
   }
 
-  /* Message variants of a send step (a list of {title, body, coupon_code, discount_percent, weight}): a generic list
-     editor, shown where a step has variants, or on every send step once the server says variants are sent
-     (config.variants). Keys of a variant it has no control for are kept, like a step's. */
+  /* Message variants of a send step (an A/B/n test: 2 to max_variants of {title, body, coupon_code,
+     discount_percent, weight}, weights in percent adding up to 100, or none for equal shares): a generic list editor,
+     shown where a step has variants, or on every send step when the server offers variants (config.variants). A
+     variant's missing fields are the step's; keys it has no control for are kept, like a step's. */
   var VARIANT_FIELDS = [["title", "Title", "text"], ["body", "Message", "text"], ["coupon_code", "Coupon code", "text"],
     ["discount_percent", "Discount (%)", "number"], ["weight", "Weight", "number"]];
 
@@ -436,17 +437,33 @@
       });
       if (!readonly) {
         var remove = el("button", { type: "button", class: "danger small", text: "Remove variant " + (v + 1) });
-        remove.addEventListener("click", function () { step.variants.splice(v, 1); changed(); renderSteps(); });
+        remove.addEventListener("click", function () {
+          step.variants.splice(v, 1);
+          if (step.variants.length < 2) {
+            // One message is no test: the one left becomes the step's own message.
+            var last = step.variants[0] || {};
+            ["title", "body", "coupon_code", "discount_percent"].forEach(function (k) { if (last[k] !== undefined) step[k] = last[k]; });
+            delete step.variants;
+            delete step.auto_winner;
+            say("One message left: it is the step's message again.");
+          }
+          changed();
+          renderSteps();
+        });
         row.appendChild(el("div", { class: "field" }, [remove]));
       }
       box.appendChild(row);
     });
-    if (!readonly) {
-      var add = el("button", { type: "button", class: "secondary small", text: "Add a variant" });
+    if (!readonly && (step.variants || []).length < (config.max_variants || 5)) {
+      var add = el("button", { type: "button", class: "secondary small", text: Array.isArray(step.variants) && step.variants.length ? "Add a variant" : "Make this an A/B test" });
       add.addEventListener("click", function () {
-        step.variants = (step.variants || []).concat([{ title: step.title || "", body: step.body || "", weight: 1 }]);
+        var message = function () { return { title: step.title || "", body: step.body || "" }; };
+        // A test has two variants or more; a new one starts from the step's message, and shares become equal.
+        step.variants = Array.isArray(step.variants) && step.variants.length ? step.variants.concat([message()]) : [message(), message()];
+        step.variants.forEach(function (variant) { delete variant.weight; });
         changed();
         renderSteps();
+        say("Variant added; every variant now gets an equal share (set weights that add up to 100 to change that).");
       });
       box.appendChild(add);
     }

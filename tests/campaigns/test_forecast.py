@@ -1,0 +1,165 @@
+"""The forecast of incremental conversions: the most similar campaign to learn from, frozen at launch, and the
+report's comparison of forecast and result (released figures only)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import CampaignStatus, ScheduleKind
+from tests.release_helpers import released_count, released_public
+
+from .conftest import make_campaign, record_consent
+from .test_uplift import _completed_campaign_with_a_planted_effect
+
+
+def _segment(merchant, name, members):
+    from segments.models import Segment
+    from segments.services import segment_members_write
+
+    segment = Segment.objects.create(merchant=merchant, name=name, definition="fixed", created_by="test")
+    segment_members_write(segment_id=segment.pk, members=sorted(members), method="test", definition="t", actor="t")
+    return segment
+
+
+def _scheduled_draft(merchant, segment):
+    """A draft sent at a later time: launching it schedules it and freezes the forecast, and sends nothing yet."""
+    draft = make_campaign(
+        merchant,
+        name="Next sale",
+        status=CampaignStatus.DRAFT,
+        launched_at=None,
+        launched_by="",
+        schedule_kind=ScheduleKind.AT,
+        scheduled_at=timezone.now() + timedelta(days=2),
+    )
+    draft.include_segments.set([segment])
+    return draft
+
+
+def test_the_forecast_learns_from_the_most_similar_completed_campaign(merchant, all_purposes_approved):
+    from campaigns.uplift import campaign_forecast_exact
+
+    first, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="First")
+    second, other_browsers, _ = _completed_campaign_with_a_planted_effect(merchant, start=5000, seed=9, name="Second")
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", other_browsers))
+    exact = campaign_forecast_exact(campaign=draft)
+    assert (exact.like_campaign_id, exact.chosen_by) == (second.pk, "most_similar")  # its audience overlaps
+    draft.include_segments.set([_segment(merchant, "first audience", browsers)])
+    assert campaign_forecast_exact(campaign=draft).like_campaign_id == first.pk
+    picked = campaign_forecast_exact(campaign=draft, like_campaign_id=second.pk)
+    assert (picked.like_campaign_id, picked.chosen_by) == (second.pk, "picked")
+
+
+def test_launch_freezes_the_released_forecast_and_it_never_changes(
+    merchant, other_merchant, all_purposes_approved, merchant_client, django_capture_on_commit_callbacks
+):
+    from campaigns.uplift import campaign_forecast_exact, campaign_forecast_freeze
+
+    like, browsers, buyers = _completed_campaign_with_a_planted_effect(merchant)
+    segment = _segment(merchant, "audience", browsers)
+    record_consent(sorted(browsers))
+    draft = _scheduled_draft(merchant, segment)
+    assert merchant_client.get(f"/api/v1/campaigns/{draft.pk}").json()["forecast"] is None
+    exact = campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk)
+
+    foreign = make_campaign(other_merchant, status=CampaignStatus.COMPLETED)
+    url = f"/api/v1/campaigns/{draft.pk}/launch"
+    refused = merchant_client.post(url, {"forecast_like_campaign_id": foreign.pk}, format="json")
+    assert refused.status_code == 404  # another merchant's campaign is not one to learn from
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(url, {"forecast_like_campaign_id": like.pk}, format="json")
+    assert response.status_code == 202, response.json()
+    frozen = merchant_client.get(f"/api/v1/campaigns/{draft.pk}").json()["forecast"]
+    assert frozen["refused"] is False and frozen["like_campaign_id"] == like.pk and frozen["chosen_by"] == "picked"
+    for key, (subject, count) in zip(
+        ("audience", "incremental_conversions", "incremental_low", "incremental_high"),
+        exact.figures(draft.pk),
+        strict=True,
+    ):
+        assert frozen[key] == released_public(subject, count)
+    assert frozen["made_at"] and frozen["model"].startswith("uplift")
+
+    # The audience changes after launch; the frozen forecast does not (a retried task, a second call).
+    from segments.services import segment_members_write
+
+    segment_members_write(segment_id=segment.pk, members=sorted(buyers), method="t", definition="t", actor="t")
+    campaign_forecast_freeze(campaign_id=draft.pk)
+    assert merchant_client.get(f"/api/v1/campaigns/{draft.pk}").json()["forecast"] == frozen
+
+
+def test_a_launch_without_past_campaigns_freezes_the_plain_refusal(
+    merchant, all_purposes_approved, merchant_client, django_capture_on_commit_callbacks
+):
+    from campaigns.models import Campaign
+    from campaigns.selectors import campaign_report_public
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    with django_capture_on_commit_callbacks(execute=True):
+        from campaigns.services import campaign_launch
+
+        campaign_launch(campaign=draft, actor="test")
+    draft = Campaign.objects.get(pk=draft.pk)
+    assert draft.forecast["refused"] and draft.forecast["reason"].startswith("Not enough past campaigns to forecast")
+    words = campaign_report_public(draft).forecast.words
+    assert words.startswith("No forecast was made at launch: Not enough past campaigns to forecast")
+    body = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/report").json()
+    assert body["forecast_comparison"]["verdict"] == "no_forecast"
+
+
+@pytest.fixture
+def report_ready(settings):
+    settings.CAMPAIGN_REPORT_MIN_RELEASED = 100
+
+
+def test_the_report_compares_the_frozen_forecast_with_the_released_result(
+    merchant, other_merchant_client, all_purposes_approved, merchant_client, report_ready
+):
+    from campaigns.selectors import campaign_funnels
+    from campaigns.stats import uplift_two_proportions
+    from campaigns.uplift import campaign_forecast_freeze
+
+    like, _, _ = _completed_campaign_with_a_planted_effect(merchant, name="Earlier")
+    # Large enough that the held-out group's purchases are released (above the suppression threshold).
+    result, _, _ = _completed_campaign_with_a_planted_effect(merchant, n=5000, start=5000, seed=9, name="Later")
+    result.include_segments.set([_segment(merchant, "audience", [])])
+    frozen = campaign_forecast_freeze(campaign_id=result.pk, like_campaign_id=like.pk)
+    assert frozen is not None and not frozen.get("refused")
+
+    url = f"/api/v1/campaigns/{result.pk}/report"
+    comparison = merchant_client.get(url).json()["forecast_comparison"]
+    assert comparison["forecast"] == {"refused": False, **frozen}
+    # The measured figure is post-processing of released counts only: the released uplift x the released size.
+    funnels = campaign_funnels(result)
+    shown = {
+        (group, measure): released_count(f"campaign:{result.pk}:group:{group}:{measure}", getattr(f, measure))
+        for group, f in funnels.items()
+        for measure in ("size", "converted")
+    }
+    uplift = uplift_two_proportions(
+        treatment_conversions=shown["treatment", "converted"]._noisy,
+        treatment_size=shown["treatment", "size"]._noisy,
+        control_conversions=shown["control", "converted"]._noisy,
+        control_size=shown["control", "size"]._noisy,
+    )
+    n = shown["treatment", "size"]._noisy
+    assert comparison["measured_incremental_conversions"] == pytest.approx(uplift.absolute * n)
+    assert comparison["measured_low"] == pytest.approx(uplift.ci_low * n)
+    low = frozen["incremental_low"]["size"] or 0
+    from privacy.release import suppression_threshold
+
+    top = frozen["incremental_high"]
+    high = suppression_threshold(top["precision"]) if top["hidden"] else top["size"]
+    expected = "inside" if low <= uplift.absolute * n <= high else "above" if uplift.absolute * n > high else "below"
+    assert comparison["verdict"] == expected
+    assert comparison["words"].startswith("The result, about")
+    assert other_merchant_client.get(url).status_code == 404
+
+    from campaigns.report_csv import campaign_report_csv_rows
+
+    result.refresh_from_db()
+    rows = {(r[0], r[2]): r for r in campaign_report_csv_rows(result)}
+    assert rows["forecast", "incremental_high"][5] == frozen["incremental_high"]["display"]
+    assert rows["forecast", expected][5] == comparison["words"]

@@ -1,0 +1,81 @@
+"""Portal: the review step's forecast (or its plain refusal), the report's comparison, persuadables from a report,
+and officers' fairness spread of persuadable segments in the admin."""
+
+from __future__ import annotations
+
+from tests.campaigns.conftest import make_campaign
+from tests.campaigns.test_forecast import _scheduled_draft, _segment
+from tests.campaigns.test_uplift import _completed_campaign_with_a_planted_effect
+from tests.release_helpers import released_count
+
+
+def test_the_review_step_shows_the_released_forecast_or_says_it_cannot(
+    merchant, other_merchant, all_purposes_approved, portal_client
+):
+    from campaigns.models import CampaignStatus
+    from campaigns.uplift import campaign_forecast_exact
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    page = portal_client.get(f"/campaigns/{draft.pk}/").content.decode()
+    assert 'data-testid="forecast-refused"' in page and "Not enough past campaigns to forecast" in page
+
+    like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
+    draft.include_segments.set([_segment(merchant, "browsers", browsers)])
+    page = portal_client.get(f"/campaigns/{draft.pk}/", {"like": like.pk}).content.decode()
+    exact = campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk)
+    shown = [released_count(subject, count).display for subject, count in exact.figures(draft.pk)]
+    assert f'data-testid="forecast-incremental">{shown[1]}<' in page
+    assert f"95% interval {shown[2]} to {shown[3]}" in page
+    assert "Learned from “Spring sale”, which you picked" in page
+    assert f'<input type="hidden" name="like" value="{like.pk}">' in page  # the launch learns from the same one
+    foreign = make_campaign(other_merchant, status=CampaignStatus.DRAFT)
+    assert portal_client.get(f"/campaigns/{foreign.pk}/").status_code == 404
+
+
+def test_persuadables_from_a_report_become_a_segment_with_a_released_evaluation(
+    merchant, other_merchant, all_purposes_approved, portal_client
+):
+    from campaigns.models import CampaignStatus
+    from segments.models import Segment, SegmentKind
+
+    campaign, _, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
+    report = portal_client.get(f"/campaigns/{campaign.pk}/report/").content.decode()
+    assert 'data-testid="persuadables-form"' in report and 'data-testid="forecast-verdict"' in report
+    assert "No forecast was frozen when this campaign was launched." in report
+
+    url = f"/campaigns/{campaign.pk}/persuadables/"
+    response = portal_client.post(url, {"name": "Movable", "by": "share", "amount": "40"})
+    segment = Segment.objects.get(name="Movable")
+    assert response.status_code == 302 and response["Location"] == f"/segments/{segment.pk}/"
+    assert segment.kind == SegmentKind.PERSUADABLE and segment.lookalike_spec["share"] == 0.4
+    page = portal_client.get(f"/segments/{segment.pk}/").content.decode()
+    assert "the top 40% by predicted uplift" in page
+    assert 'data-testid="persuadables-evaluation"' in page  # in words, from released counts (or why it cannot)
+    # Usable like any segment: offered in the campaign wizard.
+    assert f'value="{segment.pk}"' in portal_client.get("/campaigns/new/").content.decode()
+
+    bad = portal_client.post(url, {"name": "Nope", "by": "share", "amount": "140"}, follow=True)
+    assert "a whole percent from 1 to 100" in bad.content.decode()
+    foreign = make_campaign(other_merchant, status=CampaignStatus.COMPLETED)
+    assert portal_client.post(f"/campaigns/{foreign.pk}/persuadables/", {"amount": "10"}).status_code == 404
+    assert portal_client.get(f"/campaigns/{foreign.pk}/report/").status_code == 404
+
+
+def test_officers_see_how_a_persuadable_segment_spreads_against_the_population(
+    merchant, all_purposes_approved, officer, client
+):
+    from campaigns.uplift import persuadables_create
+
+    campaign, _, _ = _completed_campaign_with_a_planted_effect(merchant)
+    segment = persuadables_create(
+        campaign_id=campaign.pk, merchant_id=merchant.pk, name="Persuadables", size=150, actor="test"
+    )
+    client.force_login(officer)
+    page = client.get(f"/admin/segments/segment/{segment.pk}/change/").content.decode()
+    assert "Spread over age ranges and countries" in page
+    assert "members; flagged:" in page and "Population share" in page
+    rule = _segment(merchant, "rule", [])
+    assert (
+        "Shown for persuadable and lookalike segments"
+        in client.get(f"/admin/segments/segment/{rule.pk}/change/").content.decode()
+    )
