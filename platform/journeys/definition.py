@@ -45,6 +45,9 @@ _DURATION = re.compile(r"^\s*(\d{1,5})\s*(m|h|d)\s*$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_DURATION = timedelta(days=90)
+# The arguments a single event (a trigger, a wait's event, the exit) is matched by: engine.action_events filters the
+# merchant's events by type, category and brand only, so the builder offers no others for those fields.
+EVENT_ARGUMENTS = ("category", "brand")
 
 
 def parse_duration(value: Any, *, where: str) -> timedelta:

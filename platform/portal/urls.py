@@ -43,7 +43,11 @@ urlpatterns = [
     path("segments/values.json", segments.action_values_json, name="action_values_json"),
     path("journeys/", journeys.journey_list, name="journeys"),
     path("journeys/new/", journeys.journey_new, name="journey_new"),
+    path("journeys/build/", journeys.journey_build, name="journey_build"),
+    path("journeys/build/save/", journeys.journey_create_json, name="journey_create_json"),
     path("journeys/<id:journey_id>/", journeys.journey_detail, name="journey_detail"),
+    path("journeys/<id:journey_id>/edit/", journeys.journey_edit, name="journey_edit"),
+    path("journeys/<id:journey_id>/save/", journeys.journey_save_json, name="journey_save_json"),
     path("journeys/<id:journey_id>/activate/", journeys.journey_activate_view, name="journey_activate"),
     path("journeys/<id:journey_id>/pause/", journeys.journey_pause_view, name="journey_pause"),
     path(

@@ -139,6 +139,12 @@ def world(browsing):
         body_template="Hello{store_name}" + "y" * 600,
         personalised_products=0,
     )
+    from journeys.templates import journey_from_template
+
+    journey = journey_from_template(merchant=merchant, key="abandoned_cart", actor="test", name=LONG_CAMPAIGN)
+    long_trigger = "carted(category=" + '"' + "outdoor/" + "tents" * 40 + '")'
+    journey.trigger_event = long_trigger  # as the API might have written it: the builder must wrap it
+    journey.save(update_fields=["trigger_event"])
     api_key_issue(kind=ApiKeyKind.MERCHANT, name=LONG_KEY, merchant=merchant)
     Merchant.objects.filter(pk=merchant.pk).update(name=LONG_MERCHANT)
 
@@ -160,6 +166,10 @@ def world(browsing):
         "campaign_review": f"/campaigns/{draft.pk}/",
         "campaign_launched": f"/campaigns/{launched.pk}/",
         "campaign_report": f"/campaigns/{launched.pk}/report/",
+        "journeys": "/journeys/",
+        "journey_detail": f"/journeys/{journey.pk}/",
+        "journey_new": "/journeys/build/",
+        "journey_edit": f"/journeys/{journey.pk}/edit/",
         "api_keys": "/api-keys/",
         "data_use": "/how-your-data-is-used/",
     }

@@ -1,26 +1,34 @@
-"""Journeys: the list, creating one from a template, the flow of steps (cards with their conditions in the segment
-language), activate and pause, and the report (released figures only)."""
+"""Journeys: the list, creating one from a template or blank, the builder (a visual flow of steps whose conditions
+are edited with the segment rule builder; saved through the same service as the API, so a live journey gets a new
+version), the flow of steps, activate and pause, and the report (released figures only)."""
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from campaigns.messages import CONSTANT_PLACEHOLDERS, PRODUCT_LIST_PLACEHOLDER
 from campaigns.models import MAX_VARIANTS
-from journeys.definition import send_variants, step_views, variant_letter
+from journeys.api import JourneyInputSerializer, JourneyOutputSerializer, journey_data
+from journeys.definition import EVENT_ARGUMENTS, MAX_STEPS, send_variants, step_views, variant_letter
 from journeys.models import Journey, JourneyStatus
 from journeys.selectors import journey_report_public, journeys_for_merchant
-from journeys.services import journey_activate, journey_pause, journey_update
+from journeys.services import journey_activate, journey_create, journey_pause, journey_update
 from journeys.templates import TEMPLATES, journey_from_template
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
+from portal.errors import http_status_of
 from portal.rendering import page
+from portal.segment_builder import builder_vocabulary
+from segments.selectors import segments_for_merchant
 
 STATUS_BADGE = {JourneyStatus.DRAFT: "", JourneyStatus.ACTIVE: "ok", JourneyStatus.PAUSED: "warn"}
 
@@ -176,3 +184,161 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
         kind = f"an A/B test of {len(rows)} variants" if len(rows) > 1 else "one message"
         messages.success(request, f"Step {step + 1} now sends {kind}. New entrants get this version.")
     return redirect("portal:journey_detail", journey_id=journey.pk)
+
+
+# ------------------------------------------------------------------------------------------------ the builder
+
+# Whether the builder offers message variants (an A/B/n test) on every send step; a step that has variants shows
+# them whatever this says.
+SEND_VARIANTS_OFFERED = True
+
+MESSAGE_PLACEHOLDERS = [
+    *({"name": name, "help": help_text} for name, help_text in CONSTANT_PLACEHOLDERS.items()),
+    {"name": PRODUCT_LIST_PLACEHOLDER, "help": "the recommended products"},
+    {"name": "product_1_title", "help": "the first recommended product's title (2, 3 … for the others)"},
+    {"name": "product_1_price", "help": "its price"},
+    {"name": "carted_product", "help": "the product the consumer carted (a carted() trigger)"},
+]
+
+
+def _builder_context(request: HttpRequest, journey: Journey | None) -> dict[str, Any]:
+    """What the builder's script starts from: the journey as the API shows it (or a blank one), the vocabularies of
+    the rule builder (all of the language for branches; the arguments a single event is matched by for triggers,
+    waits and exits), the merchant's segments and where to save."""
+    merchant = request.portal.merchant
+    vocabulary = builder_vocabulary(merchant=merchant)
+    event_vocabulary = {
+        **vocabulary,
+        "arguments": [arg for arg in vocabulary["arguments"] if arg["name"] in EVENT_ARGUMENTS],
+    }
+    if journey is None:
+        data: dict[str, Any] = {"id": None, "status": JourneyStatus.DRAFT, "steps": []}
+        save_url = reverse("portal:journey_create_json")
+    else:
+        data = dict(JourneyOutputSerializer(journey_data(journey)).data)
+        data.pop("flow", None)
+        save_url = reverse("portal:journey_save_json", args=[journey.pk])
+    segments = segments_for_merchant(merchant).order_by("name").values_list("pk", "name")[:500]
+    return {
+        "journey": data,
+        "readonly": not request.portal.can_manage_campaigns,
+        "segments": [{"id": pk, "name": name} for pk, name in segments],
+        "vocabulary": vocabulary,
+        "event_vocabulary": event_vocabulary,
+        "placeholders": MESSAGE_PLACEHOLDERS,
+        "max_steps": MAX_STEPS,
+        "variants": SEND_VARIANTS_OFFERED,
+        "max_variants": MAX_VARIANTS,
+        "urls": {
+            "save": save_url,
+            "parse": reverse("portal:segment_parse_json"),
+            "tags": reverse("portal:tag_catalogue_json"),
+            "values": reverse("portal:action_values_json"),
+            "list": reverse("portal:journeys"),
+            "detail": reverse("portal:journey_detail", args=[journey.pk]) if journey is not None else None,
+        },
+    }
+
+
+@require_GET
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def journey_build(request: HttpRequest) -> HttpResponse:
+    """A blank journey in the builder: nothing is stored until it is saved."""
+    return page(
+        request,
+        "portal/journeys/builder.html",
+        {"journey": None, "builder": _builder_context(request, None)},
+        section="journeys",
+    )
+
+
+@require_GET
+@merchant_view()
+def journey_edit(request: HttpRequest, journey_id: int) -> HttpResponse:
+    """The builder on one of the merchant's journeys; read-only for a role that cannot manage campaigns."""
+    journey = _journey_or_404(request, journey_id)
+    return page(
+        request,
+        "portal/journeys/builder.html",
+        {
+            "journey": journey,
+            "badge": STATUS_BADGE.get(journey.status, ""),
+            "builder": _builder_context(request, journey),
+        },
+        section="journeys",
+    )
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def journey_create_json(request: HttpRequest) -> JsonResponse:
+    return _journey_save(request, None)
+
+
+@require_POST
+@merchant_view(Capability.MANAGE_CAMPAIGNS)
+def journey_save_json(request: HttpRequest, journey_id: int) -> JsonResponse:
+    return _journey_save(request, _journey_or_404(request, journey_id))
+
+
+def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse:
+    """The builder's save: the API's input serializer and the API's services, so the portal and the API accept the
+    same journeys and a live journey whose steps change gets a new version. A refusal is a JSON error naming the
+    field (steps[2].timeout) with the status the API would answer; the services write all or nothing."""
+    try:
+        payload = json.loads(request.body or b"{}")
+    except (ValueError, RecursionError):
+        return _error(400, "bad_request", "The request body must be JSON.")
+    if not isinstance(payload, dict):
+        return _error(400, "bad_request", "Send the journey as an object.")
+    payload.pop("template", None)
+    data = JourneyInputSerializer(data=payload, partial=journey is not None)
+    if not data.is_valid():
+        field, problems = next(iter(data.errors.items()))
+        message = problems[0] if isinstance(problems, list) and problems else str(problems)
+        return _error(400, "invalid", f"{field}: {message}", field=field)
+    values = dict(data.validated_data)
+    actor = _actor(request)
+    try:
+        if journey is None:
+            journey = journey_create(
+                merchant=request.portal.merchant, actor=actor, steps=values.pop("steps", None), **values
+            )
+            status = 201
+        else:
+            journey = journey_update(journey=journey, actor=actor, **values)
+            status = 200
+    except DomainError as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        return _error(http_status_of(exc), exc.code, exc.message, field=exc.field, problems=details.get("problems"))
+    journey.refresh_from_db()
+    version = journey.current_version.number if journey.current_version else None
+    if status == 201:
+        messages.success(request, f"“{journey.name}” created as a draft. Review it, then activate it.")
+    elif journey.status == JourneyStatus.DRAFT:
+        messages.success(request, f"“{journey.name}” saved.")
+    else:
+        messages.success(
+            request,
+            f"“{journey.name}” saved; its steps are version {version}: new entrants take it, consumers already in "
+            "the journey finish on the version they entered with.",
+        )
+    return JsonResponse(
+        {
+            "id": journey.pk,
+            "version": version,
+            "status": journey.status,
+            "edit_url": reverse("portal:journey_edit", args=[journey.pk]),
+            "detail_url": reverse("portal:journey_detail", args=[journey.pk]),
+        },
+        status=status,
+    )
+
+
+def _error(status: int, code: str, message: str, *, field: str | None = None, problems: Any = None) -> JsonResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    if problems:
+        error["problems"] = problems
+    return JsonResponse({"error": error}, status=status)
