@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,6 +33,29 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 LAPTOP = {"width": 1366, "height": 900}
 TABLET = {"width": 820, "height": 1180}
+
+
+_ONE_REQUEST = threading.Lock()
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_live_server_one_request_at_a_time(monkeypatch):
+    """On SQLite the test database lives in memory, so the live server's threads share one connection: two requests
+    the browser makes at once (an estimate and a parse, say) interleave their savepoints on it and fail with "no
+    such savepoint". A real deployment (and this suite on PostgreSQL) gives each request its own connection, so
+    there the server stays threaded; on SQLite it answers one request at a time."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return
+    threaded = WSGIHandler.__call__
+
+    def one_at_a_time(self, environ, start_response):
+        with _ONE_REQUEST:
+            return threaded(self, environ, start_response)
+
+    monkeypatch.setattr(WSGIHandler, "__call__", one_at_a_time)
 
 
 @pytest.fixture(scope="session")
