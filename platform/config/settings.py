@@ -247,6 +247,8 @@ JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
 JOURNEY_TICK_MAX_STEPS = env_int("JOURNEY_TICK_MAX_STEPS", 20000)
 JOURNEY_STEP_LEASE_S = env_int("JOURNEY_STEP_LEASE_S", 300)
 JOURNEY_WAIT_POLL_S = env_int("JOURNEY_WAIT_POLL_S", 300)
+# Seconds from an ingested batch to the tick that reads it, when an event-triggered journey is active (0: beat only).
+JOURNEY_EVENT_TICK_S = env_int("JOURNEY_EVENT_TICK_S", 1)
 OPERATOR_WEBHOOK_URL = env_str("OPERATOR_WEBHOOK_URL")
 OPERATOR_WEBHOOK_SECRET = env_required(
     "OPERATOR_WEBHOOK_SECRET",
