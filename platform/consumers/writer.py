@@ -34,7 +34,7 @@ _SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 _MAX_CACHED_CONSUMERS = 1_000_000
 # A list of digests (pseudonyms, source keys: hex, never a comma) passed as one comma-separated text parameter:
 # binding it as a text[] array costs the driver a Python call per element, a noticeable share of a small batch.
-_DIGEST_LIST_SQL = "unnest(string_to_array(%s, ','))"
+_DIGEST_ARRAY_SQL = "string_to_array(%s, ',')"
 
 
 def _digest_list(values: list[str]) -> str:
@@ -86,27 +86,31 @@ class Resolver:
         if on_postgresql():
             with connection.cursor() as cursor:
                 for chunk in sql_chunks(missing, 10_000):
-                    # One round trip: the insert of the new ones and the read of the stored ones in one statement
-                    # (the read does not see the insert's rows: they share the statement's snapshot).
+                    # Read first: most consumers of a steady stream are stored already, and a plain indexed read
+                    # costs about half of an insert that finds its conflict (measured at 1M consumers).
                     cursor.execute(
-                        f"WITH wanted AS (SELECT {_DIGEST_LIST_SQL} AS p), "  # noqa: S608
-                        f"inserted AS (INSERT INTO {table} (pseudonym, age_range, country, gender, created_at, "
-                        "updated_at) SELECT p, '', '', '', now(), now() FROM wanted "
-                        "ON CONFLICT (pseudonym) DO NOTHING RETURNING id, pseudonym) "
-                        "SELECT id, pseudonym, true FROM inserted UNION ALL "
-                        f"SELECT c.id, c.pseudonym, false FROM {table} c JOIN wanted ON c.pseudonym = wanted.p",
+                        f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY({_DIGEST_ARRAY_SQL})",  # noqa: S608
                         [_digest_list(chunk)],
                     )
-                    for pk, pseudonym, inserted in cursor.fetchall():
-                        cache[pseudonym] = pk
-                        created += inserted
-                    # A consumer another writer stored after this statement began (its insert waited for that
-                    # commit and skipped the row, its read could not see it): read it now.
-                    rest = [p for p in chunk if p not in cache]
+                    cache.update((p, i) for i, p in cursor.fetchall())
+                    new = [p for p in chunk if p not in cache]
+                    if not new:
+                        continue
+                    cursor.execute(
+                        f"INSERT INTO {table} (pseudonym, age_range, country, gender, created_at, updated_at) "  # noqa: S608
+                        f"SELECT p, '', '', '', now(), now() FROM unnest({_DIGEST_ARRAY_SQL}) AS p "
+                        "ON CONFLICT (pseudonym) DO NOTHING RETURNING id, pseudonym",
+                        [_digest_list(new)],
+                    )
+                    inserted = cursor.fetchall()
+                    created += len(inserted)
+                    cache.update((p, i) for i, p in inserted)
+                    # A consumer another writer stored between the read and the insert: read it now.
+                    rest = [p for p in new if p not in cache]
                     if rest:
                         cursor.execute(
-                            f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY(%s::text[])",  # noqa: S608
-                            [rest],
+                            f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY({_DIGEST_ARRAY_SQL})",  # noqa: S608
+                            [_digest_list(rest)],
                         )
                         cache.update((p, i) for i, p in cursor.fetchall())
         else:
@@ -252,7 +256,7 @@ class EventWriter:
             new = events
             if state.expect_duplicates:
                 cursor.execute(
-                    f"SELECT source_key FROM {table} WHERE source_key IN (SELECT {_DIGEST_LIST_SQL})",  # noqa: S608
+                    f"SELECT source_key FROM {table} WHERE source_key = ANY({_DIGEST_ARRAY_SQL})",  # noqa: S608
                     [_digest_list([e.source_key for e in events])],
                 )
                 stored = {key for (key,) in cursor.fetchall()}
