@@ -54,8 +54,11 @@ TICK_SECONDS = 0.1  # the operator's system posts what arrived every 100 ms
 MAX_POST_ROWS = 20_000  # at most this many rows per post (the endpoint takes 50,000)
 
 
+_STARTED = time.perf_counter()
+
+
 def _progress(message: str) -> None:
-    print(f"  membership: {message}", file=sys.stderr, flush=True)
+    print(f"  membership [{time.perf_counter() - _STARTED:5.0f} s]: {message}", file=sys.stderr, flush=True)
 
 
 def _world(n: int):
@@ -100,6 +103,7 @@ def _world(n: int):
     _events_write(n, merchant.pk, [p.pk for p in products])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+    _progress("analysed")
     return merchant, arrays
 
 
@@ -242,6 +246,7 @@ def run(ctx: BenchContext) -> list[Row]:
         build_s = time.perf_counter() - started
         segment_ids = _segments(merchant, arrays, SEGMENTS)
         segments_refresh_batch(segment_ids=segment_ids, actor="bench")  # first snapshots
+        _progress("first snapshots of the segments computed")
         # (a) a full refresh of the 100 segments, behaviour caches cold (as after new events)
         refresh_s = []
         for _ in range(2):
@@ -250,6 +255,7 @@ def run(ctx: BenchContext) -> list[Row]:
             outcome = segments_refresh_batch(segment_ids=segment_ids, actor="bench")
             refresh_s.append(time.perf_counter() - t)
         full = min(refresh_s)
+        _progress(f"full refreshes: {', '.join(f'{t:.1f} s' for t in refresh_s)}")
         # streaming: a batch of new events, every type, re-evaluated for their consumers only
         stream_s = []
         moved = 0
@@ -295,6 +301,7 @@ def run(ctx: BenchContext) -> list[Row]:
             )
         else:
             MembershipTransition.objects.all().delete()
+            _progress("streaming through a real worker")
             try:
                 rows.extend(_latency(merchant, n))
             except Exception as exc:  # keep (a)'s figures when the worker part fails
