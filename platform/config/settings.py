@@ -8,6 +8,7 @@ the deployment checks and refuses to start without its secrets.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -242,7 +243,8 @@ CAMPAIGN_BATCH_SIZE = env_int("CAMPAIGN_BATCH_SIZE", 10000)  # consumers per act
 # Journeys (docs/journeys.md): quiet hours "HH:MM-HH:MM" in JOURNEY_TIME_ZONE (empty: none; a journey may override),
 # due enrolments per step task, the most a tick claims, and how long a claimed step waits before it is re-claimed.
 JOURNEY_TIME_ZONE = env_str("JOURNEY_TIME_ZONE", "Asia/Singapore")
-JOURNEY_QUIET_HOURS = env_str("JOURNEY_QUIET_HOURS", "21:00-08:00")
+# Set but empty means no quiet hours (as documented), not the default: env_str would read "" as unset.
+JOURNEY_QUIET_HOURS = os.environ.get("JOURNEY_QUIET_HOURS", "21:00-08:00")
 JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
 JOURNEY_TICK_MAX_STEPS = env_int("JOURNEY_TICK_MAX_STEPS", 20000)
 JOURNEY_STEP_LEASE_S = env_int("JOURNEY_STEP_LEASE_S", 300)

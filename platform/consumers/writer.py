@@ -39,7 +39,7 @@ _DIGEST_ARRAY_SQL = "string_to_array(%s, ',')"
 
 def _digest_list(values: list[str]) -> str:
     joined = ",".join(values)
-    if joined.count(",") != len(values) - 1:
+    if values and joined.count(",") != len(values) - 1:
         raise ValueError("a digest list holds a value with a comma")
     return joined
 
