@@ -8,6 +8,7 @@ the deployment checks and refuses to start without its secrets.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -243,12 +244,15 @@ CAMPAIGN_BATCH_SIZE = env_int("CAMPAIGN_BATCH_SIZE", 10000)  # consumers per act
 # and journeys may add their own), due enrolments per step task, the most a tick claims, how long a claimed step
 # waits before it is re-claimed, and how far back each tick re-reads trigger rows committed out of id order.
 JOURNEY_TIME_ZONE = env_str("JOURNEY_TIME_ZONE", "Asia/Singapore")
-JOURNEY_QUIET_HOURS = env_str("JOURNEY_QUIET_HOURS", "21:00-08:00")
+# Set but empty means no quiet hours (as documented), not the default: env_str would read "" as unset.
+JOURNEY_QUIET_HOURS = os.environ.get("JOURNEY_QUIET_HOURS", "21:00-08:00")
 JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
 JOURNEY_TICK_MAX_STEPS = env_int("JOURNEY_TICK_MAX_STEPS", 20000)
 JOURNEY_STEP_LEASE_S = env_int("JOURNEY_STEP_LEASE_S", 300)
 JOURNEY_WAIT_POLL_S = env_int("JOURNEY_WAIT_POLL_S", 300)
 JOURNEY_TRIGGER_REREAD_SECONDS = env_int("JOURNEY_TRIGGER_REREAD_SECONDS", 600)
+# Seconds from an ingested batch to the tick that reads it, when an event-triggered journey is active (0: beat only).
+JOURNEY_EVENT_TICK_S = env_int("JOURNEY_EVENT_TICK_S", 1)
 OPERATOR_WEBHOOK_URL = env_str("OPERATOR_WEBHOOK_URL")
 OPERATOR_WEBHOOK_SECRET = env_required(
     "OPERATOR_WEBHOOK_SECRET",

@@ -1,9 +1,9 @@
 """The database writer of ingestion: consumers and products ensured, events written in one batch transaction.
 
-On PostgreSQL the events of a batch whose source keys are not stored yet are
-`COPY`-ed straight into the event table (a temporary staging table and
-`INSERT ... ON CONFLICT (source_key) DO NOTHING` only when a concurrent writer
-stored one of those keys meanwhile); elsewhere (and on request, for comparison)
+On PostgreSQL a batch's events are `COPY`-ed straight into the event table (a
+temporary staging table and `INSERT ... ON CONFLICT (source_key) DO NOTHING`
+only when one of their source keys is stored already: a re-send, or a
+concurrent writer); elsewhere (and on request, for comparison)
 through Django's `bulk_create(ignore_conflicts=True)`. Either way re-sending a
 batch creates no duplicates.
 """
@@ -32,6 +32,16 @@ from .models import Consumer, Event, Product
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 _MAX_CACHED_CONSUMERS = 1_000_000
+# A list of digests (pseudonyms, source keys: hex, never a comma) passed as one comma-separated text parameter:
+# binding it as a text[] array costs the driver a Python call per element, a noticeable share of a small batch.
+_DIGEST_ARRAY_SQL = "string_to_array(%s, ',')"
+
+
+def _digest_list(values: list[str]) -> str:
+    joined = ",".join(values)
+    if values and joined.count(",") != len(values) - 1:
+        raise ValueError("a digest list holds a value with a comma")
+    return joined
 
 
 class Resolver:
@@ -76,20 +86,31 @@ class Resolver:
         if on_postgresql():
             with connection.cursor() as cursor:
                 for chunk in sql_chunks(missing, 10_000):
+                    # Read first: most consumers of a steady stream are stored already, and a plain indexed read
+                    # costs about half of an insert that finds its conflict (measured at 1M consumers).
+                    cursor.execute(
+                        f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY({_DIGEST_ARRAY_SQL})",  # noqa: S608
+                        [_digest_list(chunk)],
+                    )
+                    cache.update((p, i) for i, p in cursor.fetchall())
+                    new = [p for p in chunk if p not in cache]
+                    if not new:
+                        continue
                     cursor.execute(
                         f"INSERT INTO {table} (pseudonym, age_range, country, gender, created_at, updated_at) "  # noqa: S608
-                        "SELECT p, '', '', '', now(), now() FROM unnest(%s::text[]) AS p "
+                        f"SELECT p, '', '', '', now(), now() FROM unnest({_DIGEST_ARRAY_SQL}) AS p "
                         "ON CONFLICT (pseudonym) DO NOTHING RETURNING id, pseudonym",
-                        [chunk],
+                        [_digest_list(new)],
                     )
                     inserted = cursor.fetchall()
                     created += len(inserted)
                     cache.update((p, i) for i, p in inserted)
-                    rest = [p for p in chunk if p not in cache]
+                    # A consumer another writer stored between the read and the insert: read it now.
+                    rest = [p for p in new if p not in cache]
                     if rest:
                         cursor.execute(
-                            f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY(%s::text[])",  # noqa: S608
-                            [rest],
+                            f"SELECT id, pseudonym FROM {table} WHERE pseudonym = ANY({_DIGEST_ARRAY_SQL})",  # noqa: S608
+                            [_digest_list(rest)],
                         )
                         cache.update((p, i) for i, p in cursor.fetchall())
         else:
@@ -224,22 +245,25 @@ class EventWriter:
     def _write_copy(self, events: list[EventRow], state: WriterState) -> int:
         """COPY the batch's new events straight into the event table; returns how many were written.
 
-        One indexed lookup finds the source keys already stored (a re-send), and
-        only the rest is copied, so the common case needs no staging table. A
-        concurrent writer can still store one of those keys between the lookup
-        and the COPY: the unique index then refuses the COPY, which is undone to
-        its savepoint and redone through the staging table with ON CONFLICT.
+        The common batch holds no stored source key, so it is copied without a look first. When one is
+        stored (a re-send, or a concurrent writer storing the same key) the unique index refuses the COPY,
+        which is undone to its savepoint and redone through the staging table with ON CONFLICT, skipping
+        the stored ones. After a batch with duplicates the writer looks first (one indexed lookup) and
+        copies only the rest: a re-sent file is mostly duplicates, and a refused COPY is wasted work.
         """
         table = Event._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT source_key FROM {table} WHERE source_key = ANY(%s)",  # noqa: S608
-                [[e.source_key for e in events]],
-            )
-            stored = {key for (key,) in cursor.fetchall()}
-            new = [e for e in events if e.source_key not in stored] if stored else events
-            if not new:
-                return 0
+            new = events
+            if state.expect_duplicates:
+                cursor.execute(
+                    f"SELECT source_key FROM {table} WHERE source_key = ANY({_DIGEST_ARRAY_SQL})",  # noqa: S608
+                    [_digest_list([e.source_key for e in events])],
+                )
+                stored = {key for (key,) in cursor.fetchall()}
+                new = [e for e in events if e.source_key not in stored] if stored else events
+                state.expect_duplicates = bool(stored)
+                if not new:
+                    return 0
             text = self._copy_text(new, state)
             try:
                 # A savepoint, so only the COPY is undone on a conflict (errors come out as Django's).
@@ -249,6 +273,7 @@ class EventWriter:
             except IntegrityError as exc:
                 if not isinstance(exc.__cause__, UniqueViolation):
                     raise
+            state.expect_duplicates = True
             return self._write_staged(cursor, text)
 
     @staticmethod
@@ -319,6 +344,7 @@ class WriterState:
         self.reset()
 
     def reset(self) -> None:
+        self.expect_duplicates = False  # the last batch had stored source keys: look before copying
         self.resolver = Resolver()
         self.products: dict[tuple[int, str], int] = {}
         self.product_attrs: dict[tuple[int, str], tuple[str, str, str]] = {}
@@ -346,7 +372,10 @@ class WriterState:
         changed = " OR ".join(f"(excluded.{c} <> '' AND excluded.{c} <> {table}.{c})" for c in _PRODUCT_ATTRS)
         with connection.cursor() as cursor:
             before = self._product_ids(cursor, keys)
-            for chunk in sql_chunks(keys, 1000):
+            # Only products that are new or whose rows carry attributes need the upsert: the common batch (known
+            # products, no catalogue attributes) costs this one read.
+            upserts = [key for key in keys if key not in before or wanted[key][0] is not None]
+            for chunk in sql_chunks(upserts, 1000):
                 params: list = []
                 for merchant_id, sku in chunk:
                     product, price = wanted[(merchant_id, sku)]

@@ -8,7 +8,7 @@ class JourneysConfig(AppConfig):
     verbose_name = "Journeys"
 
     def ready(self) -> None:
-        from . import engine, tasks  # noqa: F401 - registers the Celery tasks
+        from . import engine, tasks  # tasks: registers the Celery tasks (and has the change-feed listener)
 
         # Journey messages count toward the campaigns' frequency caps, and campaigns' toward journeys'.
         engine.register()
@@ -24,3 +24,9 @@ class JourneysConfig(AppConfig):
         from .tracking import register as tracking_register
 
         tracking_register()
+
+        # Event-triggered journeys hear about committed ingestion batches (consumers.changes, a layer below) and
+        # schedule a tick within seconds instead of waiting for beat's minute.
+        from consumers.changes import consumer_changes_subscribe
+
+        consumer_changes_subscribe(name="journeys.event_tick", listener=tasks.journeys_event_tick_request)

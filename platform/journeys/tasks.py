@@ -1,24 +1,29 @@
-"""Celery entry points: the periodic tick (beat, every minute) and the step task it fans out to. Both take ids,
-are bounded, and are safe to run twice: the work and its guarantees live in engine.py."""
+"""Celery entry points: the periodic tick (beat, every minute, and soon after ingested events when an event-triggered
+journey is active) and the step task it fans out to. Both take ids, are bounded, and are safe to run twice: the work
+and its guarantees live in engine.py."""
 
 from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
+from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from consumers.changes import EVENTS, ConsumersChanged
+
 from .delivery import journey_webhook_dispatch, journeys_with_pending_webhooks
 from .engine import due_claim, enrolments_step, triggers_ingest
-from .models import Journey, JourneyStatus
+from .models import Journey, JourneyStatus, TriggerKind
 from .winner import journey_winners_pick
 
 logger = logging.getLogger("dmp.journeys")
 
 TRIGGER_ROWS_PER_TICK = 10_000  # per journey: a burst is read over several ticks, never unbounded
 WEBHOOK_ROUNDS_PER_TASK = 10  # dispatches one webhook task runs before it re-queues itself
+EVENT_TICK_KEY = "journeys:event-tick:scheduled"
 
 
 def journeys_tick(*, enqueue: bool = True) -> dict[str, int]:
@@ -106,3 +111,25 @@ def journeys_winners_task() -> dict[str, int]:
     for journey_id in Journey.objects.filter(status=JourneyStatus.ACTIVE).values_list("pk", flat=True):
         picked += len(journey_winners_pick(journey_id=journey_id, now=now))
     return {"picked": picked}
+
+
+def journeys_event_tick_request(change: ConsumersChanged) -> None:
+    """The change-feed listener (after an ingested batch commits): schedule a tick JOURNEY_EVENT_TICK_S from now when
+    an event-triggered journey is active, so its trigger is read within seconds rather than at beat's next minute.
+
+    Coalesced: while a scheduled tick is in its first half of the delay, later batches schedule nothing (that tick
+    reads their events too); any batch after that schedules the next one. So every committed event has a tick
+    starting within JOURNEY_EVENT_TICK_S after it, and a burst costs at most two ticks per delay. Ticks are safe to
+    overlap (each journey's triggers are read under its row lock). 0 turns it off; in embedded mode (eager Celery,
+    no worker) beat's schedule or a manual tick does the work, never the request.
+    """
+    delay = settings.JOURNEY_EVENT_TICK_S
+    if change.input != EVENTS or delay <= 0 or current_app.conf.task_always_eager:
+        return
+    # Held for half the delay (whole seconds, at least one): a batch after that finds the key gone and schedules the
+    # next tick, so none waits for a tick that read the triggers before it committed.
+    if not cache.add(EVENT_TICK_KEY, "1", timeout=max(1, delay // 2)):
+        return
+    if not Journey.objects.filter(status=JourneyStatus.ACTIVE, trigger_kind=TriggerKind.EVENT).exists():
+        return
+    journeys_tick_task.apply_async(countdown=delay)

@@ -353,6 +353,22 @@ def test_parallel_writers_write_every_batch_once(merchant, event_row):
 
 
 @pytest.mark.postgres
+def test_a_partly_re_sent_file_writes_only_its_new_events_in_every_batch(event_row):
+    """Batches mixing stored and new events, then wholly new ones: each event is stored once and counted right."""
+    sent = [event_row(event_id=f"old-{i}") for i in range(30)]
+    events_ingest(rows=sent, actor="test", method="copy")
+    mixed = [row for i in range(30) for row in (sent[i], event_row(event_id=f"new-{i}"))]
+    fresh = [event_row(event_id=f"fresh-{i}") for i in range(25)]
+    report = events_ingest(rows=mixed + fresh, actor="test", batch_size=10, writers=1, method="copy")
+    assert (report.received, report.accepted, report.duplicates) == (85, 55, 30)
+    assert stored_source_keys() == digests(
+        *(f"old-{i}" for i in range(30)), *(f"new-{i}" for i in range(30)), *(f"fresh-{i}" for i in range(25))
+    )
+    audited = AuditEntry.objects.filter(action="ingest.events").order_by("id")
+    assert [e.counts["written"] for e in audited][1:] == [5, 5, 5, 5, 5, 5, 10, 10, 5]
+
+
+@pytest.mark.postgres
 def test_a_consumer_erased_between_batches_is_recreated_not_referenced(event_row):
     """The writer's cached id is stale after an erasure: the foreign key refuses it and the batch is retried."""
 

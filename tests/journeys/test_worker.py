@@ -136,3 +136,37 @@ def test_killing_the_worker_while_steps_are_due_loses_and_doubles_nothing(
     assert set(per_consumer) == {(cid, step) for cid in ids for step in (0, 1)}  # none lost
     assert set(per_consumer.values()) == {1}  # none doubled
     assert set(JourneyEnrolment.objects.filter(journey=journey).values_list("state", flat=True)) == {"completed"}
+
+
+def test_an_ingested_event_reaches_its_journey_without_waiting_for_beat(
+    worker_env, celery_worker_process, merchant, approve_activity
+):
+    """Nobody ticks here (no beat, no test tick): the committed batch itself schedules the tick on the worker."""
+    from django.core.cache import cache
+
+    from journeys.tasks import EVENT_TICK_KEY
+
+    cache.delete(EVENT_TICK_KEY)
+    approve_activity(Purpose.DIRECT_MARKETING)
+    journey = journey_create(
+        merchant=merchant,
+        actor="test",
+        name="welcome to tents",
+        trigger_kind="event",
+        trigger_event='carted(category="tents")',
+        holdout_share=0,
+        steps=[{"type": "send", "title": "Hello from {store_name}", "body": "Tents are in.", "products": 0}],
+    )
+    journey_activate(journey=journey, actor="test")
+    (person,) = consumers_create(1, prefix="worker-event-tick")
+    consents_record_for([person.pk], purpose=Purpose.DIRECT_MARKETING)
+    events_ingest_rows(
+        [event_row(consumer=person, merchant=merchant, sku="TENT-2", category_path="tents", event_type=EventType.CART)]
+    )
+    wait_for(
+        lambda: JourneySend.objects.filter(journey=journey, consumer_id=person.pk).exists(),
+        timeout=60,
+        what="the journey's message",
+        worker=celery_worker_process,
+        tick=False,
+    )

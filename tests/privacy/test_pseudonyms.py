@@ -56,3 +56,26 @@ def test_a_phone_shaped_id_that_is_no_phone_number_is_refused_without_echoing_it
     message = str(caught.value)
     assert raw.strip() not in message and raw.replace(" ", "") not in message
     assert "user:" in message  # says what to do with an all-digit user id
+
+
+def test_the_bulk_pseudonymiser_gives_every_kind_of_identifier_the_same_pseudonym_as_the_one_at_a_time_rule():
+    identifiers = [
+        "user-42",
+        "  user-42  ",
+        "U42",
+        "Alice@Example.COM ",
+        "(+65) 9000-1234",
+        "-65 9000 1234",
+        ".90001234",
+        "/90001234",
+        "0065 9000 1234",
+        "12345",
+        "1234567890123456789",
+        "user:90001234",
+        "",
+        "ünïcode-id",
+    ]
+    fast = make_pseudonymiser()
+    assert [fast(i) for i in identifiers] == [pseudonymise(i) for i in identifiers]
+    with pytest.raises(InvalidIdentifier):
+        fast("+1 555 0000")  # phone-shaped, but too short for its country
