@@ -26,7 +26,14 @@ from pyroaring import BitMap
 
 from consumers.models import Event, EventType
 from merchants.models import Merchant
-from privacy.release import STANDARD, ReleasedCount, ReleasedSum, released_rate, suppression_threshold
+from privacy.release import (
+    STANDARD,
+    ReleasedCount,
+    ReleasedSum,
+    precision_spec,
+    released_rate,
+    suppression_threshold,
+)
 from privacy.services import release_figure_sum, release_figures
 
 from .models import (
@@ -293,13 +300,16 @@ def enough_to_compare(*counts: ReleasedCount, sizes: tuple[ReleasedCount, ...]) 
 def uplift_from_released(
     *, a_converted: ReleasedCount, a_size: ReleasedCount, b_converted: ReleasedCount, b_size: ReleasedCount
 ) -> Uplift:
-    """The difference of a's and b's conversion rates and its interval, from the released (noisy) figures only."""
+    """The difference of a's and b's conversion rates and its interval, from the released (noisy) figures only.
+    The interval counts the release layer's noise on the conversions as well as sampling, so two variants that
+    convert alike are not told apart by the noise alone."""
     n_a, n_b = max(1, a_size._noisy), max(1, b_size._noisy)
     return uplift_two_proportions(
         treatment_conversions=min(n_a, max(0, a_converted._noisy)),
         treatment_size=n_a,
         control_conversions=min(n_b, max(0, b_converted._noisy)),
         control_size=n_b,
+        conversions_noise_sd=precision_spec(a_converted.precision).sigma,
     )
 
 

@@ -33,8 +33,17 @@ class Uplift:
 
 
 def uplift_two_proportions(
-    *, treatment_conversions: int, treatment_size: int, control_conversions: int, control_size: int
+    *,
+    treatment_conversions: int,
+    treatment_size: int,
+    control_conversions: int,
+    control_size: int,
+    conversions_noise_sd: float = 0.0,
 ) -> Uplift:
+    """The difference of two conversion rates with its 95 % interval, z and p-value.
+
+    conversions_noise_sd: the standard deviation of noise added to each conversion count before it reached here
+    (the release layer's); it widens the interval and the test, since the noise varies the rates as sampling does."""
     if not (0 <= treatment_conversions <= treatment_size and 0 <= control_conversions <= control_size):
         raise ValueError("conversions must be between 0 and the group size")
     p_t = treatment_conversions / treatment_size if treatment_size else None
@@ -44,9 +53,10 @@ def uplift_two_proportions(
             p_t, p_c, None, None, None, None, None, None, note="Uplift needs both a treatment and a control group."
         )
     diff = p_t - p_c
-    se = math.sqrt(p_t * (1 - p_t) / treatment_size + p_c * (1 - p_c) / control_size)
+    noise = conversions_noise_sd**2 * (1 / treatment_size**2 + 1 / control_size**2)
+    se = math.sqrt(p_t * (1 - p_t) / treatment_size + p_c * (1 - p_c) / control_size + noise)
     pooled = (treatment_conversions + control_conversions) / (treatment_size + control_size)
-    pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / treatment_size + 1 / control_size))
+    pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / treatment_size + 1 / control_size) + noise)
     if pooled_se > 0:
         z = diff / pooled_se
         p_value = math.erfc(abs(z) / math.sqrt(2))

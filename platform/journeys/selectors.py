@@ -13,7 +13,8 @@ from django.db.models import Count, Exists, ExpressionWrapper, F, OuterRef, Q, Q
 from django.db.models import DateTimeField as DateTimeOutput
 
 from campaigns.models import TrackingKind
-from campaigns.stats import Uplift, uplift_two_proportions
+from campaigns.selectors import uplift_from_released
+from campaigns.stats import Uplift
 from consumers.models import Event, EventType
 from merchants.models import Merchant
 from privacy.release import ReleasedCount, released_rate
@@ -264,12 +265,8 @@ def journey_report_public(journey: Journey) -> JourneyReport:
     treatment, holdout = groups["treatment"], groups["holdout"]
     uplift = None
     if not any(c.suppressed or c.withheld for g in (treatment, holdout) for c in (g.size, g.converted)):
-        n_t, n_c = max(1, treatment.size._noisy), max(1, holdout.size._noisy)
-        uplift = uplift_two_proportions(
-            treatment_conversions=min(n_t, max(0, treatment.converted._noisy)),
-            treatment_size=n_t,
-            control_conversions=min(n_c, max(0, holdout.converted._noisy)),
-            control_size=n_c,
+        uplift = uplift_from_released(
+            a_converted=treatment.converted, a_size=treatment.size, b_converted=holdout.converted, b_size=holdout.size
         )
     note = (
         ""

@@ -37,3 +37,26 @@ def test_no_conversions_anywhere_is_no_evidence():
 def test_conversions_cannot_exceed_the_group():
     with pytest.raises(ValueError):
         uplift_two_proportions(treatment_conversions=11, treatment_size=10, control_conversions=0, control_size=10)
+
+
+def test_released_uplift_counts_the_release_noise_so_noise_alone_never_makes_a_difference():
+    """Two variants that convert alike can be released 70 conversions apart (the noise of standard precision has a
+    standard deviation of 20 per count). Sampling alone would call that a lead; with the noise counted it is not."""
+    from campaigns.selectors import uplift_from_released
+    from privacy.release import count_from_noisy
+
+    def released(noisy):
+        return count_from_noisy(noisy=noisy, precision="standard")
+
+    sampling_only = uplift_two_proportions(
+        treatment_conversions=440, treatment_size=1500, control_conversions=370, control_size=1500
+    )
+    assert sampling_only.ci_low > 0  # what the interval said before it counted the noise
+    lead = uplift_from_released(
+        a_converted=released(440), a_size=released(1500), b_converted=released(370), b_size=released(1500)
+    )
+    assert lead.ci_low < 0 < lead.ci_high
+    clear = uplift_from_released(
+        a_converted=released(700), a_size=released(1500), b_converted=released(300), b_size=released(1500)
+    )
+    assert clear.ci_low > 0  # a real difference still shows
