@@ -393,16 +393,21 @@ def rows_model(*, data: CampaignRows, merchant_id: int) -> UpliftModel:
     a new key, so a cached model is never a stale one; unchanged rows cost two queries instead of a fit."""
     from django.core.cache import cache
 
-    digest = hashlib.sha256()
-    for part in (data.features, data.treatment, data.converted):
-        digest.update(np.ascontiguousarray(part).tobytes())
-    digest.update(f"{data.features.shape}:{DEFAULT_LEARNER}:{_MODEL_CACHE_VERSION}".encode())
-    key = f"uplift:model:{merchant_id}:{digest.hexdigest()}"
+    key = rows_model_key(data=data, merchant_id=merchant_id)
     model = cache.get(key)
     if not isinstance(model, UpliftModel):
         model = UpliftModel().fit(data.features, data.treatment, data.converted)
         cache.set(key, model, MODEL_CACHE_SECONDS)
     return model
+
+
+def rows_model_key(*, data: CampaignRows, merchant_id: int) -> str:
+    """rows_model's cache key: a digest of the rows, the learner and the cache version."""
+    digest = hashlib.sha256()
+    for part in (data.features, data.treatment, data.converted):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(f"{data.features.shape}:{DEFAULT_LEARNER}:{_MODEL_CACHE_VERSION}".encode())
+    return f"uplift:model:{merchant_id}:{digest.hexdigest()}"
 
 
 def scoring_moment():

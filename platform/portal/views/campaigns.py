@@ -51,6 +51,7 @@ from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart,
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
+from segments.evaluation import SnapshotUnreadable
 from segments.figures import segment_figures
 from segments.selectors import segments_for_merchant
 
@@ -334,7 +335,11 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "variants": list(campaign.variants.all()),
     }
     if campaign.status == CampaignStatus.DRAFT:
-        reach = audience_precheck(campaign)
+        try:
+            reach = audience_precheck(campaign)
+        except SnapshotUnreadable as exc:  # logged for the operator where it was found
+            reach = None
+            context["reach_error"] = _unreadable_segment_message(context, exc)
         context["reach"] = (
             None
             if reach is None
@@ -390,6 +395,14 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     else:
         context["frozen"] = frozen_forecast_view(campaign)
     return page(request, "portal/campaigns/detail.html", context, section="campaigns")
+
+
+def _unreadable_segment_message(context: dict, exc: SnapshotUnreadable) -> str:
+    names = {s.pk: s.name for s in context["include"] + context["exclude"]}
+    name = names.get(exc.segment_id or 0)
+    if name is None:
+        return exc.message
+    return f"The members of the segment “{name}” could not be read; refresh it to rebuild them."
 
 
 def _like_name(request: HttpRequest, campaign_id: int | None) -> str:
