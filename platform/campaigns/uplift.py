@@ -350,6 +350,8 @@ class CampaignRows:
 def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     """Training rows from the merchant's completed campaigns with a control group. Conversions are those of
     the campaign report (campaigns.selectors), so the model learns what the report measures."""
+    from django.db.models import BooleanField, ExpressionWrapper
+
     from .models import Campaign, CampaignStatus, Group
     from .selectors import delivery_rows
 
@@ -359,14 +361,18 @@ def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     ).order_by("pk")
     for campaign in campaigns:
         rows, converted = delivery_rows(campaign)
-        converted_ids = set(rows.filter(converted).values_list("pk", flat=True))
-        deliveries = list(rows.order_by("pk").values_list("pk", "consumer_id", "group"))
-        if not any(group == Group.CONTROL for _, _, group in deliveries):
+        # One pass over the deliveries, reading only the arm and whether it converted (not the report's values).
+        deliveries = list(
+            rows.annotate(is_converted=ExpressionWrapper(converted, output_field=BooleanField()))
+            .order_by("pk")
+            .values_list("consumer_id", "group", "is_converted")
+        )
+        if not any(group == Group.CONTROL for _, group, _ in deliveries):
             continue
-        ids = np.array([c for _, c, _ in deliveries], dtype=np.int64)
+        ids = np.array([c for c, _, _ in deliveries], dtype=np.int64)
         consumers.append(ids)
-        arms.append(np.array([g == Group.TREATMENT for _, _, g in deliveries], dtype=bool))
-        outcomes.append(np.array([pk in converted_ids for pk, _, _ in deliveries], dtype=np.int64))
+        arms.append(np.array([g == Group.TREATMENT for _, g, _ in deliveries], dtype=bool))
+        outcomes.append(np.array([bool(y) for _, _, y in deliveries], dtype=np.int64))
         as_of = campaign.started_at or campaign.launched_at or campaign.created_at
         blocks.append(consumer_features(consumer_ids=ids, merchant_id=merchant_id, as_of=as_of))
         used.append(campaign.pk)
