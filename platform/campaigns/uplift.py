@@ -396,7 +396,7 @@ def rows_model(*, data: CampaignRows, merchant_id: int) -> UpliftModel:
     Keyed by a digest of the rows themselves rather than by the campaign alone: a completed campaign's rows can
     still change, as purchases keep arriving until each delivery's attribution window closes, an erasure removes
     a consumer's deliveries and events, and events of before the campaign can be ingested late. Changed rows are
-    a new key, so a cached model is never a stale one; unchanged rows cost two queries instead of a fit."""
+    a new key, so a cached model is never a stale one; unchanged rows cost reading them instead of a fit."""
     from django.core.cache import cache
 
     key = rows_model_key(data=data, merchant_id=merchant_id)
@@ -408,11 +408,14 @@ def rows_model(*, data: CampaignRows, merchant_id: int) -> UpliftModel:
 
 
 def rows_model_key(*, data: CampaignRows, merchant_id: int) -> str:
-    """rows_model's cache key: a digest of the rows, the learner and the cache version."""
+    """rows_model's cache key: a digest of the rows, the learner, the cache version and scikit-learn's version
+    (a model pickled by one release is not for another)."""
+    import sklearn
+
     digest = hashlib.sha256()
     for part in (data.features, data.treatment, data.converted):
         digest.update(np.ascontiguousarray(part).tobytes())
-    digest.update(f"{data.features.shape}:{DEFAULT_LEARNER}:{_MODEL_CACHE_VERSION}".encode())
+    digest.update(f"{data.features.shape}:{DEFAULT_LEARNER}:{_MODEL_CACHE_VERSION}:{sklearn.__version__}".encode())
     return f"uplift:model:{merchant_id}:{digest.hexdigest()}"
 
 
