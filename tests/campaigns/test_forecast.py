@@ -156,8 +156,11 @@ def test_the_report_compares_the_frozen_forecast_with_the_released_result(
     from campaigns.uplift import campaign_forecast_freeze
 
     like, _, _ = _completed_campaign_with_a_planted_effect(merchant, name="Earlier")
-    # Large enough that the held-out group's purchases are released (above the suppression threshold).
-    result, _, _ = _completed_campaign_with_a_planted_effect(merchant, n=5000, start=5000, seed=9, name="Later")
+    # A held-out group large enough that its purchases are released (above the suppression threshold): half of
+    # 3,000 consumers, as many as 30 % of 5,000, with fewer deliveries for the report to count.
+    result, _, _ = _completed_campaign_with_a_planted_effect(
+        merchant, n=3000, start=5000, seed=9, name="Later", treated_share=0.5
+    )
     result.include_segments.set([_segment(merchant, "audience", [])])
     frozen = campaign_forecast_freeze(campaign_id=result.pk, like_campaign_id=like.pk)
     assert frozen is not None and not frozen.get("refused")

@@ -35,6 +35,9 @@ def test_the_review_step_renders_at_once_and_fetches_the_released_forecast_or_it
     assert f'data-testid="forecast-incremental">{shown[1]}<' in card
     assert f"95% interval {shown[2]} to {shown[3]}" in card
     assert "Learned from “Spring sale”, which you picked" in card
+    high = released_count(*exact.figures(draft.pk)[3])
+    too_few = f"we expect {shown[3]} more purchases than if you did not, in 19 cases out of 20: too few to show"
+    assert (too_few in card) == high.suppressed and "about fewer than" not in card
     # Viewed again: the same figures, and no more privacy budget spent.
     spent = budget_remaining(merchant_id=merchant.pk)
     again = portal_client.get(f"/campaigns/{draft.pk}/forecast/", {"like": like.pk}).content.decode()
