@@ -9,6 +9,7 @@ from django.utils.safestring import SafeString
 from predict.admin import fairness_report_html
 from predict.fairness import HIGH_RATIO, LOW_RATIO, spread
 
+from .evaluation import SnapshotUnreadable
 from .models import Segment, SegmentKind, SegmentSnapshot
 from .selectors import segment_latest_snapshot, snapshot_members
 from .services import segment_refresh_request
@@ -92,5 +93,9 @@ class SegmentAdmin(admin.ModelAdmin):
         snapshot = segment_latest_snapshot(segment_id=segment.pk)
         if snapshot is None:
             return format_html("<p>{}</p>", "Not computed yet.")
-        report = spread(snapshot_members(snapshot)).as_dict()
+        try:
+            members = snapshot_members(snapshot)
+        except SnapshotUnreadable as exc:  # logged for the operator where it was found
+            return format_html("<p>{}</p>", exc.message)
+        report = spread(members).as_dict()
         return fairness_report_html(f"{segment.get_kind_display()} (snapshot v{snapshot.version})", report)

@@ -17,6 +17,7 @@ rule definitions from rows.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from django.utils import timezone
 from pyroaring import BitMap, FrozenBitMap
 
 from consumers.models import Event, EventType, Product
+from merchants.errors import Conflict
 from merchants.models import Merchant
 from recommend.selectors import likely_buyers, product_affinity
 from tags.models import ConsumerTag, Tag
@@ -588,6 +590,21 @@ def likely_members_oracle(term: LikelyTerm, *, merchant_id: int) -> list[int]:
 
 _snapshot_cache: OrderedDict[tuple[int, int, datetime | None], FrozenBitMap] = OrderedDict()
 _SNAPSHOT_CACHE_SIZE = 32
+logger = logging.getLogger("dmp.segments")
+
+
+class SnapshotUnreadable(Conflict):
+    """A snapshot's stored members do not deserialise (damaged bytes): nothing can be computed from them until
+    a refresh writes a new snapshot. A 409 at the doors; the operator finds the snapshot in the log."""
+
+    def __init__(self, *, snapshot_id: int, segment_id: int | None) -> None:
+        super().__init__(
+            "This segment's members could not be read; refresh it to rebuild them.",
+            code="segment_members_unreadable",
+            details={"segment_id": segment_id},
+        )
+        self.snapshot_id = snapshot_id
+        self.segment_id = segment_id
 
 
 def latest_snapshot(segment_id: int) -> SegmentSnapshot | None:
@@ -605,6 +622,7 @@ def snapshot_bitmap(snapshot_id: int, size: int, stamp: datetime | None = None) 
     (segments.membership), which stamp it anew; so no process keeps serving a consumer who left.
 
     `stamp` is the snapshot's computed_at as the caller read it; without it, it is read here (one query).
+    Raises SnapshotUnreadable (logged for the operator) when the stored bytes are not a bitmap.
     """
     if stamp is None:
         stamp = SegmentSnapshot.objects.filter(pk=snapshot_id).values_list("computed_at", flat=True).first()
@@ -613,8 +631,18 @@ def snapshot_bitmap(snapshot_id: int, size: int, stamp: datetime | None = None) 
         hit = _snapshot_cache.get(key)
         if hit is not None:
             return hit
-    data = SegmentSnapshot.objects.filter(pk=snapshot_id).values_list("members", flat=True).first()
-    bitmap = FrozenBitMap.deserialize(bytes(data)) if data else FrozenBitMap()
+    row = SegmentSnapshot.objects.filter(pk=snapshot_id).values_list("members", "segment_id").first()
+    data, segment_id = row if row is not None else (None, None)
+    try:
+        bitmap = FrozenBitMap.deserialize(bytes(data)) if data else FrozenBitMap()
+    except ValueError:  # what pyroaring raises for bytes that are not a serialised bitmap
+        logger.error(
+            "segments.snapshot_unreadable: the members of snapshot %s of segment %s could not be read; "
+            "a refresh of the segment rebuilds them",
+            snapshot_id,
+            segment_id,
+        )
+        raise SnapshotUnreadable(snapshot_id=snapshot_id, segment_id=segment_id) from None
     with _behaviour_lock:
         _snapshot_cache[key] = bitmap
         while len(_snapshot_cache) > _SNAPSHOT_CACHE_SIZE:

@@ -26,6 +26,7 @@ from tags.models import Tag
 
 from .evaluation import (
     ResolvedDefinition,
+    SnapshotUnreadable,
     behaviour_cache_invalidate,
     definition_resolve,
     evaluate_bitmap,
@@ -721,7 +722,15 @@ def _previous_members(segment_ids: list[int]) -> dict[int, FrozenBitMap]:
         .values_list("latest", flat=True)
     )
     rows = SegmentSnapshot.objects.filter(pk__in=list(latest)).values_list("pk", "segment_id", "size", "computed_at")
-    return {segment_id: snapshot_bitmap(pk, size, stamp) for pk, segment_id, size, stamp in rows}
+    previous = {}
+    for pk, segment_id, size, stamp in rows:
+        try:
+            previous[segment_id] = snapshot_bitmap(pk, size, stamp)
+        except SnapshotUnreadable:
+            # Damaged members (logged by snapshot_bitmap): the refresh that rebuilds them counts everyone as
+            # having joined, as a first refresh does, rather than failing for good.
+            continue
+    return previous
 
 
 def _prune_member_bitmaps(segment_ids: list[int]) -> None:

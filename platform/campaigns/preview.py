@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from recommend.selectors import recommendations_for
+from segments.evaluation import SnapshotUnreadable
 from segments.selectors import segment_latest_snapshot, segments_for_merchant, snapshot_members
 from tags.selectors import reachable_bitmap
 
@@ -32,7 +33,10 @@ def preview_samples(*, merchant_id: int, segment_ids: list[int], with_offer: boo
         snapshot = segment_latest_snapshot(segment_id=segment_id)
         if snapshot is None:
             continue
-        reachable = snapshot_members(snapshot) & consent
+        try:
+            reachable = snapshot_members(snapshot) & consent
+        except SnapshotUnreadable:  # damaged members (logged where found): the preview uses another segment
+            continue
         if len(reachable) < settings.MIN_AUDIENCE:
             continue
         candidates = list(reachable)[:_CANDIDATES]

@@ -25,7 +25,10 @@ minus control rate within the top k).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +67,20 @@ def _regressor(seed: int):
     )
 
 
+@contextmanager
+def _model_threads() -> Iterator[None]:
+    """Fit and score with BLAS_THREADS OpenMP threads (default 1). Gradient boosting on a few hundred rows spread
+    over every core spends its time waiting at thread barriers when the machine is busy: a 600-row fit took 14 s
+    with both cores and 0.4 s with one (docs/benchmarks.md). The web process is not pinned as workers are
+    (config.celery), so the pin is here. threadpool_limits only reaches pools of libraries already loaded."""
+    import sklearn.ensemble  # noqa: F401  (loads OpenMP, so the limit reaches it)
+    from django.conf import settings
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=settings.BLAS_THREADS):
+        yield
+
+
 def _probability(model, features: np.ndarray, constant: float | None) -> np.ndarray:
     if constant is not None:  # an arm where everybody (or nobody) converted
         return np.full(features.shape[0], constant)
@@ -93,6 +110,11 @@ class UpliftModel:
                 f"an uplift model needs at least {MIN_ARM} treatment and {MIN_ARM} control rows, got {n_t} and {n_c}"
             )
         self.treatment_share = n_t / (n_t + n_c)
+        with _model_threads():
+            self._fit(features, treatment, converted)
+        return self
+
+    def _fit(self, features: np.ndarray, treatment: np.ndarray, converted: np.ndarray) -> None:
         for arm, rows in (("treated", treatment), ("control", ~treatment)):
             y = converted[rows]
             if y.min() == y.max():
@@ -108,21 +130,22 @@ class UpliftModel:
             d0 = mu1[~treatment] - converted[~treatment]
             self._models["tau_treated"] = _regressor(self.seed).fit(features[treatment], d1)
             self._models["tau_control"] = _regressor(self.seed).fit(features[~treatment], d0)
-        return self
 
     def propensity(self, features: np.ndarray) -> np.ndarray:
-        return _probability(self._models["treated"], np.asarray(features, np.float64), self._constants["treated"])
+        with _model_threads():
+            return _probability(self._models["treated"], np.asarray(features, np.float64), self._constants["treated"])
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         features = np.asarray(features, dtype=np.float64)
-        if self.learner == "t":
-            mu1 = self.propensity(features)
-            mu0 = _probability(self._models["control"], features, self._constants["control"])
-            return mu1 - mu0
-        e = self.treatment_share
-        tau1 = self._models["tau_treated"].predict(features)
-        tau0 = self._models["tau_control"].predict(features)
-        return e * tau0 + (1.0 - e) * tau1
+        with _model_threads():
+            if self.learner == "t":
+                mu1 = _probability(self._models["treated"], features, self._constants["treated"])
+                mu0 = _probability(self._models["control"], features, self._constants["control"])
+                return mu1 - mu0
+            e = self.treatment_share
+            tau1 = self._models["tau_treated"].predict(features)
+            tau0 = self._models["tau_control"].predict(features)
+            return e * tau0 + (1.0 - e) * tau1
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -327,6 +350,8 @@ class CampaignRows:
 def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     """Training rows from the merchant's completed campaigns with a control group. Conversions are those of
     the campaign report (campaigns.selectors), so the model learns what the report measures."""
+    from django.db.models import BooleanField, ExpressionWrapper
+
     from .models import Campaign, CampaignStatus, Group
     from .selectors import delivery_rows
 
@@ -336,14 +361,18 @@ def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     ).order_by("pk")
     for campaign in campaigns:
         rows, converted = delivery_rows(campaign)
-        converted_ids = set(rows.filter(converted).values_list("pk", flat=True))
-        deliveries = list(rows.order_by("pk").values_list("pk", "consumer_id", "group"))
-        if not any(group == Group.CONTROL for _, _, group in deliveries):
+        # One pass over the deliveries, reading only the arm and whether it converted (not the report's values).
+        deliveries = list(
+            rows.annotate(is_converted=ExpressionWrapper(converted, output_field=BooleanField()))
+            .order_by("pk")
+            .values_list("consumer_id", "group", "is_converted")
+        )
+        if not any(group == Group.CONTROL for _, group, _ in deliveries):
             continue
-        ids = np.array([c for _, c, _ in deliveries], dtype=np.int64)
+        ids = np.array([c for c, _, _ in deliveries], dtype=np.int64)
         consumers.append(ids)
-        arms.append(np.array([g == Group.TREATMENT for _, _, g in deliveries], dtype=bool))
-        outcomes.append(np.array([pk in converted_ids for pk, _, _ in deliveries], dtype=np.int64))
+        arms.append(np.array([g == Group.TREATMENT for _, g, _ in deliveries], dtype=bool))
+        outcomes.append(np.array([bool(y) for _, _, y in deliveries], dtype=np.int64))
         as_of = campaign.started_at or campaign.launched_at or campaign.created_at
         blocks.append(consumer_features(consumer_ids=ids, merchant_id=merchant_id, as_of=as_of))
         used.append(campaign.pk)
@@ -353,6 +382,50 @@ def campaign_rows(*, campaign_ids: list[int], merchant_id: int) -> CampaignRows:
     return CampaignRows(
         np.concatenate(consumers), np.concatenate(arms), np.concatenate(outcomes), np.vstack(blocks), tuple(used)
     )
+
+
+MODEL_CACHE_SECONDS = 24 * 3600
+_MODEL_CACHE_VERSION = 1  # bump when the learners' settings change, so no process reads a model of the old ones
+
+
+def rows_model(*, data: CampaignRows, merchant_id: int) -> UpliftModel:
+    """The default learner fitted on every row of `data`, from the shared cache when these exact rows were fitted
+    before (a forecast viewed again, the launch's frozen forecast after the review page's, persuadables of the
+    same campaign). Raises ValueError as UpliftModel.fit does.
+
+    Keyed by a digest of the rows themselves rather than by the campaign alone: a completed campaign's rows can
+    still change, as purchases keep arriving until each delivery's attribution window closes, an erasure removes
+    a consumer's deliveries and events, and events of before the campaign can be ingested late. Changed rows are
+    a new key, so a cached model is never a stale one; unchanged rows cost reading them instead of a fit."""
+    from django.core.cache import cache
+
+    key = rows_model_key(data=data, merchant_id=merchant_id)
+    model = cache.get(key)
+    if not isinstance(model, UpliftModel):
+        model = UpliftModel().fit(data.features, data.treatment, data.converted)
+        cache.set(key, model, MODEL_CACHE_SECONDS)
+    return model
+
+
+def rows_model_key(*, data: CampaignRows, merchant_id: int) -> str:
+    """rows_model's cache key: a digest of the rows, the learner, the cache version and scikit-learn's version
+    (a model pickled by one release is not for another)."""
+    import sklearn
+
+    digest = hashlib.sha256()
+    for part in (data.features, data.treatment, data.converted):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    digest.update(f"{data.features.shape}:{DEFAULT_LEARNER}:{_MODEL_CACHE_VERSION}:{sklearn.__version__}".encode())
+    return f"uplift:model:{merchant_id}:{digest.hexdigest()}"
+
+
+def scoring_moment():
+    """When consumers are scored for a forecast: the start of the current UTC day, so the forecast (and so its
+    released figures) stays the same all day however often the review page asks for it, instead of drifting with
+    the recency features every second and spending budget on each new value."""
+    from django.utils import timezone
+
+    return timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _basis_require() -> None:
@@ -443,7 +516,7 @@ def persuadables_create(
             "uplift": top_counts(holdout_model.predict(features), arms, outcomes, TOP_FRACTION),
             "propensity": top_counts(holdout_model.propensity(features), arms, outcomes, TOP_FRACTION),
         }
-        model = UpliftModel().fit(data.features, data.treatment, data.converted)
+        model = rows_model(data=data, merchant_id=merchant_id)
     except ValueError as exc:
         raise Unprocessable(f"This campaign cannot train an uplift model: {exc}.", code="too_few_rows") from None
     live = live_consumers_bitmap()
@@ -703,9 +776,11 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
     recently completed, the one whose treatment and control consumers overlap this audience most (Jaccard
     index), ties to the newest. The audience is the current members of the include segments (latest snapshots)
     minus the exclude segments', among live consumers; consent and frequency caps at launch can only shrink it.
-    Expected incremental conversions = (1 − control share) x the sum of predicted uplift; the interval adds
-    ±1.96 x the standard deviation of the realised count (sum over the treated audience of μ₁(1 − μ₁) +
-    μ₀(1 − μ₀)), the outcome noise, not the model's own error. Figures below 0 are released as 0.
+    They are scored on their behaviour before the start of the UTC day (scoring_moment) by the model rows_model
+    fitted (or found cached) on the chosen campaign's rows. Expected incremental conversions = (1 − control
+    share) x the sum of predicted uplift; the interval adds ±1.96 x the standard deviation of the realised count
+    (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's own error.
+    Figures below 0 are released as 0.
     """
     from merchants.errors import NotFound, Unprocessable
 
@@ -731,7 +806,7 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
         used, chosen_by = _most_similar(candidates, audience), "most_similar"
     data = campaign_rows(campaign_ids=[used], merchant_id=campaign.merchant_id)
     try:
-        model = UpliftModel().fit(data.features, data.treatment, data.converted)
+        model = rows_model(data=data, merchant_id=campaign.merchant_id)
     except ValueError as exc:
         raise Unprocessable(
             f"Not enough past campaigns to forecast: that campaign cannot train an uplift model ({exc}).",
@@ -741,9 +816,7 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
     share = 1.0 - float(campaign.control_share)
     point = low = high = 0.0
     if ids.size:
-        from django.utils import timezone
-
-        features = consumer_features(consumer_ids=ids, merchant_id=campaign.merchant_id, as_of=timezone.now())
+        features = consumer_features(consumer_ids=ids, merchant_id=campaign.merchant_id, as_of=scoring_moment())
         tau = model.predict(features)
         mu1 = model.propensity(features)
         mu0 = np.clip(mu1 - tau, 0.0, 1.0)

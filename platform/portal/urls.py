@@ -65,6 +65,7 @@ urlpatterns = [
     path("campaigns/<id:campaign_id>/test-send/", campaigns.campaign_test_send_view, name="campaign_test_send"),
     path("campaigns/<id:campaign_id>/delete/", campaigns.campaign_delete_view, name="campaign_delete"),
     path("campaigns/<id:campaign_id>/progress.json", campaigns.campaign_progress_json, name="campaign_progress_json"),
+    path("campaigns/<id:campaign_id>/forecast/", campaigns.campaign_forecast_fragment, name="campaign_forecast"),
     path("campaigns/<id:campaign_id>/report/", campaigns.campaign_report_view, name="campaign_report"),
     path("campaigns/<id:campaign_id>/report.csv", campaigns.campaign_report_csv, name="campaign_report_csv"),
     path(

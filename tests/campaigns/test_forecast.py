@@ -53,6 +53,40 @@ def test_the_forecast_learns_from_the_most_similar_completed_campaign(merchant, 
     assert (picked.like_campaign_id, picked.chosen_by) == (second.pk, "picked")
 
 
+def test_a_forecast_follows_purchases_that_arrive_after_the_campaign_completed(merchant, all_purposes_approved):
+    """The model learned from a completed campaign is kept between forecasts, but purchases still arriving in its
+    attribution window change what it learns: the next forecast is the one a fresh model gives, never a stale one."""
+    from django.core.cache import cache
+
+    from campaigns.models import Delivery, Group
+    from campaigns.uplift import campaign_forecast_exact
+    from consumers.models import Event, EventType, Product
+
+    like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant)
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", browsers))
+    before = campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk)
+    assert campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk) == before  # the kept model
+
+    # Late purchases by the held-out browsers, inside the attribution window: messaging them gained nothing.
+    held_out = Delivery.objects.filter(campaign=like, group=Group.CONTROL, consumer_id__in=browsers)
+    product = Product.objects.filter(merchant=merchant).first()
+    Event.objects.bulk_create(
+        Event(
+            source_key=f"late-{d.consumer_id}",
+            consumer_id=d.consumer_id,
+            merchant=merchant,
+            product=product,
+            event_type=EventType.PURCHASE,
+            occurred_at=like.started_at + timedelta(days=2),
+        )
+        for d in held_out
+    )
+    after = campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk)
+    assert after.incremental < before.incremental / 2
+    cache.clear()
+    assert campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk) == after
+
+
 def test_launch_freezes_the_released_forecast_and_it_never_changes(
     merchant, other_merchant, all_purposes_approved, merchant_client, django_capture_on_commit_callbacks
 ):
@@ -122,8 +156,11 @@ def test_the_report_compares_the_frozen_forecast_with_the_released_result(
     from campaigns.uplift import campaign_forecast_freeze
 
     like, _, _ = _completed_campaign_with_a_planted_effect(merchant, name="Earlier")
-    # Large enough that the held-out group's purchases are released (above the suppression threshold).
-    result, _, _ = _completed_campaign_with_a_planted_effect(merchant, n=5000, start=5000, seed=9, name="Later")
+    # A held-out group large enough that its purchases are released (above the suppression threshold): half of
+    # 3,000 consumers, as many as 30 % of 5,000, with fewer deliveries for the report to count.
+    result, _, _ = _completed_campaign_with_a_planted_effect(
+        merchant, n=3000, start=5000, seed=9, name="Later", treated_share=0.5
+    )
     result.include_segments.set([_segment(merchant, "audience", [])])
     frozen = campaign_forecast_freeze(campaign_id=result.pk, like_campaign_id=like.pk)
     assert frozen is not None and not frozen.get("refused")

@@ -58,9 +58,10 @@ def test_a_campaign_with_too_small_an_arm_is_refused():
 # --- from a completed campaign in the database to a persuadable segment ------------------------------------
 
 
-def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5, start=0, name="Spring sale"):
+def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5, start=0, name="Spring sale", treated_share=0.7):
     """Consumers who browsed this merchant before respond to the message (60 % against 5 %); earlier buyers buy
-    again whatever the arm (50 %); the rest rarely buy. Returns the campaign and the two groups' ids."""
+    again whatever the arm (50 %); the rest rarely buy; `treated_share` of them are messaged. Returns the campaign
+    and the two groups' ids."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -81,7 +82,7 @@ def _completed_campaign_with_a_planted_effect(merchant, n=600, seed=5, start=0, 
     browsers, buyers = set(ids[: n // 2]), set(ids[n // 2 : n // 2 + n // 4])
     events, deliveries = [], []
     for i, consumer_id in enumerate(ids):
-        treated = rng.random() < 0.7
+        treated = rng.random() < treated_share
         deliveries.append(
             Delivery(
                 campaign=campaign,

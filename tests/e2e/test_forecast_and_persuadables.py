@@ -24,14 +24,16 @@ def test_forecast_report_and_persuadables_at_every_width(
     like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
     draft = _scheduled_draft(merchant, _segment(merchant, "Browsers", browsers))
     page = browsing.page
-    page.set_default_timeout(120_000)  # the review step trains the uplift model while it renders
+    page.set_default_timeout(120_000)  # the card's fragment trains the uplift model on a busy machine
     browsing.sign_in("marketer", "marketer-pass-123")
 
-    browsing.goto(f"/campaigns/{draft.pk}/")
-    assert "Expected extra purchases" in page.content()
+    browsing.goto(f"/campaigns/{draft.pk}/")  # renders at once; the card fetches the forecast
+    page.get_by_test_id("forecast-incremental").wait_for()
+    assert "Expected extra purchases" in page.content() and "Working out the forecast" not in page.content()
     page.get_by_label("Learn from").select_option(str(like.pk))
     page.get_by_role("button", name="Forecast").click()
     page.wait_for_load_state()
+    page.get_by_test_id("forecast-like").wait_for()
     assert "which you picked" in page.content()
     for name, (w, h) in VIEWPORTS.items():
         page.set_viewport_size({"width": w, "height": h})

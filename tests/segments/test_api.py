@@ -698,3 +698,44 @@ def test_clone_endpoint_copies_under_a_free_name_and_detail_says_what_uses_a_seg
     error = response.json()["error"]
     assert "'outer'" in error["message"] and "'Spring'" in error["message"]
     assert error["details"] == {"segments": ["outer"], "campaigns": ["Spring"]}
+
+
+def test_a_segment_whose_members_cannot_be_read_is_a_clear_409_and_a_message_on_its_page(
+    ready, merchant, merchant_user, merchant_client, caplog
+):
+    """Stored members that no longer deserialise (a damaged snapshot): the API says so with a 409 and the page says
+    so where the figures would be, never a 500; the operator finds it in the log."""
+    from django.test import Client
+
+    from segments.models import SegmentSnapshot
+
+    from .conftest import caches_clear
+
+    damaged = _ready_segment(merchant, "sg", "country:SG")
+    other = _ready_segment(merchant, "my", "country:MY")
+    SegmentSnapshot.objects.filter(segment=damaged).update(members=b"not a bitmap")
+    caches_clear()
+
+    for url in (
+        f"/api/v1/segments/{damaged.pk}/insights",
+        f"/api/v1/segments/{damaged.pk}/overlap/{other.pk}",
+        f"/api/v1/segments/{other.pk}/overlap/{damaged.pk}",
+    ):
+        response = merchant_client.get(url)
+        assert response.status_code == 409, (url, response.status_code)
+        error = response.json()["error"]
+        assert error["code"] == "segment_members_unreadable"
+        assert "could not be read" in error["message"] and "refresh it" in error["message"]
+
+    client = Client(raise_request_exception=False)
+    client.force_login(merchant_user)
+    for url in (f"/segments/{damaged.pk}/", f"/segments/{other.pk}/?other={damaged.pk}"):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        assert "could not be read; refresh it to rebuild them" in response.content.decode()
+    assert any("could not be read" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+    # A refresh rebuilds the members and the figures come back.
+    segment_refresh(segment_id=damaged.pk, actor="test")
+    assert merchant_client.get(f"/api/v1/segments/{damaged.pk}/insights").status_code == 200
+    assert "could not be read" not in client.get(f"/segments/{damaged.pk}/").content.decode()

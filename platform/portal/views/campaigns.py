@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -51,6 +51,7 @@ from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart,
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
+from segments.evaluation import SnapshotUnreadable
 from segments.figures import segment_figures
 from segments.selectors import segments_for_merchant
 
@@ -334,7 +335,11 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "variants": list(campaign.variants.all()),
     }
     if campaign.status == CampaignStatus.DRAFT:
-        reach = audience_precheck(campaign)
+        try:
+            reach = audience_precheck(campaign)
+        except SnapshotUnreadable as exc:  # logged for the operator where it was found
+            reach = None
+            context["reach_error"] = _unreadable_segment_message(context, exc)
         context["reach"] = (
             None
             if reach is None
@@ -386,10 +391,18 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
             ],
         }
         context["test_inbox"] = bool(settings.CAMPAIGN_TEST_INBOX_PSEUDONYM)
-        context["forecast"] = _forecast_preview(request, campaign)
+        context["forecast"] = _forecast_pick(request, campaign)
     else:
         context["frozen"] = frozen_forecast_view(campaign)
     return page(request, "portal/campaigns/detail.html", context, section="campaigns")
+
+
+def _unreadable_segment_message(context: dict, exc: SnapshotUnreadable) -> str:
+    names = {s.pk: s.name for s in context["include"] + context["exclude"]}
+    name = names.get(exc.segment_id or 0)
+    if name is None:
+        return exc.message
+    return f"The members of the segment “{name}” could not be read; refresh it to rebuild them."
 
 
 def _like_name(request: HttpRequest, campaign_id: int | None) -> str:
@@ -399,27 +412,41 @@ def _like_name(request: HttpRequest, campaign_id: int | None) -> str:
     return next(iter(name), "a campaign since deleted")
 
 
-def _forecast_preview(request: HttpRequest, campaign: Campaign) -> dict:
-    """The review step's forecast: released figures, learned from the campaign the merchant picked (?like=) or the
-    most similar completed one; the service's refusal in plain words when it cannot forecast."""
+def _forecast_pick(request: HttpRequest, campaign: Campaign) -> dict:
+    """The campaigns a forecast may learn from and the merchant's pick among them (?like=, else None: the most
+    similar). Cheap: the page renders with these at once and its script fetches the forecast itself from
+    campaign_forecast_fragment, which trains the model."""
     candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)
     raw = request.GET.get("like", "")
     picked = int(raw) if raw.isdigit() and len(raw) < 19 and int(raw) in {c.pk for c in candidates} else None
-    shown: dict = {"candidates": candidates, "picked": picked}
+    url = reverse("portal:campaign_forecast", kwargs={"campaign_id": campaign.pk})
+    return {"candidates": candidates, "picked": picked, "url": f"{url}?like={picked}" if picked else url}
+
+
+@require_GET
+@merchant_view()
+def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpResponse:
+    """The review step's forecast card body (an HTML fragment the campaign page fetches): released figures,
+    learned from the campaign picked (?like=) or the most similar completed one, or the service's refusal in plain
+    words. Viewing it again spends no budget: the same figures are the same releases (privacy.release_figures),
+    and the forecast stays the same all day (campaigns.uplift.scoring_moment)."""
+    campaign = _campaign_or_404(request, campaign_id)
+    picked = _forecast_pick(request, campaign)["picked"]
+    shown: dict = {"picked": picked}
     try:
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=picked)
     except DomainError as exc:
         shown["refused"] = exc.message
-        return shown
-    shown.update(
-        incremental=forecast.incremental,
-        low=forecast.low,
-        high=forecast.high,
-        audience=forecast.audience,
-        chosen_by=forecast.chosen_by,
-        like_name=_like_name(request, forecast.like_campaign_id),
-    )
-    return shown
+    else:
+        shown.update(
+            incremental=forecast.incremental,
+            low=forecast.low,
+            high=forecast.high,
+            audience=forecast.audience,
+            chosen_by=forecast.chosen_by,
+            like_name=_like_name(request, forecast.like_campaign_id),
+        )
+    return render(request, "portal/campaigns/_forecast.html", {"forecast": shown})
 
 
 def frozen_forecast_view(campaign: Campaign) -> dict | None:

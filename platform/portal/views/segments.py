@@ -32,6 +32,7 @@ from portal.segment_builder import builder_vocabulary, expression_canonical
 from privacy.release import PREVIEW, STANDARD
 from privacy.selectors import budget_remaining
 from privacy.services import ProcessingNotPermitted
+from segments.evaluation import SnapshotUnreadable
 from segments.figures import history_figures, segment_figures, transition_figures
 from segments.insights import SegmentNotComputed, segment_insights, segment_overlap
 from segments.models import RefreshPolicy, Segment, SegmentKind, SegmentScope, SegmentStatus, SnapshotStatus
@@ -534,6 +535,8 @@ def _insights(segment: Segment) -> dict:
         return {"insights_note": "Insights appear once the segment has been computed."}
     except ProcessingNotPermitted:
         return {"insights_note": NOT_PERMITTED}
+    except SnapshotUnreadable as exc:  # logged for the operator where it was found
+        return {"insights_note": exc.message}
     labels = {family.family: family.label for family in tag_families()}
     families = []
     for family in insights["families"]:
@@ -567,6 +570,10 @@ def _insights(segment: Segment) -> dict:
     return {"insight_families": families, "insights_note": note}
 
 
+def _unreadable_other(other: Segment) -> str:
+    return f"The members of “{other.name}” could not be read; refresh it to rebuild them."
+
+
 def _overlap(segment: Segment, other: Segment) -> dict:
     try:
         return {"other": other, **segment_overlap(segment=segment, other=other, merchant_id=segment.merchant_id)}
@@ -574,6 +581,8 @@ def _overlap(segment: Segment, other: Segment) -> dict:
         return {"other": other, "error": str(exc)}
     except ProcessingNotPermitted:
         return {"other": other, "error": NOT_PERMITTED}
+    except SnapshotUnreadable as exc:  # this segment's members or the other's; logged where it was found
+        return {"other": other, "error": exc.message if exc.segment_id == segment.pk else _unreadable_other(other)}
 
 
 @require_POST

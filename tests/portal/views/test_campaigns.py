@@ -376,3 +376,27 @@ def test_review_previews_every_variant_for_the_same_sample(portal_client, audien
     page = portal_client.get(f"/campaigns/{campaign.pk}/?sample=2").content.decode()
     assert 'data-testid="variant-preview"' in page and f"Second idea at {merchant.name}" in page
     assert '<option value="2" selected>sample consumer 2</option>' in page
+
+
+def test_a_segment_whose_members_cannot_be_read_is_named_on_the_review_and_refuses_the_launch(
+    portal_client, merchant_client, audience, merchant
+):
+    from segments.evaluation import snapshot_cache_clear
+    from segments.models import SegmentSnapshot
+
+    campaign = draft(merchant, audience)
+    SegmentSnapshot.objects.filter(segment=audience).update(members=b"not a bitmap")
+    snapshot_cache_clear()
+    response = portal_client.get(f"/campaigns/{campaign.pk}/")
+    assert response.status_code == 200
+    assert "The members of the segment “Singapore” could not be read; refresh it to rebuild them." in (
+        response.content.decode()
+    )
+    card = portal_client.get(f"/campaigns/{campaign.pk}/forecast/")
+    assert card.status_code == 200 and 'data-testid="forecast-refused"' in card.content.decode()
+    launched = portal_client.post(f"/campaigns/{campaign.pk}/launch/", follow=True).content.decode()
+    assert "Not launched" in launched and "could not be read" in launched
+    api = merchant_client.post(f"/api/v1/campaigns/{campaign.pk}/launch", {}, format="json")
+    assert api.status_code == 409 and api.json()["error"]["code"] == "segment_members_unreadable"
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"

@@ -9,27 +9,45 @@ from tests.campaigns.test_uplift import _completed_campaign_with_a_planted_effec
 from tests.release_helpers import released_count
 
 
-def test_the_review_step_shows_the_released_forecast_or_says_it_cannot(
+def test_the_review_step_renders_at_once_and_fetches_the_released_forecast_or_its_refusal(
     merchant, other_merchant, all_purposes_approved, portal_client
 ):
     from campaigns.models import CampaignStatus
     from campaigns.uplift import campaign_forecast_exact
+    from privacy.selectors import budget_remaining
 
     draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
     page = portal_client.get(f"/campaigns/{draft.pk}/").content.decode()
-    assert 'data-testid="forecast-refused"' in page and "Not enough past campaigns to forecast" in page
+    # The page does not train a model: the card says it is working and points at the fragment it fetches.
+    assert "Working out the forecast…" in page and 'data-testid="forecast-incremental"' not in page
+    assert f'data-forecast-url="/campaigns/{draft.pk}/forecast/"' in page
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert 'data-testid="forecast-refused"' in card and "Not enough past campaigns to forecast" in card
 
     like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
     draft.include_segments.set([_segment(merchant, "browsers", browsers)])
     page = portal_client.get(f"/campaigns/{draft.pk}/", {"like": like.pk}).content.decode()
+    assert f'data-forecast-url="/campaigns/{draft.pk}/forecast/?like={like.pk}"' in page
+    assert f'<input type="hidden" name="like" value="{like.pk}">' in page  # the launch learns from the same one
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/", {"like": like.pk}).content.decode()
     exact = campaign_forecast_exact(campaign=draft, like_campaign_id=like.pk)
     shown = [released_count(subject, count).display for subject, count in exact.figures(draft.pk)]
-    assert f'data-testid="forecast-incremental">{shown[1]}<' in page
-    assert f"95% interval {shown[2]} to {shown[3]}" in page
-    assert "Learned from “Spring sale”, which you picked" in page
-    assert f'<input type="hidden" name="like" value="{like.pk}">' in page  # the launch learns from the same one
+    assert f'data-testid="forecast-incremental">{shown[1]}<' in card
+    assert f"95% interval {shown[2]} to {shown[3]}" in card
+    assert "Learned from “Spring sale”, which you picked" in card
+    high = released_count(*exact.figures(draft.pk)[3])
+    too_few = f"we expect {shown[3]} more purchases than if you did not, in 19 cases out of 20: too few to show"
+    assert (too_few in card) == high.suppressed and "about fewer than" not in card
+    # Viewed again: the same figures, and no more privacy budget spent.
+    spent = budget_remaining(merchant_id=merchant.pk)
+    again = portal_client.get(f"/campaigns/{draft.pk}/forecast/", {"like": like.pk}).content.decode()
+    assert again == card
+    after = budget_remaining(merchant_id=merchant.pk)
+    assert (after.spent, after.releases) == (spent.spent, spent.releases)
+
     foreign = make_campaign(other_merchant, status=CampaignStatus.DRAFT)
     assert portal_client.get(f"/campaigns/{foreign.pk}/").status_code == 404
+    assert portal_client.get(f"/campaigns/{foreign.pk}/forecast/").status_code == 404
 
 
 def test_persuadables_from_a_report_become_a_segment_with_a_released_evaluation(
