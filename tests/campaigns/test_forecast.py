@@ -151,8 +151,7 @@ def report_ready(settings):
 def test_the_report_compares_the_frozen_forecast_with_the_released_result(
     merchant, other_merchant_client, all_purposes_approved, merchant_client, report_ready
 ):
-    from campaigns.selectors import campaign_funnels
-    from campaigns.stats import uplift_two_proportions
+    from campaigns.selectors import campaign_funnels, uplift_from_released
     from campaigns.uplift import campaign_forecast_freeze
 
     like, _, _ = _completed_campaign_with_a_planted_effect(merchant, name="Earlier")
@@ -175,11 +174,11 @@ def test_the_report_compares_the_frozen_forecast_with_the_released_result(
         for group, f in funnels.items()
         for measure in ("size", "converted")
     }
-    uplift = uplift_two_proportions(
-        treatment_conversions=shown["treatment", "converted"]._noisy,
-        treatment_size=shown["treatment", "size"]._noisy,
-        control_conversions=shown["control", "converted"]._noisy,
-        control_size=shown["control", "size"]._noisy,
+    uplift = uplift_from_released(
+        a_converted=shown["treatment", "converted"],
+        a_size=shown["treatment", "size"],
+        b_converted=shown["control", "converted"],
+        b_size=shown["control", "size"],
     )
     n = shown["treatment", "size"]._noisy
     assert comparison["measured_incremental_conversions"] == pytest.approx(uplift.absolute * n)

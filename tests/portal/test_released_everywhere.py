@@ -68,6 +68,8 @@ PORTAL_ACTIONS = {
     "journeys/<id:journey_id>/activate/",
     "journeys/<id:journey_id>/pause/",
     "journeys/<id:journey_id>/steps/<int:step>/variants/",  # edits a send step's variants; the page shows them
+    "journeys/build/save/",  # the builder's save (JSON); the pages show what it saved
+    "journeys/<id:journey_id>/save/",
     "campaigns/<id:campaign_id>/persuadables/",  # makes a persuadable segment; its size is the segment page's
 }
 
