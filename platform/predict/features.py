@@ -457,6 +457,10 @@ def searchsorted_many(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
     return found
 
 
+# Event counts above this rank equal when choosing a consumer's candidate groups (the sort key's width).
+EVENTS_RANKED = (1 << 16) - 1
+
+
 def candidate_pairs(
     pair_consumer: np.ndarray, event_pair: np.ndarray, event_t: np.ndarray, *, limit: int
 ) -> np.ndarray:
@@ -467,10 +471,14 @@ def candidate_pairs(
     counts = np.bincount(pair_consumer, minlength=int(pair_consumer.max(initial=-1)) + 1)
     if pairs == 0 or counts.max() <= limit:
         return np.ones(pairs, dtype=bool)
-    events = np.bincount(event_pair, minlength=pairs)
+    events = np.minimum(np.bincount(event_pair, minlength=pairs), EVENTS_RANKED)
     latest = np.full(pairs, -np.inf)
     np.maximum.at(latest, event_pair, event_t.astype(np.float64))
-    order = np.lexsort((np.arange(pairs), -latest, -events, pair_consumer))
+    # One sort of one integer key (consumer, fewest events last, oldest last event last; a stable sort keeps the
+    # pair order among ties): a lexsort of the four keys took most of the features' time at a million consumers.
+    staleness = np.clip(np.round((latest.max(initial=0.0) - latest) * 16), 0, (1 << 16) - 1).astype(np.int64)
+    key = (pair_consumer.astype(np.int64) << 32) | ((EVENTS_RANKED - events) << 16) | staleness
+    order = np.argsort(key, kind="stable")
     first = np.searchsorted(pair_consumer, pair_consumer)  # a consumer's first pair (pairs are grouped by consumer)
     kept = np.zeros(pairs, dtype=bool)
     kept[order[np.arange(pairs) - first[order] < limit]] = True
