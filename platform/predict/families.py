@@ -166,7 +166,7 @@ PREDICTIONS: dict[str, Prediction] = {
             kind=CLASSIFICATION,
             horizon_days=30,
             unit="merchant",
-            subject="consumers who interacted with the store in the last 180 days",
+            subject="consumers for whom the store is among their most-visited stores of the last 180 days",
         ),
         Prediction(
             family="category_propensity",
@@ -234,6 +234,10 @@ def band_values(prediction: Prediction, groups: list[tuple[str, str]]) -> list[T
 
 def _definition(prediction: Prediction, label: str, bound: float, group: str | None) -> str:
     who = prediction.subject.replace("the store", group or "the store").replace("the category", group or "the category")
+    if prediction.unit == "merchant" and store_candidates() is not None:
+        who = who.replace("among their most-visited", f"one of their {store_candidates()} most-visited")
+    elif prediction.unit == "merchant":
+        who = f"consumers who interacted with {group or 'the store'} in the last 180 days"
     if prediction.family == "next_order":
         return f"Recent buyers whose next order is predicted {label.lower()}."
     most, least = {

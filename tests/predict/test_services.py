@@ -161,6 +161,9 @@ def test_a_consumer_holds_store_bands_only_for_their_most_visited_stores(signal_
 
     predictions_compute(actor="test", as_of=AS_OF, families=["store_propensity"])
     assert any(len(stores) == 2 for stores in stores_held().values())
+    # The definition a merchant reads says who the store's candidates are.
+    definition = Tag.objects.get(family="store_propensity", value="store-0.very_high").definition
+    assert "consumers for whom Store 0 is one of their 5 most-visited stores of the last 180 days" in definition
     settings.PREDICT_STORE_CANDIDATES = 1
     predictions_compute(actor="test", as_of=AS_OF, families=["store_propensity"])
     held = stores_held()
