@@ -310,7 +310,11 @@ def band_of(prediction: Prediction, scores: np.ndarray, groups: np.ndarray | Non
     bounds = np.array([b for _, _, b in bands])
     # Share of the row's group scoring strictly higher (equal scores share a band), for every group at once:
     # rows sorted by group then score; a run of equal (group, score) ends where the rows scoring higher begin.
-    order = np.lexsort((scores, group_codes))
+    # By score, then stably by group: the same order as a lexsort of the two, a third of its time for millions of
+    # pairs (group codes are small integers, which numpy sorts stably by radix).
+    order = np.argsort(scores)
+    small = group_codes.size == 0 or (group_codes.min() >= 0 and group_codes.max() < np.iinfo(np.int16).max)
+    order = order[np.argsort(group_codes[order].astype(np.int16) if small else group_codes[order], kind="stable")]
     sorted_group, sorted_score = group_codes[order], scores[order]
     group_start = np.searchsorted(sorted_group, sorted_group, side="left")
     group_end = np.searchsorted(sorted_group, sorted_group, side="right")
