@@ -322,6 +322,9 @@ BLAS_THREADS = env_int("BLAS_THREADS", 1)
 # Predicted traits (docs/predictions.md): each model is fitted, chosen and measured on a stratified sample of at
 # most this many rows of its training and of its validation window; scoring covers every consumer.
 PREDICT_TRAIN_MAX_ROWS = env_int("PREDICT_TRAIN_MAX_ROWS", 50_000)
+# store_propensity scores a consumer for their this many most-visited stores of the last 180 days (0: every store
+# they touched). docs/predictions.md has what the cap costs and saves.
+PREDICT_STORE_CANDIDATES = env_int("PREDICT_STORE_CANDIDATES", 5)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # Commands run by a person show WARNING and above on the console (their own output is the progress); see logformat.

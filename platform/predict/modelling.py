@@ -32,6 +32,7 @@ MIN_CLASS_SUPPORT = 20  # positives and negatives each, in training and in valid
 MIN_REGRESSION_SUPPORT = 50
 
 IMPORTANCE_ROWS = 3_000
+PREDICT_CHUNK_ROWS = 500_000
 CALIBRATION_BINS = 10
 PSI_BINS = 10
 
@@ -79,7 +80,16 @@ class Fitted:
         return self
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return predict(self.model, self.kind, self._input(matrix))
+        # In chunks: scikit-learn copies its input to float64, which for the 10M+ rows of a pair family at a
+        # million consumers would double the float32 matrix's gigabytes for nothing.
+        if matrix.shape[0] <= PREDICT_CHUNK_ROWS:
+            return predict(self.model, self.kind, self._input(matrix))
+        return np.concatenate(
+            [
+                predict(self.model, self.kind, self._input(matrix[start : start + PREDICT_CHUNK_ROWS]))
+                for start in range(0, matrix.shape[0], PREDICT_CHUNK_ROWS)
+            ]
+        )
 
 
 def subsample(size: int, limit: int, seed: int) -> np.ndarray:

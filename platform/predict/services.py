@@ -20,6 +20,7 @@ from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
 from privacy.services import ProcessingBasis, processing_basis_require
+from tags.arrays import sorted_unique
 from tags.bitmaps import bitmaps_load, tag_key
 from tags.inputs import TaggingInput
 from tags.rules import TagRule
@@ -89,7 +90,7 @@ class PredictionSession:
             group = history.pu_merchant if prediction.unit == "merchant" else history.pu_category
             keep = recent & (group >= 0)
             width = np.int64(int(group.max(initial=0)) + 1)
-            pairs = np.unique(history.pu_consumer[keep].astype(np.int64) * width + group[keep])
+            pairs = sorted_unique(history.pu_consumer[keep].astype(np.int64) * width + group[keep])
             buyers = np.bincount((pairs % width).astype(np.int64), minlength=int(width))
             order = np.argsort(-buyers, kind="stable")
             limit = MAX_STORES if prediction.unit == "merchant" else TOP_CATEGORIES

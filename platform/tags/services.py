@@ -293,9 +293,11 @@ def family_replace(
         insert = _rows_change(
             old_consumers, old_tags, old_scores, consumer_ids.astype(np.int64), row_tags, scores, family_tag_ids
         )
-        # Rows go in sorted by consumer then tag, close to the order of the (tag, consumer) index per tag.
+        # Rows go in sorted by tag then consumer, the unique (tag, consumer) index's own order: each of its leaf
+        # pages is filled once in a row, instead of rows visiting every tag's pages in turn (about 1.7x faster
+        # for 2M rows; docs/tags.md, "Writing a family").
         chosen = np.flatnonzero(insert)
-        order = chosen[np.lexsort((row_tags[chosen], consumer_ids[chosen]))]
+        order = chosen[np.lexsort((consumer_ids[chosen], row_tags[chosen]))]
         _rows_insert(consumer_ids[order], row_tags[order], None if scores is None else scores[order], assigned_at)
         bitmaps: dict[int, BitMap] = {}
         for position, tag_id in enumerate(tag_ids):

@@ -72,3 +72,40 @@ def test_labels_need_the_whole_horizon_after_the_cut_off():
         history.purchases_after(-20, 30)
     with pytest.raises(NotEnoughHistory):
         history.until(-20).purchases_after(-30, 15)
+
+
+def test_a_consumer_is_a_store_candidate_of_their_most_visited_stores_only():
+    # Consumer 0 saw seven stores: store 6 three times, store 5 twice (once later than store 4's two events), the
+    # rest once; consumer 1 saw one store. With room for three candidates each, consumer 0 is scored for 6, 5, 4.
+    visits = [(0, s, -100.0 + s) for s in range(7)] + [(0, 6, -3.0), (0, 6, -2.0), (0, 5, -4.0), (0, 4, -9.0)]
+    visits += [(1, 2, -1.0)]
+    consumer, store, t = (np.array(column) for column in zip(*visits, strict=True))
+    history = replace(
+        _history(),
+        consumers=2,
+        ev_consumer=consumer.astype(np.int32),
+        ev_type=np.ones(consumer.size, dtype=np.int8),
+        ev_t=t.astype(np.float32),
+        ev_category=np.zeros(consumer.size, dtype=np.int32),
+        ev_merchant=store.astype(np.int32),
+        pu_consumer=np.empty(0, np.int32),
+        pu_t=np.empty(0, np.float32),
+        pu_amount=np.empty(0),
+        pu_discounted=np.empty(0, bool),
+        pu_order=np.empty(0, np.int64),
+        pu_category=np.empty(0, np.int32),
+        pu_merchant=np.empty(0, np.int32),
+        age_code=np.full(2, -1, dtype=np.int8),
+        merchant_ids=list(range(7)),
+    )
+    every = pair_features(history, cutoff=0.0, by="merchant", groups=list(range(7)))
+    capped = pair_features(history, cutoff=0.0, by="merchant", groups=list(range(7)), per_consumer=3)
+    assert every.consumer.tolist().count(0) == 7
+    assert sorted(zip(capped.consumer.tolist(), capped.group.tolist(), strict=True)) == [(0, 4), (0, 5), (0, 6), (1, 2)]
+    # A kept pair's features are the ones it has without the cap.
+    events = capped.names.index("pair_events_30d")
+    share = capped.names.index("pair_share")
+    row = {(c, g): i for i, (c, g) in enumerate(zip(every.consumer.tolist(), every.group.tolist(), strict=True))}
+    for i, (c, g) in enumerate(zip(capped.consumer.tolist(), capped.group.tolist(), strict=True)):
+        assert capped.matrix[i, events] == every.matrix[row[c, g], events]
+        assert capped.matrix[i, share] == every.matrix[row[c, g], share]

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from pyroaring import BitMap
 
+from consumers.models import Consumer
 from predict.families import FAMILIES, PREDICTIONS
 from predict.models import ModelCard
 from predict.services import UnknownPrediction, predictions_compute
@@ -161,3 +162,27 @@ def test_segment_insights_show_a_store_only_its_own_propensity(signal_world):
     insights = segment_insights(segment=segment, merchant_id=store.pk)
     values = [v["value"] for f in insights["families"] if f["family"] == "store_propensity" for v in f["values"]]
     assert values and all(value.startswith("store-0.") for value in values), insights
+
+
+def test_a_consumer_holds_store_bands_only_for_their_most_visited_stores(signal_world, settings):
+    # Both stores are every consumer's candidates by default; with one candidate each, nobody holds a band of both.
+    def stores_held() -> dict[int, set[str]]:
+        held: dict[int, set[str]] = {}
+        for consumer, value in ConsumerTag.objects.filter(tag__family="store_propensity").values_list(
+            "consumer_id", "tag__value"
+        ):
+            held.setdefault(consumer, set()).add(value.split(".")[0])
+        return held
+
+    predictions_compute(actor="test", as_of=AS_OF, families=["store_propensity"])
+    assert any(len(stores) == 2 for stores in stores_held().values())
+    # The definition a merchant reads says who the store's candidates are.
+    definition = Tag.objects.get(family="store_propensity", value="store-0.very_high").definition
+    assert "consumers for whom Store 0 is one of their 5 most-visited stores of the last 180 days" in definition
+    settings.PREDICT_STORE_CANDIDATES = 1
+    predictions_compute(actor="test", as_of=AS_OF, families=["store_propensity"])
+    held = stores_held()
+    assert held and all(len(stores) == 1 for stores in held.values())
+    card = ModelCard.objects.filter(family="store_propensity").latest("trained_at")
+    assert card.published
+    assert card.scored <= Consumer.objects.count()  # one (consumer, store) pair at most per consumer
