@@ -70,8 +70,11 @@ def parse_time_of_day(value: Any, *, where: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
-def action_parse(text: Any, *, where: str) -> ActionTerm:
-    """One action of the segment language (carted(category="outdoor")), for triggers, waits and exits."""
+def action_parse(text: Any, *, where: str, checked: bool = False) -> ActionTerm:
+    """One action of the segment language (carted(category="outdoor")), for triggers, waits and exits.
+
+    checked: refuse arguments a single event is not matched by (EVENT_ARGUMENTS are); what a journey stores is
+    parsed checked, so a trigger never silently matches more than its text says."""
     try:
         node = parse(text)
     except SegmentSyntaxError as exc:
@@ -89,6 +92,15 @@ def action_parse(text: Any, *, where: str) -> ActionTerm:
             f"{where}: within= and min_count= do not apply to a single event (use a wait's timeout instead)",
             code="invalid_expression",
             details={"field": where},
+        )
+    unmatched = [name for name, _ in node.arg_pos if name not in EVENT_ARGUMENTS]
+    if checked and unmatched:
+        name = unmatched[0]
+        raise Invalid(
+            f"{where}: a single event is matched by {' and '.join(EVENT_ARGUMENTS)} only; {name}= does not apply "
+            f"(at position {node.position_of(name)} of {text!r})",
+            code="invalid_expression",
+            details={"field": where, "argument": name, "position": node.position_of(name)},
         )
     return node
 
@@ -154,7 +166,7 @@ def steps_validate(steps: Any, *, merchant: Merchant) -> list[dict]:
             else:
                 parse_time_of_day(step["until"], where=f"{where}.until")
         elif kind == "wait_for":
-            action_parse(step.get("event"), where=f"{where}.event")
+            action_parse(step.get("event"), where=f"{where}.event", checked=True)
             parse_duration(step.get("timeout"), where=f"{where}.timeout")
             _target(step, "on_event", index, count, where)
             _target(step, "on_timeout", index, count, where)

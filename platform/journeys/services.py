@@ -58,10 +58,10 @@ def _clean(*, merchant: Merchant, values: dict[str, Any]) -> dict[str, Any]:
             )
         values["trigger_event"] = ""
     else:
-        action_parse(values.get("trigger_event"), where="trigger_event")
+        action_parse(values.get("trigger_event"), where="trigger_event", checked=True)
         values["trigger_segment_id"] = None
     if values.get("exit_condition"):
-        action_parse(values["exit_condition"], where="exit_condition")
+        action_parse(values["exit_condition"], where="exit_condition", checked=True)
     else:
         values["exit_condition"] = ""
     try:

@@ -49,6 +49,10 @@ def test_create_list_retrieve_and_the_flow_in_the_segment_language(merchant_clie
         ({"steps": [{"type": "send", "title": "{prodcut_1_title}", "body": "x"}]}, "steps[0].title"),
         ({"steps": [{"type": "wait", "duration": "1h", "next": 0}]}, "steps[0].next"),
         ({"trigger_event": "country:SG"}, "trigger_event"),
+        # A single event is matched by category and brand only: these would have matched every cart or purchase.
+        ({"trigger_event": 'carted(product="sku-1")'}, "product= does not apply"),
+        ({"exit_condition": "purchased(min_spend=50)"}, "min_spend= does not apply"),
+        ({"steps": [{"type": "wait_for", "event": 'purchased(merchant="x")', "timeout": "2h"}]}, "steps[0].event"),
     ],
 )
 def test_bad_definitions_are_400s_that_name_the_field(merchant_client, change, field):
