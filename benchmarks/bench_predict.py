@@ -124,7 +124,31 @@ def online_retail_rows(ctx: BenchContext) -> list[Row]:
     return _classification_rows("online-retail", evaluation, note)
 
 
+def factor_comparison_rows(plain: dict, with_factors: dict, *, factors: int) -> list[Row]:
+    """Each family's validation figures without the recommender factors and with them, from one world and seed."""
+    rows = []
+    for family, card in with_factors.items():
+        before = plain.get(family)
+        if before is None:
+            continue
+        for metric in ("roc_auc", "pr_auc", "brier", "mae"):
+            if metric in card.metrics and metric in before.metrics:
+                rows.append(
+                    Row(
+                        NAME,
+                        f"synthetic {family} {metric}: without / with {factors} factors",
+                        card.metrics[metric],
+                        "",
+                        note=f"without {before.metrics[metric]:.4f}; baseline {card.baseline_metrics.get(metric)}; "
+                        f"{'lower' if metric in ('brier', 'mae') else 'higher'} is better",
+                    )
+                )
+    return rows
+
+
 def synthetic_rows(ctx: BenchContext) -> list[Row]:
+    from django.conf import settings
+    from django.test.utils import override_settings
     from django.utils import timezone
 
     from consumers.seeding import seed_marketplace
@@ -137,11 +161,17 @@ def synthetic_rows(ctx: BenchContext) -> list[Row]:
     seed_marketplace(consumers=consumers, products=max(500, consumers // 20), events=consumers * 20, seed=11, now=now)
     seeded = time.perf_counter() - started
     _approve_tagging()
+    # The same run without the recommender factors first (PREDICT_FACTORS=0), so both sets of figures come from
+    # the same world, seed and load; the timed run below is the configured one.
+    with override_settings(PREDICT_FACTORS=0):
+        plain = predictions_compute(actor="benchmark", as_of=now)
+    plain_cards = {card.family: card for card in ModelCard.objects.filter(pk__in=plain.cards.values())}
     started = time.perf_counter()
     report = predictions_compute(actor="benchmark", as_of=now)
     total = time.perf_counter() - started
-    cards = {card.family: card for card in ModelCard.objects.all()}
+    cards = {card.family: card for card in ModelCard.objects.filter(pk__in=report.cards.values())}
     rows = [Row(NAME, f"synthetic: seed {consumers:,} consumers", seeded, "s", note=f"{consumers * 20:,} events")]
+    rows += factor_comparison_rows(plain_cards, cards, factors=settings.PREDICT_FACTORS)
     card = cards["purchase_propensity"]
 
     class _Evaluation:  # the card's figures in the shape _classification_rows reads
