@@ -161,17 +161,26 @@ def synthetic_rows(ctx: BenchContext) -> list[Row]:
     seed_marketplace(consumers=consumers, products=max(500, consumers // 20), events=consumers * 20, seed=11, now=now)
     seeded = time.perf_counter() - started
     _approve_tagging()
-    # The same run without the recommender factors first (PREDICT_FACTORS=0), so both sets of figures come from
-    # the same world, seed and load; the timed run below is the configured one.
-    with override_settings(PREDICT_FACTORS=0):
-        plain = predictions_compute(actor="benchmark", as_of=now)
-    plain_cards = {card.family: card for card in ModelCard.objects.filter(pk__in=plain.cards.values())}
+    # The run with the recommender factors (PREDICT_FACTORS, or BENCH_PREDICT_FACTORS of them when they are off,
+    # default 16) and without them, on the same world and seed; the timed run is the configured one.
+    factors = settings.PREDICT_FACTORS or int(os.environ.get("BENCH_PREDICT_FACTORS", "16"))
+    factored_cards = {}
+    if not settings.PREDICT_FACTORS:
+        with override_settings(PREDICT_FACTORS=factors):
+            factored = predictions_compute(actor="benchmark", as_of=now)
+        factored_cards = {card.family: card for card in ModelCard.objects.filter(pk__in=factored.cards.values())}
     started = time.perf_counter()
     report = predictions_compute(actor="benchmark", as_of=now)
     total = time.perf_counter() - started
     cards = {card.family: card for card in ModelCard.objects.filter(pk__in=report.cards.values())}
+    plain_cards = cards
+    if settings.PREDICT_FACTORS:
+        factored_cards = cards
+        with override_settings(PREDICT_FACTORS=0):
+            plain = predictions_compute(actor="benchmark", as_of=now)
+        plain_cards = {card.family: card for card in ModelCard.objects.filter(pk__in=plain.cards.values())}
     rows = [Row(NAME, f"synthetic: seed {consumers:,} consumers", seeded, "s", note=f"{consumers * 20:,} events")]
-    rows += factor_comparison_rows(plain_cards, cards, factors=settings.PREDICT_FACTORS)
+    rows += factor_comparison_rows(plain_cards, factored_cards, factors=factors)
     card = cards["purchase_propensity"]
 
     class _Evaluation:  # the card's figures in the shape _classification_rows reads
