@@ -124,7 +124,31 @@ def online_retail_rows(ctx: BenchContext) -> list[Row]:
     return _classification_rows("online-retail", evaluation, note)
 
 
+def factor_comparison_rows(plain: dict, with_factors: dict, *, factors: int) -> list[Row]:
+    """Each family's validation figures without the recommender factors and with them, from one world and seed."""
+    rows = []
+    for family, card in with_factors.items():
+        before = plain.get(family)
+        if before is None:
+            continue
+        for metric in ("roc_auc", "pr_auc", "brier", "mae"):
+            if metric in card.metrics and metric in before.metrics:
+                rows.append(
+                    Row(
+                        NAME,
+                        f"synthetic {family} {metric}: without / with {factors} factors",
+                        card.metrics[metric],
+                        "",
+                        note=f"without {before.metrics[metric]:.4f}; baseline {card.baseline_metrics.get(metric)}; "
+                        f"{'lower' if metric in ('brier', 'mae') else 'higher'} is better",
+                    )
+                )
+    return rows
+
+
 def synthetic_rows(ctx: BenchContext) -> list[Row]:
+    from django.conf import settings
+    from django.test.utils import override_settings
     from django.utils import timezone
 
     from consumers.seeding import seed_marketplace
@@ -137,11 +161,26 @@ def synthetic_rows(ctx: BenchContext) -> list[Row]:
     seed_marketplace(consumers=consumers, products=max(500, consumers // 20), events=consumers * 20, seed=11, now=now)
     seeded = time.perf_counter() - started
     _approve_tagging()
+    # The run with the recommender factors (PREDICT_FACTORS, or BENCH_PREDICT_FACTORS of them when they are off,
+    # default 16) and without them, on the same world and seed; the timed run is the configured one.
+    factors = settings.PREDICT_FACTORS or int(os.environ.get("BENCH_PREDICT_FACTORS", "16"))
+    factored_cards = {}
+    if not settings.PREDICT_FACTORS:
+        with override_settings(PREDICT_FACTORS=factors):
+            factored = predictions_compute(actor="benchmark", as_of=now)
+        factored_cards = {card.family: card for card in ModelCard.objects.filter(pk__in=factored.cards.values())}
     started = time.perf_counter()
     report = predictions_compute(actor="benchmark", as_of=now)
     total = time.perf_counter() - started
-    cards = {card.family: card for card in ModelCard.objects.all()}
+    cards = {card.family: card for card in ModelCard.objects.filter(pk__in=report.cards.values())}
+    plain_cards = cards
+    if settings.PREDICT_FACTORS:
+        factored_cards = cards
+        with override_settings(PREDICT_FACTORS=0):
+            plain = predictions_compute(actor="benchmark", as_of=now)
+        plain_cards = {card.family: card for card in ModelCard.objects.filter(pk__in=plain.cards.values())}
     rows = [Row(NAME, f"synthetic: seed {consumers:,} consumers", seeded, "s", note=f"{consumers * 20:,} events")]
+    rows += factor_comparison_rows(plain_cards, factored_cards, factors=factors)
     card = cards["purchase_propensity"]
 
     class _Evaluation:  # the card's figures in the shape _classification_rows reads

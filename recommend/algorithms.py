@@ -373,10 +373,22 @@ def _mask_positions(exclude: sp.csr_matrix, items: np.ndarray | None) -> tuple[n
     return rows[keep], position[keep]
 
 
-def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
+def binary_interactions(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The matrix with every stored entry set to 1 (who interacted with what, not how often)."""
     binary = matrix.copy()
     binary.data[:] = 1.0
     return binary
+
+
+def ridge_fold_in(history: sp.csr_matrix, item_factors: np.ndarray, *, regularization: float) -> np.ndarray:
+    """Consumer vectors from their interaction rows by the closed-form ALS projection onto fixed item factors:
+    u = (VᵀV + λI)⁻¹ Vᵀx for each row x. One sparse x dense product and one k x k solve for every row at once,
+    so a million rows take about a second (the exact per-row iALS solve would take minutes)."""
+    item_factors = np.asarray(item_factors, dtype=np.float64)
+    k = item_factors.shape[1]
+    gram = item_factors.T @ item_factors + regularization * np.eye(k)
+    projection = np.linalg.solve(gram, item_factors.T).T  # V (VᵀV + λI)⁻¹, items x k (the Gramian is symmetric)
+    return np.asarray(sp.csr_matrix(history) @ projection.astype(np.float32), dtype=np.float32)
 
 
 # --- popularity ---------------------------------------------------------------------------------------------
@@ -392,7 +404,7 @@ class Popularity(Recommender):
         return csr_bytes(users, nnz) + items * 16  # the binary copy; the column sums
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
-        self.popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel().astype(np.float32)
+        self.popularity = np.asarray(binary_interactions(matrix).sum(axis=0)).ravel().astype(np.float32)
 
     def _scores(self, history, user_rows, items):
         row = self.popularity if items is None else self.popularity[items]
@@ -454,7 +466,7 @@ class CategoryPopularity(Recommender):
         if codes.shape != (matrix.shape[1],):
             raise ValueError(f"item_categories has {codes.size} entries, the matrix {matrix.shape[1]} columns")
         self.item_categories = codes
-        self.popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel().astype(np.float32)
+        self.popularity = np.asarray(binary_interactions(matrix).sum(axis=0)).ravel().astype(np.float32)
 
     def _membership(self) -> sp.csr_matrix:
         """items x (categories + 1) one-hot; the last column collects items without a category."""
@@ -671,7 +683,7 @@ class BPR(_FactorModel):
             random_state=self.params["random_state"],
             num_threads=self.threads,
         )
-        model.fit(_binary(matrix), show_progress=False)
+        model.fit(binary_interactions(matrix), show_progress=False)
         # implicit appends an item-bias column to the item factors and a constant 1 to the user factors.
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -738,7 +750,7 @@ class IALS(_FactorModel):
 
     def _fit(self, matrix):
         params = self.params
-        X = _binary(matrix) if params["binary"] else matrix
+        X = binary_interactions(matrix) if params["binary"] else matrix
         factors = int(params["factors"])
         if factors < 1 or int(params["iterations"]) < 0:
             raise ValueError("factors must be at least 1 and iterations at least 0")
@@ -797,7 +809,7 @@ class IALS(_FactorModel):
         return out
 
     def _fold_in(self, history):
-        history = _binary(history) if self.params["binary"] else sp.csr_matrix(history)
+        history = binary_interactions(history) if self.params["binary"] else sp.csr_matrix(history)
         return self._solve_rows(history, self.item_factors).astype(np.float32)
 
 
@@ -964,9 +976,9 @@ class EASE(Recommender):
         }
 
     def _fit(self, matrix):
-        X = _binary(matrix) if self.params["binary"] else matrix
+        X = binary_interactions(matrix) if self.params["binary"] else matrix
         n_items = X.shape[1]
-        popularity = np.asarray(_binary(matrix).sum(axis=0)).ravel()
+        popularity = np.asarray(binary_interactions(matrix).sum(axis=0)).ravel()
         cap = getattr(self, "_item_cap", min(n_items, int(self.params["max_items"])))
         kept = np.sort(np.argsort(-popularity, kind="stable")[:cap]) if n_items > cap else np.arange(n_items)
         n = kept.size
@@ -1013,7 +1025,7 @@ class EASE(Recommender):
         n_out = self.n_items if items is None else items.size
         scores = np.zeros((history.shape[0], n_out), dtype=np.float32)
         if self.params["binary"]:
-            history = _binary(history)
+            history = binary_interactions(history)
         source = history[:, self.kept] if self.kept.size != self.n_items else history
         kept_pos, out_pos = self._restrict(items)
         weights = self.weights[:, kept_pos] if kept_pos.size != self.kept.size else self.weights

@@ -325,6 +325,10 @@ PREDICT_TRAIN_MAX_ROWS = env_int("PREDICT_TRAIN_MAX_ROWS", 50_000)
 # store_propensity scores a consumer for their this many most-visited stores of the last 180 days (0: every store
 # they touched). docs/predictions.md has what the cap costs and saves.
 PREDICT_STORE_CANDIDATES = env_int("PREDICT_STORE_CANDIDATES", 5)
+# How many recommender factors (iALS fitted at each cut-off on the interactions before it) every family gets as
+# features; 0 (the default) leaves them out: on the synthetic benchmark they did not improve any family and made
+# most slightly worse (docs/predictions.md has both sets of figures). 16 is the measured setting.
+PREDICT_FACTORS = env_int("PREDICT_FACTORS", 0)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 # Commands run by a person show WARNING and above on the console (their own output is the progress); see logformat.

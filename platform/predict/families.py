@@ -7,7 +7,9 @@ per-consumer score is stored (ConsumerTag.score stays empty for these families).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -17,6 +19,7 @@ from tags.arrays import sorted_unique_inverse
 from tags.inputs import TaggingInput
 from tags.rules import Assignments, TagRule, TagValue
 
+from .factors import ConsumerFactors, factors_fit, group_affinity, with_factors
 from .features import Features, History, consumer_features, pair_features, searchsorted_many
 from .modelling import CLASSIFICATION, REGRESSION
 
@@ -68,8 +71,14 @@ class Prediction:
         if ("history", cutoff) not in cache:
             cache[("history", cutoff)] = history.until(cutoff)
         past = cache[("history", cutoff)]
+        k = settings.PREDICT_FACTORS
+        if k and ("factors", cutoff) not in cache:
+            # Fitted on this history's interactions up to the cut-off only (predict.factors).
+            cache[("factors", cutoff)] = factors_fit(past, cutoff=cutoff, k=k)
+        factors = cache.get(("factors", cutoff)) if k else None
         if ("consumer", cutoff) not in cache:
-            cache[("consumer", cutoff)] = consumer_features(past, cutoff=cutoff)
+            found = consumer_features(past, cutoff=cutoff)
+            cache[("consumer", cutoff)] = found if factors is None else with_factors(found, factors)
         found = cache[("consumer", cutoff)]
         if self.unit == "consumer":
             if self.family in ("churn_risk", "predicted_value", "next_order"):
@@ -83,7 +92,12 @@ class Prediction:
             base=found,
             population=population,
             per_consumer=store_candidates() if self.unit == "merchant" else None,
+            affinity=None if factors is None else self._affinity(past, factors),
         )
+
+    def _affinity(self, history: History, factors: ConsumerFactors) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        product_group = history.product_merchant if self.unit == "merchant" else history.product_category
+        return partial(group_affinity, factors, product_group)
 
     def labels(self, history: History, features: Features, cutoff: float) -> np.ndarray:
         """The outcome of each row in (cutoff, cutoff + horizon]; never read for features."""

@@ -17,6 +17,7 @@ as it stands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -53,6 +54,7 @@ class History:
     ev_t: np.ndarray  # float32
     ev_category: np.ndarray  # int32, -1 unknown
     ev_merchant: np.ndarray  # int32 merchant code, -1 unknown
+    ev_product: np.ndarray  # int32 product position, -1 unknown
     pu_consumer: np.ndarray  # int32
     pu_t: np.ndarray  # float32
     pu_amount: np.ndarray  # float64
@@ -61,6 +63,8 @@ class History:
     pu_category: np.ndarray  # int32
     pu_merchant: np.ndarray  # int32 merchant code
     age_code: np.ndarray  # int8 per consumer, -1 unknown
+    product_category: np.ndarray  # int32 category code per product position, -1 none
+    product_merchant: np.ndarray  # int32 merchant code per product position, -1 unknown
     categories: list[str]
     merchant_ids: list[int]  # merchant code -> database id
     start: float  # the earliest time the data covers
@@ -93,6 +97,7 @@ class History:
             ev_t=-events.age_days,
             ev_category=np.where(has_product, category_of[safe] if category_of.size else -1, -1).astype(np.int32),
             ev_merchant=np.where(has_product, product_merchant_code[safe] if safe.size else -1, -1).astype(np.int32),
+            ev_product=events.product.astype(np.int32),
             pu_consumer=purchases.consumer,
             pu_t=-purchases.age_days,
             pu_amount=purchases.amount,
@@ -103,6 +108,8 @@ class History:
             ),
             pu_merchant=pu_merchant,
             age_code=age_code,
+            product_category=np.asarray(category_of, dtype=np.int32),
+            product_merchant=product_merchant_code,
             categories=list(products.categories),
             merchant_ids=merchant_ids,
             start=-float(data.lookback_days),
@@ -121,6 +128,7 @@ class History:
             ev_t=self.ev_t[ev],
             ev_category=self.ev_category[ev],
             ev_merchant=self.ev_merchant[ev],
+            ev_product=self.ev_product[ev],
             pu_consumer=self.pu_consumer[pu],
             pu_t=self.pu_t[pu],
             pu_amount=self.pu_amount[pu],
@@ -143,6 +151,7 @@ class History:
             ev_t=self.ev_t[ev],
             ev_category=self.ev_category[ev],
             ev_merchant=self.ev_merchant[ev],
+            ev_product=self.ev_product[ev],
             pu_consumer=self.pu_consumer[pu],
             pu_t=self.pu_t[pu],
             pu_amount=self.pu_amount[pu],
@@ -202,6 +211,8 @@ PAIR_FEATURES = [
     "pair_share",  # the pair's share of the consumer's events in the window
     "group_buyers_30d",  # how many consumers bought in the group in the last 30 days (log)
 ]
+# The consumer's recommender factors · the group's mean item factors (predict.factors), when factors are on.
+PAIR_FACTOR_FEATURE = "pair_factor_affinity"
 
 
 @dataclass(frozen=True)
@@ -217,7 +228,7 @@ class Features:
     has_purchase: np.ndarray  # bool: bought within the feature window
 
 
-def _check_cutoff(history: History, cutoff: float) -> None:
+def check_cutoff(history: History, cutoff: float) -> None:
     late = int((history.ev_t > cutoff).sum() + (history.pu_t > cutoff).sum())
     if late or history.cutoff > cutoff:
         raise TemporalLeak(
@@ -233,7 +244,7 @@ def _last(index: np.ndarray, t: np.ndarray, size: int, cutoff: float, cap: float
 
 def consumer_features(history: History, *, cutoff: float, window: float = FEATURE_WINDOW_DAYS) -> Features:
     """One row per consumer with any event in the window before the cut-off (events strictly from history.until)."""
-    _check_cutoff(history, cutoff)
+    check_cutoff(history, cutoff)
     n = history.consumers
     cap = window + 1.0
     ev_in = history.ev_t > cutoff - window
@@ -372,6 +383,7 @@ def pair_features(
     base: Features | None = None,
     population: History | None = None,
     per_consumer: int | None = None,
+    affinity: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Features:
     """One row per (consumer, group) with any event of the consumer in the group within the window.
 
@@ -379,9 +391,10 @@ def pair_features(
     Rows hold the consumer's own features and the pair's. `population`, when `history` is a sample of consumers,
     is the whole history the group-wide figures (buyers per group) are counted over. `per_consumer`, when given,
     keeps each consumer's that many groups with most events in the window (the latest event breaks ties, then the
-    group code): `candidate_pairs`.
+    group code): `candidate_pairs`. `affinity`, when given, maps the rows' consumers and groups to one more pair
+    feature (the recommender factors' `pair_factor_affinity`, predict.factors).
     """
-    _check_cutoff(history, cutoff)
+    check_cutoff(history, cutoff)
     if base is None or base.cutoff != cutoff:
         base = consumer_features(history, cutoff=cutoff, window=window)
     cap = window + 1.0
@@ -430,17 +443,22 @@ def pair_features(
         "pair_carts_30d": np.bincount(ev_pair[(age <= 30) & (kind == EventType.CART)], minlength=p).astype(np.float64),
         "pair_orders_window": pair_orders,
         "pair_spend_window": np.bincount(pu_pair, weights=amount, minlength=p),
-        "pair_share": events / np.maximum(base.matrix[rows, CONSUMER_FEATURES.index("events_window")], 1.0),
+        "pair_share": events / np.maximum(base.matrix[rows, base.names.index("events_window")], 1.0),
         "group_buyers_30d": np.log1p(group_buyers[pair_group]),
     }
+    pair_names = list(PAIR_FEATURES)
+    if affinity is not None:
+        pair_columns[PAIR_FACTOR_FEATURE] = affinity(pair_consumer, pair_group)
+        pair_names.append(PAIR_FACTOR_FEATURE)
     # Filled in place: stacking and converting would copy the (millions of pairs x 28) matrix three times.
-    matrix = np.empty((p, len(CONSUMER_FEATURES) + len(PAIR_FEATURES)), dtype=np.float32)
-    matrix[:, : len(CONSUMER_FEATURES)] = base.matrix[rows]
-    for position, name in enumerate(PAIR_FEATURES, start=len(CONSUMER_FEATURES)):
+    width_base = len(base.names)
+    matrix = np.empty((p, width_base + len(pair_names)), dtype=np.float32)
+    matrix[:, :width_base] = base.matrix[rows]
+    for position, name in enumerate(pair_names, start=width_base):
         matrix[:, position] = pair_columns[name]
     return Features(
         cutoff=cutoff,
-        names=[*CONSUMER_FEATURES, *PAIR_FEATURES],
+        names=[*base.names, *pair_names],
         matrix=matrix,
         consumer=pair_consumer,
         group=pair_group,

@@ -7,6 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from predict.factors import factors_fit
+from predict.families import PREDICTIONS
 from predict.features import History, NotEnoughHistory, TemporalLeak, consumer_features, pair_features
 
 
@@ -21,6 +23,7 @@ def _history() -> History:
         ev_t=ev_t,
         ev_category=np.zeros(5, dtype=np.int32),
         ev_merchant=np.zeros(5, dtype=np.int32),
+        ev_product=np.array([0, 1, 1, 2, 0], dtype=np.int32),
         pu_consumer=np.array([0, 1], dtype=np.int32),
         pu_t=pu_t,
         pu_amount=np.array([10.0, 20.0]),
@@ -29,6 +32,8 @@ def _history() -> History:
         pu_category=np.zeros(2, dtype=np.int32),
         pu_merchant=np.zeros(2, dtype=np.int32),
         age_code=np.full(3, -1, dtype=np.int8),
+        product_category=np.zeros(3, dtype=np.int32),
+        product_merchant=np.zeros(3, dtype=np.int32),
         categories=["beauty"],
         merchant_ids=[1],
         start=-400.0,
@@ -60,6 +65,7 @@ def test_features_at_a_cut_off_see_only_the_past():
         ev_t=np.r_[history.ev_t, -2].astype(np.float32),
         ev_category=np.r_[history.ev_category, 0].astype(np.int32),
         ev_merchant=np.r_[history.ev_merchant, 0].astype(np.int32),
+        ev_product=np.r_[history.ev_product, 0].astype(np.int32),
     )
     again = consumer_features(later.until(-20), cutoff=-20)
     assert np.array_equal(again.matrix, early.matrix)
@@ -109,3 +115,38 @@ def test_a_consumer_is_a_store_candidate_of_their_most_visited_stores_only():
     for i, (c, g) in enumerate(zip(capped.consumer.tolist(), capped.group.tolist(), strict=True)):
         assert capped.matrix[i, events] == every.matrix[row[c, g], events]
         assert capped.matrix[i, share] == every.matrix[row[c, g], share]
+
+
+def test_recommender_factors_fitted_with_an_interaction_after_the_cut_off_fail():
+    history = _history()
+    with pytest.raises(TemporalLeak, match="after it"):
+        factors_fit(history, cutoff=-20, k=2)
+    # The fit at a cut-off sees only the interactions before it: adding later ones changes no factor.
+    early = factors_fit(history.until(-20), cutoff=-20, k=2)
+    later = replace(
+        history,
+        ev_consumer=np.r_[history.ev_consumer, 0, 2].astype(np.int32),
+        ev_type=np.r_[history.ev_type, 1, 1].astype(np.int8),
+        ev_t=np.r_[history.ev_t, -2, -3].astype(np.float32),
+        ev_category=np.r_[history.ev_category, 0, 0].astype(np.int32),
+        ev_merchant=np.r_[history.ev_merchant, 0, 0].astype(np.int32),
+        ev_product=np.r_[history.ev_product, 2, 1].astype(np.int32),
+    )
+    again = factors_fit(later.until(-20), cutoff=-20, k=2)
+    assert np.array_equal(again.item, early.item)
+    assert np.array_equal(again.consumer, early.consumer)
+    assert not early.consumer[1:].any()  # consumers 1 and 2 have no interaction before the cut-off
+
+
+def test_every_family_gets_the_factors_at_its_cut_off_and_pairs_their_affinity(settings):
+    settings.PREDICT_FACTORS = 2
+    history = _history()
+    consumer = PREDICTIONS["purchase_propensity"].features(history, -20, [])
+    assert consumer.names[-2:] == ["factor_1", "factor_2"]
+    pairs = PREDICTIONS["category_propensity"].features(history, -20, [0])
+    assert pairs.names[-1] == "pair_factor_affinity"
+    assert {"factor_1", "factor_2"} <= set(pairs.names)
+    settings.PREDICT_FACTORS = 0
+    assert not any(
+        name.startswith("factor_") for name in PREDICTIONS["purchase_propensity"].features(history, -20, []).names
+    )

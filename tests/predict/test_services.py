@@ -186,3 +186,18 @@ def test_a_consumer_holds_store_bands_only_for_their_most_visited_stores(signal_
     card = ModelCard.objects.filter(family="store_propensity").latest("trained_at")
     assert card.published
     assert card.scored <= Consumer.objects.count()  # one (consumer, store) pair at most per consumer
+
+
+def test_with_recommender_factors_on_the_cards_list_them_and_rank_them(signal_world, settings):
+    settings.PREDICT_FACTORS = 4
+    predictions_compute(actor="test", as_of=AS_OF, families=["purchase_propensity", "category_propensity"])
+    for family in ("purchase_propensity", "category_propensity"):
+        card = ModelCard.objects.get(family=family)
+        factors = {"factor_1", "factor_2", "factor_3", "factor_4"}
+        assert factors <= set(card.features), family
+        assert factors <= {row["feature"] for row in card.importance}, family
+    assert "pair_factor_affinity" in ModelCard.objects.get(family="category_propensity").features
+    settings.PREDICT_FACTORS = 0
+    predictions_compute(actor="test", as_of=AS_OF, families=["purchase_propensity"])
+    latest = ModelCard.objects.filter(family="purchase_propensity").latest("trained_at")
+    assert not [name for name in latest.features if name.startswith("factor_")]

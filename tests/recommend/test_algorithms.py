@@ -4,7 +4,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommend.algorithms import ALGORITHMS, algorithm_create, algorithm_load, top_n
+from recommend.algorithms import ALGORITHMS, algorithm_create, algorithm_load, ridge_fold_in, top_n
 from recommend.evaluation import evaluate, temporal_holdout
 
 from .conftest import planted_matrix
@@ -324,3 +324,17 @@ def test_all_equal_scores_come_back_empty_with_drop_ties():
     assert np.all(ids == -1)
     ids, _ = model.recommend(sp.csr_matrix((2, 12), dtype=np.float32), n=5)
     assert np.all(ids >= 0)
+
+
+def test_the_ridge_fold_in_is_each_rows_least_squares_fit_to_the_item_factors():
+    rng = np.random.default_rng(3)
+    item_factors = rng.normal(size=(30, 4)).astype(np.float32)
+    history = sp.random(50, 30, density=0.2, format="csr", random_state=4)
+    history.data[:] = 1.0
+    folded = ridge_fold_in(history, item_factors, regularization=0.5)
+    v = item_factors.astype(np.float64)
+    for row in (0, 7, 49):
+        x = history[row].toarray().ravel()
+        expected = np.linalg.solve(v.T @ v + 0.5 * np.eye(4), v.T @ x)
+        assert np.allclose(folded[row], expected, atol=1e-4)
+    assert not folded[np.diff(history.indptr) == 0].any()  # a consumer without interactions folds to zero
