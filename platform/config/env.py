@@ -19,6 +19,13 @@ def env_str(name: str, default: str | None = None) -> str | None:
     return value
 
 
+def env_text(name: str, default: str) -> str:
+    """Like env_str, except that a variable set to the empty string is that value (where empty means "none", as
+    JOURNEY_QUIET_HOURS= does), not unset."""
+    value = os.environ.get(name)
+    return default if value is None else value
+
+
 def env_bool(name: str, default: bool = False) -> bool:
     value = env_str(name)
     if value is None:

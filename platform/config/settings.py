@@ -8,13 +8,12 @@ the deployment checks and refuses to start without its secrets.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_float, env_int, env_list, env_required, env_str
+from .env import env_bool, env_float, env_int, env_list, env_required, env_str, env_text
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent  # repository root
 VAR_DIR = Path(env_str("DMP_VAR_DIR", str(BASE_DIR / "var")))
@@ -245,7 +244,7 @@ CAMPAIGN_BATCH_SIZE = env_int("CAMPAIGN_BATCH_SIZE", 10000)  # consumers per act
 # waits before it is re-claimed, and how far back each tick re-reads trigger rows committed out of id order.
 JOURNEY_TIME_ZONE = env_str("JOURNEY_TIME_ZONE", "Asia/Singapore")
 # Set but empty means no quiet hours (as documented), not the default: env_str would read "" as unset.
-JOURNEY_QUIET_HOURS = os.environ.get("JOURNEY_QUIET_HOURS", "21:00-08:00")
+JOURNEY_QUIET_HOURS = env_text("JOURNEY_QUIET_HOURS", "21:00-08:00")
 JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
 JOURNEY_TICK_MAX_STEPS = env_int("JOURNEY_TICK_MAX_STEPS", 20000)
 JOURNEY_STEP_LEASE_S = env_int("JOURNEY_STEP_LEASE_S", 300)

@@ -45,9 +45,10 @@ def _sqlite_live_server_one_request_at_a_time(monkeypatch):
     such savepoint". A real deployment (and this suite on PostgreSQL) gives each request its own connection, so
     there the server stays threaded; on SQLite it answers one request at a time."""
     from django.core.handlers.wsgi import WSGIHandler
-    from django.db import connection
 
-    if connection.vendor != "sqlite":
+    from dbtools.backend import on_sqlite
+
+    if not on_sqlite():
         return
     threaded = WSGIHandler.__call__
 
