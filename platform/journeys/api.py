@@ -47,7 +47,11 @@ _MESSAGE_PROPERTIES = {
     "body": {"type": "string", "minLength": 1},
     "coupon_code": {"type": "string", "maxLength": 64},
     "discount_percent": {
-        "oneOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 100}, {"type": "string"}, {"type": "null"}]
+        "oneOf": [
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 100},
+            {"type": "string"},
+            {"type": "null"},
+        ]
     },
 }
 _VARIANT = {
