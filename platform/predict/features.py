@@ -18,7 +18,7 @@ as it stands.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -119,47 +119,21 @@ class History:
         """The events at or before `cutoff`, and nothing later: what a model at that cut-off may see."""
         if cutoff >= self.cutoff:
             return self  # already holds nothing later (the data ends at self.cutoff)
-        ev = self.ev_t <= cutoff
-        pu = self.pu_t <= cutoff
-        return replace(
-            self,
-            ev_consumer=self.ev_consumer[ev],
-            ev_type=self.ev_type[ev],
-            ev_t=self.ev_t[ev],
-            ev_category=self.ev_category[ev],
-            ev_merchant=self.ev_merchant[ev],
-            ev_product=self.ev_product[ev],
-            pu_consumer=self.pu_consumer[pu],
-            pu_t=self.pu_t[pu],
-            pu_amount=self.pu_amount[pu],
-            pu_discounted=self.pu_discounted[pu],
-            pu_order=self.pu_order[pu],
-            pu_category=self.pu_category[pu],
-            pu_merchant=self.pu_merchant[pu],
-            cutoff=min(cutoff, self.cutoff),
-        )
+        return self._rows(self.ev_t <= cutoff, self.pu_t <= cutoff, cutoff=min(cutoff, self.cutoff))
 
     def for_consumers(self, keep: np.ndarray) -> History:
         """The events and purchases of the consumers whose position `keep` (bool per consumer) marks. Positions are
         unchanged, so features and labels of a sample index like the whole population's."""
-        ev = keep[self.ev_consumer]
-        pu = keep[self.pu_consumer]
-        return replace(
-            self,
-            ev_consumer=self.ev_consumer[ev],
-            ev_type=self.ev_type[ev],
-            ev_t=self.ev_t[ev],
-            ev_category=self.ev_category[ev],
-            ev_merchant=self.ev_merchant[ev],
-            ev_product=self.ev_product[ev],
-            pu_consumer=self.pu_consumer[pu],
-            pu_t=self.pu_t[pu],
-            pu_amount=self.pu_amount[pu],
-            pu_discounted=self.pu_discounted[pu],
-            pu_order=self.pu_order[pu],
-            pu_category=self.pu_category[pu],
-            pu_merchant=self.pu_merchant[pu],
-        )
+        return self._rows(keep[self.ev_consumer], keep[self.pu_consumer])
+
+    def _rows(self, ev: np.ndarray, pu: np.ndarray, **changes) -> History:
+        """The events that `ev` and the purchases that `pu` mark (every ev_ and pu_ array alike), with `changes`."""
+        arrays = {
+            f.name: getattr(self, f.name)[ev if f.name.startswith("ev_") else pu]
+            for f in fields(self)
+            if f.name.startswith(("ev_", "pu_"))
+        }
+        return replace(self, **arrays, **changes)
 
     def purchases_after(self, cutoff: float, horizon: float) -> np.ndarray:
         """Mask of purchases in (cutoff, cutoff + horizon]. Raises NotEnoughHistory past the data's end."""
