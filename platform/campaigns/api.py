@@ -17,7 +17,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from merchants.api_base import MAX_ID, IdField, MerchantAPIView, OperatorAPIView, get_scoped_or_404
+from merchants.api_base import IdField, MerchantAPIView, OperatorAPIView, get_scoped_or_404, id_from_text
 from merchants.api_errors import ApiError
 from merchants.api_fields import ChoiceField
 from merchants.pagination import page_parameters
@@ -621,7 +621,7 @@ class CampaignForecastApi(_CampaignScoped):
 
         campaign = self.campaign(pk)
         like = request.query_params.get("like")
-        if like is not None and not (like.isdigit() and 0 < int(like) <= MAX_ID):
+        if like is not None and id_from_text(like) is None:
             raise ApiError("like must be a campaign id.", code="invalid", details={"like": ["Not a campaign id."]})
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=int(like) if like else None)
         data = {

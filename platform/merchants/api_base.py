@@ -74,6 +74,15 @@ class OperatorAPIView(APIView):
 MAX_ID = 2**63 - 1
 
 
+def id_from_text(raw: object) -> int | None:
+    """An object id typed into a form or a query string, or None: ASCII digits only (str.isdigit also admits "²",
+    which int() refuses), from 1 to MAX_ID."""
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if 0 < value <= MAX_ID else None
+
+
 class IdField(serializers.IntegerField):
     """An object id in a request body: a whole number from 1 to 2^63 - 1."""
 

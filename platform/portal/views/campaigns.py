@@ -44,7 +44,7 @@ from campaigns.testsend import campaign_test_send
 from campaigns.timeseries import SERIES as DAILY_SERIES
 from campaigns.timeseries import campaign_daily_public
 from campaigns.uplift import campaign_forecast, forecast_candidates, persuadables_create
-from merchants.api_base import get_scoped_or_404
+from merchants.api_base import get_scoped_or_404, id_from_text
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
 from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart, percent
@@ -190,7 +190,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
             "title_template": "Picked for you at {store_name}",
             "body_template": "Hi! {product_1_title} is waiting for you at {store_name}.",
         }
-        if chosen.isdigit() and len(chosen) < 19 and segments.filter(pk=int(chosen)).exists():
+        if id_from_text(chosen) is not None and segments.filter(pk=int(chosen)).exists():
             initial["include_segments"] = [int(chosen)]
         return _wizard(request, _form(request, segments, initial=initial), None)
     form = _form(request, segments, data=request.POST)
@@ -251,7 +251,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     discount = _decimal_or_none(data.get("discount_percent"))
     raw_ids = data.get("include_segment_ids")
     raw_ids = raw_ids if isinstance(raw_ids, list) else []
-    segment_ids = [int(s) for s in raw_ids[:50] if str(s).isdigit() and len(str(s)) < 19]
+    segment_ids = [i for i in (id_from_text(str(s)) for s in raw_ids[:50]) if i is not None]
     problems = {}
     for field, text in (("title_template", title), ("body_template", body)):
         found = template_problems(text, personalised_products=n_products, coupon_code=coupon, discount_percent=discount)
@@ -418,7 +418,8 @@ def _forecast_pick(request: HttpRequest, campaign: Campaign) -> dict:
     campaign_forecast_fragment, which trains the model."""
     candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)
     raw = request.GET.get("like", "")
-    picked = int(raw) if raw.isdigit() and len(raw) < 19 and int(raw) in {c.pk for c in candidates} else None
+    picked = id_from_text(raw)
+    picked = picked if picked in {c.pk for c in candidates} else None
     url = reverse("portal:campaign_forecast", kwargs={"campaign_id": campaign.pk})
     return {"candidates": candidates, "picked": picked, "url": f"{url}?like={picked}" if picked else url}
 
@@ -477,7 +478,7 @@ def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse
         campaign_launch(
             campaign=campaign,
             actor=_actor(request),
-            forecast_like_campaign_id=int(like) if like.isdigit() and len(like) < 19 else None,
+            forecast_like_campaign_id=id_from_text(like),
         )
     except DomainError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
@@ -531,7 +532,12 @@ def campaign_persuadables_view(request: HttpRequest, campaign_id: int) -> HttpRe
     name = request.POST.get("name", "").strip()[:200] or f"Persuadables like {campaign.name}"[:200]
     by, amount = request.POST.get("by", "share"), request.POST.get("amount", "").strip()
     back = reverse("portal:campaign_report", kwargs={"campaign_id": campaign.pk}) + "#persuadables-title"
-    if not amount.isdigit() or len(amount) > 9 or int(amount) < 1 or (by == "share" and int(amount) > 100):
+    if (
+        not (amount.isascii() and amount.isdigit())
+        or len(amount) > 9
+        or int(amount) < 1
+        or (by == "share" and int(amount) > 100)
+    ):
         messages.error(
             request,
             "Say how many: a whole percent from 1 to 100 for the top share, or a whole number of consumers.",

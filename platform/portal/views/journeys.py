@@ -141,7 +141,8 @@ def _weight(raw: str) -> int | str | None:
     raw = raw.strip()
     if not raw:
         return None
-    return int(raw) if raw.isdigit() else raw  # anything else is refused by the definition, naming the variant
+    # Anything else is refused by the definition, naming the variant (isdigit alone admits "²", which int() refuses).
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 4 else raw
 
 
 @require_POST
