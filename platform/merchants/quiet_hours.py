@@ -43,7 +43,9 @@ class QuietHours:
     def end_after(self, at: datetime) -> datetime:
         """The first end of this window after `at` (in UTC): when the window `at` lies in closes."""
         local = at.astimezone(self.zone)
-        end_at = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
+        end_at = local.replace(
+            hour=self.end.hour, minute=self.end.minute, second=self.end.second, microsecond=self.end.microsecond
+        )
         if end_at <= local:
             end_at += timedelta(days=1)  # wall-clock arithmetic: 08:00 stays 08:00 across a DST change
         return end_at.astimezone(UTC)

@@ -86,3 +86,10 @@ def test_merchant_quiet_hours_are_both_or_neither_and_not_empty():
     merchant.quiet_start = time(1)
     with pytest.raises(ValidationError, match="both the start and the end"):
         merchant.full_clean()
+
+
+def test_a_window_ending_on_a_second_defers_to_that_second_not_to_the_next_day():
+    """The admin and the settings form accept HH:MM:SS: the end kept its minute only, so a message due inside the
+    window's last minute was deferred by a day."""
+    window = QuietHours(time(21), time(8, 0, 30), SINGAPORE)
+    assert quiet_until([window], sg(8).replace(second=10)) == sg(8).replace(second=30)
