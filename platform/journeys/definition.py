@@ -189,6 +189,14 @@ MESSAGE_FIELDS = ("title", "body", "coupon_code", "discount_percent")
 VARIANT_FIELDS = (*MESSAGE_FIELDS, "weight")
 
 
+def message_has_offer(step: dict, variant: int | None) -> bool:
+    """Whether the message a send step sends as `variant` (None: the step's own) carries an offer: a coupon or a
+    discount, the step's or the variant's. Consent to offers is asked for such a message, when written and when
+    dispatched."""
+    message = send_variants(step)[(variant or 1) - 1]
+    return bool(message.get("coupon_code")) or send_discount(message) is not None
+
+
 def send_variants(step: dict) -> list[dict]:
     """The messages of a send step, one per variant (position 1, 2, …): a variant's own fields over the step's.
     A step without variants has one message, the step's own."""

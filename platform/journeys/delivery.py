@@ -39,8 +39,8 @@ from campaigns.webhook import webhook_post
 from consumers.models import Consumer
 from dbtools.backend import on_postgresql
 
-from .definition import variant_letter
-from .models import Journey, JourneySend, SendStatus
+from .definition import message_has_offer, variant_letter
+from .models import Journey, JourneySend, JourneyVersion, SendStatus
 from .tracking import journey_message_ref
 
 logger = logging.getLogger("dmp.journeys")
@@ -110,11 +110,18 @@ def journey_webhook_dispatch(*, journey_id: int, now: datetime | None = None) ->
             "coupon_code",
             "product_ids",
             "enrolment__version__number",
+            "enrolment__version_id",
         )
     )
+    # An offer is a coupon or a discount, of the step or of the consumer's variant (as when the message was
+    # written): the coupon alone missed discount-only messages, sent after consent to offers was withdrawn.
+    steps = dict(
+        JourneyVersion.objects.filter(pk__in={r["enrolment__version_id"] for r in rows}).values_list("pk", "steps")
+    )
+    offers = {r["pk"]: message_has_offer(steps[r["enrolment__version_id"]][r["step"]], r["variant"]) for r in rows}
     withdrawn: dict[int, str] = {}  # message id -> why
     for has_offer in (False, True):
-        part = [r for r in rows if bool(r["coupon_code"]) == has_offer]
+        part = [r for r in rows if offers[r["pk"]] == has_offer]
         consumers = [r["consumer_id"] for r in part]
         reachable = consumers_reachable(consumers, has_offer=has_offer)
         reasons = withdrawal_reasons(consumers, reachable, has_offer=has_offer)

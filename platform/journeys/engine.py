@@ -46,6 +46,7 @@ from .definition import (
     CARTED_PRODUCT,
     EXIT,
     action_parse,
+    message_has_offer,
     parse_duration,
     parse_time_of_day,
     send_discount,
@@ -529,7 +530,7 @@ def _send(step: dict, e: JourneyEnrolment, journey: Journey, ctx: BatchContext) 
         winner=ctx.winner(journey.pk, e.version_id, e.step),
     )
     message = send_variants(step)[(variant or 1) - 1]
-    with_offer = bool(message.get("coupon_code")) or send_discount(message) is not None
+    with_offer = message_has_offer(step, variant)
     # The rule is read in SQL for the whole batch at the time it runs (as campaigns' dispatch does); a consumer it
     # refuses is asked again one by one, for the reason.
     if not ctx.allowed(e.consumer_id, with_offer=with_offer):

@@ -185,3 +185,16 @@ def test_a_bad_variant_is_a_400_naming_it(merchant_client):
     response = merchant_client.post("/api/v1/journeys/", body, format="json")
     assert response.status_code == 400
     assert "steps[0].variants[1].body" in response.content.decode()
+
+
+def test_a_discount_alone_makes_a_message_an_offer_for_the_step_and_for_each_variant():
+    """What the send step and the webhook dispatch both ask consent for: the dispatch used to look at the coupon
+    only, so a discount-only message was posted after consent to offers was withdrawn."""
+    from journeys.definition import message_has_offer
+
+    step = {"type": "send", "title": "t", "body": "b", "discount_percent": 10, "variants": [{}, {"title": "B"}]}
+    assert message_has_offer(step, 1) and message_has_offer(step, 2)
+    plain = {"type": "send", "title": "t", "body": "b", "variants": [{"discount_percent": 5}, {"title": "B"}]}
+    assert message_has_offer(plain, 1) and not message_has_offer(plain, 2)
+    assert message_has_offer({"type": "send", "title": "t", "body": "b", "coupon_code": "X"}, None)
+    assert not message_has_offer({"type": "send", "title": "t", "body": "b"}, None)
