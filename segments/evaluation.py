@@ -589,7 +589,9 @@ def likely_members_oracle(term: LikelyTerm, *, merchant_id: int) -> list[int]:
 
 
 _snapshot_cache: OrderedDict[tuple[int, int, datetime | None], FrozenBitMap] = OrderedDict()
-_SNAPSHOT_CACHE_SIZE = 32
+# A real-time drain reads every segment an event type can move (a hundred, say) on each chunk: the cache holds
+# them all, or it evicts each before its next use. A bitmap of 1M consumers is at most 128 KB.
+_SNAPSHOT_CACHE_SIZE = 256
 logger = logging.getLogger("dmp.segments")
 
 
@@ -648,6 +650,15 @@ def snapshot_bitmap(snapshot_id: int, size: int, stamp: datetime | None = None) 
         while len(_snapshot_cache) > _SNAPSHOT_CACHE_SIZE:
             _snapshot_cache.popitem(last=False)
     return bitmap
+
+
+def snapshot_bitmap_remember(*, snapshot_id: int, size: int, stamp: datetime, members: BitMap | FrozenBitMap) -> None:
+    """Cache members just written to a snapshot under its new (id, size, stamp), so the next read in this process
+    does not fetch back the bytes it wrote (a real-time segment's snapshot is rewritten on every drain chunk)."""
+    with _behaviour_lock:
+        _snapshot_cache[(snapshot_id, size, stamp)] = FrozenBitMap(members)
+        while len(_snapshot_cache) > _SNAPSHOT_CACHE_SIZE:
+            _snapshot_cache.popitem(last=False)
 
 
 def snapshot_cache_clear() -> None:

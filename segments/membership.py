@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -41,6 +41,8 @@ from pyroaring import BitMap, FrozenBitMap
 from consumers.changes import CONSENTS, EVENTS, PROFILES, ConsumersChanged
 from consumers.models import Event
 from dbtools.backend import on_postgresql
+from dbtools.expressions import IdsIn
+from dbtools.pgcopy import copy_rows
 from tags.models import Tag
 
 from .evaluation import (
@@ -55,6 +57,7 @@ from .evaluation import (
     plain_term,
     segment_definition_node,
     snapshot_bitmap,
+    snapshot_bitmap_remember,
     window_start,
 )
 from .language import ActionTerm, And, LikelyTerm, Node, Not, Or, SegmentSyntaxError, SegmentTerm, TagTerm, terms
@@ -77,7 +80,7 @@ SOURCE_SWEEP = "sweep"
 SOURCE_REFRESH = "refresh"
 SWEEP_MARK_KEY = "segments:membership:swept_at"
 SQL_CHUNK = 900  # ids per IN (...) list (SQLite's parameter limit)
-PG_SQL_CHUNK = 20_000
+PG_SQL_CHUNK = 100_000  # ids per array parameter on PostgreSQL (IdsIn)
 
 
 # ------------------------------------------------------------------------------------------------ dependencies
@@ -261,7 +264,7 @@ def _action_ids(term: ActionTerm, merchant_id: int, now: datetime, ids: BitMap) 
 def _ids_matching(query, ids: BitMap) -> BitMap:
     found = BitMap()
     for chunk in _chunks(ids, PG_SQL_CHUNK if on_postgresql() else SQL_CHUNK):
-        found.update(query.filter(consumer_id__in=chunk).values_list("consumer_id", flat=True).distinct())
+        found.update(query.filter(IdsIn("consumer_id", chunk)).values_list("consumer_id", flat=True).distinct())
     return found
 
 
@@ -416,7 +419,7 @@ def _update_chunk(
         nested: dict[int, BitMap | FrozenBitMap] = {}
         changed: dict[int, BitMap] = {}
         shared: dict[tuple[ActionTerm, int | None], BitMap] = {}
-        transitions: list[MembershipTransition] = []
+        transitions: list[tuple[int, int, str]] = []
         for pk in order:
             snapshot = snapshots.get(pk)
             if pk not in locked or snapshot is None:
@@ -452,16 +455,17 @@ def _update_chunk(
                 members -= exited
                 _snapshot_patch(snapshot, members, now)
                 changed[pk] = entered | exited
-                transitions.extend(_transitions(pk, entered, exited, now, source))
+                transitions.extend(_transitions(pk, entered, exited))
                 outcome.segments += 1
                 outcome.entered += len(entered)
                 outcome.exited += len(exited)
             nested[pk] = members
-        MembershipTransition.objects.bulk_create(transitions, batch_size=2000)
-        # This update of these segments committed: an earlier failure no longer describes them.
-        Segment.objects.filter(pk__in=sorted(locked), stream_error_at__isnull=False).update(
-            stream_error="", stream_error_at=None
-        )
+        transitions_write(transitions, at=now, source=source)
+        # This update of these segments committed: an earlier failure no longer describes them. (Asked of the
+        # segments as read at the start of the update: a failure recorded since is cleared by the next one.)
+        failed = sorted(pk for pk in locked if segments[pk].segment.stream_error_at is not None)
+        if failed:
+            Segment.objects.filter(pk__in=failed).update(stream_error="", stream_error_at=None)
     outcome.consumers = len(ids)
     if outcome.segments:
         logger.info("segments.membership_updated", extra={"fields": {"source": source, **outcome.as_dict()}})
@@ -511,17 +515,38 @@ def _snapshot_patch(snapshot: SegmentSnapshot, members: BitMap, now: datetime) -
     )
     snapshot.size = len(members)
     snapshot.computed_at = stamp
+    snapshot_bitmap_remember(snapshot_id=snapshot.pk, size=snapshot.size, stamp=stamp, members=members)
 
 
-def _transitions(segment_id: int, entered: BitMap, exited: BitMap, at: datetime, source: str):
+def _transitions(segment_id: int, entered: BitMap, exited: BitMap) -> Iterator[tuple[int, int, str]]:
+    """(segment id, consumer id, kind): entries, then exits."""
     for consumer_id in entered:
-        yield MembershipTransition(
-            segment_id=segment_id, consumer_id=consumer_id, kind=TransitionKind.ENTERED, at=at, source=source
-        )
+        yield segment_id, consumer_id, TransitionKind.ENTERED.value
     for consumer_id in exited:
-        yield MembershipTransition(
-            segment_id=segment_id, consumer_id=consumer_id, kind=TransitionKind.EXITED, at=at, source=source
-        )
+        yield segment_id, consumer_id, TransitionKind.EXITED.value
+
+
+TRANSITION_COLUMNS = ("segment_id", "consumer_id", "kind", "at", "source")
+
+
+def transitions_write(rows: list[tuple[int, int, str]], *, at: datetime, source: str) -> None:
+    """Write (segment id, consumer id, kind) transitions stamped `at` from `source`: COPY on PostgreSQL (a drain
+    writes thousands per chunk, and building model instances cost more than evaluating them), bulk INSERT
+    elsewhere."""
+    if not rows:
+        return
+    if on_postgresql():
+        table = MembershipTransition._meta.db_table
+        with connection.cursor() as cursor:
+            copy_rows(cursor, table, TRANSITION_COLUMNS, ((*row, at, source) for row in rows))
+        return
+    MembershipTransition.objects.bulk_create(
+        (
+            MembershipTransition(segment_id=segment_id, consumer_id=consumer_id, kind=kind, at=at, source=source)
+            for segment_id, consumer_id, kind in rows
+        ),
+        batch_size=2000,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the sweep
