@@ -958,7 +958,19 @@ def snapshots_erase_consumer(*, consumer_id: int) -> dict[str, int]:
             break
         for snapshot_id, data in batch:
             last_id = snapshot_id
-            members = BitMap.deserialize(bytes(data))
+            try:
+                members = BitMap.deserialize(bytes(data)) if data else BitMap()
+            except ValueError:  # what pyroaring raises for bytes that are not a serialised bitmap
+                # Damaged bytes cannot say whether the consumer is in them: drop them rather than keep a
+                # membership nobody can check or erase. The segment's next refresh computes it anew.
+                logger.error(
+                    "segments.snapshot_unreadable: the members of snapshot %s could not be read during an erasure; "
+                    "they were dropped, and a refresh of its segment rebuilds them",
+                    snapshot_id,
+                )
+                SegmentSnapshot.objects.filter(pk=snapshot_id).update(members=b"", members_kept=False)
+                changed += 1
+                continue
             if consumer_id in members:
                 members.discard(consumer_id)
                 SegmentSnapshot.objects.filter(pk=snapshot_id).update(

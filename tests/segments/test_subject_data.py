@@ -63,3 +63,26 @@ def test_erasure_removes_the_consumer_from_every_snapshot_and_transition(
     assert consumer.pk not in behaviour_bitmap(term, merchant_id=merchant.pk, now=now)
     assert segments_access(consumer.pk) == {"segments": []}
     assert segments_erase(consumer.pk) == {"segment_snapshots": 0, "membership_transitions": 0}
+
+
+def test_erasure_completes_past_a_snapshot_whose_members_cannot_be_read(big_world, merchant, tagging_approved, caplog):
+    """A damaged snapshot cannot say whether the consumer is in it: the erasure empties it (nobody's membership is
+    kept in bytes nobody can check), logs it for the operator, and goes on with every other snapshot."""
+    damaged = segment_create(merchant=merchant, name="sg", actor="test", expression="country:SG")
+    intact = segment_create(merchant=merchant, name="sg again", actor="test", expression="country:SG")
+    for segment in (damaged, intact):
+        segment_refresh(segment_id=segment.pk, actor="test")
+    consumer = big_world.consumers[7]
+    SegmentSnapshot.objects.filter(segment=damaged).update(members=b"not a bitmap")
+
+    with caplog.at_level("ERROR", logger="dmp.segments"):
+        outcome = segments_erase(consumer.pk)
+
+    assert outcome["segment_snapshots"] == 2
+    emptied = SegmentSnapshot.objects.get(segment=damaged)
+    assert not emptied.members_kept and not emptied.members
+    kept = SegmentSnapshot.objects.get(segment=intact)
+    assert consumer.pk not in kept.members_bitmap() and kept.members_kept
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "could not be read" in errors[0]
+    assert f"snapshot {emptied.pk} " in errors[0] and "consumer" not in errors[0]
