@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import time
+from datetime import datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -119,11 +119,33 @@ def journey_create(*, merchant: Merchant, actor: str, steps: Any, **values: Any)
     return journey
 
 
-def journey_update(*, journey: Journey, actor: str, steps: Any = None, **changes: Any) -> Journey:
+def journey_update(
+    *,
+    journey: Journey,
+    actor: str,
+    steps: Any = None,
+    expected_updated_at: datetime | None = None,
+    **changes: Any,
+) -> Journey:
     """Change fields and, when `steps` differ, add a version: new entrants take it, consumers in flight finish on
-    the version they entered with. The trigger of an active journey cannot change (pause it first)."""
+    the version they entered with. The trigger of an active journey cannot change (pause it first).
+
+    `expected_updated_at` is the journey's `updated_at` as the editor read it: when the journey has been saved since
+    (another edit, in another tab or by a colleague; an activation or a pause), the edit is refused and nothing is
+    written, instead of silently putting back what the other edit changed. `updated_at` moves on every save of the
+    journey, whatever it changes, so it also catches an edit of the settings alone (which adds no version)."""
     with transaction.atomic():
         journey = Journey.objects.select_for_update().get(pk=journey.pk)
+        if expected_updated_at is not None and journey.updated_at != expected_updated_at:
+            raise Conflict(
+                "This journey was changed after you opened it (by someone else, or in another window); nothing was "
+                "saved. Reload it to see the change, then make yours again.",
+                code="edit_conflict",
+                details={
+                    "updated_at": journey.updated_at.isoformat(),
+                    "version": journey.current_version.number if journey.current_version else None,
+                },
+            )
         current = {key: getattr(journey, key) for key in FIELDS}
         trigger_changed = any(
             key in changes and changes[key] != current[key]
