@@ -16,6 +16,7 @@ from campaigns.webhook import channel_problem
 from consumers.models import Event
 from merchants.errors import Conflict, Invalid, NotFound
 from merchants.models import Merchant
+from merchants.quiet_hours import quiet_window_problems
 from privacy.audit import audit_record
 from segments.models import MembershipTransition, Segment
 
@@ -80,9 +81,14 @@ def _clean(*, merchant: Merchant, values: dict[str, Any]) -> dict[str, Any]:
             raise Invalid("reentry_days: a number of days from 1 to 3650", details={"field": "reentry_days"})
     else:
         values["reentry_days"] = None
-    quiet = (values.get("quiet_start"), values.get("quiet_end"))
-    if (quiet[0] is None) != (quiet[1] is None) or any(q is not None and not isinstance(q, time) for q in quiet):
-        raise Invalid("quiet_start and quiet_end: both times of day, or neither", details={"field": "quiet_start"})
+    quiet_start, quiet_end = values.get("quiet_start"), values.get("quiet_end")
+    if any(q is not None and not isinstance(q, time) for q in (quiet_start, quiet_end)):
+        raise Invalid("quiet_start and quiet_end: times of day", details={"field": "quiet_start"})
+    # The merchants' rule for a window (both or neither, not the same time), as for a merchant's own quiet hours.
+    problem = quiet_window_problems(start=quiet_start, end=quiet_end)
+    if problem:
+        field = "quiet_end" if quiet_start is not None else "quiet_start"
+        raise Invalid(f"{field}: {problem}", details={"field": field})
     cap = values.get("frequency_cap")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise Invalid("frequency_cap: a positive number, or none", details={"field": "frequency_cap"})

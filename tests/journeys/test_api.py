@@ -62,6 +62,22 @@ def test_bad_definitions_are_400s_that_name_the_field(merchant_client, change, f
     assert field in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("quiet", "field", "says"),
+    [
+        ({"quiet_start": "21:00", "quiet_end": None}, "quiet_end", "or neither"),
+        ({"quiet_start": None, "quiet_end": "08:00"}, "quiet_start", "or neither"),
+        ({"quiet_start": "21:00", "quiet_end": "21:00"}, "quiet_end", "same time"),
+    ],
+)
+def test_a_journeys_own_quiet_hours_follow_the_merchants_rule(merchant_client, quiet, field, says):
+    response = merchant_client.post("/api/v1/journeys/", {**CUSTOM, **quiet}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["details"]["field"] == field and says in error["message"]
+    assert not Journey.objects.exists()
+
+
 def test_activate_pause_and_their_conflicts(merchant_client, dm_approved):
     pk = merchant_client.post("/api/v1/journeys/", CUSTOM, format="json").json()["id"]
     assert merchant_client.post(f"/api/v1/journeys/{pk}/pause").status_code == 409
