@@ -27,7 +27,7 @@ from journeys.templates import TEMPLATES, journey_from_template
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
-from portal.errors import http_status_of
+from portal.errors import json_error, json_error_of
 from portal.rendering import page
 from portal.segment_builder import builder_vocabulary
 from segments.selectors import segments_for_merchant
@@ -308,15 +308,15 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
     try:
         payload = json.loads(request.body or b"{}")
     except (ValueError, RecursionError):
-        return _error(400, "bad_request", "The request body must be JSON.")
+        return json_error(400, "bad_request", "The request body must be JSON.")
     if not isinstance(payload, dict):
-        return _error(400, "bad_request", "Send the journey as an object.")
+        return json_error(400, "bad_request", "Send the journey as an object.")
     payload.pop("template", None)
     data = JourneyInputSerializer(data=payload, partial=journey is not None)
     if not data.is_valid():
         field, problems = next(iter(data.errors.items()))
         message = problems[0] if isinstance(problems, list) and problems else str(problems)
-        return _error(400, "invalid", f"{field}: {message}", field=field)
+        return json_error(400, "invalid", f"{field}: {message}", {"field": field})
     values = dict(data.validated_data)
     # The builder sends the journey's updated_at as it opened it: a save over someone else's since is refused.
     expected = values.pop("updated_at", None)
@@ -331,8 +331,7 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
             journey = journey_update(journey=journey, actor=actor, expected_updated_at=expected, **values)
             status = 200
     except DomainError as exc:
-        details = exc.details if isinstance(exc.details, dict) else {}
-        return _error(http_status_of(exc), exc.code, exc.message, field=exc.field, problems=details.get("problems"))
+        return json_error_of(exc)
     journey.refresh_from_db()
     version = journey.current_version.number if journey.current_version else None
     if status == 201:
@@ -355,12 +354,3 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
         },
         status=status,
     )
-
-
-def _error(status: int, code: str, message: str, *, field: str | None = None, problems: Any = None) -> JsonResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    if problems:
-        error["problems"] = problems
-    return JsonResponse({"error": error}, status=status)
