@@ -18,6 +18,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -94,15 +95,21 @@ def local_zone() -> ZoneInfo:
 
 
 def platform_quiet_hours() -> QuietHours | None:
-    """The platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none) in JOURNEY_TIME_ZONE."""
-    raw = (settings.JOURNEY_QUIET_HOURS or "").strip()
+    """The platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none) in JOURNEY_TIME_ZONE. Every send step asks:
+    the window is parsed once per process for each text of the two settings (a changed setting is read anew)."""
+    return _platform_quiet_hours(settings.JOURNEY_QUIET_HOURS or "", settings.JOURNEY_TIME_ZONE or "UTC")
+
+
+@lru_cache(maxsize=8)
+def _platform_quiet_hours(raw: str, zone: str) -> QuietHours | None:
+    raw = raw.strip()
     if not raw:
         return None
     start, end = raw.split("-")
-    return QuietHours(
+    return QuietHours(  # frozen: one instance is safely shared by every caller
         parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"),
         parse_time_of_day(end.strip(), where="JOURNEY_QUIET_HOURS"),
-        local_zone(),
+        ZoneInfo(zone),
     )
 
 
