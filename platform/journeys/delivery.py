@@ -208,10 +208,11 @@ def journey_webhook_dispatch(*, journey_id: int, now: datetime | None = None) ->
         if ours.filter(pk__in=left).update(**released):
             counts["more"] = 1
         if error:
+            # Prose, never the exact count: a merchant sees numbers only as released figures (the report's `failed`).
             Journey.objects.filter(pk=journey.pk).update(
                 last_error=(
-                    f"The operator's notification service did not accept {counts['failed']:,} journey messages "
-                    f"({error}); they are marked failed on the messages and counted as failed in the report."
+                    "The operator's notification service did not accept some journey messages; the last failure "
+                    f"was: {error}. They are marked failed and counted in the report's failed figures."
                 )[:1000]
             )
     if len(ids) == WEBHOOK_CLAIM and not counts["more"]:

@@ -89,7 +89,9 @@ def test_failures_are_recorded_on_the_message_the_journey_and_the_report(
         assert send.attempts == 3
         assert "HTTP 503" in send.last_error and "gave up after 3 attempts" in send.last_error
     journey.refresh_from_db()
-    assert "did not accept 3 journey messages" in journey.last_error
+    # Prose without the exact number of failed messages (merchants see released figures only: the report's).
+    assert "did not accept some journey messages" in journey.last_error
+    assert "HTTP 503" in journey.last_error and "3 journey messages" not in journey.last_error
     report = merchant_client.get(f"/api/v1/journeys/{journey.pk}/report").json()
     assert report["steps"][0]["failed"] == released_public(f"journey:{journey.pk}:step:0:failed", 3)
     assert report["steps"][0]["sent"] == released_public(f"journey:{journey.pk}:step:0:sent", 0)
