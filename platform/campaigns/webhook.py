@@ -94,6 +94,14 @@ def _post_once(url: str, body: bytes, secret: str, timeout: float) -> None:
         raise _Retryable(f"could not reach the notification service: {type(reason).__name__}") from exc
 
 
+def webhook_post_longest_s(*, max_attempts: int | None = None, backoff_s: float | None = None) -> float:
+    """How long `webhook_post` may wait for a refusing or silent service before it gives up: every attempt's timeout
+    and the backoff between them (what a lease held across one POST must outlast)."""
+    max_attempts = max_attempts or settings.CAMPAIGN_WEBHOOK_ATTEMPTS
+    backoff_s = backoff_s if backoff_s is not None else settings.CAMPAIGN_WEBHOOK_BACKOFF_S
+    return max_attempts * settings.CAMPAIGN_WEBHOOK_TIMEOUT_S + backoff_s * (2 ** (max_attempts - 1) - 1)
+
+
 def webhook_post(payload: dict, *, max_attempts: int | None = None, backoff_s: float | None = None) -> WebhookResult:
     """POST one signed JSON payload, retrying transient failures with exponential backoff.
 

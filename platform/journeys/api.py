@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from campaigns.models import Channel
 from campaigns.stats import Z_95
+from consumers.api import ApiErrorSerializer
 from merchants.api_base import IdField, MerchantAPIView, get_scoped_or_404
 from merchants.api_fields import ChoiceField
 from merchants.pagination import page_parameters
@@ -173,6 +174,15 @@ class JourneyInputSerializer(serializers.Serializer):
         help_text="inbox (default) or webhook: the operator's notification service, as campaigns use it.",
     )
     steps = JourneyStepsField(required=False)
+    updated_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "On a change: the journey's `updated_at` as you read it. When the journey has been saved since (another "
+            "edit, an activation, a pause), the change is refused with 409 `edit_conflict` and nothing is written; "
+            "read it again and re-apply your change. Without it the change applies to whatever is stored."
+        ),
+    )
 
 
 class JourneyStepSerializer(serializers.Serializer):
@@ -204,6 +214,10 @@ class JourneyOutputSerializer(serializers.Serializer):
     flow = JourneyStepSerializer(many=True)
     last_error = serializers.CharField()
     created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(
+        help_text="When the journey was last saved: send it back with a change (PATCH) to refuse it if another one "
+        "came first."
+    )
 
 
 class JourneyListSerializer(serializers.Serializer):
@@ -217,7 +231,10 @@ def journey_data(journey: Journey) -> dict:
     steps = journey.current_version.steps if journey.current_version else []
     return {
         # The fields a merchant writes (services.FIELDS) and the ones the platform keeps.
-        **{key: getattr(journey, key) for key in ("id", "status", *JOURNEY_FIELDS, "last_error", "created_at")},
+        **{
+            key: getattr(journey, key)
+            for key in ("id", "status", *JOURNEY_FIELDS, "last_error", "created_at", "updated_at")
+        },
         "version": journey.current_version.number if journey.current_version else None,
         "steps": steps,
         "flow": [vars(view) for view in step_views(steps)],
@@ -261,6 +278,7 @@ class JourneyListCreateApi(_JourneyScoped):
         values = dict(data.validated_data)
         actor = request.user.actor
         template = values.pop("template", None)
+        values.pop("updated_at", None)  # a new journey has nothing to have changed since
         if template:
             journey = journey_from_template(merchant=self.merchant, key=template, actor=actor, name=values.get("name"))
             if len(values) > (1 if "name" in values else 0):
@@ -281,8 +299,19 @@ class JourneyDetailApi(_JourneyScoped):
     @extend_schema(
         operation_id="journeys_partial_update",
         summary="Change a journey (new steps make a new version)",
+        description=(
+            "Send `updated_at` as you read it to make the change conditional: a journey saved since is a 409 "
+            "(`edit_conflict`, with the current `updated_at` and `version` in `details`) and nothing is written."
+        ),
         request=JourneyInputSerializer,
-        responses=JourneyOutputSerializer,
+        responses={
+            200: JourneyOutputSerializer,
+            409: OpenApiResponse(
+                ApiErrorSerializer,
+                description="`edit_conflict`: the journey was saved after the `updated_at` sent; "
+                "`invalid_transition`: the trigger of an active journey cannot change.",
+            ),
+        },
     )
     def patch(self, request, pk: int):
         journey = self.journey(pk)
@@ -290,7 +319,8 @@ class JourneyDetailApi(_JourneyScoped):
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values.pop("template", None)
-        journey_update(journey=journey, actor=request.user.actor, **values)
+        expected = values.pop("updated_at", None)
+        journey_update(journey=journey, actor=request.user.actor, expected_updated_at=expected, **values)
         return self.respond(pk)
 
     @extend_schema(operation_id="journeys_destroy", summary="Delete a draft journey", responses={204: None})

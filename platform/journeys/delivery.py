@@ -4,12 +4,16 @@ with exponential backoff) and payload format (campaigns.dispatch.webhook_payload
 A send step of a journey whose channel is the webhook writes its message `pending`; after the step's batch
 commits, `journey_webhook_dispatch` sends the journey's pending messages a bounded batch at a time:
 
-1. claim them (FOR UPDATE SKIP LOCKED on PostgreSQL) with a lease, so two dispatches never POST the same message
-   and one killed mid-POST leaves it pending for the next once the lease runs out (the tick sweeps);
+1. claim them (FOR UPDATE SKIP LOCKED on PostgreSQL) with a lease: until a time, under a token of this claim. A
+   leased message is not claimed by anyone else; one whose dispatch was killed mid-POST stays pending, and once the
+   lease runs out the next dispatch claims it (the tick sweeps);
 2. ask the messaging rule again (a consent withdrawn since the step ran withdraws the message, with the reason);
-3. POST them in chunks of CAMPAIGN_WEBHOOK_BATCH_SIZE; accepted messages are `sent` (delivered_at), refused ones
-   `failed` with the error and the attempts on the message, the journey's last_error, and the report's per-step
-   `failed` count. After a failed chunk the rest of the batch waits for the next dispatch.
+3. POST them in chunks of CAMPAIGN_WEBHOOK_BATCH_SIZE. Right before each POST the chunk's lease is renewed, only
+   where it is still this claim's, for as long as the POST and its retries may take: a message whose lease ran out
+   while earlier chunks were posted, and that another dispatch claimed, is left to that one, never posted twice;
+4. record the results, again only where the lease is still this claim's: accepted messages are `sent`
+   (delivered_at), refused ones `failed` with the error and the attempts on the message, the journey's last_error,
+   and the report's per-step `failed` count. After a failed chunk the rest of the batch waits for the next dispatch.
 
 Each message carries its id (`delivery_id`, the receiver's idempotency key) and `message_ref` for tracking.
 """
@@ -17,6 +21,7 @@ Each message carries its id (`delivery_id`, the receiver's idempotency key) and 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +40,7 @@ from campaigns.dispatch import (
     withdrawal_reasons,
 )
 from campaigns.models import Channel
-from campaigns.webhook import webhook_post
+from campaigns.webhook import webhook_post, webhook_post_longest_s
 from consumers.models import Consumer
 from dbtools.backend import on_postgresql
 
@@ -56,7 +61,9 @@ def webhook_pending(*, journey_id: int | None = None, now: datetime) -> Q:
     return condition if journey_id is None else condition & Q(journey_id=journey_id)
 
 
-def _claim(journey_id: int, now: datetime, limit: int) -> list[int]:
+def _claim(journey_id: int, now: datetime, limit: int) -> tuple[str, list[int]]:
+    """Lease up to `limit` unheld pending messages to a new claim: its token and the message ids."""
+    token = uuid.uuid4().hex
     with transaction.atomic():
         rows = JourneySend.objects.filter(webhook_pending(journey_id=journey_id, now=now)).order_by("pk")
         if on_postgresql():
@@ -64,9 +71,23 @@ def _claim(journey_id: int, now: datetime, limit: int) -> list[int]:
         ids = list(rows.values_list("pk", flat=True)[:limit])
         if ids:
             JourneySend.objects.filter(pk__in=ids).update(
-                lease_until=now + timedelta(seconds=settings.JOURNEY_STEP_LEASE_S)
+                lease_until=now + timedelta(seconds=settings.JOURNEY_STEP_LEASE_S), lease_token=token
             )
-    return ids
+    return token, ids
+
+
+def _still_held(ids: list[int], token: str, until: datetime) -> set[int]:
+    """The messages of `ids` the claim `token` still holds, their lease renewed to `until`. The others were claimed
+    by another dispatch after this claim's lease ran out (that one posts them), or are no longer pending. Under the
+    row locks (PostgreSQL) a concurrent claim either sees the renewed lease or has already changed the token."""
+    with transaction.atomic():
+        rows = JourneySend.objects.filter(pk__in=ids, lease_token=token, status=SendStatus.PENDING)
+        if on_postgresql():
+            rows = rows.select_for_update()
+        held = set(rows.values_list("pk", flat=True))
+        if held:
+            JourneySend.objects.filter(pk__in=held).update(lease_until=until)
+    return held
 
 
 def _message(row: Mapping[str, Any], pseudonyms: dict[int, str], catalogue: Catalogue) -> dict:
@@ -93,7 +114,8 @@ def journey_webhook_dispatch(*, journey_id: int, now: datetime | None = None) ->
     journey = Journey.objects.select_related("merchant").filter(pk=journey_id).first()
     if journey is None:
         return counts
-    ids = _claim(journey_id, now, WEBHOOK_CLAIM)
+    started = timezone.now()
+    token, ids = _claim(journey_id, now, WEBHOOK_CLAIM)
     if not ids:
         return counts
     rows = list(
@@ -133,8 +155,14 @@ def journey_webhook_dispatch(*, journey_id: int, now: datetime | None = None) ->
     catalogue = Catalogue(journey.merchant_id)
     outcomes = []  # (message ids, result)
     chunk = webhook_batch_size()
+    # A chunk's lease outlasts its POST with every retry; `now` moved on by the time spent since the claim.
+    post_lease = timedelta(seconds=settings.JOURNEY_STEP_LEASE_S + webhook_post_longest_s())
     for start in range(0, len(to_send), chunk):
-        part = to_send[start : start + chunk]
+        candidates = [r["pk"] for r in to_send[start : start + chunk]]
+        held = _still_held(candidates, token, now + (timezone.now() - started) + post_lease)
+        part = [r for r in to_send[start : start + chunk] if r["pk"] in held]
+        if not part:
+            continue
         payload = webhook_payload(
             kind="journey",
             journey_id=journey.pk,
@@ -146,21 +174,24 @@ def journey_webhook_dispatch(*, journey_id: int, now: datetime | None = None) ->
         outcomes.append(([r["pk"] for r in part], result))
         if not result.ok:
             break  # the service is failing: the rest waits for the next dispatch instead of failing too
+    # Only what this claim still holds is recorded: a message another dispatch claimed is its to record.
+    ours = JourneySend.objects.filter(lease_token=token, status=SendStatus.PENDING)
+    released = {"lease_until": None, "lease_token": ""}
     with transaction.atomic():
         for reason in set(withdrawn.values()):
-            counts["withdrawn"] += JourneySend.objects.filter(
-                pk__in=[pk for pk, why in withdrawn.items() if why == reason], status=SendStatus.PENDING
-            ).update(status=SendStatus.WITHDRAWN, withdrawn_reason=reason[:200], lease_until=None)
+            counts["withdrawn"] += ours.filter(pk__in=[pk for pk, why in withdrawn.items() if why == reason]).update(
+                status=SendStatus.WITHDRAWN, withdrawn_reason=reason[:200], **released
+            )
         error = ""
         for message_ids, result in outcomes:
-            claimed = JourneySend.objects.filter(pk__in=message_ids, status=SendStatus.PENDING)
+            claimed = ours.filter(pk__in=message_ids)
             if result.ok:
                 counts["sent"] += claimed.update(
                     status=SendStatus.SENT,
                     delivered_at=timezone.now(),
                     attempts=F("attempts") + result.attempts,
                     last_error="",
-                    lease_until=None,
+                    **released,
                 )
             else:
                 error = result.error
@@ -168,18 +199,20 @@ def journey_webhook_dispatch(*, journey_id: int, now: datetime | None = None) ->
                     status=SendStatus.FAILED,
                     last_error=result.error[:500],
                     attempts=F("attempts") + result.attempts,
-                    lease_until=None,
+                    **released,
                 )
         handled = {pk for message_ids, _ in outcomes for pk in message_ids} | set(withdrawn)
         left = [pk for pk in ids if pk not in handled]
-        if left:  # not tried (a chunk before them failed): free for the next dispatch at once
-            JourneySend.objects.filter(pk__in=left, status=SendStatus.PENDING).update(lease_until=None)
+        # Not tried (a chunk before them failed), or taken by another dispatch: the ones still ours are free for
+        # the next dispatch at once.
+        if ours.filter(pk__in=left).update(**released):
             counts["more"] = 1
         if error:
+            # Prose, never the exact count: a merchant sees numbers only as released figures (the report's `failed`).
             Journey.objects.filter(pk=journey.pk).update(
                 last_error=(
-                    f"The operator's notification service did not accept {counts['failed']:,} journey messages "
-                    f"({error}); they are marked failed on the messages and counted as failed in the report."
+                    "The operator's notification service did not accept some journey messages; the last failure "
+                    f"was: {error}. They are marked failed and counted in the report's failed figures."
                 )[:1000]
             )
     if len(ids) == WEBHOOK_CLAIM and not counts["more"]:

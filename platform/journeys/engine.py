@@ -18,6 +18,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -94,15 +95,21 @@ def local_zone() -> ZoneInfo:
 
 
 def platform_quiet_hours() -> QuietHours | None:
-    """The platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none) in JOURNEY_TIME_ZONE."""
-    raw = (settings.JOURNEY_QUIET_HOURS or "").strip()
+    """The platform's JOURNEY_QUIET_HOURS ("21:00-08:00"; empty: none) in JOURNEY_TIME_ZONE. Every send step asks:
+    the window is parsed once per process for each text of the two settings (a changed setting is read anew)."""
+    return _platform_quiet_hours(settings.JOURNEY_QUIET_HOURS or "", settings.JOURNEY_TIME_ZONE or "UTC")
+
+
+@lru_cache(maxsize=8)
+def _platform_quiet_hours(raw: str, zone: str) -> QuietHours | None:
+    raw = raw.strip()
     if not raw:
         return None
     start, end = raw.split("-")
-    return QuietHours(
+    return QuietHours(  # frozen: one instance is safely shared by every caller
         parse_time_of_day(start.strip(), where="JOURNEY_QUIET_HOURS"),
         parse_time_of_day(end.strip(), where="JOURNEY_QUIET_HOURS"),
-        local_zone(),
+        ZoneInfo(zone),
     )
 
 
@@ -227,6 +234,30 @@ def _trigger_rows(journey: Journey, limit: int, now: datetime) -> tuple[list[Ent
     return [Entry(c, at, ref=pk) for pk, c, at in behind + transitions], cursor
 
 
+@dataclass(frozen=True)
+class Previous:
+    """A consumer's earlier entries into a journey: how many, when the last began and when the last one ended."""
+
+    entries: int
+    last_entered: datetime
+    last_finished: datetime | None
+    active: bool
+
+
+def _reentry_admits(journey: Journey, previous: Previous, row: Entry) -> bool:
+    """Whether a trigger row starts a new entry for a consumer who entered before: one rule for the rows read for the
+    first time and those re-read behind the cursor, judged by when the row happened, so the answer does not depend
+    on when it is read. Never while an entry is active; with `never`, never again; with `after_days` N, a row that
+    happened N days after the last entry began and after every entry had ended. A row that happened while the
+    consumer was in the journey was skipped when first read (an active entry), and stays skipped when it is read
+    again after that entry ended."""
+    if previous.active or journey.reentry == ReentryPolicy.NEVER:
+        return False
+    if previous.last_finished is not None and row.at < previous.last_finished:
+        return False
+    return row.at >= previous.last_entered + timedelta(days=journey.reentry_days or 0)
+
+
 def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int = 10_000) -> dict[str, int]:
     """Enrol the consumers of the journey's next trigger rows (bounded by `limit`); returns counts."""
     now = now or timezone.now()
@@ -245,38 +276,34 @@ def triggers_ingest(*, journey_id: int, now: datetime | None = None, limit: int 
         by_consumer: dict[int, list[Entry]] = {}
         for row in entries:  # in row id order
             by_consumer.setdefault(row.consumer_id, []).append(row)
-        previous: dict[int, tuple[int, datetime, bool]] = {}
+        previous: dict[int, Previous] = {}
         if by_consumer:
-            for cid, n, last, active in (
+            for cid, n, last, finished, active in (
                 JourneyEnrolment.objects.filter(journey_id=journey.pk, consumer_id__in=list(by_consumer))
                 .values("consumer_id")
                 .annotate(
                     n=Max("entry_no"),
                     last=Max("entered_at"),
+                    finished=Max("finished_at"),
                     active=Count("id", filter=Q(state=EnrolmentState.ACTIVE)),
                 )
-                .values_list("consumer_id", "n", "last", "active")
+                .values_list("consumer_id", "n", "last", "finished", "active")
             ):
-                previous[cid] = (n, last, bool(active))
+                previous[cid] = Previous(n, last, finished, bool(active))
         share = float(journey.holdout_share)
         new = []
         for cid, candidates in by_consumer.items():
             entry_no = 1
             entry = candidates[0]
             if cid in previous:
-                n, last, active = previous[cid]
-                if active or journey.reentry == ReentryPolicy.NEVER:
-                    counts["skipped"] += 1
-                    continue
-                # The first row that happened late enough after the last entry (a re-read row behind the cursor
-                # may be too early while a newer one is not).
-                reentry_from = last + timedelta(days=journey.reentry_days or 0)
-                eligible = [c for c in candidates if c.at >= reentry_from]
+                # The first row the re-entry policy admits (a re-read row behind the cursor may be too early while
+                # a newer one is not).
+                eligible = [c for c in candidates if _reentry_admits(journey, previous[cid], c)]
                 if not eligible:
                     counts["skipped"] += 1
                     continue
                 entry = eligible[0]
-                entry_no = n + 1
+                entry_no = previous[cid].entries + 1
             held = holdout(journey.pk, cid, share)
             counts["held_out" if held else "enrolled"] += 1
             new.append(

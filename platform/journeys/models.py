@@ -215,10 +215,12 @@ class JourneySend(models.Model):
     )
     withdrawn_reason = models.CharField(max_length=200, blank=True)
     # The webhook channel: POST attempts made, the last failure, and a lease while a dispatch holds it (a
-    # dispatch killed mid-POST leaves it pending; once the lease runs out the next one sends it again).
+    # dispatch killed mid-POST leaves it pending; once the lease runs out the next one sends it again). The token
+    # names the claim holding the lease: a dispatch posts, and records what it posted, only while it is its own.
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["enrolment", "step"], name="journey_send_once")]

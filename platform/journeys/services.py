@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import time
+from datetime import datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,6 +16,7 @@ from campaigns.webhook import channel_problem
 from consumers.models import Event
 from merchants.errors import Conflict, Invalid, NotFound
 from merchants.models import Merchant
+from merchants.quiet_hours import quiet_window_problems
 from privacy.audit import audit_record
 from segments.models import MembershipTransition, Segment
 
@@ -80,9 +81,14 @@ def _clean(*, merchant: Merchant, values: dict[str, Any]) -> dict[str, Any]:
             raise Invalid("reentry_days: a number of days from 1 to 3650", details={"field": "reentry_days"})
     else:
         values["reentry_days"] = None
-    quiet = (values.get("quiet_start"), values.get("quiet_end"))
-    if (quiet[0] is None) != (quiet[1] is None) or any(q is not None and not isinstance(q, time) for q in quiet):
-        raise Invalid("quiet_start and quiet_end: both times of day, or neither", details={"field": "quiet_start"})
+    quiet_start, quiet_end = values.get("quiet_start"), values.get("quiet_end")
+    if any(q is not None and not isinstance(q, time) for q in (quiet_start, quiet_end)):
+        raise Invalid("quiet_start and quiet_end: times of day", details={"field": "quiet_start"})
+    # The merchants' rule for a window (both or neither, not the same time), as for a merchant's own quiet hours.
+    problem = quiet_window_problems(start=quiet_start, end=quiet_end)
+    if problem:
+        field = "quiet_end" if quiet_start is not None else "quiet_start"
+        raise Invalid(f"{field}: {problem}", details={"field": field})
     cap = values.get("frequency_cap")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise Invalid("frequency_cap: a positive number, or none", details={"field": "frequency_cap"})
@@ -119,11 +125,33 @@ def journey_create(*, merchant: Merchant, actor: str, steps: Any, **values: Any)
     return journey
 
 
-def journey_update(*, journey: Journey, actor: str, steps: Any = None, **changes: Any) -> Journey:
+def journey_update(
+    *,
+    journey: Journey,
+    actor: str,
+    steps: Any = None,
+    expected_updated_at: datetime | None = None,
+    **changes: Any,
+) -> Journey:
     """Change fields and, when `steps` differ, add a version: new entrants take it, consumers in flight finish on
-    the version they entered with. The trigger of an active journey cannot change (pause it first)."""
+    the version they entered with. The trigger of an active journey cannot change (pause it first).
+
+    `expected_updated_at` is the journey's `updated_at` as the editor read it: when the journey has been saved since
+    (another edit, in another tab or by a colleague; an activation or a pause), the edit is refused and nothing is
+    written, instead of silently putting back what the other edit changed. `updated_at` moves on every save of the
+    journey, whatever it changes, so it also catches an edit of the settings alone (which adds no version)."""
     with transaction.atomic():
         journey = Journey.objects.select_for_update().get(pk=journey.pk)
+        if expected_updated_at is not None and journey.updated_at != expected_updated_at:
+            raise Conflict(
+                "This journey was changed after you opened it (by someone else, or in another window); nothing was "
+                "saved. Reload it to see the change, then make yours again.",
+                code="edit_conflict",
+                details={
+                    "updated_at": journey.updated_at.isoformat(),
+                    "version": journey.current_version.number if journey.current_version else None,
+                },
+            )
         current = {key: getattr(journey, key) for key in FIELDS}
         trigger_changed = any(
             key in changes and changes[key] != current[key]

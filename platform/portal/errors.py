@@ -4,11 +4,28 @@ status of the JSON error the builder's script reads (the same status the API wou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
+from django.http import JsonResponse
 
-from merchants.api_errors import domain_error_status
+from merchants.api_errors import domain_error_headers, domain_error_status
 from merchants.errors import DomainError
+
+# What of a refusal's details the portal's scripts read beside its code and message: the field and per-field
+# problems (the journey builder), where an expression went wrong (the segment editor), when a spent budget renews.
+JSON_ERROR_DETAILS = (
+    "field",
+    "problems",
+    "position",
+    "offset",
+    "line",
+    "column",
+    "path",
+    "expected",
+    "found",
+    "renews_at",
+)
 
 
 def form_error_from_service(form: forms.Form, exc: DomainError, *, field_by_code: dict[str, str]) -> None:
@@ -20,6 +37,23 @@ def form_error_from_service(form: forms.Form, exc: DomainError, *, field_by_code
 def http_status_of(exc: DomainError) -> int:
     """The status the portal's JSON endpoints answer a service's refusal with: the API's, from its one table."""
     return domain_error_status(exc)
+
+
+def json_error(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    """The portal's JSON error, one shape for every script: `{"error": {"code", "message", ...}}` with the keys of
+    JSON_ERROR_DETAILS that `details` has."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if isinstance(details, dict):
+        error.update({key: details[key] for key in JSON_ERROR_DETAILS if key in details})
+    return JsonResponse({"error": error}, status=status)
+
+
+def json_error_of(exc: DomainError) -> JsonResponse:
+    """A service's refusal as the portal's JSON error: the API's status and headers (Retry-After), its details."""
+    response = json_error(http_status_of(exc), exc.code, exc.message, exc.details)
+    for header, value in (domain_error_headers(exc) or {}).items():
+        response[header] = value
+    return response
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils.dateparse import parse_datetime
 
 from journeys.models import EnrolmentState, Journey, JourneyEnrolment
 from tests.release_helpers import released_public
@@ -59,6 +60,22 @@ def test_bad_definitions_are_400s_that_name_the_field(merchant_client, change, f
     response = merchant_client.post("/api/v1/journeys/", {**CUSTOM, **change}, format="json")
     assert response.status_code == 400, response.content
     assert field in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("quiet", "field", "says"),
+    [
+        ({"quiet_start": "21:00", "quiet_end": None}, "quiet_end", "or neither"),
+        ({"quiet_start": None, "quiet_end": "08:00"}, "quiet_start", "or neither"),
+        ({"quiet_start": "21:00", "quiet_end": "21:00"}, "quiet_end", "same time"),
+    ],
+)
+def test_a_journeys_own_quiet_hours_follow_the_merchants_rule(merchant_client, quiet, field, says):
+    response = merchant_client.post("/api/v1/journeys/", {**CUSTOM, **quiet}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["details"]["field"] == field and says in error["message"]
+    assert not Journey.objects.exists()
 
 
 def test_activate_pause_and_their_conflicts(merchant_client, dm_approved):
@@ -140,3 +157,40 @@ def test_the_report_releases_every_figure(merchant, merchant_client, dm_approved
     assert report["uplift"] is None  # too few to show
     schema = merchant_client.get("/api/v1/schema/?format=json").json()
     assert "/api/v1/journeys/{id}/report" in schema["paths"]
+
+
+def test_a_change_based_on_a_journey_saved_since_is_a_409_and_writes_nothing(merchant_client):
+    created = merchant_client.post("/api/v1/journeys/", CUSTOM, format="json").json()
+    pk, seen = created["id"], created["updated_at"]
+    mine = [{"type": "send", "title": "Mine", "body": "Hello from {store_name}", "products": 0}]
+    theirs = [{"type": "send", "title": "Theirs", "body": "Hello from {store_name}", "products": 0}]
+    # Two editors opened the same journey; the first saves its steps.
+    first = merchant_client.patch(f"/api/v1/journeys/{pk}", {"steps": mine, "updated_at": seen}, format="json")
+    assert first.status_code == 200, first.content
+    assert first.json()["version"] == 2 and first.json()["updated_at"] != seen
+
+    # The second, based on what it read before, is refused instead of putting its steps over the first's.
+    second = merchant_client.patch(
+        f"/api/v1/journeys/{pk}", {"steps": theirs, "name": "Renamed", "updated_at": seen}, format="json"
+    )
+
+    assert second.status_code == 409, second.content
+    error = second.json()["error"]
+    assert error["code"] == "edit_conflict" and "changed after you opened it" in error["message"]
+    assert error["details"]["version"] == 2
+    assert parse_datetime(error["details"]["updated_at"]) == parse_datetime(first.json()["updated_at"])
+    now = merchant_client.get(f"/api/v1/journeys/{pk}").json()
+    assert (now["name"], now["version"], now["steps"][0]["title"]) == (CUSTOM["name"], 2, "Mine")
+    # Read again, the same change goes through.
+    again = merchant_client.patch(
+        f"/api/v1/journeys/{pk}", {"steps": theirs, "updated_at": now["updated_at"]}, format="json"
+    )
+    assert again.status_code == 200 and again.json()["version"] == 3
+
+
+def test_the_schema_documents_the_edit_stamp_and_its_409(merchant_client):
+    schema = merchant_client.get("/api/v1/schema/?format=json").json()
+    components = schema["components"]["schemas"]
+    assert "409" in schema["paths"]["/api/v1/journeys/{id}"]["patch"]["responses"]
+    assert "edit_conflict" in components["PatchedJourneyInputRequest"]["properties"]["updated_at"]["description"]
+    assert "updated_at" in components["JourneyOutput"]["properties"]

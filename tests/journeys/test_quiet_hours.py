@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from journeys import engine
 from journeys.models import EnrolmentState, JourneyEnrolment, JourneySend
 from merchants.services import merchant_quiet_hours_set
 
@@ -83,3 +84,23 @@ def test_without_any_quiet_hours_the_message_goes_at_night(abandoned_cart, merch
     tick(night + 2 * H + 5 * MINUTE)
     assert _sent(abandoned_cart) == 1
     assert JourneySend.objects.get().created_at.astimezone(UTC) == (night + 2 * H + 5 * MINUTE).astimezone(UTC)
+
+
+def test_the_platform_quiet_hours_are_parsed_once_per_text_of_the_setting(
+    abandoned_cart, merchant, settings, monkeypatch
+):
+    parsed = []
+    real = engine.parse_time_of_day
+    monkeypatch.setattr(engine, "parse_time_of_day", lambda text, **kw: parsed.append(text) or real(text, **kw))
+    settings.JOURNEY_QUIET_HOURS = "13:17-13:43"  # a text no other test uses (Singapore time)
+    moment = datetime(2026, 3, 2, 13, 30, tzinfo=SINGAPORE)
+    people = shoppers(5, moment=moment - 2 * H)
+    for person in people:
+        event(merchant, person, CART, moment - 2 * H)
+    tick(moment - 2 * H + MINUTE)
+    tick(moment + MINUTE)  # every nudge falls due inside the window and is deferred
+    assert _sent(abandoned_cart) == 0
+    assert set(JourneyEnrolment.objects.values_list("next_run_at", flat=True)) == {moment.replace(minute=43)}
+    assert parsed == ["13:17", "13:43"]  # once, not once per send step
+    settings.JOURNEY_QUIET_HOURS = "13:17-13:44"  # a new text is read at once
+    assert engine.platform_quiet_hours().end == time(13, 44)

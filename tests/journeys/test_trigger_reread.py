@@ -11,13 +11,13 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from consumers.models import Event
-from journeys.models import JourneyEnrolment
+from journeys.models import EnrolmentState, JourneyEnrolment
 from journeys.services import journey_activate, journey_create
 from journeys.templates import journey_from_template
 from segments.models import MembershipTransition, TransitionKind
 from tests.factories.tags import tags_assign
 
-from .conftest import CART, MORNING, at, event, shoppers, tick
+from .conftest import CART, MORNING, PURCHASE, at, event, shoppers, tick
 
 ONE_SEND = [{"type": "send", "title": "Hello from {store_name}", "body": "New in.", "products": 0}]
 MINUTE = timedelta(minutes=1)
@@ -156,3 +156,39 @@ def test_the_database_refuses_a_second_enrolment_from_the_same_trigger_row(merch
             entered_at=first.entered_at,
             trigger_event_id=cart.pk,
         )
+
+
+def test_a_row_read_while_the_consumer_was_in_the_journey_does_not_enrol_them_when_re_read_after_it_ended(
+    merchant, dm_approved
+):
+    with at(MORNING):
+        journey = journey_create(
+            merchant=merchant,
+            actor="test",
+            name="Daily carts",
+            trigger_kind="event",
+            trigger_event="carted()",
+            exit_condition="purchased()",
+            holdout_share=0,
+            reentry="after_days",
+            reentry_days=1,
+            steps=[{"type": "wait_for", "event": "purchased()", "timeout": "3d", "on_event": "exit"}, *ONE_SEND],
+        )
+        journey_activate(journey=journey, actor="test")
+    [shopper] = shoppers(1, prefix="reread-reentry")
+    event(merchant, shopper, CART, MORNING + MINUTE)
+    tick(MORNING + 2 * MINUTE)
+    next_day = MORNING + timedelta(days=1, minutes=10)  # re-entry would be allowed by now, but they are still in
+    event(merchant, shopper, CART, next_day, sku="S-2")
+    tick(next_day + MINUTE)  # read: the shopper is in the journey, so the cart starts nothing
+    event(merchant, shopper, PURCHASE, next_day + 2 * MINUTE)
+    tick(next_day + 7 * MINUTE)  # the purchase ends their enrolment
+
+    tick(next_day + 8 * MINUTE)  # the cart lies in the re-read window: judged as when it was first read
+
+    entries = JourneyEnrolment.objects.filter(journey=journey, consumer_id=shopper.pk)
+    assert list(entries.values_list("entry_no", "state")) == [(1, EnrolmentState.EXITED)]
+    # A cart after the enrolment ended is a new entry, as the policy allows.
+    event(merchant, shopper, CART, next_day + 9 * MINUTE, sku="S-3")
+    tick(next_day + 10 * MINUTE)
+    assert sorted(entries.values_list("entry_no", flat=True)) == [1, 2]

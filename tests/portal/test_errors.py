@@ -1,9 +1,14 @@
-"""An expression error as the builder draws it without script: the line, a caret under the mistake, why."""
+"""An expression error as the builder draws it without script: the line, a caret under the mistake, why; and the
+one shape of the JSON errors the portal's scripts read."""
+
+import json
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.errors import ERROR_WINDOW, ExpressionProblem
+from merchants.errors import Conflict, LimitExceeded
+from portal.errors import ERROR_WINDOW, ExpressionProblem, json_error, json_error_of
 
 
 def test_a_short_line_is_shown_whole_with_the_caret_under_the_column():
@@ -30,3 +35,31 @@ def test_the_caret_always_points_at_the_same_character(line, column):
         assert problem.line_text[problem.column - 1] == line[column - 1]
     else:
         assert problem.column == len(problem.line_text) + (column - len(line))
+
+
+def test_a_json_error_carries_the_details_the_scripts_read_and_nothing_else():
+    response = json_error(400, "invalid_expression", "Expected a term", {"offset": 0, "column": 1, "raw": "secret"})
+    assert response.status_code == 400
+    assert json.loads(response.content) == {
+        "error": {"code": "invalid_expression", "message": "Expected a term", "offset": 0, "column": 1}
+    }
+
+
+def test_a_services_refusal_is_answered_with_the_apis_status_and_headers():
+    conflict = json_error_of(Conflict("Pause it first.", code="invalid_transition", details={"field": "trigger"}))
+    assert conflict.status_code == 409
+    assert json.loads(conflict.content)["error"] == {
+        "code": "invalid_transition",
+        "message": "Pause it first.",
+        "field": "trigger",
+    }
+    spent = json_error_of(LimitExceeded("Budget spent.", details={"retry_after_seconds": 60, "renews_at": "x"}))
+    assert (spent.status_code, spent["Retry-After"]) == (429, "60")
+    assert json.loads(spent.content)["error"]["renews_at"] == "x"
+
+
+def test_the_portal_views_build_no_json_error_of_their_own():
+    views = Path(__file__).resolve().parents[2] / "platform" / "portal" / "views"
+    for module in views.glob("*.py"):
+        text = module.read_text()
+        assert '{"code": code' not in text and "def _json_error" not in text, module.name

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.messages import CONSTANT_PLACEHOLDERS, PRODUCT_LIST_PLACEHOLDER
@@ -25,7 +27,7 @@ from journeys.templates import TEMPLATES, journey_from_template
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
-from portal.errors import http_status_of
+from portal.errors import json_error, json_error_of
 from portal.rendering import page
 from portal.segment_builder import builder_vocabulary
 from segments.selectors import segments_for_merchant
@@ -145,6 +147,18 @@ def _weight(raw: str) -> int | str | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 4 else raw
 
 
+def _updated_at_seen(raw: str) -> datetime | None:
+    """The journey's updated_at the step card was drawn with (its form's hidden field), or None when not sent. One
+    that is not a time cannot match the journey's, so it is a moment no journey was saved at: the edit is refused."""
+    if not raw.strip():
+        return None
+    try:
+        seen = parse_datetime(raw.strip())
+    except ValueError:
+        seen = None
+    return seen if seen is not None and seen.tzinfo is not None else datetime.min.replace(tzinfo=UTC)
+
+
 @require_POST
 @merchant_view(Capability.MANAGE_CAMPAIGNS)
 def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> HttpResponse:
@@ -178,7 +192,12 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
         return redirect("portal:journey_detail", journey_id=journey.pk)
     steps[step] = send
     try:
-        journey_update(journey=journey, actor=_actor(request), steps=steps)
+        journey_update(
+            journey=journey,
+            actor=_actor(request),
+            steps=steps,
+            expected_updated_at=_updated_at_seen(request.POST.get("updated_at", "")),
+        )
     except DomainError as exc:
         messages.error(request, f"Not saved: {exc.message}")
     else:
@@ -289,16 +308,18 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
     try:
         payload = json.loads(request.body or b"{}")
     except (ValueError, RecursionError):
-        return _error(400, "bad_request", "The request body must be JSON.")
+        return json_error(400, "bad_request", "The request body must be JSON.")
     if not isinstance(payload, dict):
-        return _error(400, "bad_request", "Send the journey as an object.")
+        return json_error(400, "bad_request", "Send the journey as an object.")
     payload.pop("template", None)
     data = JourneyInputSerializer(data=payload, partial=journey is not None)
     if not data.is_valid():
         field, problems = next(iter(data.errors.items()))
         message = problems[0] if isinstance(problems, list) and problems else str(problems)
-        return _error(400, "invalid", f"{field}: {message}", field=field)
+        return json_error(400, "invalid", f"{field}: {message}", {"field": field})
     values = dict(data.validated_data)
+    # The builder sends the journey's updated_at as it opened it: a save over someone else's since is refused.
+    expected = values.pop("updated_at", None)
     actor = _actor(request)
     try:
         if journey is None:
@@ -307,11 +328,10 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
             )
             status = 201
         else:
-            journey = journey_update(journey=journey, actor=actor, **values)
+            journey = journey_update(journey=journey, actor=actor, expected_updated_at=expected, **values)
             status = 200
     except DomainError as exc:
-        details = exc.details if isinstance(exc.details, dict) else {}
-        return _error(http_status_of(exc), exc.code, exc.message, field=exc.field, problems=details.get("problems"))
+        return json_error_of(exc)
     journey.refresh_from_db()
     version = journey.current_version.number if journey.current_version else None
     if status == 201:
@@ -334,12 +354,3 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
         },
         status=status,
     )
-
-
-def _error(status: int, code: str, message: str, *, field: str | None = None, problems: Any = None) -> JsonResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        error["field"] = field
-    if problems:
-        error["problems"] = problems
-    return JsonResponse({"error": error}, status=status)

@@ -20,11 +20,10 @@ from django.views.decorators.http import require_GET, require_POST
 from campaigns.selectors import campaigns_for_merchant
 from campaigns.uplift import persuadables_evaluation_public
 from merchants.api_base import get_scoped_or_404
-from merchants.api_errors import domain_error_headers
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
 from portal.charts import ComparisonRow, comparison_bars, line_chart
-from portal.errors import ExpressionProblem, form_error_from_service, http_status_of
+from portal.errors import ExpressionProblem, form_error_from_service, http_status_of, json_error, json_error_of
 from portal.forms import REFRESH_CHOICES, LookalikeForm, OverlapForm, SegmentForm
 from portal.rendering import page
 from portal.scope import SCOPE_LABELS, scope_of
@@ -378,28 +377,25 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
     try:
         payload = json.loads(request.body or b"{}")
     except (ValueError, RecursionError):
-        return _json_error(400, "bad_request", "The request body must be JSON.")
+        return json_error(400, "bad_request", "The request body must be JSON.")
     expression = payload.get("expression") if isinstance(payload, dict) else None
     if not isinstance(expression, str):
-        return _json_error(400, "bad_request", "Send the expression as text.")
+        return json_error(400, "bad_request", "Send the expression as text.")
     # While typing: the cheap, coarse preview; the builder asks for a standard release only on request.
     precision = payload.get("precision", PREVIEW)
     if precision not in (PREVIEW, STANDARD):
-        return _json_error(400, "bad_request", "precision is preview or standard.")
+        return json_error(400, "bad_request", "precision is preview or standard.")
     scope = payload.get("scope", SegmentScope.MARKETPLACE)
     if scope not in SegmentScope.values:
-        return _json_error(400, "bad_request", "scope is marketplace or my_customers.")
+        return json_error(400, "bad_request", "scope is marketplace or my_customers.")
     try:
         estimate = audience_estimate(
             merchant=request.portal.merchant, expression=expression, precision=precision, scope=scope
         )
     except ProcessingNotPermitted:
-        return _json_error(409, "processing_not_permitted", NOT_PERMITTED)
+        return json_error(409, "processing_not_permitted", NOT_PERMITTED)
     except DomainError as exc:
-        response = _json_error(http_status_of(exc), exc.code, exc.message, exc.details)
-        for header, value in (domain_error_headers(exc) or {}).items():
-            response[header] = value
-        return response
+        return json_error_of(exc)
     return JsonResponse(
         {
             "size": _estimate_count(estimate.size),
@@ -421,13 +417,13 @@ def parse_json(request: HttpRequest) -> JsonResponse:
     try:
         payload = json.loads(request.body or b"{}")
     except (ValueError, RecursionError):
-        return _json_error(400, "bad_request", "The request body must be JSON.")
+        return json_error(400, "bad_request", "The request body must be JSON.")
     if not isinstance(payload, dict):
-        return _json_error(400, "bad_request", "Send an object with the expression or the definition.")
+        return json_error(400, "bad_request", "Send an object with the expression or the definition.")
     try:
         canonical = expression_canonical(expression=payload.get("expression"), definition=payload.get("definition"))
     except DomainError as exc:
-        return _json_error(http_status_of(exc), exc.code, exc.message, exc.details)
+        return json_error_of(exc)
     return JsonResponse(canonical)
 
 
@@ -440,19 +436,6 @@ def _estimate_count(released: dict) -> dict:
         "error_bound": bound,
         "precision": released.get("precision"),
     }
-
-
-def _json_error(status: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
-    error = {"code": code, "message": message}
-    if isinstance(details, dict):
-        error.update(
-            {
-                k: details[k]
-                for k in ("position", "offset", "line", "column", "path", "expected", "found", "renews_at")
-                if k in details
-            }
-        )
-    return JsonResponse({"error": error}, status=status)
 
 
 # ------------------------------------------------------------------------------------------------ segment page

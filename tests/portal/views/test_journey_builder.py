@@ -207,3 +207,27 @@ def test_a_body_that_is_not_a_journey_object_is_a_400(portal_client, draft_journ
     response = post_json(portal_client, url, {**ABANDONED_CART, "steps": "no"})
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "steps"
+
+
+def test_a_save_over_a_journey_saved_since_the_builder_opened_is_refused_with_nothing_written(
+    portal_client, draft_journey
+):
+    opened = portal_client.get(f"/journeys/{draft_journey.pk}/edit/").context["builder"]["journey"]["updated_at"]
+    assert opened
+    url = f"/journeys/{draft_journey.pk}/save/"
+    first = post_json(portal_client, url, {**ABANDONED_CART, "name": "First", "updated_at": opened})
+    assert first.status_code == 200, first.content
+
+    # A second window opened at the same time saves its own version of the journey.
+    second = post_json(
+        portal_client,
+        url,
+        {**ABANDONED_CART, "name": "Second", "steps": ABANDONED_CART["steps"][:3], "updated_at": opened},
+    )
+
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "edit_conflict"
+    assert "Reload it" in second.json()["error"]["message"]
+    draft_journey.refresh_from_db()
+    assert draft_journey.name == "First"
+    assert draft_journey.current_version.steps == ABANDONED_CART["steps"]

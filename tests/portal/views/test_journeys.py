@@ -3,6 +3,8 @@ errors that name the step and variant, and the released per-variant counts."""
 
 from __future__ import annotations
 
+import re
+
 from journeys.models import Journey
 from journeys.services import journey_create
 
@@ -87,3 +89,18 @@ def test_another_merchants_step_or_a_step_that_is_not_a_send_is_not_found(portal
     mine = _journey(merchant)
     assert portal_client.post(f"/journeys/{mine.pk}/steps/0/variants/", {"v0-title": "x"}).status_code == 404
     assert portal_client.post(f"/journeys/{mine.pk}/steps/9/variants/", {"v0-title": "x"}).status_code == 404
+
+
+def test_a_step_card_saved_over_a_journey_changed_since_the_page_was_drawn_is_refused(portal_client, merchant):
+    journey = _journey(merchant)
+    drawn = portal_client.get(f"/journeys/{journey.pk}/")
+    seen = re.search(r'name="updated_at" value="([^"]+)"', drawn.content.decode()).group(1)
+    first = _save(portal_client, journey, {"v0-title": "First", "v0-body": "B", "updated_at": seen})
+    assert "now sends one message" in first.content.decode()
+
+    second = _save(portal_client, journey, {"v0-title": "Second", "v0-body": "B", "updated_at": seen})
+
+    assert "Not saved: This journey was changed after you opened it" in second.content.decode()
+    journey.refresh_from_db()
+    assert journey.current_version.number == 2
+    assert journey.current_version.steps[1]["title"] == "First"

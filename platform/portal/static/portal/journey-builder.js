@@ -105,6 +105,8 @@
       frequency_window_days: wholeOrText(state.frequency_window_days),
       attribution_window_days: wholeOrText(state.attribution_window_days),
       steps: steps,
+      // The journey as the builder opened it: the server refuses the save (409) if it was saved since.
+      updated_at: j.updated_at || null,
     };
   }
 
