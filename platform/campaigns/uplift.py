@@ -657,7 +657,9 @@ class Forecast:
     incremental: Any
     low: Any
     high: Any
-    chosen_by: str = "most_similar"  # or "picked": the merchant chose the campaign to learn from
+    # "picked": the merchant chose the campaign to learn from; "most_recent": none shares MIN_AUDIENCE consumers
+    # with the audience, so the newest candidate (a choice that depends on no consumer)
+    chosen_by: str = "most_similar"
 
     def public(self) -> dict[str, Any]:
         """The shape the API returns and the launch freezes (campaign.forecast): released figures only."""
@@ -719,22 +721,31 @@ def forecast_candidates(*, merchant_id: int, exclude_campaign_id: int | None = N
     return usable[:FORECAST_CANDIDATES]
 
 
-def _most_similar(candidates: list, audience) -> int:
+def _most_similar(candidates: list, audience) -> int | None:
     """The candidate whose treatment and control consumers overlap the audience most (Jaccard index of the two
-    sets), ties to the most recently completed. Only the choice leaves this function, never the overlap."""
+    sets), ties to the most recently completed, among those sharing at least MIN_AUDIENCE consumers with the
+    audience (so both sets hold at least that many); None when none does. The pick is named to the merchant: one
+    made on a small overlap would say something about the few consumers shared. Only the choice leaves this
+    function, never the overlap."""
+    from django.conf import settings
     from pyroaring import BitMap
 
     from .models import Delivery, Group
 
-    best, best_score = candidates[0].pk, -1.0
+    minimum = int(settings.MIN_AUDIENCE)
+    if len(audience) < minimum:
+        return None
+    best, best_score = None, -1.0
     for candidate in candidates:  # newest first, so a tie keeps the newer one
         reached = BitMap(
             Delivery.objects.filter(campaign_id=candidate.pk, group__in=(Group.TREATMENT, Group.CONTROL))
             .order_by()
             .values_list("consumer_id", flat=True)
         )
-        union = len(reached | audience)
-        score = len(reached & audience) / union if union else 0.0
+        shared = len(reached & audience)
+        if shared < minimum:
+            continue
+        score = shared / len(reached | audience)
         if score > best_score:
             best, best_score = candidate.pk, score
     return best
@@ -774,13 +785,14 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
     The model is trained on `like_campaign_id` (one of the merchant's completed campaigns with at least MIN_ARM
     consumers in each group), or else on the most similar such campaign: of the FORECAST_CANDIDATES most
     recently completed, the one whose treatment and control consumers overlap this audience most (Jaccard
-    index), ties to the newest. The audience is the current members of the include segments (latest snapshots)
-    minus the exclude segments', among live consumers; consent and frequency caps at launch can only shrink it.
-    They are scored on their behaviour before the start of the UTC day (scoring_moment) by the model rows_model
-    fitted (or found cached) on the chosen campaign's rows. Expected incremental conversions = (1 − control
-    share) x the sum of predicted uplift; the interval adds ±1.96 x the standard deviation of the realised count
-    (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's own error.
-    Figures below 0 are released as 0.
+    index), ties to the newest, among those sharing at least MIN_AUDIENCE consumers with it; when none does,
+    the most recently completed ("most_recent"). The audience is the current members of the include segments
+    (latest snapshots) minus the exclude segments', among live consumers; consent and frequency caps at launch can
+    only shrink it. They are scored on their behaviour before the start of the UTC day (scoring_moment) by the
+    model rows_model fitted (or found cached) on the chosen campaign's rows. Expected incremental conversions =
+    (1 − control share) x the sum of predicted uplift; the interval adds ±1.96 x the standard deviation of the
+    realised count (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's
+    own error. Figures below 0 are released as 0.
     """
     from merchants.errors import NotFound, Unprocessable
 
@@ -803,7 +815,8 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
                 f"{MIN_ARM} treatment and {MIN_ARM} control consumers to learn from.",
                 code="no_uplift_model",
             )
-        used, chosen_by = _most_similar(candidates, audience), "most_similar"
+        similar = _most_similar(candidates, audience)
+        used, chosen_by = (similar, "most_similar") if similar is not None else (candidates[0].pk, "most_recent")
     data = campaign_rows(campaign_ids=[used], merchant_id=campaign.merchant_id)
     try:
         model = rows_model(data=data, merchant_id=campaign.merchant_id)

@@ -199,3 +199,26 @@ def test_the_report_compares_the_frozen_forecast_with_the_released_result(
     rows = {(r[0], r[2]): r for r in campaign_report_csv_rows(result)}
     assert rows["forecast", "incremental_high"][5] == frozen["incremental_high"]["display"]
     assert rows["forecast", expected][5] == comparison["words"]
+
+
+def test_a_small_overlap_never_picks_the_campaign_to_learn_from(merchant, all_purposes_approved, merchant_client):
+    """The automatic pick is named to the merchant: a campaign chosen because it shares a handful of consumers with
+    the audience would say something about those few. Only a past campaign sharing at least MIN_AUDIENCE consumers
+    with the audience counts as similar; when none does, the forecast learns from the most recently completed one
+    and says so."""
+    from django.conf import settings
+
+    from campaigns.uplift import campaign_forecast_exact
+
+    first, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="First")
+    second, _, _ = _completed_campaign_with_a_planted_effect(merchant, start=5000, seed=9, name="Second")
+    few = sorted(browsers)[: settings.MIN_AUDIENCE - 1]  # all of them reached by "First", none by "Second"
+    draft = _scheduled_draft(merchant, _segment(merchant, "a few", few))
+    exact = campaign_forecast_exact(campaign=draft)
+    assert (exact.like_campaign_id, exact.chosen_by) == (second.pk, "most_recent")
+    body = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast").json()
+    assert (body["like_campaign_id"], body["chosen_by"]) == (second.pk, "most_recent")
+
+    draft.include_segments.set([_segment(merchant, "enough", sorted(browsers)[: settings.MIN_AUDIENCE])])
+    exact = campaign_forecast_exact(campaign=draft)
+    assert (exact.like_campaign_id, exact.chosen_by) == (first.pk, "most_similar")

@@ -433,7 +433,7 @@ def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpRe
     and the forecast stays the same all day (campaigns.uplift.scoring_moment)."""
     campaign = _campaign_or_404(request, campaign_id)
     picked = _forecast_pick(request, campaign)["picked"]
-    shown: dict = {"picked": picked}
+    shown: dict = {"picked": picked, "min_audience": settings.MIN_AUDIENCE}
     try:
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=picked)
     except DomainError as exc:

@@ -97,3 +97,17 @@ def test_officers_see_how_a_persuadable_segment_spreads_against_the_population(
         "Shown for persuadable and lookalike segments"
         in client.get(f"/admin/segments/segment/{rule.pk}/change/").content.decode()
     )
+
+
+def test_the_card_says_when_no_past_campaign_shares_enough_of_the_audience(
+    merchant, all_purposes_approved, portal_client, settings
+):
+    _, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="First")
+    _completed_campaign_with_a_planted_effect(merchant, start=5000, seed=9, name="Second")
+    draft = _scheduled_draft(merchant, _segment(merchant, "a few", sorted(browsers)[:20]))
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert "First" not in card  # the campaign those 20 received is not named
+    assert (
+        "Learned from “Second”, your most recently completed campaign: none shares at least "
+        f"{settings.MIN_AUDIENCE} consumers with this audience" in card
+    )
