@@ -432,7 +432,9 @@ def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpRe
     words. Viewing it again spends no budget: the same figures are the same releases (privacy.release_figures),
     and the forecast stays the same all day (campaigns.uplift.scoring_moment)."""
     campaign = _campaign_or_404(request, campaign_id)
-    picked = _forecast_pick(request, campaign)["picked"]
+    # The service checks the pick and reads the candidates itself when there is none: reading them here too (as
+    # the page does, to offer them) would be the same read twice.
+    picked = id_from_text(request.GET.get("like", ""))
     shown: dict = {"picked": picked, "min_audience": settings.MIN_AUDIENCE}
     try:
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=picked)

@@ -111,3 +111,17 @@ def test_the_card_says_when_no_past_campaign_shares_enough_of_the_audience(
         "Learned from “Second”, your most recently completed campaign: none shares at least "
         f"{settings.MIN_AUDIENCE} consumers with this audience" in card
     )
+
+
+def test_the_forecast_card_reads_the_campaigns_it_may_learn_from_once(merchant, all_purposes_approved, portal_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
+    draft = _scheduled_draft(merchant, _segment(merchant, "browsers", browsers))
+    with CaptureQueriesContext(connection) as queries:
+        card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert 'data-testid="forecast-incremental"' in card
+    # forecast_candidates: the merchant's completed campaigns, newest first, and their group sizes.
+    candidate_reads = [q["sql"] for q in queries if '"completed_at" DESC' in q["sql"]]
+    assert len(candidate_reads) == 1, candidate_reads
