@@ -688,12 +688,17 @@ class ForecastExact:
     chosen_by: str = "most_similar"
 
     def figures(self, campaign_id: int) -> list[tuple[str, int]]:
+        """(subject, exact count) for the release layer. The expected extra purchases learned from one campaign and
+        from another are two questions, so the campaign learned from is in their subject (however it was chosen):
+        the same pick always gets the same answer, and another pick its own noise and cost, never the first pick's
+        noise on a value that happens to be equal. The audience does not depend on the pick: one subject."""
         prefix = f"campaign:{campaign_id}:forecast"
+        learned = f"{prefix}:like:{self.like_campaign_id}"
         return [
             (f"{prefix}:audience", self.audience),
-            (f"{prefix}:incremental", max(0, round(self.incremental))),
-            (f"{prefix}:incremental_low", max(0, round(self.low))),
-            (f"{prefix}:incremental_high", max(0, round(self.high))),
+            (f"{learned}:incremental", max(0, round(self.incremental))),
+            (f"{learned}:incremental_low", max(0, round(self.low))),
+            (f"{learned}:incremental_high", max(0, round(self.high))),
         ]
 
 

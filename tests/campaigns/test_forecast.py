@@ -222,3 +222,36 @@ def test_a_small_overlap_never_picks_the_campaign_to_learn_from(merchant, all_pu
     draft.include_segments.set([_segment(merchant, "enough", sorted(browsers)[: settings.MIN_AUDIENCE])])
     exact = campaign_forecast_exact(campaign=draft)
     assert (exact.like_campaign_id, exact.chosen_by) == (first.pk, "most_similar")
+
+
+def test_each_campaign_learned_from_is_its_own_released_question(merchant, all_purposes_approved, monkeypatch):
+    """The expected extra purchases learned from one campaign and from another are two questions: two picks that
+    happen to give the same exact figures get their own noise and are each paid for once, and asking the same one
+    again reads it back for free. The audience does not depend on the pick: one release for all picks."""
+    from campaigns import uplift
+    from privacy.selectors import budget_remaining
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    first, second = (make_campaign(merchant, status=CampaignStatus.COMPLETED, name=n) for n in ("A", "B"))
+
+    def same_figures(*, campaign, like_campaign_id=None):
+        return uplift.ForecastExact(like_campaign_id, 500, 40.0, 20.0, 60.0, "picked")
+
+    monkeypatch.setattr(uplift, "campaign_forecast_exact", same_figures)
+
+    def releases() -> int:
+        return budget_remaining(merchant_id=merchant.pk).releases
+
+    before = releases()
+    shown = uplift.campaign_forecast(campaign=draft, like_campaign_id=first.pk)
+    assert releases() == before + 4
+    assert uplift.campaign_forecast(campaign=draft, like_campaign_id=first.pk) == shown
+    assert releases() == before + 4  # the same question again: read back, free
+    other = uplift.campaign_forecast(campaign=draft, like_campaign_id=second.pk)
+    assert releases() == before + 7  # three new figures; the audience is the same release
+    assert other.audience == shown.audience
+    for like, forecast in ((first, shown), (second, other)):
+        prefix = f"campaign:{draft.pk}:forecast:like:{like.pk}"
+        assert forecast.incremental == released_count(f"{prefix}:incremental", 40)
+        assert forecast.low == released_count(f"{prefix}:incremental_low", 20)
+        assert forecast.high == released_count(f"{prefix}:incremental_high", 60)
