@@ -766,21 +766,20 @@ def campaign_forecast(*, campaign, like_campaign_id: int | None = None) -> Forec
 
 
 def _audience_bitmap(campaign):
-    """The current members of the include segments (latest snapshots) minus the exclude segments', live only."""
-    from pyroaring import BitMap
-
-    from segments.selectors import segment_latest_snapshot, snapshot_members
+    """campaign_segments_audience among live consumers: consent and frequency caps at launch can only shrink it.
+    While a segment has no members worked out yet there is no audience to score, as the review has no reach."""
+    from merchants.errors import Conflict
     from tags.selectors import live_consumers_bitmap
 
-    def union(segments) -> BitMap:
-        members = BitMap()
-        for segment in segments:
-            snapshot = segment_latest_snapshot(segment_id=segment.pk)
-            if snapshot is not None:
-                members |= snapshot_members(snapshot)
-        return members
+    from .selectors import campaign_segments_audience
 
-    return (union(campaign.include_segments.all()) - union(campaign.exclude_segments.all())) & live_consumers_bitmap()
+    audience = campaign_segments_audience(campaign=campaign)
+    if audience is None:
+        raise Conflict(
+            "A segment of this campaign has not been computed yet; the forecast is made once it is.",
+            code="segment_not_computed",
+        )
+    return audience & live_consumers_bitmap()
 
 
 def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) -> ForecastExact:

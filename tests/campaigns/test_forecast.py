@@ -255,3 +255,23 @@ def test_each_campaign_learned_from_is_its_own_released_question(merchant, all_p
         assert forecast.incremental == released_count(f"{prefix}:incremental", 40)
         assert forecast.low == released_count(f"{prefix}:incremental_low", 20)
         assert forecast.high == released_count(f"{prefix}:incremental_high", 60)
+
+
+def test_the_forecast_waits_for_segments_not_computed_yet_as_the_reach_does(
+    merchant, all_purposes_approved, merchant_client
+):
+    """The forecast's audience and the review's reach are one rule (the include segments' latest members minus the
+    exclude segments'): while an excluded segment has no members worked out yet, neither pretends it excludes
+    nobody."""
+    from campaigns.services import audience_precheck
+    from segments.models import Segment
+
+    like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant)
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", browsers))
+    pending = Segment.objects.create(merchant=merchant, name="Bought lately", definition="fixed", created_by="test")
+    draft.exclude_segments.set([pending])
+    assert audience_precheck(draft) is None  # the review: "the reach is known once it is"
+    response = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast", {"like": like.pk})
+    assert response.status_code == 409, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "segment_not_computed" and "not been computed yet" in error["message"]
