@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -168,6 +169,14 @@ class ProgressSerializer(serializers.Serializer):
     failed = PublicCountSerializer(allow_null=True)
 
 
+CHOSEN_BY = ["most_similar", "most_recent", "picked"]
+CHOSEN_BY_HELP = (
+    "How the campaign learned from was chosen. most_similar: automatically, the largest audience overlap "
+    f"among those sharing at least {settings.MIN_AUDIENCE} consumers with this audience; most_recent: "
+    "automatically, the most recently completed, because none shares that many"
+)
+
+
 class FrozenForecastSerializer(serializers.Serializer):
     """The forecast frozen at launch: released figures, or why none could be made (refused)."""
 
@@ -178,9 +187,9 @@ class FrozenForecastSerializer(serializers.Serializer):
         required=False, help_text="The completed campaign the uplift model learned from."
     )
     chosen_by = serializers.ChoiceField(
-        choices=["most_similar", "picked"],
+        choices=CHOSEN_BY,
         required=False,
-        help_text="most_similar: chosen automatically (largest audience overlap); picked: you chose it.",
+        help_text=f"{CHOSEN_BY_HELP}; picked: you chose it.",
     )
     audience = PublicCountSerializer(required=False)
     incremental_conversions = PublicCountSerializer(required=False, help_text="Expected extra conversions.")
@@ -588,10 +597,7 @@ def _comparison_data(comparison) -> dict:
 class ForecastSerializer(serializers.Serializer):
     campaign_id = serializers.IntegerField()
     like_campaign_id = serializers.IntegerField(help_text="The completed campaign the uplift model learned from.")
-    chosen_by = serializers.ChoiceField(
-        choices=["most_similar", "picked"],
-        help_text="most_similar: chosen automatically (largest audience overlap); picked: given as `like`.",
-    )
+    chosen_by = serializers.ChoiceField(choices=CHOSEN_BY, help_text=f"{CHOSEN_BY_HELP}; picked: given as `like`.")
     audience = PublicCountSerializer(help_text="Current members of the include segments, minus the excluded.")
     incremental_conversions = PublicCountSerializer(help_text="Expected extra conversions from messaging them.")
     incremental_low = PublicCountSerializer()
@@ -611,7 +617,8 @@ class CampaignForecastApi(_CampaignScoped):
                 "like",
                 int,
                 description="A completed campaign to learn from (default: of your 10 most recently completed "
-                "ones with at least 50 consumers in each group, the one whose audience overlaps this one's most).",
+                "ones with at least 50 consumers in each group, the one whose audience overlaps this one's most "
+                f"among those sharing at least {settings.MIN_AUDIENCE} consumers with it, else the most recent).",
             )
         ],
         responses=ForecastSerializer,

@@ -35,6 +35,7 @@ from privacy.release import (
     suppression_threshold,
 )
 from privacy.services import release_figure_sum, release_figures
+from segments.selectors import segment_latest_snapshot, snapshot_members
 
 from .models import (
     VARIANT_LETTERS,
@@ -54,6 +55,26 @@ from .stats import Uplift, uplift_two_proportions
 def campaigns_for_merchant(merchant: Merchant | int) -> QuerySet[Campaign]:
     """The one way API and portal code reaches campaigns: scoped to a merchant."""
     return Campaign.objects.filter(merchant=merchant).select_related("merchant")
+
+
+def campaign_segments_audience(*, campaign: Campaign) -> BitMap | None:
+    """The campaign's include segments' members minus its exclude segments', from their latest snapshots (only
+    the merchant's own segments, as the activation takes them); None while one of them has none yet. The one rule
+    for the audience before launch: the review's reach (services.audience_precheck) and the forecast
+    (uplift.campaign_forecast_exact) narrow it further each in its own way."""
+
+    def union(segments) -> BitMap | None:
+        members = BitMap()
+        for segment_id in segments.filter(merchant_id=campaign.merchant_id).values_list("pk", flat=True):
+            snapshot = segment_latest_snapshot(segment_id=segment_id)
+            if snapshot is None:
+                return None
+            members |= snapshot_members(snapshot)
+        return members
+
+    include = union(campaign.include_segments)
+    exclude = union(campaign.exclude_segments) if include is not None else None
+    return None if include is None or exclude is None else include - exclude
 
 
 # Every figure of a campaign a merchant sees is released through the privacy layer (privacy.services

@@ -16,14 +16,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
-from pyroaring import BitMap
 
 from merchants.errors import Conflict, Invalid, NotFound, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
 from segments.models import Segment
-from segments.selectors import segment_latest_snapshot, snapshot_members
 from tags.selectors import reachable_bitmap
 
 from .activation import ERROR_CANCELLED, campaign_run_lock, campaign_stop_pending
@@ -41,6 +39,7 @@ from .models import (
     ScheduleKind,
 )
 from .schedule import crontab_parse, duration_text, recurrence_min_gap_minutes
+from .selectors import campaign_segments_audience
 from .webhook import channel_problem
 from .winner import series_winner_pick
 
@@ -349,24 +348,10 @@ def audience_precheck(campaign: Campaign) -> int | None:
 
     Lets a launch refuse an obviously too small audience at once; the activation re-checks on fresh snapshots.
     """
-
-    def members(segments) -> list[BitMap] | None:
-        result = []
-        for segment_id in segments.values_list("pk", flat=True):
-            snapshot = segment_latest_snapshot(segment_id=segment_id)
-            if snapshot is None:
-                return None
-            result.append(BitMap(snapshot_members(snapshot)))
-        return result
-
-    include, exclude = members(campaign.include_segments), members(campaign.exclude_segments)
-    if include is None or exclude is None:
+    audience = campaign_segments_audience(campaign=campaign)
+    if audience is None:
         return None
-    audience = BitMap.union(*include) if include else BitMap()
-    if exclude:
-        audience -= BitMap.union(*exclude)
-    audience &= reachable_bitmap(with_offer=campaign.has_offer)  # privacy.messaging's rule
-    return len(audience)
+    return len(audience & reachable_bitmap(with_offer=campaign.has_offer))  # privacy.messaging's rule
 
 
 def _start_activation(campaign_id: int) -> None:

@@ -657,7 +657,9 @@ class Forecast:
     incremental: Any
     low: Any
     high: Any
-    chosen_by: str = "most_similar"  # or "picked": the merchant chose the campaign to learn from
+    # "picked": the merchant chose the campaign to learn from; "most_recent": none shares MIN_AUDIENCE consumers
+    # with the audience, so the newest candidate (a choice that depends on no consumer)
+    chosen_by: str = "most_similar"
 
     def public(self) -> dict[str, Any]:
         """The shape the API returns and the launch freezes (campaign.forecast): released figures only."""
@@ -686,12 +688,17 @@ class ForecastExact:
     chosen_by: str = "most_similar"
 
     def figures(self, campaign_id: int) -> list[tuple[str, int]]:
+        """(subject, exact count) for the release layer. The expected extra purchases learned from one campaign and
+        from another are two questions, so the campaign learned from is in their subject (however it was chosen):
+        the same pick always gets the same answer, and another pick its own noise and cost, never the first pick's
+        noise on a value that happens to be equal. The audience does not depend on the pick: one subject."""
         prefix = f"campaign:{campaign_id}:forecast"
+        learned = f"{prefix}:like:{self.like_campaign_id}"
         return [
             (f"{prefix}:audience", self.audience),
-            (f"{prefix}:incremental", max(0, round(self.incremental))),
-            (f"{prefix}:incremental_low", max(0, round(self.low))),
-            (f"{prefix}:incremental_high", max(0, round(self.high))),
+            (f"{learned}:incremental", max(0, round(self.incremental))),
+            (f"{learned}:incremental_low", max(0, round(self.low))),
+            (f"{learned}:incremental_high", max(0, round(self.high))),
         ]
 
 
@@ -719,22 +726,31 @@ def forecast_candidates(*, merchant_id: int, exclude_campaign_id: int | None = N
     return usable[:FORECAST_CANDIDATES]
 
 
-def _most_similar(candidates: list, audience) -> int:
+def _most_similar(candidates: list, audience) -> int | None:
     """The candidate whose treatment and control consumers overlap the audience most (Jaccard index of the two
-    sets), ties to the most recently completed. Only the choice leaves this function, never the overlap."""
+    sets), ties to the most recently completed, among those sharing at least MIN_AUDIENCE consumers with the
+    audience (so both sets hold at least that many); None when none does. The pick is named to the merchant: one
+    made on a small overlap would say something about the few consumers shared. Only the choice leaves this
+    function, never the overlap."""
+    from django.conf import settings
     from pyroaring import BitMap
 
     from .models import Delivery, Group
 
-    best, best_score = candidates[0].pk, -1.0
+    minimum = int(settings.MIN_AUDIENCE)
+    if len(audience) < minimum:
+        return None
+    best, best_score = None, -1.0
     for candidate in candidates:  # newest first, so a tie keeps the newer one
         reached = BitMap(
             Delivery.objects.filter(campaign_id=candidate.pk, group__in=(Group.TREATMENT, Group.CONTROL))
             .order_by()
             .values_list("consumer_id", flat=True)
         )
-        union = len(reached | audience)
-        score = len(reached & audience) / union if union else 0.0
+        shared = len(reached & audience)
+        if shared < minimum:
+            continue
+        score = shared / len(reached | audience)
         if score > best_score:
             best, best_score = candidate.pk, score
     return best
@@ -750,21 +766,20 @@ def campaign_forecast(*, campaign, like_campaign_id: int | None = None) -> Forec
 
 
 def _audience_bitmap(campaign):
-    """The current members of the include segments (latest snapshots) minus the exclude segments', live only."""
-    from pyroaring import BitMap
-
-    from segments.selectors import segment_latest_snapshot, snapshot_members
+    """campaign_segments_audience among live consumers: consent and frequency caps at launch can only shrink it.
+    While a segment has no members worked out yet there is no audience to score, as the review has no reach."""
+    from merchants.errors import Conflict
     from tags.selectors import live_consumers_bitmap
 
-    def union(segments) -> BitMap:
-        members = BitMap()
-        for segment in segments:
-            snapshot = segment_latest_snapshot(segment_id=segment.pk)
-            if snapshot is not None:
-                members |= snapshot_members(snapshot)
-        return members
+    from .selectors import campaign_segments_audience
 
-    return (union(campaign.include_segments.all()) - union(campaign.exclude_segments.all())) & live_consumers_bitmap()
+    audience = campaign_segments_audience(campaign=campaign)
+    if audience is None:
+        raise Conflict(
+            "A segment of this campaign has not been computed yet; the forecast is made once it is.",
+            code="segment_not_computed",
+        )
+    return audience & live_consumers_bitmap()
 
 
 def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) -> ForecastExact:
@@ -774,13 +789,14 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
     The model is trained on `like_campaign_id` (one of the merchant's completed campaigns with at least MIN_ARM
     consumers in each group), or else on the most similar such campaign: of the FORECAST_CANDIDATES most
     recently completed, the one whose treatment and control consumers overlap this audience most (Jaccard
-    index), ties to the newest. The audience is the current members of the include segments (latest snapshots)
-    minus the exclude segments', among live consumers; consent and frequency caps at launch can only shrink it.
-    They are scored on their behaviour before the start of the UTC day (scoring_moment) by the model rows_model
-    fitted (or found cached) on the chosen campaign's rows. Expected incremental conversions = (1 − control
-    share) x the sum of predicted uplift; the interval adds ±1.96 x the standard deviation of the realised count
-    (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's own error.
-    Figures below 0 are released as 0.
+    index), ties to the newest, among those sharing at least MIN_AUDIENCE consumers with it; when none does,
+    the most recently completed ("most_recent"). The audience is the current members of the include segments
+    (latest snapshots) minus the exclude segments', among live consumers; consent and frequency caps at launch can
+    only shrink it. They are scored on their behaviour before the start of the UTC day (scoring_moment) by the
+    model rows_model fitted (or found cached) on the chosen campaign's rows. Expected incremental conversions =
+    (1 − control share) x the sum of predicted uplift; the interval adds ±1.96 x the standard deviation of the
+    realised count (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's
+    own error. Figures below 0 are released as 0.
     """
     from merchants.errors import NotFound, Unprocessable
 
@@ -803,7 +819,8 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
                 f"{MIN_ARM} treatment and {MIN_ARM} control consumers to learn from.",
                 code="no_uplift_model",
             )
-        used, chosen_by = _most_similar(candidates, audience), "most_similar"
+        similar = _most_similar(candidates, audience)
+        used, chosen_by = (similar, "most_similar") if similar is not None else (candidates[0].pk, "most_recent")
     data = campaign_rows(campaign_ids=[used], merchant_id=campaign.merchant_id)
     try:
         model = rows_model(data=data, merchant_id=campaign.merchant_id)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -189,7 +190,7 @@ class EventWriter:
         for event in good:
             if event.source_key not in unique:
                 unique[event.source_key] = event
-        events = list(unique.values())
+        events = list(unique.values())  # in the rows' order: a product's attributes are the last row's
         try:
             self._write_batch(good, events, state)
         except IntegrityError:
@@ -203,7 +204,10 @@ class EventWriter:
             consumers_created = state.resolver.consumers_ensure(e.pseudonym for e in events)
             products_created = state.products_ensure(events)
             write_events = self._write_copy if self.method == "copy" else self._write_bulk_create
-            inserted = write_events(events, state)
+            # One order for every writer, as consumers_ensure and products_ensure have: an insert holds its key
+            # until the batch commits, so two concurrent batches inserting the same new keys in different orders
+            # could each hold one the other waits for (a deadlock: one batch failed); in key order one just waits.
+            inserted = write_events(sorted(events, key=attrgetter("source_key")), state)
             if on_postgresql():
                 # Run the deferred foreign-key checks now, before the audit entry takes the
                 # audit log's lock, so parallel writers do not queue behind each other's checks.

@@ -199,3 +199,79 @@ def test_the_report_compares_the_frozen_forecast_with_the_released_result(
     rows = {(r[0], r[2]): r for r in campaign_report_csv_rows(result)}
     assert rows["forecast", "incremental_high"][5] == frozen["incremental_high"]["display"]
     assert rows["forecast", expected][5] == comparison["words"]
+
+
+def test_a_small_overlap_never_picks_the_campaign_to_learn_from(merchant, all_purposes_approved, merchant_client):
+    """The automatic pick is named to the merchant: a campaign chosen because it shares a handful of consumers with
+    the audience would say something about those few. Only a past campaign sharing at least MIN_AUDIENCE consumers
+    with the audience counts as similar; when none does, the forecast learns from the most recently completed one
+    and says so."""
+    from django.conf import settings
+
+    from campaigns.uplift import campaign_forecast_exact
+
+    first, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="First")
+    second, _, _ = _completed_campaign_with_a_planted_effect(merchant, start=5000, seed=9, name="Second")
+    few = sorted(browsers)[: settings.MIN_AUDIENCE - 1]  # all of them reached by "First", none by "Second"
+    draft = _scheduled_draft(merchant, _segment(merchant, "a few", few))
+    exact = campaign_forecast_exact(campaign=draft)
+    assert (exact.like_campaign_id, exact.chosen_by) == (second.pk, "most_recent")
+    body = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast").json()
+    assert (body["like_campaign_id"], body["chosen_by"]) == (second.pk, "most_recent")
+
+    draft.include_segments.set([_segment(merchant, "enough", sorted(browsers)[: settings.MIN_AUDIENCE])])
+    exact = campaign_forecast_exact(campaign=draft)
+    assert (exact.like_campaign_id, exact.chosen_by) == (first.pk, "most_similar")
+
+
+def test_each_campaign_learned_from_is_its_own_released_question(merchant, all_purposes_approved, monkeypatch):
+    """The expected extra purchases learned from one campaign and from another are two questions: two picks that
+    happen to give the same exact figures get their own noise and are each paid for once, and asking the same one
+    again reads it back for free. The audience does not depend on the pick: one release for all picks."""
+    from campaigns import uplift
+    from privacy.selectors import budget_remaining
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    first, second = (make_campaign(merchant, status=CampaignStatus.COMPLETED, name=n) for n in ("A", "B"))
+
+    def same_figures(*, campaign, like_campaign_id=None):
+        return uplift.ForecastExact(like_campaign_id, 500, 40.0, 20.0, 60.0, "picked")
+
+    monkeypatch.setattr(uplift, "campaign_forecast_exact", same_figures)
+
+    def releases() -> int:
+        return budget_remaining(merchant_id=merchant.pk).releases
+
+    before = releases()
+    shown = uplift.campaign_forecast(campaign=draft, like_campaign_id=first.pk)
+    assert releases() == before + 4
+    assert uplift.campaign_forecast(campaign=draft, like_campaign_id=first.pk) == shown
+    assert releases() == before + 4  # the same question again: read back, free
+    other = uplift.campaign_forecast(campaign=draft, like_campaign_id=second.pk)
+    assert releases() == before + 7  # three new figures; the audience is the same release
+    assert other.audience == shown.audience
+    for like, forecast in ((first, shown), (second, other)):
+        prefix = f"campaign:{draft.pk}:forecast:like:{like.pk}"
+        assert forecast.incremental == released_count(f"{prefix}:incremental", 40)
+        assert forecast.low == released_count(f"{prefix}:incremental_low", 20)
+        assert forecast.high == released_count(f"{prefix}:incremental_high", 60)
+
+
+def test_the_forecast_waits_for_segments_not_computed_yet_as_the_reach_does(
+    merchant, all_purposes_approved, merchant_client
+):
+    """The forecast's audience and the review's reach are one rule (the include segments' latest members minus the
+    exclude segments'): while an excluded segment has no members worked out yet, neither pretends it excludes
+    nobody."""
+    from campaigns.services import audience_precheck
+    from segments.models import Segment
+
+    like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant)
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", browsers))
+    pending = Segment.objects.create(merchant=merchant, name="Bought lately", definition="fixed", created_by="test")
+    draft.exclude_segments.set([pending])
+    assert audience_precheck(draft) is None  # the review: "the reach is known once it is"
+    response = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast", {"like": like.pk})
+    assert response.status_code == 409, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "segment_not_computed" and "not been computed yet" in error["message"]

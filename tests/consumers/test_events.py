@@ -426,3 +426,62 @@ def test_an_event_stored_by_a_concurrent_writer_after_the_lookup_is_a_duplicate_
     thread.join()
     assert (report.accepted, report.duplicates, report.rejected) == (1, 1, [])
     assert Event.objects.count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_writing_the_same_new_events_in_opposite_orders_both_succeed(event_row):
+    """Each COPY holds the keys it has inserted until its batch commits. Were rows written in the order they came,
+    a batch holding one key while waiting for a second, held by a concurrent batch that waits for the first, would
+    be a deadlock, and PostgreSQL would fail one of the two. Written in key order, one simply waits for the other.
+
+    The concurrent batch is played step by step inside one transaction, as its COPY would insert its rows: the
+    lower key, then (once this batch is seen waiting) the higher one."""
+    import threading
+    import time
+
+    from django.db import connection, connections, transaction
+
+    same = {"consumer_id": "racer@example.com", "sku": "SKU-RACE"}
+    events_ingest(rows=[event_row(event_id="earlier", **same)], actor="test", method="copy", writers=1)
+    digest = make_source_digester()
+    low, high = sorted(["one", "two"], key=digest)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (this_backend,) = cursor.fetchone()
+    low_held, reports, errors = threading.Event(), [], []
+
+    def concurrent_batch() -> None:
+        try:
+            with transaction.atomic():
+                reports.append(events_ingest(rows=[event_row(event_id=low, **same)], actor="t", method="copy"))
+                low_held.set()
+                with connection.cursor() as cursor:
+                    for _ in range(600):  # until this test's batch waits for a key (at most a minute)
+                        cursor.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", [this_backend])
+                        if cursor.fetchone()[0]:
+                            break
+                        time.sleep(0.1)
+                reports.append(events_ingest(rows=[event_row(event_id=high, **same)], actor="t", method="copy"))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            low_held.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=concurrent_batch)
+    thread.start()
+    low_held.wait(timeout=60)
+    try:
+        mine = events_ingest(
+            rows=[event_row(event_id=high, **same), event_row(event_id=low, **same)],
+            actor="test",
+            method="copy",
+            writers=1,
+        )
+    finally:
+        thread.join()
+    assert errors == []
+    assert [r.accepted for r in reports] == [1, 1]
+    assert (mine.accepted, mine.duplicates, mine.rejected) == (0, 2, [])
+    assert stored_source_keys() == digests("earlier", "one", "two")

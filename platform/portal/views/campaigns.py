@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -45,7 +45,7 @@ from campaigns.timeseries import SERIES as DAILY_SERIES
 from campaigns.timeseries import campaign_daily_public
 from campaigns.uplift import campaign_forecast, forecast_candidates, persuadables_create
 from merchants.api_base import get_scoped_or_404, id_from_text
-from merchants.errors import DomainError
+from merchants.errors import DomainError, NotFound
 from portal.access import Capability, merchant_view
 from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart, percent
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
@@ -428,14 +428,25 @@ def _forecast_pick(request: HttpRequest, campaign: Campaign) -> dict:
 @merchant_view()
 def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """The review step's forecast card body (an HTML fragment the campaign page fetches): released figures,
-    learned from the campaign picked (?like=) or the most similar completed one, or the service's refusal in plain
-    words. Viewing it again spends no budget: the same figures are the same releases (privacy.release_figures),
-    and the forecast stays the same all day (campaigns.uplift.scoring_moment)."""
+    learned from the campaign picked (?like=; one that is not the merchant's own completed campaign is a 404, as
+    in the API) or the most similar completed one, or the service's refusal in plain words. Viewing it again
+    spends no budget: the same figures are the same releases (privacy.release_figures), and the forecast stays the
+    same all day (campaigns.uplift.scoring_moment)."""
     campaign = _campaign_or_404(request, campaign_id)
-    picked = _forecast_pick(request, campaign)["picked"]
-    shown: dict = {"picked": picked}
+    # The service checks the pick and reads the candidates itself when there is none: reading them here too (as
+    # the page does, to offer them) would be the same read twice.
+    raw = request.GET.get("like", "")
+    picked = id_from_text(raw)
+    if raw and picked is None:  # as the API: text that is no id is a 400, never quietly the automatic choice
+        refused = {"refused": "The campaign to learn from must be given by its id."}
+        return render(request, "portal/campaigns/_forecast.html", {"forecast": refused}, status=400)
+    shown: dict = {"picked": picked, "min_audience": settings.MIN_AUDIENCE}
     try:
         forecast = campaign_forecast(campaign=campaign, like_campaign_id=picked)
+    except NotFound as exc:
+        # Another merchant's, a missing or an unfinished campaign to learn from: a 404, as a missing campaign
+        # is, and as the API answers; never a forecast learned from another campaign than the one asked for.
+        raise Http404(exc.message) from exc
     except DomainError as exc:
         shown["refused"] = exc.message
     else:

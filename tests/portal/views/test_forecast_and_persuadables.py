@@ -97,3 +97,51 @@ def test_officers_see_how_a_persuadable_segment_spreads_against_the_population(
         "Shown for persuadable and lookalike segments"
         in client.get(f"/admin/segments/segment/{rule.pk}/change/").content.decode()
     )
+
+
+def test_the_card_says_when_no_past_campaign_shares_enough_of_the_audience(
+    merchant, all_purposes_approved, portal_client, settings
+):
+    _, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="First")
+    _completed_campaign_with_a_planted_effect(merchant, start=5000, seed=9, name="Second")
+    draft = _scheduled_draft(merchant, _segment(merchant, "a few", sorted(browsers)[:20]))
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert "First" not in card  # the campaign those 20 received is not named
+    assert (
+        "Learned from “Second”, your most recently completed campaign: none shares at least "
+        f"{settings.MIN_AUDIENCE} consumers with this audience" in card
+    )
+
+
+def test_the_forecast_card_reads_the_campaigns_it_may_learn_from_once(merchant, all_purposes_approved, portal_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
+    draft = _scheduled_draft(merchant, _segment(merchant, "browsers", browsers))
+    with CaptureQueriesContext(connection) as queries:
+        card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert 'data-testid="forecast-incremental"' in card
+    # forecast_candidates: the merchant's completed campaigns, newest first, and their group sizes.
+    candidate_reads = [q["sql"] for q in queries if '"completed_at" DESC' in q["sql"]]
+    assert len(candidate_reads) == 1, candidate_reads
+
+
+def test_a_campaign_to_learn_from_that_is_not_yours_is_a_404_on_the_card_as_in_the_api(
+    merchant, other_merchant, all_purposes_approved, portal_client, merchant_client
+):
+    from campaigns.models import CampaignStatus
+
+    like, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="Spring sale")
+    draft = _scheduled_draft(merchant, _segment(merchant, "browsers", browsers))
+    card, api = f"/campaigns/{draft.pk}/forecast/", f"/api/v1/campaigns/{draft.pk}/forecast"
+    foreign = make_campaign(other_merchant, status=CampaignStatus.COMPLETED)
+    running = make_campaign(merchant, status=CampaignStatus.RUNNING, name="Not finished")
+    for unknown in (foreign.pk, foreign.pk + 1000, running.pk):
+        assert portal_client.get(card, {"like": unknown}).status_code == 404, unknown
+        assert merchant_client.get(api, {"like": unknown}).status_code == 404, unknown
+    for text in ("abc", "²", "0"):  # not an id at all: the API's 400
+        assert portal_client.get(card, {"like": text}).status_code == 400, text
+        assert merchant_client.get(api, {"like": text}).status_code == 400, text
+    assert portal_client.get(card, {"like": like.pk}).status_code == 200
+    assert merchant_client.get(api, {"like": like.pk}).status_code == 200
