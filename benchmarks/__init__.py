@@ -49,3 +49,29 @@ def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def audit_checkpoint_for_database(path: str | None = None) -> str:
+    """Point the audit log's checkpoint at one file per database (the current one), and forget the cached copy;
+    returns the path it replaced, so a scratch database can put it back.
+
+    The checkpoint is the verifier's evidence of how long the chain was (privacy.audit). Benchmarks create and drop
+    databases in one var dir: a checkpoint left by another database's chain is, correctly, reported as a diverged
+    chain on every append. A real worker the benchmark starts inherits the path through the environment.
+    """
+    import os
+
+    from django.conf import settings
+    from django.core.cache import cache
+    from django.db import connection
+
+    from privacy.audit import CHECKPOINT_CACHE_KEY
+
+    previous = str(settings.AUDIT_CHECKPOINT_PATH)
+    if path is None:
+        name = str(connection.settings_dict["NAME"]).replace(os.sep, "_").strip("_") or "default"
+        path = str(settings.VAR_DIR / f"audit-checkpoint-{name}.json")
+    settings.AUDIT_CHECKPOINT_PATH = path
+    os.environ["AUDIT_CHECKPOINT_PATH"] = path
+    cache.delete(CHECKPOINT_CACHE_KEY)
+    return previous

@@ -22,8 +22,10 @@ def main() -> int:
 
     django.setup()
 
-    from benchmarks import BenchContext, Row
+    from benchmarks import BenchContext, Row, audit_checkpoint_for_database
     from dbtools.backend import on_postgresql
+
+    audit_checkpoint_for_database()
 
     ctx = BenchContext(
         scale=float(os.environ.get("BENCH_SCALE", "1.0")),

@@ -26,13 +26,14 @@ import os
 import statistics
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import connection
 from pyroaring import BitMap
 
-from benchmarks import BenchContext, Row, percentile
+from benchmarks import BenchContext, Row, audit_checkpoint_for_database, percentile
 from dbtools.backend import on_sqlite
 from dbtools.pgcopy import copy_text
 
@@ -178,10 +179,14 @@ def scratch_database():
     else:
         test["NAME"] = f"bench_segments_{original_name}"
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    previous_checkpoint = audit_checkpoint_for_database()
     try:
         yield
     finally:
         connection.creation.destroy_test_db(original_name, verbosity=0)
+        for leftover in (Path(settings.AUDIT_CHECKPOINT_PATH), Path(f"{settings.AUDIT_CHECKPOINT_PATH}.lock")):
+            leftover.unlink(missing_ok=True)  # the chain it vouched for is gone with the database
+        audit_checkpoint_for_database(previous_checkpoint)
         if previous_test_name is None:
             test.pop("NAME", None)
         else:
