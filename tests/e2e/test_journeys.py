@@ -45,3 +45,28 @@ def test_another_merchants_journey_page_is_not_found(browsing, merchant_user, ot
     browsing.sign_in("marketer", "marketer-pass-123")
     response = browsing.goto(f"/journeys/{foreign.pk}/")
     assert response.status == 404
+
+
+def test_a_refused_variant_edit_keeps_what_was_typed_at_every_width(browsing, merchant_user, approve_activity):
+    browsing.sign_in("marketer", "marketer-pass-123")
+    page = browsing.page
+    page.get_by_role("link", name="Journeys").click()
+    page.locator("form", has_text="Abandoned cart").get_by_role("button", name="Use this template").click()
+    editor = page.locator(".journey-variants-editor").first
+    editor.locator("summary").click()
+    editor.get_by_label("Title").nth(1).fill("Ein zweiter Versuch ✨")
+    editor.get_by_label("Body").nth(1).fill("Noch da?")
+    editor.get_by_label("Weight %").nth(0).fill("50")
+    editor.get_by_label("Weight %").nth(1).fill("fifty")
+    editor.get_by_role("button", name="Save the messages").click()
+
+    editor = page.locator(".journey-variants-editor").first
+    expect(editor.get_by_test_id("journey-variants-error")).to_contain_text("Not saved:")
+    expect(editor.get_by_label("Title").nth(1)).to_have_value("Ein zweiter Versuch ✨")
+    expect(editor.get_by_label("Weight %").nth(1)).to_have_value("fifty")
+    assert Journey.objects.get().current_version.number == 1
+    for name, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        editor.get_by_test_id("journey-variants-error").scroll_into_view_if_needed()
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+        browsing.shot(f"journey_variants_refused_{name}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from journeys.templates import TEMPLATES, journey_from_template
 from merchants.api_base import get_scoped_or_404
 from merchants.errors import DomainError
 from portal.access import Capability, merchant_view
-from portal.errors import json_error, json_error_of
+from portal.errors import http_status_of, json_error, json_error_of
 from portal.rendering import page
 from portal.segment_builder import builder_vocabulary
 from segments.selectors import segments_for_merchant
@@ -70,23 +71,42 @@ def journey_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 @merchant_view()
 def journey_detail(request: HttpRequest, journey_id: int) -> HttpResponse:
-    journey = _journey_or_404(request, journey_id)
+    return _detail_page(request, _journey_or_404(request, journey_id))
+
+
+@dataclass(frozen=True)
+class _RefusedEdit:
+    """A step's messages as the merchant submitted them, refused: the card shows them again with the reason."""
+
+    step: int
+    rows: list[dict[str, Any]]
+    auto_winner: bool
+    message: str
+
+
+def _detail_page(
+    request: HttpRequest, journey: Journey, *, refused: _RefusedEdit | None = None, status: int = 200
+) -> HttpResponse:
     report = journey_report_public(journey)
     definition = journey.current_version.steps if journey.current_version else []
-    cards = [
-        {
+    cards = []
+    for i, view in enumerate(step_views(definition)):
+        card: dict[str, Any] = {
             "view": view,
             "report": report.steps[i] if i < len(report.steps) else None,
             "editor": _variant_rows(definition[i]) if view.type == "send" else None,
             "auto_winner": bool(definition[i].get("auto_winner")),
+            "error": "",
         }
-        for i, view in enumerate(step_views(definition))
-    ]
+        if refused is not None and refused.step == i and card["editor"] is not None:
+            card.update(editor=refused.rows, auto_winner=refused.auto_winner, error=refused.message, open=True)
+        cards.append(card)
     return page(
         request,
         "portal/journeys/detail.html",
         {"journey": journey, "badge": STATUS_BADGE.get(journey.status, ""), "cards": cards, "report": report},
         section="journeys",
+        status=status,
     )
 
 
@@ -169,9 +189,23 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
     if not 0 <= step < len(steps) or steps[step]["type"] != "send":
         raise Http404("No such send step.")
     rows = []
+    submitted: list[dict[str, Any]] = []  # every row as typed, shown again if the save is refused
     for i in range(MAX_VARIANTS + 1):
         field = {key: request.POST.get(f"v{i}-{key}", "") for key in ("title", "body", "coupon_code", "discount")}
-        if request.POST.get(f"v{i}-remove") or not (field["title"].strip() or field["body"].strip()):
+        removed = bool(request.POST.get(f"v{i}-remove"))
+        filled = bool(field["title"].strip() or field["body"].strip())
+        if filled:
+            submitted.append(
+                {
+                    "title": field["title"],
+                    "body": field["body"],
+                    "coupon_code": field["coupon_code"],
+                    "discount_percent": field["discount"],
+                    "weight": request.POST.get(f"v{i}-weight", ""),
+                    "remove": removed,
+                }
+            )
+        if removed or not filled:
             continue
         row: dict[str, Any] = {"title": field["title"], "body": field["body"]}
         row["coupon_code"] = field["coupon_code"].strip()
@@ -180,16 +214,29 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
         if weight is not None:
             row["weight"] = weight
         rows.append(row)
+    auto_winner = bool(request.POST.get("auto_winner"))
+
+    def refused(message: str, status: int) -> HttpResponse:
+        # Nothing was saved: the card opens again with what was typed and why it was refused, as the builder does.
+        editor = [
+            {**r, "index": i, "letter": variant_letter(i + 1), "new": False}
+            for i, r in enumerate(submitted[:MAX_VARIANTS])
+        ]
+        if len(editor) < MAX_VARIANTS:
+            empty = {"title": "", "body": "", "coupon_code": "", "discount_percent": "", "weight": "", "remove": False}
+            editor.append({**empty, "index": len(editor), "letter": variant_letter(len(editor) + 1), "new": True})
+        edit = _RefusedEdit(step=step, rows=editor, auto_winner=auto_winner, message=f"Not saved: {message}")
+        return _detail_page(request, journey, refused=edit, status=status)
+
     send = {k: v for k, v in steps[step].items() if k not in ("variants", "auto_winner", "weight")}
     if len(rows) == 1:
         send.update({k: v for k, v in rows[0].items() if k != "weight"})
     elif rows:
         send.update({k: v for k, v in rows[0].items() if k != "weight"})  # the step's own message is A's
         send["variants"] = rows
-        send["auto_winner"] = bool(request.POST.get("auto_winner"))
+        send["auto_winner"] = auto_winner
     else:
-        messages.error(request, f"Not saved: steps[{step}]: a send step needs at least one message.")
-        return redirect("portal:journey_detail", journey_id=journey.pk)
+        return refused(f"steps[{step}]: a send step needs at least one message.", 400)
     steps[step] = send
     try:
         journey_update(
@@ -199,10 +246,9 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
             expected_updated_at=_updated_at_seen(request.POST.get("updated_at", "")),
         )
     except DomainError as exc:
-        messages.error(request, f"Not saved: {exc.message}")
-    else:
-        kind = f"an A/B test of {len(rows)} variants" if len(rows) > 1 else "one message"
-        messages.success(request, f"Step {step + 1} now sends {kind}. New entrants get this version.")
+        return refused(exc.message, http_status_of(exc))
+    kind = f"an A/B test of {len(rows)} variants" if len(rows) > 1 else "one message"
+    messages.success(request, f"Step {step + 1} now sends {kind}. New entrants get this version.")
     return redirect("portal:journey_detail", journey_id=journey.pk)
 
 

@@ -104,3 +104,42 @@ def test_a_step_card_saved_over_a_journey_changed_since_the_page_was_drawn_is_re
     journey.refresh_from_db()
     assert journey.current_version.number == 2
     assert journey.current_version.steps[1]["title"] == "First"
+
+
+def test_a_refused_save_shows_the_card_again_with_what_was_typed(portal_client, merchant):
+    """Nothing is saved, and nothing typed is lost: the card opens again with every variant as entered (a removal
+    still ticked), the reason beside them, and a 400 (a stale page: a 409), as the builder keeps its input."""
+    journey = _journey(merchant)
+    typed = {
+        "v0-title": "Hello 👋",
+        "v0-body": "Body A",
+        "v0-weight": "80",
+        "v1-title": "Second <b>",
+        "v1-body": "Body B",
+        "v1-coupon_code": "SAVE5",
+        "v1-discount": "5",
+        "v1-weight": "x",
+        "v2-title": "Third",
+        "v2-body": "Body C",
+        "v2-remove": "1",
+    }
+    response = portal_client.post(f"/journeys/{journey.pk}/steps/1/variants/", typed)
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'data-testid="journey-variants-error"' in page and "Not saved: steps[1].variants[1].weight" in page
+    assert '<details class="journey-variants-editor" open>' in page
+    for value in ('value="Hello 👋"', ">Body A</textarea>", 'value="80"', 'value="Second &lt;b&gt;"', 'value="SAVE5"'):
+        assert value in page, value
+    assert 'value="x"' in page and 'value="Third"' in page
+    assert re.search(r'name="v2-remove" value="1" checked', page)
+    journey.refresh_from_db()
+    assert journey.current_version.number == 1
+
+    drawn = portal_client.get(f"/journeys/{journey.pk}/").content.decode()
+    seen = re.search(r'name="updated_at" value="([^"]+)"', drawn).group(1)
+    _save(portal_client, journey, {"v0-title": "First", "v0-body": "B", "updated_at": seen})
+    stale = portal_client.post(
+        f"/journeys/{journey.pk}/steps/1/variants/", {"v0-title": "Mine", "v0-body": "B", "updated_at": seen}
+    )
+    assert stale.status_code == 409 and 'value="Mine"' in stale.content.decode()
