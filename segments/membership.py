@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,6 +74,44 @@ from .models import (
 from .sources import tag_bitmaps
 
 logger = logging.getLogger("dmp.segments")
+
+# ------------------------------------------------------------------------------------------------ the entry feed
+
+# Who reacts to consumers entering segments (journeys triggered by "entering a segment", a layer above) subscribes
+# here when its app is ready; a committed write of entry transitions (a streaming chunk, a refresh) tells them which
+# segments had entries, after commit. A listener must be quick (it schedules, it does not work) and its failure is
+# logged, never raised into the write that already committed.
+EntriesListener = Callable[[frozenset[int]], None]
+_entries_listeners: dict[str, EntriesListener] = {}
+
+
+def membership_entries_subscribe(*, name: str, listener: EntriesListener) -> None:
+    """Register a listener for "these segments had entries" under a name (the same name again replaces it)."""
+    _entries_listeners[name] = listener
+
+
+def membership_entries_unsubscribe(*, name: str) -> None:
+    _entries_listeners.pop(name, None)
+
+
+def membership_entries_written(segment_ids: Iterable[int]) -> None:
+    """Call where entry transitions are written (inside the writing transaction): listeners hear after commit."""
+    ids = frozenset(segment_ids)
+    if not ids or not _entries_listeners:
+        return
+    transaction.on_commit(lambda: _entries_notify(ids))
+
+
+def _entries_notify(segment_ids: frozenset[int]) -> None:
+    for name, listener in list(_entries_listeners.items()):
+        try:
+            listener(segment_ids)
+        except Exception as exc:  # the transitions are committed; a listener's failure must not undo or fail them
+            logger.warning(
+                "segments.entries_listener_failed",
+                extra={"fields": {"listener": name, "segments": sorted(segment_ids), "error": type(exc).__name__}},
+            )
+
 
 SOURCE_STREAM = "stream"
 SOURCE_SWEEP = "sweep"
@@ -461,6 +499,7 @@ def _update_chunk(
                 outcome.exited += len(exited)
             nested[pk] = members
         transitions_write(transitions, at=now, source=source)
+        membership_entries_written(pk for pk, _consumer, kind in transitions if kind == TransitionKind.ENTERED.value)
         # This update of these segments committed: an earlier failure no longer describes them. (Asked of the
         # segments as read at the start of the update: a failure recorded since is cleared by the next one.)
         failed = sorted(pk for pk in locked if segments[pk].segment.stream_error_at is not None)

@@ -37,7 +37,13 @@ from .evaluation import (
 )
 from .language import SegmentSyntaxError, TagTerm, definition_parse, to_json
 from .lookalike import LookalikeError, lookalike_members
-from .membership import RefreshFollowUp, refresh_follow_up, refresh_follow_up_needed, refresh_transitions
+from .membership import (
+    RefreshFollowUp,
+    membership_entries_written,
+    refresh_follow_up,
+    refresh_follow_up_needed,
+    refresh_transitions,
+)
 from .models import (
     MembershipTransition,
     RefreshPolicy,
@@ -47,6 +53,7 @@ from .models import (
     SegmentSnapshot,
     SegmentStatus,
     SnapshotStatus,
+    TransitionKind,
 )
 from .sources import live_consumers_bitmap, tag_bitmaps
 
@@ -662,6 +669,7 @@ def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor
             changed = BitMap(r.computed.members) ^ before if before is not None else BitMap(r.computed.members)
             follow_ups.append(RefreshFollowUp(r.segment_id, r.started_at or now, changed))
         MembershipTransition.objects.bulk_create(transitions, batch_size=5000)
+        membership_entries_written(t.segment_id for t in transitions if t.kind == TransitionKind.ENTERED)
         if refresh_follow_up_needed(
             realtime=[r.segment_id for r in current if locked[r.segment_id].refresh_policy == RefreshPolicy.REALTIME],
             refreshed=[r.segment_id for r in current],

@@ -30,3 +30,8 @@ class JourneysConfig(AppConfig):
         from consumers.changes import consumer_changes_subscribe
 
         consumer_changes_subscribe(name="journeys.event_tick", listener=tasks.journeys_event_tick_request)
+
+        # Segment-triggered journeys hear of entries as they commit (segments' entry feed): the same tick.
+        from segments.membership import membership_entries_subscribe
+
+        membership_entries_subscribe(name="journeys.segment_tick", listener=tasks.journeys_segment_tick_request)

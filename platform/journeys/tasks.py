@@ -10,6 +10,7 @@ from celery import current_app, shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from consumers.changes import EVENTS, ConsumersChanged
@@ -24,6 +25,7 @@ logger = logging.getLogger("dmp.journeys")
 TRIGGER_ROWS_PER_TICK = 10_000  # per journey: a burst is read over several ticks, never unbounded
 WEBHOOK_ROUNDS_PER_TASK = 10  # dispatches one webhook task runs before it re-queues itself
 EVENT_TICK_KEY = "journeys:event-tick:scheduled"
+SEGMENT_TICK_KEY = "journeys:segment-tick:scheduled"
 
 
 def journeys_tick(*, enqueue: bool = True) -> dict[str, int]:
@@ -123,13 +125,36 @@ def journeys_event_tick_request(change: ConsumersChanged) -> None:
     overlap (each journey's triggers are read under its row lock). 0 turns it off; in embedded mode (eager Celery,
     no worker) beat's schedule or a manual tick does the work, never the request.
     """
+    if change.input != EVENTS:
+        return
+    _tick_soon(Journey.objects.filter(status=JourneyStatus.ACTIVE, trigger_kind=TriggerKind.EVENT), EVENT_TICK_KEY)
+
+
+def journeys_segment_tick_request(segment_ids: frozenset[int]) -> None:
+    """The segments' entry feed (after entry transitions commit, streamed or refreshed): the same coalesced tick
+    when an active journey starts on entering one of those segments, so a consumer who enters a real-time segment
+    is reached within seconds, as for an event trigger. The journeys are asked first here (entries come a few times
+    a second at most): news for segments no journey starts on must not hold back news for one that does."""
+    triggered = Journey.objects.filter(
+        status=JourneyStatus.ACTIVE,
+        trigger_kind=TriggerKind.SEGMENT_ENTERED,
+        trigger_segment_id__in=sorted(segment_ids),
+    )
+    if triggered.exists():
+        _tick_soon(None, SEGMENT_TICK_KEY)
+
+
+def _tick_soon(triggered: QuerySet[Journey] | None, key: str) -> None:
+    """Schedule a tick JOURNEY_EVENT_TICK_S from now if `triggered` (active journeys this news can start) has any,
+    unless this feed scheduled one in the first half of that delay (it reads this news too). Each feed has its own
+    key, so news of one kind never waits behind the other's check."""
     delay = settings.JOURNEY_EVENT_TICK_S
-    if change.input != EVENTS or delay <= 0 or current_app.conf.task_always_eager:
+    if delay <= 0 or current_app.conf.task_always_eager:
         return
-    # Held for half the delay (whole seconds, at least one): a batch after that finds the key gone and schedules the
+    # Held for half the delay (whole seconds, at least one): news after that finds the key gone and schedules the
     # next tick, so none waits for a tick that read the triggers before it committed.
-    if not cache.add(EVENT_TICK_KEY, "1", timeout=max(1, delay // 2)):
+    if not cache.add(key, "1", timeout=max(1, delay // 2)):
         return
-    if not Journey.objects.filter(status=JourneyStatus.ACTIVE, trigger_kind=TriggerKind.EVENT).exists():
+    if triggered is not None and not triggered.exists():
         return
     journeys_tick_task.apply_async(countdown=delay)

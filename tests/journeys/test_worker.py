@@ -170,3 +170,53 @@ def test_an_ingested_event_reaches_its_journey_without_waiting_for_beat(
         worker=celery_worker_process,
         tick=False,
     )
+
+
+def test_entering_a_real_time_segment_reaches_its_journey_without_waiting_for_beat(
+    worker_env, celery_worker_process, merchant, approve_activity
+):
+    """Nobody ticks here either: the cart moves a real-time segment on the worker (the drain), the entry's commit
+    schedules the tick, and the journey triggered by entering that segment sends its message."""
+    from django.core.cache import cache
+
+    from journeys.tasks import SEGMENT_TICK_KEY
+    from segments.models import RefreshPolicy
+    from segments.services import segment_create, segment_refresh
+
+    cache.delete(SEGMENT_TICK_KEY)
+    approve_activity(Purpose.DIRECT_MARKETING)
+    approve_activity(Purpose.TAGGING)
+    browser, person = consumers_create(2, prefix="worker-segment-tick")
+    # The store sells tents (a segment may only target what its catalogue has): someone else looked at one.
+    events_ingest_rows(
+        [event_row(consumer=browser, merchant=merchant, sku="TENT-3", category_path="tents", event_type=EventType.VIEW)]
+    )
+    segment = segment_create(
+        merchant=merchant,
+        name="tent carts",
+        actor="test",
+        expression='carted(category="tents")',
+        refresh_policy=RefreshPolicy.REALTIME,
+    )
+    segment_refresh(segment_id=segment.pk, actor="test")
+    journey = journey_create(
+        merchant=merchant,
+        actor="test",
+        name="welcome to tent carts",
+        trigger_kind="segment_entered",
+        trigger_segment_id=segment.pk,
+        holdout_share=0,
+        steps=[{"type": "send", "title": "Hello from {store_name}", "body": "Tents are in.", "products": 0}],
+    )
+    journey_activate(journey=journey, actor="test")
+    consents_record_for([person.pk], purpose=Purpose.DIRECT_MARKETING)
+    events_ingest_rows(
+        [event_row(consumer=person, merchant=merchant, sku="TENT-3", category_path="tents", event_type=EventType.CART)]
+    )
+    wait_for(
+        lambda: JourneySend.objects.filter(journey=journey, consumer_id=person.pk).exists(),
+        timeout=60,
+        what="the journey's message",
+        worker=celery_worker_process,
+        tick=False,
+    )

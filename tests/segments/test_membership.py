@@ -20,6 +20,8 @@ from segments.membership import (
     SWEEP_MARK_KEY,
     current_members,
     membership_clock,
+    membership_entries_subscribe,
+    membership_entries_unsubscribe,
     membership_sweep,
     segment_dependencies,
 )
@@ -107,6 +109,52 @@ def test_segments_naming_a_real_time_segment_follow_it(
         event_add(buyer, products["lipstick"], EventType.PURCHASE)
     assert current_members(inner.pk) == BitMap([buyer.pk])
     assert current_members(outer.pk) == BitMap([buyer.pk])
+
+
+def test_entries_are_told_after_they_commit_and_exits_and_failing_listeners_are_not(
+    big_world, merchant, products, tagging_approved, django_capture_on_commit_callbacks, caplog
+):
+    """Journeys start on entries: whoever subscribed hears which segments had entries once they commit (streamed
+    or refreshed), never of exits alone, and a listener that fails is logged without undoing the update."""
+    heard: list[frozenset[int]] = []
+    membership_entries_subscribe(name="test.record", listener=heard.append)
+    membership_entries_subscribe(name="test.broken", listener=lambda ids: 1 / 0)
+    try:
+        buyers = _realtime(merchant, "buyers", "purchased()")
+        viewers = _realtime(merchant, "viewers", 'viewed(within="2d")')
+        viewer = big_world.consumers[7]
+        event_add(viewer, products["tent"], EventType.VIEW, days_ago=1)
+        segment_refresh(segment_id=viewers.pk, actor="test")  # the viewer is a member now
+        heard.clear()
+        buyer = big_world.consumers[5]
+        with django_capture_on_commit_callbacks(execute=False) as pending:
+            event_add(buyer, products["lipstick"], EventType.PURCHASE)
+            assert heard == []  # not before the commit
+        with django_capture_on_commit_callbacks(execute=True):  # the ingestion commits; then the update does
+            for callback in pending:
+                callback()
+        assert current_members(buyers.pk) == BitMap([buyer.pk])
+        assert heard == [frozenset({buyers.pk})]
+        assert "segments.entries_listener_failed" in caplog.text
+
+        heard.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            membership_sweep(now=timezone.now())
+            membership_sweep(now=timezone.now() + timedelta(days=3))  # the viewer's window lapses: an exit only
+        assert current_members(viewers.pk) == BitMap()
+        assert _transitions(viewers)[-1] == (viewer.pk, "exited", "sweep")
+        assert heard == []
+
+        sg = segment_create(merchant=merchant, name="SG", actor="test", expression="country:SG")
+        segment_refresh(segment_id=sg.pk, actor="test")
+        big_world.tag([205], "country", "SG")  # a refresh with an entry tells too
+        big_world.rebuild()
+        with django_capture_on_commit_callbacks(execute=True):
+            segment_refresh(segment_id=sg.pk, actor="test")
+        assert heard == [frozenset({sg.pk})]
+    finally:
+        membership_entries_unsubscribe(name="test.record")
+        membership_entries_unsubscribe(name="test.broken")
 
 
 def test_a_lapsed_window_is_swept_out(big_world, merchant, products, tagging_approved):
