@@ -798,18 +798,14 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
     realised count (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's
     own error. Figures below 0 are released as 0.
     """
-    from merchants.errors import NotFound, Unprocessable
+    from merchants.errors import Unprocessable
 
-    from .models import Campaign, CampaignStatus
+    from .selectors import forecast_like_campaign
 
     _basis_require()
     audience = _audience_bitmap(campaign)
     if like_campaign_id is not None:
-        like = Campaign.objects.filter(
-            pk=like_campaign_id, merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED
-        ).first()
-        if like is None:
-            raise NotFound("No completed campaign with that id to learn from.", code="not_found")
+        like = forecast_like_campaign(merchant_id=campaign.merchant_id, campaign_id=like_campaign_id)
         used, chosen_by = like.pk, "picked"
     else:
         candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)
