@@ -456,9 +456,11 @@ def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpRe
     campaign = _campaign_or_404(request, campaign_id)
     # The service checks the pick and reads the candidates itself when there is none: reading them here too (as
     # the page does, to offer them) would be the same read twice.
-    raw = request.GET.get("like", "")
+    raw = request.GET.get("like")
     picked = id_from_text(raw)
-    if raw and picked is None:  # as the API: text that is no id is a 400, never quietly the automatic choice
+    # As the API, whose schema gives `like` as an id: text that is no id, and an empty one, is a 400, never quietly
+    # the automatic choice. The automatic choice is no `like` at all (the page asks for it so).
+    if raw is not None and picked is None:
         refused = {"refused": LIKE_NOT_AN_ID}
         return render(request, "portal/campaigns/_forecast.html", {"forecast": refused}, status=400)
     shown: dict = {"picked": picked, "min_audience": settings.MIN_AUDIENCE}

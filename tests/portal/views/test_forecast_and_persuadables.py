@@ -140,9 +140,11 @@ def test_a_campaign_to_learn_from_that_is_not_yours_is_a_404_on_the_card_as_in_t
     for unknown in (foreign.pk, foreign.pk + 1000, running.pk):
         assert portal_client.get(card, {"like": unknown}).status_code == 404, unknown
         assert merchant_client.get(api, {"like": unknown}).status_code == 404, unknown
-    for text in ("abc", "²", "0"):  # not an id at all: the API's 400
+    for text in ("abc", "²", "0", ""):  # not an id at all (nor an empty one: no `like` is automatic): the API's 400
         assert portal_client.get(card, {"like": text}).status_code == 400, text
         assert merchant_client.get(api, {"like": text}).status_code == 400, text
+    assert portal_client.get(card).status_code == 200  # no pick: the automatic choice
+    assert merchant_client.get(api).status_code == 200
     assert portal_client.get(card, {"like": like.pk}).status_code == 200
     assert merchant_client.get(api, {"like": like.pk}).status_code == 200
 
