@@ -471,7 +471,7 @@ def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpRe
         # is, and as the API answers; never a forecast learned from another campaign than the one asked for.
         raise Http404(exc.message) from exc
     except DomainError as exc:
-        shown["refused"] = exc.message
+        shown.update(refused=exc.message, refused_code=exc.code)  # the code picks the hint under the message
     else:
         shown.update(
             incremental=forecast.incremental,

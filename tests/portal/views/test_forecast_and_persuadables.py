@@ -177,3 +177,21 @@ def test_a_pick_on_the_review_page_that_is_not_yours_is_a_404_and_text_a_400_as_
     assert f'<option value="{small.pk}" selected>Tiny test</option>' in picked
     assert f'data-forecast-url="/campaigns/{draft.pk}/forecast/?like={small.pk}"' in picked
     assert f'<input type="hidden" name="like" value="{small.pk}">' in picked  # the launch learns from it too
+
+
+def test_a_card_waiting_for_a_segment_says_what_it_waits_for_not_the_hint_about_past_campaigns(
+    merchant, all_purposes_approved, portal_client
+):
+    from segments.models import Segment
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert "Not enough past campaigns to forecast" in card  # no campaign to learn from: the hint about them
+    assert "held out a control group of at least 50 consumers" in card
+
+    pending = Segment.objects.create(merchant=merchant, name="Bought lately", definition="fixed", created_by="test")
+    draft.exclude_segments.set([pending])  # not computed yet
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert "A segment of this campaign has not been computed yet" in card
+    assert "A segment is computed at its first refresh" in card
+    assert "held out a control group" not in card
