@@ -49,6 +49,7 @@ from merchants.api_base import get_scoped_or_404, id_from_text
 from merchants.errors import DomainError, NotFound
 from portal.access import Capability, merchant_view
 from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart, percent
+from portal.errors import json_error
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
@@ -241,7 +242,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
-        return JsonResponse({"error": {"message": "The request body must be a JSON object."}}, status=400)
+        return json_error(400, "bad_request", "The request body must be a JSON object.")
     merchant = request.portal.merchant
     title, body = str(data.get("title_template") or "")[:200], str(data.get("body_template") or "")[:2000]
     try:
