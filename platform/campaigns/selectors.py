@@ -25,6 +25,7 @@ from django.db.models.functions import Coalesce, Greatest
 from pyroaring import BitMap
 
 from consumers.models import Event, EventType
+from merchants.errors import NotFound
 from merchants.models import Merchant
 from privacy.release import (
     STANDARD,
@@ -55,6 +56,16 @@ from .stats import Uplift, uplift_two_proportions
 def campaigns_for_merchant(merchant: Merchant | int) -> QuerySet[Campaign]:
     """The one way API and portal code reaches campaigns: scoped to a merchant."""
     return Campaign.objects.filter(merchant=merchant).select_related("merchant")
+
+
+def forecast_like_campaign(*, merchant_id: int, campaign_id: int) -> Campaign:
+    """The campaign a forecast is asked to learn from: one of the merchant's completed campaigns. Another
+    merchant's, a missing and an unfinished one are the same NotFound, wherever the pick is given (the review page,
+    its forecast card, the API's forecast and launch)."""
+    like = Campaign.objects.filter(pk=campaign_id, merchant_id=merchant_id, status=CampaignStatus.COMPLETED).first()
+    if like is None:
+        raise NotFound("No completed campaign with that id to learn the forecast from.", code="not_found")
+    return like
 
 
 def campaign_segments_audience(*, campaign: Campaign) -> BitMap | None:

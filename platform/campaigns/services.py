@@ -17,7 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, PeriodicTask
 
-from merchants.errors import Conflict, Invalid, NotFound, Unprocessable
+from merchants.errors import Conflict, Invalid, Unprocessable
 from merchants.models import Merchant
 from privacy.audit import audit_record
 from privacy.models import Purpose
@@ -39,7 +39,7 @@ from .models import (
     ScheduleKind,
 )
 from .schedule import crontab_parse, duration_text, recurrence_min_gap_minutes
-from .selectors import campaign_segments_audience
+from .selectors import campaign_segments_audience, forecast_like_campaign
 from .webhook import channel_problem
 from .winner import series_winner_pick
 
@@ -420,13 +420,8 @@ def campaign_launch(*, campaign: Campaign, actor: str, forecast_like_campaign_id
         campaign = Campaign.objects.select_for_update().select_related("merchant").get(pk=campaign.pk)
         if campaign.status != CampaignStatus.DRAFT:
             raise _launch_conflict(campaign)
-        if (
-            forecast_like_campaign_id is not None
-            and not Campaign.objects.filter(
-                pk=forecast_like_campaign_id, merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED
-            ).exists()
-        ):
-            raise NotFound("No completed campaign with that id to learn the forecast from.", code="not_found")
+        if forecast_like_campaign_id is not None:
+            forecast_like_campaign(merchant_id=campaign.merchant_id, campaign_id=forecast_like_campaign_id)
         problems = campaign_problems(merchant=campaign.merchant, values=_values_of(campaign))
         if problems:
             raise Unprocessable("The campaign cannot be launched as it is.", code="invalid_campaign", details=problems)

@@ -726,6 +726,27 @@ def forecast_candidates(*, merchant_id: int, exclude_campaign_id: int | None = N
     return usable[:FORECAST_CANDIDATES]
 
 
+def _candidates_reached(campaign_ids: list[int]) -> dict[int, Any]:
+    """Each campaign's treatment and control consumers (a bitmap per campaign id), read in one query for them all,
+    streamed in campaign order: one campaign's ids at a time wait in memory as Python integers."""
+    from itertools import groupby
+    from operator import itemgetter
+
+    from pyroaring import BitMap
+
+    from .models import Delivery, Group
+
+    rows = (
+        Delivery.objects.filter(campaign_id__in=campaign_ids, group__in=(Group.TREATMENT, Group.CONTROL))
+        .order_by("campaign_id")
+        .values_list("campaign_id", "consumer_id")
+    )
+    return {
+        campaign_id: BitMap(consumer_id for _, consumer_id in of_campaign)
+        for campaign_id, of_campaign in groupby(rows.iterator(chunk_size=50_000), key=itemgetter(0))
+    }
+
+
 def _most_similar(candidates: list, audience) -> int | None:
     """The candidate whose treatment and control consumers overlap the audience most (Jaccard index of the two
     sets), ties to the most recently completed, among those sharing at least MIN_AUDIENCE consumers with the
@@ -735,18 +756,15 @@ def _most_similar(candidates: list, audience) -> int | None:
     from django.conf import settings
     from pyroaring import BitMap
 
-    from .models import Delivery, Group
-
     minimum = int(settings.MIN_AUDIENCE)
     if len(audience) < minimum:
         return None
+    # forecast_candidates counted each candidate's groups in the database; their consumers are read here once,
+    # every candidate's in the same query.
+    reached_by = _candidates_reached([candidate.pk for candidate in candidates])
     best, best_score = None, -1.0
     for candidate in candidates:  # newest first, so a tie keeps the newer one
-        reached = BitMap(
-            Delivery.objects.filter(campaign_id=candidate.pk, group__in=(Group.TREATMENT, Group.CONTROL))
-            .order_by()
-            .values_list("consumer_id", flat=True)
-        )
+        reached = reached_by.get(candidate.pk, BitMap())
         shared = len(reached & audience)
         if shared < minimum:
             continue
@@ -798,18 +816,14 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
     realised count (sum over the treated audience of μ₁(1 − μ₁) + μ₀(1 − μ₀)), the outcome noise, not the model's
     own error. Figures below 0 are released as 0.
     """
-    from merchants.errors import NotFound, Unprocessable
+    from merchants.errors import Unprocessable
 
-    from .models import Campaign, CampaignStatus
+    from .selectors import forecast_like_campaign
 
     _basis_require()
     audience = _audience_bitmap(campaign)
     if like_campaign_id is not None:
-        like = Campaign.objects.filter(
-            pk=like_campaign_id, merchant_id=campaign.merchant_id, status=CampaignStatus.COMPLETED
-        ).first()
-        if like is None:
-            raise NotFound("No completed campaign with that id to learn from.", code="not_found")
+        like = forecast_like_campaign(merchant_id=campaign.merchant_id, campaign_id=like_campaign_id)
         used, chosen_by = like.pk, "picked"
     else:
         candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)

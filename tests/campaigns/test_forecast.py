@@ -275,3 +275,41 @@ def test_the_forecast_waits_for_segments_not_computed_yet_as_the_reach_does(
     assert response.status_code == 409, response.json()
     error = response.json()["error"]
     assert error["code"] == "segment_not_computed" and "not been computed yet" in error["message"]
+
+
+def test_the_most_similar_campaign_is_found_reading_the_candidates_consumers_in_one_query(merchant):
+    """forecast_candidates counts each candidate's groups; choosing among them reads their consumers once, in one
+    query however many candidates there are (it was one query per candidate)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from pyroaring import BitMap
+
+    from campaigns.models import Delivery, Group
+    from campaigns.uplift import _most_similar, forecast_candidates
+
+    from .conftest import make_consumers
+
+    ids = make_consumers(400)
+    past = []
+    for k in range(4):  # 120 consumers each (60 treated, 60 held out), each campaign 80 further along
+        campaign = make_campaign(
+            merchant, name=f"Past {k}", status=CampaignStatus.COMPLETED, completed_at=timezone.now() - timedelta(k)
+        )
+        reached = ids[80 * k : 80 * k + 120]
+        Delivery.objects.bulk_create(
+            Delivery(
+                campaign=campaign,
+                consumer_id=c,
+                group=Group.TREATMENT if i % 2 else Group.CONTROL,
+                created_at=campaign.completed_at,
+            )
+            for i, c in enumerate(reached)
+        )
+        past.append(campaign)
+    candidates = forecast_candidates(merchant_id=merchant.pk)
+    assert [c.pk for c in candidates] == [c.pk for c in past]  # newest first
+    with CaptureQueriesContext(connection) as queries:
+        chosen = _most_similar(candidates, BitMap(ids[160:280]))
+    assert chosen == past[2].pk  # it reached exactly this audience
+    reads = [q["sql"] for q in queries if Delivery._meta.db_table in q["sql"]]
+    assert len(reads) == 1, reads

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+import pytest
+
 from campaigns.models import CampaignStatus, Channel, Delivery, DeliveryStatus, Group
 from campaigns.webhook import (
     webhook_post,
@@ -116,3 +118,60 @@ def test_a_withdrawal_before_dispatch_keeps_the_message_off_the_webhook(
     assert set(withdrawn.values_list("status", flat=True)) == {DeliveryStatus.WITHDRAWN}
     assert set(receiver.delivery_ids).isdisjoint(withdrawn.values_list("pk", flat=True))
     assert len(receiver.delivery_ids) == len(consented_consumers) - 7
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_claimers_never_post_a_campaign_message_twice_however_long_a_dispatch_takes(
+    merchant, dm_approved, consented_consumers, receiver, settings, monkeypatch
+):
+    """Unlike a journey's messages (a lease until a time), a campaign's dispatch is held by its run lock, a session
+    lock that lasts as long as the worker's connection: while one worker is still posting, however long that
+    takes, the sweep does not resume the campaign and another worker's step does not claim it."""
+    import threading
+
+    from django.db import connection
+
+    from campaigns import dispatch
+    from campaigns.activation import StepOutcome, campaign_activation_step, campaign_run_begin
+    from campaigns.deliveries import deliveries_write_batch, run_context
+    from campaigns.models import Campaign, Phase
+    from campaigns.services import campaigns_resume_stalled
+
+    from .conftest import freeze_audience, run_steps
+
+    settings.CAMPAIGN_WEBHOOK_BATCH_SIZE = 40  # five POSTs
+    campaign = make_campaign(merchant, channel=Channel.WEBHOOK, control_share=Decimal("0"))
+    token = campaign_run_begin(campaign_id=campaign.pk)
+    freeze_audience(campaign, consented_consumers)
+    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
+    while deliveries_write_batch(ctx=ctx, run_token=token):
+        pass
+    Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)
+    real_post = dispatch.webhook_post
+    second: list = []
+
+    def other_worker():  # another process: its own connection
+        try:
+            second.append(campaigns_resume_stalled(min_idle_s=0))  # the campaign's heartbeat is older than that
+            second.append(campaign_activation_step(campaign_id=campaign.pk, run_token=token, time_budget_s=60))
+        finally:
+            connection.close()
+
+    def slow_post(payload, **kwargs):
+        result = real_post(payload, **kwargs)
+        if not second:  # while the first worker is still posting its batch
+            thread = threading.Thread(target=other_worker)
+            thread.start()
+            thread.join()
+        return result
+
+    monkeypatch.setattr(dispatch, "webhook_post", slow_post)
+    assert run_steps(campaign, token) == StepOutcome.DONE
+
+    assert second == [0, StepOutcome.BUSY]
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert sorted(receiver.delivery_ids) == sorted(deliveries.values_list("pk", flat=True))  # each posted once
+    assert set(deliveries.values_list("status", flat=True)) == {DeliveryStatus.DISPATCHED}
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.COMPLETED and campaign.dispatched_count == len(consented_consumers)

@@ -63,3 +63,24 @@ def test_the_portal_views_build_no_json_error_of_their_own():
     for module in views.glob("*.py"):
         text = module.read_text()
         assert '{"code": code' not in text and "def _json_error" not in text, module.name
+        assert 'JsonResponse({"error"' not in text, module.name  # an error of another shape, past json_error
+
+
+def test_every_json_error_the_portals_scripts_read_has_one_shape(portal_client):
+    """The segment editor's and the journey builder's suggestions, the campaign wizard's preview, the estimate and
+    the parse: each refusal is {"error": {"code", "message"}}, whose message the scripts show."""
+    as_json = {"content_type": "application/json"}
+    refusals = {
+        "values: no such argument": portal_client.get("/segments/values.json", {"argument": "colour"}),
+        "values: no such scope": portal_client.get("/segments/values.json", {"argument": "brand", "scope": "moon"}),
+        "preview: not an object": portal_client.post("/campaigns/preview/", "[1]", **as_json),
+        "estimate: not JSON": portal_client.post("/segments/estimate/", "{", **as_json),
+        "parse: not an object": portal_client.post("/segments/parse/", "[1]", **as_json),
+        "journey: not an object": portal_client.post("/journeys/build/save/", "[1]", **as_json),
+    }
+    for name, response in refusals.items():
+        assert response.status_code == 400, name
+        error = response.json()["error"]
+        assert isinstance(error, dict) and error["code"] == "bad_request", name
+        assert isinstance(error["message"], str) and error["message"], name
+    assert "argument is one of" in refusals["values: no such argument"].json()["error"]["message"]

@@ -31,6 +31,7 @@ from campaigns.selectors import (
     campaigns_audience,
     campaigns_for_merchant,
     campaigns_kpis,
+    forecast_like_campaign,
 )
 from campaigns.services import (
     audience_precheck,
@@ -48,6 +49,7 @@ from merchants.api_base import get_scoped_or_404, id_from_text
 from merchants.errors import DomainError, NotFound
 from portal.access import Capability, merchant_view
 from portal.charts import FunnelStage, funnel_chart, interval_chart, line_chart, percent
+from portal.errors import json_error
 from portal.forms import CAMPAIGN_FIELD_OF, CampaignForm
 from portal.rendering import page
 from privacy.services import release_figures
@@ -240,7 +242,7 @@ def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict):
-        return JsonResponse({"error": {"message": "The request body must be a JSON object."}}, status=400)
+        return json_error(400, "bad_request", "The request body must be a JSON object.")
     merchant = request.portal.merchant
     title, body = str(data.get("title_template") or "")[:200], str(data.get("body_template") or "")[:2000]
     try:
@@ -391,10 +393,16 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
             ],
         }
         context["test_inbox"] = bool(settings.CAMPAIGN_TEST_INBOX_PSEUDONYM)
-        context["forecast"] = _forecast_pick(request, campaign)
+        try:
+            forecast = _forecast_pick(request, campaign)
+        except NotFound as exc:  # a campaign to learn from that is not the merchant's completed one
+            raise Http404(exc.message) from exc
+        context["forecast"] = forecast
+        status = forecast.get("status", 200)
     else:
         context["frozen"] = frozen_forecast_view(campaign)
-    return page(request, "portal/campaigns/detail.html", context, section="campaigns")
+        status = 200
+    return page(request, "portal/campaigns/detail.html", context, section="campaigns", status=status)
 
 
 def _unreadable_segment_message(context: dict, exc: SnapshotUnreadable) -> str:
@@ -412,16 +420,30 @@ def _like_name(request: HttpRequest, campaign_id: int | None) -> str:
     return next(iter(name), "a campaign since deleted")
 
 
+LIKE_NOT_AN_ID = "The campaign to learn from must be given by its id."
+
+
 def _forecast_pick(request: HttpRequest, campaign: Campaign) -> dict:
-    """The campaigns a forecast may learn from and the merchant's pick among them (?like=, else None: the most
-    similar). Cheap: the page renders with these at once and its script fetches the forecast itself from
-    campaign_forecast_fragment, which trains the model."""
+    """The campaigns a forecast may learn from and the merchant's pick among them (?like=; empty, as the form's
+    "automatic" sends it: None, the most similar). Cheap: the page renders with these at once and its script
+    fetches the forecast itself from campaign_forecast_fragment, which trains the model.
+
+    The pick follows the card's and the API's rule: another merchant's, a missing or an unfinished campaign is a
+    404 (NotFound), as a missing object is; text that is no id leaves the card saying so (`refused`, a 400). The
+    merchant's own completed campaign that is not among the most recent candidates is still theirs to pick: it
+    joins the list, so the page shows what the card learns from."""
     candidates = forecast_candidates(merchant_id=campaign.merchant_id, exclude_campaign_id=campaign.pk)
-    raw = request.GET.get("like", "")
-    picked = id_from_text(raw)
-    picked = picked if picked in {c.pk for c in candidates} else None
     url = reverse("portal:campaign_forecast", kwargs={"campaign_id": campaign.pk})
-    return {"candidates": candidates, "picked": picked, "url": f"{url}?like={picked}" if picked else url}
+    raw = request.GET.get("like", "")
+    if not raw:
+        return {"candidates": candidates, "picked": None, "url": url}
+    picked = id_from_text(raw)
+    if picked is None:
+        return {"candidates": candidates, "picked": None, "url": url, "refused": LIKE_NOT_AN_ID, "status": 400}
+    if picked not in {c.pk for c in candidates}:
+        like = forecast_like_campaign(merchant_id=campaign.merchant_id, campaign_id=picked)
+        candidates = [*candidates, like]
+    return {"candidates": candidates, "picked": picked, "url": f"{url}?like={picked}"}
 
 
 @require_GET
@@ -435,10 +457,12 @@ def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpRe
     campaign = _campaign_or_404(request, campaign_id)
     # The service checks the pick and reads the candidates itself when there is none: reading them here too (as
     # the page does, to offer them) would be the same read twice.
-    raw = request.GET.get("like", "")
+    raw = request.GET.get("like")
     picked = id_from_text(raw)
-    if raw and picked is None:  # as the API: text that is no id is a 400, never quietly the automatic choice
-        refused = {"refused": "The campaign to learn from must be given by its id."}
+    # As the API, whose schema gives `like` as an id: text that is no id, and an empty one, is a 400, never quietly
+    # the automatic choice. The automatic choice is no `like` at all (the page asks for it so).
+    if raw is not None and picked is None:
+        refused = {"refused": LIKE_NOT_AN_ID}
         return render(request, "portal/campaigns/_forecast.html", {"forecast": refused}, status=400)
     shown: dict = {"picked": picked, "min_audience": settings.MIN_AUDIENCE}
     try:
@@ -448,7 +472,7 @@ def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpRe
         # is, and as the API answers; never a forecast learned from another campaign than the one asked for.
         raise Http404(exc.message) from exc
     except DomainError as exc:
-        shown["refused"] = exc.message
+        shown.update(refused=exc.message, refused_code=exc.code)  # the code picks the hint under the message
     else:
         shown.update(
             incremental=forecast.incremental,

@@ -652,10 +652,10 @@ def action_values_json(request: HttpRequest) -> JsonResponse:
     suggestions inside quotes, each with its released reach in the `scope` (marketplace or my_customers)."""
     argument = request.GET.get("argument", "")
     if argument not in SUGGESTED_ARGS:
-        return JsonResponse({"error": f"argument must be one of {', '.join(SUGGESTED_ARGS)}"}, status=400)
+        return json_error(400, "bad_request", f"argument is one of {', '.join(SUGGESTED_ARGS)}.")
     scope = request.GET.get("scope") or SegmentScope.MARKETPLACE
     if scope not in SegmentScope.values:
-        return JsonResponse({"error": "scope must be marketplace or my_customers"}, status=400)
+        return json_error(400, "bad_request", "scope is marketplace or my_customers.")
     prefix = request.GET.get("prefix", "")[:200]
     items = action_value_suggestions(
         merchant_id=request.portal.merchant.pk, argument=argument, prefix=prefix, scope=scope

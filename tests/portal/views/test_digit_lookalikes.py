@@ -9,7 +9,7 @@ from tests.campaigns.test_uplift import _completed_campaign_with_a_planted_effec
 
 def test_a_superscript_is_not_a_campaign_id_anywhere(merchant, all_purposes_approved, portal_client, merchant_client):
     draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
-    assert portal_client.get(f"/campaigns/{draft.pk}/", {"like": "²"}).status_code == 200
+    assert portal_client.get(f"/campaigns/{draft.pk}/", {"like": "²"}).status_code == 400  # as the card
     assert portal_client.get(f"/campaigns/{draft.pk}/forecast/", {"like": "²"}).status_code == 400  # as the API
     assert merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast", {"like": "²"}).status_code == 400
 

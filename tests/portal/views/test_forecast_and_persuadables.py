@@ -140,8 +140,58 @@ def test_a_campaign_to_learn_from_that_is_not_yours_is_a_404_on_the_card_as_in_t
     for unknown in (foreign.pk, foreign.pk + 1000, running.pk):
         assert portal_client.get(card, {"like": unknown}).status_code == 404, unknown
         assert merchant_client.get(api, {"like": unknown}).status_code == 404, unknown
-    for text in ("abc", "²", "0"):  # not an id at all: the API's 400
+    for text in ("abc", "²", "0", ""):  # not an id at all (nor an empty one: no `like` is automatic): the API's 400
         assert portal_client.get(card, {"like": text}).status_code == 400, text
         assert merchant_client.get(api, {"like": text}).status_code == 400, text
+    assert portal_client.get(card).status_code == 200  # no pick: the automatic choice
+    assert merchant_client.get(api).status_code == 200
     assert portal_client.get(card, {"like": like.pk}).status_code == 200
     assert merchant_client.get(api, {"like": like.pk}).status_code == 200
+
+
+def test_a_pick_on_the_review_page_that_is_not_yours_is_a_404_and_text_a_400_as_on_the_card(
+    merchant, other_merchant, all_purposes_approved, portal_client
+):
+    from campaigns.models import CampaignStatus
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    page = f"/campaigns/{draft.pk}/"
+    foreign = make_campaign(other_merchant, status=CampaignStatus.COMPLETED)
+    running = make_campaign(merchant, status=CampaignStatus.RUNNING, name="Not finished")
+    for unknown in (foreign.pk, foreign.pk + 1000, running.pk, draft.pk):
+        assert portal_client.get(page, {"like": unknown}).status_code == 404, unknown
+    for text in ("abc", "²", "0"):  # not an id at all: a 400 whose card says why, never the automatic choice
+        response = portal_client.get(page, {"like": text})
+        body = response.content.decode()
+        assert response.status_code == 400, text
+        assert 'data-testid="forecast-refused">The campaign to learn from must be given by its id.' in body
+        assert "data-forecast-url" not in body and 'name="like" value=' not in body
+    # The form's "The most similar (automatic)" sends an empty pick.
+    automatic = portal_client.get(page, {"like": ""})
+    assert automatic.status_code == 200
+    assert f'data-forecast-url="/campaigns/{draft.pk}/forecast/"' in automatic.content.decode()
+    # Your own completed campaign, even one not among those offered (too small to learn from): the page shows
+    # it picked, and the card says why it cannot learn from it, as the API would.
+    small = make_campaign(merchant, status=CampaignStatus.COMPLETED, name="Tiny test")
+    picked = portal_client.get(page, {"like": small.pk}).content.decode()
+    assert f'<option value="{small.pk}" selected>Tiny test</option>' in picked
+    assert f'data-forecast-url="/campaigns/{draft.pk}/forecast/?like={small.pk}"' in picked
+    assert f'<input type="hidden" name="like" value="{small.pk}">' in picked  # the launch learns from it too
+
+
+def test_a_card_waiting_for_a_segment_says_what_it_waits_for_not_the_hint_about_past_campaigns(
+    merchant, all_purposes_approved, portal_client
+):
+    from segments.models import Segment
+
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert "Not enough past campaigns to forecast" in card  # no campaign to learn from: the hint about them
+    assert "held out a control group of at least 50 consumers" in card
+
+    pending = Segment.objects.create(merchant=merchant, name="Bought lately", definition="fixed", created_by="test")
+    draft.exclude_segments.set([pending])  # not computed yet
+    card = portal_client.get(f"/campaigns/{draft.pk}/forecast/").content.decode()
+    assert "A segment of this campaign has not been computed yet" in card
+    assert "A segment is computed at its first refresh" in card
+    assert "held out a control group" not in card
