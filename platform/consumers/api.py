@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from merchants.api_base import OperatorAPIView
 from merchants.api_errors import ApiError, error_response
+from merchants.api_fields import ApiErrorSerializer
 from privacy.models import ConsentKind, ConsentStatus, Purpose
 
 from .consents import consents_ingest
@@ -168,16 +169,6 @@ class IngestReportSerializer(serializers.Serializer):
     atomic = serializers.BooleanField()
     rolled_back = serializers.BooleanField(help_text="true when an atomic request had bad rows and wrote nothing")
     errors = RowErrorSerializer(many=True)
-
-
-class ApiErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.JSONField(required=False)
-
-
-class ApiErrorSerializer(serializers.Serializer):
-    error = ApiErrorBodySerializer()
 
 
 class EventRowSerializer(serializers.Serializer):

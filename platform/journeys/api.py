@@ -11,9 +11,8 @@ from rest_framework.settings import api_settings
 
 from campaigns.models import Channel
 from campaigns.stats import Z_95
-from consumers.api import ApiErrorSerializer
 from merchants.api_base import IdField, MerchantAPIView, get_scoped_or_404
-from merchants.api_fields import ChoiceField
+from merchants.api_fields import ApiErrorSerializer, ChoiceField, LocalTimeField
 from merchants.pagination import page_parameters
 from privacy.release import ReleasedCount
 from segments.api import PublicCountSerializer
@@ -25,20 +24,7 @@ from .services import FIELDS as JOURNEY_FIELDS
 from .services import journey_activate, journey_create, journey_delete, journey_pause, journey_update
 from .templates import TEMPLATES, journey_from_template
 
-
-@extend_schema_field(
-    {
-        "type": "string",
-        "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
-        "example": "21:00:00",
-        "nullable": True,
-        "description": "A local time of day in the journey's time zone, HH:MM or HH:MM:SS, without an offset.",
-    }
-)
-class LocalTimeField(serializers.TimeField):
-    """A wall-clock time without an offset (quiet hours): OpenAPI's "time" format would require one."""
-
-
+_JOURNEY_LOCAL_TIME = "A local time of day in the journey's time zone, HH:MM or HH:MM:SS, without an offset."
 _TARGET = {
     "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["exit"]}],
     "description": 'A later step\'s index, or "exit".',
@@ -162,9 +148,11 @@ class JourneyInputSerializer(serializers.Serializer):
     reentry = ChoiceField(choices=ReentryPolicy.choices, required=False)
     reentry_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True)
     quiet_start = LocalTimeField(
-        required=False, allow_null=True, help_text="Adds to the platform's and the merchant's quiet hours."
+        required=False,
+        allow_null=True,
+        help_text="In the journey's time zone; adds to the platform's and the merchant's quiet hours.",
     )
-    quiet_end = LocalTimeField(required=False, allow_null=True)
+    quiet_end = LocalTimeField(required=False, allow_null=True, help_text=_JOURNEY_LOCAL_TIME)
     frequency_cap = serializers.IntegerField(min_value=1, max_value=1000, required=False, allow_null=True)
     frequency_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
     attribution_window_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
@@ -203,8 +191,8 @@ class JourneyOutputSerializer(serializers.Serializer):
     holdout_share = serializers.DecimalField(max_digits=4, decimal_places=3)
     reentry = serializers.CharField()
     reentry_days = serializers.IntegerField(allow_null=True)
-    quiet_start = LocalTimeField(allow_null=True)
-    quiet_end = LocalTimeField(allow_null=True)
+    quiet_start = LocalTimeField(allow_null=True, help_text=_JOURNEY_LOCAL_TIME)
+    quiet_end = LocalTimeField(allow_null=True, help_text=_JOURNEY_LOCAL_TIME)
     frequency_cap = serializers.IntegerField(allow_null=True)
     frequency_window_days = serializers.IntegerField()
     attribution_window_days = serializers.IntegerField()

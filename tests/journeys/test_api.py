@@ -78,6 +78,17 @@ def test_a_journeys_own_quiet_hours_follow_the_merchants_rule(merchant_client, q
     assert not Journey.objects.exists()
 
 
+@pytest.mark.parametrize("written", ["21:00+08:00", "21:00Z", "2100"])
+def test_a_quiet_time_with_an_offset_or_without_its_colon_is_refused_not_reread(merchant_client, written):
+    # The schema promises HH:MM[:SS] without an offset; the ISO parser underneath used to drop an offset silently.
+    response = merchant_client.post(
+        "/api/v1/journeys/", {**CUSTOM, "quiet_start": written, "quiet_end": "08:00"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "quiet_start" in response.json()["error"]["details"]
+    assert not Journey.objects.exists()
+
+
 def test_activate_pause_and_their_conflicts(merchant_client, dm_approved):
     pk = merchant_client.post("/api/v1/journeys/", CUSTOM, format="json").json()["id"]
     assert merchant_client.post(f"/api/v1/journeys/{pk}/pause").status_code == 409
