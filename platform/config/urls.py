@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 api_v1 = [
+    path("", include("merchants.api_urls")),
     path("", include("consumers.api_urls")),
     path("", include("privacy.api_urls")),
     path("", include("tags.api_urls")),

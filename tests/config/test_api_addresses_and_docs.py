@@ -49,6 +49,15 @@ def test_a_post_without_the_slash_is_served_not_redirected(merchant_client, merc
     assert Segment.objects.filter(merchant=merchant, name="Singapore").exists()
 
 
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_the_merchants_settings_answer_with_and_without_the_trailing_slash(merchant_client, merchant, suffix):
+    # A singular resource, like privacy/budget: documented without the slash; a PATCH is served, not redirected.
+    address = f"/api/v1/merchant/settings{suffix}"
+    response = merchant_client.patch(address, {"quiet_start": "21:00", "quiet_end": "08:00"}, format="json")
+    assert response.status_code == 200, response.content
+    assert merchant_client.get(address).json()["quiet_start"] == "21:00:00"
+
+
 def test_an_unknown_address_is_still_a_json_404(merchant_client):
     for address in ("/api/v1/nothing-here", "/api/v1/nothing-here/"):
         response = merchant_client.get(address)
