@@ -234,7 +234,7 @@ def _decimal_or_none(value) -> Decimal | None:
 
 
 @require_POST
-@merchant_view()
+@merchant_view(json=True)
 def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     """The message as a sample consumer of the audience would see it, with their real recommendations."""
     try:
@@ -447,7 +447,7 @@ def _forecast_pick(request: HttpRequest, campaign: Campaign) -> dict:
 
 
 @require_GET
-@merchant_view()
+@merchant_view(json=True)
 def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """The review step's forecast card body (an HTML fragment the campaign page fetches): released figures,
     learned from the campaign picked (?like=; one that is not the merchant's own completed campaign is a 404, as
@@ -621,7 +621,7 @@ def campaign_delete_view(request: HttpRequest, campaign_id: int) -> HttpResponse
 
 
 @require_GET
-@merchant_view()
+@merchant_view(json=True)
 def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonResponse:
     """Polled by the campaign page while a launch runs."""
     campaign = _campaign_or_404(request, campaign_id)
