@@ -135,6 +135,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "portal:login"
+# A JSON view the portal's scripts fetch answers a CSRF failure in JSON too (portal.access.merchant_view(json=True)).
+CSRF_FAILURE_VIEW = "portal.views.refusals.csrf_failure"
 LOGIN_REDIRECT_URL = "portal:dashboard"
 LOGOUT_REDIRECT_URL = "portal:login"
 

@@ -6,6 +6,11 @@ resolves the user's membership (a merchant they are not a member of is the same
 404 as a missing one, and a stale session choice falls back to their first
 merchant) and puts it on the request as `request.portal`.
 
+A view the portal's scripts fetch is marked `merchant_view(..., json=True)`: what
+refuses it before or around its work (signed out, a missing capability, a missing or
+another merchant's object, a CSRF failure) answers the portal's JSON error, which the
+scripts show, instead of a login redirect or an HTML error page they cannot read.
+
 Roles (documented in docs/portal.md):
 - owner: everything, including API keys and the store's settings (quiet hours);
 - marketer: segments, campaigns (create, launch, cancel), API keys and the store's settings;
@@ -21,12 +26,13 @@ from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from merchants.models import Membership, Merchant, Role
 from merchants.selectors import membership_get, merchants_for_user
+from portal.errors import json_error
 
 SESSION_MERCHANT_KEY = "portal_merchant_id"
 
@@ -130,18 +136,40 @@ def merchant_switch(request: HttpRequest, *, merchant_id: int) -> Merchant:
     return membership.merchant
 
 
-def merchant_view(capability: str | None = None) -> Callable:
+# The refusals of a JSON view, as the scripts show them: each says what to do next, since the page stays open.
+SIGNED_OUT = "You are signed out (your session ended). Sign in again in another tab, then try again here."
+NO_MERCHANT = "Your account is not a member of any merchant: ask the store's owner to add you."
+NOT_PERMITTED = "Your role cannot do this."
+NOT_FOUND = "Not found: it may have been deleted. Reload the page to see what is there now."
+CSRF_FAILED = "This page is out of date (you may have signed in again since it opened). Reload the page, then retry."
+
+# The attribute that marks a JSON view, read by the CSRF failure view (the CSRF check runs before any view).
+JSON_VIEW_MARK = "portal_json_view"
+
+
+def is_json_view(request: HttpRequest) -> bool:
+    """Whether the request is for a view marked `merchant_view(json=True)`: the URL it resolved to says so,
+    not its headers, so a script that forgets an Accept header still reads its refusals."""
+    match = getattr(request, "resolver_match", None)
+    return bool(match is not None and getattr(match.func, JSON_VIEW_MARK, False))
+
+
+def merchant_view(capability: str | None = None, *, json: bool = False) -> Callable:
     """Decorate a portal view: signed in, a member of some merchant, and (optionally) allowed `capability`.
 
-    The view receives the request with `request.portal` set to a PortalContext.
+    The view receives the request with `request.portal` set to a PortalContext. With `json`, a view the portal's
+    scripts fetch: a refusal is the portal's JSON error (401 signed_out, 403 forbidden, 404 not_found; the same
+    404 for another merchant's object as for a missing one) rather than a redirect to the login page or an HTML
+    error page.
     """
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             context = portal_context_for(request)
             if context is None:
+                if json:
+                    return json_error(403, "forbidden", NO_MERCHANT)
                 return render(request, "portal/no_merchant.html", status=403)
             request.portal = context
             if capability is not None:
@@ -150,6 +178,25 @@ def merchant_view(capability: str | None = None) -> Callable:
             with timezone.override(context.merchant.zone):
                 return view(request, *args, **kwargs)
 
-        return wrapper
+        if not json:
+            return login_required(wrapper)
+        return _refusals_as_json(wrapper)
 
     return decorate
+
+
+def _refusals_as_json(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return json_error(401, "signed_out", SIGNED_OUT)
+        try:
+            return view(request, *args, **kwargs)
+        except PermissionDenied as exc:
+            return json_error(403, "forbidden", str(exc) or NOT_PERMITTED)
+        except Http404:
+            # One body whatever the 404 said: a missing object and another merchant's are told apart by nothing.
+            return json_error(404, "not_found", NOT_FOUND)
+
+    setattr(wrapper, JSON_VIEW_MARK, True)
+    return wrapper

@@ -252,3 +252,45 @@ def test_keys_without_controls_survive_and_variants_are_edited_in_place(browsing
     assert saved[1] == steps[1]
     assert [v["title"] for v in saved[2]["variants"]] == ["Hi", "Hi again"]
     assert [v["weight"] for v in saved[2]["variants"]] == [50, 50]
+
+
+@pytest.mark.parametrize("size", ["laptop", "phone"])
+def test_a_save_after_signing_out_in_another_tab_says_to_sign_in_again(browsing, merchant_user, size):
+    page = browsing.page
+    width, height = SIZES[size]
+    page.set_viewport_size({"width": width, "height": height})
+    browsing.sign_in("marketer", "marketer-pass-123")
+    browsing.goto("/journeys/build/")
+    page.get_by_label("Name", exact=True).fill("Cart rescue")
+    page.get_by_label("The event that starts it", exact=True).fill("carted()")
+    add_step(page, after="at the start", kind="wait")
+
+    other_tab = browsing.context.new_page()
+    other_tab.goto(browsing.url("/"))
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url("**/login/")
+    other_tab.close()
+
+    page.get_by_role("button", name="Create journey").click()
+
+    refusal = page.locator("[data-jb-error]")
+    expect(refusal).to_be_visible()
+    expect(refusal).to_contain_text("Sign in again")
+    expect(page.get_by_text("could not be sent")).to_have_count(0)
+    assert page.url.endswith("/journeys/build/")  # the work is still on the page, not swapped for the login page
+    assert Journey.objects.count() == 0
+    no_overflow(page)
+    browsing.shot(f"signed_out_{size}", full_page=False)
+
+    # Signed in again in another tab, as the message says, the same page saves: nothing typed is lost.
+    other_tab = browsing.context.new_page()
+    other_tab.goto(browsing.url("/login/"))
+    other_tab.get_by_label("Username").fill("marketer")
+    other_tab.get_by_label("Password").fill("marketer-pass-123")
+    other_tab.get_by_role("button", name="Sign in").click()
+    other_tab.wait_for_load_state()
+    other_tab.close()
+
+    page.get_by_role("button", name="Create journey").click()
+    page.wait_for_url("**/journeys/*/edit/")
+    assert Journey.objects.get().name == "Cart rescue"

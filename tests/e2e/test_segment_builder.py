@@ -199,3 +199,24 @@ def test_unparsable_text_keeps_the_rules_and_the_text(shop):
     editor.press_sequentially(" interest:sports)")
     expect(problem).to_be_hidden()
     expect(rules(page)).to_have_count(3)
+
+
+def test_typing_after_signing_out_in_another_tab_says_to_sign_in_again_with_no_caret(shop):
+    browsing, page = shop, shop.page
+    browsing.goto("/segments/new/")
+    other_tab = browsing.context.new_page()
+    other_tab.goto(browsing.url("/"))
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url("**/login/")
+    other_tab.close()
+
+    page.get_by_label("Who is in it").fill("country:SG AND interest:outdoor")
+
+    problem = page.locator("[data-builder-problem]")
+    expect(problem).to_be_visible()
+    expect(problem).to_contain_text("Sign in again")
+    expect(problem).not_to_contain_text("does not read correctly")  # the text is fine: the session is not
+    expect(page.locator("[data-estimate-status]")).to_contain_text("Sign in again")
+    expect(page.locator("#expr-error")).to_be_hidden()
+    expect(page.get_by_label("Who is in it")).to_have_value("country:SG AND interest:outdoor")
+    shoot_all_sizes(browsing, "signed_out")

@@ -234,7 +234,7 @@ def _decimal_or_none(value) -> Decimal | None:
 
 
 @require_POST
-@merchant_view()
+@merchant_view(json=True)
 def campaign_preview_json(request: HttpRequest) -> JsonResponse:
     """The message as a sample consumer of the audience would see it, with their real recommendations."""
     try:
@@ -319,7 +319,11 @@ def _person(request: HttpRequest, actor: str) -> str:
 
 @merchant_view()
 def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    campaign = _campaign_or_404(request, campaign_id)
+    return _detail_page(request, _campaign_or_404(request, campaign_id))
+
+
+def _detail_page(request: HttpRequest, campaign: Campaign, *, refused_status: int | None = None) -> HttpResponse:
+    """The campaign's page; `refused_status` when it answers a refused form of its own (the launch's)."""
     context = {
         "campaign": campaign,
         "badge": STATUS_BADGE.get(campaign.status, ""),
@@ -402,6 +406,7 @@ def campaign_detail(request: HttpRequest, campaign_id: int) -> HttpResponse:
     else:
         context["frozen"] = frozen_forecast_view(campaign)
         status = 200
+    status = refused_status or status
     return page(request, "portal/campaigns/detail.html", context, section="campaigns", status=status)
 
 
@@ -447,7 +452,7 @@ def _forecast_pick(request: HttpRequest, campaign: Campaign) -> dict:
 
 
 @require_GET
-@merchant_view()
+@merchant_view(json=True)
 def campaign_forecast_fragment(request: HttpRequest, campaign_id: int) -> HttpResponse:
     """The review step's forecast card body (an HTML fragment the campaign page fetches): released figures,
     learned from the campaign picked (?like=; one that is not the merchant's own completed campaign is a 404, as
@@ -509,11 +514,17 @@ def frozen_forecast_view(campaign: Campaign) -> dict | None:
 def campaign_launch_view(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = _campaign_or_404(request, campaign_id)
     like = request.POST.get("like", "")
+    picked = id_from_text(like)
+    if like and picked is None:
+        # As on the review page and the forecast card: text that is no id is refused, never quietly the automatic
+        # choice (the form sends no `like`, or an empty one, for that), and nothing is launched.
+        messages.error(request, f"Not launched: {LIKE_NOT_AN_ID}")
+        return _detail_page(request, campaign, refused_status=400)
     try:
         campaign_launch(
             campaign=campaign,
             actor=_actor(request),
-            forecast_like_campaign_id=id_from_text(like),
+            forecast_like_campaign_id=picked,
         )
     except DomainError as exc:
         details = exc.details if isinstance(exc.details, dict) else {}
@@ -621,7 +632,7 @@ def campaign_delete_view(request: HttpRequest, campaign_id: int) -> HttpResponse
 
 
 @require_GET
-@merchant_view()
+@merchant_view(json=True)
 def campaign_progress_json(request: HttpRequest, campaign_id: int) -> JsonResponse:
     """Polled by the campaign page while a launch runs."""
     campaign = _campaign_or_404(request, campaign_id)

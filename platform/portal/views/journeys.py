@@ -336,13 +336,13 @@ def journey_edit(request: HttpRequest, journey_id: int) -> HttpResponse:
 
 
 @require_POST
-@merchant_view(Capability.MANAGE_CAMPAIGNS)
+@merchant_view(Capability.MANAGE_CAMPAIGNS, json=True)
 def journey_create_json(request: HttpRequest) -> JsonResponse:
     return _journey_save(request, None)
 
 
 @require_POST
-@merchant_view(Capability.MANAGE_CAMPAIGNS)
+@merchant_view(Capability.MANAGE_CAMPAIGNS, json=True)
 def journey_save_json(request: HttpRequest, journey_id: int) -> JsonResponse:
     return _journey_save(request, _journey_or_404(request, journey_id))
 

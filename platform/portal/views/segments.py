@@ -371,7 +371,7 @@ def segment_edit(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 
 @require_POST
-@merchant_view()
+@merchant_view(json=True)
 def estimate_json(request: HttpRequest) -> JsonResponse:
     """The builder's live estimate: the same service as POST /api/v1/audiences/estimate, under the session."""
     try:
@@ -410,7 +410,7 @@ def estimate_json(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
-@merchant_view()
+@merchant_view(json=True)
 def parse_json(request: HttpRequest) -> JsonResponse:
     """Text to the builder and back: `{"expression": text}` or `{"definition": json}` gives the JSON form and the
     canonical text, or a 400 with the syntax error's position. Purely syntactic, so it spends no privacy budget."""
@@ -627,7 +627,7 @@ def segment_lookalike(request: HttpRequest, segment_id: int) -> HttpResponse:
 
 
 @require_GET
-@merchant_view()
+@merchant_view(json=True)
 def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
     """The tag catalogue for the builder's autocomplete and rule rows, with each tag's released reach."""
     slug = request.portal.merchant.slug
@@ -645,7 +645,7 @@ def tag_catalogue_json(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
-@merchant_view()
+@merchant_view(json=True)
 def action_values_json(request: HttpRequest) -> JsonResponse:
     """Categories, brands or products (`argument`) starting with `prefix` that the merchant may name in actions
     (segments/targeting.py: its own, and categories and brands sold by enough merchants), for the builder's

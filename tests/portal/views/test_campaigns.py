@@ -141,6 +141,18 @@ def test_launch_refusals_are_explained(portal_client, population, merchant, appr
     assert campaign.status == "draft"
 
 
+@pytest.mark.parametrize("like", ["abc", "²", "0", "-3", "9" * 30, "12 "])
+def test_a_launch_learning_from_text_that_is_no_id_is_refused_not_launched_automatically(
+    portal_client, audience, merchant, like
+):
+    campaign = draft(merchant, audience)
+    response = portal_client.post(f"/campaigns/{campaign.pk}/launch/", {"like": like})
+    assert response.status_code == 400
+    assert "Not launched: The campaign to learn from must be given by its id." in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+
+
 def test_preview_uses_a_consumer_of_the_audience_and_checks_placeholders(portal_client, audience):
     body = portal_client.post(
         "/campaigns/preview/",

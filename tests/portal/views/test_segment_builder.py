@@ -57,7 +57,7 @@ def test_bad_requests_are_400s_that_say_why(portal_client, body):
 
 def test_parse_needs_a_signed_in_merchant_user(client, db):
     response = client.post("/segments/parse/", "{}", content_type="application/json")
-    assert response.status_code in (302, 403)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "signed_out"
 
 
 def test_the_vocabulary_follows_the_language(merchant):

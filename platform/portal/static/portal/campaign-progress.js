@@ -14,6 +14,8 @@
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (p) {
+        // Refused (signed out, the campaign gone): say why and stop polling; numbers cannot come any more.
+        if (p.error) { status.textContent = p.error.message; return; }
         written.value = p.percent_written;
         written.textContent = p.percent_written + "%";
         dispatched.value = p.percent_dispatched;

@@ -698,6 +698,13 @@
     slot.scrollIntoView({ block: "center" });
   }
 
+  // Signing in again (in another tab, as a signed_out refusal asks) renews the CSRF token: the cookie has the new
+  // one, so a save after that goes through without reloading the page and losing the work on it.
+  function currentCsrf() {
+    var m = /(?:^|;\s*)csrftoken=([^;]+)/.exec(document.cookie);
+    return m ? decodeURIComponent(m[1]) : csrf;
+  }
+
   function save() {
     clearErrors();
     var body = payload();
@@ -706,7 +713,7 @@
     fetch(config.urls.save, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": currentCsrf() },
       body: JSON.stringify(body),
     })
       .then(function (r) { return r.json().then(function (data) { return { status: r.status, data: data }; }); })

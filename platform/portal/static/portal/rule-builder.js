@@ -138,6 +138,11 @@
     function setProblem(error, text, fromBuilder) {
       problem = error || null;
       if (!error) { problemBox.hidden = true; problemBox.textContent = ""; return; }
+      if (isRefusal(error)) {
+        problemBox.textContent = error.message;
+        problemBox.hidden = false;
+        return;
+      }
       var where = error.line > 1 ? "line " + error.line + ", column " + error.column : "column " + (error.column || 1);
       problemBox.textContent = fromBuilder
         ? "A rule is not complete yet (" + where + " of the expression): " + error.message.replace(/ at (line \d+, )?column \d+$/, "") + "."
@@ -584,7 +589,13 @@
   }
 
   /* A syntax error drawn under the text: the line, a caret under the column, and why. */
+  /* The portal's refusals of a request itself (signed out, a stale page, no longer there, not allowed): they are
+     about no place in the expression, so they are shown as they are, with no caret. */
+  var REFUSALS = { signed_out: true, csrf_failed: true, not_found: true, forbidden: true };
+  function isRefusal(error) { return !!(error && REFUSALS[error.code]); }
+
   function errorText(error, text) {
+    if (isRefusal(error)) return error.message;
     var lines = String(text).split("\n");
     var lineNo = error.line || 1;
     var column = error.column || (typeof error.offset === "number" ? error.offset + 1 : 1);
@@ -608,5 +619,5 @@
     };
   }
 
-  global.RuleBuilder = { mount: mount, errorText: errorText, valueFetcher: valueFetcher };
+  global.RuleBuilder = { mount: mount, errorText: errorText, isRefusal: isRefusal, valueFetcher: valueFetcher };
 })(window);

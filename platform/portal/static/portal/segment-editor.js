@@ -265,7 +265,7 @@
           return;
         }
         if (res.body.error) {
-          showError(res.body.error, text);
+          showError(window.RuleBuilder.isRefusal(res.body.error) ? null : res.body.error, text);
           setEstimate("—", "—", "", res.body.error.message);
           return;
         }
