@@ -107,8 +107,9 @@ def test_estimate_explains_when_tagging_is_not_approved(portal_client, populatio
 
 
 def test_estimate_needs_a_signed_in_member(client, population):
+    # The editor's script fetches it: signed out is a JSON refusal it can show (401), not a redirect to the login page.
     response = estimate(client, "country:SG")
-    assert response.status_code == 302
+    assert response.status_code == 401 and response.json()["error"]["code"] == "signed_out"
 
 
 # --- building and saving ----------------------------------------------------------------------------------------
