@@ -636,7 +636,7 @@ def snapshot_bitmap(snapshot_id: int, size: int, stamp: datetime | None = None) 
     row = SegmentSnapshot.objects.filter(pk=snapshot_id).values_list("members", "segment_id").first()
     data, segment_id = row if row is not None else (None, None)
     try:
-        bitmap = FrozenBitMap.deserialize(bytes(data)) if data else FrozenBitMap()
+        bitmap = SegmentSnapshot.deserialise(data)
     except ValueError:  # what pyroaring raises for bytes that are not a serialised bitmap
         logger.error(
             "segments.snapshot_unreadable: the members of snapshot %s of segment %s could not be read; "

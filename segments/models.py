@@ -141,7 +141,12 @@ class SegmentSnapshot(models.Model):
         return f"{self.segment_id} v{self.version} {self.status} ({self.computed_at:%Y-%m-%d %H:%M})"
 
     def members_bitmap(self) -> FrozenBitMap:
-        return FrozenBitMap.deserialize(bytes(self.members)) if self.members else FrozenBitMap()
+        return SegmentSnapshot.deserialise(self.members)
+
+    @staticmethod
+    def deserialise(data: bytes | memoryview | None) -> FrozenBitMap:
+        """Stored members as a bitmap (none stored: empty). Raises ValueError for bytes that are not a bitmap."""
+        return FrozenBitMap.deserialize(bytes(data)) if data else FrozenBitMap()
 
     @staticmethod
     def serialise(members: BitMap | FrozenBitMap) -> bytes:

@@ -967,7 +967,7 @@ def snapshots_erase_consumer(*, consumer_id: int) -> dict[str, int]:
         for snapshot_id, data in batch:
             last_id = snapshot_id
             try:
-                members = BitMap.deserialize(bytes(data)) if data else BitMap()
+                members = BitMap(SegmentSnapshot.deserialise(data))
             except ValueError:  # what pyroaring raises for bytes that are not a serialised bitmap
                 # Damaged bytes cannot say whether the consumer is in them: drop them rather than keep a
                 # membership nobody can check or erase. The segment's next refresh computes it anew.
