@@ -138,6 +138,22 @@ def test_killing_the_worker_while_steps_are_due_loses_and_doubles_nothing(
     assert set(JourneyEnrolment.objects.filter(journey=journey).values_list("state", flat=True)) == {"completed"}
 
 
+def _cart_then_message_without_a_tick(person, merchant, journey, sku: str, worker) -> None:
+    """The consented person carts a tent; the journey's message must follow with nobody ticking (no beat, no test
+    tick): whatever the cart sets off on the worker has to schedule the tick itself."""
+    consents_record_for([person.pk], purpose=Purpose.DIRECT_MARKETING)
+    events_ingest_rows(
+        [event_row(consumer=person, merchant=merchant, sku=sku, category_path="tents", event_type=EventType.CART)]
+    )
+    wait_for(
+        lambda: JourneySend.objects.filter(journey=journey, consumer_id=person.pk).exists(),
+        timeout=60,
+        what="the journey's message",
+        worker=worker,
+        tick=False,
+    )
+
+
 def test_an_ingested_event_reaches_its_journey_without_waiting_for_beat(
     worker_env, celery_worker_process, merchant, approve_activity
 ):
@@ -159,17 +175,7 @@ def test_an_ingested_event_reaches_its_journey_without_waiting_for_beat(
     )
     journey_activate(journey=journey, actor="test")
     (person,) = consumers_create(1, prefix="worker-event-tick")
-    consents_record_for([person.pk], purpose=Purpose.DIRECT_MARKETING)
-    events_ingest_rows(
-        [event_row(consumer=person, merchant=merchant, sku="TENT-2", category_path="tents", event_type=EventType.CART)]
-    )
-    wait_for(
-        lambda: JourneySend.objects.filter(journey=journey, consumer_id=person.pk).exists(),
-        timeout=60,
-        what="the journey's message",
-        worker=celery_worker_process,
-        tick=False,
-    )
+    _cart_then_message_without_a_tick(person, merchant, journey, "TENT-2", celery_worker_process)
 
 
 def test_entering_a_real_time_segment_reaches_its_journey_without_waiting_for_beat(
@@ -209,14 +215,4 @@ def test_entering_a_real_time_segment_reaches_its_journey_without_waiting_for_be
         steps=[{"type": "send", "title": "Hello from {store_name}", "body": "Tents are in.", "products": 0}],
     )
     journey_activate(journey=journey, actor="test")
-    consents_record_for([person.pk], purpose=Purpose.DIRECT_MARKETING)
-    events_ingest_rows(
-        [event_row(consumer=person, merchant=merchant, sku="TENT-3", category_path="tents", event_type=EventType.CART)]
-    )
-    wait_for(
-        lambda: JourneySend.objects.filter(journey=journey, consumer_id=person.pk).exists(),
-        timeout=60,
-        what="the journey's message",
-        worker=celery_worker_process,
-        tick=False,
-    )
+    _cart_then_message_without_a_tick(person, merchant, journey, "TENT-3", celery_worker_process)
