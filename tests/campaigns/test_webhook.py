@@ -96,22 +96,32 @@ def test_webhook_failures_are_recorded_on_deliveries_and_the_campaign(
     assert campaign.failed_count == 200 and campaign.dispatched_count == 0
 
 
-def test_a_withdrawal_before_dispatch_keeps_the_message_off_the_webhook(
-    merchant, dm_approved, consented_consumers, receiver
-):
+def _webhook_campaign_written(merchant, consumers):
+    """A webhook campaign whose deliveries are written for `consumers` and which is about to dispatch: (campaign,
+    its run token)."""
     from campaigns.activation import campaign_run_begin
     from campaigns.deliveries import deliveries_write_batch, run_context
     from campaigns.models import Campaign, Phase
 
-    from .conftest import freeze_audience, run_steps, withdraw_consent
+    from .conftest import freeze_audience
 
     campaign = make_campaign(merchant, channel=Channel.WEBHOOK, control_share=Decimal("0"))
     token = campaign_run_begin(campaign_id=campaign.pk)
-    freeze_audience(campaign, consented_consumers)
+    freeze_audience(campaign, consumers)
     ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
     while deliveries_write_batch(ctx=ctx, run_token=token):
         pass
     Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)
+    return campaign, token
+
+
+def test_a_withdrawal_before_dispatch_keeps_the_message_off_the_webhook(
+    merchant, dm_approved, consented_consumers, receiver
+):
+
+    from .conftest import run_steps, withdraw_consent
+
+    campaign, token = _webhook_campaign_written(merchant, consented_consumers)
     withdraw_consent(consented_consumers[:7])
     run_steps(campaign, token)
     withdrawn = Delivery.objects.filter(campaign=campaign, consumer_id__in=consented_consumers[:7])
@@ -133,21 +143,13 @@ def test_two_claimers_never_post_a_campaign_message_twice_however_long_a_dispatc
     from django.db import connection
 
     from campaigns import dispatch
-    from campaigns.activation import StepOutcome, campaign_activation_step, campaign_run_begin
-    from campaigns.deliveries import deliveries_write_batch, run_context
-    from campaigns.models import Campaign, Phase
+    from campaigns.activation import StepOutcome, campaign_activation_step
     from campaigns.services import campaigns_resume_stalled
 
-    from .conftest import freeze_audience, run_steps
+    from .conftest import run_steps
 
     settings.CAMPAIGN_WEBHOOK_BATCH_SIZE = 40  # five POSTs
-    campaign = make_campaign(merchant, channel=Channel.WEBHOOK, control_share=Decimal("0"))
-    token = campaign_run_begin(campaign_id=campaign.pk)
-    freeze_audience(campaign, consented_consumers)
-    ctx = run_context(Campaign.objects.select_related("merchant").get(pk=campaign.pk))
-    while deliveries_write_batch(ctx=ctx, run_token=token):
-        pass
-    Campaign.objects.filter(pk=campaign.pk).update(phase=Phase.DISPATCHING)
+    campaign, token = _webhook_campaign_written(merchant, consented_consumers)
     real_post = dispatch.webhook_post
     second: list = []
 
