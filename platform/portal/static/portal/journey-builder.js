@@ -114,27 +114,9 @@
   var uid = 0;
   function nextId(prefix) { return (prefix || "jb") + "-" + (++uid); }
 
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (attrs[k] === null || attrs[k] === undefined || attrs[k] === false) return;
-      if (k === "text") node.textContent = attrs[k];
-      else if (k === "value") node.value = attrs[k];
-      else node.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
-    });
-    (children || []).forEach(function (c) { if (c) node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
-    return node;
-  }
-
-  function select(attrs, options, current) {
-    var s = el("select", attrs);
-    options.forEach(function (o) {
-      var opt = el("option", { value: o[0], text: o[1] });
-      if (String(o[0]) === String(current)) opt.selected = true;
-      s.appendChild(opt);
-    });
-    return s;
-  }
+  // Drawn with the rule builder's helpers (loaded first on the page): one el, one select.
+  var el = window.RuleBuilder.el;
+  var select = window.RuleBuilder.select;
 
   function errorSlot(key) {
     return el("p", { class: "field-error", "data-error-for": key, id: nextId("jb-err"), hidden: true });

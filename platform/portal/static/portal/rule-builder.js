@@ -22,6 +22,32 @@
 (function (global) {
   "use strict";
 
+  /* ---------------------------------------------------------------- drawing helpers (also RuleBuilder.el/select) */
+  // An element with attributes (null, undefined and false left out; true as an empty attribute; "text" is its
+  // text, "value" its value) and children (elements, or strings as text).
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (attrs[k] === null || attrs[k] === undefined || attrs[k] === false) return;
+      if (k === "text") node.textContent = attrs[k];
+      else if (k === "value") node.value = attrs[k];
+      else node.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
+    return node;
+  }
+
+  // A <select> of [value, label] options with `current` selected.
+  function select(attrs, options, current) {
+    var s = el("select", attrs);
+    options.forEach(function (o) {
+      var opt = el("option", { value: o[0], text: o[1] });
+      if (String(o[0]) === String(current)) opt.selected = true;
+      s.appendChild(opt);
+    });
+    return s;
+  }
+
   function mount(options) {
     var root = options.root;
     var editor = options.editor;
@@ -277,28 +303,7 @@
       return null;
     }
 
-    /* ---- drawing */
-    function el(tag, attrs, children) {
-      var node = document.createElement(tag);
-      Object.keys(attrs || {}).forEach(function (k) {
-        if (attrs[k] === null || attrs[k] === undefined || attrs[k] === false) return;
-        if (k === "text") node.textContent = attrs[k];
-        else node.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
-      });
-      (children || []).forEach(function (c) { if (c) node.appendChild(c); });
-      return node;
-    }
-
-    function select(attrs, options, current) {
-      var s = el("select", attrs);
-      options.forEach(function (o) {
-        var opt = el("option", { value: o[0], text: o[1] });
-        if (String(o[0]) === String(current)) opt.selected = true;
-        s.appendChild(opt);
-      });
-      return s;
-    }
-
+    /* ---- drawing (el and select: the module's own, shared with the journey builder) */
     function field(label, control, extra, className) {
       var id = idPrefix + "-" + (++uid);
       control.id = id;
@@ -619,5 +624,7 @@
     };
   }
 
-  global.RuleBuilder = { mount: mount, errorText: errorText, isRefusal: isRefusal, valueFetcher: valueFetcher };
+  global.RuleBuilder = {
+    mount: mount, errorText: errorText, isRefusal: isRefusal, valueFetcher: valueFetcher, el: el, select: select,
+  };
 })(window);
