@@ -235,6 +235,18 @@ class SegmentUpdateInput(serializers.Serializer):
         return attrs
 
 
+# What a lookalike or persuadable segment's stored spec may show a merchant: the recipe they asked for. The rest
+# (a persuadable model's hold-out evaluation, exact counts of treated and converted consumers, the rows it was
+# trained on) are exact figures the release layer shows only with noise (campaigns.uplift's public evaluation).
+LOOKALIKE_RECIPE_KEYS = ("size", "min_similarity", "method", "campaign", "share", "learner")
+
+
+def lookalike_recipe(spec: dict | None) -> dict | None:
+    if spec is None:
+        return None
+    return {key: spec[key] for key in LOOKALIKE_RECIPE_KEYS if key in spec}
+
+
 class SegmentOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -243,7 +255,10 @@ class SegmentOutput(serializers.Serializer):
     expression = serializers.CharField(source="definition")
     definition = serializers.JSONField(source="definition_json", allow_null=True)
     seed_segment_id = serializers.IntegerField(source="seed_id", allow_null=True)
-    lookalike = serializers.JSONField(source="lookalike_spec", allow_null=True)
+    lookalike = serializers.SerializerMethodField(
+        help_text="The recipe a lookalike or persuadable segment was made by (size, similarity, method; campaign, "
+        "share, learner). What it was evaluated on stays stored, unreleased, and is not shown."
+    )
     refresh_policy = serializers.CharField()
     scope = serializers.CharField(help_text="Whom it counts (and its size is among): marketplace or my_customers.")
     crontab = serializers.SerializerMethodField()
@@ -260,6 +275,10 @@ class SegmentOutput(serializers.Serializer):
     last_refreshed_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_lookalike(self, segment: Segment) -> dict | None:
+        return lookalike_recipe(segment.lookalike_spec)
 
     def get_crontab(self, segment) -> str | None:
         return segment_crontab(segment)

@@ -228,6 +228,11 @@ def test_the_api_offers_persuadables_for_a_campaign_like_this_one(
 
     exact = Segment.objects.get(pk=body["id"]).snapshots.get().size
     assert body["size"] == released_public(f"segment:{body['id']}:size", exact)  # never the exact size
+    # The recipe, not the exact hold-out figures it was evaluated on (those are released only with noise), here
+    # and when the segment is read again.
+    again = merchant_client.get(f"/api/v1/segments/{body['id']}").json()
+    for shown in (body["lookalike"], again["lookalike"]):
+        assert shown == {"campaign": campaign.pk, "size": 150, "share": None, "learner": shown["learner"]}
     assert merchant_client.post(url, {"name": "Too few", "size": 5}, format="json").status_code == 422
     assert merchant_client.post(url, {"name": "Persuadables", "size": 150}, format="json").status_code == 409
     assert other_merchant_client.post(url, {"name": "Mine", "size": 150}, format="json").status_code == 404
