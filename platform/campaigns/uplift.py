@@ -747,30 +747,36 @@ def _candidates_reached(campaign_ids: list[int]) -> dict[int, Any]:
     }
 
 
-def _most_similar(candidates: list, audience) -> int | None:
-    """The candidate whose treatment and control consumers overlap the audience most (Jaccard index of the two
-    sets), ties to the most recently completed, among those sharing at least MIN_AUDIENCE consumers with the
-    audience (so both sets hold at least that many); None when none does. The pick is named to the merchant: one
-    made on a small overlap would say something about the few consumers shared. Only the choice leaves this
-    function, never the overlap."""
+def _most_similar(candidates: list, audience, *, campaign) -> int | None:
+    """The candidate whose treatment and control consumers overlap the audience most, ties to the most recently
+    completed, among those whose overlap is released (not suppressed) at MIN_AUDIENCE or more; None when none is.
+
+    The pick is named to the merchant, so it is made from released overlaps only (privacy.services.release_figures,
+    one subject per draft and candidate): a choice made on exact counts would answer, for a narrow audience,
+    whether those few consumers were in a past campaign. The overlaps themselves are never shown."""
     from django.conf import settings
     from pyroaring import BitMap
 
-    minimum = int(settings.MIN_AUDIENCE)
-    if len(audience) < minimum:
-        return None
+    from privacy.services import release_figures
+
     # forecast_candidates counted each candidate's groups in the database; their consumers are read here once,
     # every candidate's in the same query.
     reached_by = _candidates_reached([candidate.pk for candidate in candidates])
-    best, best_score = None, -1.0
-    for candidate in candidates:  # newest first, so a tie keeps the newer one
-        reached = reached_by.get(candidate.pk, BitMap())
-        shared = len(reached & audience)
-        if shared < minimum:
-            continue
-        score = shared / len(reached | audience)
-        if score > best_score:
-            best, best_score = candidate.pk, score
+    overlaps = release_figures(
+        merchant_id=campaign.merchant_id,
+        figures=[
+            (
+                f"campaign:{campaign.pk}:forecast:overlap:{candidate.pk}",
+                len(reached_by.get(candidate.pk, BitMap()) & audience),
+            )
+            for candidate in candidates
+        ],
+    )
+    minimum = int(settings.MIN_AUDIENCE)
+    best, best_overlap = None, minimum - 1
+    for candidate, overlap in zip(candidates, overlaps, strict=True):  # newest first: a tie keeps the newer one
+        if overlap.value is not None and not overlap.withheld and overlap.value > best_overlap:
+            best, best_overlap = candidate.pk, overlap.value
     return best
 
 
@@ -806,8 +812,8 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
 
     The model is trained on `like_campaign_id` (one of the merchant's completed campaigns with at least MIN_ARM
     consumers in each group), or else on the most similar such campaign: of the FORECAST_CANDIDATES most
-    recently completed, the one whose treatment and control consumers overlap this audience most (Jaccard
-    index), ties to the newest, among those sharing at least MIN_AUDIENCE consumers with it; when none does,
+    recently completed, the one whose treatment and control consumers overlap this audience most by released
+    count, ties to the newest, among those whose released overlap is at least MIN_AUDIENCE; when none is,
     the most recently completed ("most_recent"). The audience is the current members of the include segments
     (latest snapshots) minus the exclude segments', among live consumers; consent and frequency caps at launch can
     only shrink it. They are scored on their behaviour before the start of the UTC day (scoring_moment) by the
@@ -833,7 +839,7 @@ def campaign_forecast_exact(*, campaign, like_campaign_id: int | None = None) ->
                 f"{MIN_ARM} treatment and {MIN_ARM} control consumers to learn from.",
                 code="no_uplift_model",
             )
-        similar = _most_similar(candidates, audience)
+        similar = _most_similar(candidates, audience, campaign=campaign)
         used, chosen_by = (similar, "most_similar") if similar is not None else (candidates[0].pk, "most_recent")
     data = campaign_rows(campaign_ids=[used], merchant_id=campaign.merchant_id)
     try:

@@ -203,9 +203,9 @@ def test_the_report_compares_the_frozen_forecast_with_the_released_result(
 
 def test_a_small_overlap_never_picks_the_campaign_to_learn_from(merchant, all_purposes_approved, merchant_client):
     """The automatic pick is named to the merchant: a campaign chosen because it shares a handful of consumers with
-    the audience would say something about those few. Only a past campaign sharing at least MIN_AUDIENCE consumers
-    with the audience counts as similar; when none does, the forecast learns from the most recently completed one
-    and says so."""
+    the audience would say something about those few. Only a past campaign whose released overlap with the audience
+    is at least MIN_AUDIENCE counts as similar; when none does, the forecast learns from the most recently completed
+    one and says so."""
     from django.conf import settings
 
     from campaigns.uplift import campaign_forecast_exact
@@ -219,9 +219,25 @@ def test_a_small_overlap_never_picks_the_campaign_to_learn_from(merchant, all_pu
     body = merchant_client.get(f"/api/v1/campaigns/{draft.pk}/forecast").json()
     assert (body["like_campaign_id"], body["chosen_by"]) == (second.pk, "most_recent")
 
-    draft.include_segments.set([_segment(merchant, "enough", sorted(browsers)[: settings.MIN_AUDIENCE])])
+    # Clearly enough: the overlaps compared are released ones, and a released count near MIN_AUDIENCE is suppressed.
+    draft.include_segments.set([_segment(merchant, "enough", sorted(browsers))])
     exact = campaign_forecast_exact(campaign=draft)
     assert (exact.like_campaign_id, exact.chosen_by) == (first.pk, "most_similar")
+
+
+def test_the_pick_is_made_on_released_overlaps_not_exact_ones(merchant, all_purposes_approved):
+    """An exact overlap of MIN_AUDIENCE consumers passed the exact gate, so a merchant could tell from the choice
+    whether a narrow audience had been in a past campaign. The overlaps compared are released: one this small is
+    suppressed, and the pick falls back to the most recent campaign."""
+    from django.conf import settings
+
+    from campaigns.uplift import campaign_forecast_exact
+
+    first, browsers, _ = _completed_campaign_with_a_planted_effect(merchant, name="First")
+    second, _, _ = _completed_campaign_with_a_planted_effect(merchant, start=5000, seed=9, name="Second")
+    draft = _scheduled_draft(merchant, _segment(merchant, "exactly enough", sorted(browsers)[: settings.MIN_AUDIENCE]))
+    exact = campaign_forecast_exact(campaign=draft)
+    assert (exact.like_campaign_id, exact.chosen_by) == (second.pk, "most_recent")
 
 
 def test_each_campaign_learned_from_is_its_own_released_question(merchant, all_purposes_approved, monkeypatch):
@@ -289,13 +305,13 @@ def test_the_most_similar_campaign_is_found_reading_the_candidates_consumers_in_
 
     from .conftest import make_consumers
 
-    ids = make_consumers(400)
+    ids = make_consumers(1500)
     past = []
-    for k in range(4):  # 120 consumers each (60 treated, 60 held out), each campaign 80 further along
+    for k in range(4):  # 400 consumers each (200 treated, 200 held out), each campaign 250 further along
         campaign = make_campaign(
             merchant, name=f"Past {k}", status=CampaignStatus.COMPLETED, completed_at=timezone.now() - timedelta(k)
         )
-        reached = ids[80 * k : 80 * k + 120]
+        reached = ids[250 * k : 250 * k + 400]
         Delivery.objects.bulk_create(
             Delivery(
                 campaign=campaign,
@@ -309,7 +325,7 @@ def test_the_most_similar_campaign_is_found_reading_the_candidates_consumers_in_
     candidates = forecast_candidates(merchant_id=merchant.pk)
     assert [c.pk for c in candidates] == [c.pk for c in past]  # newest first
     with CaptureQueriesContext(connection) as queries:
-        chosen = _most_similar(candidates, BitMap(ids[160:280]))
+        chosen = _most_similar(candidates, BitMap(ids[500:900]), campaign=make_campaign(merchant, name="Draft"))
     assert chosen == past[2].pk  # it reached exactly this audience
     reads = [q["sql"] for q in queries if Delivery._meta.db_table in q["sql"]]
     assert len(reads) == 1, reads
