@@ -238,7 +238,7 @@ class SegmentUpdateInput(serializers.Serializer):
 # What a lookalike or persuadable segment's stored spec may show a merchant: the recipe they asked for. The rest
 # (a persuadable model's hold-out evaluation, exact counts of treated and converted consumers, the rows it was
 # trained on) are exact figures the release layer shows only with noise (campaigns.uplift's public evaluation).
-LOOKALIKE_RECIPE_KEYS = ("size", "min_similarity", "method", "campaign", "share", "learner")
+LOOKALIKE_RECIPE_KEYS = ("size", "min_similarity", "method", "campaign", "share", "learner", "response")
 
 
 def lookalike_recipe(spec: dict | None) -> dict | None:
@@ -256,8 +256,8 @@ class SegmentOutput(serializers.Serializer):
     definition = serializers.JSONField(source="definition_json", allow_null=True)
     seed_segment_id = serializers.IntegerField(source="seed_id", allow_null=True)
     lookalike = serializers.SerializerMethodField(
-        help_text="The recipe a lookalike or persuadable segment was made by (size, similarity, method; campaign, "
-        "share, learner). What it was evaluated on stays stored, unreleased, and is not shown."
+        help_text="The recipe a lookalike, persuadable or response segment was made by (size, similarity, method; "
+        "campaign, share, learner, response). What it was evaluated on stays stored, unreleased, and is not shown."
     )
     refresh_policy = serializers.CharField()
     scope = serializers.CharField(help_text="Whom it counts (and its size is among): marketplace or my_customers.")

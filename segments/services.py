@@ -203,6 +203,18 @@ def segment_name_require_free(*, merchant: Merchant | int, name: str, other_than
         raise segment_name_taken(name)
 
 
+def segment_named_create(*, merchant_id: int, name: str, **fields: Any) -> Segment:
+    """Create a segment row under a name the merchant does not use yet: the check, and the unique constraint for
+    two requests racing past it (a double-submitted form), both answer 409 `duplicate_name`, never a 500. For the
+    segments other apps make (persuadables, responses); call it inside their transaction."""
+    segment_name_require_free(merchant=merchant_id, name=name)
+    try:
+        with transaction.atomic():  # a savepoint: the caller's transaction survives the refused insert
+            return Segment.objects.create(merchant_id=merchant_id, name=name, **fields)
+    except IntegrityError:
+        raise segment_name_taken(name) from None
+
+
 def segment_create(
     *,
     merchant: Merchant,

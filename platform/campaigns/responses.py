@@ -15,7 +15,7 @@ from pyroaring import BitMap
 
 from merchants.errors import Invalid, NotFound, Unprocessable
 from segments.models import Segment, SegmentKind
-from segments.services import segment_members_write, segment_name_require_free
+from segments.services import segment_members_write, segment_named_create
 
 from .models import Campaign, CampaignStatus, Delivery, Group
 from .selectors import delivery_rows
@@ -67,8 +67,7 @@ def response_segment_create(
     name = (name or f"{campaign.name}: {label}")[:200]
     members = _members(campaign, response)
     with transaction.atomic():
-        segment_name_require_free(merchant=merchant_id, name=name)
-        segment = Segment.objects.create(
+        segment = segment_named_create(
             merchant_id=merchant_id,
             name=name,
             kind=SegmentKind.RESPONSE,

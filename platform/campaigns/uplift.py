@@ -488,8 +488,8 @@ def persuadables_create(
 
     from consumers.models import Event
     from merchants.errors import Invalid, NotFound, Unprocessable
-    from segments.models import Segment, SegmentKind
-    from segments.services import segment_members_write, segment_name_require_free
+    from segments.models import SegmentKind
+    from segments.services import segment_members_write, segment_named_create
     from tags.selectors import live_consumers_bitmap
 
     from .models import Campaign, CampaignStatus
@@ -539,8 +539,7 @@ def persuadables_create(
         "trained_rows": int(data.treatment.size),
     }
     with transaction.atomic():
-        segment_name_require_free(merchant=merchant_id, name=name)
-        segment = Segment.objects.create(
+        segment = segment_named_create(
             merchant_id=merchant_id,
             name=name,
             kind=SegmentKind.PERSUADABLE,

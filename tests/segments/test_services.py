@@ -417,3 +417,24 @@ def test_deleting_a_used_segment_names_everything_that_uses_it(world, merchant):
     assert "the segment 'outer'" in refused.value.message and "the lookalike 'like inner'" in refused.value.message
     assert refused.value.details == {"segments": ["outer"], "lookalikes": ["like inner"]}
     assert Segment.objects.filter(pk=inner.pk).exists()
+
+
+def test_a_name_taken_by_a_racing_request_is_a_409_not_a_500(merchant, monkeypatch):
+    """Two requests (a double-submitted persuadables form) can both pass the name check before either inserts: the
+    unique constraint refuses the second, and that is the same 409 as the check's, with the caller's transaction
+    still usable."""
+    from django.db import transaction
+
+    from merchants.errors import Conflict
+    from segments import services
+    from segments.models import Segment, SegmentKind
+
+    Segment.objects.create(merchant=merchant, name="Persuadables", kind=SegmentKind.PERSUADABLE, definition="x")
+    monkeypatch.setattr(services, "segment_name_require_free", lambda **kwargs: None)  # the other request's view
+    with transaction.atomic():
+        with pytest.raises(Conflict) as refused:
+            services.segment_named_create(
+                merchant_id=merchant.pk, name="Persuadables", kind=SegmentKind.PERSUADABLE, definition="y"
+            )
+        assert refused.value.code == "duplicate_name"
+        assert Segment.objects.filter(merchant=merchant).count() == 1  # the transaction goes on
