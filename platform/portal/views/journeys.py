@@ -359,7 +359,11 @@ def _journey_save(request: HttpRequest, journey: Journey | None) -> JsonResponse
         return json_error(400, "bad_request", "Send the journey as an object.")
     payload.pop("template", None)
     data = JourneyInputSerializer(data=payload, partial=journey is not None)
-    if not data.is_valid():
+    try:
+        valid = data.is_valid()
+    except RecursionError:  # JSON that json.loads takes but the serializer's JSONField cannot dump back
+        return json_error(400, "bad_request", "The journey is nested too deeply.")
+    if not valid:
         field, problems = next(iter(data.errors.items()))
         message = problems[0] if isinstance(problems, list) and problems else str(problems)
         return json_error(400, "invalid", f"{field}: {message}", {"field": field})

@@ -231,3 +231,16 @@ def test_a_save_over_a_journey_saved_since_the_builder_opened_is_refused_with_no
     draft_journey.refresh_from_db()
     assert draft_journey.name == "First"
     assert draft_journey.current_version.steps == ABANDONED_CART["steps"]
+
+
+def test_steps_nested_deeper_than_the_serializer_can_read_are_a_400_not_a_500(portal_client):
+    """json.loads takes a few hundred levels more than the serializer's JSONField can dump back: the builder's save
+    answers such a body with a JSON 400, as the API's exception handler does, and stores nothing."""
+    # Where exactly the serializer gives up depends on the stack already in use: every depth around it.
+    for depth in range(700, 1000, 3):
+        body = '{"name": "deep", "trigger_kind": "event", "trigger_event": "carted()", "steps": ' + "[" * depth
+        body += "]" * depth + "}"
+        response = portal_client.post("/journeys/build/save/", data=body, content_type="application/json")
+        assert response.status_code == 400, (depth, response.status_code)
+        assert response.json()["error"]["code"] in ("bad_request", "invalid")
+    assert not Journey.objects.exists()
