@@ -82,6 +82,7 @@ class _RefusedEdit:
     rows: list[dict[str, Any]]
     auto_winner: bool
     message: str
+    updated_at_seen: str = ""  # the stamp the refused card was drawn with (kept after an edit conflict)
 
 
 def _detail_page(
@@ -99,7 +100,13 @@ def _detail_page(
             "error": "",
         }
         if refused is not None and refused.step == i and card["editor"] is not None:
-            card.update(editor=refused.rows, auto_winner=refused.auto_winner, error=refused.message, open=True)
+            card.update(
+                editor=refused.rows,
+                auto_winner=refused.auto_winner,
+                error=refused.message,
+                open=True,
+                updated_at=refused.updated_at_seen,
+            )
         cards.append(card)
     return page(
         request,
@@ -137,25 +144,33 @@ def journey_pause_view(request: HttpRequest, journey_id: int) -> HttpResponse:
 
 
 def _variant_rows(step: dict) -> list[dict[str, Any]]:
-    """The send step's messages as editable rows (one per variant, or the step's own), plus a blank row that adds a
-    variant when filled in (until there are MAX_VARIANTS)."""
+    """The send step's messages as editable rows (one per variant, or the step's own)."""
     has_variants = bool(step.get("variants"))
+    return _editor_rows(
+        [
+            {
+                "title": message.get("title", ""),
+                "body": message.get("body", ""),
+                "coupon_code": message.get("coupon_code", ""),
+                "discount_percent": "" if message.get("discount_percent") is None else message["discount_percent"],
+                "weight": step["variants"][i]["weight"] if has_variants else "",
+                "remove": False,
+            }
+            for i, message in enumerate(send_variants(step))
+        ]
+    )
+
+
+def _editor_rows(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as the card's lettered rows, plus a blank row that adds a variant when filled in (until there are
+    MAX_VARIANTS)."""
     rows = [
-        {
-            "index": i,
-            "letter": variant_letter(i + 1),
-            "title": message.get("title", ""),
-            "body": message.get("body", ""),
-            "coupon_code": message.get("coupon_code", ""),
-            "discount_percent": "" if message.get("discount_percent") is None else message["discount_percent"],
-            "weight": step["variants"][i]["weight"] if has_variants else "",
-            "new": False,
-        }
-        for i, message in enumerate(send_variants(step))
+        {**message, "index": i, "letter": variant_letter(i + 1), "new": False}
+        for i, message in enumerate(messages[:MAX_VARIANTS])
     ]
     if len(rows) < MAX_VARIANTS:
-        empty = {"title": "", "body": "", "coupon_code": "", "discount_percent": "", "weight": ""}
-        rows.append({"index": len(rows), "letter": variant_letter(len(rows) + 1), **empty, "new": True})
+        empty = {"title": "", "body": "", "coupon_code": "", "discount_percent": "", "weight": "", "remove": False}
+        rows.append({**empty, "index": len(rows), "letter": variant_letter(len(rows) + 1), "new": True})
     return rows
 
 
@@ -216,16 +231,17 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
         rows.append(row)
     auto_winner = bool(request.POST.get("auto_winner"))
 
-    def refused(message: str, status: int) -> HttpResponse:
+    def refused(message: str, status: int, *, stale: bool = False) -> HttpResponse:
         # Nothing was saved: the card opens again with what was typed and why it was refused, as the builder does.
-        editor = [
-            {**r, "index": i, "letter": variant_letter(i + 1), "new": False}
-            for i, r in enumerate(submitted[:MAX_VARIANTS])
-        ]
-        if len(editor) < MAX_VARIANTS:
-            empty = {"title": "", "body": "", "coupon_code": "", "discount_percent": "", "weight": "", "remove": False}
-            editor.append({**empty, "index": len(editor), "letter": variant_letter(len(editor) + 1), "new": True})
-        edit = _RefusedEdit(step=step, rows=editor, auto_winner=auto_winner, message=f"Not saved: {message}")
+        # After an edit conflict the card keeps the stamp it was drawn with, so saving the same rows again is
+        # refused again rather than overwriting the other edit: the merchant reloads, as the message says.
+        edit = _RefusedEdit(
+            step=step,
+            rows=_editor_rows(submitted),
+            auto_winner=auto_winner,
+            message=f"Not saved: {message}",
+            updated_at_seen=request.POST.get("updated_at", "") if stale else "",
+        )
         return _detail_page(request, journey, refused=edit, status=status)
 
     send = {k: v for k, v in steps[step].items() if k not in ("variants", "auto_winner", "weight")}
@@ -246,7 +262,7 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
             expected_updated_at=_updated_at_seen(request.POST.get("updated_at", "")),
         )
     except DomainError as exc:
-        return refused(exc.message, http_status_of(exc))
+        return refused(exc.message, http_status_of(exc), stale=exc.code == "edit_conflict")
     kind = f"an A/B test of {len(rows)} variants" if len(rows) > 1 else "one message"
     messages.success(request, f"Step {step + 1} now sends {kind}. New entrants get this version.")
     return redirect("portal:journey_detail", journey_id=journey.pk)

@@ -143,3 +143,13 @@ def test_a_refused_save_shows_the_card_again_with_what_was_typed(portal_client, 
         f"/journeys/{journey.pk}/steps/1/variants/", {"v0-title": "Mine", "v0-body": "B", "updated_at": seen}
     )
     assert stale.status_code == 409 and 'value="Mine"' in stale.content.decode()
+    # The refilled card still carries the stamp it was drawn with: saving it again as it is is refused again,
+    # instead of overwriting the other edit with rows typed before it.
+    kept = re.search(r'name="updated_at" value="([^"]+)"', stale.content.decode()).group(1)
+    assert kept == seen
+    again = portal_client.post(
+        f"/journeys/{journey.pk}/steps/1/variants/", {"v0-title": "Mine", "v0-body": "B", "updated_at": kept}
+    )
+    assert again.status_code == 409
+    journey.refresh_from_db()
+    assert journey.current_version.steps[1]["title"] == "First"
