@@ -438,11 +438,13 @@ def campaign_launch(*, campaign: Campaign, actor: str, forecast_like_campaign_id
         campaign.launched_at = timezone.now()
         campaign.launched_by = actor
         launched_id = campaign.pk
-        transaction.on_commit(lambda: _start_forecast_freeze(launched_id, forecast_like_campaign_id))
         if campaign.schedule_kind == ScheduleKind.NOW:
             _enqueue_activation(campaign.pk)
         else:
             _schedule_periodic(campaign)
+        # After the activation's: on-commit callbacks run in order, and in embedded mode (eager tasks) the
+        # forecast's training would otherwise run before the send starts.
+        transaction.on_commit(lambda: _start_forecast_freeze(launched_id, forecast_like_campaign_id))
         campaign.save()
     logger.info("campaign.launch_requested", extra={"fields": {"campaign_id": campaign.pk}})
     return campaign

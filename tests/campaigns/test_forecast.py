@@ -329,3 +329,23 @@ def test_the_most_similar_campaign_is_found_reading_the_candidates_consumers_in_
     assert chosen == past[2].pk  # it reached exactly this audience
     reads = [q["sql"] for q in queries if Delivery._meta.db_table in q["sql"]]
     assert len(reads) == 1, reads
+
+
+def test_a_launch_starts_the_send_before_the_forecast(merchant, all_purposes_approved, monkeypatch):
+    """The forecast never holds up a launch: its task is queued after the activation's, so in embedded mode (eager
+    tasks, run as they are queued) the send starts before any model is trained."""
+    from django.test import TestCase
+
+    from campaigns import services
+    from campaigns.models import ScheduleKind
+
+    started: list[str] = []
+    monkeypatch.setattr(services, "_start_activation", lambda campaign_id: started.append("activation"))
+    monkeypatch.setattr(services, "_start_forecast_freeze", lambda campaign_id, like: started.append("forecast"))
+    draft = _scheduled_draft(merchant, _segment(merchant, "audience", []))
+    draft.schedule_kind, draft.scheduled_at = ScheduleKind.NOW, None
+    draft.save(update_fields=["schedule_kind", "scheduled_at"])
+    monkeypatch.setattr(services, "audience_precheck", lambda campaign: None)  # the audience is not the question
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        services.campaign_launch(campaign=draft, actor="test")
+    assert started == ["activation", "forecast"]
