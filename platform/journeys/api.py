@@ -24,7 +24,9 @@ from .services import FIELDS as JOURNEY_FIELDS
 from .services import journey_activate, journey_create, journey_delete, journey_pause, journey_update
 from .templates import TEMPLATES, journey_from_template
 
-_JOURNEY_LOCAL_TIME = "A local time of day in the journey's time zone, HH:MM or HH:MM:SS, without an offset."
+_JOURNEY_LOCAL_TIME = (
+    "A local time of day in the platform's journey time zone (JOURNEY_TIME_ZONE), HH:MM or HH:MM:SS, without an offset."
+)
 _TARGET = {
     "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["exit"]}],
     "description": 'A later step\'s index, or "exit".',
@@ -150,7 +152,8 @@ class JourneyInputSerializer(serializers.Serializer):
     quiet_start = LocalTimeField(
         required=False,
         allow_null=True,
-        help_text="In the journey's time zone; adds to the platform's and the merchant's quiet hours.",
+        help_text="In the platform's journey time zone (JOURNEY_TIME_ZONE); adds to the platform's and the merchant's "
+        "quiet hours.",
     )
     quiet_end = LocalTimeField(required=False, allow_null=True, help_text=_JOURNEY_LOCAL_TIME)
     frequency_cap = serializers.IntegerField(min_value=1, max_value=1000, required=False, allow_null=True)

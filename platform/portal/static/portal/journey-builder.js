@@ -319,7 +319,7 @@
     if (readonly) own.disabled = true;
     own.id = nextId();
     own.addEventListener("change", function () { state.quiet_own = own.checked; changed(); renderSettings(); });
-    settingsBox.appendChild(el("div", { class: "field" }, [el("label", { class: "checkbox", for: own.id }, [own, "Own quiet hours (instead of the platform's)"])]));
+    settingsBox.appendChild(el("div", { class: "field" }, [el("label", { class: "checkbox", for: own.id }, [own, "Extra quiet hours for this journey (on top of the platform's and your store's)"])]));
     if (state.quiet_own) {
       settingsBox.appendChild(el("div", { class: "form-row" }, [
         field("Quiet from", textInput(state.quiet_start, function (v) { state.quiet_start = v; }, { type: "time" }), "quiet_start", "Sends due then wait until the quiet hours end."),
