@@ -11,7 +11,7 @@ from django.db.models import Max
 
 from privacy.subject_data import SubjectDataHandler, register
 
-from .evaluation import snapshot_bitmap
+from .evaluation import SnapshotUnreadable, snapshot_bitmap
 from .models import Segment, SegmentSnapshot, SnapshotStatus
 from .services import snapshots_erase_consumer
 
@@ -27,7 +27,11 @@ def segments_access(consumer_id: int) -> dict:
     for snapshot_id, segment_id, size, stamp in SegmentSnapshot.objects.filter(pk__in=list(latest_ids)).values_list(
         "pk", "segment_id", "size", "computed_at"
     ):
-        if consumer_id in snapshot_bitmap(snapshot_id, size, stamp):
+        try:
+            members = snapshot_bitmap(snapshot_id, size, stamp)
+        except SnapshotUnreadable:  # logged for the operator; damaged bytes say nothing (an erasure drops them)
+            continue
+        if consumer_id in members:
             member_of.append(segment_id)
     names = sorted(Segment.objects.filter(pk__in=member_of).values_list("name", flat=True))
     return {"segments": names}
