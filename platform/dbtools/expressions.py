@@ -30,11 +30,6 @@ class IdsIn(Expression):
     def set_source_expressions(self, exprs: list[Any]) -> None:
         (self.column,) = exprs
 
-    def resolve_expression(self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False):
-        resolved = super().resolve_expression(query, allow_joins, reuse, summarize, for_save)
-        resolved.column = self.column.resolve_expression(query, allow_joins, reuse, summarize, for_save)
-        return resolved
-
     def as_sql(self, compiler, connection, **extra_context):
         if not self.ids:
             return "1 = 0", []
