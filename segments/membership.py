@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
@@ -451,7 +452,11 @@ def _update_chunk(
     with transaction.atomic():
         # Lock the segments in id order (as refreshes do): two drains of the same consumers take turns, and the
         # second evaluates after the first's write, with whatever committed meanwhile.
-        locked = set(Segment.objects.select_for_update().filter(pk__in=sorted(closure)).values_list("pk", flat=True))
+        # (With each one's stream error as it is under the lock: one recorded by another drain meanwhile is seen.)
+        errors_at = dict(
+            Segment.objects.select_for_update().filter(pk__in=sorted(closure)).values_list("pk", "stream_error_at")
+        )
+        locked = set(errors_at)
         bitmaps = tag_bitmaps(tag_ids)
         snapshots = _latest_snapshots(sorted(locked))
         nested: dict[int, BitMap | FrozenBitMap] = {}
@@ -499,10 +504,8 @@ def _update_chunk(
                 outcome.exited += len(exited)
             nested[pk] = members
         transitions_write(transitions, at=now, source=source)
-        membership_entries_written(pk for pk, _consumer, kind in transitions if kind == TransitionKind.ENTERED.value)
-        # This update of these segments committed: an earlier failure no longer describes them. (Asked of the
-        # segments as read at the start of the update: a failure recorded since is cleared by the next one.)
-        failed = sorted(pk for pk in locked if segments[pk].segment.stream_error_at is not None)
+        # This update of these segments committed: an earlier failure no longer describes them.
+        failed = sorted(pk for pk, at in errors_at.items() if at is not None)
         if failed:
             Segment.objects.filter(pk__in=failed).update(stream_error="", stream_error_at=None)
     outcome.consumers = len(ids)
@@ -560,32 +563,35 @@ def _snapshot_patch(snapshot: SegmentSnapshot, members: BitMap, now: datetime) -
 def _transitions(segment_id: int, entered: BitMap, exited: BitMap) -> Iterator[tuple[int, int, str]]:
     """(segment id, consumer id, kind): entries, then exits."""
     for consumer_id in entered:
-        yield segment_id, consumer_id, TransitionKind.ENTERED.value
+        yield segment_id, consumer_id, ENTERED
     for consumer_id in exited:
         yield segment_id, consumer_id, TransitionKind.EXITED.value
 
 
 TRANSITION_COLUMNS = ("segment_id", "consumer_id", "kind", "at", "source")
+ENTERED = TransitionKind.ENTERED.value
 
 
 def transitions_write(rows: list[tuple[int, int, str]], *, at: datetime, source: str) -> None:
-    """Write (segment id, consumer id, kind) transitions stamped `at` from `source`: COPY on PostgreSQL (a drain
-    writes thousands per chunk, and building model instances cost more than evaluating them), bulk INSERT
-    elsewhere."""
+    """Write (segment id, consumer id, kind) transitions stamped `at` from `source` (a streaming chunk, a sweep, a
+    refresh) and announce the segments with entries to the entry feed: COPY on PostgreSQL (a drain writes thousands
+    per chunk, and building model instances cost more than evaluating them), bulk INSERT elsewhere."""
     if not rows:
         return
     if on_postgresql():
         table = MembershipTransition._meta.db_table
         with connection.cursor() as cursor:
             copy_rows(cursor, table, TRANSITION_COLUMNS, ((*row, at, source) for row in rows))
-        return
-    MembershipTransition.objects.bulk_create(
-        (
-            MembershipTransition(segment_id=segment_id, consumer_id=consumer_id, kind=kind, at=at, source=source)
-            for segment_id, consumer_id, kind in rows
-        ),
-        batch_size=2000,
-    )
+    else:
+        MembershipTransition.objects.bulk_create(
+            (
+                MembershipTransition(segment_id=segment_id, consumer_id=consumer_id, kind=kind, at=at, source=source)
+                for segment_id, consumer_id, kind in rows
+            ),
+            batch_size=2000,
+        )
+    # Where entries are written, they are announced (after commit): every writer tells, none has to remember to.
+    membership_entries_written({segment_id for segment_id, _consumer, kind in rows if kind == ENTERED})
 
 
 # ------------------------------------------------------------------------------------------------ the sweep
@@ -643,27 +649,17 @@ def _lapsed_ids(term: ActionTerm, merchant_id: int, before: datetime, after: dat
 
 
 def refresh_transitions(
-    *, segment_id: int, members: BitMap | FrozenBitMap, before: FrozenBitMap | None, at: datetime
-) -> list[MembershipTransition]:
-    """The transitions a batch refresh writes: entries then exits, ascending ids, at most
-    SEGMENT_REFRESH_TRANSITIONS_MAX (the snapshot's entered and exited counts stay exact)."""
+    *, segment_id: int, members: BitMap | FrozenBitMap, before: FrozenBitMap | None
+) -> list[tuple[int, int, str]]:
+    """The transitions a batch refresh writes, as transitions_write takes them: entries then exits, ascending ids,
+    at most SEGMENT_REFRESH_TRANSITIONS_MAX (the snapshot's entered and exited counts stay exact)."""
     limit = max(0, settings.SEGMENT_REFRESH_TRANSITIONS_MAX)
     if before is None or limit == 0:
         # A segment's first snapshot: everyone "enters" only in the sense of being computed; no transitions.
         return []
     entered = BitMap(members) - before
     exited = BitMap(before) - BitMap(members)
-    rows: list[MembershipTransition] = []
-    for kind, ids in ((TransitionKind.ENTERED, entered), (TransitionKind.EXITED, exited)):
-        for consumer_id in ids:
-            if len(rows) >= limit:
-                return rows
-            rows.append(
-                MembershipTransition(
-                    segment_id=segment_id, consumer_id=consumer_id, kind=kind, at=at, source=SOURCE_REFRESH
-                )
-            )
-    return rows
+    return list(islice(_transitions(segment_id, entered, exited), limit))
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,12 @@ from .evaluation import (
 from .language import SegmentSyntaxError, TagTerm, definition_parse, to_json
 from .lookalike import LookalikeError, lookalike_members
 from .membership import (
+    SOURCE_REFRESH,
     RefreshFollowUp,
-    membership_entries_written,
     refresh_follow_up,
     refresh_follow_up_needed,
     refresh_transitions,
+    transitions_write,
 )
 from .models import (
     MembershipTransition,
@@ -53,7 +54,6 @@ from .models import (
     SegmentSnapshot,
     SegmentStatus,
     SnapshotStatus,
-    TransitionKind,
 )
 from .sources import live_consumers_bitmap, tag_bitmaps
 
@@ -675,13 +675,10 @@ def _snapshots_write(results: list[RefreshResult], basis: ProcessingBasis, actor
         follow_ups = []
         for r in current:
             before = previous.get(r.segment_id)
-            transitions.extend(
-                refresh_transitions(segment_id=r.segment_id, members=r.computed.members, before=before, at=now)
-            )
+            transitions.extend(refresh_transitions(segment_id=r.segment_id, members=r.computed.members, before=before))
             changed = BitMap(r.computed.members) ^ before if before is not None else BitMap(r.computed.members)
             follow_ups.append(RefreshFollowUp(r.segment_id, r.started_at or now, changed))
-        MembershipTransition.objects.bulk_create(transitions, batch_size=5000)
-        membership_entries_written(t.segment_id for t in transitions if t.kind == TransitionKind.ENTERED)
+        transitions_write(transitions, at=now, source=SOURCE_REFRESH)
         if refresh_follow_up_needed(
             realtime=[r.segment_id for r in current if locked[r.segment_id].refresh_policy == RefreshPolicy.REALTIME],
             refreshed=[r.segment_id for r in current],
