@@ -6,14 +6,9 @@ OFFICER_PERMISSIONS = ("view_segment",)
 
 
 def officer_permissions_sync(**_signal_kwargs) -> None:
-    from django.contrib.auth.models import Group, Permission
+    from privacy.roles import officer_permissions_grant
 
-    from privacy.roles import OFFICER_GROUP
-
-    group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="segments", codename__in=OFFICER_PERMISSIONS)
-    )
+    officer_permissions_grant(app_label="segments", codenames=OFFICER_PERMISSIONS)
 
 
 class SegmentsConfig(AppConfig):

@@ -8,14 +8,9 @@ OFFICER_PERMISSIONS = ("view_modelcard",)
 
 
 def officer_permissions_sync(**_signal_kwargs) -> None:
-    from django.contrib.auth.models import Group, Permission
+    from privacy.roles import officer_permissions_grant
 
-    from privacy.roles import OFFICER_GROUP
-
-    group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="predict", codename__in=OFFICER_PERMISSIONS)
-    )
+    officer_permissions_grant(app_label="predict", codenames=OFFICER_PERMISSIONS)
 
 
 class PredictConfig(AppConfig):

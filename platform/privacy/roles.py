@@ -36,10 +36,14 @@ OFFICER_LOGIN_PERMISSIONS = ("view_accessattempt", "delete_accessattempt", "view
 
 
 def officer_group_sync(**_signal_kwargs) -> None:
+    officer_permissions_grant(app_label="privacy", codenames=OFFICER_PERMISSIONS)
+    officer_permissions_grant(app_label="axes", codenames=OFFICER_LOGIN_PERMISSIONS)
+
+
+def officer_permissions_grant(*, app_label: str, codenames: tuple[str, ...]) -> None:
+    """Give the officers' group these permissions of an app (creating the group if need be). Apps whose objects
+    officers read (segments, predict) call it from their own post_migrate receiver, with their own codenames."""
     from django.contrib.auth.models import Group, Permission
 
     group, _ = Group.objects.get_or_create(name=OFFICER_GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="privacy", codename__in=OFFICER_PERMISSIONS),
-        *Permission.objects.filter(content_type__app_label="axes", codename__in=OFFICER_LOGIN_PERMISSIONS),
-    )
+    group.permissions.add(*Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames))
