@@ -22,6 +22,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 from pyroaring import BitMap
 
 from consumers.models import Event, EventType
@@ -268,6 +269,21 @@ def _forecast_bounds(forecast: dict) -> tuple[int, int] | None:
     return bottom, top
 
 
+FORECAST_FREEZE_WINDOW = timedelta(hours=1)  # beyond the freeze task's retries: after this, none is coming
+
+
+def forecast_being_made(campaign: Campaign) -> bool:
+    """Whether a forecast may still be frozen for this campaign: one launched itself (a recurring series' runs
+    never get one) within the freeze task's retries, and not finished."""
+    return (
+        campaign.forecast is None
+        and campaign.parent_id is None
+        and campaign.launched_at is not None
+        and campaign.launched_at > timezone.now() - FORECAST_FREEZE_WINDOW
+        and campaign.status != CampaignStatus.COMPLETED
+    )
+
+
 def forecast_comparison(*, campaign: Campaign, uplift: Uplift | None, treated: ReleasedCount) -> ForecastComparison:
     """Post-processing of released figures only: the frozen forecast and the report's released uplift."""
     forecast = campaign.forecast
@@ -278,7 +294,7 @@ def forecast_comparison(*, campaign: Campaign, uplift: Uplift | None, treated: R
     if forecast is None:
         words = (
             "The forecast is still being made."
-            if campaign.launched_at is not None and campaign.status != CampaignStatus.COMPLETED
+            if forecast_being_made(campaign)
             else "No forecast was frozen when this campaign was launched."
         )
         return ForecastComparison(None, measured, low, high, "no_forecast", words)

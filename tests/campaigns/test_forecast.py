@@ -349,3 +349,22 @@ def test_a_launch_starts_the_send_before_the_forecast(merchant, all_purposes_app
     with TestCase.captureOnCommitCallbacks(execute=True):
         services.campaign_launch(campaign=draft, actor="test")
     assert started == ["activation", "forecast"]
+
+
+def test_a_forecast_is_said_to_be_coming_only_while_one_can_come(merchant, all_purposes_approved):
+    """A recurring series' runs never get a forecast, and a launch's freeze gives up within its retries: their
+    reports say none was frozen, not that one is being made, however long they run."""
+    from campaigns.selectors import campaign_report_public
+
+    now = timezone.now()
+    series = make_campaign(merchant, name="Weekly", status=CampaignStatus.SCHEDULED, launched_at=now)
+    run = make_campaign(merchant, name="Weekly, run 1", status=CampaignStatus.RUNNING, launched_at=now, parent=series)
+    stale = make_campaign(
+        merchant, name="Long ago", status=CampaignStatus.RUNNING, launched_at=now - timedelta(hours=2)
+    )
+    fresh = make_campaign(merchant, name="Just now", status=CampaignStatus.RUNNING, launched_at=now)
+    for campaign in (run, stale):
+        assert (
+            campaign_report_public(campaign).forecast.words == "No forecast was frozen when this campaign was launched."
+        )
+    assert campaign_report_public(fresh).forecast.words == "The forecast is still being made."

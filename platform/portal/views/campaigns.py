@@ -31,6 +31,7 @@ from campaigns.selectors import (
     campaigns_audience,
     campaigns_for_merchant,
     campaigns_kpis,
+    forecast_being_made,
     forecast_like_campaign,
 )
 from campaigns.services import (
@@ -494,7 +495,7 @@ def frozen_forecast_view(campaign: Campaign) -> dict | None:
     """The forecast frozen at launch, for the campaign page and the report (released figures, as stored)."""
     frozen = campaign.forecast
     if frozen is None:
-        return None
+        return {"pending": True} if forecast_being_made(campaign) else None
     if frozen.get("refused"):
         return {"refused": frozen.get("reason", "")}
     like = frozen.get("like_campaign_id")
