@@ -294,3 +294,36 @@ def test_a_save_after_signing_out_in_another_tab_says_to_sign_in_again(browsing,
     page.get_by_role("button", name="Create journey").click()
     page.wait_for_url("**/journeys/*/edit/")
     assert Journey.objects.get().name == "Cart rescue"
+
+
+def test_quiet_hours_ending_on_a_second_keep_it_through_a_save(browsing, merchant_user):
+    """The API keeps HH:MM:SS and quiet windows end on their second: the builder shows and saves the seconds it was
+    given, instead of cutting 21:00:30 to 21:00 on every save of the journey."""
+    from datetime import time
+
+    from journeys.services import journey_create
+
+    merchant = merchant_user.memberships.get().merchant
+    journey = journey_create(
+        merchant=merchant,
+        actor="test",
+        name="Quiet to the second",
+        trigger_kind="event",
+        trigger_event="purchased()",
+        quiet_start=time(21, 0, 30),
+        quiet_end=time(8, 0),
+        steps=[{"type": "send", "title": "Hi", "body": "From {store_name}.", "products": 0}],
+    )
+    page = browsing.page
+    browsing.sign_in("marketer", "marketer-pass-123")
+    browsing.goto(f"/journeys/{journey.pk}/edit/")
+    page.wait_for_load_state("networkidle")
+    page.get_by_label("Name").fill("Quiet to the second, renamed")
+    page.get_by_role("button", name="Save journey").click()
+    expect(page.locator(".messages")).to_contain_text("saved")
+    journey.refresh_from_db()
+    assert (journey.name, journey.quiet_start, journey.quiet_end) == (
+        "Quiet to the second, renamed",
+        time(21, 0, 30),
+        time(8, 0),
+    )

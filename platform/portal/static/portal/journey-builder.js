@@ -77,8 +77,12 @@
     return isNaN(percent) ? String(share) : String(percent);
   }
 
+  // A stored time as the time input shows it: HH:MM, or HH:MM:SS when it has seconds (the API keeps them, and a
+  // window ending on a second must not move by saving the journey again).
   function hhmm(value) {
-    return value ? String(value).slice(0, 5) : "";
+    if (!value) return "";
+    var text = String(value);
+    return text.length >= 8 && text.slice(5, 8) !== ":00" ? text.slice(0, 8) : text.slice(0, 5);
   }
 
   function wholeOrText(value) {
@@ -322,8 +326,8 @@
     settingsBox.appendChild(el("div", { class: "field" }, [el("label", { class: "checkbox", for: own.id }, [own, "Extra quiet hours for this journey (on top of the platform's and your store's)"])]));
     if (state.quiet_own) {
       settingsBox.appendChild(el("div", { class: "form-row" }, [
-        field("Quiet from", textInput(state.quiet_start, function (v) { state.quiet_start = v; }, { type: "time" }), "quiet_start", "Sends due then wait until the quiet hours end."),
-        field("Quiet until", textInput(state.quiet_end, function (v) { state.quiet_end = v; }, { type: "time" }), "quiet_end"),
+        field("Quiet from", textInput(state.quiet_start, function (v) { state.quiet_start = v; }, { type: "time", step: state.quiet_start.length > 5 ? 1 : null }), "quiet_start", "Sends due then wait until the quiet hours end."),
+        field("Quiet until", textInput(state.quiet_end, function (v) { state.quiet_end = v; }, { type: "time", step: state.quiet_end.length > 5 ? 1 : null }), "quiet_end"),
       ]));
     }
     settingsBox.appendChild(el("div", { class: "form-row" }, [
