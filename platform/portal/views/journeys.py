@@ -270,9 +270,6 @@ def journey_step_variants(request: HttpRequest, journey_id: int, step: int) -> H
 
 # ------------------------------------------------------------------------------------------------ the builder
 
-# Whether the builder offers message variants (an A/B/n test) on every send step; a step that has variants shows
-# them whatever this says.
-SEND_VARIANTS_OFFERED = True
 
 MESSAGE_PLACEHOLDERS = [
     *({"name": name, "help": help_text} for name, help_text in CONSTANT_PLACEHOLDERS.items()),
@@ -309,7 +306,6 @@ def _builder_context(request: HttpRequest, journey: Journey | None) -> dict[str,
         "event_vocabulary": event_vocabulary,
         "placeholders": MESSAGE_PLACEHOLDERS,
         "max_steps": MAX_STEPS,
-        "variants": SEND_VARIANTS_OFFERED,
         "max_variants": MAX_VARIANTS,
         "urls": {
             "save": save_url,

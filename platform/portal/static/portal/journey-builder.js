@@ -402,13 +402,13 @@
 
   /* Message variants of a send step (an A/B/n test: 2 to max_variants of {title, body, coupon_code,
      discount_percent, weight}, weights in percent adding up to 100, or none for equal shares): a generic list editor,
-     shown where a step has variants, or on every send step when the server offers variants (config.variants). A
-     variant's missing fields are the step's; keys it has no control for are kept, like a step's. */
+     shown on every send step that can be edited, and read-only where a step has variants. A variant's missing
+     fields are the step's; keys it has no control for are kept, like a step's. */
   var VARIANT_FIELDS = [["title", "Title", "text"], ["body", "Message", "text"], ["coupon_code", "Coupon code", "text"],
     ["discount_percent", "Discount (%)", "number"], ["weight", "Weight", "number"]];
 
   function variantsEditor(step, index) {
-    if (!Array.isArray(step.variants) && !(config.variants && !readonly)) return null;
+    if (!Array.isArray(step.variants) && readonly) return null;
     var key = "steps[" + index + "].variants";
     var box = el("details", { class: "jb-variants", open: Array.isArray(step.variants) && step.variants.length ? true : null }, [
       el("summary", { text: "Message variants" + (Array.isArray(step.variants) ? " (" + step.variants.length + ")" : "") }),
